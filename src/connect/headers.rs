@@ -1,0 +1,127 @@
+//! Which headers cross the proxy. A header mcpgate owns is set or stripped, never passed from
+//! the client: `Host`, `Content-Length`, hop-by-hop headers, `Mcp-Session-Id` (the gateway's
+//! own), `Origin` (checked here, meaningless upstream), `Accept-Encoding` (streams are relayed
+//! and inspected uncompressed), forwarding headers (spoofable), and `Authorization` whenever
+//! mcpgate supplies the credential. Everything else passes unchanged.
+
+use http::HeaderMap;
+use http::header::{self, HeaderName};
+
+use crate::mcp::headers::SESSION_ID;
+
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn is_hop_by_hop(name: &HeaderName, named_by_connection: &[String]) -> bool {
+    HOP_BY_HOP.contains(&name.as_str()) || named_by_connection.iter().any(|n| n == name.as_str())
+}
+
+/// `Forwarded`, `X-Forwarded-*`, `X-Real-IP`, in any case and with `_` for `-`.
+fn is_forwarding(name: &HeaderName) -> bool {
+    let n = name.as_str().replace('_', "-");
+    n == "forwarded" || n == "x-real-ip" || n.starts_with("x-forwarded-")
+}
+
+fn connection_tokens(h: &HeaderMap) -> Vec<String> {
+    h.get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// The client's request headers as they go upstream.
+pub fn to_upstream(client: &HeaderMap, drop_authorization: bool) -> HeaderMap {
+    let named = connection_tokens(client);
+    let mut out = HeaderMap::with_capacity(client.len() + 2);
+    for (k, v) in client {
+        let owned = *k == header::HOST
+            || *k == header::CONTENT_LENGTH
+            || *k == header::ORIGIN
+            || *k == header::ACCEPT_ENCODING
+            || k.as_str() == SESSION_ID
+            || (drop_authorization && *k == header::AUTHORIZATION);
+        if owned || is_hop_by_hop(k, &named) || is_forwarding(k) {
+            continue;
+        }
+        out.append(k, v.clone());
+    }
+    out
+}
+
+/// The upstream's response headers as they go to the client (the session id is set by the
+/// caller; the length follows the relayed body; CORS is the front-end's to decide).
+pub fn to_client(upstream: &HeaderMap) -> HeaderMap {
+    let named = connection_tokens(upstream);
+    let mut out = HeaderMap::with_capacity(upstream.len() + 4);
+    for (k, v) in upstream {
+        let owned = *k == header::CONTENT_LENGTH
+            || k.as_str() == SESSION_ID
+            || k.as_str().starts_with("access-control-");
+        if owned || is_hop_by_hop(k, &named) {
+            continue;
+        }
+        out.append(k, v.clone());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_policy() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("host", "127.0.0.1:8001"),
+            ("content-length", "10"),
+            ("authorization", "Bearer client"),
+            ("mcp-session-id", "gateway-id"),
+            ("mcp-protocol-version", "2025-06-18"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x_forwarded_host", "evil"),
+            ("forwarded", "for=1.2.3.4"),
+            ("connection", "keep-alive, x-secret-hop"),
+            ("x-secret-hop", "1"),
+            ("te", "trailers"),
+            ("origin", "http://localhost:6274"),
+            ("x-tenant", "acme"),
+            ("accept", "application/json, text/event-stream"),
+        ] {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        let out = to_upstream(&h, true);
+        let names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["mcp-protocol-version", "x-tenant", "accept"]);
+        assert!(to_upstream(&h, false).contains_key("authorization"));
+    }
+
+    #[test]
+    fn response_policy() {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", "text/event-stream".parse().unwrap());
+        h.insert("mcp-session-id", "upstream-id".parse().unwrap());
+        h.insert("transfer-encoding", "chunked".parse().unwrap());
+        h.insert("www-authenticate", "Bearer realm=x".parse().unwrap());
+        h.insert("access-control-allow-origin", "*".parse().unwrap());
+        let out = to_client(&h);
+        assert!(!out.contains_key("access-control-allow-origin"));
+        assert!(out.contains_key("content-type") && out.contains_key("www-authenticate"));
+        assert!(!out.contains_key("mcp-session-id") && !out.contains_key("transfer-encoding"));
+    }
+}

@@ -1,0 +1,139 @@
+//! `mcpgate connect URL`: a local proxy that lets a client with a static configuration reach a
+//! server that wants short-lived tokens. Wires the listener, the upstream and its credential,
+//! and runs until SIGINT/SIGTERM, then drains and ends the upstream sessions.
+
+mod headers;
+mod proxy;
+mod rebuild;
+mod relay;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, Uri};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use proxy::Proxy;
+
+use crate::credentials::{Credentials, Source};
+use crate::http::guard::Guard;
+use crate::mcp::session::SessionTable;
+use crate::transport::http_client;
+use crate::upstream::Upstream;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub upstream: Uri,
+    pub listen: SocketAddr,
+    pub path: String,
+    pub credential: Option<Source>,
+    pub headers: HeaderMap,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub max_body: usize,
+    pub allow_hosts: Vec<String>,
+    pub allow_origins: Vec<String>,
+    pub session_ttl: Duration,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Credential(#[from] crate::credentials::CredentialError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Starts the proxy; returns once it has shut down.
+pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), StartError> {
+    let credentials = match opts.credential.clone() {
+        Some(source) => Credentials::start(source).await?,
+        None => Credentials::none(),
+    };
+    let upstream = Upstream::new(
+        opts.upstream.clone(),
+        http_client::build(opts.connect_timeout),
+        credentials,
+        opts.headers.clone(),
+        opts.timeout,
+    );
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: opts.listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: opts.listen,
+        source,
+    })?;
+    let proxy = Arc::new(Proxy {
+        path: opts.path.clone(),
+        guard: Guard::new(
+            local.ip().is_loopback(),
+            &opts.allow_hosts,
+            &opts.allow_origins,
+        ),
+        upstream,
+        sessions: SessionTable::default(),
+        max_body: opts.max_body,
+        shutdown: shutdown.clone(),
+    });
+    tracing::info!(
+        "listening on http://{local}{} → {}",
+        opts.path,
+        proxy.upstream.display
+    );
+
+    let sweeper = tokio::spawn(expire_sessions(proxy.clone(), opts.session_ttl));
+    let handler = {
+        let proxy = proxy.clone();
+        move |req, _peer| proxy.clone().handle(req)
+    };
+    crate::http::server::serve(listener, handler, shutdown, opts.shutdown_grace).await;
+    sweeper.abort();
+
+    let sessions = proxy.sessions.drain();
+    if !sessions.is_empty() {
+        tracing::info!("ending {} upstream session(s)", sessions.len());
+        let ends = sessions.iter().map(|s| proxy.end_upstream_session(s));
+        let _ = tokio::time::timeout(Duration::from_secs(5), futures_join_all(ends)).await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Ends sessions idle for longer than `ttl`, upstream too.
+async fn expire_sessions(proxy: Arc<Proxy>, ttl: Duration) {
+    let every = (ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        tokio::time::sleep(every).await;
+        for s in proxy.sessions.expire(ttl) {
+            tracing::info!(session = s.label(), "session expired after {ttl:?} idle");
+            proxy.end_upstream_session(&s).await;
+        }
+    }
+}
+
+/// Awaits all futures concurrently (a few lines instead of a `futures` dependency).
+async fn futures_join_all<F: std::future::Future<Output = ()>>(futs: impl Iterator<Item = F>) {
+    let mut set = Vec::new();
+    for f in futs {
+        set.push(Box::pin(f));
+    }
+    std::future::poll_fn(|cx| {
+        set.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if set.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}

@@ -1,0 +1,132 @@
+//! Rebuilding an upstream session the upstream forgot: replay the client's `initialize`, read
+//! its answer, send `notifications/initialized`, and remember the new upstream session id.
+//! One rebuild per session at a time; requests that raced it reuse its result.
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
+use http::{HeaderMap, Method, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde::Deserialize;
+
+use crate::error::Error;
+use crate::jsonrpc;
+use crate::mcp::headers::{PROTOCOL_VERSION, SESSION_ID};
+use crate::mcp::session::Session;
+use crate::transport::sse;
+use crate::upstream::Upstream;
+
+const MAX_INIT_RESPONSE: usize = 4 * 1024 * 1024;
+
+pub async fn rebuild(
+    upstream: &Upstream,
+    session: &Session,
+    stale: Option<&HeaderValue>,
+    client: &HeaderMap,
+) -> Result<Option<HeaderValue>, Error> {
+    let _one_at_a_time = session.rebuilding.lock().await;
+    let current = session.upstream_id();
+    if current.as_ref() != stale {
+        return Ok(current);
+    }
+    let mut hdrs = HeaderMap::new();
+    hdrs.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    hdrs.insert(
+        ACCEPT,
+        HeaderValue::from_static("application/json, text/event-stream"),
+    );
+    let resp = upstream
+        .send(
+            Method::POST,
+            &upstream.url,
+            &hdrs,
+            session.initialize.clone(),
+        )
+        .await?;
+    if !resp.status().is_success() {
+        return Err(Error::protocol(
+            &upstream.display,
+            format!("re-initializing the session was answered {}", resp.status()),
+        ));
+    }
+    let fresh = resp.headers().get(SESSION_ID).cloned();
+    let answer = tokio::time::timeout(upstream.timeout, first_message(resp))
+        .await
+        .map_err(|_| Error::timeout(&upstream.display, upstream.timeout))?
+        .map_err(|e| {
+            Error::protocol(
+                &upstream.display,
+                format!("re-initializing the session: {e}"),
+            )
+        })?;
+    let version = negotiated_version(&answer)
+        .map(HeaderValue::try_from)
+        .and_then(Result::ok)
+        .or_else(|| client.get(PROTOCOL_VERSION).cloned());
+
+    let mut hdrs = hdrs.clone();
+    if let Some(id) = &fresh {
+        hdrs.insert(SESSION_ID, id.clone());
+    }
+    if let Some(v) = version {
+        hdrs.insert(PROTOCOL_VERSION, v);
+    }
+    let done = upstream
+        .send(
+            Method::POST,
+            &upstream.url,
+            &hdrs,
+            jsonrpc::notification("notifications/initialized"),
+        )
+        .await?;
+    if !done.status().is_success() {
+        tracing::warn!(upstream = %upstream.display, status = done.status().as_u16(), "notifications/initialized was refused after re-initializing");
+    }
+    session.set_upstream_id(fresh.clone());
+    tracing::info!(session = session.label(), "upstream session rebuilt");
+    Ok(fresh)
+}
+
+/// The first JSON-RPC message of a response, whether sent as JSON or as an SSE stream (which
+/// is not read past that message).
+async fn first_message(resp: Response<Incoming>) -> Result<Bytes, String> {
+    let is_sse = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let mut body = resp.into_body();
+    if !is_sse {
+        let bytes = crate::http::body::read_limited(body, MAX_INIT_RESPONSE)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        return Ok(bytes);
+    }
+    let mut parser = sse::Parser::new();
+    let mut events = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| e.to_string())?;
+        if let Some(data) = frame.data_ref() {
+            parser.feed(data, &mut events);
+            if let Some(ev) = events.iter().find(|e| !e.data.trim().is_empty()) {
+                return Ok(Bytes::from(ev.data.clone()));
+            }
+        }
+    }
+    Err("the stream ended before the initialize result".into())
+}
+
+fn negotiated_version(answer: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Answer {
+        result: Option<InitResult>,
+    }
+    #[derive(Deserialize)]
+    struct InitResult {
+        #[serde(rename = "protocolVersion")]
+        protocol_version: Option<String>,
+    }
+    serde_json::from_slice::<Answer>(answer)
+        .ok()?
+        .result?
+        .protocol_version
+}

@@ -1,0 +1,188 @@
+//! Relaying an upstream response body to the client as it arrives (no buffering), with the
+//! guarantees a client needs to never hang:
+//! - a POST's response stalls for longer than the timeout → the stream ends, and every request
+//!   of that POST still unanswered gets a JSON-RPC error event;
+//! - the upstream connection breaks mid-stream → the same error events, naming the cause;
+//! - a GET stream (open-ended by design) ends when the gateway shuts down.
+//! A stream the upstream closes cleanly is passed on as closed: since 2025-11-25 a server may
+//! close a stream on purpose and let the client resume it with `Last-Event-ID`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+use serde_json::value::RawValue;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::WaitForCancellationFutureOwned;
+
+use crate::http::body::BoxError;
+use crate::jsonrpc::{self, Kind, Payload, codes};
+use crate::transport::sse;
+
+/// Tracks which requests of a POST are still unanswered, by reading the SSE events going by.
+pub struct Pending {
+    ids: Vec<Box<RawValue>>,
+    parser: sse::Parser,
+    events: Vec<sse::Event>,
+}
+
+impl Pending {
+    pub fn new(ids: Vec<Box<RawValue>>) -> Option<Self> {
+        (!ids.is_empty()).then(|| Pending {
+            ids,
+            parser: sse::Parser::new(),
+            events: Vec::new(),
+        })
+    }
+
+    fn observe(&mut self, chunk: &[u8]) {
+        self.parser.feed(chunk, &mut self.events);
+        for ev in self.events.drain(..) {
+            let Ok(payload) = Payload::parse(ev.data.as_bytes()) else {
+                continue;
+            };
+            for m in payload.messages() {
+                if let (Kind::Response, Some(id)) = (m.kind(), m.id) {
+                    self.ids.retain(|p| p.get() != id.get());
+                }
+            }
+        }
+    }
+
+    /// One error event per unanswered request.
+    fn errors(&self, code: i64, message: &str) -> Option<Bytes> {
+        if self.ids.is_empty() {
+            return None;
+        }
+        let mut out = BytesMut::new();
+        for id in &self.ids {
+            out.extend_from_slice(&sse::encode(
+                &jsonrpc::error_response(Some(id), code, message),
+                None,
+            ));
+        }
+        Some(out.freeze())
+    }
+}
+
+pub struct Relay {
+    inner: Incoming,
+    /// How long the stream may stay silent; `None` for open-ended GET streams.
+    idle: Option<Duration>,
+    deadline: Pin<Box<Sleep>>,
+    stop: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    pending: Option<Pending>,
+    upstream: String,
+    done: bool,
+}
+
+impl Relay {
+    pub fn new(
+        inner: Incoming,
+        idle: Option<Duration>,
+        stop: Option<WaitForCancellationFutureOwned>,
+        pending: Option<Pending>,
+        upstream: String,
+    ) -> Self {
+        let deadline = Box::pin(tokio::time::sleep(
+            idle.unwrap_or(Duration::from_secs(86400)),
+        ));
+        Relay {
+            inner,
+            idle,
+            deadline,
+            stop: stop.map(Box::pin),
+            pending,
+            upstream,
+            done: false,
+        }
+    }
+
+    /// Ends the stream, with error events for what is still unanswered if we know of any.
+    fn finish(
+        &mut self,
+        code: i64,
+        message: String,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.done = true;
+        tracing::warn!("{message}");
+        match self.pending.as_ref().and_then(|p| p.errors(code, &message)) {
+            Some(events) => Poll::Ready(Some(Ok(Frame::data(events)))),
+            None => Poll::Ready(Some(Err(message.into()))),
+        }
+    }
+}
+
+impl HttpBody for Relay {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if let Some(stop) = &mut this.stop {
+            if stop.as_mut().poll(cx).is_ready() {
+                this.done = true;
+                return Poll::Ready(None);
+            }
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    if let Some(p) = &mut this.pending {
+                        p.observe(data);
+                    }
+                    if let Some(idle) = this.idle {
+                        this.deadline.as_mut().reset(Instant::now() + idle);
+                    }
+                }
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let msg = format!(
+                    "the connection to upstream {} broke mid-response: {}",
+                    this.upstream,
+                    crate::error::chain(&e)
+                );
+                return this.finish(codes::UPSTREAM_UNAVAILABLE, msg);
+            }
+            Poll::Ready(None) => {
+                this.done = true;
+                return Poll::Ready(None);
+            }
+            Poll::Pending => {}
+        }
+        if let Some(idle) = this.idle {
+            if this.deadline.as_mut().poll(cx).is_ready() {
+                let msg = format!(
+                    "upstream {} sent nothing for {idle:?}; giving up on this response",
+                    this.upstream
+                );
+                return this.finish(codes::UPSTREAM_TIMEOUT, msg);
+            }
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        // Exact only when we relay the body unchanged and to its end.
+        if self.pending.is_none() && self.stop.is_none() {
+            self.inner.size_hint()
+        } else {
+            SizeHint::default()
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Upstream credentials: where the bearer token mcpgate injects comes from, when it is
+//! refreshed, and the guarantee that concurrent requests never refresh it twice.
+//!
+//! Tokens live in memory only, inside `HeaderValue`s marked sensitive, and no `Debug` or error
+//! message of this module prints one.
+
+mod command;
+mod file;
+pub mod token;
+
+use std::sync::{Arc, RwLock, Weak};
+use std::time::{Duration, SystemTime};
+
+use http::HeaderValue;
+
+pub use command::CommandSpec;
+use token::IssuedToken;
+
+/// Where the bearer token comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// An environment variable, read once at start.
+    Env(String),
+    /// A file, re-read whenever it changes (checked on every request: one `stat`).
+    File(std::path::PathBuf),
+    /// A command whose stdout is the token; cached until it nears expiry.
+    Command(CommandSpec),
+}
+
+impl Source {
+    fn describe(&self) -> String {
+        match self {
+            Source::Env(var) => format!("environment variable {var}"),
+            Source::File(p) => format!("token file {}", p.display()),
+            Source::Command(c) => format!("token command `{}`", c.program_name()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{source_name}: {reason}")]
+pub struct CredentialError {
+    pub source_name: String,
+    pub reason: String,
+}
+
+/// The bearer credential of one upstream (or none: the client's own `Authorization` passes).
+#[derive(Clone, Default)]
+pub struct Credentials {
+    inner: Option<Arc<Inner>>,
+}
+
+struct Inner {
+    source: Source,
+    current: RwLock<Current>,
+    /// Held while a refresh runs: the single flight.
+    refreshing: tokio::sync::Mutex<()>,
+    file: Option<file::Watch>,
+}
+
+#[derive(Clone)]
+struct Current {
+    header: HeaderValue,
+    /// When to refresh ahead of expiry (two thirds of the lifetime), if the expiry is known.
+    refresh_at: Option<SystemTime>,
+    /// After this the token is not used any more: requests wait for a fresh one.
+    stale_at: Option<SystemTime>,
+}
+
+impl Current {
+    fn new(token: &IssuedToken, fetched: SystemTime) -> Result<Self, String> {
+        let mut header = HeaderValue::try_from(format!("Bearer {}", token.value))
+            .map_err(|_| "the token is not a valid header value".to_owned())?;
+        header.set_sensitive(true);
+        let (refresh_at, stale_at) = match token.expires_at {
+            Some(exp) => {
+                let life = exp.duration_since(fetched).unwrap_or_default();
+                let margin = (life / 10).min(Duration::from_secs(30));
+                (Some(fetched + life * 2 / 3), Some(exp - margin))
+            }
+            None => (None, None),
+        };
+        Ok(Current {
+            header,
+            refresh_at,
+            stale_at,
+        })
+    }
+}
+
+impl Credentials {
+    /// No credential: mcpgate injects nothing and leaves the client's `Authorization` alone.
+    pub fn none() -> Self {
+        Credentials::default()
+    }
+
+    /// Fetches the first token now, so a broken source stops start-up with a clear message.
+    pub async fn start(source: Source) -> Result<Self, CredentialError> {
+        let err = |reason: String| CredentialError {
+            source_name: source.describe(),
+            reason,
+        };
+        let now = SystemTime::now();
+        let (token, file) = match &source {
+            Source::Env(var) => {
+                let value = std::env::var(var).map_err(|_| err("is not set".into()))?;
+                (
+                    token::from_plain(&value).map_err(|e| err(e.to_string()))?,
+                    None,
+                )
+            }
+            Source::File(path) => {
+                let (token, watch) = file::Watch::open(path).map_err(err)?;
+                (token, Some(watch))
+            }
+            Source::Command(spec) => (spec.run(now).await.map_err(err)?, None),
+        };
+        let current = Current::new(&token, now).map_err(err)?;
+        let inner = Arc::new(Inner {
+            source,
+            current: RwLock::new(current),
+            refreshing: tokio::sync::Mutex::new(()),
+            file,
+        });
+        if matches!(inner.source, Source::Command(_)) {
+            tokio::spawn(refresh_ahead(Arc::downgrade(&inner)));
+        }
+        Ok(Credentials { inner: Some(inner) })
+    }
+
+    /// Whether mcpgate supplies the `Authorization` header (and so drops the client's).
+    pub fn supplies_authorization(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// The `Authorization` value to send now.
+    pub async fn authorization(&self) -> Result<Option<HeaderValue>, CredentialError> {
+        let Some(inner) = &self.inner else {
+            return Ok(None);
+        };
+        if let Some(watch) = &inner.file {
+            if let Some(token) = watch.reload_if_changed() {
+                inner.install(&token, SystemTime::now())?;
+            }
+        }
+        let current = inner.snapshot();
+        let now = SystemTime::now();
+        if current.stale_at.is_some_and(|t| now >= t) {
+            // Too close to expiry to use: wait for the refresh (single flight).
+            return inner
+                .refresh_unless_replaced(&current.header)
+                .await
+                .map(Some);
+        }
+        if current.refresh_at.is_some_and(|t| now >= t) {
+            // Still valid: use it, and refresh in the background unless a refresh runs already.
+            // A duplicate task is harmless: it finds the token replaced and returns.
+            if inner.refreshing.try_lock().is_ok() {
+                let inner = inner.clone();
+                let seen = current.header.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = inner.refresh_unless_replaced(&seen).await {
+                        tracing::warn!(
+                            "refreshing the upstream credential ahead of expiry failed: {e}"
+                        );
+                    }
+                });
+            }
+        }
+        Ok(Some(current.header))
+    }
+
+    /// After the upstream rejected `rejected` (401): a different credential to retry with, if
+    /// one can be had. Concurrent callers share one refresh.
+    pub async fn refresh_rejected(
+        &self,
+        rejected: &HeaderValue,
+    ) -> Result<Option<HeaderValue>, CredentialError> {
+        let Some(inner) = &self.inner else {
+            return Ok(None);
+        };
+        if matches!(inner.source, Source::Env(_)) {
+            return Ok(None);
+        }
+        let fresh = inner.refresh_unless_replaced(rejected).await?;
+        Ok((fresh != rejected).then_some(fresh))
+    }
+}
+
+impl Inner {
+    fn snapshot(&self) -> Current {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn install(
+        &self,
+        token: &IssuedToken,
+        fetched: SystemTime,
+    ) -> Result<HeaderValue, CredentialError> {
+        let current = Current::new(token, fetched).map_err(|reason| self.error(reason))?;
+        let header = current.header.clone();
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = current;
+        Ok(header)
+    }
+
+    fn error(&self, reason: String) -> CredentialError {
+        CredentialError {
+            source_name: self.source.describe(),
+            reason,
+        }
+    }
+
+    /// Fetches a new token unless the current one already differs from `seen` (someone else
+    /// refreshed while we waited for the lock).
+    async fn refresh_unless_replaced(
+        &self,
+        seen: &HeaderValue,
+    ) -> Result<HeaderValue, CredentialError> {
+        let _flight = self.refreshing.lock().await;
+        let current = self.snapshot();
+        if current.header != *seen {
+            return Ok(current.header);
+        }
+        let now = SystemTime::now();
+        let token = match &self.source {
+            Source::Env(_) => return Ok(current.header),
+            Source::File(path) => file::read(path).map_err(|r| self.error(r))?,
+            Source::Command(spec) => spec.run(now).await.map_err(|r| self.error(r))?,
+        };
+        tracing::debug!(source = %self.source.describe(), "upstream credential refreshed");
+        self.install(&token, now)
+    }
+}
+
+/// Refreshes a command's token at two thirds of its lifetime, so no request ever waits for
+/// the command. Ends when the credential is dropped.
+async fn refresh_ahead(inner: Weak<Inner>) {
+    let mut failures = 0u32;
+    loop {
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let current = strong.snapshot();
+        let Some(at) = current.refresh_at else { return };
+        drop(strong);
+        let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
+        tokio::time::sleep(wait.max(Duration::from_millis(100))).await;
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        match strong.refresh_unless_replaced(&current.header).await {
+            Ok(_) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                tracing::warn!("refreshing the upstream credential ahead of expiry failed: {e}");
+                let backoff = Duration::from_secs(1 << failures.min(5));
+                drop(strong);
+                tokio::time::sleep(backoff).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! A token as a credential source hands it over: the value and, when known, when it expires.
+//! Parses what token commands print: a bare token, or JSON in the shapes `az`, `gcloud` and
+//! OAuth token endpoints use; without an expiry field, a JWT's `exp` claim.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use serde_json::Value;
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct IssuedToken {
+    pub value: String,
+    pub expires_at: Option<SystemTime>,
+}
+
+impl fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("value", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenParseError {
+    #[error("printed nothing on stdout")]
+    Empty,
+    #[error("printed JSON without an accessToken or access_token string")]
+    NoTokenField,
+    #[error("printed JSON that does not parse: {0}")]
+    BadJson(String),
+    #[error("printed more than one word; expected a bare token or a JSON object")]
+    NotAToken,
+    #[error("printed a token with characters not allowed in an HTTP header")]
+    BadCharacters,
+}
+
+pub fn parse_command_output(stdout: &str, now: SystemTime) -> Result<IssuedToken, TokenParseError> {
+    let text = stdout.trim();
+    if text.is_empty() {
+        return Err(TokenParseError::Empty);
+    }
+    let token = if text.starts_with('{') {
+        let v: Value =
+            serde_json::from_str(text).map_err(|e| TokenParseError::BadJson(e.to_string()))?;
+        let value = ["accessToken", "access_token", "token"]
+            .iter()
+            .find_map(|k| v.get(*k).and_then(Value::as_str))
+            .ok_or(TokenParseError::NoTokenField)?
+            .to_owned();
+        let expires_at = expiry_from_json(&v, now);
+        IssuedToken { value, expires_at }
+    } else {
+        if text.split_whitespace().nth(1).is_some() {
+            return Err(TokenParseError::NotAToken);
+        }
+        IssuedToken {
+            value: text.to_owned(),
+            expires_at: None,
+        }
+    };
+    finish(token)
+}
+
+/// A token read from a file or an environment variable (an optional `Bearer ` prefix is dropped).
+pub fn from_plain(text: &str) -> Result<IssuedToken, TokenParseError> {
+    let text = text.trim();
+    let text = text
+        .strip_prefix("Bearer ")
+        .or_else(|| text.strip_prefix("bearer "))
+        .unwrap_or(text)
+        .trim();
+    if text.is_empty() {
+        return Err(TokenParseError::Empty);
+    }
+    if text.split_whitespace().nth(1).is_some() {
+        return Err(TokenParseError::NotAToken);
+    }
+    finish(IssuedToken {
+        value: text.to_owned(),
+        expires_at: None,
+    })
+}
+
+fn finish(mut token: IssuedToken) -> Result<IssuedToken, TokenParseError> {
+    if !token.value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(TokenParseError::BadCharacters);
+    }
+    if token.expires_at.is_none() {
+        token.expires_at = jwt_expiry(&token.value);
+    }
+    Ok(token)
+}
+
+fn expiry_from_json(v: &Value, now: SystemTime) -> Option<SystemTime> {
+    let number = |k: &str| {
+        v.get(k).and_then(|x| {
+            x.as_f64()
+                .or_else(|| x.as_str().and_then(|s| s.trim().parse::<f64>().ok()))
+        })
+    };
+    if let Some(secs) = number("expires_in").or_else(|| number("expiresIn")) {
+        return (secs >= 0.0).then(|| now + Duration::from_secs_f64(secs));
+    }
+    for key in [
+        "expires_at",
+        "expiresAt",
+        "expires_on",
+        "expiresOn",
+        "expiry",
+        "expiration",
+    ] {
+        if let Some(n) = number(key) {
+            return epoch(n);
+        }
+        if let Some(s) = v.get(key).and_then(Value::as_str) {
+            if let Some(t) = parse_datetime(s) {
+                return Some(t);
+            }
+        }
+    }
+    None
+}
+
+/// Epoch seconds, or milliseconds when the number is too large to be seconds.
+fn epoch(n: f64) -> Option<SystemTime> {
+    if !n.is_finite() || n <= 0.0 {
+        return None;
+    }
+    let secs = if n > 1e11 { n / 1000.0 } else { n };
+    Some(UNIX_EPOCH + Duration::from_secs_f64(secs))
+}
+
+/// `YYYY-MM-DD[T ]HH:MM:SS[.frac][Z|±HH:MM]`; without a zone it is local time (as `az` prints it).
+pub fn parse_datetime(s: &str) -> Option<SystemTime> {
+    let s = s.trim();
+    let b = s.as_bytes();
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b'T' || b[10] == b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d, h, mi, sec) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
+    let mut rest = &s[19..];
+    if let Some(r) = rest.strip_prefix('.') {
+        let digits = r.bytes().take_while(u8::is_ascii_digit).count();
+        rest = &r[digits..];
+    }
+    let offset = match rest {
+        "" => None,
+        "Z" | "z" => Some(0),
+        _ => {
+            let sign = match rest.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let hm = rest[1..].replace(':', "");
+            if hm.len() != 4 {
+                return None;
+            }
+            let oh: i64 = hm[..2].parse().ok()?;
+            let om: i64 = hm[2..].parse().ok()?;
+            Some(sign * (oh * 3600 + om * 60))
+        }
+    };
+    let secs = match offset {
+        Some(off) => days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off,
+        None => local_to_epoch(y, mo, d, h, mi, sec)?,
+    };
+    u64::try_from(secs)
+        .ok()
+        .map(|s| UNIX_EPOCH + Duration::from_secs(s))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+/// Local wall-clock time to epoch seconds, through the C library's time-zone rules.
+fn local_to_epoch(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> Option<i64> {
+    // SAFETY: `tm` is plain data, zero is a valid value for every field, and mktime only reads
+    // and normalizes the struct we own.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        tm.tm_year = i32::try_from(y - 1900).ok()?;
+        tm.tm_mon = i32::try_from(mo - 1).ok()?;
+        tm.tm_mday = i32::try_from(d).ok()?;
+        tm.tm_hour = i32::try_from(h).ok()?;
+        tm.tm_min = i32::try_from(mi).ok()?;
+        tm.tm_sec = i32::try_from(s).ok()?;
+        tm.tm_isdst = -1;
+        let t = libc::mktime(&mut tm);
+        (t != -1).then_some(t)
+    }
+}
+
+/// The `exp` claim of a JWT, read without verifying it: only to know when to refresh.
+pub fn jwt_expiry(token: &str) -> Option<SystemTime> {
+    let mut parts = token.split('.');
+    let (_, payload, _) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    epoch(claims.get("exp")?.as_f64()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn shapes() {
+        let now = at(1_000);
+        let t = parse_command_output("abc\n", now).unwrap();
+        assert_eq!((t.value.as_str(), t.expires_at), ("abc", None));
+        let t = parse_command_output(r#"{"access_token":"x","expires_in":60}"#, now).unwrap();
+        assert_eq!(t.expires_at, Some(at(1_060)));
+        let t = parse_command_output(r#"{"accessToken":"x","expires_on":"2000"}"#, now).unwrap();
+        assert_eq!(t.expires_at, Some(at(2_000)));
+        let t = parse_command_output(
+            r#"{"accessToken":"x","expiresOn":"2024-01-02T03:04:05Z"}"#,
+            now,
+        )
+        .unwrap();
+        assert_eq!(t.expires_at, Some(at(1_704_164_645)));
+        let t =
+            parse_command_output(r#"{"accessToken":"x","expires_at":1704164645000}"#, now).unwrap();
+        assert_eq!(t.expires_at, Some(at(1_704_164_645)));
+        let t = parse_command_output(
+            r#"{"accessToken":"x","expiresOn":"2024-01-02 03:04:05.123456"}"#,
+            now,
+        )
+        .unwrap();
+        assert!(t.expires_at.is_some(), "local time parses");
+        assert_eq!(parse_command_output("  ", now), Err(TokenParseError::Empty));
+        assert_eq!(
+            parse_command_output("not a token", now),
+            Err(TokenParseError::NotAToken)
+        );
+        assert_eq!(
+            parse_command_output(r#"{"token_type":"x"}"#, now),
+            Err(TokenParseError::NoTokenField)
+        );
+        assert!(matches!(
+            parse_command_output("{", now),
+            Err(TokenParseError::BadJson(_))
+        ));
+    }
+
+    #[test]
+    fn jwt_exp() {
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let jwt = format!(
+            "{}.{}.sig",
+            b64(r#"{"alg":"none"}"#),
+            b64(r#"{"exp":1700000000}"#)
+        );
+        let t = parse_command_output(&jwt, at(0)).unwrap();
+        assert_eq!(t.expires_at, Some(at(1_700_000_000)));
+        assert_eq!(jwt_expiry("a.b"), None);
+        assert_eq!(jwt_expiry("a.!!!.c"), None);
+    }
+
+    #[test]
+    fn plain_and_debug() {
+        let t = from_plain("Bearer s3cret\n").unwrap();
+        assert_eq!(t.value, "s3cret");
+        assert!(!format!("{t:?}").contains("s3cret"));
+        assert!(from_plain("a\u{7}b").is_err());
+    }
+}

@@ -1,0 +1,115 @@
+//! The one error type of the request path. Each error knows where it came from (the client,
+//! the upstream, or mcpgate itself) and whether trying again may help; `http::wire` maps it to
+//! a status and a JSON-RPC error body, in one place.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Client,
+    Upstream,
+    Internal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The body is not JSON.
+    Parse,
+    /// The body is not JSON-RPC, a required header is missing, or the version is unknown.
+    BadRequest,
+    /// 2026-07-28 standard headers disagree with the body.
+    HeaderMismatch,
+    /// Host or Origin not allowed (DNS rebinding, cross-site browsers).
+    Forbidden,
+    /// The client's session id is unknown (expired, deleted, or never issued).
+    SessionNotFound,
+    PayloadTooLarge,
+    MethodNotAllowed,
+    /// Could not connect, or the connection broke.
+    UpstreamUnreachable,
+    /// No answer within the configured time.
+    UpstreamTimeout,
+    /// The upstream answered something that is not MCP.
+    UpstreamProtocol,
+    /// No usable upstream credential.
+    Credential,
+    ShuttingDown,
+    Internal,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    pub kind: Kind,
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(kind: Kind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn origin(&self) -> Origin {
+        match self.kind {
+            Kind::Parse
+            | Kind::BadRequest
+            | Kind::HeaderMismatch
+            | Kind::Forbidden
+            | Kind::SessionNotFound
+            | Kind::PayloadTooLarge
+            | Kind::MethodNotAllowed => Origin::Client,
+            Kind::UpstreamUnreachable | Kind::UpstreamTimeout | Kind::UpstreamProtocol => {
+                Origin::Upstream
+            }
+            Kind::Credential | Kind::ShuttingDown | Kind::Internal => Origin::Internal,
+        }
+    }
+
+    /// Whether the same request may succeed if sent again later.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::UpstreamUnreachable | Kind::UpstreamTimeout | Kind::ShuttingDown
+        )
+    }
+
+    pub fn unreachable(upstream: &str, cause: impl std::fmt::Display) -> Self {
+        Error::new(
+            Kind::UpstreamUnreachable,
+            format!("upstream {upstream} is unreachable: {cause}"),
+        )
+    }
+
+    pub fn timeout(upstream: &str, after: Duration) -> Self {
+        Error::new(
+            Kind::UpstreamTimeout,
+            format!("upstream {upstream} did not answer within {after:?}"),
+        )
+    }
+
+    pub fn protocol(upstream: &str, cause: impl std::fmt::Display) -> Self {
+        Error::new(
+            Kind::UpstreamProtocol,
+            format!("upstream {upstream} broke the protocol: {cause}"),
+        )
+    }
+}
+
+/// An error and the chain of its sources, on one line (hyper's top-level messages alone say
+/// little: "client error (Connect)").
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = inner.source();
+    }
+    s
+}

@@ -1,0 +1,198 @@
+//! JSON-RPC 2.0 envelopes: just enough of a message to route it. Payloads stay raw
+//! (`RawValue`), so what the gateway only forwards is never re-serialized.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+pub mod codes;
+
+/// One JSON-RPC message, borrowed from the bytes it was parsed from.
+#[derive(Debug, Deserialize)]
+pub struct Envelope<'a> {
+    #[serde(borrow, default)]
+    pub id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub method: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub params: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub result: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub error: Option<&'a RawValue>,
+}
+
+/// What a message is, by the fields it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Request,
+    Notification,
+    Response,
+    Invalid,
+}
+
+impl Envelope<'_> {
+    pub fn kind(&self) -> Kind {
+        match (&self.method, self.id) {
+            (Some(_), Some(_)) => Kind::Request,
+            (Some(_), None) => Kind::Notification,
+            (None, Some(_)) if self.result.is_some() || self.error.is_some() => Kind::Response,
+            _ => Kind::Invalid,
+        }
+    }
+
+    pub fn method(&self) -> Option<&str> {
+        self.method.as_deref()
+    }
+
+    /// The `params.name` (tools, prompts) or `params.uri` (resources) a request addresses.
+    pub fn target_name(&self) -> Option<String> {
+        #[derive(Deserialize)]
+        struct Target<'a> {
+            #[serde(borrow, default)]
+            name: Option<Cow<'a, str>>,
+            #[serde(borrow, default)]
+            uri: Option<Cow<'a, str>>,
+        }
+        let params = self.params?;
+        let target: Target = serde_json::from_str(params.get()).ok()?;
+        let key_is_uri = matches!(
+            self.method(),
+            Some("resources/read" | "resources/subscribe" | "resources/unsubscribe")
+        );
+        if key_is_uri { target.uri } else { target.name }.map(Cow::into_owned)
+    }
+}
+
+/// A POST body: one message or (2025-03-26 only) a batch.
+#[derive(Debug)]
+pub enum Payload<'a> {
+    Single(Envelope<'a>),
+    Batch(Vec<Envelope<'a>>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("the body is not JSON-RPC: {0}")]
+    NotJsonRpc(String),
+    #[error("the batch is empty")]
+    EmptyBatch,
+}
+
+impl<'a> Payload<'a> {
+    pub fn parse(body: &'a [u8]) -> Result<Self, ParseError> {
+        let first = body.iter().find(|b| !b.is_ascii_whitespace());
+        if first == Some(&b'[') {
+            let batch: Vec<Envelope<'a>> =
+                serde_json::from_slice(body).map_err(|e| ParseError::NotJsonRpc(e.to_string()))?;
+            if batch.is_empty() {
+                return Err(ParseError::EmptyBatch);
+            }
+            Ok(Payload::Batch(batch))
+        } else {
+            serde_json::from_slice(body)
+                .map(Payload::Single)
+                .map_err(|e| ParseError::NotJsonRpc(e.to_string()))
+        }
+    }
+
+    pub fn messages(&self) -> &[Envelope<'a>] {
+        match self {
+            Payload::Single(m) => std::slice::from_ref(m),
+            Payload::Batch(v) => v,
+        }
+    }
+
+    /// The single message, when the body is not a batch.
+    pub fn single(&self) -> Option<&Envelope<'a>> {
+        match self {
+            Payload::Single(m) => Some(m),
+            Payload::Batch(_) => None,
+        }
+    }
+
+    pub fn is_initialize(&self) -> bool {
+        self.single().and_then(Envelope::method) == Some("initialize")
+    }
+
+    /// Whether any message expects an answer.
+    pub fn has_requests(&self) -> bool {
+        self.messages().iter().any(|m| m.kind() == Kind::Request)
+    }
+
+    /// The raw ids of the requests in the body, to tell when each has been answered.
+    pub fn request_ids(&self) -> Vec<Box<RawValue>> {
+        self.messages()
+            .iter()
+            .filter(|m| m.kind() == Kind::Request)
+            .filter_map(|m| m.id.map(ToOwned::to_owned))
+            .collect()
+    }
+
+    /// The id to answer an error with: the single request's id, else null.
+    pub fn error_id(&self) -> Option<&'a RawValue> {
+        self.single().and_then(|m| m.id)
+    }
+}
+
+/// An error response; `id` is the raw id of the request it answers (null when unknown).
+pub fn error_response(id: Option<&RawValue>, code: i64, message: &str) -> Bytes {
+    let id = id.map_or("null", RawValue::get);
+    let message = serde_json::to_string(message).unwrap_or_else(|_| "\"error\"".into());
+    Bytes::from(format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message}}}}}"#
+    ))
+}
+
+/// A notification with no params, e.g. `notifications/initialized`.
+pub fn notification(method: &str) -> Bytes {
+    let method = serde_json::to_string(method).unwrap_or_default();
+    Bytes::from(format!(r#"{{"jsonrpc":"2.0","method":{method}}}"#))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds() {
+        let p = Payload::parse(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#,
+        )
+        .unwrap();
+        let m = p.single().unwrap();
+        assert_eq!(m.kind(), Kind::Request);
+        assert_eq!(m.target_name().as_deref(), Some("echo"));
+        let p =
+            Payload::parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
+        assert_eq!(p.single().unwrap().kind(), Kind::Notification);
+        let p = Payload::parse(br#"{"jsonrpc":"2.0","id":"a","result":{}}"#).unwrap();
+        assert_eq!(p.single().unwrap().kind(), Kind::Response);
+        let p = Payload::parse(
+            br#" [{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","method":"x"}]"#,
+        )
+        .unwrap();
+        assert_eq!(p.request_ids().len(), 1);
+        assert!(Payload::parse(b"[]").is_err());
+        assert!(Payload::parse(b"{").is_err());
+    }
+
+    #[test]
+    fn escaped_method_and_uri_target() {
+        let p = Payload::parse(br#"{"jsonrpc":"2.0","id":1,"method":"resources\/read","params":{"uri":"file:///a","name":"x"}}"#).unwrap();
+        let m = p.single().unwrap();
+        assert_eq!(m.method(), Some("resources/read"));
+        assert_eq!(m.target_name().as_deref(), Some("file:///a"));
+    }
+
+    #[test]
+    fn error_body_keeps_raw_id() {
+        let p = Payload::parse(br#"{"jsonrpc":"2.0","id":"x\"1","method":"ping"}"#).unwrap();
+        let body = error_response(p.error_id(), -32000, "boom \"quoted\"");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["id"], "x\"1");
+        assert_eq!(v["error"]["message"], "boom \"quoted\"");
+    }
+}

@@ -1,0 +1,18 @@
+//! mcpgate: one binary between MCP clients and MCP servers that owns authentication on both sides.
+//!
+//! The crate is laid out after the path a message takes (see `docs/ARCHITECTURE.md`):
+//! a front-end (`http`) accepts it, the mode (`connect`) decides what to do with it using the
+//! protocol knowledge in `mcp` and the envelope codec in `jsonrpc`, and an `upstream` sends it on
+//! through a `transport` with `credentials` injected.
+
+pub mod cli;
+pub mod connect;
+pub mod credentials;
+pub mod error;
+pub mod http;
+pub mod jsonrpc;
+pub mod log;
+pub mod mcp;
+pub mod shutdown;
+pub mod transport;
+pub mod upstream;

@@ -1,0 +1,39 @@
+//! The `mcpgate` command: parse, start logging, hand over to the chosen mode.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use mcpgate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    mcpgate::log::init(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mcpgate: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Connect(args) => {
+                let opts = args.into_options()?;
+                let shutdown = mcpgate::shutdown::on_signals();
+                mcpgate::connect::run(opts, shutdown)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("mcpgate: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The HTTP headers MCP defines, and the 2026-07-28 rule that `Mcp-Method`/`Mcp-Name` must
+//! mirror the body (SEP-2243): intermediaries route on the headers, servers execute the body, so
+//! a disagreement is a confused-deputy vector and is refused before anything is forwarded.
+
+use http::HeaderMap;
+
+use crate::jsonrpc::Envelope;
+
+pub const SESSION_ID: &str = "mcp-session-id";
+pub const PROTOCOL_VERSION: &str = "mcp-protocol-version";
+pub const LAST_EVENT_ID: &str = "last-event-id";
+pub const METHOD: &str = "mcp-method";
+pub const NAME: &str = "mcp-name";
+
+/// Methods whose target must be mirrored in `Mcp-Name`.
+fn names_a_target(method: &str) -> bool {
+    matches!(
+        method,
+        "tools/call"
+            | "prompts/get"
+            | "resources/read"
+            | "resources/subscribe"
+            | "resources/unsubscribe"
+    )
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HeaderMismatch {
+    #[error("the Mcp-Method header is required")]
+    MissingMethod,
+    #[error("the Mcp-Method header ({header:?}) does not match the body's method ({body:?})")]
+    Method { header: String, body: String },
+    #[error("the Mcp-Name header is required for {0}")]
+    MissingName(String),
+    #[error("the Mcp-Name header ({header:?}) does not match the body ({body:?})")]
+    Name { header: String, body: String },
+    #[error("the Mcp-Name header is set but the body names no target")]
+    OrphanName,
+    #[error("a modern request carries exactly one JSON-RPC message")]
+    NotSingle,
+}
+
+/// Checks a modern-era request's standard headers against its body.
+pub fn check_modern(headers: &HeaderMap, msg: &Envelope<'_>) -> Result<(), HeaderMismatch> {
+    let text = |name| {
+        headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    let Some(method) = msg.method() else {
+        // Responses and notifications without a method carry nothing to mirror.
+        return Ok(());
+    };
+    match text(METHOD) {
+        None => return Err(HeaderMismatch::MissingMethod),
+        Some(h) if h != method => {
+            return Err(HeaderMismatch::Method {
+                header: h,
+                body: method.into(),
+            });
+        }
+        Some(_) => {}
+    }
+    let body_name = if names_a_target(method) {
+        msg.target_name()
+    } else {
+        None
+    };
+    match (text(NAME), body_name) {
+        (Some(h), Some(b)) if h != b => Err(HeaderMismatch::Name { header: h, body: b }),
+        (None, Some(_)) => Err(HeaderMismatch::MissingName(method.into())),
+        (Some(_), None) => Err(HeaderMismatch::OrphanName),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jsonrpc::Payload;
+
+    fn check(hdrs: &[(&'static str, &str)], body: &str) -> Result<(), HeaderMismatch> {
+        let mut h = HeaderMap::new();
+        for (k, v) in hdrs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        let p = Payload::parse(body.as_bytes()).unwrap();
+        check_modern(&h, p.single().unwrap())
+    }
+
+    #[test]
+    fn table() {
+        let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#;
+        let read = r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"a://b"}}"#;
+        let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+        let cases: &[(&[(&str, &str)], &str, bool)] = &[
+            (
+                &[("mcp-method", "tools/call"), ("mcp-name", "echo")],
+                call,
+                true,
+            ),
+            (&[("mcp-method", "tools/call")], call, false),
+            (
+                &[("mcp-method", "tools/call"), ("mcp-name", "other")],
+                call,
+                false,
+            ),
+            (
+                &[("mcp-method", "tools/list"), ("mcp-name", "echo")],
+                call,
+                false,
+            ),
+            (&[("mcp-name", "echo")], call, false),
+            (
+                &[("mcp-method", "resources/read"), ("mcp-name", "a://b")],
+                read,
+                true,
+            ),
+            (
+                &[("mcp-method", "resources/read"), ("mcp-name", "a://c")],
+                read,
+                false,
+            ),
+            (&[("mcp-method", "tools/list")], list, true),
+            (
+                &[("mcp-method", "tools/list"), ("mcp-name", "x")],
+                list,
+                false,
+            ),
+        ];
+        for (hdrs, body, ok) in cases {
+            assert_eq!(check(hdrs, body).is_ok(), *ok, "{hdrs:?} {body}");
+        }
+    }
+}

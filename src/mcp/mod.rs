@@ -1,0 +1,5 @@
+//! MCP protocol knowledge that does not depend on a transport: eras, standard headers, sessions.
+
+pub mod era;
+pub mod headers;
+pub mod session;

@@ -1,0 +1,170 @@
+//! Client-facing sessions. The gateway issues its own session ids (128 random bits, hex) and
+//! keeps, per session, what it needs to rebuild the upstream session behind the client's back:
+//! the client's original `initialize` request and the upstream's current session id.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::HeaderValue;
+
+pub struct Session {
+    pub id: String,
+    /// The id as a header value, ready to send back.
+    pub header: HeaderValue,
+    /// The client's `initialize` request body, replayed to re-initialize upstream.
+    pub initialize: Bytes,
+    upstream: RwLock<Option<HeaderValue>>,
+    /// Held while the upstream session is being rebuilt: one rebuild at a time.
+    pub rebuilding: tokio::sync::Mutex<()>,
+    last_used: RwLock<Instant>,
+}
+
+impl Session {
+    pub fn upstream_id(&self) -> Option<HeaderValue> {
+        self.upstream
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_upstream_id(&self, id: Option<HeaderValue>) {
+        *self.upstream.write().unwrap_or_else(|p| p.into_inner()) = id;
+    }
+
+    fn touch(&self) {
+        *self.last_used.write().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.last_used
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+    }
+
+    /// A short, non-secret label for logs.
+    pub fn label(&self) -> &str {
+        &self.id[..8]
+    }
+}
+
+#[derive(Default)]
+pub struct SessionTable {
+    map: RwLock<HashMap<String, Arc<Session>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the system random number generator failed: {0}")]
+pub struct RandomError(String);
+
+/// 128 bits from the OS generator, as 32 lowercase hex characters.
+pub fn new_id() -> Result<String, RandomError> {
+    let mut buf = [0u8; 16];
+    getrandom::fill(&mut buf).map_err(|e| RandomError(e.to_string()))?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl SessionTable {
+    pub fn create(
+        &self,
+        initialize: Bytes,
+        upstream: Option<HeaderValue>,
+    ) -> Result<Arc<Session>, RandomError> {
+        let id = new_id()?;
+        let header = HeaderValue::try_from(id.as_str()).map_err(|e| RandomError(e.to_string()))?;
+        let session = Arc::new(Session {
+            id: id.clone(),
+            header,
+            initialize,
+            upstream: RwLock::new(upstream),
+            rebuilding: tokio::sync::Mutex::new(()),
+            last_used: RwLock::new(Instant::now()),
+        });
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, session.clone());
+        Ok(session)
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
+        let s = self
+            .map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()?;
+        s.touch();
+        Some(s)
+    }
+
+    pub fn remove(&self, id: &str) -> Option<Arc<Session>> {
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Removes and returns every session (shutdown).
+    pub fn drain(&self) -> Vec<Arc<Session>> {
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, s)| s)
+            .collect()
+    }
+
+    /// Removes sessions idle for longer than `ttl`; returns them so their upstream sessions can
+    /// be ended.
+    pub fn expire(&self, ttl: Duration) -> Vec<Arc<Session>> {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        let idle: Vec<String> = map
+            .iter()
+            .filter(|(_, s)| s.idle_for() > ttl)
+            .map(|(k, _)| k.clone())
+            .collect();
+        idle.into_iter().filter_map(|k| map.remove(&k)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_random_and_long() {
+        let a = new_id().unwrap();
+        let b = new_id().unwrap();
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn table() {
+        let t = SessionTable::default();
+        let s = t
+            .create(
+                Bytes::from_static(b"{}"),
+                Some(HeaderValue::from_static("up-1")),
+            )
+            .unwrap();
+        assert_eq!(t.get(&s.id).unwrap().upstream_id().unwrap(), "up-1");
+        s.set_upstream_id(Some(HeaderValue::from_static("up-2")));
+        assert_eq!(t.get(&s.id).unwrap().upstream_id().unwrap(), "up-2");
+        assert!(t.get("nope").is_none());
+        assert!(t.expire(Duration::from_secs(60)).is_empty());
+        assert_eq!(t.expire(Duration::ZERO).len(), 1);
+        assert!(t.is_empty());
+    }
+}

@@ -1,0 +1,5 @@
+//! Transports: how bytes reach an MCP peer. One file per transport; `sse` is the event-stream
+//! codec they share.
+
+pub mod http_client;
+pub mod sse;

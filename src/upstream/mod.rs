@@ -1,0 +1,193 @@
+//! An upstream MCP server as the gateway sees it: where it is, how to reach it, and the
+//! credential to present. Every request to it goes through `send`, which injects the
+//! credential, bounds the wait, and answers a 401 with one refresh and one retry.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, HeaderName};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body_util::Full;
+use hyper::body::Incoming;
+
+use crate::credentials::Credentials;
+use crate::error::{Error, Kind, chain};
+use crate::transport::http_client::HttpClient;
+
+pub struct Upstream {
+    pub url: Uri,
+    /// The URL without user info or query, safe to print.
+    pub display: String,
+    client: HttpClient,
+    credentials: Credentials,
+    /// Static `--header`s, set on every request (they win over the client's).
+    headers: HeaderMap,
+    /// How long to wait for an answer (response headers; for streams, between events).
+    pub timeout: Duration,
+}
+
+impl Upstream {
+    pub fn new(
+        url: Uri,
+        client: HttpClient,
+        credentials: Credentials,
+        headers: HeaderMap,
+        timeout: Duration,
+    ) -> Self {
+        let display = display_url(&url);
+        Upstream {
+            url,
+            display,
+            client,
+            credentials,
+            headers,
+            timeout,
+        }
+    }
+
+    /// Whether mcpgate supplies `Authorization` itself (then the client's is dropped).
+    pub fn supplies_authorization(&self) -> bool {
+        self.credentials.supplies_authorization() || self.headers.contains_key(AUTHORIZATION)
+    }
+
+    /// Sends one request to `uri` (the upstream URL unless a transport says otherwise).
+    pub async fn send(
+        &self,
+        method: Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Response<Incoming>, Error> {
+        let auth = self.authorization().await?;
+        let resp = self
+            .send_once(&method, uri, headers, auth.as_ref(), body.clone())
+            .await?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        let Some(rejected) = auth else {
+            return Ok(resp);
+        };
+        match self.credentials.refresh_rejected(&rejected).await {
+            Ok(Some(fresh)) => {
+                tracing::info!(upstream = %self.display, "upstream answered 401; retrying once with a refreshed credential");
+                drop(resp);
+                self.send_once(&method, uri, headers, Some(&fresh), body)
+                    .await
+            }
+            // Nothing fresher to offer: the client sees the upstream's own challenge.
+            Ok(None) => Ok(resp),
+            Err(e) => Err(Error::new(
+                Kind::Credential,
+                format!("upstream {} answered 401 and {e}", self.display),
+            )),
+        }
+    }
+
+    async fn authorization(&self) -> Result<Option<HeaderValue>, Error> {
+        self.credentials.authorization().await.map_err(|e| {
+            Error::new(
+                Kind::Credential,
+                format!("no credential for upstream {}: {e}", self.display),
+            )
+        })
+    }
+
+    async fn send_once(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        auth: Option<&HeaderValue>,
+        body: Bytes,
+    ) -> Result<Response<Incoming>, Error> {
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = method.clone();
+        *req.uri_mut() = uri.clone();
+        let h = req.headers_mut();
+        h.reserve(headers.len() + self.headers.len() + 1);
+        for (k, v) in headers {
+            h.append(k, v.clone());
+        }
+        for (k, v) in &self.headers {
+            h.insert(k, v.clone());
+        }
+        if let Some(auth) = auth {
+            h.insert(AUTHORIZATION, auth.clone());
+        }
+        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) if e.is_connect() => Err(Error::unreachable(&self.display, chain(&e))),
+            Ok(Err(e)) => Err(Error::unreachable(&self.display, chain(&e))),
+            Err(_) => Err(Error::timeout(&self.display, self.timeout)),
+        }
+    }
+}
+
+/// scheme://host[:port]/path — no user info, no query (either may hold a secret).
+pub fn display_url(url: &Uri) -> String {
+    let scheme = url.scheme_str().unwrap_or("http");
+    let host = url.host().unwrap_or("");
+    let port = url.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
+    format!("{scheme}://{host}{port}{}", url.path())
+}
+
+/// Parses `K: V` as given to `--header`.
+pub fn parse_header(raw: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let (k, v) = raw
+        .split_once(':')
+        .ok_or_else(|| format!("--header {raw:?}: expected 'Name: value'"))?;
+    let name = HeaderName::try_from(k.trim())
+        .map_err(|_| format!("--header {:?}: not a valid header name", k.trim()))?;
+    let mut value = HeaderValue::try_from(v.trim())
+        .map_err(|_| format!("--header {}: the value is not a valid header value", name))?;
+    value.set_sensitive(true);
+    Ok((name, value))
+}
+
+/// Validates an upstream URL given on the command line.
+pub fn parse_url(raw: &str) -> Result<Uri, String> {
+    let uri: Uri = raw
+        .parse()
+        .map_err(|e| format!("{raw:?} is not a valid URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        Some(other) => {
+            return Err(format!(
+                "{raw:?}: the scheme must be http or https, not {other}"
+            ));
+        }
+        None => {
+            return Err(format!(
+                "{raw:?} is not an absolute URL (expected http://host/path or https://host/path)"
+            ));
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("{raw:?} has no host"));
+    }
+    Ok(uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert!(parse_url("http://127.0.0.1:3000/mcp").is_ok());
+        assert!(parse_url("ftp://x/").is_err());
+        assert!(parse_url("/mcp").is_err());
+        assert!(parse_url("not a url").is_err());
+        let u = parse_url("https://user:pw@example.com:8443/mcp?key=secret").unwrap();
+        assert_eq!(display_url(&u), "https://example.com:8443/mcp");
+    }
+
+    #[test]
+    fn headers() {
+        let (k, v) = parse_header("X-Tenant:  acme ").unwrap();
+        assert_eq!((k.as_str(), v.to_str().unwrap()), ("x-tenant", "acme"));
+        assert!(parse_header("novalue").is_err());
+        assert!(parse_header("bad name: v").is_err());
+    }
+}

@@ -1,0 +1,81 @@
+// An MCP client built on the official TypeScript SDK, driven by the Rust integration tests.
+// Usage: node sdk-client.mjs URL STEP [STEP…]   Prints one JSON object: { step: result, … }.
+// Steps: info, tools, echo, progress, elicit, resources, prompts, sampling, close.
+// It exits 1 (with the error in the JSON under "error") at the first failing step.
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
+import { ElicitRequestSchema, CreateMessageRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+
+const [url, ...steps] = process.argv.slice(2);
+const out = {};
+const elicitations = [];
+
+const client = new Client(
+  { name: 'mcpgate-test-client', version: '1.0.0' },
+  { capabilities: { elicitation: {}, sampling: {}, roots: { listChanged: true } } },
+);
+client.setRequestHandler(ElicitRequestSchema, async (req) => {
+  elicitations.push(req.params.message);
+  return { action: 'accept', content: { name: 'Ada Lovelace', check: true, integer: 7 } };
+});
+client.setRequestHandler(CreateMessageRequestSchema, async () => ({
+  role: 'assistant',
+  model: 'test-model',
+  content: { type: 'text', text: 'sampled by the test client' },
+}));
+
+const text = (result) => (result.content || []).filter((c) => c.type === 'text').map((c) => c.text).join('\n');
+
+const run = {
+  info: async () => ({ server: client.getServerVersion()?.name, protocol: transport.protocolVersion ?? null, session: !!transport.sessionId }),
+  tools: async () => (await client.listTools()).tools.map((t) => t.name),
+  echo: async () => text(await client.callTool({ name: 'echo', arguments: { message: 'hello through mcpgate' } })),
+  progress: async () => {
+    const events = [];
+    const result = await client.callTool(
+      { name: 'trigger-long-running-operation', arguments: { duration: 0.6, steps: 3 } },
+      undefined,
+      { onprogress: (p) => events.push({ progress: p.progress, total: p.total, at: Date.now() }) },
+    );
+    return { progress: events.map((e) => e.progress), resultAt: Date.now(), lastProgressAt: events.at(-1)?.at ?? null, text: text(result) };
+  },
+  elicit: async () => {
+    const result = await client.callTool({ name: 'trigger-elicitation-request', arguments: {} });
+    return { asked: elicitations.length, text: text(result) };
+  },
+  sampling: async () => text(await client.callTool({ name: 'trigger-sampling-request', arguments: { prompt: 'hi', maxTokens: 10 } })),
+  resources: async () => {
+    const list = (await client.listResources()).resources;
+    const templates = (await client.listResourceTemplates()).resourceTemplates;
+    const read = await client.readResource({ uri: list[0].uri });
+    return { count: list.length, templates: templates.length, first: list[0].uri, read: read.contents.length };
+  },
+  prompts: async () => {
+    const list = (await client.listPrompts()).prompts;
+    const simple = list.find((p) => !(p.arguments || []).some((a) => a.required)) || list[0];
+    const got = await client.getPrompt({ name: simple.name, arguments: {} });
+    return { names: list.map((p) => p.name), got: got.messages.length };
+  },
+  close: async () => {
+    if (transport.terminateSession) await transport.terminateSession();
+    await client.close();
+    return true;
+  },
+};
+
+const legacySse = process.env.MCP_TRANSPORT === 'sse';
+const transport = legacySse ? new SSEClientTransport(new URL(url)) : new StreamableHTTPClientTransport(new URL(url));
+try {
+  await client.connect(transport);
+  for (const step of steps) {
+    if (!run[step]) throw new Error(`unknown step ${step}`);
+    out[step] = await run[step]();
+  }
+  process.stdout.write(JSON.stringify(out) + '\n');
+  process.exit(0);
+} catch (e) {
+  out.error = String(e?.stack || e);
+  process.stdout.write(JSON.stringify(out) + '\n');
+  process.exit(1);
+}
