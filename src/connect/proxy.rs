@@ -204,8 +204,8 @@ impl Proxy {
         Ok(self.relay(resp, Some(&session.header), pending, false))
     }
 
-    /// Forwards a request within a session. If the upstream forgot its session (404: it
-    /// restarted), the session is rebuilt and the request sent again: the client never knows.
+    /// Forwards a request within a session. If the upstream forgot its session (it restarted),
+    /// the session is rebuilt and the request sent again: the client never knows.
     async fn exchange(
         &self,
         method: Method,
@@ -214,6 +214,7 @@ impl Proxy {
         session: &Session,
         pending: Option<Pending>,
     ) -> Result<Response<Body>, Error> {
+        let open_ended = method == Method::GET;
         let mut hdrs = self.upstream_headers(client);
         let stale = session.upstream_id();
         set_session(&mut hdrs, stale.as_ref());
@@ -221,13 +222,19 @@ impl Proxy {
             .upstream
             .send(method.clone(), &self.upstream.url, &hdrs, body.clone())
             .await?;
-        if resp.status() != StatusCode::NOT_FOUND || stale.is_none() {
-            return Ok(self.relay(resp, Some(&session.header), pending, method == Method::GET));
+        if stale.is_none() {
+            return Ok(self.relay(resp, Some(&session.header), pending, open_ended));
         }
-        drop(resp);
+        match lost_session(resp, self.upstream.timeout).await {
+            Verdict::Kept(resp) => {
+                return Ok(self.relay(resp, Some(&session.header), pending, open_ended));
+            }
+            Verdict::Answered(resp) => return Ok(self.with_session(resp, Some(&session.header))),
+            Verdict::Lost => {}
+        }
         tracing::info!(
             session = session.label(),
-            "upstream lost the session (404); re-initializing it"
+            "upstream lost the session; re-initializing it"
         );
         let fresh =
             super::rebuild::rebuild(&self.upstream, session, stale.as_ref(), client).await?;
@@ -236,9 +243,9 @@ impl Proxy {
         hdrs.remove(LAST_EVENT_ID);
         let resp = self
             .upstream
-            .send(method.clone(), &self.upstream.url, &hdrs, body)
+            .send(method, &self.upstream.url, &hdrs, body)
             .await?;
-        Ok(self.relay(resp, Some(&session.header), pending, method == Method::GET))
+        Ok(self.relay(resp, Some(&session.header), pending, open_ended))
     }
 
     /// Turns the upstream's response into the client's: headers filtered, the session id
@@ -265,13 +272,20 @@ impl Proxy {
             )
         };
         let relay = Relay::new(incoming, idle, stop, pending, self.upstream.display.clone());
-        let mut out = Response::new(http_body_util::BodyExt::boxed_unsync(relay));
-        *out.status_mut() = parts.status;
-        *out.headers_mut() = headers::to_client(&parts.headers);
+        self.with_session(
+            Response::from_parts(parts, http_body_util::BodyExt::boxed_unsync(relay)),
+            session,
+        )
+    }
+
+    /// The client's view of an upstream response: headers filtered, our session id.
+    fn with_session(&self, resp: Response<Body>, session: Option<&HeaderValue>) -> Response<Body> {
+        let (mut parts, body) = resp.into_parts();
+        parts.headers = headers::to_client(&parts.headers);
         if let Some(id) = session {
-            out.headers_mut().insert(SESSION_ID, id.clone());
+            parts.headers.insert(SESSION_ID, id.clone());
         }
-        out
+        Response::from_parts(parts, body)
     }
 
     /// Ends the session upstream (DELETE), best effort.
@@ -295,6 +309,40 @@ impl Proxy {
                 "ending the upstream session failed: {e}"
             );
         }
+    }
+}
+
+enum Verdict {
+    /// Not about the session: relay as it is.
+    Kept(Response<Incoming>),
+    /// Read to decide, and not about the session: relay these bytes.
+    Answered(Response<Body>),
+    /// The upstream no longer knows the session.
+    Lost,
+}
+
+/// Whether a response means "unknown session". The spec says 404; servers built on the SDKs'
+/// examples answer 400 with a JSON-RPC error such as "No valid session ID provided", so a 400
+/// whose (small) body speaks of the session counts too.
+async fn lost_session(resp: Response<Incoming>, timeout: std::time::Duration) -> Verdict {
+    match resp.status() {
+        StatusCode::NOT_FOUND => Verdict::Lost,
+        StatusCode::BAD_REQUEST => {
+            let (parts, incoming) = resp.into_parts();
+            let read = tokio::time::timeout(timeout, body::read_limited(incoming, 64 * 1024)).await;
+            let Ok(Ok(bytes)) = read else {
+                return Verdict::Answered(Response::from_parts(parts, body::empty()));
+            };
+            if String::from_utf8_lossy(&bytes)
+                .to_ascii_lowercase()
+                .contains("session")
+            {
+                Verdict::Lost
+            } else {
+                Verdict::Answered(Response::from_parts(parts, body::full(bytes)))
+            }
+        }
+        _ => Verdict::Kept(resp),
     }
 }
 

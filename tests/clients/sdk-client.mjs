@@ -1,6 +1,6 @@
 // An MCP client built on the official TypeScript SDK, driven by the Rust integration tests.
 // Usage: node sdk-client.mjs URL STEP [STEP…]   Prints one JSON object: { step: result, … }.
-// Steps: info, tools, echo, progress, elicit, resources, prompts, sampling, close.
+// Steps: info, tools, echo, progress, elicit, resources, prompts, sampling, wait, close.
 // It exits 1 (with the error in the JSON under "error") at the first failing step.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -56,6 +56,13 @@ const run = {
     const simple = list.find((p) => !(p.arguments || []).some((a) => a.required)) || list[0];
     const got = await client.getPrompt({ name: simple.name, arguments: {} });
     return { names: list.map((p) => p.name), got: got.messages.length };
+  },
+  // Pauses until a line arrives on stdin, so a test can change the world mid-session.
+  wait: async () => {
+    process.stderr.write('waiting\n');
+    await new Promise((resolve) => process.stdin.once('data', resolve));
+    process.stdin.pause();
+    return true;
   },
   close: async () => {
     if (transport.terminateSession) await transport.terminateSession();

@@ -1,0 +1,155 @@
+//! Faults around `mcpgate connect`: an upstream that is down, silent, or restarts; and a
+//! shutdown in the middle of a call.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn upstream_down_is_a_502_with_a_jsonrpc_error_naming_it() {
+    let port = free_port();
+    let upstream = format!("http://127.0.0.1:{port}/mcp");
+    let gw = connect(&upstream, &[]).await;
+    let r = request("POST", &gw.url, MCP_HEADERS, INITIALIZE).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["id"], 1);
+    assert_eq!(v["error"]["code"], -32001);
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&upstream) && msg.to_lowercase().contains("refused"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn a_silent_upstream_ends_in_a_504_at_the_timeout() {
+    // A socket that accepts and never answers: a fault no real server produces on demand.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let _hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let gw = connect(&format!("http://{addr}/mcp"), &["--timeout", "300ms"]).await;
+    let started = Instant::now();
+    let r = request("POST", &gw.url, MCP_HEADERS, INITIALIZE).await;
+    assert_eq!(r.status, 504, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], -32002);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn an_upstream_restart_is_invisible_to_the_client() {
+    let port = free_port();
+    let mut upstream = everything("streamableHttp", port).await;
+    let gw = connect(&upstream.url, &[]).await;
+    let sid = open_session(&gw.url, &[]).await;
+    let echo = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"message":"before"}}}"#;
+    assert_eq!(
+        call(&gw.url, &sid, &[], echo).await.message()["result"]["content"][0]["text"],
+        "Echo: before"
+    );
+
+    upstream.kill().await;
+    let _upstream = everything("streamableHttp", port).await;
+
+    // Same client session; the upstream answers 404 for its lost session, mcpgate
+    // re-initializes it and retries.
+    let echo = echo.replace("before", "after");
+    let r = call(&gw.url, &sid, &[], &echo).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.message()["result"]["content"][0]["text"], "Echo: after");
+    assert_eq!(r.header("mcp-session-id"), Some(sid.as_str()));
+    assert!(gw.output().contains("re-initializing"), "{}", gw.output());
+}
+
+#[tokio::test]
+async fn an_upstream_restart_is_invisible_to_the_sdk_client() {
+    let port = free_port();
+    let mut upstream = everything("streamableHttp", port).await;
+    let gw = connect(&upstream.url, &[]).await;
+    let mut client = tokio::process::Command::new(node());
+    client
+        .arg(repo().join("tests/clients/sdk-client.mjs"))
+        .arg(&gw.url)
+        .args(["echo", "wait", "echo", "tools", "close"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut client = client.spawn().unwrap();
+    let mut stderr = tokio::io::BufReader::new(client.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio::io::AsyncBufReadExt::read_line(&mut stderr, &mut line),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(n > 0, "client ended before waiting");
+        if line.contains("waiting") {
+            break;
+        }
+    }
+    upstream.kill().await;
+    let _upstream = everything("streamableHttp", port).await;
+    let mut stdin = client.stdin.take().unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, b"go\n")
+        .await
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), client.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a report");
+    assert!(out.status.success(), "{report}");
+    assert_eq!(report["echo"], "Echo: hello through mcpgate");
+    assert!(report["tools"].as_array().unwrap().len() > 3);
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_calls_then_exits_zero() {
+    let upstream = everything("streamableHttp", 0).await;
+    let mut gw = connect(&upstream.url, &["--shutdown-grace", "10s"]).await;
+    let sid = open_session(&gw.url, &[]).await;
+    let url = gw.url.clone();
+    let long = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"trigger-long-running-operation","arguments":{"duration":1.5,"steps":3},"_meta":{"progressToken":"p1"}}}"#;
+    let in_flight = tokio::spawn(async move { call(&url, &sid, &[], long).await });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    gw.signal(libc::SIGTERM);
+    let r = in_flight.await.unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("notifications/progress"), "{}", r.body);
+    assert!(
+        r.message()["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("completed"),
+        "{}",
+        r.body
+    );
+    let status = gw.wait(Duration::from_secs(15)).await;
+    assert!(
+        status.success(),
+        "exit status {status}; output:\n{}",
+        gw.output()
+    );
+    // It stopped accepting.
+    assert!(
+        tokio::net::TcpStream::connect(
+            gw.url
+                .trim_start_matches("http://")
+                .split('/')
+                .next()
+                .unwrap()
+        )
+        .await
+        .is_err()
+    );
+}

@@ -1,0 +1,72 @@
+//! The official TypeScript SDK client through `mcpgate connect` to npm's server-everything.
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn sdk_client_through_connect_to_streamable_http_upstream() {
+    let upstream = everything("streamableHttp", 0).await;
+    let gw = connect(&upstream.url, &[]).await;
+    let r = sdk_client(
+        &gw.url,
+        &[
+            "info",
+            "tools",
+            "echo",
+            "progress",
+            "elicit",
+            "sampling",
+            "resources",
+            "prompts",
+            "close",
+        ],
+    )
+    .await;
+
+    assert_eq!(r["info"]["server"], "mcp-servers/everything");
+    assert_eq!(r["info"]["session"], true);
+    let tools: Vec<&str> = r["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(
+        tools.contains(&"echo") && tools.contains(&"trigger-elicitation-request"),
+        "{tools:?}"
+    );
+    assert_eq!(r["echo"], "Echo: hello through mcpgate");
+    // Progress notifications arrive, in order, before the result.
+    assert_eq!(r["progress"]["progress"], serde_json::json!([1, 2, 3]));
+    assert!(
+        r["progress"]["lastProgressAt"].as_u64().unwrap()
+            <= r["progress"]["resultAt"].as_u64().unwrap()
+    );
+    assert!(
+        r["progress"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("completed")
+    );
+    // The server asked the client (elicitation/create) mid-call, and got the client's answer.
+    assert_eq!(r["elicit"]["asked"], 1);
+    assert!(
+        r["elicit"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Ada Lovelace"),
+        "{}",
+        r["elicit"]
+    );
+    assert!(
+        r["sampling"]
+            .as_str()
+            .unwrap()
+            .contains("sampled by the test client")
+    );
+    assert!(r["resources"]["count"].as_u64().unwrap() > 0 && r["resources"]["read"] == 1);
+    assert!(r["resources"]["templates"].as_u64().unwrap() > 0);
+    assert!(
+        r["prompts"]["names"].as_array().unwrap().len() > 1
+            && r["prompts"]["got"].as_u64().unwrap() >= 1
+    );
+}

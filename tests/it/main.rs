@@ -1,0 +1,8 @@
+//! mcpgate's integration tests: one test binary, one module per behaviour. Everything here
+//! runs real processes on loopback: mcpgate itself, MCP servers from npm, our conformance
+//! fixture, the official TypeScript SDK client.
+
+mod connect_faults;
+mod connect_front;
+mod connect_sdk;
+mod harness;
