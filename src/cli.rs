@@ -96,6 +96,9 @@ pub struct ConnectArgs {
     /// Sessions idle this long are ended.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     pub session_ttl: Duration,
+    /// The upstream's transport.
+    #[arg(long, value_enum, default_value_t = crate::connect::Transport::Auto)]
+    pub transport: crate::connect::Transport,
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -117,12 +120,8 @@ impl ConnectArgs {
         } else if let Some(path) = self.bearer_file {
             Some(Source::File(path))
         } else {
-            self.token_command.map(|command| {
-                Source::Command(CommandSpec {
-                    command,
-                    timeout: self.token_command_timeout,
-                })
-            })
+            self.token_command
+                .map(|command| Source::Command(CommandSpec { command, timeout: self.token_command_timeout }))
         };
         Ok(crate::connect::Options {
             upstream,
@@ -137,6 +136,7 @@ impl ConnectArgs {
             allow_origins: self.allow_origin,
             session_ttl: self.session_ttl,
             shutdown_grace: self.shutdown_grace,
+            transport: self.transport,
         })
     }
 }
@@ -144,13 +144,9 @@ impl ConnectArgs {
 /// `250ms`, `30s`, `5m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 30s, 5m, 1h)"))?;
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 30s, 5m, 1h)"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "" | "s" => n,
@@ -176,15 +172,7 @@ mod tests {
 
     #[test]
     fn credential_flags_exclude_each_other() {
-        let r = Cli::try_parse_from([
-            "mcpgate",
-            "connect",
-            "http://x/mcp",
-            "--bearer-env",
-            "A",
-            "--bearer-file",
-            "f",
-        ]);
+        let r = Cli::try_parse_from(["mcpgate", "connect", "http://x/mcp", "--bearer-env", "A", "--bearer-file", "f"]);
         assert!(r.is_err());
     }
 }

@@ -46,10 +46,7 @@ pub struct Error {
 
 impl Error {
     pub fn new(kind: Kind, message: impl Into<String>) -> Self {
-        Error {
-            kind,
-            message: message.into(),
-        }
+        Error { kind, message: message.into() }
     }
 
     pub fn origin(&self) -> Origin {
@@ -61,40 +58,26 @@ impl Error {
             | Kind::SessionNotFound
             | Kind::PayloadTooLarge
             | Kind::MethodNotAllowed => Origin::Client,
-            Kind::UpstreamUnreachable | Kind::UpstreamTimeout | Kind::UpstreamProtocol => {
-                Origin::Upstream
-            }
+            Kind::UpstreamUnreachable | Kind::UpstreamTimeout | Kind::UpstreamProtocol => Origin::Upstream,
             Kind::Credential | Kind::ShuttingDown | Kind::Internal => Origin::Internal,
         }
     }
 
     /// Whether the same request may succeed if sent again later.
     pub fn retryable(&self) -> bool {
-        matches!(
-            self.kind,
-            Kind::UpstreamUnreachable | Kind::UpstreamTimeout | Kind::ShuttingDown
-        )
+        matches!(self.kind, Kind::UpstreamUnreachable | Kind::UpstreamTimeout | Kind::ShuttingDown)
     }
 
     pub fn unreachable(upstream: &str, cause: impl std::fmt::Display) -> Self {
-        Error::new(
-            Kind::UpstreamUnreachable,
-            format!("upstream {upstream} is unreachable: {cause}"),
-        )
+        Error::new(Kind::UpstreamUnreachable, format!("upstream {upstream} is unreachable: {cause}"))
     }
 
     pub fn timeout(upstream: &str, after: Duration) -> Self {
-        Error::new(
-            Kind::UpstreamTimeout,
-            format!("upstream {upstream} did not answer within {after:?}"),
-        )
+        Error::new(Kind::UpstreamTimeout, format!("upstream {upstream} did not answer within {after:?}"))
     }
 
     pub fn protocol(upstream: &str, cause: impl std::fmt::Display) -> Self {
-        Error::new(
-            Kind::UpstreamProtocol,
-            format!("upstream {upstream} broke the protocol: {cause}"),
-        )
+        Error::new(Kind::UpstreamProtocol, format!("upstream {upstream} broke the protocol: {cause}"))
     }
 }
 

@@ -8,10 +8,7 @@ use mcpgate::cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     mcpgate::log::init(&cli.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("mcpgate: cannot start the async runtime: {e}");
@@ -23,9 +20,7 @@ fn main() -> ExitCode {
             Command::Connect(args) => {
                 let opts = args.into_options()?;
                 let shutdown = mcpgate::shutdown::on_signals();
-                mcpgate::connect::run(opts, shutdown)
-                    .await
-                    .map_err(|e| e.to_string())
+                mcpgate::connect::run(opts, shutdown).await.map_err(|e| e.to_string())
             }
         }
     });

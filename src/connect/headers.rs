@@ -66,9 +66,8 @@ pub fn to_client(upstream: &HeaderMap) -> HeaderMap {
     let named = connection_tokens(upstream);
     let mut out = HeaderMap::with_capacity(upstream.len() + 4);
     for (k, v) in upstream {
-        let owned = *k == header::CONTENT_LENGTH
-            || k.as_str() == SESSION_ID
-            || k.as_str().starts_with("access-control-");
+        let owned =
+            *k == header::CONTENT_LENGTH || k.as_str() == SESSION_ID || k.as_str().starts_with("access-control-");
         if owned || is_hop_by_hop(k, &named) {
             continue;
         }
@@ -100,10 +99,7 @@ mod tests {
             ("x-tenant", "acme"),
             ("accept", "application/json, text/event-stream"),
         ] {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
         }
         let out = to_upstream(&h, true);
         let names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();

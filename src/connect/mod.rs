@@ -3,9 +3,11 @@
 //! and runs until SIGINT/SIGTERM, then drains and ends the upstream sessions.
 
 mod headers;
+mod legacy;
 mod proxy;
 mod rebuild;
 mod relay;
+mod streamable;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use http::{HeaderMap, Uri};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use proxy::Proxy;
+pub use proxy::{Proxy, Transport};
 
 use crate::credentials::{Credentials, Source};
 use crate::http::guard::Guard;
@@ -37,6 +39,7 @@ pub struct Options {
     pub allow_origins: Vec<String>,
     pub session_ttl: Duration,
     pub shutdown_grace: Duration,
+    pub transport: Transport,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,10 +47,7 @@ pub enum StartError {
     #[error("{0}")]
     Credential(#[from] crate::credentials::CredentialError),
     #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: SocketAddr, source: std::io::Error },
 }
 
 /// Starts the proxy; returns once it has shut down.
@@ -63,33 +63,20 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
         opts.headers.clone(),
         opts.timeout,
     );
-    let listener = TcpListener::bind(opts.listen)
-        .await
-        .map_err(|source| StartError::Listen {
-            addr: opts.listen,
-            source,
-        })?;
-    let local = listener.local_addr().map_err(|source| StartError::Listen {
-        addr: opts.listen,
-        source,
-    })?;
+    let listener =
+        TcpListener::bind(opts.listen).await.map_err(|source| StartError::Listen { addr: opts.listen, source })?;
+    let local = listener.local_addr().map_err(|source| StartError::Listen { addr: opts.listen, source })?;
     let proxy = Arc::new(Proxy {
         path: opts.path.clone(),
-        guard: Guard::new(
-            local.ip().is_loopback(),
-            &opts.allow_hosts,
-            &opts.allow_origins,
-        ),
+        guard: Guard::new(local.ip().is_loopback(), &opts.allow_hosts, &opts.allow_origins),
         upstream,
         sessions: SessionTable::default(),
         max_body: opts.max_body,
         shutdown: shutdown.clone(),
+        transport: opts.transport,
+        detected: std::sync::OnceLock::new(),
     });
-    tracing::info!(
-        "listening on http://{local}{} → {}",
-        opts.path,
-        proxy.upstream.display
-    );
+    tracing::info!("listening on http://{local}{} → {}", opts.path, proxy.upstream.display);
 
     let sweeper = tokio::spawn(expire_sessions(proxy.clone(), opts.session_ttl));
     let handler = {
@@ -129,11 +116,7 @@ async fn futures_join_all<F: std::future::Future<Output = ()>>(futs: impl Iterat
     }
     std::future::poll_fn(|cx| {
         set.retain_mut(|f| f.as_mut().poll(cx).is_pending());
-        if set.is_empty() {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
+        if set.is_empty() { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
     })
     .await
 }

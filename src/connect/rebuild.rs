@@ -9,6 +9,8 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde::Deserialize;
 
+use super::proxy::UpstreamSession;
+use super::streamable::State;
 use crate::error::Error;
 use crate::jsonrpc;
 use crate::mcp::headers::{PROTOCOL_VERSION, SESSION_ID};
@@ -20,29 +22,20 @@ const MAX_INIT_RESPONSE: usize = 4 * 1024 * 1024;
 
 pub async fn rebuild(
     upstream: &Upstream,
-    session: &Session,
+    session: &Session<UpstreamSession>,
+    state: &State,
     stale: Option<&HeaderValue>,
     client: &HeaderMap,
 ) -> Result<Option<HeaderValue>, Error> {
-    let _one_at_a_time = session.rebuilding.lock().await;
-    let current = session.upstream_id();
+    let _one_at_a_time = state.rebuilding.lock().await;
+    let current = state.upstream_id();
     if current.as_ref() != stale {
         return Ok(current);
     }
     let mut hdrs = HeaderMap::new();
     hdrs.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    hdrs.insert(
-        ACCEPT,
-        HeaderValue::from_static("application/json, text/event-stream"),
-    );
-    let resp = upstream
-        .send(
-            Method::POST,
-            &upstream.url,
-            &hdrs,
-            session.initialize.clone(),
-        )
-        .await?;
+    hdrs.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
+    let resp = upstream.send(Method::POST, &upstream.url, &hdrs, session.initialize.clone()).await?;
     if !resp.status().is_success() {
         return Err(Error::protocol(
             &upstream.display,
@@ -53,12 +46,7 @@ pub async fn rebuild(
     let answer = tokio::time::timeout(upstream.timeout, first_message(resp))
         .await
         .map_err(|_| Error::timeout(&upstream.display, upstream.timeout))?
-        .map_err(|e| {
-            Error::protocol(
-                &upstream.display,
-                format!("re-initializing the session: {e}"),
-            )
-        })?;
+        .map_err(|e| Error::protocol(&upstream.display, format!("re-initializing the session: {e}")))?;
     let version = negotiated_version(&answer)
         .map(HeaderValue::try_from)
         .and_then(Result::ok)
@@ -71,18 +59,12 @@ pub async fn rebuild(
     if let Some(v) = version {
         hdrs.insert(PROTOCOL_VERSION, v);
     }
-    let done = upstream
-        .send(
-            Method::POST,
-            &upstream.url,
-            &hdrs,
-            jsonrpc::notification("notifications/initialized"),
-        )
-        .await?;
+    let done =
+        upstream.send(Method::POST, &upstream.url, &hdrs, jsonrpc::notification("notifications/initialized")).await?;
     if !done.status().is_success() {
         tracing::warn!(upstream = %upstream.display, status = done.status().as_u16(), "notifications/initialized was refused after re-initializing");
     }
-    session.set_upstream_id(fresh.clone());
+    state.set_upstream_id(fresh.clone());
     tracing::info!(session = session.label(), "upstream session rebuilt");
     Ok(fresh)
 }
@@ -90,15 +72,10 @@ pub async fn rebuild(
 /// The first JSON-RPC message of a response, whether sent as JSON or as an SSE stream (which
 /// is not read past that message).
 async fn first_message(resp: Response<Incoming>) -> Result<Bytes, String> {
-    let is_sse = resp
-        .headers()
-        .get(CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let is_sse = resp.headers().get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let mut body = resp.into_body();
     if !is_sse {
-        let bytes = crate::http::body::read_limited(body, MAX_INIT_RESPONSE)
-            .await
-            .map_err(|e| format!("{e:?}"))?;
+        let bytes = crate::http::body::read_limited(body, MAX_INIT_RESPONSE).await.map_err(|e| format!("{e:?}"))?;
         return Ok(bytes);
     }
     let mut parser = sse::Parser::new();
@@ -125,8 +102,5 @@ fn negotiated_version(answer: &[u8]) -> Option<String> {
         #[serde(rename = "protocolVersion")]
         protocol_version: Option<String>,
     }
-    serde_json::from_slice::<Answer>(answer)
-        .ok()?
-        .result?
-        .protocol_version
+    serde_json::from_slice::<Answer>(answer).ok()?.result?.protocol_version
 }

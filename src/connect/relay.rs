@@ -32,11 +32,7 @@ pub struct Pending {
 
 impl Pending {
     pub fn new(ids: Vec<Box<RawValue>>) -> Option<Self> {
-        (!ids.is_empty()).then(|| Pending {
-            ids,
-            parser: sse::Parser::new(),
-            events: Vec::new(),
-        })
+        (!ids.is_empty()).then(|| Pending { ids, parser: sse::Parser::new(), events: Vec::new() })
     }
 
     fn observe(&mut self, chunk: &[u8]) {
@@ -60,10 +56,7 @@ impl Pending {
         }
         let mut out = BytesMut::new();
         for id in &self.ids {
-            out.extend_from_slice(&sse::encode(
-                &jsonrpc::error_response(Some(id), code, message),
-                None,
-            ));
+            out.extend_from_slice(&sse::encode(&jsonrpc::error_response(Some(id), code, message), None));
         }
         Some(out.freeze())
     }
@@ -88,26 +81,12 @@ impl Relay {
         pending: Option<Pending>,
         upstream: String,
     ) -> Self {
-        let deadline = Box::pin(tokio::time::sleep(
-            idle.unwrap_or(Duration::from_secs(86400)),
-        ));
-        Relay {
-            inner,
-            idle,
-            deadline,
-            stop: stop.map(Box::pin),
-            pending,
-            upstream,
-            done: false,
-        }
+        let deadline = Box::pin(tokio::time::sleep(idle.unwrap_or(Duration::from_secs(86400))));
+        Relay { inner, idle, deadline, stop: stop.map(Box::pin), pending, upstream, done: false }
     }
 
     /// Ends the stream, with error events for what is still unanswered if we know of any.
-    fn finish(
-        &mut self,
-        code: i64,
-        message: String,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn finish(&mut self, code: i64, message: String) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.done = true;
         tracing::warn!("{message}");
         match self.pending.as_ref().and_then(|p| p.errors(code, &message)) {
@@ -121,10 +100,7 @@ impl HttpBody for Relay {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         if this.done {
             return Poll::Ready(None);
@@ -163,10 +139,7 @@ impl HttpBody for Relay {
         }
         if let Some(idle) = this.idle {
             if this.deadline.as_mut().poll(cx).is_ready() {
-                let msg = format!(
-                    "upstream {} sent nothing for {idle:?}; giving up on this response",
-                    this.upstream
-                );
+                let msg = format!("upstream {} sent nothing for {idle:?}; giving up on this response", this.upstream);
                 return this.finish(codes::UPSTREAM_TIMEOUT, msg);
             }
         }
@@ -179,10 +152,6 @@ impl HttpBody for Relay {
 
     fn size_hint(&self) -> SizeHint {
         // Exact only when we relay the body unchanged and to its end.
-        if self.pending.is_none() && self.stop.is_none() {
-            self.inner.size_hint()
-        } else {
-            SizeHint::default()
-        }
+        if self.pending.is_none() && self.stop.is_none() { self.inner.size_hint() } else { SizeHint::default() }
     }
 }

@@ -36,11 +36,7 @@ impl CommandSpec {
             Err(_) => return Err(format!("did not finish within {:?}", self.timeout)),
         };
         if !output.status.success() {
-            return Err(format!(
-                "failed ({}){}",
-                output.status,
-                stderr_tail(&output.stderr)
-            ));
+            return Err(format!("failed ({}){}", output.status, stderr_tail(&output.stderr)));
         }
         let stdout = String::from_utf8_lossy(&output.stdout);
         token::parse_command_output(&stdout, now).map_err(|e| e.to_string())

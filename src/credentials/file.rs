@@ -17,12 +17,7 @@ struct Stamp {
 
 fn stamp(path: &Path) -> Option<Stamp> {
     let m = std::fs::metadata(path).ok()?;
-    Some(Stamp {
-        ino: m.ino(),
-        size: m.size(),
-        mtime: m.mtime(),
-        mtime_nsec: m.mtime_nsec(),
-    })
+    Some(Stamp { ino: m.ino(), size: m.size(), mtime: m.mtime(), mtime_nsec: m.mtime_nsec() })
 }
 
 pub(super) fn read(path: &Path) -> Result<IssuedToken, String> {
@@ -42,13 +37,7 @@ impl Watch {
     pub(super) fn open(path: &Path) -> Result<(IssuedToken, Watch), String> {
         let before = stamp(path);
         let token = read(path)?;
-        Ok((
-            token,
-            Watch {
-                path: path.to_owned(),
-                last: Mutex::new(before),
-            },
-        ))
+        Ok((token, Watch { path: path.to_owned(), last: Mutex::new(before) }))
     }
 
     /// The new token if the file changed since the last look. A file that is briefly missing

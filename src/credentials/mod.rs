@@ -80,11 +80,7 @@ impl Current {
             }
             None => (None, None),
         };
-        Ok(Current {
-            header,
-            refresh_at,
-            stale_at,
-        })
+        Ok(Current { header, refresh_at, stale_at })
     }
 }
 
@@ -96,18 +92,12 @@ impl Credentials {
 
     /// Fetches the first token now, so a broken source stops start-up with a clear message.
     pub async fn start(source: Source) -> Result<Self, CredentialError> {
-        let err = |reason: String| CredentialError {
-            source_name: source.describe(),
-            reason,
-        };
+        let err = |reason: String| CredentialError { source_name: source.describe(), reason };
         let now = SystemTime::now();
         let (token, file) = match &source {
             Source::Env(var) => {
                 let value = std::env::var(var).map_err(|_| err("is not set".into()))?;
-                (
-                    token::from_plain(&value).map_err(|e| err(e.to_string()))?,
-                    None,
-                )
+                (token::from_plain(&value).map_err(|e| err(e.to_string()))?, None)
             }
             Source::File(path) => {
                 let (token, watch) = file::Watch::open(path).map_err(err)?;
@@ -116,12 +106,8 @@ impl Credentials {
             Source::Command(spec) => (spec.run(now).await.map_err(err)?, None),
         };
         let current = Current::new(&token, now).map_err(err)?;
-        let inner = Arc::new(Inner {
-            source,
-            current: RwLock::new(current),
-            refreshing: tokio::sync::Mutex::new(()),
-            file,
-        });
+        let inner =
+            Arc::new(Inner { source, current: RwLock::new(current), refreshing: tokio::sync::Mutex::new(()), file });
         if matches!(inner.source, Source::Command(_)) {
             tokio::spawn(refresh_ahead(Arc::downgrade(&inner)));
         }
@@ -147,10 +133,7 @@ impl Credentials {
         let now = SystemTime::now();
         if current.stale_at.is_some_and(|t| now >= t) {
             // Too close to expiry to use: wait for the refresh (single flight).
-            return inner
-                .refresh_unless_replaced(&current.header)
-                .await
-                .map(Some);
+            return inner.refresh_unless_replaced(&current.header).await.map(Some);
         }
         if current.refresh_at.is_some_and(|t| now >= t) {
             // Still valid: use it, and refresh in the background unless a refresh runs already.
@@ -160,9 +143,7 @@ impl Credentials {
                 let seen = current.header.clone();
                 tokio::spawn(async move {
                     if let Err(e) = inner.refresh_unless_replaced(&seen).await {
-                        tracing::warn!(
-                            "refreshing the upstream credential ahead of expiry failed: {e}"
-                        );
+                        tracing::warn!("refreshing the upstream credential ahead of expiry failed: {e}");
                     }
                 });
             }
@@ -172,10 +153,7 @@ impl Credentials {
 
     /// After the upstream rejected `rejected` (401): a different credential to retry with, if
     /// one can be had. Concurrent callers share one refresh.
-    pub async fn refresh_rejected(
-        &self,
-        rejected: &HeaderValue,
-    ) -> Result<Option<HeaderValue>, CredentialError> {
+    pub async fn refresh_rejected(&self, rejected: &HeaderValue) -> Result<Option<HeaderValue>, CredentialError> {
         let Some(inner) = &self.inner else {
             return Ok(None);
         };
@@ -189,17 +167,10 @@ impl Credentials {
 
 impl Inner {
     fn snapshot(&self) -> Current {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn install(
-        &self,
-        token: &IssuedToken,
-        fetched: SystemTime,
-    ) -> Result<HeaderValue, CredentialError> {
+    fn install(&self, token: &IssuedToken, fetched: SystemTime) -> Result<HeaderValue, CredentialError> {
         let current = Current::new(token, fetched).map_err(|reason| self.error(reason))?;
         let header = current.header.clone();
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = current;
@@ -207,18 +178,12 @@ impl Inner {
     }
 
     fn error(&self, reason: String) -> CredentialError {
-        CredentialError {
-            source_name: self.source.describe(),
-            reason,
-        }
+        CredentialError { source_name: self.source.describe(), reason }
     }
 
     /// Fetches a new token unless the current one already differs from `seen` (someone else
     /// refreshed while we waited for the lock).
-    async fn refresh_unless_replaced(
-        &self,
-        seen: &HeaderValue,
-    ) -> Result<HeaderValue, CredentialError> {
+    async fn refresh_unless_replaced(&self, seen: &HeaderValue) -> Result<HeaderValue, CredentialError> {
         let _flight = self.refreshing.lock().await;
         let current = self.snapshot();
         if current.header != *seen {

@@ -16,10 +16,7 @@ pub struct IssuedToken {
 
 impl fmt::Debug for IssuedToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IssuedToken")
-            .field("value", &"<redacted>")
-            .field("expires_at", &self.expires_at)
-            .finish()
+        f.debug_struct("IssuedToken").field("value", &"<redacted>").field("expires_at", &self.expires_at).finish()
     }
 }
 
@@ -43,8 +40,7 @@ pub fn parse_command_output(stdout: &str, now: SystemTime) -> Result<IssuedToken
         return Err(TokenParseError::Empty);
     }
     let token = if text.starts_with('{') {
-        let v: Value =
-            serde_json::from_str(text).map_err(|e| TokenParseError::BadJson(e.to_string()))?;
+        let v: Value = serde_json::from_str(text).map_err(|e| TokenParseError::BadJson(e.to_string()))?;
         let value = ["accessToken", "access_token", "token"]
             .iter()
             .find_map(|k| v.get(*k).and_then(Value::as_str))
@@ -56,10 +52,7 @@ pub fn parse_command_output(stdout: &str, now: SystemTime) -> Result<IssuedToken
         if text.split_whitespace().nth(1).is_some() {
             return Err(TokenParseError::NotAToken);
         }
-        IssuedToken {
-            value: text.to_owned(),
-            expires_at: None,
-        }
+        IssuedToken { value: text.to_owned(), expires_at: None }
     };
     finish(token)
 }
@@ -67,21 +60,14 @@ pub fn parse_command_output(stdout: &str, now: SystemTime) -> Result<IssuedToken
 /// A token read from a file or an environment variable (an optional `Bearer ` prefix is dropped).
 pub fn from_plain(text: &str) -> Result<IssuedToken, TokenParseError> {
     let text = text.trim();
-    let text = text
-        .strip_prefix("Bearer ")
-        .or_else(|| text.strip_prefix("bearer "))
-        .unwrap_or(text)
-        .trim();
+    let text = text.strip_prefix("Bearer ").or_else(|| text.strip_prefix("bearer ")).unwrap_or(text).trim();
     if text.is_empty() {
         return Err(TokenParseError::Empty);
     }
     if text.split_whitespace().nth(1).is_some() {
         return Err(TokenParseError::NotAToken);
     }
-    finish(IssuedToken {
-        value: text.to_owned(),
-        expires_at: None,
-    })
+    finish(IssuedToken { value: text.to_owned(), expires_at: None })
 }
 
 fn finish(mut token: IssuedToken) -> Result<IssuedToken, TokenParseError> {
@@ -95,23 +81,12 @@ fn finish(mut token: IssuedToken) -> Result<IssuedToken, TokenParseError> {
 }
 
 fn expiry_from_json(v: &Value, now: SystemTime) -> Option<SystemTime> {
-    let number = |k: &str| {
-        v.get(k).and_then(|x| {
-            x.as_f64()
-                .or_else(|| x.as_str().and_then(|s| s.trim().parse::<f64>().ok()))
-        })
-    };
+    let number =
+        |k: &str| v.get(k).and_then(|x| x.as_f64().or_else(|| x.as_str().and_then(|s| s.trim().parse::<f64>().ok())));
     if let Some(secs) = number("expires_in").or_else(|| number("expiresIn")) {
         return (secs >= 0.0).then(|| now + Duration::from_secs_f64(secs));
     }
-    for key in [
-        "expires_at",
-        "expiresAt",
-        "expires_on",
-        "expiresOn",
-        "expiry",
-        "expiration",
-    ] {
+    for key in ["expires_at", "expiresAt", "expires_on", "expiresOn", "expiry", "expiration"] {
         if let Some(n) = number(key) {
             return epoch(n);
         }
@@ -147,14 +122,7 @@ pub fn parse_datetime(s: &str) -> Option<SystemTime> {
         return None;
     }
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, sec) = (
-        num(0..4)?,
-        num(5..7)?,
-        num(8..10)?,
-        num(11..13)?,
-        num(14..16)?,
-        num(17..19)?,
-    );
+    let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
     let mut rest = &s[19..];
     if let Some(r) = rest.strip_prefix('.') {
         let digits = r.bytes().take_while(u8::is_ascii_digit).count();
@@ -182,9 +150,7 @@ pub fn parse_datetime(s: &str) -> Option<SystemTime> {
         Some(off) => days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off,
         None => local_to_epoch(y, mo, d, h, mi, sec)?,
     };
-    u64::try_from(secs)
-        .ok()
-        .map(|s| UNIX_EPOCH + Duration::from_secs(s))
+    u64::try_from(secs).ok().map(|s| UNIX_EPOCH + Duration::from_secs(s))
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -222,9 +188,7 @@ pub fn jwt_expiry(token: &str) -> Option<SystemTime> {
     if parts.next().is_some() {
         return None;
     }
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     let claims: Value = serde_json::from_slice(&bytes).ok()?;
     epoch(claims.get("exp")?.as_f64()?)
 }
@@ -246,44 +210,22 @@ mod tests {
         assert_eq!(t.expires_at, Some(at(1_060)));
         let t = parse_command_output(r#"{"accessToken":"x","expires_on":"2000"}"#, now).unwrap();
         assert_eq!(t.expires_at, Some(at(2_000)));
-        let t = parse_command_output(
-            r#"{"accessToken":"x","expiresOn":"2024-01-02T03:04:05Z"}"#,
-            now,
-        )
-        .unwrap();
+        let t = parse_command_output(r#"{"accessToken":"x","expiresOn":"2024-01-02T03:04:05Z"}"#, now).unwrap();
         assert_eq!(t.expires_at, Some(at(1_704_164_645)));
-        let t =
-            parse_command_output(r#"{"accessToken":"x","expires_at":1704164645000}"#, now).unwrap();
+        let t = parse_command_output(r#"{"accessToken":"x","expires_at":1704164645000}"#, now).unwrap();
         assert_eq!(t.expires_at, Some(at(1_704_164_645)));
-        let t = parse_command_output(
-            r#"{"accessToken":"x","expiresOn":"2024-01-02 03:04:05.123456"}"#,
-            now,
-        )
-        .unwrap();
+        let t = parse_command_output(r#"{"accessToken":"x","expiresOn":"2024-01-02 03:04:05.123456"}"#, now).unwrap();
         assert!(t.expires_at.is_some(), "local time parses");
         assert_eq!(parse_command_output("  ", now), Err(TokenParseError::Empty));
-        assert_eq!(
-            parse_command_output("not a token", now),
-            Err(TokenParseError::NotAToken)
-        );
-        assert_eq!(
-            parse_command_output(r#"{"token_type":"x"}"#, now),
-            Err(TokenParseError::NoTokenField)
-        );
-        assert!(matches!(
-            parse_command_output("{", now),
-            Err(TokenParseError::BadJson(_))
-        ));
+        assert_eq!(parse_command_output("not a token", now), Err(TokenParseError::NotAToken));
+        assert_eq!(parse_command_output(r#"{"token_type":"x"}"#, now), Err(TokenParseError::NoTokenField));
+        assert!(matches!(parse_command_output("{", now), Err(TokenParseError::BadJson(_))));
     }
 
     #[test]
     fn jwt_exp() {
         let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-        let jwt = format!(
-            "{}.{}.sig",
-            b64(r#"{"alg":"none"}"#),
-            b64(r#"{"exp":1700000000}"#)
-        );
+        let jwt = format!("{}.{}.sig", b64(r#"{"alg":"none"}"#), b64(r#"{"exp":1700000000}"#));
         let t = parse_command_output(&jwt, at(0)).unwrap();
         assert_eq!(t.expires_at, Some(at(1_700_000_000)));
         assert_eq!(jwt_expiry("a.b"), None);

@@ -8,9 +8,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|e| match e {})
-        .boxed_unsync()
+    Full::new(bytes.into()).map_err(|e| match e {}).boxed_unsync()
 }
 
 pub fn empty() -> Body {

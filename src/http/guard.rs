@@ -37,36 +37,23 @@ impl std::fmt::Display for Refusal {
 const LOOPBACK_NAMES: &[&str] = &["localhost", "127.0.0.1", "::1"];
 
 impl Guard {
-    pub fn new(
-        listener_is_loopback: bool,
-        allow_hosts: &[String],
-        allow_origins: &[String],
-    ) -> Self {
+    pub fn new(listener_is_loopback: bool, allow_hosts: &[String], allow_origins: &[String]) -> Self {
         let hosts = if listener_is_loopback || !allow_hosts.is_empty() {
-            let mut v: Vec<String> = allow_hosts
-                .iter()
-                .map(|h| strip_port(&h.to_ascii_lowercase()).to_owned())
-                .collect();
+            let mut v: Vec<String> =
+                allow_hosts.iter().map(|h| strip_port(&h.to_ascii_lowercase()).to_owned()).collect();
             v.extend(LOOPBACK_NAMES.iter().map(|s| s.to_string()));
             Some(v)
         } else {
             None
         };
-        let origins = allow_origins
-            .iter()
-            .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
-            .collect();
+        let origins = allow_origins.iter().map(|o| o.trim_end_matches('/').to_ascii_lowercase()).collect();
         Guard { hosts, origins }
     }
 
     /// Checks a request's `Host` (or HTTP/2 authority) and `Origin`.
     pub fn check(&self, headers: &HeaderMap, authority: Option<&str>) -> Result<(), Refusal> {
         if let Some(allowed) = &self.hosts {
-            let host = headers
-                .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .or(authority)
-                .unwrap_or("");
+            let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).or(authority).unwrap_or("");
             let name = strip_port(&host.to_ascii_lowercase()).to_owned();
             if !allowed.iter().any(|a| *a == name) {
                 return Err(Refusal::Host(host.chars().take(100).collect()));
@@ -86,10 +73,7 @@ impl Guard {
         if self.origins.iter().any(|o| *o == origin) {
             return true;
         }
-        let Some(rest) = origin
-            .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"))
-        else {
+        let Some(rest) = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) else {
             return false; // "null", file://, chrome-extension:// …
         };
         LOOPBACK_NAMES.contains(&strip_port(rest))
@@ -108,16 +92,14 @@ fn strip_port(host: &str) -> &str {
 }
 
 const EXPOSED: &str = "mcp-session-id, mcp-protocol-version, www-authenticate";
-const ALLOWED_HEADERS: &str = "content-type, accept, authorization, mcp-session-id, mcp-protocol-version, last-event-id, mcp-method, mcp-name";
+const ALLOWED_HEADERS: &str =
+    "content-type, accept, authorization, mcp-session-id, mcp-protocol-version, last-event-id, mcp-method, mcp-name";
 
 /// Adds the CORS response headers for an (already checked) `Origin`.
 pub fn cors(request: &HeaderMap, response: &mut HeaderMap) {
     if let Some(origin) = request.get(header::ORIGIN) {
         response.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-        response.insert(
-            header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static(EXPOSED),
-        );
+        response.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSED));
         response.append(header::VARY, HeaderValue::from_static("Origin"));
     }
 }
@@ -128,18 +110,9 @@ pub fn preflight(request: &HeaderMap) -> Response<Body> {
     *resp.status_mut() = StatusCode::NO_CONTENT;
     let h = resp.headers_mut();
     cors(request, h);
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static(ALLOWED_HEADERS),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("600"),
-    );
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, DELETE, OPTIONS"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static(ALLOWED_HEADERS));
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
     resp
 }
 
@@ -173,18 +146,10 @@ mod tests {
             ("127.0.0.1:8001", Some("https://app.example.evil"), false),
             ("127.0.0.1:8001", Some("http://evil.example"), false),
             ("127.0.0.1:8001", Some("null"), false),
-            (
-                "127.0.0.1:8001",
-                Some("http://localhost.evil.example"),
-                false,
-            ),
+            ("127.0.0.1:8001", Some("http://localhost.evil.example"), false),
         ];
         for (host, origin, ok) in table {
-            assert_eq!(
-                g.check(&req(host, *origin), None).is_ok(),
-                *ok,
-                "{host} {origin:?}"
-            );
+            assert_eq!(g.check(&req(host, *origin), None).is_ok(), *ok, "{host} {origin:?}");
         }
     }
 

@@ -18,12 +18,8 @@ use crate::http::body::Body;
 
 /// Serves `handler` on `listener` until `shutdown` fires, then stops accepting and waits up to
 /// `grace` for in-flight requests to finish.
-pub async fn serve<F, Fut>(
-    listener: TcpListener,
-    handler: F,
-    shutdown: CancellationToken,
-    grace: Duration,
-) where
+pub async fn serve<F, Fut>(listener: TcpListener, handler: F, shutdown: CancellationToken, grace: Duration)
+where
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
@@ -48,9 +44,7 @@ pub async fn serve<F, Fut>(
             let handler = handler.clone();
             async move { Ok::<_, Infallible>(handler(req, peer).await) }
         });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
+        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

@@ -15,9 +15,7 @@ fn status(kind: Kind) -> StatusCode {
         Kind::SessionNotFound => StatusCode::NOT_FOUND,
         Kind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        Kind::UpstreamUnreachable | Kind::UpstreamProtocol | Kind::Credential => {
-            StatusCode::BAD_GATEWAY
-        }
+        Kind::UpstreamUnreachable | Kind::UpstreamProtocol | Kind::Credential => StatusCode::BAD_GATEWAY,
         Kind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         Kind::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -26,9 +24,7 @@ fn status(kind: Kind) -> StatusCode {
 
 pub fn code(kind: Kind) -> i64 {
     match kind {
-        Kind::BadRequest | Kind::Forbidden | Kind::PayloadTooLarge | Kind::MethodNotAllowed => {
-            codes::INVALID_REQUEST
-        }
+        Kind::BadRequest | Kind::Forbidden | Kind::PayloadTooLarge | Kind::MethodNotAllowed => codes::INVALID_REQUEST,
         Kind::Parse => codes::PARSE_ERROR,
         Kind::HeaderMismatch => codes::HEADER_MISMATCH,
         Kind::SessionNotFound => codes::SESSION_NOT_FOUND,
@@ -46,24 +42,12 @@ pub fn error(err: &Error, id: Option<&RawValue>) -> Response<Body> {
     if err.kind == Kind::Internal {
         tracing::error!("internal error: {}", err.message);
     }
-    let message = if err.kind == Kind::Internal {
-        "internal error"
-    } else {
-        err.message.as_str()
-    };
-    let mut resp = Response::new(body::full(jsonrpc::error_response(
-        id,
-        code(err.kind),
-        message,
-    )));
+    let message = if err.kind == Kind::Internal { "internal error" } else { err.message.as_str() };
+    let mut resp = Response::new(body::full(jsonrpc::error_response(id, code(err.kind), message)));
     *resp.status_mut() = status(err.kind);
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if err.kind == Kind::MethodNotAllowed {
-        resp.headers_mut().insert(
-            http::header::ALLOW,
-            HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
-        );
+        resp.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static("GET, POST, DELETE, OPTIONS"));
     }
     resp
 }

@@ -47,6 +47,26 @@ impl Envelope<'_> {
         self.method.as_deref()
     }
 
+    /// The progress token, as raw JSON text: a request's `params._meta.progressToken`, or the
+    /// `params.progressToken` of a `notifications/progress`.
+    pub fn progress_token(&self) -> Option<String> {
+        #[derive(Deserialize)]
+        struct Meta<'a> {
+            #[serde(borrow, rename = "progressToken")]
+            token: Option<&'a RawValue>,
+        }
+        #[derive(Deserialize)]
+        struct Params<'a> {
+            #[serde(borrow, rename = "_meta")]
+            meta: Option<Meta<'a>>,
+            #[serde(borrow, rename = "progressToken")]
+            token: Option<&'a RawValue>,
+        }
+        let params: Params = serde_json::from_str(self.params?.get()).ok()?;
+        let raw = if self.method() == Some("notifications/progress") { params.token } else { params.meta?.token };
+        raw.map(|r| r.get().to_owned())
+    }
+
     /// The `params.name` (tools, prompts) or `params.uri` (resources) a request addresses.
     pub fn target_name(&self) -> Option<String> {
         #[derive(Deserialize)]
@@ -58,10 +78,8 @@ impl Envelope<'_> {
         }
         let params = self.params?;
         let target: Target = serde_json::from_str(params.get()).ok()?;
-        let key_is_uri = matches!(
-            self.method(),
-            Some("resources/read" | "resources/subscribe" | "resources/unsubscribe")
-        );
+        let key_is_uri =
+            matches!(self.method(), Some("resources/read" | "resources/subscribe" | "resources/unsubscribe"));
         if key_is_uri { target.uri } else { target.name }.map(Cow::into_owned)
     }
 }
@@ -92,9 +110,7 @@ impl<'a> Payload<'a> {
             }
             Ok(Payload::Batch(batch))
         } else {
-            serde_json::from_slice(body)
-                .map(Payload::Single)
-                .map_err(|e| ParseError::NotJsonRpc(e.to_string()))
+            serde_json::from_slice(body).map(Payload::Single).map_err(|e| ParseError::NotJsonRpc(e.to_string()))
         }
     }
 
@@ -141,9 +157,7 @@ impl<'a> Payload<'a> {
 pub fn error_response(id: Option<&RawValue>, code: i64, message: &str) -> Bytes {
     let id = id.map_or("null", RawValue::get);
     let message = serde_json::to_string(message).unwrap_or_else(|_| "\"error\"".into());
-    Bytes::from(format!(
-        r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message}}}}}"#
-    ))
+    Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message}}}}}"#))
 }
 
 /// A notification with no params, e.g. `notifications/initialized`.
@@ -158,30 +172,43 @@ mod tests {
 
     #[test]
     fn kinds() {
-        let p = Payload::parse(
-            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#,
-        )
-        .unwrap();
+        let p = Payload::parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#).unwrap();
         let m = p.single().unwrap();
         assert_eq!(m.kind(), Kind::Request);
         assert_eq!(m.target_name().as_deref(), Some("echo"));
-        let p =
-            Payload::parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
+        let p = Payload::parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
         assert_eq!(p.single().unwrap().kind(), Kind::Notification);
         let p = Payload::parse(br#"{"jsonrpc":"2.0","id":"a","result":{}}"#).unwrap();
         assert_eq!(p.single().unwrap().kind(), Kind::Response);
-        let p = Payload::parse(
-            br#" [{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","method":"x"}]"#,
-        )
-        .unwrap();
+        let p =
+            Payload::parse(br#" [{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","method":"x"}]"#).unwrap();
         assert_eq!(p.request_ids().len(), 1);
         assert!(Payload::parse(b"[]").is_err());
         assert!(Payload::parse(b"{").is_err());
     }
 
     #[test]
+    fn progress_tokens() {
+        let p = Payload::parse(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","_meta":{"progressToken":"t1"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.single().unwrap().progress_token().as_deref(), Some("\"t1\""));
+        let p = Payload::parse(
+            br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":7,"progress":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.single().unwrap().progress_token().as_deref(), Some("7"));
+        let p = Payload::parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).unwrap();
+        assert_eq!(p.single().unwrap().progress_token(), None);
+    }
+
+    #[test]
     fn escaped_method_and_uri_target() {
-        let p = Payload::parse(br#"{"jsonrpc":"2.0","id":1,"method":"resources\/read","params":{"uri":"file:///a","name":"x"}}"#).unwrap();
+        let p = Payload::parse(
+            br#"{"jsonrpc":"2.0","id":1,"method":"resources\/read","params":{"uri":"file:///a","name":"x"}}"#,
+        )
+        .unwrap();
         let m = p.single().unwrap();
         assert_eq!(m.method(), Some("resources/read"));
         assert_eq!(m.target_name().as_deref(), Some("file:///a"));

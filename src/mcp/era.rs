@@ -10,13 +10,7 @@ pub enum Era {
 }
 
 /// Every revision this gateway knows, oldest first.
-pub const KNOWN_VERSIONS: &[&str] = &[
-    "2024-11-05",
-    "2025-03-26",
-    "2025-06-18",
-    "2025-11-25",
-    "2026-07-28",
-];
+pub const KNOWN_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];
 
 /// The first modern revision.
 pub const FIRST_MODERN: &str = "2026-07-28";
@@ -37,11 +31,7 @@ pub fn era_of(header: Option<&str>) -> Result<Era, UnsupportedVersion> {
         return Ok(Era::Legacy);
     };
     if KNOWN_VERSIONS.contains(&v) {
-        return Ok(if v >= FIRST_MODERN {
-            Era::Modern
-        } else {
-            Era::Legacy
-        });
+        return Ok(if v >= FIRST_MODERN { Era::Modern } else { Era::Legacy });
     }
     if is_date(v) && v > FIRST_MODERN {
         return Ok(Era::Modern);
@@ -54,9 +44,7 @@ fn is_date(v: &str) -> bool {
     b.len() == 10
         && b[4] == b'-'
         && b[7] == b'-'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
 }
 
 #[cfg(test)]

@@ -14,14 +14,7 @@ pub const NAME: &str = "mcp-name";
 
 /// Methods whose target must be mirrored in `Mcp-Name`.
 fn names_a_target(method: &str) -> bool {
-    matches!(
-        method,
-        "tools/call"
-            | "prompts/get"
-            | "resources/read"
-            | "resources/subscribe"
-            | "resources/unsubscribe"
-    )
+    matches!(method, "tools/call" | "prompts/get" | "resources/read" | "resources/subscribe" | "resources/unsubscribe")
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -42,11 +35,7 @@ pub enum HeaderMismatch {
 
 /// Checks a modern-era request's standard headers against its body.
 pub fn check_modern(headers: &HeaderMap, msg: &Envelope<'_>) -> Result<(), HeaderMismatch> {
-    let text = |name| {
-        headers
-            .get(name)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-    };
+    let text = |name| headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let Some(method) = msg.method() else {
         // Responses and notifications without a method carry nothing to mirror.
         return Ok(());
@@ -54,18 +43,11 @@ pub fn check_modern(headers: &HeaderMap, msg: &Envelope<'_>) -> Result<(), Heade
     match text(METHOD) {
         None => return Err(HeaderMismatch::MissingMethod),
         Some(h) if h != method => {
-            return Err(HeaderMismatch::Method {
-                header: h,
-                body: method.into(),
-            });
+            return Err(HeaderMismatch::Method { header: h, body: method.into() });
         }
         Some(_) => {}
     }
-    let body_name = if names_a_target(method) {
-        msg.target_name()
-    } else {
-        None
-    };
+    let body_name = if names_a_target(method) { msg.target_name() } else { None };
     match (text(NAME), body_name) {
         (Some(h), Some(b)) if h != b => Err(HeaderMismatch::Name { header: h, body: b }),
         (None, Some(_)) => Err(HeaderMismatch::MissingName(method.into())),
@@ -94,39 +76,15 @@ mod tests {
         let read = r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"a://b"}}"#;
         let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
         let cases: &[(&[(&str, &str)], &str, bool)] = &[
-            (
-                &[("mcp-method", "tools/call"), ("mcp-name", "echo")],
-                call,
-                true,
-            ),
+            (&[("mcp-method", "tools/call"), ("mcp-name", "echo")], call, true),
             (&[("mcp-method", "tools/call")], call, false),
-            (
-                &[("mcp-method", "tools/call"), ("mcp-name", "other")],
-                call,
-                false,
-            ),
-            (
-                &[("mcp-method", "tools/list"), ("mcp-name", "echo")],
-                call,
-                false,
-            ),
+            (&[("mcp-method", "tools/call"), ("mcp-name", "other")], call, false),
+            (&[("mcp-method", "tools/list"), ("mcp-name", "echo")], call, false),
             (&[("mcp-name", "echo")], call, false),
-            (
-                &[("mcp-method", "resources/read"), ("mcp-name", "a://b")],
-                read,
-                true,
-            ),
-            (
-                &[("mcp-method", "resources/read"), ("mcp-name", "a://c")],
-                read,
-                false,
-            ),
+            (&[("mcp-method", "resources/read"), ("mcp-name", "a://b")], read, true),
+            (&[("mcp-method", "resources/read"), ("mcp-name", "a://c")], read, false),
             (&[("mcp-method", "tools/list")], list, true),
-            (
-                &[("mcp-method", "tools/list"), ("mcp-name", "x")],
-                list,
-                false,
-            ),
+            (&[("mcp-method", "tools/list"), ("mcp-name", "x")], list, false),
         ];
         for (hdrs, body, ok) in cases {
             assert_eq!(check(hdrs, body).is_ok(), *ok, "{hdrs:?} {body}");

@@ -1,6 +1,7 @@
 //! Client-facing sessions. The gateway issues its own session ids (128 random bits, hex) and
 //! keeps, per session, what it needs to rebuild the upstream session behind the client's back:
-//! the client's original `initialize` request and the upstream's current session id.
+//! the client's original `initialize` request, and whatever state the upstream's transport
+//! needs (`S`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -9,39 +10,24 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::HeaderValue;
 
-pub struct Session {
+pub struct Session<S> {
     pub id: String,
     /// The id as a header value, ready to send back.
     pub header: HeaderValue,
     /// The client's `initialize` request body, replayed to re-initialize upstream.
     pub initialize: Bytes,
-    upstream: RwLock<Option<HeaderValue>>,
-    /// Held while the upstream session is being rebuilt: one rebuild at a time.
-    pub rebuilding: tokio::sync::Mutex<()>,
+    /// The upstream side of the session.
+    pub upstream: S,
     last_used: RwLock<Instant>,
 }
 
-impl Session {
-    pub fn upstream_id(&self) -> Option<HeaderValue> {
-        self.upstream
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    pub fn set_upstream_id(&self, id: Option<HeaderValue>) {
-        *self.upstream.write().unwrap_or_else(|p| p.into_inner()) = id;
-    }
-
+impl<S> Session<S> {
     fn touch(&self) {
         *self.last_used.write().unwrap_or_else(|p| p.into_inner()) = Instant::now();
     }
 
     fn idle_for(&self) -> Duration {
-        self.last_used
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .elapsed()
+        self.last_used.read().unwrap_or_else(|p| p.into_inner()).elapsed()
     }
 
     /// A short, non-secret label for logs.
@@ -50,9 +36,14 @@ impl Session {
     }
 }
 
-#[derive(Default)]
-pub struct SessionTable {
-    map: RwLock<HashMap<String, Arc<Session>>>,
+pub struct SessionTable<S> {
+    map: RwLock<HashMap<String, Arc<Session<S>>>>,
+}
+
+impl<S> Default for SessionTable<S> {
+    fn default() -> Self {
+        SessionTable { map: RwLock::default() }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,45 +57,24 @@ pub fn new_id() -> Result<String, RandomError> {
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-impl SessionTable {
-    pub fn create(
-        &self,
-        initialize: Bytes,
-        upstream: Option<HeaderValue>,
-    ) -> Result<Arc<Session>, RandomError> {
+impl<S> SessionTable<S> {
+    pub fn create(&self, initialize: Bytes, upstream: S) -> Result<Arc<Session<S>>, RandomError> {
         let id = new_id()?;
         let header = HeaderValue::try_from(id.as_str()).map_err(|e| RandomError(e.to_string()))?;
-        let session = Arc::new(Session {
-            id: id.clone(),
-            header,
-            initialize,
-            upstream: RwLock::new(upstream),
-            rebuilding: tokio::sync::Mutex::new(()),
-            last_used: RwLock::new(Instant::now()),
-        });
-        self.map
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, session.clone());
+        let session =
+            Arc::new(Session { id: id.clone(), header, initialize, upstream, last_used: RwLock::new(Instant::now()) });
+        self.map.write().unwrap_or_else(|p| p.into_inner()).insert(id, session.clone());
         Ok(session)
     }
 
-    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
-        let s = self
-            .map
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()?;
+    pub fn get(&self, id: &str) -> Option<Arc<Session<S>>> {
+        let s = self.map.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()?;
         s.touch();
         Some(s)
     }
 
-    pub fn remove(&self, id: &str) -> Option<Arc<Session>> {
-        self.map
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id)
+    pub fn remove(&self, id: &str) -> Option<Arc<Session<S>>> {
+        self.map.write().unwrap_or_else(|p| p.into_inner()).remove(id)
     }
 
     pub fn len(&self) -> usize {
@@ -116,24 +86,15 @@ impl SessionTable {
     }
 
     /// Removes and returns every session (shutdown).
-    pub fn drain(&self) -> Vec<Arc<Session>> {
-        self.map
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-            .map(|(_, s)| s)
-            .collect()
+    pub fn drain(&self) -> Vec<Arc<Session<S>>> {
+        self.map.write().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, s)| s).collect()
     }
 
     /// Removes sessions idle for longer than `ttl`; returns them so their upstream sessions can
     /// be ended.
-    pub fn expire(&self, ttl: Duration) -> Vec<Arc<Session>> {
+    pub fn expire(&self, ttl: Duration) -> Vec<Arc<Session<S>>> {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-        let idle: Vec<String> = map
-            .iter()
-            .filter(|(_, s)| s.idle_for() > ttl)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let idle: Vec<String> = map.iter().filter(|(_, s)| s.idle_for() > ttl).map(|(k, _)| k.clone()).collect();
         idle.into_iter().filter_map(|k| map.remove(&k)).collect()
     }
 }
@@ -153,15 +114,9 @@ mod tests {
     #[test]
     fn table() {
         let t = SessionTable::default();
-        let s = t
-            .create(
-                Bytes::from_static(b"{}"),
-                Some(HeaderValue::from_static("up-1")),
-            )
-            .unwrap();
-        assert_eq!(t.get(&s.id).unwrap().upstream_id().unwrap(), "up-1");
-        s.set_upstream_id(Some(HeaderValue::from_static("up-2")));
-        assert_eq!(t.get(&s.id).unwrap().upstream_id().unwrap(), "up-2");
+        let s = t.create(Bytes::from_static(b"{}"), "up-1").unwrap();
+        assert_eq!(t.get(&s.id).unwrap().upstream, "up-1");
+        assert_eq!(t.get(&s.id).unwrap().header, s.id.as_str());
         assert!(t.get("nope").is_none());
         assert!(t.expire(Duration::from_secs(60)).is_empty());
         assert_eq!(t.expire(Duration::ZERO).len(), 1);

@@ -19,16 +19,12 @@ pub fn build(connect_timeout: Duration) -> HttpClient {
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = match hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(provider.clone())
-    {
+    let builder = match hyper_rustls::HttpsConnectorBuilder::new().with_provider_and_native_roots(provider.clone()) {
         Ok(b) => b,
         Err(e) => {
             // No system roots (a minimal container): plain http still works; https fails per
             // request with a certificate error that says why.
-            tracing::warn!(
-                "no system TLS roots found ({e}); https upstreams will fail certificate checks"
-            );
+            tracing::warn!("no system TLS roots found ({e}); https upstreams will fail certificate checks");
             let config = rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
                 .expect("ring supports the default protocol versions")
@@ -37,11 +33,7 @@ pub fn build(connect_timeout: Duration) -> HttpClient {
             hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
         }
     };
-    let https = builder
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
+    let https = builder.https_or_http().enable_http1().enable_http2().wrap_connector(http);
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(256)

@@ -2,4 +2,5 @@
 //! codec they share.
 
 pub mod http_client;
+pub mod legacy_sse;
 pub mod sse;

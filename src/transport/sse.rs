@@ -30,10 +30,7 @@ pub const DEFAULT_EVENT_LIMIT: usize = 16 * 1024 * 1024;
 
 impl Parser {
     pub fn new() -> Self {
-        Parser {
-            limit: DEFAULT_EVENT_LIMIT,
-            ..Default::default()
-        }
+        Parser { limit: DEFAULT_EVENT_LIMIT, ..Default::default() }
     }
 
     /// Whether an event grew past the limit (it was dropped).
@@ -78,10 +75,7 @@ impl Parser {
             } else {
                 // An event without data is not dispatched, but its id still counts.
                 let id = self.current.id.take();
-                self.current = Event {
-                    id,
-                    ..Default::default()
-                };
+                self.current = Event { id, ..Default::default() };
             }
             self.has_data = false;
             return;
@@ -146,8 +140,7 @@ mod tests {
 
     #[test]
     fn split_anywhere() {
-        let text =
-            b"id: 7\r\nevent: message\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\n: comment\n\ndata: x\n\n";
+        let text = b"id: 7\r\nevent: message\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\n: comment\n\ndata: x\n\n";
         let whole = parse_all(&[text]);
         assert_eq!(whole.len(), 2);
         assert_eq!(whole[0].id.as_deref(), Some("7"));
@@ -175,10 +168,7 @@ mod tests {
 
     #[test]
     fn bounded() {
-        let mut p = Parser {
-            limit: 10,
-            ..Parser::new()
-        };
+        let mut p = Parser { limit: 10, ..Parser::new() };
         let mut out = vec![];
         p.feed(b"data: 0123456789abcdef\n\n", &mut out);
         assert!(p.overflowed());

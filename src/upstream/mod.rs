@@ -27,22 +27,9 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(
-        url: Uri,
-        client: HttpClient,
-        credentials: Credentials,
-        headers: HeaderMap,
-        timeout: Duration,
-    ) -> Self {
+    pub fn new(url: Uri, client: HttpClient, credentials: Credentials, headers: HeaderMap, timeout: Duration) -> Self {
         let display = display_url(&url);
-        Upstream {
-            url,
-            display,
-            client,
-            credentials,
-            headers,
-            timeout,
-        }
+        Upstream { url, display, client, credentials, headers, timeout }
     }
 
     /// Whether mcpgate supplies `Authorization` itself (then the client's is dropped).
@@ -59,9 +46,7 @@ impl Upstream {
         body: Bytes,
     ) -> Result<Response<Incoming>, Error> {
         let auth = self.authorization().await?;
-        let resp = self
-            .send_once(&method, uri, headers, auth.as_ref(), body.clone())
-            .await?;
+        let resp = self.send_once(&method, uri, headers, auth.as_ref(), body.clone()).await?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
         }
@@ -72,25 +57,19 @@ impl Upstream {
             Ok(Some(fresh)) => {
                 tracing::info!(upstream = %self.display, "upstream answered 401; retrying once with a refreshed credential");
                 drop(resp);
-                self.send_once(&method, uri, headers, Some(&fresh), body)
-                    .await
+                self.send_once(&method, uri, headers, Some(&fresh), body).await
             }
             // Nothing fresher to offer: the client sees the upstream's own challenge.
             Ok(None) => Ok(resp),
-            Err(e) => Err(Error::new(
-                Kind::Credential,
-                format!("upstream {} answered 401 and {e}", self.display),
-            )),
+            Err(e) => Err(Error::new(Kind::Credential, format!("upstream {} answered 401 and {e}", self.display))),
         }
     }
 
     async fn authorization(&self) -> Result<Option<HeaderValue>, Error> {
-        self.credentials.authorization().await.map_err(|e| {
-            Error::new(
-                Kind::Credential,
-                format!("no credential for upstream {}: {e}", self.display),
-            )
-        })
+        self.credentials
+            .authorization()
+            .await
+            .map_err(|e| Error::new(Kind::Credential, format!("no credential for upstream {}: {e}", self.display)))
     }
 
     async fn send_once(
@@ -134,11 +113,9 @@ pub fn display_url(url: &Uri) -> String {
 
 /// Parses `K: V` as given to `--header`.
 pub fn parse_header(raw: &str) -> Result<(HeaderName, HeaderValue), String> {
-    let (k, v) = raw
-        .split_once(':')
-        .ok_or_else(|| format!("--header {raw:?}: expected 'Name: value'"))?;
-    let name = HeaderName::try_from(k.trim())
-        .map_err(|_| format!("--header {:?}: not a valid header name", k.trim()))?;
+    let (k, v) = raw.split_once(':').ok_or_else(|| format!("--header {raw:?}: expected 'Name: value'"))?;
+    let name =
+        HeaderName::try_from(k.trim()).map_err(|_| format!("--header {:?}: not a valid header name", k.trim()))?;
     let mut value = HeaderValue::try_from(v.trim())
         .map_err(|_| format!("--header {}: the value is not a valid header value", name))?;
     value.set_sensitive(true);
@@ -147,20 +124,14 @@ pub fn parse_header(raw: &str) -> Result<(HeaderName, HeaderValue), String> {
 
 /// Validates an upstream URL given on the command line.
 pub fn parse_url(raw: &str) -> Result<Uri, String> {
-    let uri: Uri = raw
-        .parse()
-        .map_err(|e| format!("{raw:?} is not a valid URL: {e}"))?;
+    let uri: Uri = raw.parse().map_err(|e| format!("{raw:?} is not a valid URL: {e}"))?;
     match uri.scheme_str() {
         Some("http" | "https") => {}
         Some(other) => {
-            return Err(format!(
-                "{raw:?}: the scheme must be http or https, not {other}"
-            ));
+            return Err(format!("{raw:?}: the scheme must be http or https, not {other}"));
         }
         None => {
-            return Err(format!(
-                "{raw:?} is not an absolute URL (expected http://host/path or https://host/path)"
-            ));
+            return Err(format!("{raw:?} is not an absolute URL (expected http://host/path or https://host/path)"));
         }
     }
     if uri.host().is_none_or(str::is_empty) {

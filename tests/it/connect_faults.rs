@@ -16,10 +16,7 @@ async fn upstream_down_is_a_502_with_a_jsonrpc_error_naming_it() {
     assert_eq!(v["id"], 1);
     assert_eq!(v["error"]["code"], -32001);
     let msg = v["error"]["message"].as_str().unwrap();
-    assert!(
-        msg.contains(&upstream) && msg.to_lowercase().contains("refused"),
-        "{msg}"
-    );
+    assert!(msg.contains(&upstream) && msg.to_lowercase().contains("refused"), "{msg}");
 }
 
 #[tokio::test]
@@ -47,11 +44,9 @@ async fn an_upstream_restart_is_invisible_to_the_client() {
     let mut upstream = everything("streamableHttp", port).await;
     let gw = connect(&upstream.url, &[]).await;
     let sid = open_session(&gw.url, &[]).await;
-    let echo = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"message":"before"}}}"#;
-    assert_eq!(
-        call(&gw.url, &sid, &[], echo).await.message()["result"]["content"][0]["text"],
-        "Echo: before"
-    );
+    let echo =
+        r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"message":"before"}}}"#;
+    assert_eq!(call(&gw.url, &sid, &[], echo).await.message()["result"]["content"][0]["text"], "Echo: before");
 
     upstream.kill().await;
     let _upstream = everything("streamableHttp", port).await;
@@ -100,13 +95,8 @@ async fn an_upstream_restart_is_invisible_to_the_sdk_client() {
     upstream.kill().await;
     let _upstream = everything("streamableHttp", port).await;
     let mut stdin = client.stdin.take().unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut stdin, b"go\n")
-        .await
-        .unwrap();
-    let out = tokio::time::timeout(Duration::from_secs(30), client.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, b"go\n").await.unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), client.wait_with_output()).await.unwrap().unwrap();
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a report");
     assert!(out.status.success(), "{report}");
     assert_eq!(report["echo"], "Echo: hello through mcpgate");
@@ -126,30 +116,11 @@ async fn sigterm_drains_in_flight_calls_then_exits_zero() {
     let r = in_flight.await.unwrap();
     assert_eq!(r.status, 200);
     assert!(r.body.contains("notifications/progress"), "{}", r.body);
-    assert!(
-        r.message()["result"]["content"][0]["text"]
-            .as_str()
-            .unwrap()
-            .contains("completed"),
-        "{}",
-        r.body
-    );
+    assert!(r.message()["result"]["content"][0]["text"].as_str().unwrap().contains("completed"), "{}", r.body);
     let status = gw.wait(Duration::from_secs(15)).await;
-    assert!(
-        status.success(),
-        "exit status {status}; output:\n{}",
-        gw.output()
-    );
+    assert!(status.success(), "exit status {status}; output:\n{}", gw.output());
     // It stopped accepting.
     assert!(
-        tokio::net::TcpStream::connect(
-            gw.url
-                .trim_start_matches("http://")
-                .split('/')
-                .next()
-                .unwrap()
-        )
-        .await
-        .is_err()
+        tokio::net::TcpStream::connect(gw.url.trim_start_matches("http://").split('/').next().unwrap()).await.is_err()
     );
 }

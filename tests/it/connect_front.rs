@@ -34,36 +34,16 @@ async fn browser_clients_get_cors_and_can_read_the_session_id() {
     let upstream = everything("streamableHttp", 0).await;
     let gw = connect(&upstream.url, &[]).await;
     let origin = ("origin", "http://localhost:6274");
-    let pre = request(
-        "OPTIONS",
-        &gw.url,
-        &[origin, ("access-control-request-method", "POST")],
-        "",
-    )
-    .await;
+    let pre = request("OPTIONS", &gw.url, &[origin, ("access-control-request-method", "POST")], "").await;
     assert_eq!(pre.status, 204);
-    assert_eq!(
-        pre.header("access-control-allow-origin"),
-        Some("http://localhost:6274")
-    );
-    assert!(
-        pre.header("access-control-allow-headers")
-            .unwrap()
-            .contains("mcp-session-id")
-    );
+    assert_eq!(pre.header("access-control-allow-origin"), Some("http://localhost:6274"));
+    assert!(pre.header("access-control-allow-headers").unwrap().contains("mcp-session-id"));
     let mut h = MCP_HEADERS.to_vec();
     h.push(origin);
     let r = request("POST", &gw.url, &h, INITIALIZE).await;
     assert_eq!(r.status, 200);
-    assert_eq!(
-        r.header("access-control-allow-origin"),
-        Some("http://localhost:6274")
-    );
-    assert!(
-        r.header("access-control-expose-headers")
-            .unwrap()
-            .contains("mcp-session-id")
-    );
+    assert_eq!(r.header("access-control-allow-origin"), Some("http://localhost:6274"));
+    assert!(r.header("access-control-expose-headers").unwrap().contains("mcp-session-id"));
     assert!(r.header("mcp-session-id").is_some());
 }
 
@@ -96,10 +76,7 @@ async fn session_version_and_size_rules() {
 
     // Not JSON → 400 parse error; too large → 413 without reading it all.
     let r = call(&gw.url, &sid, &[], "{not json").await;
-    assert_eq!(
-        (r.status, r.json()["error"]["code"].as_i64()),
-        (400, Some(-32700))
-    );
+    assert_eq!((r.status, r.json()["error"]["code"].as_i64()), (400, Some(-32700)));
     let big = format!(
         r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"{}"}}}}}}"#,
         "x".repeat(4096)

@@ -8,65 +8,61 @@ async fn sdk_client_through_connect_to_streamable_http_upstream() {
     let gw = connect(&upstream.url, &[]).await;
     let r = sdk_client(
         &gw.url,
-        &[
-            "info",
-            "tools",
-            "echo",
-            "progress",
-            "elicit",
-            "sampling",
-            "resources",
-            "prompts",
-            "close",
-        ],
+        &["info", "tools", "echo", "progress", "elicit", "sampling", "resources", "prompts", "close"],
     )
     .await;
 
     assert_eq!(r["info"]["server"], "mcp-servers/everything");
     assert_eq!(r["info"]["session"], true);
-    let tools: Vec<&str> = r["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap())
-        .collect();
-    assert!(
-        tools.contains(&"echo") && tools.contains(&"trigger-elicitation-request"),
-        "{tools:?}"
-    );
+    let tools: Vec<&str> = r["tools"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    assert!(tools.contains(&"echo") && tools.contains(&"trigger-elicitation-request"), "{tools:?}");
     assert_eq!(r["echo"], "Echo: hello through mcpgate");
     // Progress notifications arrive, in order, before the result.
     assert_eq!(r["progress"]["progress"], serde_json::json!([1, 2, 3]));
-    assert!(
-        r["progress"]["lastProgressAt"].as_u64().unwrap()
-            <= r["progress"]["resultAt"].as_u64().unwrap()
-    );
-    assert!(
-        r["progress"]["text"]
-            .as_str()
-            .unwrap()
-            .contains("completed")
-    );
+    assert!(r["progress"]["lastProgressAt"].as_u64().unwrap() <= r["progress"]["resultAt"].as_u64().unwrap());
+    assert!(r["progress"]["text"].as_str().unwrap().contains("completed"));
     // The server asked the client (elicitation/create) mid-call, and got the client's answer.
     assert_eq!(r["elicit"]["asked"], 1);
-    assert!(
-        r["elicit"]["text"]
-            .as_str()
-            .unwrap()
-            .contains("Ada Lovelace"),
-        "{}",
-        r["elicit"]
-    );
-    assert!(
-        r["sampling"]
-            .as_str()
-            .unwrap()
-            .contains("sampled by the test client")
-    );
+    assert!(r["elicit"]["text"].as_str().unwrap().contains("Ada Lovelace"), "{}", r["elicit"]);
+    assert!(r["sampling"].as_str().unwrap().contains("sampled by the test client"));
     assert!(r["resources"]["count"].as_u64().unwrap() > 0 && r["resources"]["read"] == 1);
     assert!(r["resources"]["templates"].as_u64().unwrap() > 0);
-    assert!(
-        r["prompts"]["names"].as_array().unwrap().len() > 1
-            && r["prompts"]["got"].as_u64().unwrap() >= 1
-    );
+    assert!(r["prompts"]["names"].as_array().unwrap().len() > 1 && r["prompts"]["got"].as_u64().unwrap() >= 1);
+}
+
+/// A legacy HTTP+SSE (2024-11-05) upstream, found by the spec's fallback (initialize POSTed to
+/// the URL is refused, so the GET event stream is tried) and forced by `--transport sse`.
+#[tokio::test]
+async fn sdk_client_through_connect_to_legacy_sse_upstream() {
+    let upstream = everything("sse", 0).await;
+    for args in [&[][..], &["--transport", "sse"][..]] {
+        let gw = connect(&upstream.url, args).await;
+        let r = sdk_client(&gw.url, &["info", "tools", "echo", "progress", "elicit", "resources", "prompts", "close"])
+            .await;
+        assert_eq!(r["info"]["server"], "mcp-servers/everything", "{args:?}");
+        assert_eq!(r["echo"], "Echo: hello through mcpgate");
+        assert_eq!(r["progress"]["progress"], serde_json::json!([1, 2, 3]));
+        assert!(r["progress"]["lastProgressAt"].as_u64().unwrap() <= r["progress"]["resultAt"].as_u64().unwrap());
+        assert_eq!(r["elicit"]["asked"], 1);
+        assert!(r["elicit"]["text"].as_str().unwrap().contains("Ada Lovelace"));
+        assert!(r["resources"]["read"] == 1 && r["prompts"]["got"].as_u64().unwrap() >= 1);
+    }
+}
+
+/// The same legacy upstream restarts mid-session: the event stream is reopened and the session
+/// re-initialized on the next request.
+#[tokio::test]
+async fn legacy_sse_upstream_restart_is_invisible() {
+    let port = free_port();
+    let mut upstream = everything("sse", port).await;
+    let gw = connect(&upstream.url, &["--transport", "sse"]).await;
+    let sid = open_session(&gw.url, &[]).await;
+    let echo =
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"message":"one"}}}"#;
+    assert_eq!(call(&gw.url, &sid, &[], echo).await.message()["result"]["content"][0]["text"], "Echo: one");
+    upstream.kill().await;
+    let _upstream = everything("sse", port).await;
+    let r = call(&gw.url, &sid, &[], &echo.replace("one", "two")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.message()["result"]["content"][0]["text"], "Echo: two", "{}", gw.output());
 }

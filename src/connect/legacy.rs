@@ -1,0 +1,338 @@
+//! `connect` in front of a legacy HTTP+SSE upstream (2024-11-05): each client session gets one
+//! upstream event stream (a `Link`), and the messages arriving on it are routed to the client
+//! stream that waits for them:
+//! - a response → the POST stream of the request it answers;
+//! - a progress notification → the POST stream of the request that carries its token;
+//! - anything else (server→client requests, other notifications) → the client's GET stream,
+//!   else an open POST stream, else kept (bounded) until a GET stream opens.
+//! A lost stream (the upstream restarted) is reopened and the session re-initialized with the
+//! client's original `initialize` on the next request.
+
+use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Response, StatusCode};
+use http_body::{Body as HttpBody, Frame};
+use http_body_util::BodyExt;
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::WaitForCancellationFutureOwned;
+
+use super::proxy::{Proxy, UpstreamSession};
+use crate::error::{Error, Kind};
+use crate::http::body::{self, Body, BoxError};
+use crate::jsonrpc::{self, Kind as MsgKind, Payload, codes};
+use crate::mcp::session::Session;
+use crate::transport::legacy_sse::Link;
+use crate::transport::sse;
+use crate::upstream::Upstream;
+
+type Sender = mpsc::UnboundedSender<Bytes>;
+
+/// Messages kept for a GET stream that is not open yet.
+const BACKLOG_LIMIT: usize = 1000;
+
+#[derive(Default)]
+pub struct State {
+    link: tokio::sync::Mutex<Option<Arc<Link>>>,
+    routes: Arc<Mutex<Routes>>,
+}
+
+#[derive(Default)]
+struct Routes {
+    waiting: HashMap<String, Sender>,
+    progress: HashMap<String, Sender>,
+    stream: Option<Sender>,
+    backlog: VecDeque<Bytes>,
+}
+
+impl Routes {
+    fn deliver(&mut self, msg: Bytes) {
+        let target = match Payload::parse(&msg) {
+            Ok(Payload::Single(m)) => match m.kind() {
+                MsgKind::Response => m.id.and_then(|id| self.waiting.remove(id.get())),
+                MsgKind::Notification if m.method() == Some("notifications/progress") => {
+                    m.progress_token().and_then(|t| self.progress.get(&t).cloned())
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        let mut msg = msg;
+        if let Some(tx) = target {
+            match tx.send(msg) {
+                Ok(()) => return,
+                Err(back) => msg = back.0,
+            }
+        }
+        if let Some(tx) = &self.stream {
+            match tx.send(msg) {
+                Ok(()) => return,
+                Err(back) => {
+                    self.stream = None;
+                    msg = back.0;
+                }
+            }
+        }
+        if let Some(tx) = self.waiting.values().next() {
+            if tx.send(msg.clone()).is_ok() {
+                return;
+            }
+        }
+        if self.backlog.len() < BACKLOG_LIMIT {
+            self.backlog.push_back(msg);
+        } else {
+            tracing::warn!("dropping a server message: no client stream has been open for {BACKLOG_LIMIT} messages");
+        }
+    }
+
+    /// Answers every waiting request with an error (the upstream stream is gone).
+    fn fail_all(&mut self, message: &str) {
+        for (id, tx) in self.waiting.drain() {
+            let raw = RawValue::from_string(id).ok();
+            let _ = tx.send(jsonrpc::error_response(raw.as_deref(), codes::UPSTREAM_UNAVAILABLE, message));
+        }
+    }
+}
+
+fn lock(routes: &Mutex<Routes>) -> std::sync::MutexGuard<'_, Routes> {
+    routes.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Removes a request's routes when its stream ends, however it ends.
+struct Registration {
+    routes: Arc<Mutex<Routes>>,
+    ids: Vec<String>,
+    tokens: Vec<String>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut r = lock(&self.routes);
+        for id in &self.ids {
+            r.waiting.remove(id);
+        }
+        for t in &self.tokens {
+            r.progress.remove(t);
+        }
+    }
+}
+
+impl State {
+    fn register(&self, ids: Vec<String>, tokens: Vec<String>) -> (Registration, mpsc::UnboundedReceiver<Bytes>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut r = lock(&self.routes);
+        for id in &ids {
+            r.waiting.insert(id.clone(), tx.clone());
+        }
+        for t in &tokens {
+            r.progress.insert(t.clone(), tx.clone());
+        }
+        (Registration { routes: self.routes.clone(), ids, tokens }, rx)
+    }
+
+    /// The live link, (re)opened if needed. A link that was lost is re-initialized by
+    /// replaying `initialize` before anything else is sent on the new one.
+    async fn link(&self, up: &Upstream, initialize: &Bytes) -> Result<Arc<Link>, Error> {
+        let mut current = self.link.lock().await;
+        if let Some(l) = current.as_ref().filter(|l| l.is_alive()) {
+            return Ok(l.clone());
+        }
+        let was_open = current.is_some();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let link = Arc::new(Link::open(up, tx).await?);
+        tokio::spawn(route(rx, self.routes.clone(), up.display.clone()));
+        if was_open {
+            tracing::info!(upstream = %up.display, "upstream event stream lost; re-initializing the session");
+            self.ask(up, &link, initialize.clone()).await?;
+            link.post(up, jsonrpc::notification("notifications/initialized")).await?;
+        }
+        *current = Some(link.clone());
+        Ok(link)
+    }
+
+    /// Sends one request and waits for its answer.
+    async fn ask(&self, up: &Upstream, link: &Link, request: Bytes) -> Result<Bytes, Error> {
+        let id = Payload::parse(&request)
+            .ok()
+            .and_then(|p| p.single().and_then(|m| m.id.map(|i| i.get().to_owned())))
+            .ok_or_else(|| Error::new(Kind::BadRequest, "a request needs an id"))?;
+        let (_registration, mut rx) = self.register(vec![id], vec![]);
+        link.post(up, request).await?;
+        match tokio::time::timeout(up.timeout, rx.recv()).await {
+            Ok(Some(answer)) => Ok(answer),
+            Ok(None) => Err(Error::unreachable(&up.display, "the event stream ended before the answer")),
+            Err(_) => Err(Error::timeout(&up.display, up.timeout)),
+        }
+    }
+
+    pub async fn close(&self) {
+        self.link.lock().await.take();
+        lock(&self.routes).fail_all("the session ended");
+    }
+}
+
+async fn route(mut rx: mpsc::UnboundedReceiver<Bytes>, routes: Arc<Mutex<Routes>>, display: String) {
+    while let Some(msg) = rx.recv().await {
+        lock(&routes).deliver(msg);
+    }
+    lock(&routes).fail_all(&format!("the connection to upstream {display} was lost before it answered"));
+}
+
+impl Proxy {
+    /// `initialize` to a legacy upstream: open its event stream, ask, keep the session.
+    pub(super) async fn legacy_initialize(&self, body: Bytes) -> Result<Response<Body>, Error> {
+        let state = State::default();
+        let link = state.link(&self.upstream, &body).await?;
+        let answer = state.ask(&self.upstream, &link, body.clone()).await?;
+        let session = self
+            .sessions
+            .create(body, UpstreamSession::Legacy(state))
+            .map_err(|e| Error::new(Kind::Internal, e.to_string()))?;
+        tracing::info!(session = session.label(), upstream = %self.upstream.display, "session started (HTTP+SSE upstream)");
+        let mut resp = Response::new(body::full(answer));
+        resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp.headers_mut().insert(crate::mcp::headers::SESSION_ID, session.header.clone());
+        Ok(resp)
+    }
+
+    /// A POST in a session with a legacy upstream: requests get an SSE stream of their
+    /// related messages ending with their answers; notifications and responses get 202.
+    pub(super) async fn legacy_post(
+        &self,
+        session: &Session<UpstreamSession>,
+        state: &State,
+        payload: &Payload<'_>,
+        bytes: Bytes,
+    ) -> Result<Response<Body>, Error> {
+        let link = state.link(&self.upstream, &session.initialize).await?;
+        let ids: Vec<String> = payload.request_ids().iter().map(|i| i.get().to_owned()).collect();
+        if ids.is_empty() {
+            link.post(&self.upstream, bytes).await?;
+            let mut resp = Response::new(body::empty());
+            *resp.status_mut() = StatusCode::ACCEPTED;
+            return Ok(resp);
+        }
+        let tokens = payload.messages().iter().filter_map(|m| m.progress_token()).collect();
+        let (registration, rx) = state.register(ids.clone(), tokens);
+        link.post(&self.upstream, bytes).await?;
+        let stream = PostStream {
+            rx,
+            outstanding: ids,
+            _registration: registration,
+            idle: self.upstream.timeout,
+            deadline: Box::pin(tokio::time::sleep(self.upstream.timeout)),
+            done: false,
+        };
+        Ok(sse_response(stream.boxed_unsync()))
+    }
+
+    /// The client's GET stream for a session with a legacy upstream.
+    pub(super) async fn legacy_get(
+        &self,
+        session: &Session<UpstreamSession>,
+        state: &State,
+    ) -> Result<Response<Body>, Error> {
+        state.link(&self.upstream, &session.initialize).await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        {
+            let mut r = lock(&state.routes);
+            for m in r.backlog.drain(..) {
+                let _ = tx.send(m);
+            }
+            r.stream = Some(tx);
+        }
+        let stream = GetStream { rx, stop: Box::pin(self.shutdown.clone().cancelled_owned()) };
+        Ok(sse_response(stream.boxed_unsync()))
+    }
+}
+
+fn sse_response(body: Body) -> Response<Body> {
+    let mut resp = Response::new(body);
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    resp.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+/// The answer stream of one POST: ends once every request in it is answered.
+struct PostStream {
+    rx: mpsc::UnboundedReceiver<Bytes>,
+    outstanding: Vec<String>,
+    _registration: Registration,
+    idle: Duration,
+    deadline: Pin<Box<Sleep>>,
+    done: bool,
+}
+
+impl HttpBody for PostStream {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        match this.rx.poll_recv(cx) {
+            Poll::Ready(Some(msg)) => {
+                if let Ok(Payload::Single(m)) = Payload::parse(&msg) {
+                    if let (MsgKind::Response, Some(id)) = (m.kind(), m.id) {
+                        this.outstanding.retain(|o| o != id.get());
+                    }
+                }
+                this.done = this.outstanding.is_empty();
+                let idle = this.idle;
+                this.deadline.as_mut().reset(Instant::now() + idle);
+                return Poll::Ready(Some(Ok(Frame::data(sse::encode(&msg, None)))));
+            }
+            Poll::Ready(None) => {
+                this.done = true;
+                return Poll::Ready(None);
+            }
+            Poll::Pending => {}
+        }
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            this.done = true;
+            let message = format!("the upstream sent nothing for {:?}; giving up on this request", this.idle);
+            tracing::warn!("{message}");
+            let mut out = BytesMut::new();
+            for id in &this.outstanding {
+                let raw = RawValue::from_string(id.clone()).ok();
+                out.extend_from_slice(&sse::encode(
+                    &jsonrpc::error_response(raw.as_deref(), codes::UPSTREAM_TIMEOUT, &message),
+                    None,
+                ));
+            }
+            return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
+        }
+        Poll::Pending
+    }
+}
+
+/// The client's GET stream: open until the client leaves or the gateway shuts down.
+struct GetStream {
+    rx: mpsc::UnboundedReceiver<Bytes>,
+    stop: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl HttpBody for GetStream {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.stop.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(msg)) => Poll::Ready(Some(Ok(Frame::data(sse::encode(&msg, None))))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! `connect` in front of a Streamable HTTP upstream: requests are forwarded as they are, with
+//! the gateway's session id swapped for the upstream's. An upstream that forgot its session
+//! (it restarted) gets the session rebuilt behind the client's back, and the request again.
+
+use bytes::Bytes;
+use http::header::{ACCEPT, HeaderValue};
+use http::{HeaderMap, Method, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::proxy::{Proxy, UpstreamSession};
+use super::relay::Pending;
+use crate::error::{Error, Kind};
+use crate::http::body::{self, Body};
+use crate::mcp::headers::{LAST_EVENT_ID, SESSION_ID};
+use crate::mcp::session::Session;
+
+/// The upstream's side of a session.
+pub struct State {
+    upstream_id: std::sync::RwLock<Option<HeaderValue>>,
+    /// Held while the upstream session is rebuilt: one rebuild at a time.
+    pub(super) rebuilding: tokio::sync::Mutex<()>,
+}
+
+impl State {
+    pub fn new(upstream_id: Option<HeaderValue>) -> Self {
+        State { upstream_id: std::sync::RwLock::new(upstream_id), rebuilding: tokio::sync::Mutex::new(()) }
+    }
+
+    pub fn upstream_id(&self) -> Option<HeaderValue> {
+        self.upstream_id.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_upstream_id(&self, id: Option<HeaderValue>) {
+        *self.upstream_id.write().unwrap_or_else(|p| p.into_inner()) = id;
+    }
+}
+
+impl Proxy {
+    /// Forwards `initialize`. `Ok(Err(resp))`: the upstream refused it (not 2xx), so no session
+    /// was made; the caller decides whether to try HTTP+SSE or relay the refusal.
+    pub(super) async fn streamable_initialize(
+        &self,
+        client: &HeaderMap,
+        body: Bytes,
+        pending: Option<Pending>,
+    ) -> Result<Result<Response<Body>, Response<Body>>, Error> {
+        let resp =
+            self.upstream.send(Method::POST, &self.upstream.url, &self.upstream_headers(client), body.clone()).await?;
+        if !resp.status().is_success() {
+            return Ok(Err(self.relay(resp, None, pending, false)));
+        }
+        let upstream_id = resp.headers().get(SESSION_ID).cloned();
+        let session = self
+            .sessions
+            .create(body, UpstreamSession::Streamable(State::new(upstream_id)))
+            .map_err(|e| Error::new(Kind::Internal, e.to_string()))?;
+        tracing::info!(session = session.label(), upstream = %self.upstream.display, "session started");
+        Ok(Ok(self.relay(resp, Some(&session.header), pending, false)))
+    }
+
+    /// Forwards a request within a session, rebuilding the upstream session if it was lost.
+    pub(super) async fn exchange(
+        &self,
+        method: Method,
+        client: &HeaderMap,
+        body: Bytes,
+        session: &Session<UpstreamSession>,
+        state: &State,
+        pending: Option<Pending>,
+    ) -> Result<Response<Body>, Error> {
+        let open_ended = method == Method::GET;
+        let mut hdrs = self.upstream_headers(client);
+        let stale = state.upstream_id();
+        set_session(&mut hdrs, stale.as_ref());
+        let resp = self.upstream.send(method.clone(), &self.upstream.url, &hdrs, body.clone()).await?;
+        if stale.is_none() {
+            return Ok(self.relay(resp, None, pending, open_ended));
+        }
+        match lost_session(resp, self.upstream.timeout).await {
+            Verdict::Kept(resp) => return Ok(self.relay(resp, None, pending, open_ended)),
+            Verdict::Answered(resp) => return Ok(resp),
+            Verdict::Lost => {}
+        }
+        tracing::info!(session = session.label(), "upstream lost the session; re-initializing it");
+        let fresh = super::rebuild::rebuild(&self.upstream, session, state, stale.as_ref(), client).await?;
+        set_session(&mut hdrs, fresh.as_ref());
+        // Event ids of the lost session mean nothing to the new one.
+        hdrs.remove(LAST_EVENT_ID);
+        let resp = self.upstream.send(method, &self.upstream.url, &hdrs, body).await?;
+        Ok(self.relay(resp, None, pending, open_ended))
+    }
+
+    /// Ends the session upstream (DELETE), best effort.
+    pub(super) async fn streamable_end(&self, session: &Session<UpstreamSession>, state: &State) {
+        let Some(id) = state.upstream_id() else { return };
+        let mut hdrs = HeaderMap::new();
+        hdrs.insert(SESSION_ID, id);
+        hdrs.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
+        if let Err(e) = self.upstream.send(Method::DELETE, &self.upstream.url, &hdrs, Bytes::new()).await {
+            tracing::debug!(session = session.label(), "ending the upstream session failed: {e}");
+        }
+    }
+}
+
+enum Verdict {
+    /// Not about the session: relay as it is.
+    Kept(Response<Incoming>),
+    /// Read to decide, and not about the session: relay these bytes.
+    Answered(Response<Body>),
+    /// The upstream no longer knows the session.
+    Lost,
+}
+
+/// Whether a response means "unknown session". The spec says 404; servers built on the SDKs'
+/// examples answer 400 with a JSON-RPC error such as "No valid session ID provided", so a 400
+/// whose (small) body speaks of the session counts too.
+async fn lost_session(resp: Response<Incoming>, timeout: std::time::Duration) -> Verdict {
+    match resp.status() {
+        StatusCode::NOT_FOUND => Verdict::Lost,
+        StatusCode::BAD_REQUEST => {
+            let (parts, incoming) = resp.into_parts();
+            let read = tokio::time::timeout(timeout, body::read_limited(incoming, 64 * 1024)).await;
+            let Ok(Ok(bytes)) = read else {
+                return Verdict::Answered(Response::from_parts(parts, body::empty()));
+            };
+            if String::from_utf8_lossy(&bytes).to_ascii_lowercase().contains("session") {
+                Verdict::Lost
+            } else {
+                Verdict::Answered(Response::from_parts(parts, body::full(bytes)))
+            }
+        }
+        _ => Verdict::Kept(resp),
+    }
+}
+
+fn set_session(h: &mut HeaderMap, id: Option<&HeaderValue>) {
+    match id {
+        Some(id) => {
+            h.insert(SESSION_ID, id.clone());
+        }
+        None => {
+            h.remove(SESSION_ID);
+        }
+    }
+}
