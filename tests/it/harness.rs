@@ -80,13 +80,6 @@ impl Proc {
         self.output.lock().unwrap().clone()
     }
 
-    /// The port of `url`.
-    pub fn port(&self) -> u16 {
-        let rest = self.url.trim_start_matches("http://");
-        let hostport = rest.split('/').next().unwrap();
-        hostport.rsplit(':').next().unwrap().parse().unwrap()
-    }
-
     pub fn signal(&self, sig: i32) {
         let pid = self.child.id().expect("process is running") as i32;
         // SAFETY: sending a signal to our own child by pid.

@@ -2,6 +2,8 @@
 //! runs real processes on loopback: mcpgate itself, MCP servers from npm, our conformance
 //! fixture, the official TypeScript SDK client.
 
+mod conformance;
+mod connect_credentials;
 mod connect_faults;
 mod connect_front;
 mod connect_sdk;

@@ -1,0 +1,40 @@
+//! The official conformance suite (`@modelcontextprotocol/conformance` 0.1.16, `server --suite all`)
+//! against our fixture server directly, and through `mcpgate connect`: the scores must be equal
+//! and every check must pass.
+
+use std::time::Duration;
+
+use crate::harness::*;
+
+/// Runs tests/conformance/run-suite.sh and returns (passed, failed) checks.
+async fn suite(url: &str) -> (u32, u32, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(240),
+        tokio::process::Command::new("bash")
+            .arg(repo().join("tests/conformance/run-suite.sh"))
+            .arg(url)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the conformance suite finished in time")
+    .expect("the conformance suite ran");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = stdout.lines().rev().find(|l| l.starts_with("conformance: ")).unwrap_or_else(|| {
+        panic!("no score line; stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr))
+    });
+    let nums: Vec<u32> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
+    (nums[0], nums[1], stdout)
+}
+
+#[tokio::test]
+async fn conformance_suite_scores_the_same_through_connect_as_direct() {
+    let upstream = fixture(&[]).await;
+    let (direct_pass, direct_fail, direct_out) = suite(&upstream.url).await;
+    assert_eq!(direct_fail, 0, "the fixture itself fails checks:\n{direct_out}");
+    assert!(direct_pass >= 44, "expected at least 44 checks, got {direct_pass}:\n{direct_out}");
+
+    let gw = connect(&upstream.url, &[]).await;
+    let (pass, fail, out) = suite(&gw.url).await;
+    assert_eq!((pass, fail), (direct_pass, 0), "through mcpgate connect:\n{out}\nmcpgate log:\n{}", gw.output());
+}
