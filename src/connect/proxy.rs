@@ -161,11 +161,19 @@ impl Proxy {
                 let _ = self.detected.set(Transport::StreamableHttp);
                 Ok(resp)
             }
-            Err(refused) if transport == Transport::Auto => {
+            Err(refused) if transport == Transport::Auto && matches!(refused.status().as_u16(), 400 | 404 | 405) => {
                 tracing::info!(upstream = %self.upstream.display, status = refused.status().as_u16(), "initialize refused over Streamable HTTP; trying HTTP+SSE");
-                let resp = self.legacy_initialize(bytes).await?;
-                let _ = self.detected.set(Transport::Sse);
-                Ok(resp)
+                match self.legacy_initialize(bytes).await {
+                    Ok(resp) => {
+                        let _ = self.detected.set(Transport::Sse);
+                        Ok(resp)
+                    }
+                    // Not an HTTP+SSE server either: the client sees the original refusal.
+                    Err(e) => {
+                        tracing::debug!("HTTP+SSE fallback failed: {e}");
+                        Ok(refused)
+                    }
+                }
             }
             Err(refused) => Ok(refused),
         }
