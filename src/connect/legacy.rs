@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
 use http_body::{Body as HttpBody, Frame};
@@ -25,6 +25,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::proxy::{Proxy, UpstreamSession};
+use super::relay::Unanswered;
 use crate::error::{Error, Kind};
 use crate::http::body::{self, Body, BoxError};
 use crate::jsonrpc::{self, Kind as MsgKind, Payload, codes};
@@ -212,7 +213,7 @@ impl Proxy {
         bytes: Bytes,
     ) -> Result<Response<Body>, Error> {
         let link = state.link(&self.upstream, &session.initialize).await?;
-        let ids: Vec<String> = payload.request_ids().iter().map(|i| i.get().to_owned()).collect();
+        let ids = payload.request_ids();
         if ids.is_empty() {
             link.post(&self.upstream, bytes).await?;
             let mut resp = Response::new(body::empty());
@@ -224,7 +225,7 @@ impl Proxy {
         link.post(&self.upstream, bytes).await?;
         let stream = PostStream {
             rx,
-            outstanding: ids,
+            outstanding: Unanswered::new(ids),
             _registration: registration,
             idle: self.upstream.timeout,
             deadline: Box::pin(tokio::time::sleep(self.upstream.timeout)),
@@ -263,7 +264,7 @@ fn sse_response(body: Body) -> Response<Body> {
 /// The answer stream of one POST: ends once every request in it is answered.
 struct PostStream {
     rx: mpsc::UnboundedReceiver<Bytes>,
-    outstanding: Vec<String>,
+    outstanding: Unanswered,
     _registration: Registration,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
@@ -281,11 +282,7 @@ impl HttpBody for PostStream {
         }
         match this.rx.poll_recv(cx) {
             Poll::Ready(Some(msg)) => {
-                if let Ok(Payload::Single(m)) = Payload::parse(&msg) {
-                    if let (MsgKind::Response, Some(id)) = (m.kind(), m.id) {
-                        this.outstanding.retain(|o| o != id.get());
-                    }
-                }
+                this.outstanding.observe(&msg);
                 this.done = this.outstanding.is_empty();
                 let idle = this.idle;
                 this.deadline.as_mut().reset(Instant::now() + idle);
@@ -301,15 +298,8 @@ impl HttpBody for PostStream {
             this.done = true;
             let message = format!("the upstream sent nothing for {:?}; giving up on this request", this.idle);
             tracing::warn!("{message}");
-            let mut out = BytesMut::new();
-            for id in &this.outstanding {
-                let raw = RawValue::from_string(id.clone()).ok();
-                out.extend_from_slice(&sse::encode(
-                    &jsonrpc::error_response(raw.as_deref(), codes::UPSTREAM_TIMEOUT, &message),
-                    None,
-                ));
-            }
-            return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
+            let events = this.outstanding.error_events(codes::UPSTREAM_TIMEOUT, &message).unwrap_or_default();
+            return Poll::Ready(Some(Ok(Frame::data(events))));
         }
         Poll::Pending
     }

@@ -23,42 +23,63 @@ use crate::http::body::BoxError;
 use crate::jsonrpc::{self, Kind, Payload, codes};
 use crate::transport::sse;
 
+/// The requests of one POST that have no answer yet (their ids as raw JSON text).
+pub struct Unanswered(Vec<String>);
+
+impl Unanswered {
+    pub fn new(ids: Vec<String>) -> Self {
+        Unanswered(ids)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Crosses off the requests a message (or batch) answers.
+    pub fn observe(&mut self, message: &[u8]) {
+        let Ok(payload) = Payload::parse(message) else { return };
+        for m in payload.messages() {
+            if let (Kind::Response, Some(id)) = (m.kind(), m.id) {
+                self.0.retain(|p| p != id.get());
+            }
+        }
+    }
+
+    /// One SSE error event per unanswered request, so the client is not left waiting.
+    pub fn error_events(&self, code: i64, message: &str) -> Option<Bytes> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let mut out = BytesMut::new();
+        for id in &self.0 {
+            let raw = RawValue::from_string(id.clone()).ok();
+            out.extend_from_slice(&sse::encode(&jsonrpc::error_response(raw.as_deref(), code, message), None));
+        }
+        Some(out.freeze())
+    }
+}
+
 /// Tracks which requests of a POST are still unanswered, by reading the SSE events going by.
 pub struct Pending {
-    ids: Vec<Box<RawValue>>,
+    unanswered: Unanswered,
     parser: sse::Parser,
     events: Vec<sse::Event>,
 }
 
 impl Pending {
-    pub fn new(ids: Vec<Box<RawValue>>) -> Option<Self> {
-        (!ids.is_empty()).then(|| Pending { ids, parser: sse::Parser::new(), events: Vec::new() })
+    pub fn new(ids: Vec<String>) -> Option<Self> {
+        (!ids.is_empty()).then(|| Pending {
+            unanswered: Unanswered(ids),
+            parser: sse::Parser::new(),
+            events: Vec::new(),
+        })
     }
 
     fn observe(&mut self, chunk: &[u8]) {
         self.parser.feed(chunk, &mut self.events);
         for ev in self.events.drain(..) {
-            let Ok(payload) = Payload::parse(ev.data.as_bytes()) else {
-                continue;
-            };
-            for m in payload.messages() {
-                if let (Kind::Response, Some(id)) = (m.kind(), m.id) {
-                    self.ids.retain(|p| p.get() != id.get());
-                }
-            }
+            self.unanswered.observe(ev.data.as_bytes());
         }
-    }
-
-    /// One error event per unanswered request.
-    fn errors(&self, code: i64, message: &str) -> Option<Bytes> {
-        if self.ids.is_empty() {
-            return None;
-        }
-        let mut out = BytesMut::new();
-        for id in &self.ids {
-            out.extend_from_slice(&sse::encode(&jsonrpc::error_response(Some(id), code, message), None));
-        }
-        Some(out.freeze())
     }
 }
 
@@ -89,7 +110,7 @@ impl Relay {
     fn finish(&mut self, code: i64, message: String) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.done = true;
         tracing::warn!("{message}");
-        match self.pending.as_ref().and_then(|p| p.errors(code, &message)) {
+        match self.pending.as_ref().and_then(|p| p.unanswered.error_events(code, &message)) {
             Some(events) => Poll::Ready(Some(Ok(Frame::data(events)))),
             None => Poll::Ready(Some(Err(message.into()))),
         }

@@ -138,12 +138,12 @@ impl<'a> Payload<'a> {
         self.messages().iter().any(|m| m.kind() == Kind::Request)
     }
 
-    /// The raw ids of the requests in the body, to tell when each has been answered.
-    pub fn request_ids(&self) -> Vec<Box<RawValue>> {
+    /// The ids of the requests in the body, as raw JSON text, to tell when each is answered.
+    pub fn request_ids(&self) -> Vec<String> {
         self.messages()
             .iter()
             .filter(|m| m.kind() == Kind::Request)
-            .filter_map(|m| m.id.map(ToOwned::to_owned))
+            .filter_map(|m| m.id.map(|i| i.get().to_owned()))
             .collect()
     }
 
