@@ -38,7 +38,7 @@ impl Source {
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{source_name}: {reason}")]
+#[error("{source_name} {reason}")]
 pub struct CredentialError {
     pub source_name: String,
     pub reason: String,
@@ -70,7 +70,7 @@ struct Current {
 impl Current {
     fn new(token: &IssuedToken, fetched: SystemTime) -> Result<Self, String> {
         let mut header = HeaderValue::try_from(format!("Bearer {}", token.value))
-            .map_err(|_| "the token is not a valid header value".to_owned())?;
+            .map_err(|_| "yields a token that is not a valid header value".to_owned())?;
         header.set_sensitive(true);
         let (refresh_at, stale_at) = match token.expires_at {
             Some(exp) => {
