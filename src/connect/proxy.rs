@@ -127,7 +127,7 @@ impl Proxy {
             check_modern(client, msg).map_err(|e| with_id(Error::new(Kind::HeaderMismatch, e.to_string())))?;
             let resp = self
                 .upstream
-                .send(Method::POST, &self.upstream.url, &self.upstream_headers(client), bytes.clone())
+                .send(Method::POST, &self.upstream.url, self.upstream_headers(client), bytes.clone())
                 .await
                 .map_err(with_id)?;
             return Ok(self.relay(resp, None, pending, false));
@@ -142,7 +142,7 @@ impl Proxy {
             }
             UpstreamSession::Legacy(state) => self.legacy_post(&session, state, &payload, bytes.clone()).await,
         }
-        .map(|resp| self.with_session(resp, Some(&session.header)))
+        .map(|resp| tag(resp, &session.header))
         .map_err(with_id)
     }
 
@@ -187,7 +187,7 @@ impl Proxy {
             }
             UpstreamSession::Legacy(state) => self.legacy_get(&session, state).await,
         }
-        .map(|resp| self.with_session(resp, Some(&session.header)))
+        .map(|resp| tag(resp, &session.header))
         .map_err(fail)
     }
 
@@ -241,12 +241,18 @@ impl Proxy {
     /// The client's view of an upstream response: headers filtered, our session id.
     pub(super) fn with_session(&self, resp: Response<Body>, session: Option<&HeaderValue>) -> Response<Body> {
         let (mut parts, body) = resp.into_parts();
-        parts.headers = headers::to_client(&parts.headers);
+        headers::to_client(&mut parts.headers);
         if let Some(id) = session {
             parts.headers.insert(SESSION_ID, id.clone());
         }
         Response::from_parts(parts, body)
     }
+}
+
+/// Sets the gateway's session id on a response (already filtered, or built here).
+fn tag(mut resp: Response<Body>, session: &HeaderValue) -> Response<Body> {
+    resp.headers_mut().insert(SESSION_ID, session.clone());
+    resp
 }
 
 pub(super) fn status_only(status: StatusCode) -> Response<Body> {

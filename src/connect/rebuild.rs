@@ -35,7 +35,7 @@ pub async fn rebuild(
     let mut hdrs = HeaderMap::new();
     hdrs.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     hdrs.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
-    let resp = upstream.send(Method::POST, &upstream.url, &hdrs, session.initialize.clone()).await?;
+    let resp = upstream.send(Method::POST, &upstream.url, hdrs.clone(), session.initialize.clone()).await?;
     if !resp.status().is_success() {
         return Err(Error::protocol(
             &upstream.display,
@@ -60,7 +60,7 @@ pub async fn rebuild(
         hdrs.insert(PROTOCOL_VERSION, v);
     }
     let done =
-        upstream.send(Method::POST, &upstream.url, &hdrs, jsonrpc::notification("notifications/initialized")).await?;
+        upstream.send(Method::POST, &upstream.url, hdrs, jsonrpc::notification("notifications/initialized")).await?;
     if !done.status().is_success() {
         tracing::warn!(upstream = %upstream.display, status = done.status().as_u16(), "notifications/initialized was refused after re-initializing");
     }

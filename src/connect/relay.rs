@@ -87,7 +87,8 @@ pub struct Relay {
     inner: Incoming,
     /// How long the stream may stay silent; `None` for open-ended GET streams.
     idle: Option<Duration>,
-    deadline: Pin<Box<Sleep>>,
+    /// Armed only once the upstream makes us wait (most JSON answers never do).
+    deadline: Option<Pin<Box<Sleep>>>,
     stop: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     pending: Option<Pending>,
     upstream: String,
@@ -102,8 +103,7 @@ impl Relay {
         pending: Option<Pending>,
         upstream: String,
     ) -> Self {
-        let deadline = Box::pin(tokio::time::sleep(idle.unwrap_or(Duration::from_secs(86400))));
-        Relay { inner, idle, deadline, stop: stop.map(Box::pin), pending, upstream, done: false }
+        Relay { inner, idle, deadline: None, stop: stop.map(Box::pin), pending, upstream, done: false }
     }
 
     /// Ends the stream, with error events for what is still unanswered if we know of any.
@@ -138,8 +138,8 @@ impl HttpBody for Relay {
                     if let Some(p) = &mut this.pending {
                         p.observe(data);
                     }
-                    if let Some(idle) = this.idle {
-                        this.deadline.as_mut().reset(Instant::now() + idle);
+                    if let (Some(idle), Some(deadline)) = (this.idle, this.deadline.as_mut()) {
+                        deadline.as_mut().reset(Instant::now() + idle);
                     }
                 }
                 return Poll::Ready(Some(Ok(frame)));
@@ -159,7 +159,8 @@ impl HttpBody for Relay {
             Poll::Pending => {}
         }
         if let Some(idle) = this.idle {
-            if this.deadline.as_mut().poll(cx).is_ready() {
+            let deadline = this.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+            if deadline.as_mut().poll(cx).is_ready() {
                 let msg = format!("upstream {} sent nothing for {idle:?}; giving up on this response", this.upstream);
                 return this.finish(codes::UPSTREAM_TIMEOUT, msg);
             }

@@ -45,7 +45,7 @@ impl Proxy {
         pending: Option<Pending>,
     ) -> Result<Result<Response<Body>, Response<Body>>, Error> {
         let resp =
-            self.upstream.send(Method::POST, &self.upstream.url, &self.upstream_headers(client), body.clone()).await?;
+            self.upstream.send(Method::POST, &self.upstream.url, self.upstream_headers(client), body.clone()).await?;
         if !resp.status().is_success() {
             return Ok(Err(self.relay(resp, None, pending, false)));
         }
@@ -72,21 +72,22 @@ impl Proxy {
         let mut hdrs = self.upstream_headers(client);
         let stale = state.upstream_id();
         set_session(&mut hdrs, stale.as_ref());
-        let resp = self.upstream.send(method.clone(), &self.upstream.url, &hdrs, body.clone()).await?;
+        let resp = self.upstream.send(method.clone(), &self.upstream.url, hdrs, body.clone()).await?;
         if stale.is_none() {
             return Ok(self.relay(resp, None, pending, open_ended));
         }
         match lost_session(resp, self.upstream.timeout).await {
             Verdict::Kept(resp) => return Ok(self.relay(resp, None, pending, open_ended)),
-            Verdict::Answered(resp) => return Ok(resp),
+            Verdict::Answered(resp) => return Ok(self.with_session(resp, None)),
             Verdict::Lost => {}
         }
         tracing::info!(session = session.label(), "upstream lost the session; re-initializing it");
         let fresh = super::rebuild::rebuild(&self.upstream, session, state, stale.as_ref(), client).await?;
+        let mut hdrs = self.upstream_headers(client);
         set_session(&mut hdrs, fresh.as_ref());
         // Event ids of the lost session mean nothing to the new one.
         hdrs.remove(LAST_EVENT_ID);
-        let resp = self.upstream.send(method, &self.upstream.url, &hdrs, body).await?;
+        let resp = self.upstream.send(method, &self.upstream.url, hdrs, body).await?;
         Ok(self.relay(resp, None, pending, open_ended))
     }
 
@@ -96,7 +97,7 @@ impl Proxy {
         let mut hdrs = HeaderMap::new();
         hdrs.insert(SESSION_ID, id);
         hdrs.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
-        if let Err(e) = self.upstream.send(Method::DELETE, &self.upstream.url, &hdrs, Bytes::new()).await {
+        if let Err(e) = self.upstream.send(Method::DELETE, &self.upstream.url, hdrs, Bytes::new()).await {
             tracing::debug!(session = session.label(), "ending the upstream session failed: {e}");
         }
     }

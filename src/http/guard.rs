@@ -54,8 +54,8 @@ impl Guard {
     pub fn check(&self, headers: &HeaderMap, authority: Option<&str>) -> Result<(), Refusal> {
         if let Some(allowed) = &self.hosts {
             let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).or(authority).unwrap_or("");
-            let name = strip_port(&host.to_ascii_lowercase()).to_owned();
-            if !allowed.iter().any(|a| *a == name) {
+            let name = strip_port(host);
+            if !allowed.iter().any(|a| a.eq_ignore_ascii_case(name)) {
                 return Err(Refusal::Host(host.chars().take(100).collect()));
             }
         }

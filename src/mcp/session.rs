@@ -4,7 +4,8 @@
 //! needs (`S`).
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,22 +19,29 @@ pub struct Session<S> {
     pub initialize: Bytes,
     /// The upstream side of the session.
     pub upstream: S,
-    last_used: RwLock<Instant>,
+    /// Milliseconds since `epoch()` at the last use: an atomic, since every request touches it.
+    last_used: AtomicU64,
 }
 
 impl<S> Session<S> {
     fn touch(&self) {
-        *self.last_used.write().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        self.last_used.store(now_ms(), Ordering::Relaxed);
     }
 
     fn idle_for(&self) -> Duration {
-        self.last_used.read().unwrap_or_else(|p| p.into_inner()).elapsed()
+        Duration::from_millis(now_ms().saturating_sub(self.last_used.load(Ordering::Relaxed)))
     }
 
     /// A short, non-secret label for logs.
     pub fn label(&self) -> &str {
         &self.id[..8]
     }
+}
+
+/// Milliseconds since the first call (a process-local monotonic clock).
+fn now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 pub struct SessionTable<S> {
@@ -62,7 +70,7 @@ impl<S> SessionTable<S> {
         let id = new_id()?;
         let header = HeaderValue::try_from(id.as_str()).map_err(|e| RandomError(e.to_string()))?;
         let session =
-            Arc::new(Session { id: id.clone(), header, initialize, upstream, last_used: RwLock::new(Instant::now()) });
+            Arc::new(Session { id: id.clone(), header, initialize, upstream, last_used: AtomicU64::new(now_ms()) });
         self.map.write().unwrap_or_else(|p| p.into_inner()).insert(id, session.clone());
         Ok(session)
     }
@@ -94,7 +102,7 @@ impl<S> SessionTable<S> {
     /// be ended.
     pub fn expire(&self, ttl: Duration) -> Vec<Arc<Session<S>>> {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-        let idle: Vec<String> = map.iter().filter(|(_, s)| s.idle_for() > ttl).map(|(k, _)| k.clone()).collect();
+        let idle: Vec<String> = map.iter().filter(|(_, s)| s.idle_for() >= ttl).map(|(k, _)| k.clone()).collect();
         idle.into_iter().filter_map(|k| map.remove(&k)).collect()
     }
 }

@@ -38,7 +38,7 @@ impl Link {
     pub async fn open(upstream: &Upstream, sink: mpsc::UnboundedSender<Bytes>) -> Result<Link, Error> {
         let mut hdrs = HeaderMap::new();
         hdrs.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
-        let resp = upstream.send(Method::GET, &upstream.url, &hdrs, Bytes::new()).await?;
+        let resp = upstream.send(Method::GET, &upstream.url, hdrs, Bytes::new()).await?;
         let is_sse = resp.headers().get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
         if !resp.status().is_success() || !is_sse {
             return Err(Error::protocol(
@@ -115,7 +115,7 @@ impl Link {
     pub async fn post(&self, upstream: &Upstream, body: Bytes) -> Result<(), Error> {
         let mut hdrs = HeaderMap::new();
         hdrs.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let resp = upstream.send(Method::POST, &self.endpoint, &hdrs, body).await?;
+        let resp = upstream.send(Method::POST, &self.endpoint, hdrs, body).await?;
         if !resp.status().is_success() {
             let status = resp.status();
             let text = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();

@@ -37,27 +37,27 @@ impl Upstream {
         self.credentials.supplies_authorization() || self.headers.contains_key(AUTHORIZATION)
     }
 
-    /// Sends one request to `uri` (the upstream URL unless a transport says otherwise).
+    /// Sends one request to `uri` (the upstream URL unless a transport says otherwise). The
+    /// headers are moved into the request: they are copied only when a 401 retry is possible.
     pub async fn send(
         &self,
         method: Method,
         uri: &Uri,
-        headers: &HeaderMap,
+        headers: HeaderMap,
         body: Bytes,
     ) -> Result<Response<Incoming>, Error> {
         let auth = self.authorization().await?;
-        let resp = self.send_once(&method, uri, headers, auth.as_ref(), body.clone()).await?;
+        let retry = auth.as_ref().map(|_| (headers.clone(), body.clone()));
+        let resp = self.send_once(method.clone(), uri, headers, auth.as_ref(), body).await?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
         }
-        let Some(rejected) = auth else {
-            return Ok(resp);
-        };
+        let (Some(rejected), Some((headers, body))) = (auth, retry) else { return Ok(resp) };
         match self.credentials.refresh_rejected(&rejected).await {
             Ok(Some(fresh)) => {
                 tracing::info!(upstream = %self.display, "upstream answered 401; retrying once with a refreshed credential");
                 drop(resp);
-                self.send_once(&method, uri, headers, Some(&fresh), body).await
+                self.send_once(method, uri, headers, Some(&fresh), body).await
             }
             // Nothing fresher to offer: the client sees the upstream's own challenge.
             Ok(None) => Ok(resp),
@@ -74,29 +74,24 @@ impl Upstream {
 
     async fn send_once(
         &self,
-        method: &Method,
+        method: Method,
         uri: &Uri,
-        headers: &HeaderMap,
+        mut headers: HeaderMap,
         auth: Option<&HeaderValue>,
         body: Bytes,
     ) -> Result<Response<Incoming>, Error> {
-        let mut req = Request::new(Full::new(body));
-        *req.method_mut() = method.clone();
-        *req.uri_mut() = uri.clone();
-        let h = req.headers_mut();
-        h.reserve(headers.len() + self.headers.len() + 1);
-        for (k, v) in headers {
-            h.append(k, v.clone());
-        }
         for (k, v) in &self.headers {
-            h.insert(k, v.clone());
+            headers.insert(k, v.clone());
         }
         if let Some(auth) = auth {
-            h.insert(AUTHORIZATION, auth.clone());
+            headers.insert(AUTHORIZATION, auth.clone());
         }
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = method;
+        *req.uri_mut() = uri.clone();
+        *req.headers_mut() = headers;
         match tokio::time::timeout(self.timeout, self.client.request(req)).await {
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) if e.is_connect() => Err(Error::unreachable(&self.display, chain(&e))),
             Ok(Err(e)) => Err(Error::unreachable(&self.display, chain(&e))),
             Err(_) => Err(Error::timeout(&self.display, self.timeout)),
         }
