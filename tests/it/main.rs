@@ -7,4 +7,5 @@ mod connect_credentials;
 mod connect_faults;
 mod connect_front;
 mod connect_sdk;
+mod connect_streams;
 mod harness;
