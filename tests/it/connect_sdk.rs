@@ -66,3 +66,31 @@ async fn legacy_sse_upstream_restart_is_invisible() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.message()["result"]["content"][0]["text"], "Echo: two", "{}", gw.output());
 }
+
+/// A modern-era (2026-07-28) client of the official v2 SDK, through `mcpgate connect`, to a server
+/// that refuses every legacy request: the stateless path, with its `Mcp-Method`/`Mcp-Name` checks
+/// passed, works end to end.
+#[tokio::test]
+async fn modern_client_through_connect_to_modern_only_upstream() {
+    let mut cmd = tokio::process::Command::new(node());
+    cmd.arg(repo().join("tests/fixtures/modern-server.mjs"));
+    let upstream = Proc::start("modern fixture", cmd).await;
+    let gw = connect(&upstream.url, &["-v"]).await;
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        tokio::process::Command::new(node())
+            .arg(repo().join("tests/clients/modern-client.mjs"))
+            .arg(&gw.url)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a report");
+    assert!(out.status.success(), "{report}\n{}", gw.output());
+    assert_eq!(report["protocol"], "2026-07-28");
+    assert_eq!(report["tools"], serde_json::json!(["echo"]));
+    assert_eq!(report["echo"], "Echo: modern through mcpgate");
+    assert!(!gw.output().contains("session started"), "the modern path keeps no session");
+}

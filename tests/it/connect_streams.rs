@@ -12,7 +12,14 @@ use hyper_util::rt::TokioExecutor;
 use crate::harness::*;
 
 /// Reads an SSE response until `until` appears in what was read or `limit` passes: GET streams stay open.
-async fn read_stream(method: &str, url: &str, headers: &[(&str, &str)], body: &str, until: &str, limit: Duration) -> String {
+async fn read_stream(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    until: &str,
+    limit: Duration,
+) -> String {
     let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
     let mut req = http::Request::builder().method(method).uri(url);
     for (k, v) in headers {
