@@ -38,27 +38,45 @@ async fn a_silent_upstream_ends_in_a_504_at_the_timeout() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
-#[tokio::test]
-async fn an_upstream_restart_is_invisible_to_the_client() {
+/// Opens a session through mcpgate to server-everything in `mode`, restarts the upstream on the
+/// same port, and checks the same client session keeps working. Returns mcpgate, for its log.
+async fn restart_keeps_the_session(mode: &str, args: &[&str]) -> Proc {
     let port = free_port();
-    let mut upstream = everything("streamableHttp", port).await;
-    let gw = connect(&upstream.url, &[]).await;
+    let mut upstream = everything(mode, port).await;
+    let gw = connect(&upstream.url, args).await;
     let sid = open_session(&gw.url, &[]).await;
-    let echo =
-        r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"message":"before"}}}"#;
-    assert_eq!(call(&gw.url, &sid, &[], echo).await.message()["result"]["content"][0]["text"], "Echo: before");
+    let echo = |m: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"{m}"}}}}}}"#
+        )
+    };
+    assert_eq!(
+        call(&gw.url, &sid, &[], &echo("before")).await.message()["result"]["content"][0]["text"],
+        "Echo: before"
+    );
 
     upstream.kill().await;
-    let _upstream = everything("streamableHttp", port).await;
+    let _upstream = everything(mode, port).await;
 
-    // Same client session; the upstream answers 404 for its lost session, mcpgate
-    // re-initializes it and retries.
-    let echo = echo.replace("before", "after");
-    let r = call(&gw.url, &sid, &[], &echo).await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    let r = call(&gw.url, &sid, &[], &echo("after")).await;
+    assert_eq!(r.status, 200, "{}\n{}", r.body, gw.output());
     assert_eq!(r.message()["result"]["content"][0]["text"], "Echo: after");
     assert_eq!(r.header("mcp-session-id"), Some(sid.as_str()));
+    gw
+}
+
+#[tokio::test]
+async fn an_upstream_restart_is_invisible_to_the_client() {
+    // The upstream answers for its lost session; mcpgate re-initializes it and retries.
+    let gw = restart_keeps_the_session("streamableHttp", &[]).await;
     assert!(gw.output().contains("re-initializing"), "{}", gw.output());
+}
+
+/// The event stream of a legacy HTTP+SSE upstream is lost: it is reopened and the session
+/// re-initialized on the next request.
+#[tokio::test]
+async fn a_legacy_sse_upstream_restart_is_invisible_to_the_client() {
+    restart_keeps_the_session("sse", &["--transport", "sse"]).await;
 }
 
 #[tokio::test]

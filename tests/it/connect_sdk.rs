@@ -49,24 +49,6 @@ async fn sdk_client_through_connect_to_legacy_sse_upstream() {
     }
 }
 
-/// The same legacy upstream restarts mid-session: the event stream is reopened and the session
-/// re-initialized on the next request.
-#[tokio::test]
-async fn legacy_sse_upstream_restart_is_invisible() {
-    let port = free_port();
-    let mut upstream = everything("sse", port).await;
-    let gw = connect(&upstream.url, &["--transport", "sse"]).await;
-    let sid = open_session(&gw.url, &[]).await;
-    let echo =
-        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"message":"one"}}}"#;
-    assert_eq!(call(&gw.url, &sid, &[], echo).await.message()["result"]["content"][0]["text"], "Echo: one");
-    upstream.kill().await;
-    let _upstream = everything("sse", port).await;
-    let r = call(&gw.url, &sid, &[], &echo.replace("one", "two")).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.message()["result"]["content"][0]["text"], "Echo: two", "{}", gw.output());
-}
-
 /// A modern-era (2026-07-28) client of the official v2 SDK, through `mcpgate connect`, to a server
 /// that refuses every legacy request: the stateless path, with its `Mcp-Method`/`Mcp-Name` checks
 /// passed, works end to end.
