@@ -48,19 +48,15 @@ pub enum LogFormat {
 pub enum Command {
     /// A local proxy in front of one MCP server that fetches, refreshes and injects its credential.
     Connect(ConnectArgs),
+    /// A stdio bridge for clients that launch a command: JSON-RPC lines on stdin/stdout, relayed to
+    /// a remote MCP server with its credential.
+    Stdio(StdioArgs),
 }
 
+/// How to reach the upstream and what credential to present: the same for every mode.
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("credential").args(["bearer_env", "bearer_file", "token_command"])))]
-pub struct ConnectArgs {
-    /// The upstream MCP server's URL (Streamable HTTP endpoint).
-    pub url: String,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8001")]
-    pub listen: SocketAddr,
-    /// Path of the MCP endpoint on the listener.
-    #[arg(long, default_value = "/mcp")]
-    pub path: String,
+pub struct UpstreamArgs {
     /// Bearer token from this environment variable (read once at start).
     #[arg(long, value_name = "VAR")]
     pub bearer_env: Option<String>,
@@ -84,6 +80,50 @@ pub struct ConnectArgs {
     /// How long to wait for a TCP/TLS connection to the upstream.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
+    /// The upstream's transport.
+    #[arg(long, value_enum, default_value_t = crate::connect::Transport::Auto)]
+    pub transport: crate::connect::Transport,
+}
+
+impl UpstreamArgs {
+    pub fn into_options(self, url: &str) -> Result<crate::connect::UpstreamOptions, String> {
+        let url = crate::upstream::parse_url(url)?;
+        let mut headers = HeaderMap::new();
+        for raw in &self.headers {
+            let (k, v) = crate::upstream::parse_header(raw)?;
+            headers.append(k, v);
+        }
+        let credential = if let Some(var) = self.bearer_env {
+            Some(Source::Env(var))
+        } else if let Some(path) = self.bearer_file {
+            Some(Source::File(path))
+        } else {
+            self.token_command
+                .map(|command| Source::Command(CommandSpec { command, timeout: self.token_command_timeout }))
+        };
+        Ok(crate::connect::UpstreamOptions {
+            url,
+            credential,
+            headers,
+            timeout: self.timeout,
+            connect_timeout: self.connect_timeout,
+            transport: self.transport,
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The upstream MCP server's URL (Streamable HTTP endpoint).
+    pub url: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8001")]
+    pub listen: SocketAddr,
+    /// Path of the MCP endpoint on the listener.
+    #[arg(long, default_value = "/mcp")]
+    pub path: String,
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
     /// Largest request body accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_body: usize,
@@ -96,9 +136,6 @@ pub struct ConnectArgs {
     /// Sessions idle this long are ended.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     pub session_ttl: Duration,
-    /// The upstream's transport.
-    #[arg(long, value_enum, default_value_t = crate::connect::Transport::Auto)]
-    pub transport: crate::connect::Transport,
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -106,39 +143,35 @@ pub struct ConnectArgs {
 
 impl ConnectArgs {
     pub fn into_options(self) -> Result<crate::connect::Options, String> {
-        let upstream = crate::upstream::parse_url(&self.url)?;
-        let mut headers = HeaderMap::new();
-        for raw in &self.headers {
-            let (k, v) = crate::upstream::parse_header(raw)?;
-            headers.append(k, v);
-        }
         if !self.path.starts_with('/') {
             return Err(format!("--path {:?} must start with /", self.path));
         }
-        let credential = if let Some(var) = self.bearer_env {
-            Some(Source::Env(var))
-        } else if let Some(path) = self.bearer_file {
-            Some(Source::File(path))
-        } else {
-            self.token_command
-                .map(|command| Source::Command(CommandSpec { command, timeout: self.token_command_timeout }))
-        };
         Ok(crate::connect::Options {
-            upstream,
+            upstream: self.upstream.into_options(&self.url)?,
             listen: self.listen,
             path: self.path,
-            credential,
-            headers,
-            timeout: self.timeout,
-            connect_timeout: self.connect_timeout,
             max_body: self.max_body,
             allow_hosts: self.allow_host,
             allow_origins: self.allow_origin,
             session_ttl: self.session_ttl,
             shutdown_grace: self.shutdown_grace,
-            transport: self.transport,
         })
     }
+}
+
+#[derive(Debug, Args)]
+pub struct StdioArgs {
+    /// The remote MCP server's URL (Streamable HTTP or HTTP+SSE).
+    #[arg(env = "MCP_BACKEND_URL")]
+    pub url: String,
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
+    /// Errors only on stderr (same as --quiet).
+    #[arg(long)]
+    pub silent: bool,
+    /// Do not log the start-up line.
+    #[arg(long)]
+    pub no_banner: bool,
 }
 
 /// `250ms`, `30s`, `5m`, `1h`, or a bare number of seconds.

@@ -1,7 +1,7 @@
 //! mcpgate: one binary between MCP clients and MCP servers that owns authentication on both sides.
 //!
 //! The crate is laid out after the path a message takes (see `docs/ARCHITECTURE.md`):
-//! a front-end (`http`) accepts it, the mode (`connect`) decides what to do with it using the
+//! a front-end (`http`, or `stdio` in-process) accepts it, the mode (`connect`) decides what to do with it using the
 //! protocol knowledge in `mcp` and the envelope codec in `jsonrpc`, and an `upstream` sends it on
 //! through a `transport` with `credentials` injected.
 
@@ -14,5 +14,6 @@ pub mod jsonrpc;
 pub mod log;
 pub mod mcp;
 pub mod shutdown;
+pub mod stdio;
 pub mod transport;
 pub mod upstream;

@@ -25,21 +25,27 @@ use crate::mcp::session::SessionTable;
 use crate::transport::http_client;
 use crate::upstream::Upstream;
 
+/// What every mode needs to reach one upstream.
 #[derive(Debug, Clone)]
-pub struct Options {
-    pub upstream: Uri,
-    pub listen: SocketAddr,
-    pub path: String,
+pub struct UpstreamOptions {
+    pub url: Uri,
     pub credential: Option<Source>,
     pub headers: HeaderMap,
     pub timeout: Duration,
     pub connect_timeout: Duration,
+    pub transport: Transport,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub upstream: UpstreamOptions,
+    pub listen: SocketAddr,
+    pub path: String,
     pub max_body: usize,
     pub allow_hosts: Vec<String>,
     pub allow_origins: Vec<String>,
     pub session_ttl: Duration,
     pub shutdown_grace: Duration,
-    pub transport: Transport,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,32 +56,45 @@ pub enum StartError {
     Listen { addr: SocketAddr, source: std::io::Error },
 }
 
-/// Starts the proxy; returns once it has shut down.
-pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), StartError> {
-    let credentials = match opts.credential.clone() {
+/// The proxy engine for one upstream; the credential is fetched now, so a broken source stops
+/// start-up. Front-ends (the HTTP listener here, stdio) hand it requests.
+pub async fn engine(
+    up: &UpstreamOptions,
+    path: &str,
+    guard: Guard,
+    max_body: usize,
+    shutdown: CancellationToken,
+) -> Result<Arc<Proxy>, StartError> {
+    let credentials = match up.credential.clone() {
         Some(source) => Credentials::start(source).await?,
         None => Credentials::none(),
     };
     let upstream = Upstream::new(
-        opts.upstream.clone(),
-        http_client::build(opts.connect_timeout),
+        up.url.clone(),
+        http_client::build(up.connect_timeout),
         credentials,
-        opts.headers.clone(),
-        opts.timeout,
+        up.headers.clone(),
+        up.timeout,
     );
+    Ok(Arc::new(Proxy {
+        path: path.to_owned(),
+        guard,
+        upstream,
+        sessions: SessionTable::default(),
+        max_body,
+        shutdown,
+        transport: up.transport,
+        detected: std::sync::OnceLock::new(),
+    }))
+}
+
+/// Starts the proxy; returns once it has shut down.
+pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), StartError> {
     let listener =
         TcpListener::bind(opts.listen).await.map_err(|source| StartError::Listen { addr: opts.listen, source })?;
     let local = listener.local_addr().map_err(|source| StartError::Listen { addr: opts.listen, source })?;
-    let proxy = Arc::new(Proxy {
-        path: opts.path.clone(),
-        guard: Guard::new(local.ip().is_loopback(), &opts.allow_hosts, &opts.allow_origins),
-        upstream,
-        sessions: SessionTable::default(),
-        max_body: opts.max_body,
-        shutdown: shutdown.clone(),
-        transport: opts.transport,
-        detected: std::sync::OnceLock::new(),
-    });
+    let guard = Guard::new(local.ip().is_loopback(), &opts.allow_hosts, &opts.allow_origins);
+    let proxy = engine(&opts.upstream, &opts.path, guard, opts.max_body, shutdown.clone()).await?;
     tracing::info!("listening on http://{local}{} → {}", opts.path, proxy.upstream.display);
 
     let sweeper = tokio::spawn(expire_sessions(proxy.clone(), opts.session_ttl));
@@ -86,14 +105,21 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
     crate::http::server::serve(listener, handler, shutdown, opts.shutdown_grace).await;
     sweeper.abort();
 
-    let sessions = proxy.sessions.drain();
-    if !sessions.is_empty() {
-        tracing::info!("ending {} upstream session(s)", sessions.len());
-        let ends = sessions.iter().map(|s| proxy.end_upstream_session(s));
-        let _ = tokio::time::timeout(Duration::from_secs(5), futures_join_all(ends)).await;
-    }
+    proxy.end_all_sessions().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+impl Proxy {
+    /// Ends every session, upstream too (at shutdown), within 5 s.
+    pub async fn end_all_sessions(&self) {
+        let sessions = self.sessions.drain();
+        if !sessions.is_empty() {
+            tracing::info!("ending {} upstream session(s)", sessions.len());
+            let ends = sessions.iter().map(|s| self.end_upstream_session(s));
+            let _ = tokio::time::timeout(Duration::from_secs(5), futures_join_all(ends)).await;
+        }
+    }
 }
 
 /// Ends sessions idle for longer than `ttl`, upstream too.

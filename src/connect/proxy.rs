@@ -61,7 +61,13 @@ fn fail(e: Error) -> (Error, Option<Box<RawValue>>) {
 }
 
 impl Proxy {
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+    /// Serves one request. Generic over the body so front-ends other than HTTP (stdio) can hand
+    /// requests to the same path in-process.
+    pub async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send,
+        B::Error: Into<crate::http::body::BoxError>,
+    {
         let started = Instant::now();
         let (parts, body) = req.into_parts();
         // 1. Route: the MCP endpoint and a liveness probe; nothing else exists.
@@ -99,7 +105,11 @@ impl Proxy {
         headers::to_upstream(client, self.upstream.supplies_authorization())
     }
 
-    async fn post(&self, client: &HeaderMap, body: Incoming) -> Outcome {
+    async fn post<B>(&self, client: &HeaderMap, body: B) -> Outcome
+    where
+        B: http_body::Body<Data = Bytes> + Send,
+        B::Error: Into<crate::http::body::BoxError>,
+    {
         let bytes = match body::read_limited(body, self.max_body).await {
             Ok(b) => b,
             Err(ReadError::TooLarge) => {

@@ -1,10 +1,12 @@
 // An MCP client built on the official TypeScript SDK, driven by the Rust integration tests.
 // Usage: node sdk-client.mjs URL STEP [STEP…]   Prints one JSON object: { step: result, … }.
+// MCP_TRANSPORT=sse speaks HTTP+SSE to URL; MCP_STDIO_COMMAND (below) launches a stdio server instead.
 // Steps: info, tools, echo, progress, elicit, resources, prompts, sampling, wait, close.
 // It exits 1 (with the error in the JSON under "error") at the first failing step.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { ElicitRequestSchema, CreateMessageRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 
 const [url, ...steps] = process.argv.slice(2);
@@ -71,8 +73,13 @@ const run = {
   },
 };
 
-const legacySse = process.env.MCP_TRANSPORT === 'sse';
-const transport = legacySse ? new SSEClientTransport(new URL(url)) : new StreamableHTTPClientTransport(new URL(url));
+// MCP_STDIO_COMMAND='["cmd","arg",…]': launch that command and speak stdio to it (URL is ignored).
+const stdio = process.env.MCP_STDIO_COMMAND ? JSON.parse(process.env.MCP_STDIO_COMMAND) : null;
+const transport = stdio
+  ? new StdioClientTransport({ command: stdio[0], args: stdio.slice(1), stderr: 'inherit' })
+  : process.env.MCP_TRANSPORT === 'sse'
+    ? new SSEClientTransport(new URL(url))
+    : new StreamableHTTPClientTransport(new URL(url));
 try {
   await client.connect(transport);
   for (const step of steps) {

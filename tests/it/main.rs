@@ -9,3 +9,4 @@ mod connect_front;
 mod connect_sdk;
 mod connect_streams;
 mod harness;
+mod stdio_bridge;

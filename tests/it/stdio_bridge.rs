@@ -1,0 +1,97 @@
+//! `mcpgate stdio URL` launched by the official TypeScript SDK's stdio client, in front of
+//! real remote servers; and the bridge's stdin/stdout contract on its own.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+
+use crate::harness::*;
+
+async fn via_stdio(url: &str, extra: &[&str], steps: &[&str]) -> serde_json::Value {
+    let mut cmd = vec![mcpgate_bin().to_owned(), "stdio".into(), url.to_owned(), "-v".into()];
+    cmd.extend(extra.iter().map(|s| s.to_string()));
+    sdk_client_env("stdio", steps, &[("MCP_STDIO_COMMAND", &serde_json::to_string(&cmd).unwrap())]).await
+}
+
+#[tokio::test]
+async fn sdk_stdio_client_through_the_bridge_to_streamable_http() {
+    let upstream = everything("streamableHttp", 0).await;
+    let r = via_stdio(
+        &upstream.url,
+        &[],
+        &["info", "tools", "echo", "progress", "elicit", "sampling", "resources", "prompts", "close"],
+    )
+    .await;
+    assert_eq!(r["info"]["server"], "mcp-servers/everything");
+    assert_eq!(r["echo"], "Echo: hello through mcpgate");
+    assert_eq!(r["progress"]["progress"], serde_json::json!([1, 2, 3]));
+    assert!(r["progress"]["lastProgressAt"].as_u64().unwrap() <= r["progress"]["resultAt"].as_u64().unwrap());
+    assert_eq!(r["elicit"]["asked"], 1);
+    assert!(r["elicit"]["text"].as_str().unwrap().contains("Ada Lovelace"));
+    assert!(r["sampling"].as_str().unwrap().contains("sampled by the test client"));
+    assert!(r["resources"]["read"] == 1 && r["prompts"]["got"].as_u64().unwrap() >= 1);
+}
+
+#[tokio::test]
+async fn sdk_stdio_client_through_the_bridge_to_legacy_sse() {
+    let upstream = everything("sse", 0).await;
+    let r = via_stdio(&upstream.url, &[], &["info", "echo", "progress", "elicit", "close"]).await;
+    assert_eq!(r["echo"], "Echo: hello through mcpgate");
+    assert_eq!(r["progress"]["progress"], serde_json::json!([1, 2, 3]));
+    assert!(r["elicit"]["text"].as_str().unwrap().contains("Ada Lovelace"));
+}
+
+/// stdout carries JSON-RPC lines only (logs go to stderr, even at -v); the URL may come from
+/// MCP_BACKEND_URL; closing stdin lets in-flight requests finish, ends the upstream session, exits 0.
+#[tokio::test]
+async fn stdout_is_protocol_only_and_eof_drains_then_exits() {
+    let dir = tempdir("stdio-eof");
+    let log = dir.join("auth.log");
+    let upstream = fixture(&["--auth-log", log.to_str().unwrap()]).await;
+    let mut child = tokio::process::Command::new(mcpgate_bin())
+        .args(["stdio", "-v"])
+        .env("MCP_BACKEND_URL", &upstream.url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+    stdin.write_all(format!("{init}\n").as_bytes()).await.unwrap();
+    // The initialize answer must come back before the client goes on (as a real client waits).
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    tokio::time::timeout(Duration::from_secs(20), tokio::io::AsyncBufReadExt::read_line(&mut stdout, &mut first))
+        .await
+        .unwrap()
+        .unwrap();
+    let lines = [
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"test_tool_with_progress","arguments":{},"_meta":{"progressToken":5}}}"#,
+        "this is not json",
+    ];
+    for l in lines {
+        stdin.write_all(format!("{l}\n").as_bytes()).await.unwrap();
+    }
+    drop(stdin);
+    let mut rest = String::new();
+    tokio::time::timeout(Duration::from_secs(30), tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.unwrap().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = format!("{first}{rest}");
+    let msgs: Vec<serde_json::Value> =
+        stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON on stdout: {l}"))).collect();
+    assert_eq!(msgs[0]["id"], 1);
+    assert!(msgs.iter().any(|m| m["id"] == 2 && m["result"]["content"][0]["text"] == "5"), "{stdout}");
+    assert_eq!(msgs.iter().filter(|m| m["method"] == "notifications/progress").count(), 3, "{stdout}");
+    assert!(msgs.iter().any(|m| m["error"]["code"] == -32700), "a parse error answers the bad line: {stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DEBUG"));
+    let deletes = std::fs::read_to_string(&log).unwrap().lines().filter(|l| l.starts_with("DELETE")).count();
+    assert_eq!(deletes, 1, "the upstream session is ended at EOF");
+}
