@@ -33,7 +33,6 @@ pub enum Kind {
     UpstreamProtocol,
     /// No usable upstream credential.
     Credential,
-    ShuttingDown,
     Internal,
 }
 
@@ -59,13 +58,13 @@ impl Error {
             | Kind::PayloadTooLarge
             | Kind::MethodNotAllowed => Origin::Client,
             Kind::UpstreamUnreachable | Kind::UpstreamTimeout | Kind::UpstreamProtocol => Origin::Upstream,
-            Kind::Credential | Kind::ShuttingDown | Kind::Internal => Origin::Internal,
+            Kind::Credential | Kind::Internal => Origin::Internal,
         }
     }
 
     /// Whether the same request may succeed if sent again later.
     pub fn retryable(&self) -> bool {
-        matches!(self.kind, Kind::UpstreamUnreachable | Kind::UpstreamTimeout | Kind::ShuttingDown)
+        matches!(self.kind, Kind::UpstreamUnreachable | Kind::UpstreamTimeout)
     }
 
     pub fn unreachable(upstream: &str, cause: impl std::fmt::Display) -> Self {
@@ -95,4 +94,27 @@ pub fn chain(e: &dyn std::error::Error) -> String {
         cur = inner.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_knows_its_origin_and_whether_a_retry_may_help() {
+        let table = [
+            (Kind::Parse, Origin::Client, false),
+            (Kind::Forbidden, Origin::Client, false),
+            (Kind::SessionNotFound, Origin::Client, false),
+            (Kind::UpstreamUnreachable, Origin::Upstream, true),
+            (Kind::UpstreamTimeout, Origin::Upstream, true),
+            (Kind::UpstreamProtocol, Origin::Upstream, false),
+            (Kind::Credential, Origin::Internal, false),
+            (Kind::Internal, Origin::Internal, false),
+        ];
+        for (kind, origin, retry) in table {
+            let e = Error::new(kind, "x");
+            assert_eq!((e.origin(), e.retryable()), (origin, retry), "{kind:?}");
+        }
+    }
 }
