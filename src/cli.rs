@@ -51,6 +51,12 @@ pub enum Command {
     /// A stdio bridge for clients that launch a command: JSON-RPC lines on stdin/stdout, relayed to
     /// a remote MCP server with its credential.
     Stdio(StdioArgs),
+    /// Sign in to an MCP server ahead of time; the tokens are stored for `stdio` and `connect`.
+    Login(LoginArgs),
+    /// Remove stored credentials: of one server, or all of them.
+    Logout(LogoutArgs),
+    /// What is stored, for which server, until when (never the secret values).
+    Status(StatusArgs),
 }
 
 /// How to reach the upstream and what credential to present: the same for every mode.
@@ -83,23 +89,195 @@ pub struct UpstreamArgs {
     /// The upstream's transport.
     #[arg(long, value_enum, default_value_t = crate::connect::Transport::Auto)]
     pub transport: crate::connect::Transport,
+    #[command(flatten)]
+    pub oauth: OAuthArgs,
+}
+
+/// Signing in to the upstream with OAuth 2.1 / OpenID Connect.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Sign-in (OAuth / OpenID Connect)")]
+pub struct OAuthArgs {
+    /// Sign in when the server asks for it (MCP authorization: discovery, registration, browser
+    /// login, stored and refreshed tokens). The default for `stdio` and `login`.
+    #[arg(long)]
+    pub oauth: bool,
+    /// Never sign in: an upstream's 401 reaches the client.
+    #[arg(long, conflicts_with = "oauth")]
+    pub no_oauth: bool,
+    /// Plain OpenID Connect: sign in at this issuer, without discovery from the server.
+    #[arg(long, value_name = "URL", env = "OIDC_ISSUER_URL")]
+    pub issuer: Option<String>,
+    /// A client registered at the authorization server (else: a metadata document URL, or
+    /// dynamic registration).
+    #[arg(long, value_name = "ID", env = "OIDC_CLIENT_ID")]
+    pub client_id: Option<String>,
+    /// The client's secret (prefer the environment variable or --client-secret-file: arguments
+    /// are visible to other users of the machine).
+    #[arg(long, value_name = "SECRET", env = "OIDC_CLIENT_SECRET", hide_env_values = true)]
+    pub client_secret: Option<String>,
+    /// Read the client's secret from this file.
+    #[arg(long, value_name = "PATH", conflicts_with = "client_secret")]
+    pub client_secret_file: Option<PathBuf>,
+    /// How the client authenticates at the token endpoint (default: what the registration or
+    /// the server's metadata says).
+    #[arg(long, value_enum, value_name = "METHOD")]
+    pub token_auth_method: Option<crate::oauth_client::token::AuthMethod>,
+    /// A Client ID Metadata Document URL, used as the client id where the server supports it.
+    #[arg(long, value_name = "URL")]
+    pub client_metadata_url: Option<String>,
+    /// The client's private key (PEM, PKCS#8) for private_key_jwt.
+    #[arg(long, value_name = "PATH")]
+    pub private_key_file: Option<PathBuf>,
+    /// The algorithm of --private-key-file (RS256, ES256, ES384, EdDSA; default: the key's).
+    #[arg(long, value_name = "ALG")]
+    pub signing_alg: Option<String>,
+    /// Scopes to ask for (space- or comma-separated; default: what the server asks for).
+    #[arg(long, value_name = "SCOPES", env = "OIDC_SCOPES")]
+    pub scopes: Option<String>,
+    /// The loopback redirect URI (default: http://127.0.0.1:<free port>/callback).
+    #[arg(long, value_name = "URL", env = "OIDC_REDIRECT_URL")]
+    pub redirect_url: Option<String>,
+    /// The resource indicator to ask tokens for (default: the server's; `none`: send none).
+    #[arg(long, value_name = "URI")]
+    pub resource: Option<String>,
+    /// How tokens are obtained.
+    #[arg(long, value_enum, default_value_t = crate::oauth_client::GrantKind::AuthorizationCode)]
+    pub grant: crate::oauth_client::GrantKind,
+    /// Cross-App Access: the identity provider's token endpoint (RFC 8693 token exchange).
+    #[arg(long, value_name = "URL")]
+    pub idp_token_endpoint: Option<String>,
+    /// Cross-App Access: the client id at the identity provider.
+    #[arg(long, value_name = "ID")]
+    pub idp_client_id: Option<String>,
+    /// Cross-App Access: a file holding the user's ID token from the identity provider.
+    #[arg(long, value_name = "PATH")]
+    pub idp_id_token_file: Option<PathBuf>,
+    /// The command that opens the browser (the URL is appended); default $BROWSER, else
+    /// xdg-open/open.
+    #[arg(long, value_name = "CMD", env = "MCPGATE_BROWSER")]
+    pub browser: Option<String>,
+    /// Do not open a browser; only print the sign-in URL.
+    #[arg(long)]
+    pub no_browser: bool,
+    /// How long to wait for the user to sign in.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub login_timeout: Duration,
+    /// Where credentials are stored (default: $XDG_CONFIG_HOME/mcpgate or ~/.config/mcpgate).
+    #[arg(long, value_name = "DIR", env = "MCPGATE_STORE_DIR")]
+    pub store_dir: Option<PathBuf>,
+}
+
+impl OAuthArgs {
+    fn none() -> OAuthArgs {
+        OAuthArgs {
+            oauth: false,
+            no_oauth: true,
+            issuer: None,
+            client_id: None,
+            client_secret: None,
+            client_secret_file: None,
+            token_auth_method: None,
+            client_metadata_url: None,
+            private_key_file: None,
+            signing_alg: None,
+            scopes: None,
+            redirect_url: None,
+            resource: None,
+            grant: crate::oauth_client::GrantKind::AuthorizationCode,
+            idp_token_endpoint: None,
+            idp_client_id: None,
+            idp_id_token_file: None,
+            browser: None,
+            no_browser: false,
+            login_timeout: Duration::from_secs(300),
+            store_dir: None,
+        }
+    }
+
+    /// Whether any sign-in setting was given.
+    fn requested(&self) -> bool {
+        self.oauth || self.issuer.is_some() || self.client_id.is_some() || self.grant.unattended()
+    }
+
+    fn into_config(self, upstream: &UpstreamArgs, server: &http::Uri) -> Result<crate::oauth_client::Config, String> {
+        let client_secret = match &self.client_secret_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| format!("--client-secret-file {}: {e}", path.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => self.client_secret,
+        };
+        if let Some(issuer) = &self.issuer {
+            crate::upstream::parse_url(issuer).map_err(|e| format!("--issuer: {e}"))?;
+        }
+        if self.grant.unattended() && self.client_id.is_none() {
+            return Err("--grant client-credentials and cross-app-access need --client-id (or OIDC_CLIENT_ID)".into());
+        }
+        if self.grant == crate::oauth_client::GrantKind::CrossAppAccess
+            && (self.idp_token_endpoint.is_none() || self.idp_id_token_file.is_none())
+        {
+            return Err("--grant cross-app-access needs --idp-token-endpoint and --idp-id-token-file".into());
+        }
+        let browser = match (self.no_browser, self.browser) {
+            (true, _) => crate::oauth_client::Browser::Off,
+            (false, Some(cmd)) if !cmd.trim().is_empty() => crate::oauth_client::Browser::Command(cmd),
+            _ => crate::oauth_client::Browser::System,
+        };
+        let resource = self.resource.map(|r| if r == "none" { String::new() } else { r });
+        Ok(crate::oauth_client::Config {
+            server: server.clone(),
+            issuer: self.issuer,
+            client_id: self.client_id,
+            client_secret,
+            auth_method: self.token_auth_method,
+            client_metadata_url: self.client_metadata_url,
+            private_key: self.private_key_file,
+            signing_alg: self.signing_alg,
+            scopes: self.scopes.map(|s| s.replace(',', " ").split_whitespace().collect::<Vec<_>>().join(" ")),
+            redirect_url: self.redirect_url,
+            resource,
+            grant: self.grant,
+            idp: crate::oauth_client::IdentityProvider {
+                token_endpoint: self.idp_token_endpoint,
+                client_id: self.idp_client_id,
+                id_token_file: self.idp_id_token_file,
+            },
+            browser,
+            login_timeout: self.login_timeout,
+            store_dir: self.store_dir,
+            timeout: upstream.timeout.min(Duration::from_secs(30)),
+            connect_timeout: upstream.connect_timeout,
+        })
+    }
 }
 
 impl UpstreamArgs {
-    pub fn into_options(self, url: &str) -> Result<crate::connect::UpstreamOptions, String> {
+    /// `oauth_by_default`: sign in when no other credential is given (`stdio`, `login`);
+    /// otherwise only when a sign-in setting asks for it (`connect`).
+    pub fn into_options(
+        mut self,
+        url: &str,
+        oauth_by_default: bool,
+    ) -> Result<crate::connect::UpstreamOptions, String> {
         let url = crate::upstream::parse_url(url)?;
         let mut headers = HeaderMap::new();
         for raw in &self.headers {
             let (k, v) = crate::upstream::parse_header(raw)?;
             headers.append(k, v);
         }
-        let credential = if let Some(var) = self.bearer_env {
+        let oauth = std::mem::replace(&mut self.oauth, OAuthArgs::none());
+        let credential = if let Some(var) = self.bearer_env.clone() {
             Some(Source::Env(var))
-        } else if let Some(path) = self.bearer_file {
+        } else if let Some(path) = self.bearer_file.clone() {
             Some(Source::File(path))
+        } else if let Some(command) = self.token_command.clone() {
+            Some(Source::Command(CommandSpec { command, timeout: self.token_command_timeout }))
+        } else if !oauth.no_oauth && (oauth.requested() || oauth_by_default) {
+            Some(Source::OAuth(Box::new(oauth.into_config(&self, &url)?)))
         } else {
-            self.token_command
-                .map(|command| Source::Command(CommandSpec { command, timeout: self.token_command_timeout }))
+            None
         };
         Ok(crate::connect::UpstreamOptions {
             url,
@@ -147,7 +325,7 @@ impl ConnectArgs {
             return Err(format!("--path {:?} must start with /", self.path));
         }
         Ok(crate::connect::Options {
-            upstream: self.upstream.into_options(&self.url)?,
+            upstream: self.upstream.into_options(&self.url, false)?,
             listen: self.listen,
             path: self.path,
             max_body: self.max_body,
@@ -172,6 +350,38 @@ pub struct StdioArgs {
     /// Do not log the start-up line.
     #[arg(long)]
     pub no_banner: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The MCP server's URL.
+    #[arg(env = "MCP_BACKEND_URL")]
+    pub url: String,
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The MCP server whose credentials to remove.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub url: Option<String>,
+    /// Remove every stored credential and client registration.
+    #[arg(long)]
+    pub all: bool,
+    /// Where credentials are stored.
+    #[arg(long, value_name = "DIR", env = "MCPGATE_STORE_DIR")]
+    pub store_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Where credentials are stored.
+    #[arg(long, value_name = "DIR", env = "MCPGATE_STORE_DIR")]
+    pub store_dir: Option<PathBuf>,
 }
 
 /// `250ms`, `30s`, `5m`, `1h`, or a bare number of seconds.

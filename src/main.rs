@@ -30,12 +30,15 @@ fn main() -> ExitCode {
             }
             Command::Stdio(args) => {
                 let opts = mcpgate::stdio::Options {
-                    upstream: args.upstream.into_options(&args.url)?,
+                    upstream: args.upstream.into_options(&args.url, true)?,
                     banner: !args.no_banner,
                 };
                 let shutdown = mcpgate::shutdown::on_signals();
                 mcpgate::stdio::run(opts, shutdown).await.map_err(|e| e.to_string())
             }
+            Command::Login(args) => mcpgate::login::login(args.upstream.into_options(&args.url, true)?).await,
+            Command::Logout(args) => mcpgate::login::logout(args),
+            Command::Status(args) => mcpgate::login::status(args),
         }
     });
     match result {

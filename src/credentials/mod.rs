@@ -1,8 +1,9 @@
 //! Upstream credentials: where the bearer token mcpgate injects comes from, when it is
 //! refreshed, and the guarantee that concurrent requests never refresh it twice.
 //!
-//! Tokens live in memory only, inside `HeaderValue`s marked sensitive, and no `Debug` or error
-//! message of this module prints one.
+//! Static sources (environment, file, command) are here; OAuth sign-in lives in
+//! `oauth_client` and plugs in as one more source. Tokens in memory live inside `HeaderValue`s
+//! marked sensitive, and no `Debug` or error message of this module prints one.
 
 mod command;
 mod file;
@@ -13,6 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use http::HeaderValue;
 
+use crate::oauth_client::OAuth;
 pub use command::CommandSpec;
 use token::IssuedToken;
 
@@ -25,6 +27,8 @@ pub enum Source {
     File(std::path::PathBuf),
     /// A command whose stdout is the token; cached until it nears expiry.
     Command(CommandSpec),
+    /// OAuth 2.1 / OIDC sign-in (browser or client credentials), with stored tokens.
+    OAuth(Box<crate::oauth_client::Config>),
 }
 
 impl Source {
@@ -33,6 +37,7 @@ impl Source {
             Source::Env(var) => format!("environment variable {var}"),
             Source::File(p) => format!("token file {}", p.display()),
             Source::Command(c) => format!("token command `{}`", c.program_name()),
+            Source::OAuth(c) => format!("OAuth sign-in to {}", crate::upstream::display_url(&c.server)),
         }
     }
 }
@@ -47,7 +52,13 @@ pub struct CredentialError {
 /// The bearer credential of one upstream (or none: the client's own `Authorization` passes).
 #[derive(Clone, Default)]
 pub struct Credentials {
-    inner: Option<Arc<Inner>>,
+    inner: Option<Provider>,
+}
+
+#[derive(Clone)]
+enum Provider {
+    Static(Arc<Inner>),
+    OAuth(Arc<OAuth>),
 }
 
 struct Inner {
@@ -58,17 +69,32 @@ struct Inner {
     file: Option<file::Watch>,
 }
 
+/// The token in use, as a ready header, and when to renew it.
 #[derive(Clone)]
-struct Current {
-    header: HeaderValue,
+pub(crate) struct Current {
+    pub(crate) header: HeaderValue,
     /// When to refresh ahead of expiry (two thirds of the lifetime), if the expiry is known.
-    refresh_at: Option<SystemTime>,
+    pub(crate) refresh_at: Option<SystemTime>,
     /// After this the token is not used any more: requests wait for a fresh one.
-    stale_at: Option<SystemTime>,
+    pub(crate) stale_at: Option<SystemTime>,
 }
 
 impl Current {
-    fn new(token: &IssuedToken, fetched: SystemTime) -> Result<Self, String> {
+    /// Not stale yet.
+    pub(crate) fn usable(&self) -> bool {
+        self.stale_at.is_none_or(|t| SystemTime::now() < t)
+    }
+
+    /// A placeholder that is never usable (a stored token that is not a valid header).
+    pub(crate) fn invalid() -> Self {
+        Current {
+            header: HeaderValue::from_static("Bearer -"),
+            refresh_at: None,
+            stale_at: Some(SystemTime::UNIX_EPOCH),
+        }
+    }
+
+    pub(crate) fn new(token: &IssuedToken, fetched: SystemTime) -> Result<Self, String> {
         let mut header = HeaderValue::try_from(format!("Bearer {}", token.value))
             .map_err(|_| "yields a token that is not a valid header value".to_owned())?;
         header.set_sensitive(true);
@@ -94,6 +120,11 @@ impl Credentials {
     pub async fn start(source: Source) -> Result<Self, CredentialError> {
         let err = |reason: String| CredentialError { source_name: source.describe(), reason };
         let now = SystemTime::now();
+        if let Source::OAuth(cfg) = &source {
+            let oauth = OAuth::new((**cfg).clone()).map_err(|e| err(e.message))?;
+            oauth.start().await.map_err(|e| err(e.message))?;
+            return Ok(Credentials { inner: Some(Provider::OAuth(oauth)) });
+        }
         let (token, file) = match &source {
             Source::Env(var) => {
                 let value = std::env::var(var).map_err(|_| err("is not set".into()))?;
@@ -104,6 +135,7 @@ impl Credentials {
                 (token, Some(watch))
             }
             Source::Command(spec) => (spec.run(now).await.map_err(err)?, None),
+            Source::OAuth(_) => return Err(err("is started above".into())),
         };
         let current = Current::new(&token, now).map_err(err)?;
         let inner =
@@ -111,7 +143,7 @@ impl Credentials {
         if matches!(inner.source, Source::Command(_)) {
             tokio::spawn(refresh_ahead(Arc::downgrade(&inner)));
         }
-        Ok(Credentials { inner: Some(inner) })
+        Ok(Credentials { inner: Some(Provider::Static(inner)) })
     }
 
     /// Whether mcpgate supplies the `Authorization` header (and so drops the client's).
@@ -119,10 +151,22 @@ impl Credentials {
         self.inner.is_some()
     }
 
+    /// Whether a refused request may succeed with another credential, so it is worth keeping
+    /// a copy of it for one retry.
+    pub fn may_recover(&self, sent: Option<&HeaderValue>) -> bool {
+        match &self.inner {
+            None => false,
+            Some(Provider::Static(_)) => sent.is_some(),
+            Some(Provider::OAuth(_)) => true,
+        }
+    }
+
     /// The `Authorization` value to send now.
     pub async fn authorization(&self) -> Result<Option<HeaderValue>, CredentialError> {
-        let Some(inner) = &self.inner else {
-            return Ok(None);
+        let inner = match &self.inner {
+            None => return Ok(None),
+            Some(Provider::OAuth(o)) => return o.authorization().await.map_err(|e| oauth_error(o, e)),
+            Some(Provider::Static(inner)) => inner,
         };
         if let Some(watch) = &inner.file {
             if let Some(token) = watch.reload_if_changed() {
@@ -151,10 +195,32 @@ impl Credentials {
         Ok(Some(current.header))
     }
 
-    /// After the upstream rejected `rejected` (401): a different credential to retry with, if
-    /// one can be had. Concurrent callers share one refresh.
-    pub async fn refresh_rejected(&self, rejected: &HeaderValue) -> Result<Option<HeaderValue>, CredentialError> {
-        let Some(inner) = &self.inner else {
+    /// After the upstream refused the request (`status` 401, or 403 with an `insufficient_scope`
+    /// challenge) sent with `rejected`: a different credential to retry with, if one can be had.
+    /// Concurrent callers share one refresh.
+    pub async fn recover(
+        &self,
+        rejected: Option<&HeaderValue>,
+        status: http::StatusCode,
+        challenge: &crate::oauth_client::Challenge,
+    ) -> Result<Option<HeaderValue>, CredentialError> {
+        match &self.inner {
+            Some(Provider::OAuth(o)) => o
+                .recover(rejected, challenge, status == http::StatusCode::FORBIDDEN)
+                .await
+                .map_err(|e| oauth_error(o, e)),
+            Some(Provider::Static(_)) if status == http::StatusCode::UNAUTHORIZED => match rejected {
+                Some(r) => self.refresh_rejected(r).await,
+                None => Ok(None),
+            },
+            _ => Ok(None),
+        }
+    }
+
+    /// After the upstream rejected `rejected` (401): a different token from a static source,
+    /// if one can be had. Concurrent callers share one refresh.
+    async fn refresh_rejected(&self, rejected: &HeaderValue) -> Result<Option<HeaderValue>, CredentialError> {
+        let Some(Provider::Static(inner)) = &self.inner else {
             return Ok(None);
         };
         if matches!(inner.source, Source::Env(_)) {
@@ -191,13 +257,17 @@ impl Inner {
         }
         let now = SystemTime::now();
         let token = match &self.source {
-            Source::Env(_) => return Ok(current.header),
+            Source::Env(_) | Source::OAuth(_) => return Ok(current.header),
             Source::File(path) => file::read(path).map_err(|r| self.error(r))?,
             Source::Command(spec) => spec.run(now).await.map_err(|r| self.error(r))?,
         };
         tracing::debug!(source = %self.source.describe(), "upstream credential refreshed");
         self.install(&token, now)
     }
+}
+
+fn oauth_error(o: &OAuth, e: crate::oauth_client::AuthError) -> CredentialError {
+    CredentialError { source_name: format!("OAuth sign-in to {}", o.server_name()), reason: e.message }
 }
 
 /// Refreshes a command's token at two thirds of its lifetime, so no request ever waits for

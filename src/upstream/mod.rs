@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 
 use crate::credentials::Credentials;
 use crate::error::{Error, Kind, chain};
+use crate::oauth_client::Challenge;
 use crate::transport::http_client::HttpClient;
 
 pub struct Upstream {
@@ -38,7 +39,11 @@ impl Upstream {
     }
 
     /// Sends one request to `uri` (the upstream URL unless a transport says otherwise). The
-    /// headers are moved into the request: they are copied only when a 401 retry is possible.
+    /// headers are moved into the request: they are copied only when a retry is possible.
+    ///
+    /// A refusal the credential may cure — 401, or 403 with an `insufficient_scope` challenge
+    /// (step-up) — gets one renewal and one retry; otherwise the client sees the refusal as
+    /// the upstream sent it, challenge included.
     pub async fn send(
         &self,
         method: Method,
@@ -47,21 +52,30 @@ impl Upstream {
         body: Bytes,
     ) -> Result<Response<Incoming>, Error> {
         let auth = self.authorization().await?;
-        let retry = auth.as_ref().map(|_| (headers.clone(), body.clone()));
+        let retry = self.credentials.may_recover(auth.as_ref()).then(|| (headers.clone(), body.clone()));
         let resp = self.send_once(method.clone(), uri, headers, auth.as_ref(), body).await?;
-        if resp.status() != StatusCode::UNAUTHORIZED {
-            return Ok(resp);
-        }
-        let (Some(rejected), Some((headers, body))) = (auth, retry) else { return Ok(resp) };
-        match self.credentials.refresh_rejected(&rejected).await {
+        let status = resp.status();
+        let challenge = match status {
+            StatusCode::UNAUTHORIZED => Challenge::from_headers(resp.headers()).unwrap_or_default(),
+            StatusCode::FORBIDDEN => match Challenge::from_headers(resp.headers()) {
+                Some(c) if c.insufficient_scope() => c,
+                _ => return Ok(resp),
+            },
+            _ => return Ok(resp),
+        };
+        let Some((headers, body)) = retry else { return Ok(resp) };
+        match self.credentials.recover(auth.as_ref(), status, &challenge).await {
             Ok(Some(fresh)) => {
-                tracing::info!(upstream = %self.display, "upstream answered 401; retrying once with a refreshed credential");
+                tracing::info!(upstream = %self.display, status = status.as_u16(), "upstream refused the credential; retrying once with a renewed one");
                 drop(resp);
                 self.send_once(method, uri, headers, Some(&fresh), body).await
             }
-            // Nothing fresher to offer: the client sees the upstream's own challenge.
+            // Nothing better to offer: the client sees the upstream's own challenge.
             Ok(None) => Ok(resp),
-            Err(e) => Err(Error::new(Kind::Credential, format!("upstream {} answered 401 and {e}", self.display))),
+            Err(e) => Err(Error::new(
+                Kind::Credential,
+                format!("upstream {} answered {} and {e}", self.display, status.as_u16()),
+            )),
         }
     }
 

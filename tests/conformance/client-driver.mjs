@@ -1,0 +1,158 @@
+// The "client under test" for the MCP conformance suite's CLIENT scenarios (0.1.16): an official-SDK stdio
+// client that launches `mcpgate stdio <server-url> [flags]` as its child and does what the scenario needs.
+// The suite runs it as: node client-driver.mjs <server-url>, with MCP_CONFORMANCE_SCENARIO set and, for the
+// scenarios that hand out credentials, MCP_CONFORMANCE_CONTEXT (JSON: { name, client_id, ... }).
+//   MCPGATE_BIN   the mcpgate binary (default /work/main/target/release/mcpgate)
+//   MCPGATE_ARGS  extra flags for the bridge, split on spaces (e.g. "-v")
+// The bridge gets a fresh credential store (MCPGATE_STORE_DIR) and follow-redirects.mjs as its browser
+// (MCPGATE_BROWSER). Exits 0 when the scenario's actions succeeded (or, for the scenarios where the suite
+// expects the client to give up, when they failed), 1 otherwise. Logs go to stderr only.
+// See /tmp/notes/conformance-client.md (or docs) for what each scenario checks.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const serverUrl = process.argv[2];
+const scenario = process.env.MCP_CONFORMANCE_SCENARIO ?? 'initialize';
+const ctx = process.env.MCP_CONFORMANCE_CONTEXT ? JSON.parse(process.env.MCP_CONFORMANCE_CONTEXT) : {};
+const bin = process.env.MCPGATE_BIN || '/work/main/target/release/mcpgate';
+const log = (...a) => console.error('[driver]', ...a);
+// The suite kills the client at 30 s (a time-out fails the scenario): stay well inside it.
+const REQUEST_TIMEOUT = { timeout: 20_000 };
+// The suite's fixed Client ID Metadata Document URL (auth/basic-cimd expects exactly this client_id).
+const CIMD_URL = 'https://conformance-test.local/client-metadata.json';
+// Scenarios where the suite wants the client to stop (allowClientError): failing is the right outcome.
+const EXPECT_FAILURE = new Set(['auth/scope-retry-limit', 'auth/resource-mismatch']);
+
+if (!serverUrl) {
+  console.error('usage: client-driver.mjs <server-url>   (MCP_CONFORMANCE_SCENARIO selects the scenario)');
+  process.exit(2);
+}
+const tmp = mkdtempSync(join(tmpdir(), 'mcpgate-conformance-'));
+const secretFile = (name, text) => {
+  const path = join(tmp, name);
+  writeFileSync(path, text, { mode: 0o600 });
+  return path;
+};
+const shq = (s) => `'${s.replaceAll("'", `'\\''`)}'`;
+
+// mcpgate's flags for this scenario (the contract in the notes, "Flags needed beyond the contract" included).
+function bridgeFlags() {
+  if (!scenario.startsWith('auth/')) return [];
+  switch (scenario) {
+    case 'auth/client-credentials-basic':
+      return ['--grant', 'client-credentials', '--client-id', ctx.client_id, '--client-secret', ctx.client_secret,
+        '--token-auth-method', 'client_secret_basic'];
+    case 'auth/client-credentials-jwt':
+      return ['--grant', 'client-credentials', '--client-id', ctx.client_id, '--token-auth-method', 'private_key_jwt',
+        '--private-key-file', secretFile('client-key.pem', ctx.private_key_pem),
+        '--signing-alg', ctx.signing_algorithm || 'ES256'];
+    case 'auth/cross-app-access-complete-flow':
+      return ['--grant', 'cross-app-access', '--client-id', ctx.client_id, '--client-secret', ctx.client_secret,
+        '--token-auth-method', 'client_secret_basic', '--idp-token-endpoint', ctx.idp_token_endpoint,
+        '--idp-client-id', ctx.idp_client_id, '--idp-id-token-file', secretFile('idp-id-token', ctx.idp_id_token)];
+    case 'auth/pre-registration':
+      return ['--client-id', ctx.client_id, '--client-secret', ctx.client_secret, '--login-timeout', '10s'];
+    default: // authorization code with DCR, or CIMD where the AS advertises client_id_metadata_document_supported
+      return ['--client-metadata-url', CIMD_URL, '--login-timeout', '10s'];
+  }
+}
+
+// Answers elicitation/create with every property's schema default (SEP-1034): the suite wants
+// action "accept" and name/age/score/status/verified present with the right types.
+function elicitationAnswer(params) {
+  const content = {};
+  for (const [key, prop] of Object.entries(params.requestedSchema?.properties ?? {})) {
+    if (prop.default !== undefined) content[key] = prop.default;
+  }
+  log('elicitation answered with', JSON.stringify(content));
+  return { action: 'accept', content };
+}
+
+const text = (r) => (r.content ?? []).filter((c) => c.type === 'text').map((c) => c.text).join('\n');
+const callTool = async (client, name, args = {}) => {
+  log(`tools/call ${name}`);
+  const r = await client.callTool({ name, arguments: args }, undefined, REQUEST_TIMEOUT);
+  if (r.isError) throw new Error(`${name} returned isError: ${text(r)}`);
+  log(`${name} ->`, text(r));
+  return r;
+};
+const listTools = async (client) => {
+  const { tools } = await client.listTools(undefined, REQUEST_TIMEOUT);
+  log('tools/list ->', tools.map((t) => t.name).join(', ') || '(none)');
+  return tools;
+};
+
+// What each scenario needs after initialize (initialize itself is client.connect).
+const actions = {
+  initialize: async (c) => { await listTools(c); },
+  tools_call: async (c) => {
+    await listTools(c);
+    const r = await callTool(c, 'add_numbers', { a: 5, b: 3 });
+    if (!text(r).includes('8')) throw new Error(`add_numbers: unexpected answer ${text(r)}`);
+  },
+  'elicitation-sep1034-client-defaults': async (c) => {
+    await listTools(c);
+    await callTool(c, 'test_client_elicitation_defaults');
+  },
+  'sse-retry': async (c) => { // the server closes the POST stream; the bridge must resume it by GET
+    await listTools(c);
+    await callTool(c, 'test_reconnection');
+  },
+  auth: async (c) => { // every auth/* server offers test-tool; scope-step-up needs the call (403 → step-up)
+    await listTools(c);
+    await callTool(c, 'test-tool');
+  },
+};
+
+async function main() {
+  const args = ['stdio', serverUrl, ...bridgeFlags(), ...(process.env.MCPGATE_ARGS?.split(' ').filter(Boolean) ?? [])];
+  log(`scenario ${scenario}: ${bin} ${args.join(' ')}`);
+  const transport = new StdioClientTransport({
+    command: bin,
+    args,
+    stderr: 'inherit',
+    env: {
+      ...process.env,
+      MCPGATE_STORE_DIR: join(tmp, 'store'),
+      MCPGATE_BROWSER: `${shq(process.execPath)} ${shq(join(here, 'follow-redirects.mjs'))}`,
+    },
+  });
+  const client = new Client(
+    { name: 'mcpgate-conformance-driver', version: '1.0.0' },
+    { capabilities: { elicitation: { form: { applyDefaults: true } }, sampling: {} } },
+  );
+  client.setRequestHandler(ElicitRequestSchema, async (req) => elicitationAnswer(req.params));
+  client.onerror = (e) => log('transport error:', e?.message ?? e);
+  try {
+    await client.connect(transport, REQUEST_TIMEOUT);
+    log('initialized; server', JSON.stringify(client.getServerVersion()));
+    await (actions[scenario] ?? actions.auth)(client);
+  } finally {
+    await client.close().catch(() => {});
+  }
+}
+
+const watchdog = setTimeout(() => { log('gave up after 27 s'); cleanup(); process.exit(1); }, 27_000);
+watchdog.unref();
+function cleanup() { rmSync(tmp, { recursive: true, force: true }); }
+
+try {
+  await main();
+  cleanup();
+  if (EXPECT_FAILURE.has(scenario)) log(`${scenario}: the client was expected to give up, but it succeeded`);
+  process.exit(0);
+} catch (e) {
+  cleanup();
+  if (EXPECT_FAILURE.has(scenario)) {
+    log(`${scenario}: failed as the scenario expects: ${e?.message ?? e}`);
+    process.exit(0);
+  }
+  log('failed:', e?.stack ?? e);
+  process.exit(1);
+}
