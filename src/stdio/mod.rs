@@ -34,6 +34,17 @@ const PATH: &str = "/mcp";
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// How long in-flight requests may finish after stdin closes.
 const DRAIN: Duration = Duration::from_secs(30);
+/// How many times a response stream that ended unanswered is resumed.
+const RESUME_ATTEMPTS: usize = 5;
+
+/// How a response stream ended: what resuming it needs.
+#[derive(Default)]
+struct StreamEnd {
+    last_event_id: Option<String>,
+    /// The server's `retry` (ms): how long to wait before resuming.
+    retry: Option<u64>,
+    relayed: usize,
+}
 
 pub struct Options {
     pub upstream: UpstreamOptions,
@@ -142,14 +153,15 @@ impl Bridge {
         if body.is_empty() {
             return;
         }
-        let (is_init, has_requests, id) = match Payload::parse(&body) {
-            Ok(p) => (p.is_initialize(), p.has_requests(), p.error_id().map(ToOwned::to_owned)),
+        let (is_init, pending, id) = match Payload::parse(&body) {
+            Ok(p) => (p.is_initialize(), p.request_ids(), p.error_id().map(ToOwned::to_owned)),
             Err(e) => {
                 self.emit(jsonrpc::error_response(None, codes::PARSE_ERROR, &e.to_string()));
                 return;
             }
         };
-        let exchange = self.clone().exchange(body, is_init, id);
+        let has_requests = !pending.is_empty();
+        let exchange = self.clone().exchange(body, pending, is_init, id);
         if has_requests {
             in_flight.spawn(exchange);
         } else {
@@ -179,45 +191,120 @@ impl Bridge {
         req
     }
 
-    async fn exchange(self: Arc<Self>, body: Bytes, is_init: bool, id: Option<Box<serde_json::value::RawValue>>) {
+    /// Sends one stdin message; `pending` holds the ids of the requests in it.
+    async fn exchange(
+        self: Arc<Self>,
+        body: Bytes,
+        mut pending: Vec<String>,
+        is_init: bool,
+        id: Option<Box<serde_json::value::RawValue>>,
+    ) {
         let resp = self.proxy.clone().handle(self.request(Method::POST, body)).await;
         let ok = resp.status().is_success();
+        let status = resp.status();
+        if pending.is_empty() {
+            // Notifications and responses get 202 and no answer; a server that answers anyway
+            // (some reply 200 with an id-less body) must not put that on stdout.
+            if !ok {
+                tracing::debug!("the server answered a notification or response with {status}");
+            }
+            return;
+        }
         if is_init && ok {
             *self.session.lock().unwrap_or_else(|p| p.into_inner()) = resp.headers().get(SESSION_ID).cloned();
         }
-        let status = resp.status();
         let mut first = true;
-        let relayed = self
-            .relay(resp, |msg| {
+        let end = self
+            .relay(resp, &mut pending, false, |msg| {
                 if is_init && ok && std::mem::take(&mut first) {
                     self.learn_version(msg);
                 }
             })
             .await;
-        if relayed == 0 && !ok && status != StatusCode::ACCEPTED {
+        if end.relayed == 0 && !ok && status != StatusCode::ACCEPTED {
             // Not a JSON-RPC answer (e.g. an upstream's bare 401): answer the request ourselves.
             let message = format!("upstream answered HTTP {status}");
             self.emit(jsonrpc::error_response(id.as_deref(), codes::UPSTREAM_PROTOCOL, &message));
+            pending.clear();
+        }
+        if !pending.is_empty() {
+            self.resume(end, pending).await;
         }
         if is_init && ok {
             self.clone().start_listening();
         }
     }
 
-    /// Writes every JSON-RPC message of a response (JSON body or SSE events) to stdout; returns how
-    /// many. `seen` looks at each first.
-    async fn relay(&self, resp: Response<Body>, mut seen: impl FnMut(&[u8])) -> usize {
+    /// A response stream ended before answering every request. Since 2025-11-25 a server may
+    /// close a stream on purpose and expect the client to resume it: wait the stream's `retry`,
+    /// then GET with `Last-Event-ID`, until the answers arrive (a few attempts). Without an event
+    /// id there is nothing to resume: the requests are answered with an error, never left hanging.
+    async fn resume(&self, mut end: StreamEnd, mut pending: Vec<String>) {
+        for _ in 0..RESUME_ATTEMPTS {
+            let Some(last) = end.last_event_id.clone().and_then(|i| HeaderValue::try_from(i).ok()) else { break };
+            let wait = Duration::from_millis(end.retry.unwrap_or(1000).min(30_000));
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.shutdown.cancelled() => return,
+            }
+            let mut req = self.stream_request();
+            req.headers_mut().insert(LAST_EVENT_ID, last);
+            let resp = self.proxy.clone().handle(req).await;
+            if resp.status() != StatusCode::OK {
+                tracing::debug!("resuming a response stream was refused ({})", resp.status());
+                break;
+            }
+            let next = self.relay(resp, &mut pending, true, |_| {}).await;
+            if pending.is_empty() {
+                return;
+            }
+            end = StreamEnd {
+                last_event_id: next.last_event_id.or(end.last_event_id),
+                retry: next.retry.or(end.retry),
+                relayed: 0,
+            };
+        }
+        for id in pending {
+            let raw = serde_json::value::RawValue::from_string(id).ok();
+            self.emit(jsonrpc::error_response(
+                raw.as_deref(),
+                codes::UPSTREAM_PROTOCOL,
+                "the server ended the response stream without answering",
+            ));
+        }
+    }
+
+    /// Writes every JSON-RPC message of a response (JSON body or SSE events) to stdout, crossing
+    /// answered requests off `pending`; with `until_answered`, stops reading once none is left
+    /// (a resumed stream may stay open). `seen` looks at each message first.
+    async fn relay(
+        &self,
+        resp: Response<Body>,
+        pending: &mut Vec<String>,
+        until_answered: bool,
+        mut seen: impl FnMut(&[u8]),
+    ) -> StreamEnd {
         let is_sse = resp.headers().get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
         let mut body = resp.into_body();
-        let mut count = 0;
-        if !is_sse {
-            let Ok(bytes) = body.collect().await.map(|c| c.to_bytes()) else { return 0 };
-            if Payload::parse(&bytes).is_ok() {
-                seen(&bytes);
-                self.emit(bytes);
-                count += 1;
+        let mut end = StreamEnd::default();
+        let mut deliver = |msg: Bytes, end: &mut StreamEnd, pending: &mut Vec<String>| {
+            let Ok(payload) = Payload::parse(&msg) else { return };
+            for m in payload.messages() {
+                if m.kind() == jsonrpc::Kind::Response {
+                    if let Some(id) = m.id {
+                        pending.retain(|p| p != id.get());
+                    }
+                }
             }
-            return count;
+            seen(&msg);
+            self.emit(msg);
+            end.relayed += 1;
+        };
+        if !is_sse {
+            if let Ok(bytes) = body.collect().await.map(|c| c.to_bytes()) {
+                deliver(bytes, &mut end, pending);
+            }
+            return end;
         }
         let mut parser = sse::Parser::new();
         let mut events = Vec::new();
@@ -225,15 +312,29 @@ impl Bridge {
             let Some(data) = frame.data_ref() else { continue };
             parser.feed(data, &mut events);
             for ev in events.drain(..) {
-                if ev.data.trim().is_empty() {
-                    continue; // a priming event
+                if ev.id.is_some() {
+                    end.last_event_id = ev.id.clone();
                 }
-                seen(ev.data.as_bytes());
-                self.emit(ev.data);
-                count += 1;
+                if ev.retry.is_some() {
+                    end.retry = ev.retry;
+                }
+                if !ev.data.trim().is_empty() {
+                    deliver(Bytes::from(ev.data), &mut end, pending);
+                }
+            }
+            if until_answered && pending.is_empty() {
+                break;
             }
         }
-        count
+        end
+    }
+
+    /// A GET for an event stream of the session.
+    fn stream_request(&self) -> Request<http_body_util::combinators::UnsyncBoxBody<Bytes, std::convert::Infallible>> {
+        let mut req = self.request(Method::GET, Bytes::new());
+        req.headers_mut().remove(CONTENT_TYPE);
+        req.headers_mut().insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        req
     }
 
     /// Sends `MCP-Protocol-Version` from now on, as the initialize result negotiated it.
@@ -264,9 +365,7 @@ impl Bridge {
             let mut backoff = Duration::from_millis(500);
             let mut last_event: Option<String> = None;
             while !self.shutdown.is_cancelled() {
-                let mut req = self.request(Method::GET, Bytes::new());
-                req.headers_mut().remove(CONTENT_TYPE);
-                req.headers_mut().insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+                let mut req = self.stream_request();
                 if let Some(id) = last_event.as_deref().and_then(|i| HeaderValue::try_from(i).ok()) {
                     req.headers_mut().insert(LAST_EVENT_ID, id);
                 }
@@ -274,7 +373,8 @@ impl Bridge {
                 match resp.status() {
                     StatusCode::OK => {
                         backoff = Duration::from_millis(500);
-                        last_event = self.relay_stream(resp).await.or(last_event);
+                        last_event =
+                            self.relay(resp, &mut Vec::new(), false, |_| {}).await.last_event_id.or(last_event);
                     }
                     // The server offers no GET stream: nothing to listen to.
                     StatusCode::METHOD_NOT_ALLOWED => return,
@@ -289,26 +389,5 @@ impl Bridge {
                 }
             }
         });
-    }
-
-    /// Relays a GET stream until it ends; returns the last event id seen.
-    async fn relay_stream(&self, resp: Response<Body>) -> Option<String> {
-        let mut body = resp.into_body();
-        let mut parser = sse::Parser::new();
-        let mut events = Vec::new();
-        let mut last = None;
-        while let Some(Ok(frame)) = body.frame().await {
-            let Some(data) = frame.data_ref() else { continue };
-            parser.feed(data, &mut events);
-            for ev in events.drain(..) {
-                if ev.id.is_some() {
-                    last = ev.id.clone();
-                }
-                if !ev.data.trim().is_empty() {
-                    self.emit(ev.data);
-                }
-            }
-        }
-        last
     }
 }
