@@ -38,3 +38,28 @@ async fn conformance_suite_scores_the_same_through_connect_as_direct() {
     let (pass, fail, out) = suite(&gw.url).await;
     assert_eq!((pass, fail), (direct_pass, 0), "through mcpgate connect:\n{out}\nmcpgate log:\n{}", gw.output());
 }
+
+/// The suite's 26 client scenarios (initialize, tools_call, elicitation defaults, sse-retry and
+/// every `auth/*` one) with `mcpgate stdio` as the client, launched by our SDK driver
+/// (tests/conformance/client-driver.mjs): every scenario must pass.
+#[tokio::test]
+async fn conformance_client_scenarios_all_pass_through_the_stdio_bridge() {
+    let out = tokio::time::timeout(
+        Duration::from_secs(600),
+        tokio::process::Command::new("bash")
+            .arg(repo().join("tests/conformance/run-client-suite.sh"))
+            .env("MCPGATE_BIN", mcpgate_bin())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the client scenarios finished in time")
+    .expect("the client scenarios ran");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = stdout.lines().rev().find(|l| l.starts_with("conformance client: ")).unwrap_or_else(|| {
+        panic!("no score line; stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr))
+    });
+    let nums: Vec<u32> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
+    assert_eq!((nums[0], nums[1]), (26, 0), "{stdout}");
+    assert!(out.status.success(), "{stdout}");
+}
