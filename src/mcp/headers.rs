@@ -48,11 +48,24 @@ pub fn check_modern(headers: &HeaderMap, msg: &Envelope<'_>) -> Result<(), Heade
         Some(_) => {}
     }
     let body_name = if names_a_target(method) { msg.target_name() } else { None };
-    match (text(NAME), body_name) {
+    match (text(NAME).map(decode_sentinel), body_name) {
         (Some(h), Some(b)) if h != b => Err(HeaderMismatch::Name { header: h, body: b }),
         (None, Some(_)) => Err(HeaderMismatch::MissingName(method.into())),
         (Some(_), None) => Err(HeaderMismatch::OrphanName),
         _ => Ok(()),
+    }
+}
+
+/// A header value that is not safe ASCII travels as `=?base64?<utf-8 in base64>?=`.
+fn decode_sentinel(v: String) -> String {
+    use base64::Engine;
+    let inner = v.strip_prefix("=?base64?").and_then(|r| r.strip_suffix("?="));
+    match inner
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+    {
+        Some(decoded) => decoded,
+        None => v,
     }
 }
 
@@ -83,6 +96,8 @@ mod tests {
             (&[("mcp-name", "echo")], call, false),
             (&[("mcp-method", "resources/read"), ("mcp-name", "a://b")], read, true),
             (&[("mcp-method", "resources/read"), ("mcp-name", "a://c")], read, false),
+            (&[("mcp-method", "tools/call"), ("mcp-name", "=?base64?ZWNobw==?=")], call, true),
+            (&[("mcp-method", "tools/call"), ("mcp-name", "=?base64?b3RoZXI=?=")], call, false),
             (&[("mcp-method", "tools/list")], list, true),
             (&[("mcp-method", "tools/list"), ("mcp-name", "x")], list, false),
         ];

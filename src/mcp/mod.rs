@@ -2,4 +2,5 @@
 
 pub mod era;
 pub mod headers;
+pub mod modern;
 pub mod session;

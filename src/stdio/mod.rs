@@ -28,6 +28,8 @@ use crate::jsonrpc::{self, Payload, codes};
 use crate::mcp::headers::{LAST_EVENT_ID, PROTOCOL_VERSION, SESSION_ID};
 use crate::transport::sse;
 
+mod modern;
+
 /// The engine's path; never on a network.
 const PATH: &str = "/mcp";
 /// Largest message accepted on stdin.
@@ -58,6 +60,8 @@ struct Bridge {
     version: Mutex<Option<HeaderValue>>,
     listening: Mutex<bool>,
     shutdown: CancellationToken,
+    /// Set when the server speaks only the modern era (see `modern`).
+    modern: std::sync::OnceLock<Arc<modern::Modern>>,
 }
 
 pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), StartError> {
@@ -75,6 +79,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
         version: Mutex::new(None),
         listening: Mutex::new(false),
         shutdown: shutdown.clone(),
+        modern: std::sync::OnceLock::new(),
     });
     let mut in_flight = JoinSet::new();
     let mut stdin = BufReader::new(tokio::io::stdin());
@@ -153,6 +158,9 @@ impl Bridge {
         if body.is_empty() {
             return;
         }
+        if let Some(m) = self.modern.get().cloned() {
+            return self.modern_dispatch(m, body, in_flight).await;
+        }
         let (is_init, pending, id) = match Payload::parse(&body) {
             Ok(p) => (p.is_initialize(), p.request_ids(), p.error_id().map(ToOwned::to_owned)),
             Err(e) => {
@@ -199,7 +207,17 @@ impl Bridge {
         is_init: bool,
         id: Option<Box<serde_json::value::RawValue>>,
     ) {
-        let resp = self.proxy.clone().handle(self.request(Method::POST, body)).await;
+        let init_body = is_init.then(|| body.clone());
+        let mut resp = self.proxy.clone().handle(self.request(Method::POST, body)).await;
+        if let Some(init) = init_body.filter(|_| resp.status() == StatusCode::BAD_REQUEST) {
+            // A modern-only server refuses `initialize` and says what it speaks.
+            let (parts, body) = resp.into_parts();
+            let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            if let Some(version) = crate::mcp::modern::offered_modern_version(&bytes) {
+                return self.start_modern(&init, version).await;
+            }
+            resp = Response::from_parts(parts, crate::http::body::full(bytes));
+        }
         let ok = resp.status().is_success();
         let status = resp.status();
         if pending.is_empty() {

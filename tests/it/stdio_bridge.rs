@@ -107,3 +107,22 @@ async fn stdout_is_protocol_only_and_eof_drains_then_exits() {
     let deletes = std::fs::read_to_string(&log).unwrap().lines().filter(|l| l.starts_with("DELETE")).count();
     assert_eq!(deletes, 1, "the upstream session is ended at EOF");
 }
+
+/// A legacy (2025) stdio client through the bridge to a modern-only (2026-07-28) server: the
+/// server refuses `initialize`, the bridge answers it from `server/discover`, sends every request
+/// in the modern form, and turns input-required results into elicitation and sampling requests
+/// to the client, whose answers go back in the retried request.
+#[tokio::test]
+async fn legacy_stdio_client_through_the_bridge_to_a_modern_only_server() {
+    let mut cmd = tokio::process::Command::new(node());
+    cmd.arg(repo().join("tests/fixtures/modern-server.mjs"));
+    let upstream = Proc::start("modern fixture", cmd).await;
+    let r = via_stdio(&upstream.url, &[], &["info", "tools", "echo", "progress", "elicit", "sampling", "close"]).await;
+    assert_eq!(r["info"]["server"], "mcpgate-modern-fixture");
+    assert!(r["tools"].as_array().unwrap().iter().any(|t| t == "trigger-elicitation-request"), "{r}");
+    assert_eq!(r["echo"], "Echo: hello through mcpgate");
+    assert_progress_in_order(&r);
+    assert_eq!(r["elicit"]["asked"], 1);
+    assert_eq!(r["elicit"]["text"], "Hello, Ada Lovelace (state asked)");
+    assert_eq!(r["sampling"], "LLM said: sampled by the test client");
+}
