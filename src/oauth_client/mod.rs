@@ -434,14 +434,19 @@ impl OAuth {
         self.with_offline_access(chosen, &found.server)
     }
 
-    /// SEP-2207: ask for `offline_access` (a refresh token) where the authorization server lists
-    /// it, unless the user chose the scopes. Never where it is not listed.
+    /// SEP-2207: ask for `offline_access` (a refresh token) too where the authorization server
+    /// lists it, unless the user chose the scopes. Never where it is not listed.
     fn with_offline_access(&self, chosen: Option<String>, server: &ServerMetadata) -> Option<String> {
+        // It joins other scopes, never stands alone: OpenID providers (oidc-provider among them)
+        // deny a request for nothing but offline_access, and a request without scopes gets the
+        // server's defaults, refresh tokens included where it issues them.
         let listed = server.scopes_supported.as_ref().is_some_and(|s| s.iter().any(|x| x == "offline_access"));
-        if self.cfg.scopes.is_some() || !listed || self.cfg.grant.unattended() {
-            return chosen;
+        match chosen {
+            Some(c) if listed && self.cfg.scopes.is_none() && !self.cfg.grant.unattended() => {
+                Some(union_scopes(&c, "offline_access"))
+            }
+            other => other,
         }
-        Some(union_scopes(chosen.as_deref().unwrap_or(""), "offline_access"))
     }
 
     fn resource<'a>(&self, found: &'a Found) -> Option<&'a str> {

@@ -1,7 +1,8 @@
 // An MCP client built on the official TypeScript SDK, driven by the Rust integration tests.
 // Usage: node sdk-client.mjs URL STEP [STEP…]   Prints one JSON object: { step: result, … }.
 // MCP_TRANSPORT=sse speaks HTTP+SSE to URL; MCP_STDIO_COMMAND (below) launches a stdio server instead.
-// Steps: info, tools, echo, progress, elicit, resources, prompts, sampling, wait, close.
+// Steps: info, tools, echo, progress, elicit, resources, prompts, sampling, wait, close (server-everything's
+// tools); slow, ask, whoami (tests/fixtures/protected-server.mjs's).
 // It exits 1 (with the error in the JSON under "error") at the first failing step.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -59,6 +60,18 @@ const run = {
     const got = await client.getPrompt({ name: simple.name, arguments: {} });
     return { names: list.map((p) => p.name), got: got.messages.length };
   },
+  slow: async () => {
+    const events = [];
+    const result = await client.callTool({ name: 'slow-progress', arguments: { steps: 3, interval_ms: 50 } }, undefined, {
+      onprogress: (p) => events.push({ progress: p.progress, at: Date.now() }),
+    });
+    return { progress: events.map((e) => e.progress), resultAt: Date.now(), lastProgressAt: events.at(-1)?.at ?? null, text: text(result) };
+  },
+  ask: async () => {
+    const result = await client.callTool({ name: 'ask', arguments: {} });
+    return { asked: elicitations.length, text: text(result) };
+  },
+  whoami: async () => JSON.parse(text(await client.callTool({ name: 'whoami', arguments: {} }))),
   // Pauses until a line arrives on stdin, so a test can change the world mid-session.
   wait: async () => {
     process.stderr.write('waiting\n');

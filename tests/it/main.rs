@@ -9,4 +9,6 @@ mod connect_front;
 mod connect_sdk;
 mod connect_streams;
 mod harness;
+mod idp;
 mod stdio_bridge;
+mod stdio_login;

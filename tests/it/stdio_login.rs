@@ -1,0 +1,270 @@
+//! Signing in to an OAuth-protected MCP server: a certified OpenID provider (npm `oidc-provider`)
+//! as the authorization server, real MCP servers behind it, and a real headless Chromium doing the
+//! user's part. The bridge discovers the server, registers, runs authorization code + PKCE with
+//! the resource indicator, stores the tokens (0600, encrypted), refreshes them ahead of expiry and
+//! signs in again when the refresh token dies.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::harness::*;
+use crate::idp::*;
+
+fn s(v: &str) -> String {
+    v.to_owned()
+}
+
+/// First run: the browser signs in. Second run: the stored token, no browser. The official SDK's
+/// stdio client launches the bridge: initialize, tools/list, a tool with progress, an elicitation.
+#[tokio::test]
+async fn first_run_signs_in_through_the_browser_the_second_uses_the_stored_token() {
+    let provider = idp(&[], 3600).await;
+    let server = protected(&provider.url, &["--scopes", "mcp:tools"]).await;
+    let (store, count) = store("login-first-second");
+    let run = |browser: String| {
+        let cmd = vec![
+            s(mcpgate_bin()),
+            s("stdio"),
+            server.url.clone(),
+            s("--store-dir"),
+            store.display().to_string(),
+            s("--browser"),
+            browser,
+        ];
+        let cmd = serde_json::to_string(&cmd).unwrap();
+        async move {
+            sdk_client_env(
+                "stdio",
+                &["info", "tools", "echo", "slow", "ask", "whoami", "close"],
+                &[("MCP_STDIO_COMMAND", &cmd)],
+            )
+            .await
+        }
+    };
+    let r = run(browser(&count, true)).await;
+    assert_eq!(opened(&count), 1, "the first run opens the browser once");
+    assert!(r["tools"].as_array().unwrap().iter().any(|t| t == "slow-progress"), "{r}");
+    assert_eq!(r["echo"], "Echo: hello through mcpgate");
+    assert_eq!(r["slow"]["progress"], json!([1, 2, 3]), "{r}");
+    assert!(r["slow"]["lastProgressAt"].as_u64() <= r["slow"]["resultAt"].as_u64());
+    assert_eq!(r["ask"]["asked"], 1);
+    assert_eq!(r["ask"]["text"], "Hello, Ada Lovelace");
+    assert_eq!(r["whoami"]["aud"], server.url, "the token is for this server (RFC 8707)");
+    assert!(r["whoami"]["scope"].as_str().unwrap().contains("mcp:tools"), "{r}");
+
+    // The second run starts with the stored token: a browser would fail this run.
+    let r = run(browser(&count, false)).await;
+    assert_eq!(opened(&count), 1, "no browser on the second run");
+    assert_eq!(r["whoami"]["aud"], server.url);
+    assert_eq!(stats(&provider).await["authorizations"], 1, "one sign-in in all");
+
+    // What is stored: the server, its issuer, the expiry; files 0600, the token not in clear.
+    let (ok, out, err) = mcpgate(&["status", "--json"], &store, "false").await;
+    assert!(ok, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let cred = &status["credentials"][0];
+    assert_eq!(
+        (cred["server"].as_str(), cred["issuer"].as_str()),
+        (Some(server.url.as_str()), Some(provider.url.as_str())),
+        "{status}"
+    );
+    assert_eq!((cred["refresh_token"].as_bool(), cred["usable"].as_bool()), (Some(true), Some(true)));
+    for entry in walk(&store) {
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&entry).unwrap().permissions()) & 0o777;
+        let expect = if entry.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode, expect, "{}", entry.display());
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![dir.to_owned()];
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+/// With 6-second tokens, the bridge refreshes at about two thirds of the lifetime, before expiry:
+/// the server never sees an expired token and no request waits for a refresh.
+#[tokio::test]
+async fn a_token_is_refreshed_before_it_expires() {
+    let provider = idp(&[], 6).await;
+    let server = protected(&provider.url, &[]).await;
+    let (store, count) = store("login-refresh");
+    let (ok, _, err) = mcpgate(&["login", &server.url], &store, &browser(&count, true)).await;
+    assert!(ok, "login: {err}");
+    let mut bridge = Bridge::start(&server.url, &["-v"], &store, &browser(&count, false)).await;
+    bridge.initialize().await;
+    let signed_in = std::time::Instant::now();
+    assert_eq!(bridge.call_text("echo", json!({"message":"a"})).await, "Echo: a");
+    let refreshed = until(Duration::from_secs(10), || async {
+        stats(&provider).await["token_requests_by_grant"]["refresh_token"].as_u64() >= Some(1)
+    })
+    .await;
+    assert!(refreshed, "no refresh; stderr:\n{}", bridge.stderr());
+    assert!(
+        signed_in.elapsed() < Duration::from_secs(6),
+        "refreshed before the 6 s token expired ({:?})",
+        signed_in.elapsed()
+    );
+    // Past the first token's expiry: calls go on with the refreshed one, no 401 ever seen.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(bridge.call_text("echo", json!({"message":"b"})).await, "Echo: b");
+    let refused: Vec<_> = seen(&server).await.into_iter().filter(|t| t["accepted"] != true).collect();
+    assert!(refused.is_empty(), "the server refused tokens: {refused:?}");
+    assert_eq!(opened(&count), 1);
+    bridge.close().await;
+}
+
+/// A refresh token revoked at the provider: the refresh fails with invalid_grant, the credential
+/// is dropped, and the next request signs in again in the browser — and succeeds.
+#[tokio::test]
+async fn a_revoked_refresh_token_leads_to_a_clean_re_login() {
+    let provider = idp(&[], 4).await;
+    let server = protected(&provider.url, &[]).await;
+    let (store, count) = store("login-revoked");
+    let (ok, _, err) = mcpgate(&["login", &server.url], &store, &browser(&count, true)).await;
+    assert!(ok, "login: {err}");
+    let mut bridge = Bridge::start(&server.url, &["-v"], &store, &browser(&count, true)).await;
+    bridge.initialize().await;
+    assert_eq!(bridge.call_text("echo", json!({"message":"before"})).await, "Echo: before");
+    post(&format!("{}/__test/revoke-refresh-tokens", provider.url)).await;
+    let failed =
+        until(Duration::from_secs(10), || async { stats(&provider).await["refresh_failures"].as_u64() >= Some(1) })
+            .await;
+    assert!(failed, "the refresh was not tried; stderr:\n{}", bridge.stderr());
+    // The old access token expires; the next call signs in again.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(bridge.call_text("echo", json!({"message":"after"})).await, "Echo: after");
+    assert_eq!(opened(&count), 2, "one login, then one re-login");
+    assert!(bridge.close().await.contains("signing in again"));
+}
+
+/// A sign-in response with a forged `state` (another page hitting the loopback listener) is
+/// refused with 400, and the user's own sign-in still completes.
+#[tokio::test]
+async fn a_forged_state_is_refused_and_the_real_sign_in_completes() {
+    let provider = idp(&[], 3600).await;
+    let server = protected(&provider.url, &[]).await;
+    let (store, count) = store("login-state");
+    let forge = repo().join("tests/fixtures/forge-callback.mjs");
+    let cmd = format!("{} {} \"$1\" && {}", node().display(), forge.display(), browser(&count, true));
+    let (ok, _, err) = mcpgate(&["login", &server.url, "-v"], &store, &cmd).await;
+    assert!(ok, "login: {err}");
+    assert!(err.contains("forged callback refused with 400"), "{err}");
+    assert!(err.contains("state does not match"), "{err}");
+}
+
+/// RFC 9207: an authorization response whose `iss` names another issuer is refused: no token.
+#[tokio::test]
+async fn an_iss_mismatch_is_refused() {
+    let provider = idp(&["--fault", "bad-iss"], 3600).await;
+    let server = protected(&provider.url, &[]).await;
+    let (store, count) = store("login-iss");
+    let (ok, _, err) = mcpgate(&["login", &server.url], &store, &browser(&count, true)).await;
+    assert!(!ok && err.contains("names the issuer"), "{err}");
+    assert_eq!(opened(&count), 1);
+    assert!(!store.join("tokens").exists() || walk(&store.join("tokens")).len() == 1, "no token stored");
+}
+
+/// An authorization server that does not offer PKCE S256, or whose metadata names another issuer:
+/// refused before any browser opens.
+#[tokio::test]
+async fn an_authorization_server_without_s256_or_with_a_mismatched_issuer_is_refused() {
+    for (fault, says) in [("no-s256", "S256"), ("issuer-mismatch", "claims the issuer")] {
+        let provider = idp(&["--fault", fault], 3600).await;
+        let server = protected(&provider.url, &[]).await;
+        let (store, count) = store(&format!("login-{fault}"));
+        let (ok, _, err) = mcpgate(&["login", &server.url], &store, &browser(&count, true)).await;
+        assert!(!ok && err.contains(says), "{fault}: {err}");
+        assert_eq!(opened(&count), 0, "{fault}: no browser");
+    }
+}
+
+/// Two servers on one provider: each sees only tokens whose audience is itself, even though one
+/// store holds both credentials and the first server's token exists when the second is reached.
+#[tokio::test]
+async fn the_upstream_never_sees_a_token_meant_for_another_resource() {
+    let provider = idp(&[], 3600).await;
+    let a = protected(&provider.url, &[]).await;
+    let b = protected(&provider.url, &[]).await;
+    let (store, count) = store("login-resource");
+    let (ok, _, err) = mcpgate(&["login", &a.url], &store, &browser(&count, true)).await;
+    assert!(ok, "{err}");
+    for server in [&a, &b, &a] {
+        let mut bridge = Bridge::start(&server.url, &[], &store, &browser(&count, true)).await;
+        bridge.initialize().await;
+        assert_eq!(bridge.call_text("echo", json!({"message":"x"})).await, "Echo: x");
+        bridge.close().await;
+    }
+    assert_eq!(opened(&count), 2, "b needs its own sign-in; a's is reused");
+    for (server, name) in [(&a, "a"), (&b, "b")] {
+        let tokens = seen(server).await;
+        assert!(!tokens.is_empty(), "{name} saw no token");
+        for t in tokens {
+            assert_eq!(t["aud"], server.url, "{name} was shown a token for {}", t["aud"]);
+        }
+    }
+}
+
+/// Two bridges started at the same moment, as two client windows do: one login between them
+/// (the second waits for the first's and uses it), then one refresh between them.
+#[tokio::test]
+async fn two_bridges_at_once_share_one_login_and_one_refresh() {
+    let provider = idp(&[], 8).await;
+    let server = protected(&provider.url, &[]).await;
+    let (store, count) = store("login-two");
+    let mut one = Bridge::start(&server.url, &["-v"], &store, &browser(&count, true)).await;
+    let mut two = Bridge::start(&server.url, &["-v"], &store, &browser(&count, true)).await;
+    let (r1, r2) = tokio::join!(one.initialize(), two.initialize());
+    assert!(r1["result"].is_object() && r2["result"].is_object(), "{r1} {r2}");
+    assert_eq!(opened(&count), 1, "one browser sign-in");
+    assert_eq!(stats(&provider).await["authorizations"], 1);
+    let refreshed = until(Duration::from_secs(12), || async {
+        stats(&provider).await["token_requests_by_grant"]["refresh_token"].as_u64() >= Some(1)
+    })
+    .await;
+    assert!(refreshed, "no refresh:\n{}\n{}", one.stderr(), two.stderr());
+    // Both bridges' timers have fired by now; the second found the first's token.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let st = stats(&provider).await;
+    assert_eq!(st["token_requests_by_grant"]["refresh_token"], 1, "one refresh between them: {st}");
+    assert_eq!(st["refresh_failures"], 0, "{st}");
+    assert_eq!(one.call_text("echo", json!({"message":"1"})).await, "Echo: 1");
+    assert_eq!(two.call_text("echo", json!({"message":"2"})).await, "Echo: 2");
+    one.close().await;
+    two.close().await;
+}
+
+/// The provider unreachable when a refresh is due: the request fails with an error (it does not
+/// hang), and the stored credential is kept, not dropped (a transient failure).
+#[tokio::test]
+async fn a_transient_refresh_failure_keeps_the_stored_credential() {
+    let mut provider = idp(&[], 3).await;
+    let server = protected(&provider.url, &[]).await;
+    let (store, count) = store("login-transient");
+    let (ok, _, err) = mcpgate(&["login", &server.url], &store, &browser(&count, true)).await;
+    assert!(ok, "{err}");
+    provider.kill().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut bridge = Bridge::start(&server.url, &[], &store, &browser(&count, false)).await;
+    let r = bridge
+        .request_within(
+            "initialize",
+            json!({"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}),
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(r["error"]["code"], -32004, "a credential error: {r}");
+    bridge.close().await;
+    let (ok, out, _) = mcpgate(&["status", "--json"], &store, "false").await;
+    assert!(ok);
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["credentials"][0]["refresh_token"], true, "kept: {status}");
+    assert_eq!(opened(&count), 1);
+}
