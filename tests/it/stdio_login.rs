@@ -268,3 +268,55 @@ async fn a_transient_refresh_failure_keeps_the_stored_credential() {
     assert_eq!(status["credentials"][0]["refresh_token"], true, "kept: {status}");
     assert_eq!(opened(&count), 1);
 }
+
+/// Fifty concurrent calls meet an expired token — the bridge was suspended past its expiry, as a
+/// laptop sleeps — and share one refresh with the timer that fires on waking.
+#[tokio::test]
+async fn fifty_concurrent_calls_with_an_expired_token_share_one_refresh() {
+    let provider = idp(&[], 4).await;
+    let server = protected(&provider.url, &[]).await;
+    let (store, count) = store("login-fifty");
+    let (ok, _, err) = mcpgate(&["login", &server.url], &store, &browser(&count, true)).await;
+    assert!(ok, "{err}");
+    let mut child = tokio::process::Command::new(mcpgate_bin())
+        .args(["stdio", &server.url])
+        .env("MCPGATE_STORE_DIR", &store)
+        .env("MCPGATE_BROWSER", browser(&count, false))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap() as i32;
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
+    use tokio::io::AsyncWriteExt;
+    let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    stdin.write_all(format!("{init}\n").as_bytes()).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.unwrap().unwrap().unwrap();
+    assert!(first.contains("\"result\""), "{first}");
+    stdin.write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n").await.unwrap();
+    // Suspended past the token's expiry; fifty calls wait in the pipe meanwhile.
+    // SAFETY: signals to our own child.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let burst: String =
+        (1..=50).map(|i| format!("{{\"jsonrpc\":\"2.0\",\"id\":{i},\"method\":\"tools/list\"}}\n")).collect();
+    stdin.write_all(burst.as_bytes()).await.unwrap();
+    let before = stats(&provider).await["token_requests_by_grant"]["refresh_token"].as_u64().unwrap_or(0);
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    for _ in 0..50 {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.unwrap().unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert!(v["result"]["tools"].is_array(), "{line}");
+    }
+    let after = stats(&provider).await["token_requests_by_grant"]["refresh_token"].as_u64().unwrap_or(0);
+    assert_eq!(after - before, 1, "fifty calls and the timer shared one refresh");
+    // The calls waited for the refresh. (The event stream the bridge opened just before it was
+    // suspended may have gone out with the old token after waking: its 401 is answered by the
+    // same refresh, never a second one.)
+    let refused: Vec<_> =
+        seen(&server).await.into_iter().filter(|t| t["accepted"] != true && t["method"] == "POST").collect();
+    assert!(refused.is_empty(), "no call carried the expired token: {refused:?}");
+    assert_eq!(opened(&count), 1);
+}
