@@ -320,3 +320,85 @@ async fn fifty_concurrent_calls_with_an_expired_token_share_one_refresh() {
     assert!(refused.is_empty(), "no call carried the expired token: {refused:?}");
     assert_eq!(opened(&count), 1);
 }
+
+/// Nothing secret in what mcpgate prints: `login`, the bridge at the most verbose level (through a
+/// sign-in and a refresh), `status` and `status --json` hold no access or refresh token, no
+/// authorization code, no PKCE verifier and no client secret; nor do the store's files in clear.
+#[tokio::test]
+async fn status_and_debug_logs_hold_no_token_code_verifier_or_secret() {
+    let provider = idp(&[], 4).await;
+    let server = protected(&provider.url, &[]).await;
+    let (store, count) = store("login-secrets");
+    let client = ["--client-id", "mcpgate-confidential", "--client-secret-file"];
+    let secret_file = store.parent().unwrap().join("client-secret");
+    std::fs::write(&secret_file, "test-secret\n").unwrap();
+    let secret_path = secret_file.display().to_string();
+    let mut args = vec!["login", server.url.as_str(), "-vv"];
+    args.extend(client);
+    args.push(&secret_path);
+    let (ok, out_login, err_login) = mcpgate(&args, &store, &browser(&count, true)).await;
+    assert!(ok, "{err_login}");
+    let mut bridge_args = vec!["-vv"];
+    bridge_args.extend(client);
+    bridge_args.push(&secret_path);
+    let mut bridge = Bridge::start(&server.url, &bridge_args, &store, &browser(&count, false)).await;
+    bridge.initialize().await;
+    assert_eq!(bridge.call_text("echo", json!({"message":"1"})).await, "Echo: 1");
+    let refreshed = until(Duration::from_secs(10), || async { stats(&provider).await["token_requests_by_grant"]["refresh_token"].as_u64() >= Some(1) }).await;
+    assert!(refreshed);
+    assert_eq!(bridge.call_text("echo", json!({"message":"2"})).await, "Echo: 2");
+    let err_bridge = bridge.close().await;
+    let (_, status_text, status_err) = mcpgate(&["status", "-vv"], &store, "false").await;
+    let (_, status_json, _) = mcpgate(&["status", "--json"], &store, "false").await;
+
+    let issued = get_json(&format!("{}/__test/secrets", provider.url)).await;
+    let mut secrets: Vec<String> = vec!["test-secret".into()];
+    for kind in ["codes", "verifiers", "access_tokens", "refresh_tokens"] {
+        let values: Vec<String> = issued[kind].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+        assert!(!values.is_empty(), "the provider issued no {kind}: {issued}");
+        secrets.extend(values);
+    }
+    // The store's own view of what it holds, decrypted: the same tokens.
+    for record in mcpgate::store::Store::new(store.clone()).list(mcpgate::store::Kind::Token).unwrap() {
+        let sealed = record.secret.expect("the record opens");
+        secrets.push(sealed["access_token"].as_str().unwrap().to_owned());
+        secrets.push(sealed["refresh_token"].as_str().unwrap().to_owned());
+    }
+    assert!(err_bridge.contains("DEBUG") || err_bridge.contains("TRACE"), "verbose logs: {err_bridge}");
+    let mut files = String::new();
+    for f in walk(&store).into_iter().filter(|p| p.is_file()) {
+        files.push_str(&String::from_utf8_lossy(&std::fs::read(f).unwrap()));
+    }
+    for (name, text) in [
+        ("login stdout", &out_login),
+        ("login stderr", &err_login),
+        ("bridge stderr", &err_bridge),
+        ("status", &status_text),
+        ("status stderr", &status_err),
+        ("status --json", &status_json),
+        ("store files", &files),
+    ] {
+        for secret in &secrets {
+            assert!(!text.contains(secret.as_str()), "{name} contains a secret ({}…)", &secret[..secret.len().min(6)]);
+        }
+    }
+}
+
+/// `connect --oauth` signs in the same way, for an HTTP client that sends no credential: the
+/// client's requests reach the protected server with mcpgate's token.
+#[tokio::test]
+async fn connect_with_oauth_signs_in_for_its_http_client() {
+    let provider = idp(&[], 3600).await;
+    let server = protected(&provider.url, &[]).await;
+    let (store, count) = store("login-connect");
+    let mut cmd = tokio::process::Command::new(mcpgate_bin());
+    cmd.args(["connect", &server.url, "--listen", "127.0.0.1:0", "--oauth"])
+        .env("MCPGATE_STORE_DIR", &store)
+        .env("MCPGATE_BROWSER", browser(&count, true));
+    let gw = Proc::start("mcpgate connect --oauth", cmd).await;
+    let sid = open_session(&gw.url, &[]).await;
+    let r = call(&gw.url, &sid, &[], r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{}}}"#).await;
+    let who: serde_json::Value = serde_json::from_str(r.message()["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(who["aud"], server.url, "{}", gw.output());
+    assert_eq!(opened(&count), 1);
+}
