@@ -402,3 +402,26 @@ async fn connect_with_oauth_signs_in_for_its_http_client() {
     assert_eq!(who["aud"], server.url, "{}", gw.output());
     assert_eq!(opened(&count), 1);
 }
+
+/// A user who never completes the sign-in gets a clear message at the time limit; logout forgets the
+/// tokens, and the next sign-in reuses the client registration instead of registering again.
+#[tokio::test]
+async fn login_times_out_clearly_logout_forgets_and_the_registration_is_reused() {
+    let provider = idp(&[], 3600).await;
+    let server = protected(&provider.url, &[]).await;
+    let (store, count) = store("login-timeout");
+    let (ok, _, err) = mcpgate(&["login", &server.url, "--login-timeout", "1s"], &store, &browser(&count, false)).await;
+    assert!(!ok && err.contains("no sign-in arrived within 1s") && err.contains("mcpgate login"), "{err}");
+    assert!(err.contains("open this URL in a browser"), "the URL is printed for headless machines: {err}");
+
+    let (ok, _, err) = mcpgate(&["login", &server.url], &store, &browser(&count, true)).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = mcpgate(&["logout", &server.url], &store, "false").await;
+    assert!(ok && err.contains("removed the credential"), "{err}");
+    let (_, out, _) = mcpgate(&["status", "--json"], &store, "false").await;
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["credentials"], json!([]));
+    let (ok, _, err) = mcpgate(&["login", &server.url], &store, &browser(&count, true)).await;
+    assert!(ok, "{err}");
+    let st = stats(&provider).await;
+    assert_eq!((st["registrations"].as_u64(), st["authorizations"].as_u64()), (Some(1), Some(2)), "{st}");
+}
