@@ -124,7 +124,7 @@ pub fn status(args: StatusArgs) -> Result<(), String> {
         println!("{}", serde_json::json!({ "store": store.dir().display().to_string(), "credentials": rows }));
         return Ok(());
     }
-    println!("credential store: {}", store.dir().display());
+    println!("credential store: {} (key: {})", store.dir().display(), store.key_location());
     if rows.is_empty() {
         println!("no stored credentials");
     }

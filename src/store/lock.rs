@@ -40,6 +40,25 @@ impl FileLock {
     }
 }
 
+impl FileLock {
+    /// Waits for the lock, blocking the thread: only for locks held a few milliseconds (the
+    /// store key's creation).
+    pub(super) fn acquire_blocking(path: &Path) -> std::io::Result<FileLock> {
+        let file =
+            std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)?;
+        loop {
+            // SAFETY: flock on a file descriptor we own.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(FileLock { _file: file });
+            }
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

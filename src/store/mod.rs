@@ -9,6 +9,7 @@
 //! no credential. Processes serialize refreshes and logins with advisory file locks (`flock`).
 
 mod crypto;
+mod keychain;
 mod lock;
 
 use std::io::Write;
@@ -66,6 +67,9 @@ pub struct Record {
 #[derive(Clone)]
 pub struct Store {
     dir: PathBuf,
+    /// The key, once read (a keychain lookup is a process spawn: done once).
+    key: std::sync::Arc<std::sync::Mutex<Option<crypto::Key>>>,
+    keychain: Option<keychain::Keychain>,
 }
 
 impl Store {
@@ -82,7 +86,39 @@ impl Store {
 
     /// Nothing is created until the first write: a bridge that only reads touches nothing.
     pub fn new(dir: PathBuf) -> Store {
-        Store { dir }
+        Store { dir, key: Default::default(), keychain: keychain::Keychain::detect() }
+    }
+
+    /// A store that keeps its key in its directory whatever the session offers (tests).
+    pub fn without_keychain(dir: PathBuf) -> Store {
+        Store { dir, key: Default::default(), keychain: None }
+    }
+
+    /// Where the key is kept, for `status`.
+    pub fn key_location(&self) -> String {
+        if self.dir.join("key").exists() {
+            return format!("{}", self.dir.join("key").display());
+        }
+        match self.keychain {
+            Some(k) => k.name().to_owned(),
+            None => format!("{} (not created yet)", self.dir.join("key").display()),
+        }
+    }
+
+    fn key(&self, create: bool) -> Result<Option<crypto::Key>, String> {
+        let mut cached = self.key.lock().unwrap_or_else(|p| p.into_inner());
+        if cached.is_none() {
+            *cached = if create {
+                // One process creates the key; the others wait and read it.
+                let locks = self.dir.join("locks");
+                self.ensure_dir(&locks).map_err(|e| e.to_string())?;
+                let _lock = FileLock::acquire_blocking(&locks.join("key.lock")).map_err(|e| e.to_string())?;
+                Some(crypto::Key::load_or_create(&self.dir, self.keychain)?)
+            } else {
+                crypto::Key::load(&self.dir, self.keychain).map_err(|e| e.to_string())?
+            };
+        }
+        Ok(cached.clone())
     }
 
     pub fn dir(&self) -> &Path {
@@ -151,7 +187,7 @@ impl Store {
             }
         };
         let secret = disk.sealed.as_deref().and_then(|sealed| {
-            let key = crypto::Key::load(&self.dir).ok().flatten()?;
+            let key = self.key(false).ok().flatten()?;
             match key.open(&disk.id, sealed) {
                 Some(plain) => serde_json::from_slice(&plain).ok(),
                 None => {
@@ -172,7 +208,8 @@ impl Store {
         self.ensure_dir(&dir)?;
         let sealed = match secret {
             Some(s) => {
-                let key = crypto::Key::load_or_create(&self.dir).map_err(|e| self.err(&self.dir, e))?;
+                let key =
+                    self.key(true).map_err(|e| self.err(&self.dir, e))?.ok_or_else(|| self.err(&self.dir, "no key"))?;
                 let plain = serde_json::to_vec(s).map_err(|e| self.err(&dir, e))?;
                 Some(key.seal(id, &plain).map_err(|e| self.err(&dir, e))?)
             }
@@ -231,7 +268,7 @@ mod tests {
     fn temp(name: &str) -> Store {
         let dir = std::env::temp_dir().join(format!("mcpgate-store-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        Store::new(dir)
+        Store::without_keychain(dir)
     }
 
     #[test]

@@ -10,5 +10,6 @@ mod connect_sdk;
 mod connect_streams;
 mod harness;
 mod idp;
+mod keychain;
 mod stdio_bridge;
 mod stdio_login;

@@ -344,7 +344,10 @@ async fn status_and_debug_logs_hold_no_token_code_verifier_or_secret() {
     let mut bridge = Bridge::start(&server.url, &bridge_args, &store, &browser(&count, false)).await;
     bridge.initialize().await;
     assert_eq!(bridge.call_text("echo", json!({"message":"1"})).await, "Echo: 1");
-    let refreshed = until(Duration::from_secs(10), || async { stats(&provider).await["token_requests_by_grant"]["refresh_token"].as_u64() >= Some(1) }).await;
+    let refreshed = until(Duration::from_secs(10), || async {
+        stats(&provider).await["token_requests_by_grant"]["refresh_token"].as_u64() >= Some(1)
+    })
+    .await;
     assert!(refreshed);
     assert_eq!(bridge.call_text("echo", json!({"message":"2"})).await, "Echo: 2");
     let err_bridge = bridge.close().await;
@@ -354,7 +357,8 @@ async fn status_and_debug_logs_hold_no_token_code_verifier_or_secret() {
     let issued = get_json(&format!("{}/__test/secrets", provider.url)).await;
     let mut secrets: Vec<String> = vec!["test-secret".into()];
     for kind in ["codes", "verifiers", "access_tokens", "refresh_tokens"] {
-        let values: Vec<String> = issued[kind].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+        let values: Vec<String> =
+            issued[kind].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
         assert!(!values.is_empty(), "the provider issued no {kind}: {issued}");
         secrets.extend(values);
     }
@@ -397,8 +401,15 @@ async fn connect_with_oauth_signs_in_for_its_http_client() {
         .env("MCPGATE_BROWSER", browser(&count, true));
     let gw = Proc::start("mcpgate connect --oauth", cmd).await;
     let sid = open_session(&gw.url, &[]).await;
-    let r = call(&gw.url, &sid, &[], r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{}}}"#).await;
-    let who: serde_json::Value = serde_json::from_str(r.message()["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    let r = call(
+        &gw.url,
+        &sid,
+        &[],
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{}}}"#,
+    )
+    .await;
+    let who: serde_json::Value =
+        serde_json::from_str(r.message()["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
     assert_eq!(who["aud"], server.url, "{}", gw.output());
     assert_eq!(opened(&count), 1);
 }
