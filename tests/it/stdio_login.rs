@@ -436,3 +436,69 @@ async fn login_times_out_clearly_logout_forgets_and_the_registration_is_reused()
     let st = stats(&provider).await;
     assert_eq!((st["registrations"].as_u64(), st["authorizations"].as_u64()), (Some(1), Some(2)), "{st}");
 }
+
+/// The authful-mcp-proxy shape: a configured OpenID issuer and a confidential client from the
+/// environment (`OIDC_ISSUER_URL`, `OIDC_CLIENT_ID`, `OIDC_CLIENT_SECRET`); no discovery from the
+/// server, the sign-in happens before the first request. And client credentials for machines.
+#[tokio::test]
+async fn plain_oidc_from_the_environment_and_client_credentials() {
+    let provider = idp(&[], 3600).await;
+    let server = protected(&provider.url, &[]).await;
+    let (store, count) = store("login-oidc-env");
+    let mut cmd = tokio::process::Command::new(mcpgate_bin());
+    cmd.args(["stdio", "--no-banner"])
+        .env("MCP_BACKEND_URL", &server.url)
+        .env("OIDC_ISSUER_URL", &provider.url)
+        .env("OIDC_CLIENT_ID", "mcpgate-confidential")
+        .env("OIDC_CLIENT_SECRET", "test-secret")
+        .env("OIDC_SCOPES", "openid,mcp:tools")
+        .env("MCPGATE_STORE_DIR", &store)
+        .env("MCPGATE_BROWSER", browser(&count, true));
+    let who = whoami_over_stdio(cmd).await;
+    assert_eq!(
+        (who["aud"].as_str(), who["client_id"].as_str()),
+        (Some(server.url.as_str()), Some("mcpgate-confidential")),
+        "{who}"
+    );
+    assert!(who["scope"].as_str().unwrap().contains("mcp:tools"), "{who}");
+    assert_eq!(opened(&count), 1);
+    let reqs = get_json(&format!("{}/__test/requests", provider.url)).await;
+    assert_eq!(reqs["token"][0]["client_auth"], "client_secret_basic", "{reqs}");
+    assert_eq!(stats(&provider).await["registrations"], 0, "a configured client is not registered");
+
+    let mut cmd = tokio::process::Command::new(mcpgate_bin());
+    cmd.args(["stdio", &server.url, "--grant", "client-credentials", "--client-id", "mcpgate-m2m"])
+        .env("OIDC_CLIENT_SECRET", "m2m-secret")
+        .env("MCPGATE_STORE_DIR", &store)
+        .env("MCPGATE_BROWSER", browser(&count, false));
+    let who = whoami_over_stdio(cmd).await;
+    assert_eq!(
+        (who["aud"].as_str(), who["client_id"].as_str()),
+        (Some(server.url.as_str()), Some("mcpgate-m2m")),
+        "{who}"
+    );
+    assert_eq!(opened(&count), 1, "no browser for machines");
+}
+
+/// initialize, then the `whoami` tool, over a raw stdio session with `cmd`.
+async fn whoami_over_stdio(mut cmd: tokio::process::Command) -> serde_json::Value {
+    use tokio::io::AsyncWriteExt;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    stdin.write_all(format!("{init}\n").as_bytes()).await.unwrap();
+    let first =
+        tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await.unwrap().unwrap().unwrap_or_default();
+    assert!(first.contains("\"result\""), "{first}");
+    stdin.write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"whoami\",\"arguments\":{}}}\n").await.unwrap();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.unwrap().unwrap().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    serde_json::from_str(v["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("{line}"))).unwrap()
+}
