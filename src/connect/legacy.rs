@@ -5,6 +5,7 @@
 //! - a progress notification → the POST stream of the request that carries its token;
 //! - anything else (server→client requests, other notifications) → the client's GET stream,
 //!   else an open POST stream, else kept (bounded) until a GET stream opens.
+//!
 //! A lost stream (the upstream restarted) is reopened and the session re-initialized with the
 //! client's original `initialize` on the next request.
 
@@ -81,10 +82,10 @@ impl Routes {
                 }
             }
         }
-        if let Some(tx) = self.waiting.values().next() {
-            if tx.send(msg.clone()).is_ok() {
-                return;
-            }
+        if let Some(tx) = self.waiting.values().next()
+            && tx.send(msg.clone()).is_ok()
+        {
+            return;
         }
         if self.backlog.len() < BACKLOG_LIMIT {
             self.backlog.push_back(msg);

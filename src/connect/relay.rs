@@ -4,6 +4,7 @@
 //!   of that POST still unanswered gets a JSON-RPC error event;
 //! - the upstream connection breaks mid-stream → the same error events, naming the cause;
 //! - a GET stream (open-ended by design) ends when the gateway shuts down.
+//!
 //! A stream the upstream closes cleanly is passed on as closed: since 2025-11-25 a server may
 //! close a stream on purpose and let the client resume it with `Last-Event-ID`.
 
@@ -126,11 +127,11 @@ impl HttpBody for Relay {
         if this.done {
             return Poll::Ready(None);
         }
-        if let Some(stop) = &mut this.stop {
-            if stop.as_mut().poll(cx).is_ready() {
-                this.done = true;
-                return Poll::Ready(None);
-            }
+        if let Some(stop) = &mut this.stop
+            && stop.as_mut().poll(cx).is_ready()
+        {
+            this.done = true;
+            return Poll::Ready(None);
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {

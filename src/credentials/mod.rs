@@ -168,10 +168,10 @@ impl Credentials {
             Some(Provider::OAuth(o)) => return o.authorization().await.map_err(|e| oauth_error(o, e)),
             Some(Provider::Static(inner)) => inner,
         };
-        if let Some(watch) = &inner.file {
-            if let Some(token) = watch.reload_if_changed() {
-                inner.install(&token, SystemTime::now())?;
-            }
+        if let Some(watch) = &inner.file
+            && let Some(token) = watch.reload_if_changed()
+        {
+            inner.install(&token, SystemTime::now())?;
         }
         let current = inner.snapshot();
         let now = SystemTime::now();

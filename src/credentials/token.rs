@@ -90,10 +90,10 @@ fn expiry_from_json(v: &Value, now: SystemTime) -> Option<SystemTime> {
         if let Some(n) = number(key) {
             return epoch(n);
         }
-        if let Some(s) = v.get(key).and_then(Value::as_str) {
-            if let Some(t) = parse_datetime(s) {
-                return Some(t);
-            }
+        if let Some(s) = v.get(key).and_then(Value::as_str)
+            && let Some(t) = parse_datetime(s)
+        {
+            return Some(t);
         }
     }
     None

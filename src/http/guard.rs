@@ -70,7 +70,7 @@ impl Guard {
 
     fn origin_allowed(&self, origin: &str) -> bool {
         let origin = origin.to_ascii_lowercase();
-        if self.origins.iter().any(|o| *o == origin) {
+        if self.origins.contains(&origin) {
             return true;
         }
         let Some(rest) = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) else {

@@ -88,7 +88,8 @@ mod tests {
         let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#;
         let read = r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"a://b"}}"#;
         let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
-        let cases: &[(&[(&str, &str)], &str, bool)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, bool);
+        let cases: &[Case] = &[
             (&[("mcp-method", "tools/call"), ("mcp-name", "echo")], call, true),
             (&[("mcp-method", "tools/call")], call, false),
             (&[("mcp-method", "tools/call"), ("mcp-name", "other")], call, false),

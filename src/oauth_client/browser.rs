@@ -38,10 +38,10 @@ pub fn open(browser: &Browser, url: &str, server: &str) {
     match spawned {
         Ok(mut child) => {
             tokio::spawn(async move {
-                if let Ok(status) = child.wait().await {
-                    if !status.success() {
-                        tracing::warn!("the browser command exited with {status}; open the URL above by hand");
-                    }
+                if let Ok(status) = child.wait().await
+                    && !status.success()
+                {
+                    tracing::warn!("the browser command exited with {status}; open the URL above by hand");
                 }
             });
         }

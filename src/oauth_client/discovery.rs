@@ -135,10 +135,10 @@ async fn first_document(http: &Http, urls: &[String]) -> Result<Option<(String, 
         if reply.status.is_server_error() {
             return Err(AuthError::transient(format!("{} answered {}", shorten(url), reply.status)));
         }
-        if reply.status.is_success() {
-            if let Some(doc) = reply.json().filter(|d| d.is_object()) {
-                return Ok(Some((url.clone(), doc)));
-            }
+        if reply.status.is_success()
+            && let Some(doc) = reply.json().filter(|d| d.is_object())
+        {
+            return Ok(Some((url.clone(), doc)));
         }
         tracing::debug!(url = %shorten(url), status = reply.status.as_u16(), "no metadata here");
     }

@@ -195,11 +195,11 @@ impl OAuth {
         let http = http::Http::for_server(client, &cfg.server, cfg.timeout);
         let server_key = discovery::canonical_resource(&cfg.server);
         let oauth = OAuth { cfg, http, store, key, flight: Default::default(), state: Default::default(), server_key };
-        if oauth.cfg.grant == GrantKind::AuthorizationCode {
-            if let Some(record) = oauth.find_record()? {
-                tracing::debug!(issuer = %record.issuer, "using the stored credential");
-                oauth.adopt(record);
-            }
+        if oauth.cfg.grant == GrantKind::AuthorizationCode
+            && let Some(record) = oauth.find_record()?
+        {
+            tracing::debug!(issuer = %record.issuer, "using the stored credential");
+            oauth.adopt(record);
         }
         Ok(Arc::new(oauth))
     }
@@ -286,10 +286,10 @@ impl OAuth {
         let step_up = challenge.as_ref().and_then(|(_, s)| s.clone());
         let _flight = self.flight.lock().await;
         let st = self.snapshot();
-        if step_up.is_none() {
-            if let Some(c) = st.current.as_ref().filter(|c| Some(&c.header) != seen && c.usable()) {
-                return Ok(c.header.clone());
-            }
+        if step_up.is_none()
+            && let Some(c) = st.current.as_ref().filter(|c| Some(&c.header) != seen && c.usable())
+        {
+            return Ok(c.header.clone());
         }
         let _lock = self
             .store
@@ -311,22 +311,22 @@ impl OAuth {
             return self.unattended(challenge.map(|c| c.0)).await;
         }
         // A refresh, when there is a refresh token and no new scope is wanted.
-        if step_up.is_none() {
-            if let Some(record) = self.snapshot().record.filter(|r| r.refresh_token.is_some()) {
-                match self.refresh(&record).await {
-                    Ok(header) => return Ok(header),
-                    Err(e) if e.kind == AuthErrorKind::InvalidGrant => {
-                        tracing::info!(upstream = %self.server_name(), "the refresh token is no longer valid ({e}); signing in again");
-                        self.forget(&record);
-                    }
-                    Err(e) if e.kind == AuthErrorKind::InvalidClient => {
-                        tracing::info!(upstream = %self.server_name(), "the client registration is no longer valid ({e}); registering again");
-                        self.forget(&record);
-                        let _ = self.store.delete(StoreKind::Client, &record.issuer);
-                    }
-                    // Transient: keep the credential, fail this request.
-                    Err(e) => return Err(e),
+        if step_up.is_none()
+            && let Some(record) = self.snapshot().record.filter(|r| r.refresh_token.is_some())
+        {
+            match self.refresh(&record).await {
+                Ok(header) => return Ok(header),
+                Err(e) if e.kind == AuthErrorKind::InvalidGrant => {
+                    tracing::info!(upstream = %self.server_name(), "the refresh token is no longer valid ({e}); signing in again");
+                    self.forget(&record);
                 }
+                Err(e) if e.kind == AuthErrorKind::InvalidClient => {
+                    tracing::info!(upstream = %self.server_name(), "the client registration is no longer valid ({e}); registering again");
+                    self.forget(&record);
+                    let _ = self.store.delete(StoreKind::Client, &record.issuer);
+                }
+                // Transient: keep the credential, fail this request.
+                Err(e) => return Err(e),
             }
         }
         self.login(challenge.map(|c| c.0), step_up.as_deref()).await
@@ -609,17 +609,17 @@ impl OAuth {
         }
         // Dynamic registration, reused: the stored one if its redirect port can be had again.
         let stored = self.store.load(StoreKind::Client, &server.issuer).ok().flatten();
-        if let Some(record) = stored {
-            if let (Ok(reg), secret) = (serde_json::from_value::<Registered>(record.public), record.secret) {
-                let wanted = self.cfg.redirect_url.as_deref().unwrap_or(&reg.redirect_uri);
-                if wanted == reg.redirect_uri {
-                    if let Ok(listener) = callback::Listener::bind(Some(wanted)).await {
-                        let secret = secret.and_then(|s| s.get("client_secret")?.as_str().map(str::to_owned));
-                        let client = Client { id: reg.client_id.clone(), secret, method: reg.method, key: None };
-                        return Ok((listener, client));
-                    }
-                    tracing::info!("the registered redirect port is busy; registering again");
+        if let Some(record) = stored
+            && let (Ok(reg), secret) = (serde_json::from_value::<Registered>(record.public), record.secret)
+        {
+            let wanted = self.cfg.redirect_url.as_deref().unwrap_or(&reg.redirect_uri);
+            if wanted == reg.redirect_uri {
+                if let Ok(listener) = callback::Listener::bind(Some(wanted)).await {
+                    let secret = secret.and_then(|s| s.get("client_secret")?.as_str().map(str::to_owned));
+                    let client = Client { id: reg.client_id.clone(), secret, method: reg.method, key: None };
+                    return Ok((listener, client));
                 }
+                tracing::info!("the registered redirect port is busy; registering again");
             }
         }
         let listener = callback::Listener::bind(self.cfg.redirect_url.as_deref()).await?;

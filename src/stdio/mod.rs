@@ -308,10 +308,10 @@ impl Bridge {
         let mut deliver = |msg: Bytes, end: &mut StreamEnd, pending: &mut Vec<String>| {
             let Ok(payload) = Payload::parse(&msg) else { return };
             for m in payload.messages() {
-                if m.kind() == jsonrpc::Kind::Response {
-                    if let Some(id) = m.id {
-                        pending.retain(|p| p != id.get());
-                    }
+                if m.kind() == jsonrpc::Kind::Response
+                    && let Some(id) = m.id
+                {
+                    pending.retain(|p| p != id.get());
                 }
             }
             seen(&msg);
@@ -366,10 +366,10 @@ impl Bridge {
             #[serde(rename = "protocolVersion")]
             protocol_version: String,
         }
-        if let Some(v) = serde_json::from_slice::<Init>(msg).ok().and_then(|i| i.result) {
-            if let Ok(v) = HeaderValue::try_from(v.protocol_version) {
-                *self.version.lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
-            }
+        if let Some(v) = serde_json::from_slice::<Init>(msg).ok().and_then(|i| i.result)
+            && let Ok(v) = HeaderValue::try_from(v.protocol_version)
+        {
+            *self.version.lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
         }
     }
 

@@ -260,10 +260,11 @@ impl Bridge {
                 if msg.get("id").and_then(Value::as_str) == Some(id.as_str()) && msg.get("method").is_none() {
                     return Ok(msg);
                 }
-                if msg.get("method").is_some() && msg.get("id").is_none() {
-                    if progress.as_deref_mut().is_none_or(|p| p.admit(&msg)) {
-                        self.emit(ev.data);
-                    }
+                if msg.get("method").is_some()
+                    && msg.get("id").is_none()
+                    && progress.as_deref_mut().is_none_or(|p| p.admit(&msg))
+                {
+                    self.emit(ev.data);
                 }
             }
         }

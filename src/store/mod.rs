@@ -168,10 +168,10 @@ impl Store {
             if path.extension().is_none_or(|e| e != "json") {
                 continue;
             }
-            if let Ok(bytes) = std::fs::read(&path) {
-                if let Some(r) = self.decode(&path, &bytes) {
-                    out.push(r);
-                }
+            if let Ok(bytes) = std::fs::read(&path)
+                && let Some(r) = self.decode(&path, &bytes)
+            {
+                out.push(r);
             }
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));

@@ -169,7 +169,8 @@ impl Reply {
     /// The JSON-RPC message of a reply sent as JSON or as SSE (the last `data:` line).
     pub fn message(&self) -> serde_json::Value {
         if self.headers.get("content-type").is_some_and(|v| v.to_str().unwrap().starts_with("text/event-stream")) {
-            let data = self.body.lines().filter_map(|l| l.strip_prefix("data: ")).last().expect("an SSE data line");
+            let data =
+                self.body.lines().filter_map(|l| l.strip_prefix("data: ")).next_back().expect("an SSE data line");
             serde_json::from_str(data).unwrap()
         } else {
             self.json()

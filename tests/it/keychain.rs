@@ -42,10 +42,11 @@ async fn secret_service(home: &Path) -> SecretService {
     ];
     let mut keyring = Command::new("gnome-keyring-daemon");
     keyring.args(["--foreground", "--unlock", "--components=secrets"]).envs(env.iter().cloned());
+    let log = home.join("keyring.log");
     let mut keyring = keyring
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(std::fs::File::create(&log).unwrap())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -53,7 +54,7 @@ async fn secret_service(home: &Path) -> SecretService {
     stdin.write_all(b"test-keyring-password\n").await.unwrap();
     drop(stdin);
     // Ready once the Secret Service answers a lookup (nothing found: exit 1, but an answer).
-    let ready = until(Duration::from_secs(15), || {
+    let ready = until(Duration::from_secs(30), || {
         let env = env.clone();
         async move {
             let mut c = Command::new("secret-tool");
@@ -66,7 +67,7 @@ async fn secret_service(home: &Path) -> SecretService {
         }
     })
     .await;
-    assert!(ready, "the Secret Service did not come up");
+    assert!(ready, "the Secret Service did not come up:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
     SecretService { _bus: bus, _keyring: keyring, env }
 }
 
