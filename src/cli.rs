@@ -57,6 +57,8 @@ pub enum Command {
     Logout(LogoutArgs),
     /// What is stored, for which server, until when (never the secret values).
     Status(StatusArgs),
+    /// Validate a `serve` configuration file and report every problem with its line.
+    Check(CheckArgs),
 }
 
 /// How to reach the upstream and what credential to present: the same for every mode.
@@ -372,6 +374,13 @@ pub struct LogoutArgs {
     /// Where credentials are stored.
     #[arg(long, value_name = "DIR", env = "MCPGATE_STORE_DIR")]
     pub store_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The configuration file (the `mcpServers` shape of Claude Desktop, Claude Code and Cursor).
+    #[arg(long, short = 'c', value_name = "FILE", env = "MCPGATE_CONFIG")]
+    pub config: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@
 //! through a `transport` with `credentials` injected.
 
 pub mod cli;
+pub mod config;
 pub mod connect;
 pub mod credentials;
 pub mod error;

@@ -39,13 +39,44 @@ fn main() -> ExitCode {
             Command::Login(args) => mcpgate::login::login(args.upstream.into_options(&args.url, true)?).await,
             Command::Logout(args) => mcpgate::login::logout(args),
             Command::Status(args) => mcpgate::login::status(args),
+            Command::Check(args) => check(&args.config),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(message) if message.is_empty() => ExitCode::FAILURE,
         Err(message) => {
             eprintln!("mcpgate: error: {message}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `mcpgate check`: every problem on its own line (`file:line:col: path: message`), or a summary.
+fn check(path: &std::path::Path) -> Result<(), String> {
+    match mcpgate::config::load(path) {
+        Ok(cfg) => {
+            let enabled = cfg.servers.iter().filter(|s| s.enabled).count();
+            println!(
+                "{}: valid; {} server(s), {enabled} enabled; would listen on {}",
+                path.display(),
+                cfg.servers.len(),
+                cfg.gateway.listen
+            );
+            for s in &cfg.servers {
+                let what = match &s.transport {
+                    mcpgate::config::Transport::Stdio { command, .. } => format!("stdio: {command}"),
+                    mcpgate::config::Transport::Remote { url, kind, .. } => {
+                        format!("{kind:?}: {}", mcpgate::upstream::display_url(url))
+                    }
+                };
+                println!("  {}{} ({what})", s.name, if s.enabled { "" } else { " [disabled]" });
+            }
+            Ok(())
+        }
+        Err(invalid) => {
+            eprintln!("{invalid}");
+            Err(String::new())
         }
     }
 }

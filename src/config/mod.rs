@@ -1,0 +1,150 @@
+//! The `serve` configuration: the `mcpServers` object in the shape Claude Desktop, Claude Code
+//! (`.mcp.json`) and Cursor use, so a user's file works unchanged, with mcpgate's own settings
+//! beside it under `"mcpgate"`. Read with positions (`json`), `${VAR}`-expanded (`expand`), and
+//! validated in one pass that reports every problem with its path and line; the result is an
+//! immutable `Config` of precise types.
+
+pub mod expand;
+pub mod json;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Uri};
+
+pub use validate::Problem;
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub gateway: Gateway,
+    /// Sorted by name; disabled servers are kept (and reported), not started.
+    pub servers: Vec<Server>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gateway {
+    pub listen: SocketAddr,
+    /// Between a server's name and a tool's or prompt's: `<server><sep><name>`.
+    pub separator: String,
+    /// How long a server's listings are reused (the modern era's `ttlMs` wins when given).
+    pub cache_ttl: Duration,
+    pub allow_hosts: Vec<String>,
+    pub allow_origins: Vec<String>,
+    pub max_body: usize,
+    pub session_ttl: Duration,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    pub name: String,
+    pub enabled: bool,
+    pub transport: Transport,
+    pub timeout: Duration,
+    /// Prepended to its tools' and prompts' names; `None`: the default (`<name><sep>`, or none
+    /// when this is the only server).
+    pub prefix: Option<String>,
+    pub tools: ToolFilter,
+    /// Sends the caller's own bearer token to this server (it validates users itself).
+    pub forward_client_token: bool,
+    pub credential: Option<Credential>,
+    pub restart: Restart,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transport {
+    Stdio {
+        command: String,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        cwd: Option<PathBuf>,
+        /// One child per client session instead of one shared child.
+        stateful: bool,
+    },
+    /// Streamable HTTP, legacy HTTP+SSE, or either (detected as the spec says).
+    Remote { url: Uri, kind: RemoteKind, headers: Vec<(HeaderName, HeaderValue)> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteKind {
+    Auto,
+    StreamableHttp,
+    Sse,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ToolFilter {
+    /// Only these (empty: all).
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+}
+
+impl ToolFilter {
+    pub fn allows(&self, tool: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|t| t == tool)) && !self.exclude.iter().any(|t| t == tool)
+    }
+}
+
+/// Where a server's bearer token comes from (the `connect`/`stdio` sources).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    Env(String),
+    File(PathBuf),
+    Command(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restart {
+    /// Restarts in a row before giving up (the server then stays down: degraded).
+    pub max_attempts: u32,
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Default for Restart {
+    fn default() -> Self {
+        Restart { max_attempts: 10, initial: Duration::from_secs(1), max: Duration::from_secs(30) }
+    }
+}
+
+/// Every problem of a file, ready to print one per line.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct Invalid {
+    pub file: String,
+    pub problems: Vec<Problem>,
+}
+
+impl Invalid {
+    fn render(&self) -> String {
+        let n = self.problems.len();
+        let mut s = format!("{} has {n} problem{}:", self.file, if n == 1 { "" } else { "s" });
+        for p in &self.problems {
+            s.push_str(&format!("\n  {}:{p}", self.file));
+        }
+        s
+    }
+}
+
+/// Reads and validates a configuration file, with the process environment for `${VAR}`.
+pub fn load(path: &Path) -> Result<Config, Invalid> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| Invalid {
+        file: file.clone(),
+        problems: vec![Problem {
+            path: String::new(),
+            pos: json::Pos { line: 0, col: 0 },
+            message: format!("cannot be read: {e}"),
+        }],
+    })?;
+    parse(&text, &|k| std::env::var(k).ok()).map_err(|problems| Invalid { file, problems })
+}
+
+/// Validates a configuration text (pure: the environment comes in as `env`).
+pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<Problem>> {
+    let root = json::parse(text).map_err(|e| vec![Problem { path: String::new(), pos: e.pos, message: e.message }])?;
+    validate::config(&root, env)
+}

@@ -1,0 +1,582 @@
+//! From the positioned JSON tree to a `Config`, collecting every problem on the way (a user fixes
+//! a file in one go, not one error per run). Keys nobody knows are refused, with a suggestion;
+//! keys other MCP clients write into the same file (`disabled`, `autoApprove`, …) are accepted.
+
+use std::fmt;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+
+use super::json::{Node, Pos, Value};
+use super::*;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// `mcpServers.github.url`
+    pub path: String,
+    pub pos: Pos,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}: {}", self.pos, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.pos, self.path, self.message)
+        }
+    }
+}
+
+/// The longest tool or prompt name the spec allows.
+pub const MAX_NAME: usize = 128;
+
+struct Check<'e> {
+    problems: Vec<Problem>,
+    env: &'e dyn Fn(&str) -> Option<String>,
+}
+
+type Members<'a> = &'a [(String, Pos, Node)];
+
+impl Check<'_> {
+    fn fail(&mut self, path: &str, pos: Pos, message: impl Into<String>) {
+        self.problems.push(Problem { path: path.to_owned(), pos, message: message.into() });
+    }
+
+    /// The members of an object, refusing keys outside `known` (and `ignored`: other clients' keys).
+    fn object<'a>(&mut self, node: &'a Node, path: &str, known: &[&str], ignored: &[&str]) -> Option<Members<'a>> {
+        let Value::Object(members) = &node.value else {
+            self.fail(path, node.pos, format!("must be an object, not {}", node.kind()));
+            return None;
+        };
+        for (key, pos, _) in members {
+            if !known.contains(&key.as_str()) && !ignored.contains(&key.as_str()) {
+                let hint = suggest(key, known).map(|s| format!(" (did you mean {s:?}?)")).unwrap_or_default();
+                self.fail(&join(path, key), *pos, format!("unknown key{hint}; known keys: {}", known.join(", ")));
+            }
+        }
+        Some(members)
+    }
+
+    fn string(&mut self, node: &Node, path: &str) -> Option<String> {
+        match &node.value {
+            Value::String(s) => match expand::expand(s, self.env) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    self.fail(path, node.pos, e);
+                    None
+                }
+            },
+            _ => {
+                self.fail(path, node.pos, format!("must be a string, not {}", node.kind()));
+                None
+            }
+        }
+    }
+
+    fn bool(&mut self, node: &Node, path: &str) -> Option<bool> {
+        match node.value {
+            Value::Bool(b) => Some(b),
+            _ => {
+                self.fail(path, node.pos, format!("must be true or false, not {}", node.kind()));
+                None
+            }
+        }
+    }
+
+    fn strings(&mut self, node: &Node, path: &str) -> Vec<String> {
+        let Value::Array(items) = &node.value else {
+            self.fail(path, node.pos, format!("must be an array of strings, not {}", node.kind()));
+            return Vec::new();
+        };
+        items.iter().enumerate().filter_map(|(i, n)| self.string(n, &format!("{path}[{i}]"))).collect()
+    }
+
+    fn string_map(&mut self, node: &Node, path: &str) -> Vec<(String, String)> {
+        let Value::Object(members) = &node.value else {
+            self.fail(path, node.pos, format!("must be an object of strings, not {}", node.kind()));
+            return Vec::new();
+        };
+        members.iter().filter_map(|(k, _, v)| self.string(v, &join(path, k)).map(|s| (k.clone(), s))).collect()
+    }
+
+    /// `"30s"`, `"5m"`, or a number of seconds (what other clients write for `timeout`).
+    fn duration(&mut self, node: &Node, path: &str) -> Option<Duration> {
+        let parsed = match &node.value {
+            Value::Number(n) if *n >= 0.0 => Duration::try_from_secs_f64(*n).map_err(|_| "out of range".to_owned()),
+            Value::String(_) => {
+                let s = self.string(node, path)?;
+                crate::cli::parse_duration(&s)
+            }
+            _ => Err(format!("must be a duration such as \"30s\" or a number of seconds, not {}", node.kind())),
+        };
+        parsed.map_err(|e| self.fail(path, node.pos, e)).ok()
+    }
+
+    fn count(&mut self, node: &Node, path: &str) -> Option<u64> {
+        match node.value {
+            Value::Number(n) if n >= 0.0 && n.fract() == 0.0 && n < 1e15 => Some(n as u64),
+            _ => {
+                self.fail(path, node.pos, format!("must be a whole number, not {}", node.kind()));
+                None
+            }
+        }
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    let plain = !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    match (path.is_empty(), plain) {
+        (true, true) => key.to_owned(),
+        (true, false) => format!("[{key:?}]"),
+        (false, true) => format!("{path}.{key}"),
+        (false, false) => format!("{path}[{key:?}]"),
+    }
+}
+
+fn get<'a>(members: Members<'a>, key: &str) -> Option<&'a Node> {
+    members.iter().find(|(k, _, _)| k == key).map(|(_, _, n)| n)
+}
+
+/// The known key closest to a mistyped one (edit distance ≤ 2, or a case difference).
+fn suggest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .copied()
+        .map(|k| (distance(&key.to_ascii_lowercase(), &k.to_ascii_lowercase()), k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k)
+}
+
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// Names the spec allows for tools and prompts: 1–128 of `A-Z a-z 0-9 _ - . /`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-./".contains(&b))
+}
+
+const SERVER_KEYS: &[&str] = &[
+    "command",
+    "args",
+    "env",
+    "cwd",
+    "url",
+    "headers",
+    "type",
+    "transport",
+    "enabled",
+    "timeout",
+    "prefix",
+    "tools",
+    "forwardClientToken",
+    "auth",
+    "stateful",
+    "restart",
+];
+/// Keys other clients keep in the same file: accepted, and `disabled` honoured.
+const FOREIGN_SERVER_KEYS: &[&str] = &["disabled", "autoApprove", "alwaysAllow", "description", "name", "envFile"];
+const GATEWAY_KEYS: &[&str] =
+    &["listen", "separator", "cacheTtl", "allowHosts", "allowOrigins", "maxBody", "sessionTtl", "shutdownGrace"];
+
+pub(super) fn config(root: &Node, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<Problem>> {
+    let mut c = Check { problems: Vec::new(), env };
+    let Some(top) = c.object(root, "", &["mcpServers", "mcpgate"], &["$schema", "inputs", "globalShortcut"]) else {
+        return Err(c.problems);
+    };
+    let gateway = match get(top, "mcpgate") {
+        Some(n) => gateway(&mut c, n),
+        None => Some(default_gateway()),
+    };
+    let mut servers = Vec::new();
+    match get(top, "mcpServers") {
+        None => c.fail("mcpServers", root.pos, "is missing: the servers to serve go in an \"mcpServers\" object"),
+        Some(node) => match &node.value {
+            // Every key is a server's name.
+            Value::Object(members) if members.is_empty() => c.fail("mcpServers", node.pos, "holds no server"),
+            Value::Object(members) => {
+                for (name, pos, n) in members {
+                    if let Some(s) = server(&mut c, name, *pos, n) {
+                        servers.push(s);
+                    }
+                }
+            }
+            _ => c.fail("mcpServers", node.pos, format!("must be an object of servers, not {}", node.kind())),
+        },
+    }
+    servers.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(g) = &gateway {
+        prefixes(&mut c, &servers, &g.separator, top);
+    }
+    match (gateway, c.problems.is_empty()) {
+        (Some(gateway), true) => Ok(Config { gateway, servers }),
+        _ => Err(c.problems),
+    }
+}
+
+fn default_gateway() -> Gateway {
+    Gateway {
+        listen: "127.0.0.1:8090".parse().expect("a literal address"),
+        separator: "__".into(),
+        cache_ttl: Duration::from_secs(300),
+        allow_hosts: Vec::new(),
+        allow_origins: Vec::new(),
+        max_body: 4 * 1024 * 1024,
+        session_ttl: Duration::from_secs(3600),
+        shutdown_grace: Duration::from_secs(10),
+    }
+}
+
+fn gateway(c: &mut Check, node: &Node) -> Option<Gateway> {
+    let members = c.object(node, "mcpgate", GATEWAY_KEYS, &[])?;
+    let mut g = default_gateway();
+    let before = c.problems.len();
+    for (key, _, n) in members {
+        let path = join("mcpgate", key);
+        match key.as_str() {
+            "listen" => {
+                if let Some(s) = c.string(n, &path) {
+                    match s.parse() {
+                        Ok(a) => g.listen = a,
+                        Err(_) => c.fail(&path, n.pos, format!("{s:?} is not an address such as 127.0.0.1:8090")),
+                    }
+                }
+            }
+            "separator" => {
+                if let Some(s) = c.string(n, &path) {
+                    if s.is_empty() || !valid_name(&s) {
+                        c.fail(
+                            &path,
+                            n.pos,
+                            "must be one or more of A-Z a-z 0-9 _ - . / (the characters tool names may hold)",
+                        );
+                    } else {
+                        g.separator = s;
+                    }
+                }
+            }
+            "cacheTtl" => g.cache_ttl = c.duration(n, &path).unwrap_or(g.cache_ttl),
+            "sessionTtl" => g.session_ttl = c.duration(n, &path).unwrap_or(g.session_ttl),
+            "shutdownGrace" => g.shutdown_grace = c.duration(n, &path).unwrap_or(g.shutdown_grace),
+            "allowHosts" => g.allow_hosts = c.strings(n, &path),
+            "allowOrigins" => g.allow_origins = c.strings(n, &path),
+            "maxBody" => g.max_body = c.count(n, &path).map(|v| v as usize).unwrap_or(g.max_body),
+            _ => {}
+        }
+    }
+    (c.problems.len() == before).then_some(g)
+}
+
+fn server(c: &mut Check, name: &str, pos: Pos, node: &Node) -> Option<Server> {
+    let path = join("mcpServers", name);
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        c.fail(
+            &path,
+            pos,
+            "a server name must be letters, digits, _ or - (it becomes part of tool names and of /servers/<name>/mcp)",
+        );
+    }
+    let members = c.object(node, &path, SERVER_KEYS, FOREIGN_SERVER_KEYS)?;
+    let before = c.problems.len();
+    let field = |k: &str| get(members, k);
+    let sub = |k: &str| join(&path, k);
+
+    let declared = match (field("type"), field("transport")) {
+        (Some(n), _) => c.string(n, &sub("type")).map(|t| (t, n.pos, "type")),
+        (None, Some(n)) => c.string(n, &sub("transport")).map(|t| (t, n.pos, "transport")),
+        (None, None) => None,
+    };
+    let transport = match (field("command"), field("url")) {
+        (Some(_), Some(u)) => {
+            c.fail(&sub("url"), u.pos, "a server has either a command (stdio) or a url (remote), not both");
+            None
+        }
+        (None, None) => {
+            c.fail(&path, node.pos, "needs a \"command\" (a stdio server) or a \"url\" (a remote server)");
+            None
+        }
+        (Some(cmd), None) => {
+            if let Some((t, p, k)) = &declared {
+                if t != "stdio" {
+                    c.fail(&sub(k), *p, format!("{t:?} is a remote transport, but this server has a command"));
+                }
+            }
+            for k in ["headers"] {
+                if let Some(n) = field(k) {
+                    c.fail(&sub(k), n.pos, "applies to remote servers only");
+                }
+            }
+            let command = c.string(cmd, &sub("command")).filter(|s| !s.trim().is_empty());
+            if command.is_none() && matches!(cmd.value, Value::String(_)) {
+                c.fail(&sub("command"), cmd.pos, "is empty");
+            }
+            let args = field("args").map(|n| c.strings(n, &sub("args"))).unwrap_or_default();
+            let env = field("env").map(|n| c.string_map(n, &sub("env"))).unwrap_or_default();
+            let cwd = field("cwd").and_then(|n| c.string(n, &sub("cwd"))).map(PathBuf::from);
+            let stateful = field("stateful").and_then(|n| c.bool(n, &sub("stateful"))).unwrap_or(false);
+            command.map(|command| Transport::Stdio { command, args, env, cwd, stateful })
+        }
+        (None, Some(u)) => {
+            for k in ["args", "env", "cwd", "stateful"] {
+                if let Some(n) = field(k) {
+                    c.fail(&sub(k), n.pos, "applies to stdio servers only");
+                }
+            }
+            let kind = match &declared {
+                None => Some(RemoteKind::Auto),
+                Some((t, p, k)) => match t.as_str() {
+                    "http" | "streamable-http" | "streamableHttp" | "streamable_http" => {
+                        Some(RemoteKind::StreamableHttp)
+                    }
+                    "sse" => Some(RemoteKind::Sse),
+                    "stdio" => {
+                        c.fail(&sub(k), *p, "\"stdio\" needs a command, but this server has a url");
+                        None
+                    }
+                    other => {
+                        c.fail(
+                            &sub(k),
+                            *p,
+                            format!("{other:?} is not a transport (use \"http\", \"sse\" or \"stdio\")"),
+                        );
+                        None
+                    }
+                },
+            };
+            let url = c.string(u, &sub("url")).and_then(|s| match crate::upstream::parse_url(&s) {
+                Ok(uri) => Some(uri),
+                Err(e) => {
+                    c.fail(&sub("url"), u.pos, e);
+                    None
+                }
+            });
+            let mut headers = Vec::new();
+            if let Some(h) = field("headers") {
+                for (k, v) in c.string_map(h, &sub("headers")) {
+                    let hp = join(&sub("headers"), &k);
+                    match (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str())) {
+                        (Ok(name), Ok(mut value)) => {
+                            value.set_sensitive(true);
+                            headers.push((name, value));
+                        }
+                        (Err(_), _) => c.fail(&hp, h.pos, "is not a valid header name"),
+                        (_, Err(_)) => c.fail(&hp, h.pos, "the value is not a valid header value"),
+                    }
+                }
+            }
+            match (url, kind) {
+                (Some(url), Some(kind)) => Some(Transport::Remote { url, kind, headers }),
+                _ => None,
+            }
+        }
+    };
+
+    let disabled = field("disabled").and_then(|n| c.bool(n, &sub("disabled"))).unwrap_or(false);
+    let enabled = field("enabled").and_then(|n| c.bool(n, &sub("enabled"))).unwrap_or(!disabled);
+    let timeout = field("timeout").and_then(|n| c.duration(n, &sub("timeout"))).unwrap_or(Duration::from_secs(60));
+    let prefix = field("prefix").and_then(|n| {
+        let p = c.string(n, &sub("prefix"))?;
+        if !p.is_empty() && !valid_name(&p) {
+            c.fail(&sub("prefix"), n.pos, "must be empty or of A-Z a-z 0-9 _ - . /");
+        }
+        Some(p)
+    });
+    let tools = field("tools").map(|n| tool_filter(c, n, &sub("tools"))).unwrap_or_default();
+    let forward_client_token =
+        field("forwardClientToken").and_then(|n| c.bool(n, &sub("forwardClientToken"))).unwrap_or(false);
+    let credential = field("auth").and_then(|n| credential(c, n, &sub("auth")));
+    if let (true, Some(n)) = (forward_client_token && credential.is_some(), field("auth")) {
+        c.fail(
+            &sub("auth"),
+            n.pos,
+            "conflicts with forwardClientToken: the server gets either the caller's token or mcpgate's",
+        );
+    }
+    let restart = field("restart").map(|n| restart(c, n, &sub("restart"))).unwrap_or_default();
+    let transport = transport?;
+    (c.problems.len() == before).then(|| Server {
+        name: name.to_owned(),
+        enabled,
+        transport,
+        timeout,
+        prefix,
+        tools,
+        forward_client_token,
+        credential,
+        restart,
+    })
+}
+
+fn tool_filter(c: &mut Check, node: &Node, path: &str) -> ToolFilter {
+    let Some(members) = c.object(node, path, &["include", "exclude"], &[]) else { return ToolFilter::default() };
+    let list = |c: &mut Check, k: &str| get(members, k).map(|n| c.strings(n, &join(path, k))).unwrap_or_default();
+    ToolFilter { include: list(c, "include"), exclude: list(c, "exclude") }
+}
+
+fn credential(c: &mut Check, node: &Node, path: &str) -> Option<Credential> {
+    let members = c.object(node, path, &["bearerEnv", "bearerFile", "tokenCommand"], &[])?;
+    if members.len() != 1 {
+        c.fail(path, node.pos, "names exactly one of bearerEnv, bearerFile, tokenCommand");
+        return None;
+    }
+    let (key, _, n) = &members[0];
+    let v = c.string(n, &join(path, key))?;
+    Some(match key.as_str() {
+        "bearerEnv" => Credential::Env(v),
+        "bearerFile" => Credential::File(PathBuf::from(v)),
+        _ => Credential::Command(v),
+    })
+}
+
+fn restart(c: &mut Check, node: &Node, path: &str) -> Restart {
+    let mut r = Restart::default();
+    let Some(members) = c.object(node, path, &["maxAttempts", "initialDelay", "maxDelay"], &[]) else { return r };
+    for (key, _, n) in members {
+        let p = join(path, key);
+        match key.as_str() {
+            "maxAttempts" => {
+                r.max_attempts = c.count(n, &p).map(|v| v.min(u32::MAX as u64) as u32).unwrap_or(r.max_attempts)
+            }
+            "initialDelay" => r.initial = c.duration(n, &p).unwrap_or(r.initial),
+            _ => r.max = c.duration(n, &p).unwrap_or(r.max),
+        }
+    }
+    if r.initial > r.max {
+        c.fail(path, node.pos, "initialDelay is longer than maxDelay");
+    }
+    r
+}
+
+/// Prefixes must keep the servers' names apart: two servers with one prefix would mix their tools.
+fn prefixes(c: &mut Check, servers: &[Server], sep: &str, top: Members) {
+    let enabled: Vec<&Server> = servers.iter().filter(|s| s.enabled).collect();
+    let mut seen: Vec<(String, &str)> = Vec::new();
+    for s in &enabled {
+        let p = effective_prefix(s, enabled.len(), sep);
+        if let Some((_, other)) = seen.iter().find(|(q, _)| !p.is_empty() && *q == p) {
+            let pos = get(top, "mcpServers").map(|n| n.pos).unwrap_or(Pos { line: 1, col: 1 });
+            c.fail(
+                &join("mcpServers", &s.name),
+                pos,
+                format!("has the same name prefix ({p:?}) as {other}: their tools would mix"),
+            );
+        }
+        seen.push((p, &s.name));
+    }
+    let unprefixed = enabled.iter().filter(|s| effective_prefix(s, enabled.len(), sep).is_empty()).count();
+    if enabled.len() > 1 && unprefixed > 1 {
+        let pos = get(top, "mcpServers").map(|n| n.pos).unwrap_or(Pos { line: 1, col: 1 });
+        c.fail("mcpServers", pos, "more than one server has an empty prefix: their tool names may collide (collisions are checked again when they list their tools)");
+    }
+}
+
+/// What a server's tool and prompt names start with.
+pub fn effective_prefix(s: &Server, enabled_servers: usize, sep: &str) -> String {
+    match &s.prefix {
+        Some(p) if p.is_empty() => String::new(),
+        Some(p) => format!("{p}{sep}"),
+        None if enabled_servers == 1 => String::new(),
+        None => format!("{}{sep}", s.name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(k: &str) -> Option<String> {
+        (k == "TENANT").then(|| "acme".to_owned())
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        match super::super::parse(text, &env) {
+            Ok(_) => Vec::new(),
+            Err(p) => p.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn a_claude_desktop_file_works_unchanged() {
+        let text = r#"{
+  "mcpServers": {
+    "everything": { "command": "npx", "args": ["-y", "@modelcontextprotocol/server-everything"], "env": {"A": "1"} },
+    "files": { "command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem", "/tmp"], "disabled": true, "autoApprove": [] },
+    "remote": { "type": "http", "url": "https://mcp.example.com/mcp", "headers": {"X-Tenant": "${TENANT}"} },
+    "legacy": { "url": "http://127.0.0.1:9000/sse", "transport": "sse", "timeout": 30 }
+  }
+}"#;
+        let cfg = super::super::parse(text, &env).unwrap();
+        let names: Vec<&str> = cfg.servers.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["everything", "files", "legacy", "remote"]);
+        assert!(!cfg.servers[1].enabled, "disabled is honoured");
+        assert_eq!(cfg.servers[2].timeout, Duration::from_secs(30));
+        let Transport::Remote { kind, headers, .. } = &cfg.servers[3].transport else { panic!() };
+        assert_eq!(*kind, RemoteKind::StreamableHttp);
+        assert_eq!(headers[0].1.to_str().unwrap(), "acme");
+        assert_eq!(cfg.gateway.separator, "__");
+        assert_eq!(effective_prefix(&cfg.servers[0], 3, "__"), "everything__");
+    }
+
+    #[test]
+    fn every_problem_with_its_path_and_line() {
+        let text = r#"{
+  "mcpgate": { "listen": "nowhere", "separatr": "." },
+  "mcpServers": {
+    "bad name": { "command": "x" },
+    "both": { "command": "x", "url": "http://h/mcp" },
+    "none": { "args": [] },
+    "url": { "url": "htp://x", "headers": {"X": "${MISSING}"} },
+    "typo": { "command": "x", "argz": [], "timeout": "5 days" },
+    "auth": { "url": "https://h/mcp", "auth": {"bearerEnv": "T"}, "forwardClientToken": true },
+    "mixed": { "command": "x", "type": "sse", "headers": {} }
+  }
+}"#;
+        let p = problems(text);
+        let expect = [
+            "2:26: mcpgate.listen: \"nowhere\" is not an address",
+            "2:37: mcpgate.separatr: unknown key (did you mean \"separator\"?)",
+            "4:5: mcpServers[\"bad name\"]: a server name must be",
+            "5:38: mcpServers.both.url: a server has either a command",
+            "6:13: mcpServers.none: needs a \"command\"",
+            "7:21: mcpServers.url.url: \"htp://x\": the scheme must be http or https",
+            "7:49: mcpServers.url.headers.X: the environment variable MISSING is not set",
+            "8:31: mcpServers.typo.argz: unknown key (did you mean \"args\"?)",
+            "8:54: mcpServers.typo.timeout: \"5 days\": unknown unit",
+            "mcpServers.auth.auth: conflicts with forwardClientToken",
+            "mcpServers.mixed.type: \"sse\" is a remote transport",
+            "mcpServers.mixed.headers: applies to remote servers only",
+        ];
+        for e in expect {
+            assert!(p.iter().any(|l| l.contains(e)), "missing {e:?} in:\n{}", p.join("\n"));
+        }
+        assert_eq!(problems("{\"mcpServers\": {}}"), ["1:16: mcpServers: holds no server"]);
+        assert!(problems("{\"servers\": {}}")[0].contains("unknown key"));
+        assert!(problems("not json")[0].starts_with("1:1:"));
+    }
+
+    #[test]
+    fn prefixes_keep_servers_apart() {
+        let p =
+            problems(r#"{"mcpServers": {"a": {"command": "x", "prefix": "p"}, "b": {"command": "y", "prefix": "p"}}}"#);
+        assert!(p.iter().any(|l| l.contains("same name prefix")), "{p:?}");
+        let p =
+            problems(r#"{"mcpServers": {"a": {"command": "x", "prefix": ""}, "b": {"command": "y", "prefix": ""}}}"#);
+        assert!(p.iter().any(|l| l.contains("more than one server has an empty prefix")), "{p:?}");
+        assert!(valid_name("github__create_issue") && !valid_name("bad name") && !valid_name(&"x".repeat(129)));
+    }
+}
