@@ -57,6 +57,8 @@ pub enum Command {
     Logout(LogoutArgs),
     /// What is stored, for which server, until when (never the secret values).
     Status(StatusArgs),
+    /// One endpoint for many MCP servers (stdio, Streamable HTTP, legacy SSE), from a config file.
+    Serve(ServeArgs),
     /// Validate a `serve` configuration file and report every problem with its line.
     Check(CheckArgs),
 }
@@ -374,6 +376,16 @@ pub struct LogoutArgs {
     /// Where credentials are stored.
     #[arg(long, value_name = "DIR", env = "MCPGATE_STORE_DIR")]
     pub store_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The configuration file (the `mcpServers` shape of Claude Desktop, Claude Code and Cursor).
+    #[arg(long, short = 'c', value_name = "FILE", env = "MCPGATE_CONFIG")]
+    pub config: PathBuf,
+    /// Address to listen on (default: the file's `mcpgate.listen`, else 127.0.0.1:8090).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,7 @@ pub mod log;
 pub mod login;
 pub mod mcp;
 pub mod oauth_client;
+pub mod serve;
 pub mod shutdown;
 pub mod stdio;
 pub mod store;

@@ -40,6 +40,12 @@ fn main() -> ExitCode {
             Command::Logout(args) => mcpgate::login::logout(args),
             Command::Status(args) => mcpgate::login::status(args),
             Command::Check(args) => check(&args.config),
+            Command::Serve(args) => {
+                let shutdown = mcpgate::shutdown::on_signals();
+                mcpgate::serve::run(mcpgate::serve::Options { config: args.config, listen: args.listen }, shutdown)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
         }
     });
     match result {

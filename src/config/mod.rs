@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Uri};
 
-pub use validate::Problem;
+pub use validate::{Problem, effective_prefix as validate_prefix, valid_name};
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]

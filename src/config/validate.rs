@@ -311,10 +311,10 @@ fn server(c: &mut Check, name: &str, pos: Pos, node: &Node) -> Option<Server> {
             None
         }
         (Some(cmd), None) => {
-            if let Some((t, p, k)) = &declared {
-                if t != "stdio" {
-                    c.fail(&sub(k), *p, format!("{t:?} is a remote transport, but this server has a command"));
-                }
+            if let Some((t, p, k)) = &declared
+                && t != "stdio"
+            {
+                c.fail(&sub(k), *p, format!("{t:?} is a remote transport, but this server has a command"));
             }
             for k in ["headers"] {
                 if let Some(n) = field(k) {

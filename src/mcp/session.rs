@@ -93,6 +93,11 @@ impl<S> SessionTable<S> {
         self.len() == 0
     }
 
+    /// Every session now (to tell them all something).
+    pub fn snapshot(&self) -> Vec<Arc<Session<S>>> {
+        self.map.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
     /// Removes and returns every session (shutdown).
     pub fn drain(&self) -> Vec<Arc<Session<S>>> {
         self.map.write().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, s)| s).collect()

@@ -4,3 +4,4 @@
 pub mod http_client;
 pub mod legacy_sse;
 pub mod sse;
+pub mod stdio_child;

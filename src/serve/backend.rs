@@ -1,0 +1,100 @@
+//! What the router needs of one upstream server, whatever its transport: calls that yield the
+//! messages related to them (progress, logging, server→client requests) and then a response;
+//! notifications; and what the server said it is at `initialize`.
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use super::session::Client;
+use crate::mcp::session::Session;
+
+/// Something the server sent in the course of one call.
+pub enum Event {
+    /// A notification (progress tokens already the client's own).
+    Notification(Value),
+    /// A server→client request (elicitation, sampling, roots): its answer goes to `reply`, as a
+    /// JSON-RPC response object (`result` or `error`; the id is the backend's business).
+    Request { method: String, params: Value, reply: oneshot::Sender<Value> },
+}
+
+/// A call in flight.
+pub struct Call {
+    pub events: mpsc::UnboundedReceiver<Event>,
+    /// The JSON-RPC response (its `id` is replaced with the client's by the router).
+    pub response: oneshot::Receiver<Value>,
+}
+
+/// Something a server sent outside any call.
+pub struct Unsolicited {
+    pub backend: String,
+    /// The client session it is for, when the backend keeps one upstream session per client.
+    pub session: Option<String>,
+    pub message: Value,
+    /// For a server→client request: where the client's answer goes.
+    pub reply: Option<oneshot::Sender<Value>>,
+}
+
+/// What a server answered to `initialize`.
+#[derive(Debug, Clone, Default)]
+pub struct ServerInfo {
+    pub capabilities: Value,
+    pub server_info: Value,
+    pub instructions: Option<String>,
+    pub protocol_version: String,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct CallError {
+    /// The JSON-RPC error code to answer with.
+    pub code: i64,
+    pub message: String,
+}
+
+impl CallError {
+    pub fn unavailable(server: &str, why: impl std::fmt::Display) -> CallError {
+        CallError {
+            code: crate::jsonrpc::codes::UPSTREAM_UNAVAILABLE,
+            message: format!("server {server} is unavailable: {why}"),
+        }
+    }
+}
+
+/// The interface each transport implements.
+pub trait Link: Send + Sync {
+    /// Sends a request on behalf of `client` (`None`: the gateway's own, e.g. a listing).
+    fn call(
+        &self,
+        client: Option<&std::sync::Arc<Session<Client>>>,
+        method: &str,
+        params: Value,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Call, CallError>> + Send + '_>>;
+
+    /// Sends a notification on behalf of `client` (`notifications/cancelled` and the like).
+    fn notify(&self, client: &std::sync::Arc<Session<Client>>, method: &str, params: Value);
+
+    /// What the server is, once it has answered `initialize`.
+    fn info(&self) -> Option<ServerInfo>;
+
+    /// The client session ended: release what the backend keeps for it.
+    fn forget(&self, client: &Session<Client>);
+
+    /// Healthy, starting, or why not.
+    fn health(&self) -> Health;
+
+    /// How many times the server was restarted.
+    fn restarts(&self) -> u64 {
+        0
+    }
+
+    /// Stops the server (children: their process group) within `grace`.
+    fn stop(&self, grace: std::time::Duration) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Ready,
+    Starting,
+    /// Down, with the reason; it may come back (restarts) or not (gave up).
+    Down(String),
+}

@@ -1,0 +1,413 @@
+//! A stdio server started once and shared by every client: the child is initialized by the
+//! gateway, requests from all clients are multiplexed on its stdin with ids and progress tokens
+//! of the gateway's (mapped back on the way out), and a supervisor restarts it when it dies —
+//! 1 s doubling to 30 s with jitter, up to the configured attempts — failing its pending
+//! requests at once. A server→client request from the child goes to the client whose call is in
+//! flight (the most recent one), since stdio carries no other hint of whom it is for.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::backend::{Call, CallError, Event, Health, Link, ServerInfo, Unsolicited};
+use super::session::Client;
+use crate::config::Restart;
+use crate::mcp::session::Session;
+use crate::transport::stdio_child::{self, Spec};
+
+pub struct ChildLink {
+    name: String,
+    spec: Spec,
+    restart: Restart,
+    /// How long the child may take to answer `initialize`.
+    start_timeout: Duration,
+    state: Mutex<State>,
+    unsolicited: mpsc::UnboundedSender<Unsolicited>,
+    stop: CancellationToken,
+    /// Restarts so far (for metrics).
+    pub restarts: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    conn: Option<Arc<Conn>>,
+    health: Option<Health>,
+    info: Option<ServerInfo>,
+}
+
+/// One running child.
+struct Conn {
+    pid: i32,
+    stdin: mpsc::UnboundedSender<Bytes>,
+    next: AtomicU64,
+    /// Calls in flight, by our id (as JSON text).
+    pending: Mutex<HashMap<String, Pending>>,
+    /// Our progress tokens (as JSON text) → the call's id.
+    tokens: Mutex<HashMap<String, String>>,
+}
+
+struct Pending {
+    events: mpsc::UnboundedSender<Event>,
+    response: Option<oneshot::Sender<Value>>,
+    client_token: Option<Value>,
+    client: Weak<Session<Client>>,
+    started: Instant,
+}
+
+impl ChildLink {
+    pub fn start(
+        name: &str,
+        spec: Spec,
+        restart: Restart,
+        start_timeout: Duration,
+        unsolicited: mpsc::UnboundedSender<Unsolicited>,
+    ) -> Arc<ChildLink> {
+        let link = Arc::new(ChildLink {
+            name: name.to_owned(),
+            spec,
+            restart,
+            start_timeout,
+            state: Mutex::new(State { health: Some(Health::Starting), ..State::default() }),
+            unsolicited,
+            stop: CancellationToken::new(),
+            restarts: AtomicU64::new(0),
+        });
+        tokio::spawn(link.clone().supervise());
+        link
+    }
+
+    fn set(&self, f: impl FnOnce(&mut State)) {
+        f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    fn conn(&self) -> Option<Arc<Conn>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).conn.clone()
+    }
+
+    /// Starts the child, keeps it running, restarts it with backoff when it dies.
+    async fn supervise(self: Arc<Self>) {
+        let mut failures = 0u32;
+        loop {
+            if self.stop.is_cancelled() {
+                return;
+            }
+            self.set(|s| s.health = Some(Health::Starting));
+            let reason = match self.run_once(&mut failures).await {
+                Ok(reason) => reason,
+                Err(e) => e,
+            };
+            if self.stop.is_cancelled() {
+                return;
+            }
+            failures += 1;
+            tracing::warn!(server = %self.name, "stdio server {reason}");
+            if failures > self.restart.max_attempts {
+                let why = format!("{reason}; gave up after {} attempts", self.restart.max_attempts);
+                tracing::error!(server = %self.name, "{why}");
+                self.set(|s| s.health = Some(Health::Down(why)));
+                return;
+            }
+            self.set(|s| s.health = Some(Health::Down(reason)));
+            let delay = backoff(self.restart, failures);
+            tracing::info!(server = %self.name, "restarting in {delay:?} (attempt {failures} of {})", self.restart.max_attempts);
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = self.stop.cancelled() => return,
+            }
+            self.restarts.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// One life of the child: start, initialize, serve until it exits. Returns how it ended.
+    async fn run_once(&self, failures: &mut u32) -> Result<String, String> {
+        let running =
+            stdio_child::spawn(&self.spec).map_err(|e| format!("could not be started ({}): {e}", self.spec.command))?;
+        let stdio_child::Running { pid, stdin, mut stdout, mut exited } = running;
+        let conn =
+            Arc::new(Conn { pid, stdin, next: AtomicU64::new(1), pending: Mutex::default(), tokens: Mutex::default() });
+        // The handshake, bounded.
+        let init = json!({"jsonrpc":"2.0","id":"mcpgate-init","method":"initialize","params":{
+            "protocolVersion":"2025-11-25",
+            "capabilities":{"elicitation":{},"sampling":{}},
+            "clientInfo":{"name":"mcpgate","version":env!("CARGO_PKG_VERSION")}}});
+        conn.write(&init);
+        let deadline = tokio::time::sleep(self.start_timeout);
+        tokio::pin!(deadline);
+        let answer = loop {
+            tokio::select! {
+                line = stdout.recv() => match line {
+                    Some(l) => match serde_json::from_slice::<Value>(&l) {
+                        Ok(v) if v.get("id").and_then(Value::as_str) == Some("mcpgate-init") => break v,
+                        _ => continue,
+                    },
+                    None => {
+                        let how = (&mut exited).await.unwrap_or_else(|_| "exited".into());
+                        return Err(format!("{how} before answering initialize"));
+                    }
+                },
+                () = &mut deadline => {
+                    stdio_child::stop_group(pid, Duration::from_secs(2)).await;
+                    return Err(format!("did not answer initialize within {:?}", self.start_timeout));
+                }
+                () = self.stop.cancelled() => {
+                    stdio_child::stop_group(pid, Duration::from_secs(2)).await;
+                    return Ok("stopped".into());
+                }
+            }
+        };
+        let Some(result) = answer.get("result") else {
+            stdio_child::stop_group(pid, Duration::from_secs(2)).await;
+            return Err(format!("refused initialize: {}", answer.get("error").cloned().unwrap_or_default()));
+        };
+        let info = ServerInfo {
+            capabilities: result.get("capabilities").cloned().unwrap_or_else(|| json!({})),
+            server_info: result.get("serverInfo").cloned().unwrap_or_else(|| json!({})),
+            instructions: result.get("instructions").and_then(Value::as_str).map(str::to_owned),
+            protocol_version: result.get("protocolVersion").and_then(Value::as_str).unwrap_or("2025-11-25").to_owned(),
+        };
+        conn.write(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}));
+        *failures = 0;
+        tracing::info!(server = %self.name, pid, "stdio server ready");
+        self.set(|s| {
+            s.conn = Some(conn.clone());
+            s.info = Some(info);
+            s.health = Some(Health::Ready);
+        });
+        self.announce_change();
+        // Serve until the child's stdout ends.
+        loop {
+            tokio::select! {
+                line = stdout.recv() => match line {
+                    Some(l) => self.incoming(&conn, &l),
+                    None => break,
+                },
+                () = self.stop.cancelled() => break,
+            }
+        }
+        let how = if self.stop.is_cancelled() {
+            stdio_child::stop_group(pid, Duration::from_secs(5)).await;
+            "stopped".to_owned()
+        } else {
+            match tokio::time::timeout(Duration::from_secs(5), &mut exited).await {
+                Ok(Ok(how)) => how,
+                _ => {
+                    stdio_child::stop_group(pid, Duration::from_secs(2)).await;
+                    "closed its stdout".to_owned()
+                }
+            }
+        };
+        self.set(|s| {
+            s.conn = None;
+            s.info = None;
+        });
+        conn.fail_all(&format!("server {} {how}", self.name));
+        self.announce_change();
+        Ok(how)
+    }
+
+    /// The server came or went: clients' listings change.
+    fn announce_change(&self) {
+        for method in [
+            "notifications/tools/list_changed",
+            "notifications/prompts/list_changed",
+            "notifications/resources/list_changed",
+        ] {
+            let _ = self.unsolicited.send(Unsolicited {
+                backend: self.name.clone(),
+                session: None,
+                message: json!({"jsonrpc":"2.0","method":method}),
+                reply: None,
+            });
+        }
+    }
+
+    /// One message from the child.
+    fn incoming(&self, conn: &Arc<Conn>, line: &[u8]) {
+        let Ok(mut msg) = serde_json::from_slice::<Value>(line) else {
+            tracing::debug!(server = %self.name, "ignoring a line that is not JSON");
+            return;
+        };
+        let id = msg.get("id").cloned();
+        let method = msg.get("method").and_then(Value::as_str).map(str::to_owned);
+        match (method, id) {
+            // A response to one of our calls.
+            (None, Some(id)) => {
+                let key = id.to_string();
+                let pending = conn.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                if let Some(mut p) = pending {
+                    conn.tokens.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, v| *v != key);
+                    if let Some(tx) = p.response.take() {
+                        let _ = tx.send(msg);
+                    }
+                }
+            }
+            (Some(method), None) if method == "notifications/progress" => {
+                let token = msg.pointer("/params/progressToken").map(Value::to_string).unwrap_or_default();
+                let call = conn.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(&token).cloned();
+                let pending = conn.pending.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(p) = call.and_then(|c| pending.get(&c)) {
+                    if let (Some(t), Some(params)) = (p.client_token.clone(), msg.get_mut("params")) {
+                        params["progressToken"] = t;
+                    }
+                    let _ = p.events.send(Event::Notification(msg));
+                }
+            }
+            (Some(_), None) => {
+                let _ = self.unsolicited.send(Unsolicited {
+                    backend: self.name.clone(),
+                    session: None,
+                    message: msg,
+                    reply: None,
+                });
+            }
+            // A request from the child: to the client of the most recent call in flight.
+            (Some(method), Some(id)) => {
+                let params = msg.get("params").cloned().unwrap_or_else(|| json!({}));
+                let target = {
+                    let pending = conn.pending.lock().unwrap_or_else(|p| p.into_inner());
+                    pending
+                        .values()
+                        .filter(|p| p.client.strong_count() > 0)
+                        .max_by_key(|p| p.started)
+                        .map(|p| p.events.clone())
+                };
+                let conn = conn.clone();
+                match target {
+                    Some(events) => {
+                        let (tx, rx) = oneshot::channel();
+                        let _ = events.send(Event::Request { method, params, reply: tx });
+                        tokio::spawn(async move {
+                            let answer = rx.await.unwrap_or_else(|_| json!({"error":{"code":-32603,"message":"the client went away"}}));
+                            let mut out = json!({"jsonrpc":"2.0","id":id});
+                            for k in ["result", "error"] {
+                                if let Some(v) = answer.get(k) {
+                                    out[k] = v.clone();
+                                }
+                            }
+                            conn.write(&out);
+                        });
+                    }
+                    None if method == "ping" => conn.write(&json!({"jsonrpc":"2.0","id":id,"result":{}})),
+                    None => conn.write(&json!({"jsonrpc":"2.0","id":id,"error":{"code":-32603,"message":"no client request is in flight to answer this"}})),
+                }
+            }
+            (None, None) => {}
+        }
+    }
+}
+
+impl Conn {
+    fn write(&self, msg: &Value) {
+        let _ = self.stdin.send(Bytes::from(msg.to_string()));
+    }
+
+    fn fail_all(&self, why: &str) {
+        let drained: Vec<Pending> =
+            self.pending.lock().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, p)| p).collect();
+        for mut p in drained {
+            if let Some(tx) = p.response.take() {
+                let _ = tx.send(json!({"error":{"code":crate::jsonrpc::codes::UPSTREAM_UNAVAILABLE,"message":why}}));
+            }
+        }
+    }
+}
+
+/// 1 s doubling to the maximum, ±25 % jitter (so restarted servers do not march in step).
+fn backoff(r: Restart, failures: u32) -> Duration {
+    let base = r.initial.saturating_mul(1u32 << (failures.saturating_sub(1)).min(16)).min(r.max);
+    let mut b = [0u8; 1];
+    let _ = getrandom::fill(&mut b);
+    base.mul_f64(0.75 + f64::from(b[0]) / 510.0)
+}
+
+impl Link for ChildLink {
+    fn call(
+        &self,
+        client: Option<&Arc<Session<Client>>>,
+        method: &str,
+        mut params: Value,
+    ) -> Pin<Box<dyn std::future::Future<Output = Result<Call, CallError>> + Send + '_>> {
+        let result = (|| {
+            let conn = self.conn().ok_or_else(|| {
+                let why = match self.health() {
+                    Health::Down(r) => r,
+                    _ => "starting".into(),
+                };
+                CallError::unavailable(&self.name, why)
+            })?;
+            let n = conn.next.fetch_add(1, Ordering::Relaxed);
+            let id = Value::String(format!("mcpgate-{n}"));
+            let client_token = params.pointer("/_meta/progressToken").cloned();
+            if client_token.is_some() {
+                let ours = Value::String(format!("mcpgate-p{n}"));
+                params["_meta"]["progressToken"] = ours.clone();
+                conn.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(ours.to_string(), id.to_string());
+            }
+            let (events_tx, events) = mpsc::unbounded_channel();
+            let (response_tx, response) = oneshot::channel();
+            conn.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                id.to_string(),
+                Pending {
+                    events: events_tx,
+                    response: Some(response_tx),
+                    client_token,
+                    client: client.map(Arc::downgrade).unwrap_or_default(),
+                    started: Instant::now(),
+                },
+            );
+            conn.write(&json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}));
+            Ok(Call { events, response })
+        })();
+        Box::pin(std::future::ready(result))
+    }
+
+    fn notify(&self, _client: &Arc<Session<Client>>, method: &str, params: Value) {
+        if let Some(conn) = self.conn() {
+            conn.write(&json!({"jsonrpc":"2.0","method":method,"params":params}));
+        }
+    }
+
+    fn info(&self) -> Option<ServerInfo> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).info.clone()
+    }
+
+    fn forget(&self, _client: &Session<Client>) {}
+
+    fn health(&self) -> Health {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).health.clone().unwrap_or(Health::Starting)
+    }
+
+    fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
+    fn stop(&self, grace: Duration) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            self.stop.cancel();
+            if let Some(conn) = self.conn() {
+                stdio_child::stop_group(conn.pid, grace).await;
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_maximum_with_jitter() {
+        let r = Restart::default();
+        for (n, base) in [(1u32, 1.0f64), (2, 2.0), (3, 4.0), (5, 16.0), (6, 30.0), (40, 30.0)] {
+            let d = backoff(r, n).as_secs_f64();
+            assert!(d >= base * 0.75 - 1e-9 && d <= base * 1.25 + 1e-9, "attempt {n}: {d}");
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! The gateway's Streamable HTTP endpoints: `/mcp` (every server, merged) and
+//! `/servers/<name>/mcp` (one server as it is), plus `/healthz`, `/readyz` and `/metrics`.
+//! A request's path, in order: route → Host/Origin → CORS preflight → method → body (limited)
+//! → session → the router. Answers the gateway can give itself are JSON; a call to a server is
+//! an SSE stream carrying what the server sends for it (progress, its requests to the client)
+//! and then the response.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::Gateway;
+use super::backend::{Event, Health};
+use super::router::{LISTINGS, Routed};
+use super::session::{Client, View};
+use crate::error::{Error, Kind};
+use crate::http::body::{self, Body, ReadError};
+use crate::http::{guard, wire};
+use crate::jsonrpc::codes;
+use crate::mcp::headers::SESSION_ID;
+use crate::mcp::session::Session;
+use crate::transport::sse;
+
+impl Gateway {
+    /// Serves one HTTP request.
+    pub async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send,
+        B::Error: Into<body::BoxError>,
+    {
+        let (parts, body) = req.into_parts();
+        // 1. Route: the merged endpoint, one server's, and the operational ones.
+        let path = parts.uri.path().to_owned();
+        let view = match path.as_str() {
+            "/mcp" => View::All,
+            "/healthz" | "/readyz" => return self.health(path == "/readyz"),
+            "/metrics" => return text(StatusCode::OK, self.metrics.render(&self.router)),
+            p => match p.strip_prefix("/servers/").and_then(|r| r.strip_suffix("/mcp")) {
+                Some(name) if self.router.backend(name).is_some() => View::One(name.to_owned()),
+                _ => return text(StatusCode::NOT_FOUND, "not found\n".into()),
+            },
+        };
+        // 2. Host and Origin (DNS rebinding, cross-site browsers), before anything is read.
+        if let Err(refusal) = self.guard.check(&parts.headers, parts.uri.authority().map(|a| a.as_str())) {
+            tracing::warn!("refused: {refusal}");
+            return wire::error(&Error::new(Kind::Forbidden, refusal.to_string()), None);
+        }
+        // 3. CORS preflight.
+        if parts.method == Method::OPTIONS {
+            return guard::preflight(&parts.headers);
+        }
+        // 4. The MCP methods.
+        let mut resp = match parts.method {
+            Method::POST => self.post(view, &parts.headers, body).await,
+            Method::GET => self.get(&view, &parts.headers),
+            Method::DELETE => self.delete(&view, &parts.headers),
+            _ => {
+                wire::error(&Error::new(Kind::MethodNotAllowed, format!("{} is not an MCP method", parts.method)), None)
+            }
+        };
+        guard::cors(&parts.headers, resp.headers_mut());
+        resp
+    }
+
+    fn session(&self, view: &View, headers: &HeaderMap) -> Result<Arc<Session<Client>>, Error> {
+        let id = headers.get(SESSION_ID).ok_or_else(|| {
+            Error::new(Kind::BadRequest, "the Mcp-Session-Id header is required; send initialize first")
+        })?;
+        self.sessions
+            .get(id.to_str().unwrap_or(""))
+            .filter(|s| s.upstream.view == *view)
+            .ok_or_else(|| Error::new(Kind::SessionNotFound, "session not found; initialize a new session"))
+    }
+
+    async fn post<B>(self: &Arc<Self>, view: View, headers: &HeaderMap, body: B) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send,
+        B::Error: Into<body::BoxError>,
+    {
+        let max = self.router.config().gateway.max_body;
+        let bytes = match body::read_limited(body, max).await {
+            Ok(b) => b,
+            Err(ReadError::TooLarge) => {
+                return wire::error(
+                    &Error::new(Kind::PayloadTooLarge, format!("the request body exceeds {max} bytes")),
+                    None,
+                );
+            }
+            Err(ReadError::Broken(e)) => {
+                return wire::error(
+                    &Error::new(Kind::BadRequest, format!("reading the request body failed: {e}")),
+                    None,
+                );
+            }
+        };
+        let msg: Value = match serde_json::from_slice(&bytes) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(Value::Array(_)) => {
+                return wire::error(
+                    &Error::new(Kind::BadRequest, "batches are not supported; send one message per request"),
+                    None,
+                );
+            }
+            _ => return wire::error(&Error::new(Kind::Parse, "the body is not a JSON-RPC message"), None),
+        };
+        let id = msg.get("id").cloned();
+        let method = msg.get("method").and_then(Value::as_str).map(str::to_owned);
+        let params = msg.get("params").cloned().unwrap_or_else(|| json!({}));
+        if method.as_deref() == Some("initialize") {
+            let version = params.get("protocolVersion").and_then(Value::as_str).unwrap_or("2025-03-26").to_owned();
+            let session = match self.sessions.create(bytes.clone(), Client::new(view.clone(), params)) {
+                Ok(s) => s,
+                Err(e) => return wire::error(&Error::new(Kind::Internal, e.to_string()), None),
+            };
+            tracing::info!(session = session.label(), "session started");
+            let mut resp = json_reply(&id, self.router.initialize(&view, &version));
+            resp.headers_mut().insert(SESSION_ID, session.header.clone());
+            return resp;
+        }
+        let session = match self.session(&view, headers) {
+            Ok(s) => s,
+            Err(e) => {
+                return wire::error(&e, id.as_ref().and_then(|i| serde_json::value::to_raw_value(i).ok()).as_deref());
+            }
+        };
+        let mut resp = match (method.as_deref(), &id) {
+            // The client's answer to a server's request.
+            (None, Some(_)) => {
+                if !session.upstream.answer(msg) {
+                    tracing::debug!(session = session.label(), "an answer to no request of ours");
+                }
+                accepted()
+            }
+            (Some(m), None) => {
+                self.notification(&session, m, params);
+                accepted()
+            }
+            (Some(m), Some(_)) => {
+                let sse = accepts_sse(headers);
+                self.request(&session, m, params, id.clone().unwrap_or(Value::Null), sse).await
+            }
+            (None, None) => wire::error(&Error::new(Kind::BadRequest, "not a JSON-RPC message"), None),
+        };
+        resp.headers_mut().insert(SESSION_ID, session.header.clone());
+        resp
+    }
+
+    fn notification(&self, session: &Arc<Session<Client>>, method: &str, params: Value) {
+        match method {
+            "notifications/initialized" => {}
+            // Passed to every server the client sees (each keeps its own state for the client).
+            "notifications/roots/list_changed" => {
+                for b in self.router.visible(&session.upstream.view) {
+                    b.link.notify(session, method, params.clone());
+                }
+            }
+            other => tracing::debug!(session = session.label(), "notification {other} not forwarded"),
+        }
+    }
+
+    /// A request: answered here (JSON, or one SSE event when the client takes streams, as the
+    /// servers behind do), or by a server over an SSE stream.
+    async fn request(
+        self: &Arc<Self>,
+        session: &Arc<Session<Client>>,
+        method: &str,
+        params: Value,
+        id: Value,
+        sse: bool,
+    ) -> Response<Body> {
+        let started = Instant::now();
+        let reply = |answer: Value| if sse { sse_reply(&id, answer) } else { json_reply(&Some(id.clone()), answer) };
+        if method == "ping" {
+            return reply(json!({"result": {}}));
+        }
+        if LISTINGS.iter().any(|(m, _)| *m == method) {
+            let answer = self.router.merged(session, method).await;
+            self.metrics.record("gateway", method, outcome(&answer), started.elapsed());
+            return reply(answer);
+        }
+        if method == "logging/setLevel" {
+            return reply(self.router.set_level(session, params).await);
+        }
+        match self.router.route(session, method, params).await {
+            Routed::Answer(answer) => {
+                self.metrics.record("gateway", method, outcome(&answer), started.elapsed());
+                reply(answer)
+            }
+            Routed::Call { backend, call, timeout } => {
+                let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+                let session = session.clone();
+                let gateway = self.clone();
+                let method = method.to_owned();
+                tokio::spawn(async move {
+                    let mut events = call.events;
+                    let response = call.response;
+                    tokio::pin!(response);
+                    let deadline = tokio::time::sleep(timeout);
+                    tokio::pin!(deadline);
+                    let answer = loop {
+                        tokio::select! {
+                            biased;
+                            ev = events.recv() => match ev {
+                                Some(Event::Notification(m)) => { let _ = tx.send(sse::encode(m.to_string().as_bytes(), None)); }
+                                Some(Event::Request { method, params, reply }) => {
+                                    let m = session.upstream.request(&method, params, reply);
+                                    let _ = tx.send(sse::encode(m.to_string().as_bytes(), None));
+                                }
+                                None => {
+                                    // The events are done; the response may still come.
+                                    let r = tokio::select! {
+                                        r = &mut response => r.ok(),
+                                        () = &mut deadline => None,
+                                    };
+                                    break r.unwrap_or_else(|| timed_out(&backend, timeout));
+                                }
+                            },
+                            r = &mut response => {
+                                // What the server sent before its response comes first.
+                                while let Ok(ev) = events.try_recv() {
+                                    if let Event::Notification(m) = ev { let _ = tx.send(sse::encode(m.to_string().as_bytes(), None)); }
+                                }
+                                break r.unwrap_or_else(|_| json!({"error":{"code":codes::UPSTREAM_UNAVAILABLE,"message":format!("server {backend} dropped the call")}}));
+                            }
+                            () = &mut deadline => break timed_out(&backend, timeout),
+                        }
+                    };
+                    gateway.metrics.record(&backend, &method, outcome(&answer), started.elapsed());
+                    let reply = with_id(answer, &id);
+                    let _ = tx.send(sse::encode(reply.to_string().as_bytes(), None));
+                });
+                let mut resp = Response::new(http_body_util::BodyExt::boxed_unsync(Channel { rx }));
+                resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+                resp.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                resp
+            }
+        }
+    }
+
+    /// The session's stream of what servers send on their own.
+    fn get(&self, view: &View, headers: &HeaderMap) -> Response<Body> {
+        let session = match self.session(view, headers) {
+            Ok(s) => s,
+            Err(e) => return wire::error(&e, None),
+        };
+        if !accepts_sse(headers) {
+            return status(StatusCode::NOT_ACCEPTABLE);
+        }
+        let Some(mut feed) = session.upstream.take_stream() else {
+            return wire::error(&Error::new(Kind::BadRequest, "this session's event stream is open already"), None);
+        };
+        let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+        let back = session.clone();
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    m = feed.recv() => match m {
+                        Some(m) => if tx.send(sse::encode(m.to_string().as_bytes(), None)).is_err() { break },
+                        None => break,
+                    },
+                    () = tx.closed() => break,
+                    () = shutdown.cancelled() => break,
+                }
+            }
+            back.upstream.return_stream(feed);
+        });
+        let mut resp = Response::new(http_body_util::BodyExt::boxed_unsync(Channel { rx }));
+        resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        resp.headers_mut().insert(SESSION_ID, session.header.clone());
+        resp
+    }
+
+    fn delete(&self, view: &View, headers: &HeaderMap) -> Response<Body> {
+        match self.session(view, headers) {
+            Ok(s) => {
+                self.end(&s);
+                tracing::info!(session = s.label(), "session ended by the client");
+                status(StatusCode::OK)
+            }
+            Err(e) => wire::error(&e, None),
+        }
+    }
+
+    /// Ends a session here and at every server that keeps one for it.
+    pub fn end(&self, s: &Session<Client>) {
+        self.sessions.remove(&s.id);
+        for b in self.router.visible(&View::All) {
+            b.link.forget(s);
+        }
+    }
+
+    fn health(&self, ready: bool) -> Response<Body> {
+        let mut servers = serde_json::Map::new();
+        let mut all_ready = true;
+        for b in self.router.visible(&View::All) {
+            let h = b.link.health();
+            all_ready &= h == Health::Ready;
+            servers.insert(
+                b.cfg.name.clone(),
+                match h {
+                    Health::Ready => json!({"status": "ready"}),
+                    Health::Starting => json!({"status": "starting"}),
+                    Health::Down(why) => json!({"status": "down", "reason": why}),
+                },
+            );
+        }
+        let state = if all_ready { "ok" } else { "degraded" };
+        let code = if ready && !all_ready { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+        let mut resp = text(code, json!({"status": state, "servers": servers}).to_string() + "\n");
+        resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp
+    }
+}
+
+fn timed_out(backend: &str, timeout: std::time::Duration) -> Value {
+    json!({"error":{"code":codes::UPSTREAM_TIMEOUT,"message":format!("server {backend} did not answer within {timeout:?}")}})
+}
+
+fn outcome(answer: &Value) -> &'static str {
+    if answer.get("error").is_some() { "error" } else { "ok" }
+}
+
+fn with_id(mut answer: Value, id: &Value) -> Value {
+    let mut out = json!({"jsonrpc": "2.0", "id": id});
+    for k in ["result", "error"] {
+        if let Some(v) = answer.get_mut(k) {
+            out[k] = v.take();
+        }
+    }
+    if out.get("result").is_none() && out.get("error").is_none() {
+        out["error"] =
+            json!({"code": codes::UPSTREAM_PROTOCOL, "message": "the server's answer had neither result nor error"});
+    }
+    out
+}
+
+fn json_reply(id: &Option<Value>, answer: Value) -> Response<Body> {
+    let msg = with_id(answer, id.as_ref().unwrap_or(&Value::Null));
+    let mut resp = Response::new(body::full(msg.to_string()));
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn accepts_sse(headers: &HeaderMap) -> bool {
+    headers.get(ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"))
+}
+
+fn sse_reply(id: &Value, answer: Value) -> Response<Body> {
+    let msg = with_id(answer, id);
+    let mut resp = Response::new(body::full(sse::encode(msg.to_string().as_bytes(), None)));
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    resp.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+fn accepted() -> Response<Body> {
+    status(StatusCode::ACCEPTED)
+}
+
+fn status(code: StatusCode) -> Response<Body> {
+    let mut r = Response::new(body::empty());
+    *r.status_mut() = code;
+    r
+}
+
+fn text(code: StatusCode, s: String) -> Response<Body> {
+    let mut r = Response::new(body::full(s));
+    *r.status_mut() = code;
+    r
+}
+
+/// A response body fed by a channel (an SSE stream the gateway writes).
+struct Channel {
+    rx: mpsc::UnboundedReceiver<Bytes>,
+}
+
+impl http_body::Body for Channel {
+    type Data = Bytes;
+    type Error = body::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, body::BoxError>>> {
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(b)) => Poll::Ready(Some(Ok(http_body::Frame::data(b)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}

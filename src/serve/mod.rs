@@ -1,0 +1,234 @@
+//! `mcpgate serve --config F`: one endpoint for many MCP servers. Wires the configuration, a
+//! backend per server (a supervised stdio child, or a remote server behind the `connect`
+//! engine), the router that merges them, the HTTP front-end, and the dispatcher that takes what
+//! servers send on their own to the clients it concerns.
+
+mod backend;
+mod child;
+mod front;
+mod metrics;
+mod remote;
+mod router;
+mod session;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use backend::{Link, Unsolicited};
+use router::{Backend, Router};
+use session::{Client, View};
+
+use crate::config::{self, Config, Server, Transport};
+use crate::http::guard::Guard;
+use crate::mcp::session::SessionTable;
+
+pub struct Options {
+    pub config: PathBuf,
+    /// Overrides the configuration's `mcpgate.listen`.
+    pub listen: Option<SocketAddr>,
+}
+
+pub struct Gateway {
+    router: Router,
+    sessions: SessionTable<Client>,
+    guard: Guard,
+    metrics: metrics::Metrics,
+    shutdown: CancellationToken,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] config::Invalid),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+/// Starts the gateway; returns once it has shut down.
+pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), StartError> {
+    let cfg = Arc::new(config::load(&opts.config)?);
+    let addr = opts.listen.unwrap_or(cfg.gateway.listen);
+    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
+    let local = listener.local_addr().map_err(|source| StartError::Listen { addr, source })?;
+    let guard = Guard::new(local.ip().is_loopback(), &cfg.gateway.allow_hosts, &cfg.gateway.allow_origins);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let gateway = Arc::new(Gateway {
+        router: Router::new(cfg.clone()),
+        sessions: SessionTable::default(),
+        guard,
+        metrics: Default::default(),
+        shutdown: shutdown.clone(),
+    });
+    for server in cfg.servers.iter().filter(|s| s.enabled) {
+        match start_backend(server, &cfg, tx.clone(), shutdown.clone()).await {
+            Ok(link) => {
+                gateway
+                    .router
+                    .backends
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(server.name.clone(), Arc::new(Backend { cfg: server.clone(), link }));
+            }
+            // Degraded, not dead: the others serve; /readyz says which is missing.
+            Err(e) => tracing::error!(server = %server.name, "cannot start: {e}"),
+        }
+    }
+    tokio::spawn(dispatch(gateway.clone(), rx));
+    tokio::spawn(expire_sessions(gateway.clone(), cfg.gateway.session_ttl));
+    let names: Vec<&str> = cfg.servers.iter().filter(|s| s.enabled).map(|s| s.name.as_str()).collect();
+    tracing::info!("listening on http://{local}/mcp → {}", names.join(", "));
+    let handler = {
+        let gateway = gateway.clone();
+        move |req, _peer| gateway.clone().handle(req)
+    };
+    crate::http::server::serve(listener, handler, shutdown, cfg.gateway.shutdown_grace).await;
+    let backends: Vec<Arc<Backend>> =
+        gateway.router.backends.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+    let stops = backends.iter().map(|b| b.link.stop(Duration::from_secs(5)));
+    for s in stops {
+        s.await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn start_backend(
+    server: &Server,
+    cfg: &Config,
+    tx: mpsc::UnboundedSender<Unsolicited>,
+    shutdown: CancellationToken,
+) -> Result<Arc<dyn Link>, String> {
+    if server.forward_client_token {
+        tracing::warn!(server = %server.name, "forwardClientToken is not implemented yet: the caller's token is not sent");
+    }
+    match &server.transport {
+        Transport::Stdio { command, args, env, cwd, stateful } => {
+            if *stateful {
+                tracing::warn!(server = %server.name, "stateful (one child per client) is not implemented yet: the child is shared");
+            }
+            let spec = crate::transport::stdio_child::Spec {
+                name: server.name.clone(),
+                command: command.clone(),
+                args: args.clone(),
+                env: env.clone(),
+                cwd: cwd.clone(),
+            };
+            Ok(child::ChildLink::start(&server.name, spec, server.restart, server.timeout, tx))
+        }
+        Transport::Remote { url, kind, headers } => {
+            let mut map = http::HeaderMap::new();
+            for (k, v) in headers {
+                map.append(k.clone(), v.clone());
+            }
+            let credential = server.credential.as_ref().map(|c| match c {
+                config::Credential::Env(v) => crate::credentials::Source::Env(v.clone()),
+                config::Credential::File(p) => crate::credentials::Source::File(p.clone()),
+                config::Credential::Command(c) => {
+                    crate::credentials::Source::Command(crate::credentials::CommandSpec {
+                        command: c.clone(),
+                        timeout: Duration::from_secs(30),
+                    })
+                }
+            });
+            let transport = match kind {
+                config::RemoteKind::Auto => crate::connect::Transport::Auto,
+                config::RemoteKind::StreamableHttp => crate::connect::Transport::StreamableHttp,
+                config::RemoteKind::Sse => crate::connect::Transport::Sse,
+            };
+            let up = crate::connect::UpstreamOptions {
+                url: url.clone(),
+                credential,
+                headers: map,
+                timeout: server.timeout,
+                connect_timeout: Duration::from_secs(10),
+                transport,
+            };
+            let proxy = crate::connect::engine(&up, "/mcp", Guard::new(true, &[], &[]), cfg.gateway.max_body, shutdown)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(remote::RemoteLink::start(&server.name, proxy, tx))
+        }
+    }
+}
+
+/// Takes what servers send on their own to the clients it concerns.
+async fn dispatch(gateway: Arc<Gateway>, mut rx: mpsc::UnboundedReceiver<Unsolicited>) {
+    while let Some(u) = rx.recv().await {
+        let method = u.message.get("method").and_then(Value::as_str).unwrap_or("").to_owned();
+        let is_request = u.message.get("id").is_some() && !method.is_empty();
+        let sees = |s: &crate::mcp::session::Session<Client>| match &s.upstream.view {
+            View::All => true,
+            View::One(n) => *n == u.backend,
+        };
+        let kinds: &[&str] = match method.as_str() {
+            "notifications/tools/list_changed" => &["tools"],
+            "notifications/prompts/list_changed" => &["prompts"],
+            "notifications/resources/list_changed" => &["resources", "resourceTemplates"],
+            _ => &[],
+        };
+        if !kinds.is_empty() {
+            gateway.router.invalidate(&u.backend, kinds);
+            // A server-wide fact: told once to everyone who sees the server (a client's own
+            // upstream session reports it too, but the gateway's session already did).
+            if u.session.is_none() {
+                for s in gateway.sessions.snapshot().into_iter().filter(|s| sees(s)) {
+                    s.upstream.send(u.message.clone());
+                }
+            }
+            continue;
+        }
+        let targets: Vec<_> = match &u.session {
+            Some(id) => gateway.sessions.get(id).into_iter().collect(),
+            None => gateway.sessions.snapshot().into_iter().filter(|s| sees(s)).collect(),
+        };
+        if method == "notifications/resources/updated" {
+            let uri = u.message.pointer("/params/uri").and_then(Value::as_str).unwrap_or_default();
+            for s in targets
+                .iter()
+                .filter(|s| s.upstream.subscriptions.lock().unwrap_or_else(|p| p.into_inner()).contains(uri))
+            {
+                s.upstream.send(u.message.clone());
+            }
+            continue;
+        }
+        if is_request {
+            let Some(reply) = u.reply else { continue };
+            match targets.into_iter().next() {
+                Some(s) => {
+                    let params = u.message.get("params").cloned().unwrap_or(Value::Null);
+                    let msg = s.upstream.request(&method, params, reply);
+                    s.upstream.send(msg);
+                }
+                None => {
+                    let _ =
+                        reply.send(serde_json::json!({"error":{"code":-32603,"message":"no client to answer this"}}));
+                }
+            }
+            continue;
+        }
+        for s in targets {
+            s.upstream.send(u.message.clone());
+        }
+    }
+}
+
+/// Ends sessions idle for longer than `ttl`.
+async fn expire_sessions(gateway: Arc<Gateway>, ttl: Duration) {
+    let every = (ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        tokio::time::sleep(every).await;
+        for s in gateway.sessions.expire(ttl) {
+            tracing::info!(session = s.label(), "session expired after {ttl:?} idle");
+            for b in gateway.router.visible(&View::All) {
+                b.link.forget(&s);
+            }
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! A remote server (Streamable HTTP or legacy HTTP+SSE) behind the `connect` engine, in-process:
+//! the engine brings credentials and their refresh, session recovery, the HTTP+SSE fallback and
+//! streaming. Each client gets its own upstream session, so a server's requests and notifications
+//! for one client never reach another; the gateway keeps one more session of its own, for what
+//! it asks on everyone's behalf (listings) and to know the server is up.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderValue};
+use http::{Method, Request, Response};
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::backend::{Call, CallError, Event, Health, Link, ServerInfo, Unsolicited};
+use super::session::Client;
+use crate::connect::Proxy;
+use crate::http::body::Body;
+use crate::mcp::headers::{LAST_EVENT_ID, PROTOCOL_VERSION, SESSION_ID};
+use crate::mcp::session::Session;
+use crate::transport::sse;
+
+const PATH: &str = "/mcp";
+
+pub struct RemoteLink {
+    name: String,
+    proxy: Arc<Proxy>,
+    /// Upstream sessions by the gateway's client session id ("" is the gateway's own).
+    sessions: Mutex<HashMap<String, Arc<Upstream>>>,
+    opening: tokio::sync::Mutex<()>,
+    state: Mutex<(Health, Option<ServerInfo>)>,
+    unsolicited: mpsc::UnboundedSender<Unsolicited>,
+    next: AtomicU64,
+    stop: CancellationToken,
+}
+
+struct Upstream {
+    session: Option<HeaderValue>,
+    version: Option<HeaderValue>,
+    stop: CancellationToken,
+}
+
+type ReqBody = Full<Bytes>;
+
+impl RemoteLink {
+    pub fn start(name: &str, proxy: Arc<Proxy>, unsolicited: mpsc::UnboundedSender<Unsolicited>) -> Arc<RemoteLink> {
+        let link = Arc::new(RemoteLink {
+            name: name.to_owned(),
+            proxy,
+            sessions: Mutex::default(),
+            opening: tokio::sync::Mutex::new(()),
+            state: Mutex::new((Health::Starting, None)),
+            unsolicited,
+            next: AtomicU64::new(1),
+            stop: CancellationToken::new(),
+        });
+        tokio::spawn(link.clone().keep_gateway_session());
+        link
+    }
+
+    /// Opens the gateway's own session, retrying with backoff until it works.
+    async fn keep_gateway_session(self: Arc<Self>) {
+        let mut delay = Duration::from_secs(1);
+        loop {
+            let init = json!({"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"mcpgate","version":env!("CARGO_PKG_VERSION")}});
+            match self.open("", &init).await {
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(server = %self.name, "{e}; retrying in {delay:?}");
+                    *self.state.lock().unwrap_or_else(|p| p.into_inner()) = (Health::Down(e.message.clone()), None);
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = self.stop.cancelled() => return,
+            }
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    fn request(&self, method: Method, body: Bytes, up: Option<&Upstream>) -> Request<ReqBody> {
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = method;
+        *req.uri_mut() = http::Uri::from_static(PATH);
+        let h = req.headers_mut();
+        h.insert(HOST, HeaderValue::from_static("localhost"));
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
+        if let Some(up) = up {
+            if let Some(s) = &up.session {
+                h.insert(SESSION_ID, s.clone());
+            }
+            if let Some(v) = &up.version {
+                h.insert(PROTOCOL_VERSION, v.clone());
+            }
+        }
+        req
+    }
+
+    /// The upstream session of client session `key`, opened with `init` params if needed.
+    async fn open(&self, key: &str, init: &Value) -> Result<Arc<Upstream>, CallError> {
+        if let Some(up) = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned() {
+            return Ok(up);
+        }
+        let _one = self.opening.lock().await;
+        if let Some(up) = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned() {
+            return Ok(up);
+        }
+        let id = format!("mcpgate-init-{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let body = json!({"jsonrpc":"2.0","id":id,"method":"initialize","params":init}).to_string();
+        let resp = self.proxy.clone().handle(self.request(Method::POST, Bytes::from(body), None)).await;
+        let status = resp.status();
+        let session = resp.headers().get(SESSION_ID).cloned();
+        let answer = first_response(resp, &id).await;
+        let result = match answer.as_ref().and_then(|a| a.get("result")) {
+            Some(r) if status.is_success() => r.clone(),
+            _ => {
+                let why = answer
+                    .and_then(|a| a.get("error").cloned())
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| format!("HTTP {status}"));
+                return Err(CallError::unavailable(&self.name, format!("initialize failed: {why}")));
+            }
+        };
+        let info = ServerInfo {
+            capabilities: result.get("capabilities").cloned().unwrap_or_else(|| json!({})),
+            server_info: result.get("serverInfo").cloned().unwrap_or_else(|| json!({})),
+            instructions: result.get("instructions").and_then(Value::as_str).map(str::to_owned),
+            protocol_version: result.get("protocolVersion").and_then(Value::as_str).unwrap_or("2025-03-26").to_owned(),
+        };
+        let version = HeaderValue::try_from(info.protocol_version.as_str()).ok();
+        let up = Arc::new(Upstream { session, version, stop: self.stop.child_token() });
+        let note = json!({"jsonrpc":"2.0","method":"notifications/initialized"}).to_string();
+        drop(self.proxy.clone().handle(self.request(Method::POST, Bytes::from(note), Some(&up))).await);
+        if key.is_empty() {
+            *self.state.lock().unwrap_or_else(|p| p.into_inner()) = (Health::Ready, Some(info));
+            tracing::info!(server = %self.name, "remote server ready");
+        }
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_owned(), up.clone());
+        tokio::spawn(listen(
+            self.proxy.clone(),
+            self.name.clone(),
+            key.to_owned(),
+            up.clone(),
+            self.unsolicited.clone(),
+        ));
+        Ok(up)
+    }
+}
+
+/// The first JSON-RPC response with `id` in a response (JSON body or SSE events).
+async fn first_response(resp: Response<Body>, id: &str) -> Option<Value> {
+    let mut found = None;
+    let _ = read_messages(resp, |m| {
+        if m.get("id").and_then(Value::as_str) == Some(id) && m.get("method").is_none() {
+            found = Some(m);
+            return false;
+        }
+        true
+    })
+    .await;
+    found
+}
+
+/// Reads every message of a response, JSON or SSE, until `each` returns false; the last event id.
+async fn read_messages(resp: Response<Body>, mut each: impl FnMut(Value) -> bool) -> Option<String> {
+    let is_sse = resp.headers().get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let mut body = resp.into_body();
+    if !is_sse {
+        if let Ok(bytes) = body.collect().await.map(|c| c.to_bytes()) {
+            match serde_json::from_slice::<Value>(&bytes) {
+                Ok(Value::Array(batch)) => {
+                    for m in batch {
+                        if !each(m) {
+                            break;
+                        }
+                    }
+                }
+                Ok(m) => {
+                    each(m);
+                }
+                Err(_) => {}
+            }
+        }
+        return None;
+    }
+    let mut parser = sse::Parser::new();
+    let mut events = Vec::new();
+    let mut last = None;
+    while let Some(Ok(frame)) = body.frame().await {
+        let Some(data) = frame.data_ref() else { continue };
+        parser.feed(data, &mut events);
+        for ev in events.drain(..) {
+            if ev.id.is_some() {
+                last = ev.id.clone();
+            }
+            if let Ok(m) = serde_json::from_str::<Value>(&ev.data)
+                && !each(m)
+            {
+                return last;
+            }
+        }
+    }
+    last
+}
+
+/// Keeps the session's GET stream open; what arrives on it goes to the router.
+async fn listen(
+    proxy: Arc<Proxy>,
+    name: String,
+    key: String,
+    up: Arc<Upstream>,
+    out: mpsc::UnboundedSender<Unsolicited>,
+) {
+    let mut last: Option<String> = None;
+    let mut delay = Duration::from_millis(500);
+    while !up.stop.is_cancelled() {
+        let mut req = Request::new(Full::new(Bytes::new()));
+        *req.uri_mut() = http::Uri::from_static(PATH);
+        let h = req.headers_mut();
+        h.insert(HOST, HeaderValue::from_static("localhost"));
+        h.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        if let Some(s) = &up.session {
+            h.insert(SESSION_ID, s.clone());
+        }
+        if let Some(v) = &up.version {
+            h.insert(PROTOCOL_VERSION, v.clone());
+        }
+        if let Some(id) = last.as_deref().and_then(|i| HeaderValue::try_from(i).ok()) {
+            h.insert(LAST_EVENT_ID, id);
+        }
+        let resp = tokio::select! {
+            r = proxy.clone().handle(req) => r,
+            () = up.stop.cancelled() => return,
+        };
+        match resp.status().as_u16() {
+            200 => {
+                delay = Duration::from_millis(500);
+                let session = (!key.is_empty()).then(|| key.clone());
+                let target =
+                    RequestTarget { proxy: proxy.clone(), session: up.session.clone(), version: up.version.clone() };
+                let read = read_messages(resp, |m| {
+                    // A request on the stream: the client's answer goes back upstream.
+                    let reply = match (m.get("method").is_some(), m.get("id").cloned()) {
+                        (true, Some(server_id)) => {
+                            let (tx, rx) = oneshot::channel();
+                            tokio::spawn(target.clone().answer(server_id, rx));
+                            Some(tx)
+                        }
+                        _ => None,
+                    };
+                    out.send(Unsolicited { backend: name.clone(), session: session.clone(), message: m, reply }).is_ok()
+                });
+                tokio::select! {
+                    l = read => last = l.or(last),
+                    () = up.stop.cancelled() => return,
+                }
+            }
+            405 => return,
+            status => {
+                tracing::debug!(server = %name, "the event stream was refused ({status}); retrying in {delay:?}");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = up.stop.cancelled() => return,
+                }
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+impl Link for RemoteLink {
+    fn call(
+        &self,
+        client: Option<&Arc<Session<Client>>>,
+        method: &str,
+        params: Value,
+    ) -> Pin<Box<dyn std::future::Future<Output = Result<Call, CallError>> + Send + '_>> {
+        let client = client.cloned();
+        let method = method.to_owned();
+        Box::pin(async move {
+            let gateway_init = json!({"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"mcpgate","version":env!("CARGO_PKG_VERSION")}});
+            let (key, init) = match &client {
+                Some(c) => (c.id.clone(), c.upstream.init.clone()),
+                None => (String::new(), gateway_init),
+            };
+            let up = self.open(&key, &init).await?;
+            let id = format!("mcpgate-{}", self.next.fetch_add(1, Ordering::Relaxed));
+            let body = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}).to_string();
+            let resp = self.proxy.clone().handle(self.request(Method::POST, Bytes::from(body), Some(&up))).await;
+            let status = resp.status();
+            let (events_tx, events) = mpsc::unbounded_channel();
+            let (response_tx, response) = oneshot::channel();
+            let proxy = self.proxy.clone();
+            let reply_to = RequestTarget { proxy, session: up.session.clone(), version: up.version.clone() };
+            tokio::spawn(async move {
+                let mut response_tx = Some(response_tx);
+                read_messages(resp, |m| {
+                    let has_method = m.get("method").is_some();
+                    match (has_method, m.get("id").cloned()) {
+                        (false, Some(v)) if v.as_str() == Some(id.as_str()) => {
+                            if let Some(tx) = response_tx.take() {
+                                let _ = tx.send(m);
+                            }
+                            return false;
+                        }
+                        (true, Some(server_id)) => {
+                            let (tx, rx) = oneshot::channel();
+                            let method = m.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
+                            let params = m.get("params").cloned().unwrap_or_else(|| json!({}));
+                            let _ = events_tx.send(Event::Request { method, params, reply: tx });
+                            let target = reply_to.clone();
+                            tokio::spawn(async move { target.answer(server_id, rx).await });
+                        }
+                        (true, None) => {
+                            let _ = events_tx.send(Event::Notification(m));
+                        }
+                        _ => {}
+                    }
+                    true
+                })
+                .await;
+                if let Some(tx) = response_tx {
+                    let err = json!({"error":{"code":crate::jsonrpc::codes::UPSTREAM_PROTOCOL,"message":format!("the server answered HTTP {status} without a response")}});
+                    let _ = tx.send(err);
+                }
+            });
+            Ok(Call { events, response })
+        })
+    }
+
+    fn notify(&self, client: &Arc<Session<Client>>, method: &str, params: Value) {
+        let up = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get(&client.id).cloned();
+        let Some(up) = up else { return };
+        let body = json!({"jsonrpc":"2.0","method":method,"params":params}).to_string();
+        let req = self.request(Method::POST, Bytes::from(body), Some(&up));
+        let proxy = self.proxy.clone();
+        tokio::spawn(async move { drop(proxy.handle(req).await) });
+    }
+
+    fn info(&self) -> Option<ServerInfo> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).1.clone()
+    }
+
+    fn forget(&self, client: &Session<Client>) {
+        let up = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&client.id);
+        if let Some(up) = up {
+            up.stop.cancel();
+            let mut req = self.request(Method::DELETE, Bytes::new(), Some(&up));
+            req.headers_mut().remove(CONTENT_TYPE);
+            let proxy = self.proxy.clone();
+            tokio::spawn(async move { drop(proxy.handle(req).await) });
+        }
+    }
+
+    fn health(&self) -> Health {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).0.clone()
+    }
+
+    fn stop(&self, _grace: Duration) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            self.stop.cancel();
+            self.proxy.end_all_sessions().await;
+        })
+    }
+}
+
+/// Where a client's answer to a server's request goes.
+#[derive(Clone)]
+struct RequestTarget {
+    proxy: Arc<Proxy>,
+    session: Option<HeaderValue>,
+    version: Option<HeaderValue>,
+}
+
+impl RequestTarget {
+    async fn answer(self, server_id: Value, rx: oneshot::Receiver<Value>) {
+        let answer = rx.await.unwrap_or_else(|_| json!({"error":{"code":-32603,"message":"the client went away"}}));
+        let mut out = json!({"jsonrpc":"2.0","id":server_id});
+        for k in ["result", "error"] {
+            if let Some(v) = answer.get(k) {
+                out[k] = v.clone();
+            }
+        }
+        let mut req = Request::new(Full::new(Bytes::from(out.to_string())));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = http::Uri::from_static(PATH);
+        let h = req.headers_mut();
+        h.insert(HOST, HeaderValue::from_static("localhost"));
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
+        if let Some(s) = self.session {
+            h.insert(SESSION_ID, s);
+        }
+        if let Some(v) = self.version {
+            h.insert(PROTOCOL_VERSION, v);
+        }
+        drop(self.proxy.handle(req).await);
+    }
+}

@@ -1,0 +1,408 @@
+//! The merged view of many servers: one `initialize` answered by the gateway (capabilities
+//! merged), listings merged from a cache shared by every client (names prefixed
+//! `<server><sep><name>`, checked, collisions dropped and reported), and each request routed to
+//! the server that owns its tool, prompt or resource. A client of `/servers/<name>/mcp` sees one
+//! server as it is: no prefixes, its own capabilities.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::backend::{Call, CallError, Link};
+use super::session::{Client, View};
+use crate::config::{self, Config, Server};
+use crate::mcp::session::Session;
+
+pub struct Backend {
+    pub cfg: Server,
+    pub link: Arc<dyn Link>,
+}
+
+/// The four kinds of listing, by their list method.
+pub const LISTINGS: &[(&str, &str)] = &[
+    ("tools/list", "tools"),
+    ("prompts/list", "prompts"),
+    ("resources/list", "resources"),
+    ("resources/templates/list", "resourceTemplates"),
+];
+
+struct Listing {
+    items: Vec<Value>,
+    fetched: Instant,
+    ttl: Duration,
+}
+
+pub struct Router {
+    pub backends: RwLock<BTreeMap<String, Arc<Backend>>>,
+    pub config: RwLock<Arc<Config>>,
+    cache: Mutex<HashMap<(String, &'static str), Listing>>,
+    pub cache_hits: std::sync::atomic::AtomicU64,
+    pub cache_misses: std::sync::atomic::AtomicU64,
+}
+
+/// What a request needs: an answer now, or a call to a server.
+pub enum Routed {
+    Answer(Value),
+    Call { backend: String, call: Call, timeout: Duration },
+}
+
+fn error(code: i64, message: impl Into<String>) -> Value {
+    json!({"error": {"code": code, "message": message.into()}})
+}
+
+impl Router {
+    pub fn new(config: Arc<Config>) -> Router {
+        Router {
+            backends: RwLock::default(),
+            config: RwLock::new(config),
+            cache: Mutex::default(),
+            cache_hits: Default::default(),
+            cache_misses: Default::default(),
+        }
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The backends a view sees, enabled ones only, by name.
+    pub fn visible(&self, view: &View) -> Vec<Arc<Backend>> {
+        let all = self.backends.read().unwrap_or_else(|p| p.into_inner());
+        match view {
+            View::All => all.values().filter(|b| b.cfg.enabled).cloned().collect(),
+            View::One(name) => all.get(name).filter(|b| b.cfg.enabled).cloned().into_iter().collect(),
+        }
+    }
+
+    pub fn backend(&self, name: &str) -> Option<Arc<Backend>> {
+        self.backends.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    }
+
+    fn prefix(&self, view: &View, b: &Backend) -> String {
+        match view {
+            View::One(_) => String::new(),
+            View::All => {
+                let cfg = self.config();
+                let n = cfg.servers.iter().filter(|s| s.enabled).count();
+                config::validate_prefix(&b.cfg, n, &cfg.gateway.separator)
+            }
+        }
+    }
+
+    /// A server's listings of `kinds` changed (or it came or went): forget them.
+    pub fn invalidate(&self, backend: &str, kinds: &[&str]) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(b, kind), _| !(b == backend && kinds.contains(kind)));
+    }
+
+    /// Restarts per server, for `/metrics`.
+    pub fn restarts(&self) -> Vec<(String, u64)> {
+        self.backends
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|b| (b.cfg.name.clone(), b.link.restarts()))
+            .collect()
+    }
+
+    /// One server's listing of `kind`, from the cache or fetched (every page).
+    async fn listing(
+        &self,
+        b: &Backend,
+        method: &str,
+        kind: &'static str,
+        client: &Arc<Session<Client>>,
+    ) -> Result<Vec<Value>, CallError> {
+        let shared = !b.cfg.forward_client_token;
+        if shared {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(l) = cache.get(&(b.cfg.name.clone(), kind)).filter(|l| l.fetched.elapsed() < l.ttl) {
+                self.cache_hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Ok(l.items.clone());
+            }
+        }
+        self.cache_misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut items = Vec::new();
+        let mut cursor: Option<Value> = None;
+        let mut ttl = self.config().gateway.cache_ttl;
+        for _ in 0..100 {
+            let params = match &cursor {
+                Some(c) => json!({"cursor": c}),
+                None => json!({}),
+            };
+            let call = b.link.call(if shared { None } else { Some(client) }, method, params).await?;
+            let resp = tokio::time::timeout(b.cfg.timeout, call.response)
+                .await
+                .map_err(|_| CallError {
+                    code: crate::jsonrpc::codes::UPSTREAM_TIMEOUT,
+                    message: format!("server {} did not list its {kind} within {:?}", b.cfg.name, b.cfg.timeout),
+                })?
+                .map_err(|_| CallError::unavailable(&b.cfg.name, "the call was dropped"))?;
+            let Some(result) = resp.get("result") else {
+                let e = resp.get("error").cloned().unwrap_or_default();
+                // A server without this capability answers -32601: an empty listing.
+                if e.get("code").and_then(Value::as_i64) == Some(-32601) {
+                    break;
+                }
+                return Err(CallError {
+                    code: e.get("code").and_then(Value::as_i64).unwrap_or(-32603),
+                    message: format!(
+                        "server {}: {}",
+                        b.cfg.name,
+                        e.get("message").and_then(Value::as_str).unwrap_or("listing failed")
+                    ),
+                });
+            };
+            if let Some(ms) = result.get("ttlMs").and_then(Value::as_u64) {
+                ttl = Duration::from_millis(ms);
+            }
+            items.extend(result.get(kind).and_then(Value::as_array).cloned().unwrap_or_default());
+            cursor = result.get("nextCursor").filter(|c| !c.is_null()).cloned();
+            if cursor.is_none() {
+                break;
+            }
+        }
+        if shared {
+            self.cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert((b.cfg.name.clone(), kind), Listing { items: items.clone(), fetched: Instant::now(), ttl });
+        }
+        Ok(items)
+    }
+
+    /// The merged listing a client sees: names prefixed, filtered, checked, deduplicated.
+    pub async fn merged(&self, client: &Arc<Session<Client>>, method: &str) -> Value {
+        let Some((_, kind)) = LISTINGS.iter().find(|(m, _)| *m == method) else {
+            return error(-32601, "unknown listing");
+        };
+        let view = &client.upstream.view;
+        let mut out = Vec::new();
+        let mut seen: HashMap<String, String> = HashMap::new();
+        for b in self.visible(view) {
+            if !has_capability(&*b.link, method) {
+                continue;
+            }
+            let items = match self.listing(&b, method, kind, client).await {
+                Ok(items) => items,
+                Err(e) if matches!(view, View::One(_)) => return error(e.code, e.message),
+                Err(e) => {
+                    // One server down does not empty everyone's listing.
+                    tracing::warn!(server = %b.cfg.name, "listing {kind} failed: {e}");
+                    continue;
+                }
+            };
+            let prefix = self.prefix(view, &b);
+            for mut item in items {
+                if matches!(*kind, "tools" | "prompts") {
+                    let Some(name) = item.get("name").and_then(Value::as_str).map(str::to_owned) else { continue };
+                    if *kind == "tools" && !b.cfg.tools.allows(&name) {
+                        continue;
+                    }
+                    let full = format!("{prefix}{name}");
+                    if !config::valid_name(&full) {
+                        tracing::warn!(server = %b.cfg.name, "{kind} {full:?} is not a valid name (1-128 of A-Z a-z 0-9 _ - . /); left out");
+                        continue;
+                    }
+                    if let Some(other) = seen.get(&full) {
+                        tracing::warn!(server = %b.cfg.name, "{kind} {full:?} is also offered by {other}; left out (set a prefix)");
+                        continue;
+                    }
+                    seen.insert(full.clone(), b.cfg.name.clone());
+                    item["name"] = Value::String(full);
+                }
+                out.push(item);
+            }
+        }
+        json!({"result": {*kind: out}})
+    }
+
+    /// The server owning a prefixed tool or prompt name, and the name it knows.
+    fn by_name(&self, view: &View, name: &str) -> Option<(Arc<Backend>, String)> {
+        let mut best: Option<(Arc<Backend>, String, usize)> = None;
+        for b in self.visible(view) {
+            let p = self.prefix(view, &b);
+            if let Some(rest) = name.strip_prefix(&p) {
+                // The longest matching prefix wins (`a__` before an empty one).
+                if best.as_ref().is_none_or(|(_, _, len)| p.len() > *len) {
+                    best = Some((b.clone(), rest.to_owned(), p.len()));
+                }
+            }
+        }
+        best.map(|(b, n, _)| (b, n))
+    }
+
+    /// The server owning a resource URI: one whose listing has it, else one whose template's
+    /// fixed start matches, else the only server.
+    async fn by_uri(&self, client: &Arc<Session<Client>>, uri: &str) -> Option<Arc<Backend>> {
+        let visible = self.visible(&client.upstream.view);
+        if visible.len() == 1 {
+            return visible.into_iter().next();
+        }
+        for b in &visible {
+            if let Ok(items) = self.listing(b, "resources/list", "resources", client).await
+                && items.iter().any(|r| r.get("uri").and_then(Value::as_str) == Some(uri))
+            {
+                return Some(b.clone());
+            }
+        }
+        let mut best: Option<(Arc<Backend>, usize)> = None;
+        for b in &visible {
+            if let Ok(items) = self.listing(b, "resources/templates/list", "resourceTemplates", client).await {
+                for t in items {
+                    let Some(template) = t.get("uriTemplate").and_then(Value::as_str) else { continue };
+                    let fixed = template.split('{').next().unwrap_or("");
+                    if !fixed.is_empty()
+                        && uri.starts_with(fixed)
+                        && best.as_ref().is_none_or(|(_, l)| fixed.len() > *l)
+                    {
+                        best = Some((b.clone(), fixed.len()));
+                    }
+                }
+            }
+        }
+        best.map(|(b, _)| b)
+    }
+
+    /// The gateway's answer to `initialize`: capabilities merged (or one server's own).
+    pub fn initialize(&self, view: &View, client_version: &str) -> Value {
+        let backends = self.visible(view);
+        let version = match client_version {
+            "2024-11-05" | "2025-03-26" | "2025-06-18" | "2025-11-25" => client_version,
+            _ => "2025-11-25",
+        };
+        if let (View::One(_), Some(b)) = (view, backends.first())
+            && let Some(info) = b.link.info()
+        {
+            let mut r =
+                json!({"protocolVersion": version, "capabilities": info.capabilities, "serverInfo": info.server_info});
+            if let Some(i) = info.instructions {
+                r["instructions"] = Value::String(i);
+            }
+            return json!({"result": r});
+        }
+        let mut caps = serde_json::Map::new();
+        let mut instructions = Vec::new();
+        for b in &backends {
+            let Some(info) = b.link.info() else { continue };
+            for key in ["tools", "prompts", "resources", "completions", "logging"] {
+                if let Some(c) = info.capabilities.get(key) {
+                    let entry = caps.entry(key).or_insert_with(|| json!({}));
+                    if key == "resources" && c.get("subscribe") == Some(&Value::Bool(true)) {
+                        entry["subscribe"] = Value::Bool(true);
+                    }
+                }
+            }
+            if let Some(i) = info.instructions {
+                instructions.push(format!("{}: {i}", b.cfg.name));
+            }
+        }
+        // The gateway announces list changes itself (servers come, go and change).
+        for key in ["tools", "prompts", "resources"] {
+            caps.entry(key).or_insert_with(|| json!({}))["listChanged"] = Value::Bool(true);
+        }
+        let mut r = json!({"protocolVersion": version, "capabilities": caps, "serverInfo": {"name": "mcpgate", "version": env!("CARGO_PKG_VERSION")}});
+        if !instructions.is_empty() {
+            r["instructions"] = Value::String(instructions.join("\n\n"));
+        }
+        json!({"result": r})
+    }
+
+    /// Routes one client request (initialize and the listings are answered by the caller).
+    pub async fn route(&self, client: &Arc<Session<Client>>, method: &str, mut params: Value) -> Routed {
+        let view = client.upstream.view.clone();
+        let target = match method {
+            "tools/call" | "prompts/get" => {
+                let name = params.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+                match self.by_name(&view, &name) {
+                    Some((b, inner)) if method == "prompts/get" || b.cfg.tools.allows(&inner) => {
+                        params["name"] = Value::String(inner);
+                        Some(b)
+                    }
+                    _ => {
+                        return Routed::Answer(error(
+                            -32602,
+                            format!("unknown {}: {name}", if method == "tools/call" { "tool" } else { "prompt" }),
+                        ));
+                    }
+                }
+            }
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                let uri = params.get("uri").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let b = self.by_uri(client, &uri).await;
+                if b.is_some() && method != "resources/read" {
+                    let mut subs = client.upstream.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+                    if method == "resources/subscribe" {
+                        subs.insert(uri.clone());
+                    } else {
+                        subs.remove(&uri);
+                    }
+                }
+                match b {
+                    Some(b) => Some(b),
+                    None => return Routed::Answer(error(-32602, format!("no server offers the resource {uri}"))),
+                }
+            }
+            "completion/complete" => {
+                let r = params.get("ref").cloned().unwrap_or_default();
+                match r.get("type").and_then(Value::as_str) {
+                    Some("ref/prompt") => {
+                        let name = r.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+                        match self.by_name(&view, &name) {
+                            Some((b, inner)) => {
+                                params["ref"]["name"] = Value::String(inner);
+                                Some(b)
+                            }
+                            None => return Routed::Answer(error(-32602, format!("unknown prompt: {name}"))),
+                        }
+                    }
+                    _ => {
+                        let uri = r.get("uri").and_then(Value::as_str).unwrap_or_default().to_owned();
+                        self.by_uri(client, &uri).await
+                    }
+                }
+            }
+            _ => {
+                // Anything else: the only server, or refused.
+                let visible = self.visible(&view);
+                if visible.len() == 1 {
+                    visible.into_iter().next()
+                } else {
+                    return Routed::Answer(error(-32601, format!("{method} cannot be routed to one server")));
+                }
+            }
+        };
+        let Some(b) = target else { return Routed::Answer(error(-32602, "no server to route this to")) };
+        match b.link.call(Some(client), method, params).await {
+            Ok(call) => Routed::Call { backend: b.cfg.name.clone(), call, timeout: b.cfg.timeout },
+            Err(e) => Routed::Answer(error(e.code, e.message)),
+        }
+    }
+
+    /// `logging/setLevel`: every server the client sees gets it.
+    pub async fn set_level(&self, client: &Arc<Session<Client>>, params: Value) -> Value {
+        for b in self.visible(&client.upstream.view) {
+            if b.link.info().is_some_and(|i| i.capabilities.get("logging").is_some())
+                && let Ok(call) = b.link.call(Some(client), "logging/setLevel", params.clone()).await
+            {
+                let _ = tokio::time::timeout(b.cfg.timeout, call.response).await;
+            }
+        }
+        json!({"result": {}})
+    }
+}
+
+/// Whether a server offers what a listing method lists (an unknown server is asked anyway).
+fn has_capability(link: &dyn Link, method: &str) -> bool {
+    let Some(info) = link.info() else { return true };
+    let key = match method {
+        "tools/list" => "tools",
+        "prompts/list" => "prompts",
+        _ => "resources",
+    };
+    info.capabilities.get(key).is_some()
+}

@@ -1,0 +1,79 @@
+//! A client of the gateway: what it said at `initialize`, the stream that carries what servers
+//! send it on their own, and the server→client requests waiting for its answers.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+/// Which servers a client sees: all (the merged endpoint) or one (`/servers/<name>/mcp`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum View {
+    All,
+    One(String),
+}
+
+pub struct Client {
+    pub view: View,
+    /// The client's `initialize` params (its capabilities decide what servers may ask of it).
+    pub init: Value,
+    /// Messages for the client's GET stream.
+    outbound: mpsc::UnboundedSender<Value>,
+    outbound_rx: Mutex<Option<mpsc::UnboundedReceiver<Value>>>,
+    /// Server→client requests sent to this client, by the id the gateway gave them.
+    waiting: Mutex<HashMap<String, oneshot::Sender<Value>>>,
+    next_id: AtomicU64,
+    /// Resource URIs the client subscribed to.
+    pub subscriptions: Mutex<HashSet<String>>,
+}
+
+impl Client {
+    pub fn new(view: View, init: Value) -> Client {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Client {
+            view,
+            init,
+            outbound: tx,
+            outbound_rx: Mutex::new(Some(rx)),
+            waiting: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            subscriptions: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn capability(&self, name: &str) -> bool {
+        self.init.pointer(&format!("/capabilities/{name}")).is_some_and(|v| !v.is_null())
+    }
+
+    /// Queues a message for the GET stream (kept until one opens).
+    pub fn send(&self, msg: Value) {
+        let _ = self.outbound.send(msg);
+    }
+
+    /// The GET stream's feed; one stream at a time (a second GET gets 409).
+    pub fn take_stream(&self) -> Option<mpsc::UnboundedReceiver<Value>> {
+        self.outbound_rx.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// A GET stream ended: its feed goes back for the next one (nothing queued is lost).
+    pub fn return_stream(&self, rx: mpsc::UnboundedReceiver<Value>) {
+        *self.outbound_rx.lock().unwrap_or_else(|p| p.into_inner()) = Some(rx);
+    }
+
+    /// A server→client request, as the client will see it, and registers where its answer goes.
+    pub fn request(&self, method: &str, params: Value, reply: oneshot::Sender<Value>) -> Value {
+        let id = format!("mcpgate-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), reply);
+        serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+    }
+
+    /// The client answered one of those requests: hands the answer over. False if no such request.
+    pub fn answer(&self, msg: Value) -> bool {
+        let Some(id) = msg.get("id").and_then(Value::as_str).map(str::to_owned) else { return false };
+        let Some(reply) = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&id) else { return false };
+        let _ = reply.send(msg);
+        true
+    }
+}
