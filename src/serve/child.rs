@@ -24,6 +24,8 @@ use crate::transport::stdio_child::{self, Spec};
 
 pub struct ChildLink {
     name: String,
+    /// The client session this child serves alone (a stateful server), if any.
+    session: Option<String>,
     spec: Spec,
     restart: Restart,
     /// How long the child may take to answer `initialize`.
@@ -64,6 +66,7 @@ struct Pending {
 impl ChildLink {
     pub fn start(
         name: &str,
+        session: Option<String>,
         spec: Spec,
         restart: Restart,
         start_timeout: Duration,
@@ -71,6 +74,7 @@ impl ChildLink {
     ) -> Arc<ChildLink> {
         let link = Arc::new(ChildLink {
             name: name.to_owned(),
+            session,
             spec,
             restart,
             start_timeout,
@@ -214,6 +218,10 @@ impl ChildLink {
 
     /// The server came or went: clients' listings change.
     fn announce_change(&self) {
+        if self.session.is_some() {
+            // A client's own child: the gateway's shared one speaks for the listings.
+            return;
+        }
         for method in [
             "notifications/tools/list_changed",
             "notifications/prompts/list_changed",
@@ -221,7 +229,7 @@ impl ChildLink {
         ] {
             let _ = self.unsolicited.send(Unsolicited {
                 backend: self.name.clone(),
-                session: None,
+                session: self.session.clone(),
                 message: json!({"jsonrpc":"2.0","method":method}),
                 reply: None,
             });
@@ -262,7 +270,7 @@ impl ChildLink {
             (Some(_), None) => {
                 let _ = self.unsolicited.send(Unsolicited {
                     backend: self.name.clone(),
-                    session: None,
+                    session: self.session.clone(),
                     message: msg,
                     reply: None,
                 });

@@ -30,7 +30,7 @@ use crate::transport::sse;
 
 impl Gateway {
     /// Serves one HTTP request.
-    pub async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Response<Body>
+    pub async fn handle<B>(self: Arc<Self>, req: Request<B>, from_loopback: bool) -> Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Send,
         B::Error: Into<body::BoxError>,
@@ -42,6 +42,14 @@ impl Gateway {
             "/mcp" => View::All,
             "/healthz" | "/readyz" => return self.health(path == "/readyz"),
             "/metrics" => return text(StatusCode::OK, self.metrics.render(&self.router)),
+            // Only a process on this machine may have the configuration re-read.
+            "/admin/reload" if parts.method == Method::POST && from_loopback => {
+                let result = self.reload().await;
+                let code = if result.is_ok() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+                let mut resp = text(code, super::reload::describe(&result).to_string() + "\n");
+                resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                return resp;
+            }
             p => match p.strip_prefix("/servers/").and_then(|r| r.strip_suffix("/mcp")) {
                 Some(name) if self.router.backend(name).is_some() => View::One(name.to_owned()),
                 _ => return text(StatusCode::NOT_FOUND, "not found\n".into()),

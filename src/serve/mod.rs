@@ -7,9 +7,11 @@ mod backend;
 mod child;
 mod front;
 mod metrics;
+mod reload;
 mod remote;
 mod router;
 mod session;
+mod stateful;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,6 +43,11 @@ pub struct Gateway {
     guard: Guard,
     metrics: metrics::Metrics,
     shutdown: CancellationToken,
+    config_path: PathBuf,
+    /// Where backends send what they send on their own (new backends too, after a reload).
+    unsolicited: mpsc::UnboundedSender<Unsolicited>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +72,9 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
         guard,
         metrics: Default::default(),
         shutdown: shutdown.clone(),
+        config_path: opts.config.clone(),
+        unsolicited: tx.clone(),
+        reloading: tokio::sync::Mutex::new(()),
     });
     for server in cfg.servers.iter().filter(|s| s.enabled) {
         match start_backend(server, &cfg, tx.clone(), shutdown.clone()).await {
@@ -80,13 +90,16 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
             Err(e) => tracing::error!(server = %server.name, "cannot start: {e}"),
         }
     }
+    drop(tx);
     tokio::spawn(dispatch(gateway.clone(), rx));
     tokio::spawn(expire_sessions(gateway.clone(), cfg.gateway.session_ttl));
+    tokio::spawn(reload::on_sighup(gateway.clone()));
+    tokio::spawn(reload::watch(gateway.clone(), opts.config.clone()));
     let names: Vec<&str> = cfg.servers.iter().filter(|s| s.enabled).map(|s| s.name.as_str()).collect();
     tracing::info!("listening on http://{local}/mcp → {}", names.join(", "));
     let handler = {
         let gateway = gateway.clone();
-        move |req, _peer| gateway.clone().handle(req)
+        move |req, peer: SocketAddr| gateway.clone().handle(req, peer.ip().is_loopback())
     };
     crate::http::server::serve(listener, handler, shutdown, cfg.gateway.shutdown_grace).await;
     let backends: Vec<Arc<Backend>> =
@@ -99,7 +112,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
     Ok(())
 }
 
-async fn start_backend(
+pub(crate) async fn start_backend(
     server: &Server,
     cfg: &Config,
     tx: mpsc::UnboundedSender<Unsolicited>,
@@ -110,9 +123,6 @@ async fn start_backend(
     }
     match &server.transport {
         Transport::Stdio { command, args, env, cwd, stateful } => {
-            if *stateful {
-                tracing::warn!(server = %server.name, "stateful (one child per client) is not implemented yet: the child is shared");
-            }
             let spec = crate::transport::stdio_child::Spec {
                 name: server.name.clone(),
                 command: command.clone(),
@@ -120,7 +130,10 @@ async fn start_backend(
                 env: env.clone(),
                 cwd: cwd.clone(),
             };
-            Ok(child::ChildLink::start(&server.name, spec, server.restart, server.timeout, tx))
+            if *stateful {
+                return Ok(stateful::StatefulLink::start(&server.name, spec, server.restart, server.timeout, tx));
+            }
+            Ok(child::ChildLink::start(&server.name, None, spec, server.restart, server.timeout, tx))
         }
         Transport::Remote { url, kind, headers } => {
             let mut map = http::HeaderMap::new();

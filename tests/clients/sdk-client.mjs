@@ -11,6 +11,10 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { ElicitRequestSchema, CreateMessageRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 
 const [url, ...steps] = process.argv.slice(2);
+// Through a gateway that prefixes tool names (`mcpgate serve`): MCP_TOOL_PREFIX=server__.
+const tool = (name) => (process.env.MCP_TOOL_PREFIX ?? '') + name;
+// The name this client answers elicitations with, to tell two clients' answers apart.
+const elicitName = process.env.MCP_ELICIT_NAME ?? 'Ada Lovelace';
 const out = {};
 const elicitations = [];
 
@@ -20,7 +24,9 @@ const client = new Client(
 );
 client.setRequestHandler(ElicitRequestSchema, async (req) => {
   elicitations.push(req.params.message);
-  return { action: 'accept', content: { name: 'Ada Lovelace', check: true, integer: 7 } };
+  // MCP_ELICIT_DELAY_MS: answer late, so that two clients' elicitations are in flight together.
+  await new Promise((r) => setTimeout(r, Number(process.env.MCP_ELICIT_DELAY_MS ?? 0)));
+  return { action: 'accept', content: { name: elicitName, check: true, integer: 7 } };
 });
 client.setRequestHandler(CreateMessageRequestSchema, async () => ({
   role: 'assistant',
@@ -33,21 +39,21 @@ const text = (result) => (result.content || []).filter((c) => c.type === 'text')
 const run = {
   info: async () => ({ server: client.getServerVersion()?.name, protocol: transport.protocolVersion ?? null, session: !!transport.sessionId }),
   tools: async () => (await client.listTools()).tools.map((t) => t.name),
-  echo: async () => text(await client.callTool({ name: 'echo', arguments: { message: 'hello through mcpgate' } })),
+  echo: async () => text(await client.callTool({ name: tool('echo'), arguments: { message: 'hello through mcpgate' } })),
   progress: async () => {
     const events = [];
     const result = await client.callTool(
-      { name: 'trigger-long-running-operation', arguments: { duration: 0.6, steps: 3 } },
+      { name: tool('trigger-long-running-operation'), arguments: { duration: 0.6, steps: 3 } },
       undefined,
       { onprogress: (p) => events.push({ progress: p.progress, total: p.total, at: Date.now() }) },
     );
     return { progress: events.map((e) => e.progress), resultAt: Date.now(), lastProgressAt: events.at(-1)?.at ?? null, text: text(result) };
   },
   elicit: async () => {
-    const result = await client.callTool({ name: 'trigger-elicitation-request', arguments: {} });
+    const result = await client.callTool({ name: tool('trigger-elicitation-request'), arguments: {} });
     return { asked: elicitations.length, text: text(result) };
   },
-  sampling: async () => text(await client.callTool({ name: 'trigger-sampling-request', arguments: { prompt: 'hi', maxTokens: 10 } })),
+  sampling: async () => text(await client.callTool({ name: tool('trigger-sampling-request'), arguments: { prompt: 'hi', maxTokens: 10 } })),
   resources: async () => {
     const list = (await client.listResources()).resources;
     const templates = (await client.listResourceTemplates()).resourceTemplates;
@@ -62,16 +68,16 @@ const run = {
   },
   slow: async () => {
     const events = [];
-    const result = await client.callTool({ name: 'slow-progress', arguments: { steps: 3, interval_ms: 50 } }, undefined, {
+    const result = await client.callTool({ name: tool('slow-progress'), arguments: { steps: 3, interval_ms: 50 } }, undefined, {
       onprogress: (p) => events.push({ progress: p.progress, at: Date.now() }),
     });
     return { progress: events.map((e) => e.progress), resultAt: Date.now(), lastProgressAt: events.at(-1)?.at ?? null, text: text(result) };
   },
   ask: async () => {
-    const result = await client.callTool({ name: 'ask', arguments: {} });
+    const result = await client.callTool({ name: tool('ask'), arguments: {} });
     return { asked: elicitations.length, text: text(result) };
   },
-  whoami: async () => JSON.parse(text(await client.callTool({ name: 'whoami', arguments: {} }))),
+  whoami: async () => JSON.parse(text(await client.callTool({ name: tool('whoami'), arguments: {} }))),
   // Pauses until a line arrives on stdin, so a test can change the world mid-session.
   wait: async () => {
     process.stderr.write('waiting\n');

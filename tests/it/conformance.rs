@@ -63,3 +63,28 @@ async fn conformance_client_scenarios_all_pass_through_the_stdio_bridge() {
     assert_eq!((nums[0], nums[1]), (26, 0), "{stdout}");
     assert!(out.status.success(), "{stdout}");
 }
+
+/// `mcpgate serve` fronting the fixture: the merged endpoint (one server, so no prefix) and the
+/// server's own endpoint `/servers/<name>/mcp` score what the fixture scores directly.
+#[tokio::test]
+async fn conformance_suite_scores_the_same_through_serve_merged_and_per_server() {
+    let upstream = fixture(&[]).await;
+    let (direct_pass, direct_fail, direct_out) = suite(&upstream.url).await;
+    assert_eq!(direct_fail, 0, "the fixture itself fails checks:\n{direct_out}");
+    let dir = tempdir("conformance-serve");
+    let config = dir.join("mcpgate.json");
+    std::fs::write(&config, serde_json::json!({"mcpServers": {"fixture": {"url": upstream.url}}}).to_string()).unwrap();
+    let mut cmd = tokio::process::Command::new(mcpgate_bin());
+    cmd.args(["serve", "--config"]).arg(&config).args(["--listen", "127.0.0.1:0"]);
+    let gw = Proc::start("mcpgate serve", cmd).await;
+    let per_server = gw.url.replace("/mcp", "/servers/fixture/mcp");
+    for url in [gw.url.clone(), per_server] {
+        let (pass, fail, out) = suite(&url).await;
+        assert_eq!(
+            (pass, fail),
+            (direct_pass, 0),
+            "through mcpgate serve at {url}:\n{out}\nmcpgate log:\n{}",
+            gw.output()
+        );
+    }
+}

@@ -11,5 +11,6 @@ mod connect_streams;
 mod harness;
 mod idp;
 mod keychain;
+mod serve;
 mod stdio_bridge;
 mod stdio_login;

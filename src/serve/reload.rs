@@ -1,0 +1,154 @@
+//! Live reload: a changed configuration file (polled, debounced), SIGHUP, or `POST /admin/reload`
+//! from loopback builds and validates a new configuration and applies only the differences —
+//! added servers start, removed ones stop, changed ones restart — while client sessions carry on.
+//! An invalid file is refused with its problems, and the running configuration keeps serving.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::Gateway;
+use super::router::Backend;
+use crate::config;
+
+/// What a reload did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub restarted: Vec<String>,
+}
+
+impl Gateway {
+    /// Reads the file again and applies what changed; the old configuration stays on error.
+    pub async fn reload(self: &Arc<Self>) -> Result<Applied, config::Invalid> {
+        let next = Arc::new(config::load(&self.config_path)?);
+        let _one = self.reloading.lock().await;
+        let old = self.router.config();
+        if next.gateway.listen != old.gateway.listen {
+            tracing::warn!(
+                "mcpgate.listen changed ({} → {}): that takes a restart; the rest is applied",
+                old.gateway.listen,
+                next.gateway.listen
+            );
+        }
+        let mut applied = Applied::default();
+        let current: Vec<Arc<Backend>> =
+            self.router.backends.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        // Stop what went away or changed.
+        for b in &current {
+            let wanted = next.servers.iter().find(|s| s.name == b.cfg.name && s.enabled);
+            match wanted {
+                Some(s) if *s == b.cfg => {}
+                Some(_) => applied.restarted.push(b.cfg.name.clone()),
+                None => applied.removed.push(b.cfg.name.clone()),
+            }
+        }
+        for name in applied.removed.iter().chain(&applied.restarted) {
+            let gone = self.router.backends.write().unwrap_or_else(|p| p.into_inner()).remove(name);
+            if let Some(b) = gone {
+                b.link.stop(Duration::from_secs(5)).await;
+                self.router.invalidate(name, &["tools", "prompts", "resources", "resourceTemplates"]);
+            }
+        }
+        *self.router.config.write().unwrap_or_else(|p| p.into_inner()) = next.clone();
+        // Start what is new or changed.
+        for s in next.servers.iter().filter(|s| s.enabled) {
+            if self.router.backend(&s.name).is_some() {
+                continue;
+            }
+            if !applied.restarted.contains(&s.name) {
+                applied.added.push(s.name.clone());
+            }
+            match super::start_backend(s, &next, self.unsolicited.clone(), self.shutdown.clone()).await {
+                Ok(link) => {
+                    self.router
+                        .backends
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(s.name.clone(), Arc::new(Backend { cfg: s.clone(), link }));
+                }
+                Err(e) => tracing::error!(server = %s.name, "cannot start: {e}"),
+            }
+        }
+        if applied != Applied::default() {
+            self.announce_lists_changed();
+        }
+        tracing::info!(added = ?applied.added, removed = ?applied.removed, restarted = ?applied.restarted, "configuration reloaded");
+        Ok(applied)
+    }
+
+    /// Every client: the listings changed.
+    fn announce_lists_changed(&self) {
+        for s in self.sessions.snapshot() {
+            for m in [
+                "notifications/tools/list_changed",
+                "notifications/prompts/list_changed",
+                "notifications/resources/list_changed",
+            ] {
+                s.upstream.send(json!({"jsonrpc":"2.0","method":m}));
+            }
+        }
+    }
+
+    /// Reloads and logs the outcome (for the signal and the file watcher).
+    pub async fn reload_logged(self: &Arc<Self>, why: &str) {
+        match self.reload().await {
+            Ok(_) => {}
+            Err(invalid) => {
+                tracing::error!("{why}: the new configuration is refused; the running one keeps serving.\n{invalid}")
+            }
+        }
+    }
+}
+
+/// Reloads on SIGHUP.
+pub async fn on_sighup(gateway: Arc<Gateway>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+    while hup.recv().await.is_some() {
+        gateway.reload_logged("SIGHUP").await;
+    }
+}
+
+/// Reloads when the file changes: one `stat` a second; a change is applied once the file has
+/// stayed the same for a moment (editors write in several steps).
+pub async fn watch(gateway: Arc<Gateway>, path: PathBuf) {
+    let mut last = stamp(&path);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = stamp(&path);
+        if now == last || now.is_none() {
+            continue;
+        }
+        // Debounce: wait until two looks agree.
+        let mut settled = now;
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let again = stamp(&path);
+            if again == settled {
+                break;
+            }
+            settled = again;
+        }
+        last = settled;
+        gateway.reload_logged("the configuration file changed").await;
+    }
+}
+
+fn stamp(path: &Path) -> Option<(u64, u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+}
+
+/// The configuration an admin reload produced, for the response body.
+pub fn describe(r: &Result<Applied, config::Invalid>) -> serde_json::Value {
+    match r {
+        Ok(a) => json!({"reloaded": true, "added": a.added, "removed": a.removed, "restarted": a.restarted}),
+        Err(invalid) => {
+            json!({"reloaded": false, "problems": invalid.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>()})
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! A stdio server that keeps state per client (`"stateful": true`): each client session gets a
+//! child of its own, started at its first call and stopped when the session ends; the gateway
+//! keeps one more for what it asks on everyone's behalf (listings, the server's identity).
+//! Everything the child sends then belongs to that one client, without guessing.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::backend::{Call, CallError, Health, Link, ServerInfo, Unsolicited};
+use super::child::ChildLink;
+use super::session::Client;
+use crate::config::Restart;
+use crate::mcp::session::Session;
+use crate::transport::stdio_child::Spec;
+
+pub struct StatefulLink {
+    name: String,
+    spec: Spec,
+    restart: Restart,
+    start_timeout: Duration,
+    unsolicited: mpsc::UnboundedSender<Unsolicited>,
+    shared: Arc<ChildLink>,
+    per_client: Mutex<HashMap<String, Arc<ChildLink>>>,
+}
+
+impl StatefulLink {
+    pub fn start(
+        name: &str,
+        spec: Spec,
+        restart: Restart,
+        start_timeout: Duration,
+        unsolicited: mpsc::UnboundedSender<Unsolicited>,
+    ) -> Arc<StatefulLink> {
+        let shared = ChildLink::start(name, None, spec.clone(), restart, start_timeout, unsolicited.clone());
+        Arc::new(StatefulLink {
+            name: name.to_owned(),
+            spec,
+            restart,
+            start_timeout,
+            unsolicited,
+            shared,
+            per_client: Mutex::default(),
+        })
+    }
+
+    /// The client's own child, started (and waited for) on first use.
+    async fn child(&self, client: &Session<Client>) -> Result<Arc<ChildLink>, CallError> {
+        let existing = self.per_client.lock().unwrap_or_else(|p| p.into_inner()).get(&client.id).cloned();
+        let child = match existing {
+            Some(c) => c,
+            None => {
+                let c = ChildLink::start(
+                    &self.name,
+                    Some(client.id.clone()),
+                    self.spec.clone(),
+                    self.restart,
+                    self.start_timeout,
+                    self.unsolicited.clone(),
+                );
+                self.per_client.lock().unwrap_or_else(|p| p.into_inner()).insert(client.id.clone(), c.clone());
+                tracing::info!(server = %self.name, session = client.label(), "started a child for this client");
+                c
+            }
+        };
+        let deadline = Instant::now() + self.start_timeout;
+        loop {
+            match child.health() {
+                Health::Ready => return Ok(child),
+                Health::Down(why) if Instant::now() >= deadline => return Err(CallError::unavailable(&self.name, why)),
+                _ if Instant::now() >= deadline => return Err(CallError::unavailable(&self.name, "still starting")),
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+}
+
+impl Link for StatefulLink {
+    fn call(
+        &self,
+        client: Option<&Arc<Session<Client>>>,
+        method: &str,
+        params: Value,
+    ) -> Pin<Box<dyn std::future::Future<Output = Result<Call, CallError>> + Send + '_>> {
+        let client = client.cloned();
+        let method = method.to_owned();
+        Box::pin(async move {
+            match client {
+                None => self.shared.call(None, &method, params).await,
+                Some(c) => {
+                    let child = self.child(&c).await?;
+                    child.call(Some(&c), &method, params).await
+                }
+            }
+        })
+    }
+
+    fn notify(&self, client: &Arc<Session<Client>>, method: &str, params: Value) {
+        let child = self.per_client.lock().unwrap_or_else(|p| p.into_inner()).get(&client.id).cloned();
+        if let Some(c) = child {
+            c.notify(client, method, params);
+        }
+    }
+
+    fn info(&self) -> Option<ServerInfo> {
+        self.shared.info()
+    }
+
+    fn forget(&self, client: &Session<Client>) {
+        let child = self.per_client.lock().unwrap_or_else(|p| p.into_inner()).remove(&client.id);
+        if let Some(c) = child {
+            tokio::spawn(async move { c.stop(Duration::from_secs(5)).await });
+        }
+    }
+
+    fn health(&self) -> Health {
+        self.shared.health()
+    }
+
+    fn restarts(&self) -> u64 {
+        self.shared.restarts()
+    }
+
+    fn stop(&self, grace: Duration) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let all: Vec<Arc<ChildLink>> =
+                self.per_client.lock().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, c)| c).collect();
+            for c in all {
+                c.stop(grace).await;
+            }
+            self.shared.stop(grace).await;
+        })
+    }
+}

@@ -1,0 +1,320 @@
+//! `mcpgate serve` in front of three real upstreams at once — npm's server-everything as a stdio
+//! child, our conformance fixture over Streamable HTTP, server-everything over legacy HTTP+SSE —
+//! driven by the official SDK client and raw HTTP: merged listings, routed calls, server→client
+//! requests to the client that caused them, progress kept apart, faults and live reload.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::*;
+use crate::idp::until;
+
+/// The stdio everything server, run from a path unique to `dir` (so a test can find and kill it).
+fn stdio_everything(dir: &Path) -> Value {
+    let link = dir.join("everything-stdio.js");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(
+        repo().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
+        &link,
+    )
+    .unwrap();
+    json!({"command": node(), "args": [link, "stdio"]})
+}
+
+fn write_config(path: &Path, servers: Value) {
+    std::fs::write(path, serde_json::to_vec_pretty(&json!({"mcpServers": servers})).unwrap()).unwrap();
+}
+
+async fn serve(config: &Path) -> Proc {
+    let mut cmd = tokio::process::Command::new(mcpgate_bin());
+    cmd.args(["serve", "--config"]).arg(config).args(["--listen", "127.0.0.1:0", "-v"]);
+    Proc::start("mcpgate serve", cmd).await
+}
+
+fn base(url: &str) -> String {
+    url.trim_end_matches("/mcp").to_owned()
+}
+
+/// The tool names a session sees.
+async fn tool_names(url: &str, sid: &str) -> Vec<String> {
+    let r = call(url, sid, &[], r#"{"jsonrpc":"2.0","id":9,"method":"tools/list"}"#).await;
+    r.message()["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", r.body))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn call_text(url: &str, sid: &str, name: &str, args: Value) -> Value {
+    let body =
+        json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":name,"arguments":args}}).to_string();
+    call(url, sid, &[], &body).await.message()
+}
+
+struct Three {
+    _fixture: Proc,
+    _legacy: Proc,
+    gw: Proc,
+    dir: PathBuf,
+}
+
+async fn three(name: &str, extra: Value) -> Three {
+    let dir = tempdir(name);
+    let fixture = fixture(&[]).await;
+    let legacy = everything("sse", 0).await;
+    let mut servers = json!({
+        "local": stdio_everything(&dir),
+        "fixture": {"url": fixture.url},
+        "legacy": {"url": legacy.url, "type": "sse"},
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        servers[k] = v.clone();
+    }
+    let config = dir.join("mcpgate.json");
+    write_config(&config, servers);
+    let gw = serve(&config).await;
+    // Ready when every server is.
+    let ready = until(Duration::from_secs(30), || async {
+        request("GET", &format!("{}/readyz", base(&gw.url)), &[], "").await.status == 200
+    })
+    .await;
+    assert!(
+        ready,
+        "not ready: {}\n{}",
+        request("GET", &format!("{}/readyz", base(&gw.url)), &[], "").await.body,
+        gw.output()
+    );
+    Three { _fixture: fixture, _legacy: legacy, gw, dir }
+}
+
+#[tokio::test]
+async fn three_upstreams_merged_listings_and_routed_calls() {
+    let t = three("serve-three", json!({})).await;
+    let url = &t.gw.url;
+    let sid = open_session(url, &[]).await;
+    let names = tool_names(url, &sid).await;
+    for expected in
+        ["local__echo", "local__trigger-long-running-operation", "fixture__test_simple_text", "legacy__echo"]
+    {
+        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+    }
+    assert!(names.iter().all(|n| n.starts_with("local__") || n.starts_with("fixture__") || n.starts_with("legacy__")));
+    assert_eq!(
+        call_text(url, &sid, "local__echo", json!({"message":"a"})).await["result"]["content"][0]["text"],
+        "Echo: a"
+    );
+    assert_eq!(
+        call_text(url, &sid, "legacy__echo", json!({"message":"b"})).await["result"]["content"][0]["text"],
+        "Echo: b"
+    );
+    let r = call_text(url, &sid, "fixture__test_simple_text", json!({})).await;
+    assert!(r["result"]["content"][0]["text"].as_str().unwrap().contains("simple text"), "{r}");
+    let r = call_text(url, &sid, "nobody__echo", json!({})).await;
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    // Resources are routed by URI; prompts by name.
+    let r = call(
+        url,
+        &sid,
+        &[],
+        r#"{"jsonrpc":"2.0","id":6,"method":"resources/read","params":{"uri":"test://static-text"}}"#,
+    )
+    .await
+    .message();
+    assert!(r["result"]["contents"][0]["text"].is_string(), "{r}");
+    // One server alone, unprefixed, with its own identity.
+    let one = format!("{}/servers/legacy/mcp", base(url));
+    let sid1 = open_session(&one, &[]).await;
+    let names = tool_names(&one, &sid1).await;
+    assert!(names.iter().any(|n| n == "echo") && !names.iter().any(|n| n.contains("__")), "{names:?}");
+    // The SDK client through the merged endpoint: progress, elicitation, sampling on the stdio child.
+    let r =
+        sdk_client_env(url, &["echo", "progress", "elicit", "sampling", "close"], &[("MCP_TOOL_PREFIX", "local__")])
+            .await;
+    assert_eq!(r["echo"], "Echo: hello through mcpgate");
+    let p: Vec<u64> = r["progress"]["progress"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(p, [1, 2, 3], "{r}");
+    assert!(r["elicit"]["text"].as_str().unwrap().contains("Ada Lovelace"), "{r}");
+    assert!(r["sampling"].as_str().unwrap().contains("sampled by the test client"), "{r}");
+    // The same over the legacy SSE server (a session per client upstream).
+    let r = sdk_client_env(url, &["progress", "elicit", "close"], &[("MCP_TOOL_PREFIX", "legacy__")]).await;
+    assert!(r["elicit"]["text"].as_str().unwrap().contains("Ada Lovelace"), "{r}");
+    let metrics = request("GET", &format!("{}/metrics", base(url)), &[], "").await.body;
+    assert!(
+        metrics.contains("mcpgate_requests_total{server=\"local\",method=\"tools/call\",outcome=\"ok\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("mcpgate_listing_cache_hits_total"), "{metrics}");
+}
+
+/// Two clients at once, their elicitations in flight together (each answers after 500 ms): each
+/// reaches the client whose call caused it — on a per-client SSE upstream session, and on a
+/// stateful stdio server (a child per client) — and each client sees only its own progress, also
+/// through a stdio child shared by both (progress tokens are the gateway's there).
+#[tokio::test]
+async fn two_clients_get_their_own_elicitations_and_progress() {
+    let dir = tempdir("serve-two-clients-mine");
+    let mut mine = stdio_everything(&dir);
+    mine["stateful"] = json!(true);
+    let t = three("serve-two-clients", json!({"mine": mine})).await;
+    for (prefix, steps) in [
+        ("mine__", &["progress", "elicit", "close"][..]),
+        ("legacy__", &["progress", "elicit", "close"][..]),
+        ("local__", &["progress", "close"][..]),
+    ] {
+        let env = |name| [("MCP_TOOL_PREFIX", prefix), ("MCP_ELICIT_NAME", name), ("MCP_ELICIT_DELAY_MS", "500")];
+        let (env_a, env_b) = (env("Alice"), env("Bob"));
+        let (a, b) = tokio::join!(sdk_client_env(&t.gw.url, steps, &env_a), sdk_client_env(&t.gw.url, steps, &env_b));
+        for (r, name) in [(&a, "Alice"), (&b, "Bob")] {
+            if steps.contains(&"elicit") {
+                assert_eq!(r["elicit"]["asked"], 1, "{prefix}{name}: {r}");
+                let text = r["elicit"]["text"].as_str().unwrap();
+                assert!(text.contains(name), "{prefix}: {name}'s call got {text}");
+            }
+            let p: Vec<u64> =
+                r["progress"]["progress"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+            assert_eq!(p, [1, 2, 3], "{prefix}{name}: progress of its own call only: {r}");
+        }
+    }
+}
+
+/// A stdio child killed mid-call: that call fails at once; the child is back within the backoff
+/// and serves again; the other servers never noticed.
+#[tokio::test]
+async fn a_killed_stdio_child_fails_its_call_at_once_and_comes_back() {
+    let t = three("serve-kill", json!({})).await;
+    let url = t.gw.url.clone();
+    let sid = open_session(&url, &[]).await;
+    let slow = {
+        let (url, sid) = (url.clone(), sid.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let r =
+                call_text(&url, &sid, "local__trigger-long-running-operation", json!({"duration": 20, "steps": 20}))
+                    .await;
+            (r, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let marker = t.dir.join("everything-stdio.js");
+    let killed =
+        std::process::Command::new("pkill").arg("-KILL").arg("-f").arg(marker.to_str().unwrap()).status().unwrap();
+    assert!(killed.success(), "the child was running");
+    let (r, took) = slow.await.unwrap();
+    assert_eq!(r["error"]["code"], -32001, "the pending call fails: {r}");
+    assert!(took < Duration::from_secs(5), "at once, not at the tool's end ({took:?})");
+    // Meanwhile the other servers serve.
+    assert_eq!(
+        call_text(&url, &sid, "legacy__echo", json!({"message":"still"})).await["result"]["content"][0]["text"],
+        "Echo: still"
+    );
+    // Back within the backoff (1 s ± 25 %, plus its start).
+    let back = until(Duration::from_secs(15), || async {
+        call_text(&url, &sid, "local__echo", json!({"message":"back"})).await["result"]["content"][0]["text"]
+            == "Echo: back"
+    })
+    .await;
+    assert!(back, "the child did not come back:\n{}", t.gw.output());
+    let metrics = request("GET", &format!("{}/metrics", base(&url)), &[], "").await.body;
+    assert!(metrics.contains("mcpgate_upstream_restarts_total{server=\"local\"} 1"), "{metrics}");
+}
+
+/// A server that takes too long answers with a timeout error at its configured limit; the others
+/// are fine meanwhile.
+#[tokio::test]
+async fn a_hanging_upstream_ends_in_a_timeout_error() {
+    let dir = tempdir("serve-hang");
+    let mut slow = stdio_everything(&dir);
+    slow["timeout"] = json!("1s");
+    let t = three("serve-hang", json!({"slow": slow})).await;
+    let sid = open_session(&t.gw.url, &[]).await;
+    let started = Instant::now();
+    let r =
+        call_text(&t.gw.url, &sid, "slow__trigger-long-running-operation", json!({"duration": 10, "steps": 2})).await;
+    assert_eq!(r["error"]["code"], -32002, "{r}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!(
+        call_text(&t.gw.url, &sid, "local__echo", json!({"message":"ok"})).await["result"]["content"][0]["text"],
+        "Echo: ok"
+    );
+}
+
+/// Reload: a broken file is refused with its problems and the old configuration keeps serving;
+/// adding and removing servers leaves existing sessions working, and tells them lists changed.
+#[tokio::test]
+async fn reload_refuses_a_broken_file_and_applies_changes_without_dropping_sessions() {
+    let t = three("serve-reload", json!({})).await;
+    let url = t.gw.url.clone();
+    let config = t.dir.join("mcpgate.json");
+    let sid = open_session(&url, &[]).await;
+    let before = std::fs::read_to_string(&config).unwrap();
+    let admin = format!("{}/admin/reload", base(&url));
+
+    std::fs::write(&config, "{ \"mcpServers\": { \"x\": { \"comand\": \"nope\" } }").unwrap();
+    let r = request("POST", &admin, &[], "").await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("unexpected end") || r.body.contains("problems"), "{}", r.body);
+    assert!(
+        tool_names(&url, &sid).await.iter().any(|n| n == "fixture__test_simple_text"),
+        "the old configuration serves"
+    );
+
+    // Remove `fixture`, add a second stdio server `extra`.
+    let mut cfg: Value = serde_json::from_str(&before).unwrap();
+    let servers = cfg["mcpServers"].as_object_mut().unwrap();
+    servers.remove("fixture");
+    servers.insert("extra".into(), stdio_everything(&tempdir("serve-reload-extra")));
+    std::fs::write(&config, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+    let r = request("POST", &admin, &[], "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let applied: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(
+        (applied["added"].clone(), applied["removed"].clone()),
+        (json!(["extra"]), json!(["fixture"])),
+        "{applied}"
+    );
+    // The same session goes on, and sees the new listing once the new server is up.
+    let seen = until(Duration::from_secs(20), || {
+        let (url, sid) = (url.clone(), sid.clone());
+        async move {
+            let names = tool_names(&url, &sid).await;
+            names.iter().any(|n| n == "extra__echo") && !names.iter().any(|n| n.starts_with("fixture__"))
+        }
+    })
+    .await;
+    assert!(seen, "{:?}\n{}", tool_names(&url, &sid).await, t.gw.output());
+    assert_eq!(
+        call_text(&url, &sid, "local__echo", json!({"message":"kept"})).await["result"]["content"][0]["text"],
+        "Echo: kept"
+    );
+    // The session's event stream was told.
+    let mut h = MCP_HEADERS.to_vec();
+    h.push(("mcp-session-id", &sid));
+    h.push(("mcp-protocol-version", "2025-06-18"));
+    let events = stream_prefix(&url, &h, Duration::from_millis(800)).await;
+    assert!(events.contains("notifications/tools/list_changed"), "{events}");
+}
+
+/// Reads a GET event stream for `limit`, returning what arrived.
+async fn stream_prefix(url: &str, headers: &[(&str, &str)], limit: Duration) -> String {
+    use http_body_util::BodyExt;
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let mut req = http::Request::builder().method("GET").uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client.request(req.body(http_body_util::Full::new(bytes::Bytes::new())).unwrap()).await.unwrap();
+    let mut body = resp.into_body();
+    let mut out = String::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, body.frame()).await {
+        if let Some(d) = frame.data_ref() {
+            out.push_str(&String::from_utf8_lossy(d));
+        }
+    }
+    out
+}
