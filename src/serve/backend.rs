@@ -49,14 +49,45 @@ pub struct CallError {
     /// The JSON-RPC error code to answer with.
     pub code: i64,
     pub message: String,
+    /// The upstream refused the credential: its status and challenge, kept for the client.
+    pub refusal: Option<Refusal>,
+}
+
+/// An upstream's 401 or 403, as it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub www_authenticate: Option<String>,
 }
 
 impl CallError {
+    pub fn new(code: i64, message: impl Into<String>) -> CallError {
+        CallError { code, message: message.into(), refusal: None }
+    }
+
     pub fn unavailable(server: &str, why: impl std::fmt::Display) -> CallError {
+        CallError::new(crate::jsonrpc::codes::UPSTREAM_UNAVAILABLE, format!("server {server} is unavailable: {why}"))
+    }
+
+    /// The upstream refused the credential (401/403); the challenge goes to the client.
+    pub fn refused(server: &str, refusal: Refusal) -> CallError {
         CallError {
-            code: crate::jsonrpc::codes::UPSTREAM_UNAVAILABLE,
-            message: format!("server {server} is unavailable: {why}"),
+            code: crate::jsonrpc::codes::CREDENTIAL_UNAVAILABLE,
+            message: format!(
+                "server {server} refused the request (HTTP {}): it needs a credential mcpgate does not have",
+                refusal.status
+            ),
+            refusal: Some(refusal),
         }
+    }
+
+    /// As a JSON-RPC error answer; the refusal travels in `data`.
+    pub fn to_answer(&self) -> Value {
+        let mut e = serde_json::json!({"code": self.code, "message": self.message});
+        if let Some(r) = &self.refusal {
+            e["data"] = serde_json::json!({"status": r.status, "wwwAuthenticate": r.www_authenticate});
+        }
+        serde_json::json!({"error": e})
     }
 }
 

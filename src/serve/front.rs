@@ -127,6 +127,7 @@ impl Gateway {
                 Ok(s) => s,
                 Err(e) => return wire::error(&Error::new(Kind::Internal, e.to_string()), None),
             };
+            session.upstream.set_bearer(headers.get(http::header::AUTHORIZATION));
             tracing::info!(session = session.label(), "session started");
             let mut resp = json_reply(&id, self.router.initialize(&view, &version));
             resp.headers_mut().insert(SESSION_ID, session.header.clone());
@@ -191,6 +192,9 @@ impl Gateway {
         if LISTINGS.iter().any(|(m, _)| *m == method) {
             let answer = self.router.merged(session, method).await;
             self.metrics.record("gateway", method, outcome(&answer), started.elapsed());
+            if let (View::One(_), Some(resp)) = (&session.upstream.view, refused(&answer, &id)) {
+                return resp;
+            }
             return reply(answer);
         }
         if method == "logging/setLevel" {
@@ -199,6 +203,10 @@ impl Gateway {
         match self.router.route(session, method, params).await {
             Routed::Answer(answer) => {
                 self.metrics.record("gateway", method, outcome(&answer), started.elapsed());
+                if let (View::One(_), Some(resp)) = (&session.upstream.view, refused(&answer, &id)) {
+                    // One server's own endpoint: its refusal as it sent it.
+                    return resp;
+                }
                 reply(answer)
             }
             Routed::Call { backend, call, timeout } => {
@@ -355,6 +363,19 @@ fn json_reply(id: &Option<Value>, answer: Value) -> Response<Body> {
     let mut resp = Response::new(body::full(msg.to_string()));
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
+}
+
+/// An answer carrying an upstream's 401/403 (see `CallError::refused`) as that HTTP response:
+/// the status and `WWW-Authenticate` as the server sent them, the JSON-RPC error as the body.
+fn refused(answer: &Value, id: &Value) -> Option<Response<Body>> {
+    let data = answer.pointer("/error/data")?;
+    let status = StatusCode::from_u16(u16::try_from(data.get("status")?.as_u64()?).ok()?).ok()?;
+    let mut resp = json_reply(&Some(id.clone()), answer.clone());
+    *resp.status_mut() = status;
+    if let Some(v) = data.get("wwwAuthenticate").and_then(Value::as_str).and_then(|v| HeaderValue::try_from(v).ok()) {
+        resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+    }
+    Some(resp)
 }
 
 fn accepts_sse(headers: &HeaderMap) -> bool {

@@ -118,9 +118,6 @@ pub(crate) async fn start_backend(
     tx: mpsc::UnboundedSender<Unsolicited>,
     shutdown: CancellationToken,
 ) -> Result<Arc<dyn Link>, String> {
-    if server.forward_client_token {
-        tracing::warn!(server = %server.name, "forwardClientToken is not implemented yet: the caller's token is not sent");
-    }
     match &server.transport {
         Transport::Stdio { command, args, env, cwd, stateful } => {
             let spec = crate::transport::stdio_child::Spec {
@@ -166,7 +163,7 @@ pub(crate) async fn start_backend(
             let proxy = crate::connect::engine(&up, "/mcp", Guard::new(true, &[], &[]), cfg.gateway.max_body, shutdown)
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok(remote::RemoteLink::start(&server.name, proxy, tx))
+            Ok(remote::RemoteLink::start(&server.name, proxy, server.forward_client_token, tx))
         }
     }
 }

@@ -31,6 +31,8 @@ const PATH: &str = "/mcp";
 pub struct RemoteLink {
     name: String,
     proxy: Arc<Proxy>,
+    /// Sends each client's own `Authorization` (the server validates users itself).
+    forward_token: bool,
     /// Upstream sessions by the gateway's client session id ("" is the gateway's own).
     sessions: Mutex<HashMap<String, Arc<Upstream>>>,
     opening: tokio::sync::Mutex<()>,
@@ -49,10 +51,16 @@ struct Upstream {
 type ReqBody = Full<Bytes>;
 
 impl RemoteLink {
-    pub fn start(name: &str, proxy: Arc<Proxy>, unsolicited: mpsc::UnboundedSender<Unsolicited>) -> Arc<RemoteLink> {
+    pub fn start(
+        name: &str,
+        proxy: Arc<Proxy>,
+        forward_token: bool,
+        unsolicited: mpsc::UnboundedSender<Unsolicited>,
+    ) -> Arc<RemoteLink> {
         let link = Arc::new(RemoteLink {
             name: name.to_owned(),
             proxy,
+            forward_token,
             sessions: Mutex::default(),
             opening: tokio::sync::Mutex::new(()),
             state: Mutex::new((Health::Starting, None)),
@@ -60,7 +68,13 @@ impl RemoteLink {
             next: AtomicU64::new(1),
             stop: CancellationToken::new(),
         });
-        tokio::spawn(link.clone().keep_gateway_session());
+        if forward_token {
+            // Without a user's token there is nothing to ask on everyone's behalf: each client's
+            // session says what the server is.
+            *link.state.lock().unwrap_or_else(|p| p.into_inner()) = (Health::Ready, None);
+        } else {
+            tokio::spawn(link.clone().keep_gateway_session());
+        }
         link
     }
 
@@ -69,7 +83,7 @@ impl RemoteLink {
         let mut delay = Duration::from_secs(1);
         loop {
             let init = json!({"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"mcpgate","version":env!("CARGO_PKG_VERSION")}});
-            match self.open("", &init).await {
+            match self.open("", &init, None).await {
                 Ok(_) => return,
                 Err(e) => {
                     tracing::warn!(server = %self.name, "{e}; retrying in {delay:?}");
@@ -85,6 +99,17 @@ impl RemoteLink {
     }
 
     fn request(&self, method: Method, body: Bytes, up: Option<&Upstream>) -> Request<ReqBody> {
+        self.request_as(method, body, up, None)
+    }
+
+    /// A request to the engine, with the client's own token when this server takes it.
+    fn request_as(
+        &self,
+        method: Method,
+        body: Bytes,
+        up: Option<&Upstream>,
+        client: Option<&Session<Client>>,
+    ) -> Request<ReqBody> {
         let mut req = Request::new(Full::new(body));
         *req.method_mut() = method;
         *req.uri_mut() = http::Uri::from_static(PATH);
@@ -100,11 +125,21 @@ impl RemoteLink {
                 h.insert(PROTOCOL_VERSION, v.clone());
             }
         }
+        if self.forward_token {
+            if let Some(token) = client.and_then(|c| c.upstream.bearer()) {
+                h.insert(http::header::AUTHORIZATION, token);
+            }
+        }
         req
     }
 
     /// The upstream session of client session `key`, opened with `init` params if needed.
-    async fn open(&self, key: &str, init: &Value) -> Result<Arc<Upstream>, CallError> {
+    async fn open(
+        &self,
+        key: &str,
+        init: &Value,
+        client: Option<&Session<Client>>,
+    ) -> Result<Arc<Upstream>, CallError> {
         if let Some(up) = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned() {
             return Ok(up);
         }
@@ -114,8 +149,11 @@ impl RemoteLink {
         }
         let id = format!("mcpgate-init-{}", self.next.fetch_add(1, Ordering::Relaxed));
         let body = json!({"jsonrpc":"2.0","id":id,"method":"initialize","params":init}).to_string();
-        let resp = self.proxy.clone().handle(self.request(Method::POST, Bytes::from(body), None)).await;
+        let resp = self.proxy.clone().handle(self.request_as(Method::POST, Bytes::from(body), None, client)).await;
         let status = resp.status();
+        if let Some(r) = refusal(&resp) {
+            return Err(CallError::refused(&self.name, r));
+        }
         let session = resp.headers().get(SESSION_ID).cloned();
         let answer = first_response(resp, &id).await;
         let result = match answer.as_ref().and_then(|a| a.get("result")) {
@@ -137,7 +175,7 @@ impl RemoteLink {
         let version = HeaderValue::try_from(info.protocol_version.as_str()).ok();
         let up = Arc::new(Upstream { session, version, stop: self.stop.child_token() });
         let note = json!({"jsonrpc":"2.0","method":"notifications/initialized"}).to_string();
-        drop(self.proxy.clone().handle(self.request(Method::POST, Bytes::from(note), Some(&up))).await);
+        drop(self.proxy.clone().handle(self.request_as(Method::POST, Bytes::from(note), Some(&up), client)).await);
         if key.is_empty() {
             *self.state.lock().unwrap_or_else(|p| p.into_inner()) = (Health::Ready, Some(info));
             tracing::info!(server = %self.name, "remote server ready");
@@ -152,6 +190,19 @@ impl RemoteLink {
         ));
         Ok(up)
     }
+}
+
+/// An upstream's 401/403, with its challenge.
+fn refusal(resp: &Response<Body>) -> Option<super::backend::Refusal> {
+    let status = resp.status().as_u16();
+    matches!(status, 401 | 403).then(|| super::backend::Refusal {
+        status,
+        www_authenticate: resp
+            .headers()
+            .get(http::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    })
 }
 
 /// The first JSON-RPC response with `id` in a response (JSON body or SSE events).
@@ -290,11 +341,20 @@ impl Link for RemoteLink {
                 Some(c) => (c.id.clone(), c.upstream.init.clone()),
                 None => (String::new(), gateway_init),
             };
-            let up = self.open(&key, &init).await?;
+            let up = self.open(&key, &init, client.as_deref()).await?;
             let id = format!("mcpgate-{}", self.next.fetch_add(1, Ordering::Relaxed));
             let body = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}).to_string();
-            let resp = self.proxy.clone().handle(self.request(Method::POST, Bytes::from(body), Some(&up))).await;
+            let resp = self
+                .proxy
+                .clone()
+                .handle(self.request_as(Method::POST, Bytes::from(body), Some(&up), client.as_deref()))
+                .await;
             let status = resp.status();
+            // A refused credential reaches the client as such, challenge included — never as an
+            // empty success.
+            if let Some(r) = refusal(&resp) {
+                return Err(CallError::refused(&self.name, r));
+            }
             let (events_tx, events) = mpsc::unbounded_channel();
             let (response_tx, response) = oneshot::channel();
             let proxy = self.proxy.clone();

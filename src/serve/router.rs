@@ -137,9 +137,11 @@ impl Router {
             let call = b.link.call(if shared { None } else { Some(client) }, method, params).await?;
             let resp = tokio::time::timeout(b.cfg.timeout, call.response)
                 .await
-                .map_err(|_| CallError {
-                    code: crate::jsonrpc::codes::UPSTREAM_TIMEOUT,
-                    message: format!("server {} did not list its {kind} within {:?}", b.cfg.name, b.cfg.timeout),
+                .map_err(|_| {
+                    CallError::new(
+                        crate::jsonrpc::codes::UPSTREAM_TIMEOUT,
+                        format!("server {} did not list its {kind} within {:?}", b.cfg.name, b.cfg.timeout),
+                    )
                 })?
                 .map_err(|_| CallError::unavailable(&b.cfg.name, "the call was dropped"))?;
             let Some(result) = resp.get("result") else {
@@ -148,14 +150,14 @@ impl Router {
                 if e.get("code").and_then(Value::as_i64) == Some(-32601) {
                     break;
                 }
-                return Err(CallError {
-                    code: e.get("code").and_then(Value::as_i64).unwrap_or(-32603),
-                    message: format!(
+                return Err(CallError::new(
+                    e.get("code").and_then(Value::as_i64).unwrap_or(-32603),
+                    format!(
                         "server {}: {}",
                         b.cfg.name,
                         e.get("message").and_then(Value::as_str).unwrap_or("listing failed")
                     ),
-                });
+                ));
             };
             if let Some(ms) = result.get("ttlMs").and_then(Value::as_u64) {
                 ttl = Duration::from_millis(ms);
@@ -183,15 +185,19 @@ impl Router {
         let view = &client.upstream.view;
         let mut out = Vec::new();
         let mut seen: HashMap<String, String> = HashMap::new();
-        for b in self.visible(view) {
+        let visible = self.visible(view);
+        let alone = visible.len() == 1;
+        for b in visible {
             if !has_capability(&*b.link, method) {
                 continue;
             }
             let items = match self.listing(&b, method, kind, client).await {
                 Ok(items) => items,
-                Err(e) if matches!(view, View::One(_)) => return error(e.code, e.message),
+                // A lone server's failure is the listing's: never an empty success.
+                Err(e) if alone => return e.to_answer(),
                 Err(e) => {
-                    // One server down does not empty everyone's listing.
+                    // One server down does not empty everyone's listing (it is left out, logged,
+                    // and /readyz reports it).
                     tracing::warn!(server = %b.cfg.name, "listing {kind} failed: {e}");
                     continue;
                 }
@@ -379,7 +385,7 @@ impl Router {
         let Some(b) = target else { return Routed::Answer(error(-32602, "no server to route this to")) };
         match b.link.call(Some(client), method, params).await {
             Ok(call) => Routed::Call { backend: b.cfg.name.clone(), call, timeout: b.cfg.timeout },
-            Err(e) => Routed::Answer(error(e.code, e.message)),
+            Err(e) => Routed::Answer(e.to_answer()),
         }
     }
 

@@ -27,6 +27,8 @@ pub struct Client {
     next_id: AtomicU64,
     /// Resource URIs the client subscribed to.
     pub subscriptions: Mutex<HashSet<String>>,
+    /// The client's own bearer token, as last sent (for servers that take the caller's token).
+    bearer: Mutex<Option<http::HeaderValue>>,
 }
 
 impl Client {
@@ -40,7 +42,21 @@ impl Client {
             waiting: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             subscriptions: Mutex::new(HashSet::new()),
+            bearer: Mutex::new(None),
         }
+    }
+
+    /// Remembers the `Authorization` of the client's latest request (it may refresh it).
+    pub fn set_bearer(&self, value: Option<&http::HeaderValue>) {
+        if let Some(v) = value {
+            let mut v = v.clone();
+            v.set_sensitive(true);
+            *self.bearer.lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
+        }
+    }
+
+    pub fn bearer(&self) -> Option<http::HeaderValue> {
+        self.bearer.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn capability(&self, name: &str) -> bool {

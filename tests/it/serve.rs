@@ -318,3 +318,66 @@ async fn stream_prefix(url: &str, headers: &[(&str, &str)], limit: Duration) -> 
     }
     out
 }
+
+/// An upstream that refuses (401) reaches the client as an error keeping its challenge — on one
+/// server's own endpoint as the HTTP status and `WWW-Authenticate` it sent — never as an empty
+/// success. The caller's own token goes to the server that opted in, and to no other.
+#[tokio::test]
+async fn refusals_keep_their_challenge_and_the_callers_token_goes_only_where_allowed() {
+    use crate::idp::{idp, protected, seen};
+    let provider = idp(&[], 3600).await;
+    let a = protected(&provider.url, &[]).await;
+    let b = protected(&provider.url, &[]).await;
+    let dir = tempdir("serve-refusals");
+    let config = dir.join("mcpgate.json");
+    write_config(&config, json!({"a": {"url": a.url, "forwardClientToken": true}, "b": {"url": b.url}}));
+    let gw = serve(&config).await;
+    // The caller's token, for a (client credentials at the provider).
+    let form = format!("grant_type=client_credentials&resource={}", crate::harness::urlencode(&a.url));
+    let auth = format!(
+        "Basic {}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "mcpgate-m2m:m2m-secret")
+    );
+    let t = request(
+        "POST",
+        &format!("{}/token", provider.url),
+        &[("content-type", "application/x-www-form-urlencoded"), ("authorization", &auth)],
+        &form,
+    )
+    .await;
+    let token = t.json()["access_token"].as_str().unwrap_or_else(|| panic!("{}", t.body)).to_owned();
+    let bearer = format!("Bearer {token}");
+    let sid = open_session(&gw.url, &[("authorization", &bearer)]).await;
+    let r = call(
+        &gw.url,
+        &sid,
+        &[("authorization", &bearer)],
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"a__whoami","arguments":{}}}"#,
+    )
+    .await
+    .message();
+    let who: Value = serde_json::from_str(
+        r["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("{r}\n{}", gw.output())),
+    )
+    .unwrap();
+    assert_eq!((who["aud"].as_str(), who["client_id"].as_str()), (Some(a.url.as_str()), Some("mcpgate-m2m")));
+    let r = call(
+        &gw.url,
+        &sid,
+        &[("authorization", &bearer)],
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"b__whoami","arguments":{}}}"#,
+    )
+    .await
+    .message();
+    assert_eq!(r["error"]["code"], -32004, "{r}");
+    assert_eq!(r["error"]["data"]["status"], 401, "{r}");
+    assert!(r["error"]["data"]["wwwAuthenticate"].as_str().unwrap().contains("resource_metadata"), "{r}");
+    assert!(seen(&b).await.is_empty(), "b never saw the caller's token: {:?}", seen(&b).await);
+    // b's own endpoint: its 401 and challenge as they were.
+    let one = gw.url.replace("/mcp", "/servers/b/mcp");
+    let sid = open_session(&one, &[]).await;
+    let r = call(&one, &sid, &[], r#"{"jsonrpc":"2.0","id":4,"method":"tools/list"}"#).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let challenge = r.header("www-authenticate").expect("the challenge");
+    assert!(challenge.contains("resource_metadata") && challenge.contains(&b.url.replace("/mcp", "")), "{challenge}");
+}
