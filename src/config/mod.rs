@@ -94,6 +94,30 @@ pub enum Credential {
     Env(String),
     File(PathBuf),
     Command(String),
+    OAuth(OAuth),
+}
+
+/// OAuth / OpenID Connect for one server: client credentials for machines, or the tokens a
+/// `mcpgate login` stored (a gateway opens no browser: the sign-in URL goes to its log).
+#[derive(Clone, PartialEq, Eq)]
+pub struct OAuth {
+    pub issuer: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub scopes: Option<String>,
+    pub resource: Option<String>,
+    pub client_credentials: bool,
+}
+
+impl std::fmt::Debug for OAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuth")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
+            .field("client_credentials", &self.client_credentials)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -429,18 +429,50 @@ fn tool_filter(c: &mut Check, node: &Node, path: &str) -> ToolFilter {
 }
 
 fn credential(c: &mut Check, node: &Node, path: &str) -> Option<Credential> {
-    let members = c.object(node, path, &["bearerEnv", "bearerFile", "tokenCommand"], &[])?;
+    let members = c.object(node, path, &["bearerEnv", "bearerFile", "tokenCommand", "oauth"], &[])?;
     if members.len() != 1 {
-        c.fail(path, node.pos, "names exactly one of bearerEnv, bearerFile, tokenCommand");
+        c.fail(path, node.pos, "names exactly one of bearerEnv, bearerFile, tokenCommand, oauth");
         return None;
     }
     let (key, _, n) = &members[0];
+    if key == "oauth" {
+        return oauth(c, n, &join(path, key)).map(Credential::OAuth);
+    }
     let v = c.string(n, &join(path, key))?;
     Some(match key.as_str() {
         "bearerEnv" => Credential::Env(v),
         "bearerFile" => Credential::File(PathBuf::from(v)),
         _ => Credential::Command(v),
     })
+}
+
+fn oauth(c: &mut Check, node: &Node, path: &str) -> Option<OAuth> {
+    let members = c.object(node, path, &["issuer", "clientId", "clientSecret", "scopes", "resource", "grant"], &[])?;
+    let before = c.problems.len();
+    let text = |c: &mut Check, k: &str| get(members, k).and_then(|n| c.string(n, &join(path, k)));
+    let issuer = text(c, "issuer");
+    if let (Some(i), Some(n)) = (&issuer, get(members, "issuer")) {
+        if let Err(e) = crate::upstream::parse_url(i) {
+            c.fail(&join(path, "issuer"), n.pos, e);
+        }
+    }
+    let client_id = text(c, "clientId");
+    let client_secret = text(c, "clientSecret");
+    let scopes = text(c, "scopes");
+    let resource = text(c, "resource");
+    let client_credentials = match (text(c, "grant").as_deref(), get(members, "grant")) {
+        (None, _) | (Some("authorization-code"), _) => false,
+        (Some("client-credentials"), _) => true,
+        (Some(other), Some(n)) => {
+            c.fail(&join(path, "grant"), n.pos, format!("{other:?} is not a grant (use \"client-credentials\" or \"authorization-code\")"));
+            false
+        }
+        (Some(_), None) => false,
+    };
+    if client_credentials && client_id.is_none() {
+        c.fail(path, node.pos, "client credentials need a clientId");
+    }
+    (c.problems.len() == before).then_some(OAuth { issuer, client_id, client_secret, scopes, resource, client_credentials })
 }
 
 fn restart(c: &mut Check, node: &Node, path: &str) -> Restart {

@@ -140,6 +140,7 @@ pub(crate) async fn start_backend(
             let credential = server.credential.as_ref().map(|c| match c {
                 config::Credential::Env(v) => crate::credentials::Source::Env(v.clone()),
                 config::Credential::File(p) => crate::credentials::Source::File(p.clone()),
+                config::Credential::OAuth(o) => crate::credentials::Source::OAuth(Box::new(oauth_config(o, url, server.timeout))),
                 config::Credential::Command(c) => {
                     crate::credentials::Source::Command(crate::credentials::CommandSpec {
                         command: c.clone(),
@@ -165,6 +166,32 @@ pub(crate) async fn start_backend(
                 .map_err(|e| e.to_string())?;
             Ok(remote::RemoteLink::start(&server.name, proxy, server.forward_client_token, tx))
         }
+    }
+}
+
+/// The OAuth client of one server: the user's credential store (where `mcpgate login` puts
+/// tokens), no browser (the sign-in URL, if one is needed, goes to the log).
+fn oauth_config(o: &config::OAuth, url: &http::Uri, timeout: Duration) -> crate::oauth_client::Config {
+    use crate::oauth_client::{Browser, GrantKind, IdentityProvider};
+    crate::oauth_client::Config {
+        server: url.clone(),
+        issuer: o.issuer.clone(),
+        client_id: o.client_id.clone(),
+        client_secret: o.client_secret.clone(),
+        auth_method: None,
+        client_metadata_url: None,
+        private_key: None,
+        signing_alg: None,
+        scopes: o.scopes.clone(),
+        redirect_url: None,
+        resource: o.resource.clone(),
+        grant: if o.client_credentials { GrantKind::ClientCredentials } else { GrantKind::AuthorizationCode },
+        idp: IdentityProvider::default(),
+        browser: Browser::Off,
+        login_timeout: Duration::from_secs(300),
+        store_dir: None,
+        timeout: timeout.min(Duration::from_secs(30)),
+        connect_timeout: Duration::from_secs(10),
     }
 }
 

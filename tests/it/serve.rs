@@ -330,7 +330,8 @@ async fn refusals_keep_their_challenge_and_the_callers_token_goes_only_where_all
     let b = protected(&provider.url, &[]).await;
     let dir = tempdir("serve-refusals");
     let config = dir.join("mcpgate.json");
-    write_config(&config, json!({"a": {"url": a.url, "forwardClientToken": true}, "b": {"url": b.url}}));
+    let m2m = json!({"oauth": {"clientId": "mcpgate-m2m", "clientSecret": "m2m-secret", "grant": "client-credentials"}});
+    write_config(&config, json!({"a": {"url": a.url, "forwardClientToken": true}, "b": {"url": b.url}, "c": {"url": a.url, "auth": m2m}}));
     let gw = serve(&config).await;
     // The caller's token, for a (client credentials at the provider).
     let form = format!("grant_type=client_credentials&resource={}", crate::harness::urlencode(&a.url));
@@ -373,6 +374,10 @@ async fn refusals_keep_their_challenge_and_the_callers_token_goes_only_where_all
     assert_eq!(r["error"]["data"]["status"], 401, "{r}");
     assert!(r["error"]["data"]["wwwAuthenticate"].as_str().unwrap().contains("resource_metadata"), "{r}");
     assert!(seen(&b).await.is_empty(), "b never saw the caller's token: {:?}", seen(&b).await);
+    // c: the same server, with the gateway's own client credentials instead.
+    let r = call(&gw.url, &sid, &[], r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"c__whoami","arguments":{}}}"#).await.message();
+    let who: Value = serde_json::from_str(r["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("{r}\n{}", gw.output()))).unwrap();
+    assert_eq!(who["client_id"], "mcpgate-m2m");
     // b's own endpoint: its 401 and challenge as they were.
     let one = gw.url.replace("/mcp", "/servers/b/mcp");
     let sid = open_session(&one, &[]).await;
