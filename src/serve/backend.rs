@@ -22,6 +22,8 @@ pub struct Call {
     pub events: mpsc::UnboundedReceiver<Event>,
     /// The JSON-RPC response (its `id` is replaced with the client's by the router).
     pub response: oneshot::Receiver<Value>,
+    /// The id the server knows the call by (for `notifications/cancelled`).
+    pub upstream_id: Value,
 }
 
 /// Something a server sent outside any call.

@@ -371,15 +371,22 @@ impl Link for ChildLink {
                 },
             );
             conn.write(&json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}));
-            Ok(Call { events, response })
+            Ok(Call { events, response, upstream_id: id })
         })();
         Box::pin(std::future::ready(result))
     }
 
     fn notify(&self, _client: &Arc<Session<Client>>, method: &str, params: Value) {
-        if let Some(conn) = self.conn() {
-            conn.write(&json!({"jsonrpc":"2.0","method":method,"params":params}));
+        let Some(conn) = self.conn() else { return };
+        if method == "notifications/cancelled" {
+            // The server need not answer a cancelled request: the call ends here.
+            if let Some(id) = params.get("requestId") {
+                let key = id.to_string();
+                conn.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                conn.tokens.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, v| *v != key);
+            }
         }
+        conn.write(&json!({"jsonrpc":"2.0","method":method,"params":params}));
     }
 
     fn info(&self) -> Option<ServerInfo> {

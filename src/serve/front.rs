@@ -170,6 +170,17 @@ impl Gateway {
                     b.link.notify(session, method, params.clone());
                 }
             }
+            // To the server running the call, under the id it knows the call by.
+            "notifications/cancelled" => {
+                let Some(request) = params.get("requestId") else { return };
+                if let Some((backend, upstream_id)) = session.upstream.untrack(request) {
+                    if let Some(b) = self.router.backend(&backend) {
+                        let mut p = params.clone();
+                        p["requestId"] = upstream_id;
+                        b.link.notify(session, method, p);
+                    }
+                }
+            }
             other => tracing::debug!(session = session.label(), "notification {other} not forwarded"),
         }
     }
@@ -210,6 +221,7 @@ impl Gateway {
                 reply(answer)
             }
             Routed::Call { backend, call, timeout } => {
+                session.upstream.track(&id, &backend, call.upstream_id.clone());
                 let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
                 let session = session.clone();
                 let gateway = self.clone();
@@ -249,6 +261,7 @@ impl Gateway {
                         }
                     };
                     gateway.metrics.record(&backend, &method, outcome(&answer), started.elapsed());
+                    session.upstream.untrack(&id);
                     let reply = with_id(answer, &id);
                     let _ = tx.send(sse::encode(reply.to_string().as_bytes(), None));
                 });

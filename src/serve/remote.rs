@@ -343,6 +343,7 @@ impl Link for RemoteLink {
             };
             let up = self.open(&key, &init, client.as_deref()).await?;
             let id = format!("mcpgate-{}", self.next.fetch_add(1, Ordering::Relaxed));
+            let upstream_id = id.clone();
             let body = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}).to_string();
             let resp = self
                 .proxy
@@ -391,7 +392,7 @@ impl Link for RemoteLink {
                     let _ = tx.send(err);
                 }
             });
-            Ok(Call { events, response })
+            Ok(Call { events, response, upstream_id: Value::String(upstream_id) })
         })
     }
 

@@ -29,6 +29,8 @@ pub struct Client {
     pub subscriptions: Mutex<HashSet<String>>,
     /// The client's own bearer token, as last sent (for servers that take the caller's token).
     bearer: Mutex<Option<http::HeaderValue>>,
+    /// Calls in flight, by the client's request id (as JSON text): the server and its id there.
+    in_flight: Mutex<HashMap<String, (String, Value)>>,
 }
 
 impl Client {
@@ -43,7 +45,16 @@ impl Client {
             next_id: AtomicU64::new(1),
             subscriptions: Mutex::new(HashSet::new()),
             bearer: Mutex::new(None),
+            in_flight: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub fn track(&self, client_id: &Value, backend: &str, upstream_id: Value) {
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(client_id.to_string(), (backend.to_owned(), upstream_id));
+    }
+
+    pub fn untrack(&self, client_id: &Value) -> Option<(String, Value)> {
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&client_id.to_string())
     }
 
     /// Remembers the `Authorization` of the client's latest request (it may refresh it).

@@ -386,3 +386,27 @@ async fn refusals_keep_their_challenge_and_the_callers_token_goes_only_where_all
     let challenge = r.header("www-authenticate").expect("the challenge");
     assert!(challenge.contains("resource_metadata") && challenge.contains(&b.url.replace("/mcp", "")), "{challenge}");
 }
+
+/// A client's `notifications/cancelled` reaches the server running the call, under the id the
+/// server knows it by, and the call ends at once; the server goes on serving.
+#[tokio::test]
+async fn a_cancelled_call_ends_at_once() {
+    let t = three("serve-cancel", json!({})).await;
+    let url = t.gw.url.clone();
+    let sid = open_session(&url, &[]).await;
+    let slow = {
+        let (url, sid) = (url.clone(), sid.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let body = r#"{"jsonrpc":"2.0","id":"slow-1","method":"tools/call","params":{"name":"local__trigger-long-running-operation","arguments":{"duration":20,"steps":20}}}"#;
+            let r = call(&url, &sid, &[], body).await;
+            (r.body, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let r = call(&url, &sid, &[], r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"slow-1","reason":"the user gave up"}}"#).await;
+    assert_eq!(r.status, 202);
+    let (_, took) = slow.await.unwrap();
+    assert!(took < Duration::from_secs(5), "the call ended at the cancellation, not at the tool's end ({took:?})");
+    assert_eq!(call_text(&url, &sid, "local__echo", json!({"message":"after"})).await["result"]["content"][0]["text"], "Echo: after");
+}
