@@ -464,7 +464,11 @@ fn oauth(c: &mut Check, node: &Node, path: &str) -> Option<OAuth> {
         (None, _) | (Some("authorization-code"), _) => false,
         (Some("client-credentials"), _) => true,
         (Some(other), Some(n)) => {
-            c.fail(&join(path, "grant"), n.pos, format!("{other:?} is not a grant (use \"client-credentials\" or \"authorization-code\")"));
+            c.fail(
+                &join(path, "grant"),
+                n.pos,
+                format!("{other:?} is not a grant (use \"client-credentials\" or \"authorization-code\")"),
+            );
             false
         }
         (Some(_), None) => false,
@@ -472,7 +476,14 @@ fn oauth(c: &mut Check, node: &Node, path: &str) -> Option<OAuth> {
     if client_credentials && client_id.is_none() {
         c.fail(path, node.pos, "client credentials need a clientId");
     }
-    (c.problems.len() == before).then_some(OAuth { issuer, client_id, client_secret, scopes, resource, client_credentials })
+    (c.problems.len() == before).then_some(OAuth {
+        issuer,
+        client_id,
+        client_secret,
+        scopes,
+        resource,
+        client_credentials,
+    })
 }
 
 fn restart(c: &mut Check, node: &Node, path: &str) -> Restart {

@@ -140,7 +140,9 @@ pub(crate) async fn start_backend(
             let credential = server.credential.as_ref().map(|c| match c {
                 config::Credential::Env(v) => crate::credentials::Source::Env(v.clone()),
                 config::Credential::File(p) => crate::credentials::Source::File(p.clone()),
-                config::Credential::OAuth(o) => crate::credentials::Source::OAuth(Box::new(oauth_config(o, url, server.timeout))),
+                config::Credential::OAuth(o) => {
+                    crate::credentials::Source::OAuth(Box::new(oauth_config(o, url, server.timeout)))
+                }
                 config::Credential::Command(c) => {
                     crate::credentials::Source::Command(crate::credentials::CommandSpec {
                         command: c.clone(),
@@ -212,6 +214,11 @@ async fn dispatch(gateway: Arc<Gateway>, mut rx: mpsc::UnboundedReceiver<Unsolic
         };
         if !kinds.is_empty() {
             gateway.router.invalidate(&u.backend, kinds);
+            if u.session.is_none() && kinds.contains(&"tools") {
+                // A server came, went or changed its tools: report names that must be left out.
+                let g = gateway.clone();
+                tokio::spawn(async move { g.router.check_names().await });
+            }
             // A server-wide fact: told once to everyone who sees the server (a client's own
             // upstream session reports it too, but the gateway's session already did).
             if u.session.is_none() {

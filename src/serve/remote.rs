@@ -179,6 +179,19 @@ impl RemoteLink {
         if key.is_empty() {
             *self.state.lock().unwrap_or_else(|p| p.into_inner()) = (Health::Ready, Some(info));
             tracing::info!(server = %self.name, "remote server ready");
+            // Clients' listings change: a server came.
+            for method in [
+                "notifications/tools/list_changed",
+                "notifications/prompts/list_changed",
+                "notifications/resources/list_changed",
+            ] {
+                let _ = self.unsolicited.send(Unsolicited {
+                    backend: self.name.clone(),
+                    session: None,
+                    message: json!({"jsonrpc":"2.0","method":method}),
+                    reply: None,
+                });
+            }
         }
         self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_owned(), up.clone());
         tokio::spawn(listen(

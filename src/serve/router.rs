@@ -115,7 +115,7 @@ impl Router {
         b: &Backend,
         method: &str,
         kind: &'static str,
-        client: &Arc<Session<Client>>,
+        client: Option<&Arc<Session<Client>>>,
     ) -> Result<Vec<Value>, CallError> {
         let shared = !b.cfg.forward_client_token;
         if shared {
@@ -134,7 +134,7 @@ impl Router {
                 Some(c) => json!({"cursor": c}),
                 None => json!({}),
             };
-            let call = b.link.call(if shared { None } else { Some(client) }, method, params).await?;
+            let call = b.link.call(if shared { None } else { client }, method, params).await?;
             let resp = tokio::time::timeout(b.cfg.timeout, call.response)
                 .await
                 .map_err(|_| {
@@ -159,8 +159,12 @@ impl Router {
                     ),
                 ));
             };
+            // The modern era's own cache hints win: a lifetime, and whether a listing may be shared.
             if let Some(ms) = result.get("ttlMs").and_then(Value::as_u64) {
                 ttl = Duration::from_millis(ms);
+            }
+            if result.get("cacheScope").and_then(Value::as_str) == Some("private") {
+                ttl = Duration::ZERO;
             }
             items.extend(result.get(kind).and_then(Value::as_array).cloned().unwrap_or_default());
             cursor = result.get("nextCursor").filter(|c| !c.is_null()).cloned();
@@ -179,22 +183,42 @@ impl Router {
 
     /// The merged listing a client sees: names prefixed, filtered, checked, deduplicated.
     pub async fn merged(&self, client: &Arc<Session<Client>>, method: &str) -> Value {
+        let (answer, problems) = self.merge(&client.upstream.view, Some(client), method).await;
+        for p in problems {
+            tracing::debug!("{p}");
+        }
+        answer
+    }
+
+    /// Lists every server's tools and prompts as the merged endpoint shows them and reports the
+    /// names it must leave out (invalid, or colliding): at start, when a server comes or changes,
+    /// after a reload — not at every client's listing.
+    pub async fn check_names(&self) {
+        for method in ["tools/list", "prompts/list"] {
+            let (_, problems) = self.merge(&View::All, None, method).await;
+            for p in problems {
+                tracing::warn!("{p}");
+            }
+        }
+    }
+
+    async fn merge(&self, view: &View, client: Option<&Arc<Session<Client>>>, method: &str) -> (Value, Vec<String>) {
         let Some((_, kind)) = LISTINGS.iter().find(|(m, _)| *m == method) else {
-            return error(-32601, "unknown listing");
+            return (error(-32601, "unknown listing"), Vec::new());
         };
-        let view = &client.upstream.view;
         let mut out = Vec::new();
+        let mut problems = Vec::new();
         let mut seen: HashMap<String, String> = HashMap::new();
         let visible = self.visible(view);
         let alone = visible.len() == 1;
         for b in visible {
-            if !has_capability(&*b.link, method) {
+            if !has_capability(&*b.link, method) || (client.is_none() && b.cfg.forward_client_token) {
                 continue;
             }
             let items = match self.listing(&b, method, kind, client).await {
                 Ok(items) => items,
                 // A lone server's failure is the listing's: never an empty success.
-                Err(e) if alone => return e.to_answer(),
+                Err(e) if alone => return (e.to_answer(), problems),
                 Err(e) => {
                     // One server down does not empty everyone's listing (it is left out, logged,
                     // and /readyz reports it).
@@ -211,11 +235,14 @@ impl Router {
                     }
                     let full = format!("{prefix}{name}");
                     if !config::valid_name(&full) {
-                        tracing::warn!(server = %b.cfg.name, "{kind} {full:?} is not a valid name (1-128 of A-Z a-z 0-9 _ - . /); left out");
+                        problems.push(format!(
+                            "server {}: {kind} {full:?} is not a valid name (1-128 of A-Z a-z 0-9 _ - . /); left out",
+                            b.cfg.name
+                        ));
                         continue;
                     }
                     if let Some(other) = seen.get(&full) {
-                        tracing::warn!(server = %b.cfg.name, "{kind} {full:?} is also offered by {other}; left out (set a prefix)");
+                        problems.push(format!("server {}: {kind} {full:?} is also offered by {other}; left out (give one of them a prefix)", b.cfg.name));
                         continue;
                     }
                     seen.insert(full.clone(), b.cfg.name.clone());
@@ -224,7 +251,7 @@ impl Router {
                 out.push(item);
             }
         }
-        json!({"result": {*kind: out}})
+        (json!({"result": {*kind: out}}), problems)
     }
 
     /// The server owning a prefixed tool or prompt name, and the name it knows.
@@ -250,7 +277,7 @@ impl Router {
             return visible.into_iter().next();
         }
         for b in &visible {
-            if let Ok(items) = self.listing(b, "resources/list", "resources", client).await
+            if let Ok(items) = self.listing(b, "resources/list", "resources", Some(client)).await
                 && items.iter().any(|r| r.get("uri").and_then(Value::as_str) == Some(uri))
             {
                 return Some(b.clone());
@@ -258,7 +285,7 @@ impl Router {
         }
         let mut best: Option<(Arc<Backend>, usize)> = None;
         for b in &visible {
-            if let Ok(items) = self.listing(b, "resources/templates/list", "resourceTemplates", client).await {
+            if let Ok(items) = self.listing(b, "resources/templates/list", "resourceTemplates", Some(client)).await {
                 for t in items {
                     let Some(template) = t.get("uriTemplate").and_then(Value::as_str) else { continue };
                     let fixed = template.split('{').next().unwrap_or("");

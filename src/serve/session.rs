@@ -50,7 +50,10 @@ impl Client {
     }
 
     pub fn track(&self, client_id: &Value, backend: &str, upstream_id: Value) {
-        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(client_id.to_string(), (backend.to_owned(), upstream_id));
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(client_id.to_string(), (backend.to_owned(), upstream_id));
     }
 
     pub fn untrack(&self, client_id: &Value) -> Option<(String, Value)> {

@@ -330,8 +330,12 @@ async fn refusals_keep_their_challenge_and_the_callers_token_goes_only_where_all
     let b = protected(&provider.url, &[]).await;
     let dir = tempdir("serve-refusals");
     let config = dir.join("mcpgate.json");
-    let m2m = json!({"oauth": {"clientId": "mcpgate-m2m", "clientSecret": "m2m-secret", "grant": "client-credentials"}});
-    write_config(&config, json!({"a": {"url": a.url, "forwardClientToken": true}, "b": {"url": b.url}, "c": {"url": a.url, "auth": m2m}}));
+    let m2m =
+        json!({"oauth": {"clientId": "mcpgate-m2m", "clientSecret": "m2m-secret", "grant": "client-credentials"}});
+    write_config(
+        &config,
+        json!({"a": {"url": a.url, "forwardClientToken": true}, "b": {"url": b.url}, "c": {"url": a.url, "auth": m2m}}),
+    );
     let gw = serve(&config).await;
     // The caller's token, for a (client credentials at the provider).
     let form = format!("grant_type=client_credentials&resource={}", crate::harness::urlencode(&a.url));
@@ -375,8 +379,18 @@ async fn refusals_keep_their_challenge_and_the_callers_token_goes_only_where_all
     assert!(r["error"]["data"]["wwwAuthenticate"].as_str().unwrap().contains("resource_metadata"), "{r}");
     assert!(seen(&b).await.is_empty(), "b never saw the caller's token: {:?}", seen(&b).await);
     // c: the same server, with the gateway's own client credentials instead.
-    let r = call(&gw.url, &sid, &[], r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"c__whoami","arguments":{}}}"#).await.message();
-    let who: Value = serde_json::from_str(r["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("{r}\n{}", gw.output()))).unwrap();
+    let r = call(
+        &gw.url,
+        &sid,
+        &[],
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"c__whoami","arguments":{}}}"#,
+    )
+    .await
+    .message();
+    let who: Value = serde_json::from_str(
+        r["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("{r}\n{}", gw.output())),
+    )
+    .unwrap();
     assert_eq!(who["client_id"], "mcpgate-m2m");
     // b's own endpoint: its 401 and challenge as they were.
     let one = gw.url.replace("/mcp", "/servers/b/mcp");
@@ -408,5 +422,29 @@ async fn a_cancelled_call_ends_at_once() {
     assert_eq!(r.status, 202);
     let (_, took) = slow.await.unwrap();
     assert!(took < Duration::from_secs(5), "the call ended at the cancellation, not at the tool's end ({took:?})");
-    assert_eq!(call_text(&url, &sid, "local__echo", json!({"message":"after"})).await["result"]["content"][0]["text"], "Echo: after");
+    assert_eq!(
+        call_text(&url, &sid, "local__echo", json!({"message":"after"})).await["result"]["content"][0]["text"],
+        "Echo: after"
+    );
+}
+
+/// Names the spec does not allow (here: longer than 128 characters once prefixed) are left out
+/// of the listing and reported in the log when the server comes up, not at every listing.
+#[tokio::test]
+async fn names_that_cannot_be_offered_are_reported_at_load() {
+    let dir = tempdir("serve-names");
+    let mut local = stdio_everything(&dir);
+    let prefix = "p".repeat(110);
+    local["prefix"] = json!(prefix);
+    let config = dir.join("mcpgate.json");
+    write_config(&config, json!({"local": local}));
+    let gw = serve(&config).await;
+    let reported =
+        crate::harness::eventually(Duration::from_secs(20), || gw.output().contains("is not a valid name")).await;
+    assert!(reported, "{}", gw.output());
+    assert!(gw.output().contains("trigger-long-running-operation"), "the name is given: {}", gw.output());
+    let sid = open_session(&gw.url, &[]).await;
+    let names = tool_names(&gw.url, &sid).await;
+    assert!(names.contains(&format!("{prefix}__echo")), "{names:?}");
+    assert!(names.iter().all(|n| n.len() <= 128), "{names:?}");
 }
