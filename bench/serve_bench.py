@@ -376,7 +376,7 @@ function init(args)
   for k, b in ipairs(bodies) do reqs[k] = wrk.format("POST", nil, headers, b) end
 end
 function request()
-  i = i %% #reqs + 1
+  i = i % #reqs + 1
   return reqs[i]
 end
 '''

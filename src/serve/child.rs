@@ -212,7 +212,9 @@ impl ChildLink {
             s.info = None;
         });
         conn.fail_all(&format!("server {} {how}", self.name));
-        self.announce_change();
+        if !self.stop.is_cancelled() {
+            self.announce_change();
+        }
         Ok(how)
     }
 

@@ -1,7 +1,8 @@
 //! A minimal MCP server for the benchmarks, fast enough not to be the bottleneck. Two modes:
 //!
 //! - `echo-upstream 127.0.0.1:PORT`: Streamable HTTP on POST /mcp, JSON replies, any session id
-//!   accepted, no logging. `initialize` → a result and an `Mcp-Session-Id`; notifications → 202.
+//!   accepted, no logging. `initialize` → a result and an `Mcp-Session-Id`; notifications → 202;
+//!   DELETE (a client ending its session) → 200; GET (a stream for server-initiated messages) → 405.
 //! - `echo-upstream --stdio`: newline-delimited JSON-RPC on stdin/stdout (one message a line),
 //!   answers written in order and flushed whenever no further input is already buffered, so a
 //!   client that pipelines many requests gets them batched. Notifications and answers to
@@ -18,7 +19,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
@@ -45,6 +46,16 @@ fn answer(msg: &Value) -> Option<Value> {
 }
 
 async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    // No server-initiated stream (GET → 405, as the spec allows); a client ending its session → 200.
+    match *req.method() {
+        Method::POST => {}
+        Method::DELETE => return Ok(status(StatusCode::OK)),
+        _ => {
+            let mut r = status(StatusCode::METHOD_NOT_ALLOWED);
+            r.headers_mut().insert("allow", "POST, DELETE".parse().unwrap());
+            return Ok(r);
+        }
+    }
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return Ok(status(StatusCode::BAD_REQUEST)),
