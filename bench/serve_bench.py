@@ -132,13 +132,42 @@ def cpu_busy_s():
     return (sum(f[:8]) - f[3] - f[4]) / TICK  # minus idle and iowait
 
 
-def proc_cpu_s(pid):
+def proc_cpu_s(pid, reaped=False):
+    """utime + stime of a process (all its threads); with `reaped`, also of the children it has waited for."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             st = f.read().rsplit(")", 1)[1].split()
-        return (int(st[11]) + int(st[12])) / TICK
+        return (int(st[11]) + int(st[12]) + ((int(st[13]) + int(st[14])) if reaped else 0)) / TICK
     except (OSError, IndexError, ValueError):
         return 0.0
+
+
+def all_cpu():
+    """{pid: (comm, CPU seconds)} for every process, for naming what else ran during a measurement."""
+    out = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    st = f.read()
+                rest = st.rsplit(")", 1)[1].split()
+                out[int(name)] = (st[st.index("(") + 1:st.rindex(")")], (int(rest[11]) + int(rest[12])) / TICK)
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def culprits(before, after, exclude, wall):
+    """The other processes that used the most CPU between two all_cpu() snapshots, as text."""
+    use = {}
+    for pid, (name, cpu) in after.items():
+        if pid in exclude:
+            continue
+        d = cpu - before.get(pid, (name, 0.0))[1]
+        if d > 0:
+            use[name] = use.get(name, 0.0) + d
+    top = sorted(use.items(), key=lambda kv: -kv[1])[:4]
+    return ", ".join(f"{n} {d / wall * 100:.0f}%" for n, d in top if d / wall >= 0.01) or "no single process"
 
 
 def status_kb(pid, field):
@@ -222,9 +251,15 @@ class Sampler(threading.Thread):
             self.stop.wait(self.interval)
 
     def cpu(self):
-        """{pid: CPU seconds} over the current tree, and which are gateway processes."""
+        """{pid: (own CPU seconds, CPU of the children it reaped)} over the current tree."""
         pids = self.rescan()
-        return {p: proc_cpu_s(p) for p in pids}
+        return {p: (proc_cpu_s(p), proc_cpu_s(p, reaped=True) - proc_cpu_s(p)) for p in pids}
+
+    def busy(self, seconds):
+        """Share of one core the tree used over `seconds` (to wait for a backlog to drain)."""
+        a = sum(x + y for x, y in self.cpu().values())
+        time.sleep(seconds)
+        return (sum(x + y for x, y in self.cpu().values()) - a) / seconds
 
     def hwm(self):
         """VmHWM (peak since exec) of the root, and summed over gateway processes and over upstream children."""
@@ -396,7 +431,7 @@ def lua_script(tmp, bodies, needle):
 
 def wrk(url, sid, conns, seconds, script):
     threads = min(conns, 2)
-    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--timeout", "5s", "--latency", "-s", script, url]
+    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--timeout", f"{max(5, seconds)}s", "--latency", "-s", script, url]
     try:
         p = subprocess.run(cmd, text=True, capture_output=True, env={**os.environ, "SID": sid}, timeout=seconds + 60)
     except subprocess.TimeoutExpired:
@@ -591,13 +626,56 @@ def own_cpu_s():
     return t.user + t.system + t.children_user + t.children_system
 
 
+def settle(ctx, sampler, label):
+    """Before a measurement: the target has drained what earlier runs left queued (its tree below 5% of a core),
+    and other processes are quiet (below half the allowed share); each bounded."""
+    if sampler:
+        deadline = time.monotonic() + 30
+        while sampler.busy(0.3) > 0.05 and time.monotonic() < deadline:
+            pass
+    args = ctx["args"]
+    if not args.max_interference:
+        return
+    deadline, waited = time.monotonic() + args.max_wait, False
+    while True:
+        exclude = own_pids(ctx, sampler)
+        busy0, own0, t0, cpu0 = cpu_busy_s(), own_cpu_s() + tree_cpu(ctx, sampler), time.monotonic(), all_cpu()
+        time.sleep(1)
+        wall = time.monotonic() - t0
+        others = (cpu_busy_s() - busy0) - (own_cpu_s() + tree_cpu(ctx, sampler) - own0)
+        share = max(0.0, others) / (wall * os.cpu_count())
+        if share <= args.max_interference / 2 or time.monotonic() > deadline:
+            if waited:
+                log(f"  {label}: machine quiet again ({share * 100:.0f}%)")
+            return
+        if not waited:
+            log(f"  {label}: waiting for other processes to quieten ({share * 100:.0f}% of the machine:"
+                f" {culprits(cpu0, all_cpu(), exclude, wall)})")
+            waited = True
+        time.sleep(2)
+
+
+def own_pids(ctx, sampler):
+    pids = {os.getpid(), ctx["upstream"].pid}
+    if sampler:
+        pids.update(sampler.pids)
+    return pids
+
+
+def tree_cpu(ctx, sampler):
+    cpu = sum(x + y for x, y in sampler.cpu().values()) if sampler else 0.0
+    return cpu + proc_cpu_s(ctx["upstream"].pid)
+
+
 def measure(ctx, sampler, url, sid, conns, script, label):
-    """One wrk run, redone (after 5 s) while other processes used more than the allowed share of the machine."""
+    """One wrk run, redone while other processes used more than the allowed share of the machine."""
     args = ctx["args"]
     best = None
     for attempt in range(1, args.retries + 2):
+        settle(ctx, sampler, label)
         cpu0 = sampler.cpu() if sampler else {}
         up0 = proc_cpu_s(ctx["upstream"].pid)
+        all0 = all_cpu()
         busy0, own0, t0 = cpu_busy_s(), own_cpu_s(), time.monotonic()
         r = wrk(url, sid, conns, args.duration, script)
         wall = time.monotonic() - t0
@@ -606,11 +684,13 @@ def measure(ctx, sampler, url, sid, conns, script, label):
         busy1, own1 = cpu_busy_s(), own_cpu_s()
         if "error" in r:
             return r
-        tree = sum(v - cpu0.get(p, 0.0) for p, v in cpu1.items())
-        gw = sum(v - cpu0.get(p, 0.0) for p, v in cpu1.items() if sampler.kinds.get(p) != "up")
-        ups = tree - gw
+        kind = lambda p: sampler.kinds.get(p) if sampler else None
+        d = {p: (v[0] - cpu0.get(p, (0.0, 0.0))[0], v[1] - cpu0.get(p, (0.0, 0.0))[1]) for p, v in cpu1.items()}
+        # The gateway's own processes; the upstream: echo-upstream children, and whatever the gateway reaped.
+        gw = sum(x for p, (x, _) in d.items() if kind(p) != "up")
+        ups = sum(x for p, (x, _) in d.items() if kind(p) == "up") + sum(y for y in (v[1] for v in d.values()))
         shared_up = up1 - up0 if ctx["upstream"].pid not in cpu1 else 0.0
-        others = max(0.0, (busy1 - busy0) - (own1 - own0) - tree - shared_up)
+        others = max(0.0, (busy1 - busy0) - (own1 - own0) - gw - ups - shared_up)
         share = others / max(wall * os.cpu_count(), 1e-9)
         r.update(attempt=attempt, others_share=share, wall=wall)
         if sampler:
@@ -618,15 +698,15 @@ def measure(ctx, sampler, url, sid, conns, script, label):
             r["up_cpu_us"] = (ups if ups > 0 else shared_up) * 1e6 / max(r["requests"], 1)
         elif shared_up:
             r["up_cpu_us"] = shared_up * 1e6 / max(r["requests"], 1)
+        if share > 0.02:
+            r["others"] = culprits(all0, all_cpu(), own_pids(ctx, sampler), wall)
         if best is None or share < best["others_share"]:
             best = r
         if not args.max_interference or share <= args.max_interference:
             return r
         ctx["discarded"] += 1
-        log(f"  {label}: discarded, other processes used {share * 100:.0f}% of the machine;"
-            f" {'retrying in 5 s' if attempt <= args.retries else 'keeping the least disturbed attempt'}")
-        if attempt <= args.retries:
-            time.sleep(5)
+        log(f"  {label}: discarded, other processes used {share * 100:.0f}% of the machine ({r.get('others')});"
+            f" {'measuring again' if attempt <= args.retries else 'keeping the least disturbed attempt'}")
     best["disturbed"] = True
     return best
 
@@ -756,7 +836,7 @@ def run_flags(r):
         if r.get(k):
             notes.append(f"{r[k]:,} {label}")
     if r.get("disturbed"):
-        notes.append(f"disturbed: others {r['others_share'] * 100:.0f}%")
+        notes.append(f"disturbed: others used {r['others_share'] * 100:.0f}% ({r.get('others', '?')})")
     return ", ".join(notes)
 
 
@@ -990,6 +1070,8 @@ def main():
                     help="redo a measurement during which other processes used more than this share of the machine's"
                          " CPU (default 0.1; 0 keeps every measurement)")
     ap.add_argument("--retries", type=int, default=3, help="redos per measurement at most (default 3)")
+    ap.add_argument("--max-wait", type=int, default=300,
+                    help="seconds to wait, before a measurement, for other processes to quieten (default 300)")
     args = ap.parse_args()
     started = time.strftime("%Y-%m-%d %H:%M %Z")
     load_before = " ".join(open("/proc/loadavg").read().split()[:3])

@@ -448,3 +448,25 @@ async fn names_that_cannot_be_offered_are_reported_at_load() {
     assert!(names.contains(&format!("{prefix}__echo")), "{names:?}");
     assert!(names.iter().all(|n| n.len() <= 128), "{names:?}");
 }
+
+/// The gateway's endpoint applies the front-end rules: a foreign Host or Origin is refused (DNS
+/// rebinding, web pages), an oversized body gets 413, an unknown session 404, no session 400.
+#[tokio::test]
+async fn the_front_refuses_foreign_hosts_origins_oversized_bodies_and_unknown_sessions() {
+    let dir = tempdir("serve-front");
+    let config = dir.join("mcpgate.json");
+    std::fs::write(&config, json!({"mcpgate": {"maxBody": 1024}, "mcpServers": {"local": stdio_everything(&dir)}}).to_string()).unwrap();
+    let gw = serve(&config).await;
+    let mut h = MCP_HEADERS.to_vec();
+    h.push(("host", "evil.example"));
+    assert_eq!(request("POST", &gw.url, &h, INITIALIZE).await.status, 403);
+    let mut h = MCP_HEADERS.to_vec();
+    h.push(("origin", "https://evil.example"));
+    assert_eq!(request("POST", &gw.url, &h, INITIALIZE).await.status, 403);
+    let big = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#, "x".repeat(4096));
+    assert_eq!(request("POST", &gw.url, MCP_HEADERS, &big).await.status, 413);
+    assert_eq!(request("POST", &gw.url, MCP_HEADERS, r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).await.status, 400);
+    let r = call(&gw.url, "0123456789abcdef0123456789abcdef", &[], r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(request("GET", &gw.url.replace("/mcp", "/servers/nobody/mcp"), &[], "").await.status, 404);
+}
