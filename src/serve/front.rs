@@ -121,6 +121,13 @@ impl Gateway {
         let id = msg.get("id").cloned();
         let method = msg.get("method").and_then(Value::as_str).map(str::to_owned);
         let params = msg.get("params").cloned().unwrap_or_else(|| json!({}));
+        // 2026-07-28: stateless; the standard headers must mirror the body.
+        let version = headers.get(crate::mcp::headers::PROTOCOL_VERSION).and_then(|v| v.to_str().ok());
+        match crate::mcp::era::era_of(version) {
+            Err(e) => return wire::error(&Error::new(Kind::BadRequest, e.to_string()), None),
+            Ok(crate::mcp::era::Era::Modern) => return self.modern_post(view, headers, &bytes, id, method, params).await,
+            Ok(crate::mcp::era::Era::Legacy) => {}
+        }
         if method.as_deref() == Some("initialize") {
             let version = params.get("protocolVersion").and_then(Value::as_str).unwrap_or("2025-03-26").to_owned();
             let session = match self.sessions.create(bytes.clone(), Client::new(view.clone(), params)) {
@@ -158,6 +165,43 @@ impl Gateway {
             (None, None) => wire::error(&Error::new(Kind::BadRequest, "not a JSON-RPC message"), None),
         };
         resp.headers_mut().insert(SESSION_ID, session.header.clone());
+        resp
+    }
+
+    async fn modern_post(
+        self: &Arc<Self>,
+        view: View,
+        headers: &HeaderMap,
+        bytes: &Bytes,
+        id: Option<Value>,
+        method: Option<String>,
+        params: Value,
+    ) -> Response<Body> {
+        let raw_id = id.as_ref().and_then(|i| serde_json::value::to_raw_value(i).ok());
+        if let Ok(payload) = crate::jsonrpc::Payload::parse(bytes) {
+            if let Some(msg) = payload.single() {
+                if let Err(e) = crate::mcp::headers::check_modern(headers, msg) {
+                    return wire::error(&Error::new(Kind::HeaderMismatch, e.to_string()), raw_id.as_deref());
+                }
+            }
+        }
+        let (Some(method), Some(id)) = (method, id) else {
+            // Notifications and responses have nothing to go to in a stateless exchange.
+            return accepted();
+        };
+        let started = Instant::now();
+        let reply = self.modern(view, &method, params).await;
+        self.metrics.record("gateway", &method, outcome(&reply.answer), started.elapsed());
+        if reply.events.is_empty() && !accepts_sse(headers) {
+            return json_reply(&Some(id), reply.answer);
+        }
+        let mut out = Vec::new();
+        for e in &reply.events {
+            out.extend_from_slice(&sse::encode(e.to_string().as_bytes(), None));
+        }
+        out.extend_from_slice(&sse::encode(with_id(reply.answer, &id).to_string().as_bytes(), None));
+        let mut resp = Response::new(body::full(out));
+        resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
         resp
     }
 

@@ -7,6 +7,7 @@ mod backend;
 mod child;
 mod front;
 mod metrics;
+mod modern;
 mod reload;
 mod remote;
 mod router;
@@ -48,6 +49,11 @@ pub struct Gateway {
     unsolicited: mpsc::UnboundedSender<Unsolicited>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
+    /// The session 2026-07-28 clients of each view share towards the servers, and the calls
+    /// waiting for their input.
+    modern_clients: std::sync::Mutex<std::collections::HashMap<View, Arc<crate::mcp::session::Session<Client>>>>,
+    sessions_modern: SessionTable<Client>,
+    parked: modern::Parked,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +81,9 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
         config_path: opts.config.clone(),
         unsolicited: tx.clone(),
         reloading: tokio::sync::Mutex::new(()),
+        modern_clients: Default::default(),
+        sessions_modern: SessionTable::default(),
+        parked: Default::default(),
     });
     for server in cfg.servers.iter().filter(|s| s.enabled) {
         match start_backend(server, &cfg, tx.clone(), shutdown.clone()).await {

@@ -1,16 +1,31 @@
 // A modern-era (2026-07-28) MCP client on the official v2 TypeScript SDK, driven by the Rust tests.
-// Usage: node modern-client.mjs URL   Prints one JSON object: { protocol, tools, echo }.
+// Usage: node modern-client.mjs URL [elicit]   Prints one JSON object: { protocol, tools, echo, elicit? }.
+// With `elicit`, it also calls server-everything's trigger-elicitation-request: the server's question
+// comes back as an input-required result, the client's handler answers it, and the retry carries the answer.
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 
 // `auto`: probe with server/discover, as a modern client does (the SDK's default is the 2025 handshake).
-const client = new Client({ name: 'mcpgate-modern-test-client', version: '1.0.0' }, { versionNegotiation: { mode: 'auto' } });
+const client = new Client(
+  { name: 'mcpgate-modern-test-client', version: '1.0.0' },
+  { versionNegotiation: { mode: 'auto' }, capabilities: { elicitation: { form: {} } } },
+);
+let asked = 0;
+client.setRequestHandler('elicitation/create', async () => {
+  asked += 1;
+  return { action: 'accept', content: { name: 'Grace Hopper', check: true, integer: 7 } };
+});
 const transport = new StreamableHTTPClientTransport(new URL(process.argv[2]));
 try {
   await client.connect(transport);
   const tools = (await client.listTools()).tools.map((t) => t.name);
   const echo = (await client.callTool({ name: 'echo', arguments: { message: 'modern through mcpgate' } })).content[0].text;
   const protocol = client.getNegotiatedProtocolVersion?.() ?? transport.protocolVersion ?? null;
-  process.stdout.write(JSON.stringify({ protocol, tools, echo }) + '\n');
+  const out = { protocol, tools, echo };
+  if (process.argv[3] === 'elicit') {
+    const r = await client.callTool({ name: 'trigger-elicitation-request', arguments: {} });
+    out.elicit = { asked, text: r.content.map((c) => c.text ?? '').join('\n') };
+  }
+  process.stdout.write(JSON.stringify(out) + '\n');
   process.exit(0);
 } catch (e) {
   process.stdout.write(JSON.stringify({ error: String(e?.stack ?? e) }) + '\n');

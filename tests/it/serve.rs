@@ -507,3 +507,30 @@ async fn reload_is_refused_from_beyond_loopback() {
     let near = request("POST", &format!("http://127.0.0.1:{port}/admin/reload"), &[], "").await;
     assert_eq!(near.status, 200, "{}", near.body);
 }
+
+/// A 2026-07-28 client (the official v2 SDK, probing with server/discover) through the gateway to a
+/// 2025 stdio server: stateless requests, and the server's elicitation as an input-required result
+/// answered in the client's retry.
+#[tokio::test]
+async fn a_modern_client_through_the_gateway_to_a_legacy_server() {
+    let dir = tempdir("serve-modern");
+    let config = dir.join("mcpgate.json");
+    write_config(&config, json!({"local": stdio_everything(&dir)}));
+    let gw = serve(&config).await;
+    let ready = until(Duration::from_secs(30), || async { request("GET", &format!("{}/readyz", base(&gw.url)), &[], "").await.status == 200 }).await;
+    assert!(ready);
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(node()).arg(repo().join("tests/clients/modern-client.mjs")).arg(&gw.url).arg("elicit").kill_on_drop(true).output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
+    assert!(out.status.success(), "{report}\n{}", gw.output());
+    assert_eq!(report["protocol"], "2026-07-28", "{report}");
+    assert!(report["tools"].as_array().unwrap().iter().any(|t| t == "trigger-elicitation-request"), "{report}");
+    assert_eq!(report["echo"], "Echo: modern through mcpgate");
+    assert_eq!(report["elicit"]["asked"], 1, "{report}");
+    assert!(report["elicit"]["text"].as_str().unwrap().contains("Grace Hopper"), "{report}");
+}

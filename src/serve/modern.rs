@@ -1,0 +1,222 @@
+//! 2026-07-28 ("modern") clients on the gateway's endpoints: stateless requests carrying the
+//! `_meta` envelope, `server/discover` instead of `initialize`, cacheable listings (`ttlMs`,
+//! `cacheScope`), and input-required results instead of server→client requests. Behind the
+//! gateway the servers speak 2025: a server's request to the client during a call (elicitation,
+//! sampling, roots) parks that call and answers the client with `input_required`, whose
+//! `requestState` names the parked call; the client's retry carries the answer, which goes to the
+//! server, and the call goes on.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use super::Gateway;
+use super::backend::{Call, Event};
+use super::router::{LISTINGS, Routed};
+use super::session::{Client, View};
+use crate::mcp::modern::{META_CAPABILITIES, META_CLIENT_INFO, META_LOG_LEVEL, META_SERVER_INFO, META_VERSION};
+use crate::mcp::session::Session;
+
+/// How long a parked call waits for the client's retry.
+const PARKED_FOR: Duration = Duration::from_secs(600);
+
+/// Calls waiting for a modern client's input, by the `requestState` handed out.
+#[derive(Default)]
+pub struct Parked {
+    calls: Mutex<HashMap<String, ParkedCall>>,
+}
+
+struct ParkedCall {
+    backend: String,
+    call: Call,
+    /// Where the answer to the pending input request goes.
+    reply: oneshot::Sender<Value>,
+    /// The key the input request was given in `inputRequests`.
+    key: String,
+    timeout: Duration,
+    since: Instant,
+}
+
+/// The answer, and whether it is a stream of notifications first.
+pub struct Reply {
+    pub events: Vec<Value>,
+    pub answer: Value,
+}
+
+impl Gateway {
+    /// The session modern clients of a view share towards the servers (a server's own requests
+    /// reach the call that caused them, so sharing one upstream session is sound).
+    fn modern_client(&self, view: &View) -> Option<Arc<Session<Client>>> {
+        let mut all = self.modern_clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = all.get(view) {
+            return Some(s.clone());
+        }
+        let init = json!({"protocolVersion":"2025-11-25","capabilities":{"elicitation":{},"sampling":{},"roots":{}},
+            "clientInfo":{"name":"mcpgate (for 2026-07-28 clients)","version":env!("CARGO_PKG_VERSION")}});
+        let s = self.sessions_modern.create(Bytes::new(), Client::new(view.clone(), init)).ok()?;
+        all.insert(view.clone(), s.clone());
+        Some(s)
+    }
+
+    /// One modern request (headers already checked against the body).
+    pub async fn modern(self: &Arc<Self>, view: View, method: &str, mut params: Value) -> Reply {
+        let meta = params.get("_meta").cloned().unwrap_or_default();
+        let caps = meta.get(META_CAPABILITIES).cloned().unwrap_or_else(|| json!({}));
+        if meta.get(META_VERSION).is_none() {
+            return Reply { events: vec![], answer: err(-32602, "a 2026-07-28 request carries _meta with io.modelcontextprotocol/protocolVersion and clientCapabilities") };
+        }
+        // The envelope is ours to read; legacy servers behind get what they know.
+        if let Some(m) = params.get_mut("_meta").and_then(Value::as_object_mut) {
+            for k in [META_VERSION, META_CAPABILITIES, META_CLIENT_INFO, META_LOG_LEVEL] {
+                m.remove(k);
+            }
+        }
+        let Some(client) = self.modern_client(&view) else { return Reply { events: vec![], answer: err(-32603, "internal error") } };
+        let cfg = self.router.config();
+        let ttl = cfg.gateway.cache_ttl.as_millis() as u64;
+        match method {
+            "server/discover" => {
+                let init = self.router.initialize(&view, "2025-11-25");
+                let r = &init["result"];
+                let mut result = json!({
+                    "supportedVersions": ["2026-07-28"],
+                    "capabilities": r["capabilities"],
+                    "resultType": "complete", "ttlMs": 0, "cacheScope": "private",
+                    "_meta": {META_SERVER_INFO: r["serverInfo"]},
+                });
+                if let Some(i) = r.get("instructions") {
+                    result["instructions"] = i.clone();
+                }
+                Reply { events: vec![], answer: json!({"result": result}) }
+            }
+            m if LISTINGS.iter().any(|(l, _)| *l == m) => {
+                let mut answer = self.router.merged(&client, m).await;
+                if let Some(r) = answer.get_mut("result") {
+                    // Private when a server's listing depends on the user's own token.
+                    let private = self.router.visible(&view).iter().any(|b| b.cfg.forward_client_token);
+                    r["resultType"] = json!("complete");
+                    r["ttlMs"] = json!(ttl);
+                    r["cacheScope"] = json!(if private { "private" } else { "public" });
+                }
+                Reply { events: vec![], answer }
+            }
+            _ => {
+                // A retry of a call that waited for input.
+                if let Some(state) = params.get("requestState").and_then(Value::as_str).map(str::to_owned) {
+                    let parked = self.parked.calls.lock().unwrap_or_else(|p| p.into_inner()).remove(&state);
+                    if let Some(p) = parked {
+                        let answer = params.get("inputResponses").and_then(|r| r.get(&p.key)).cloned();
+                        let reply = match answer {
+                            Some(result) => json!({"result": result}),
+                            None => json!({"error": {"code": -32602, "message": "the retry carried no answer"}}),
+                        };
+                        let _ = p.reply.send(reply);
+                        return self.drive(p.backend, p.call, p.timeout, &caps).await;
+                    }
+                    return Reply { events: vec![], answer: err(-32602, "unknown or expired requestState") };
+                }
+                match self.router.route(&client, method, params).await {
+                    Routed::Answer(answer) => Reply { events: vec![], answer: complete(answer) },
+                    Routed::Call { backend, call, timeout } => self.drive(backend, call, timeout, &caps).await,
+                }
+            }
+        }
+    }
+
+    /// Follows a call until its response, or until the server asks the client something.
+    async fn drive(self: &Arc<Self>, backend: String, mut call: Call, timeout: Duration, caps: &Value) -> Reply {
+        let mut events = Vec::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            tokio::select! {
+                biased;
+                ev = call.events.recv() => match ev {
+                    Some(Event::Notification(m)) => events.push(m),
+                    Some(Event::Request { method, params, reply }) => {
+                        if !declared(caps, &method, &params) {
+                            let _ = reply.send(json!({"error":{"code":-32601,"message":format!("the client did not declare what {method} needs")}}));
+                            continue;
+                        }
+                        let state = crate::mcp::session::new_id().unwrap_or_default();
+                        let key = "input".to_owned();
+                        let answer = json!({"result": {
+                            "resultType": "input_required",
+                            "inputRequests": {key.clone(): {"method": method, "params": params}},
+                            "requestState": state,
+                        }});
+                        self.parked.expire();
+                        self.parked.calls.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                            state,
+                            ParkedCall { backend, call, reply, key, timeout, since: Instant::now() },
+                        );
+                        return Reply { events, answer };
+                    }
+                    None => {
+                        let r = tokio::time::timeout_at(deadline, &mut call.response).await;
+                        let answer = match r {
+                            Ok(Ok(a)) => a,
+                            Ok(Err(_)) => err(crate::jsonrpc::codes::UPSTREAM_UNAVAILABLE, &format!("server {backend} dropped the call")),
+                            Err(_) => err(crate::jsonrpc::codes::UPSTREAM_TIMEOUT, &format!("server {backend} did not answer within {timeout:?}")),
+                        };
+                        return Reply { events, answer: complete(answer) };
+                    }
+                },
+                r = &mut call.response => {
+                    while let Ok(Event::Notification(m)) = call.events.try_recv() {
+                        events.push(m);
+                    }
+                    let answer = r.unwrap_or_else(|_| err(crate::jsonrpc::codes::UPSTREAM_UNAVAILABLE, &format!("server {backend} dropped the call")));
+                    return Reply { events, answer: complete(answer) };
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    return Reply { events, answer: err(crate::jsonrpc::codes::UPSTREAM_TIMEOUT, &format!("server {backend} did not answer within {timeout:?}")) };
+                }
+            }
+        }
+    }
+}
+
+impl Parked {
+    /// Drops calls whose client never came back (their server gets an error).
+    fn expire(&self) {
+        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        let old: Vec<String> = calls.iter().filter(|(_, c)| c.since.elapsed() > PARKED_FOR).map(|(k, _)| k.clone()).collect();
+        for k in old {
+            if let Some(c) = calls.remove(&k) {
+                let _ = c.reply.send(json!({"error":{"code":-32603,"message":"the client never answered"}}));
+            }
+        }
+    }
+}
+
+/// Whether a modern client's capabilities cover a server's request (the spec's rule for servers).
+fn declared(caps: &Value, method: &str, params: &Value) -> bool {
+    match method {
+        "elicitation/create" => {
+            let Some(e) = caps.get("elicitation") else { return false };
+            match params.get("mode").and_then(Value::as_str) {
+                Some("url") => e.get("url").is_some(),
+                _ => e.get("form").is_some() || e.as_object().is_some_and(|m| m.is_empty()),
+            }
+        }
+        "sampling/createMessage" => caps.get("sampling").is_some(),
+        "roots/list" => caps.get("roots").is_some(),
+        _ => false,
+    }
+}
+
+/// A modern result says it is complete.
+fn complete(mut answer: Value) -> Value {
+    if let Some(r) = answer.get_mut("result").and_then(Value::as_object_mut) {
+        r.insert("resultType".into(), json!("complete"));
+    }
+    answer
+}
+
+fn err(code: i64, message: &str) -> Value {
+    json!({"error": {"code": code, "message": message}})
+}
