@@ -127,9 +127,11 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_busy_s():
-    """CPU time the whole machine has spent busy (all cores), from /proc/stat."""
+    """CPU time the whole machine has spent running processes (all cores), from /proc/stat: user, nice, system and
+    steal. Not irq and softirq: loopback traffic's packet processing lands there (about 10% of this machine under
+    the load here), unattributed to any process, and would count as another process's."""
     f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
-    return (sum(f[:8]) - f[3] - f[4]) / TICK  # minus idle and iowait
+    return (f[0] + f[1] + f[2] + f[7]) / TICK
 
 
 def proc_cpu_s(pid, reaped=False):
@@ -327,9 +329,9 @@ class TargetError(Exception):
 
 # ---------------------------------------------------------------- MCP over HTTP (the checks before the load)
 
-def post(port, path, msg, sid=None):
+def post(port, path, msg, sid=None, accept="application/json, text/event-stream"):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    headers = {"Content-Type": "application/json", "Accept": accept}
     if sid:
         headers.update({"Mcp-Session-Id": sid, "MCP-Protocol-Version": PROTOCOL})
     try:
@@ -374,8 +376,14 @@ def open_session(port, path, tools):
         text = json.dumps(answer["result"])
         if MESSAGE not in text:
             raise TargetError(f"tools/call {t} did not echo: {text[:200]}")
+    # What a client that takes JSON only gets (the spec has clients accept both; a server may answer either way).
+    try:
+        _, _, json_only = post(port, path, call(tools[0]), sid, accept="application/json")
+    except TargetError as e:
+        json_only = f"refused: {e}"[:120]
     return sid, {"protocol": init["result"].get("protocolVersion"),
-                 "server": init["result"].get("serverInfo", {}).get("name"), "call_content_type": content_type}
+                 "server": init["result"].get("serverInfo", {}).get("name"), "call_content_type": content_type,
+                 "json_only_content_type": json_only}
 
 
 # ---------------------------------------------------------------- wrk
@@ -822,6 +830,10 @@ def ms(x):
     return f"{x:.3f}" if x < 10 else (f"{x:.1f}" if x < 100 else f"{x:,.0f}")
 
 
+def us(x):
+    return f"{x:,.0f}" if x >= 1000 else f"{x:.1f}"
+
+
 def ratio(a, b):
     if not b:
         return "–"
@@ -835,6 +847,8 @@ def run_flags(r):
                      ("rw_errors", "socket read/write errors"), ("connect_errors", "connect errors")):
         if r.get(k):
             notes.append(f"{r[k]:,} {label}")
+    if r.get("requests", 10 ** 9) < 1000:
+        notes.append(f"{r['requests']:,} answers in {r['seconds']:.0f} s")
     if r.get("disturbed"):
         notes.append(f"disturbed: others used {r['others_share'] * 100:.0f}% ({r.get('others', '?')})")
     return ", ".join(notes)
@@ -883,8 +897,10 @@ def report(ctx, results, facts, started, load_before):
         "",
         f"- Machine: {facts['machine']}; load average {load_before} before the run, {load} after. Load generator,"
         " gateway and upstream share the cores: compare rows within this run, not with other machines.",
-        f"- Interference: a measurement during which other processes used more than {args.max_interference * 100:.0f}%"
-        f" of the machine was redone (at most {args.retries} times, 5 s apart): {ctx['discarded']} discarded;"
+        f"- Interference: before each measurement the harness waits (up to {args.max_wait} s) for the target to drain"
+        " what earlier runs left queued and for other processes to quieten; a measurement during which other processes"
+        f" used more than {args.max_interference * 100:.0f}% of the machine (/proc/stat user + system + steal, minus"
+        f" the harness, wrk and the targets) was redone, at most {args.retries} times: {ctx['discarded']} discarded;"
         f" in the kept ones others used at most {max_share * 100:.1f}%"
         + (f"; {disturbed} kept although disturbed (flagged)" if disturbed else "") + ".",
         "- Versions: " + "; ".join(f"{k} {facts[k]}" for k in ("mcpgate", "nginx", "wrk", "rustc", "supergateway",
@@ -927,8 +943,8 @@ def report(ctx, results, facts, started, load_before):
                 rss = f"{res['gw_hwm_mb']:.1f}" if "gw_hwm_mb" in res else "–"
                 if res.get("gw_procs", 1) > 1:
                     rss += f" ({res['gw_procs']} processes)"
-                cpu = f"{r['gw_cpu_us']:.1f}" if "gw_cpu_us" in r else "–"
-                up = f"{r['up_cpu_us']:.1f}" if "up_cpu_us" in r else "–"
+                cpu = us(r["gw_cpu_us"]) if "gw_cpu_us" in r else "–"
+                up = us(r["up_cpu_us"]) if "up_cpu_us" in r else "–"
                 lines.append(f"| {res['name']} | {res['runtime']} | {c} | {n0(r['rps'])} | {ms(r['p50'])} |"
                              f" {ms(r['p99'])} | {cpu} |" + (f" {up} |" if with_up else "") + f" {rss} | {run_flags(r)} |")
         lines.append("")
@@ -1036,7 +1052,8 @@ def report(ctx, results, facts, started, load_before):
         extra = ""
         if res.get("protocol"):
             extra = (f" Session: protocol {res['protocol']}, server `{res.get('server')}`, tools/call answered as"
-                     f" `{res.get('call_content_type')}`; ready in {res.get('start_s', 0):.1f} s.")
+                     f" `{res.get('call_content_type')}` (with `Accept: application/json` alone:"
+                     f" `{res.get('json_only_content_type')}`); ready in {res.get('start_s', 0):.1f} s.")
         m = res.get("metrics")
         if m and "requests" in m:
             errs = {k: v for k, v in m["requests"].items() if not k.endswith(" ok")}

@@ -4,6 +4,7 @@
 
 mod headers;
 mod legacy;
+pub mod modern;
 mod proxy;
 mod rebuild;
 mod relay;

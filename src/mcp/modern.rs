@@ -18,7 +18,11 @@ pub const UNSUPPORTED_VERSION: i64 = -32022;
 /// The modern revision a server's refusal of a legacy request offers (`-32022` whose
 /// `data.supported` lists a modern revision this gateway speaks), if it is one.
 pub fn offered_modern_version(body: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(body).ok()?;
+    offered_in(&serde_json::from_slice(body).ok()?)
+}
+
+/// The same, from a message already parsed.
+pub fn offered_in(v: &Value) -> Option<String> {
     let error = v.get("error")?;
     if error.get("code")?.as_i64()? != UNSUPPORTED_VERSION {
         return None;

@@ -125,7 +125,9 @@ impl Gateway {
         let version = headers.get(crate::mcp::headers::PROTOCOL_VERSION).and_then(|v| v.to_str().ok());
         match crate::mcp::era::era_of(version) {
             Err(e) => return wire::error(&Error::new(Kind::BadRequest, e.to_string()), None),
-            Ok(crate::mcp::era::Era::Modern) => return self.modern_post(view, headers, &bytes, id, method, params).await,
+            Ok(crate::mcp::era::Era::Modern) => {
+                return self.modern_post(view, headers, &bytes, id, method, params).await;
+            }
             Ok(crate::mcp::era::Era::Legacy) => {}
         }
         if method.as_deref() == Some("initialize") {

@@ -67,7 +67,13 @@ impl Gateway {
         let meta = params.get("_meta").cloned().unwrap_or_default();
         let caps = meta.get(META_CAPABILITIES).cloned().unwrap_or_else(|| json!({}));
         if meta.get(META_VERSION).is_none() {
-            return Reply { events: vec![], answer: err(-32602, "a 2026-07-28 request carries _meta with io.modelcontextprotocol/protocolVersion and clientCapabilities") };
+            return Reply {
+                events: vec![],
+                answer: err(
+                    -32602,
+                    "a 2026-07-28 request carries _meta with io.modelcontextprotocol/protocolVersion and clientCapabilities",
+                ),
+            };
         }
         // The envelope is ours to read; legacy servers behind get what they know.
         if let Some(m) = params.get_mut("_meta").and_then(Value::as_object_mut) {
@@ -75,7 +81,9 @@ impl Gateway {
                 m.remove(k);
             }
         }
-        let Some(client) = self.modern_client(&view) else { return Reply { events: vec![], answer: err(-32603, "internal error") } };
+        let Some(client) = self.modern_client(&view) else {
+            return Reply { events: vec![], answer: err(-32603, "internal error") };
+        };
         let cfg = self.router.config();
         let ttl = cfg.gateway.cache_ttl.as_millis() as u64;
         match method {
@@ -184,7 +192,8 @@ impl Parked {
     /// Drops calls whose client never came back (their server gets an error).
     fn expire(&self) {
         let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
-        let old: Vec<String> = calls.iter().filter(|(_, c)| c.since.elapsed() > PARKED_FOR).map(|(k, _)| k.clone()).collect();
+        let old: Vec<String> =
+            calls.iter().filter(|(_, c)| c.since.elapsed() > PARKED_FOR).map(|(k, _)| k.clone()).collect();
         for k in old {
             if let Some(c) = calls.remove(&k) {
                 let _ = c.reply.send(json!({"error":{"code":-32603,"message":"the client never answered"}}));

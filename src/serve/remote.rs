@@ -31,6 +31,8 @@ const PATH: &str = "/mcp";
 pub struct RemoteLink {
     name: String,
     proxy: Arc<Proxy>,
+    /// Set when the server speaks only the 2026-07-28 revision: stateless calls, no sessions.
+    modern: std::sync::OnceLock<crate::connect::modern::ModernUpstream>,
     /// Sends each client's own `Authorization` (the server validates users itself).
     forward_token: bool,
     /// Upstream sessions by the gateway's client session id ("" is the gateway's own).
@@ -59,6 +61,7 @@ impl RemoteLink {
     ) -> Arc<RemoteLink> {
         let link = Arc::new(RemoteLink {
             name: name.to_owned(),
+            modern: std::sync::OnceLock::new(),
             proxy,
             forward_token,
             sessions: Mutex::default(),
@@ -156,6 +159,9 @@ impl RemoteLink {
         }
         let session = resp.headers().get(SESSION_ID).cloned();
         let answer = first_response(resp, &id).await;
+        if let Some(version) = answer.as_ref().and_then(crate::mcp::modern::offered_in) {
+            return self.open_modern(key, init, &version).await;
+        }
         let result = match answer.as_ref().and_then(|a| a.get("result")) {
             Some(r) if status.is_success() => r.clone(),
             _ => {
@@ -202,6 +208,117 @@ impl RemoteLink {
             self.unsolicited.clone(),
         ));
         Ok(up)
+    }
+}
+
+impl RemoteLink {
+    /// A modern-only server: no session to open; `server/discover` says what it is.
+    async fn open_modern(&self, key: &str, init: &Value, version: &str) -> Result<Arc<Upstream>, CallError> {
+        let modern =
+            self.modern.get_or_init(|| crate::connect::modern::ModernUpstream::new(self.proxy.clone(), PATH, version));
+        if self.info().is_none() {
+            let env = crate::mcp::modern::ClientEnvelope::from_initialize(init, &modern.version);
+            let found = modern
+                .call(&env, None, "server/discover", json!({}), &NoClient)
+                .await
+                .map_err(|e| CallError::unavailable(&self.name, e))?;
+            let Some(result) = found.get("result") else {
+                return Err(CallError::unavailable(
+                    &self.name,
+                    format!("server/discover failed: {}", found.get("error").cloned().unwrap_or_default()),
+                ));
+            };
+            let legacy = crate::mcp::modern::initialize_result(result, "2025-11-25");
+            let info = ServerInfo {
+                capabilities: legacy.get("capabilities").cloned().unwrap_or_else(|| json!({})),
+                server_info: legacy.get("serverInfo").cloned().unwrap_or_else(|| json!({})),
+                instructions: legacy.get("instructions").and_then(Value::as_str).map(str::to_owned),
+                protocol_version: modern.version.clone(),
+            };
+            *self.state.lock().unwrap_or_else(|p| p.into_inner()) = (Health::Ready, Some(info));
+            tracing::info!(server = %self.name, "remote server ready; it speaks only {}", modern.version);
+            for method in [
+                "notifications/tools/list_changed",
+                "notifications/prompts/list_changed",
+                "notifications/resources/list_changed",
+            ] {
+                let _ = self.unsolicited.send(Unsolicited {
+                    backend: self.name.clone(),
+                    session: None,
+                    message: json!({"jsonrpc":"2.0","method":method}),
+                    reply: None,
+                });
+            }
+        }
+        let up = Arc::new(Upstream { session: None, version: None, stop: self.stop.child_token() });
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_owned(), up.clone());
+        Ok(up)
+    }
+
+    /// A call to a modern-only server, through as many rounds of input as it needs.
+    fn modern_call(
+        &self,
+        client: Option<&Arc<Session<Client>>>,
+        method: String,
+        params: Value,
+    ) -> Result<Call, CallError> {
+        let Some(modern) = self.modern.get() else { return Err(CallError::unavailable(&self.name, "not discovered")) };
+        let init = client.map(|c| c.upstream.init.clone()).unwrap_or_else(|| json!({"capabilities":{}}));
+        let env = crate::mcp::modern::ClientEnvelope::from_initialize(&init, &modern.version);
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let (response_tx, response) = oneshot::channel();
+        let upstream_id = format!("mcpgate-{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let modern = crate::connect::modern::ModernUpstream::new(self.proxy.clone(), PATH, &modern.version);
+        tokio::spawn(async move {
+            let asker = ToEvents { events: events_tx };
+            let answer = match modern.call(&env, None, &method, params, &asker).await {
+                Ok(a) => a,
+                Err(e) => json!({"error":{"code":crate::jsonrpc::codes::UPSTREAM_PROTOCOL,"message":e}}),
+            };
+            let _ = response_tx.send(answer);
+        });
+        Ok(Call { events, response, upstream_id: Value::String(upstream_id) })
+    }
+}
+
+/// The gateway's own questions have nobody to put a server's question to.
+struct NoClient;
+
+impl crate::connect::modern::Asker for NoClient {
+    fn ask(
+        &self,
+        method: String,
+        _params: Value,
+    ) -> Pin<Box<dyn std::future::Future<Output = Result<Value, String>> + Send + '_>> {
+        Box::pin(std::future::ready(Err(format!("no client to answer {method}"))))
+    }
+    fn notify(&self, _msg: Value) {}
+}
+
+/// A client's call: the server's questions become events of the call, as with 2025 servers.
+struct ToEvents {
+    events: mpsc::UnboundedSender<Event>,
+}
+
+impl crate::connect::modern::Asker for ToEvents {
+    fn ask(
+        &self,
+        method: String,
+        params: Value,
+    ) -> Pin<Box<dyn std::future::Future<Output = Result<Value, String>> + Send + '_>> {
+        Box::pin(async move {
+            let (tx, rx) = oneshot::channel();
+            self.events
+                .send(Event::Request { method: method.clone(), params, reply: tx })
+                .map_err(|_| "the call ended".to_owned())?;
+            let answer = rx.await.map_err(|_| "the client went away".to_owned())?;
+            answer.get("result").cloned().ok_or_else(|| {
+                format!("the client refused {method}: {}", answer.get("error").cloned().unwrap_or_default())
+            })
+        })
+    }
+    fn notify(&self, msg: Value) {
+        let _ = self.events.send(Event::Notification(msg));
     }
 }
 
@@ -355,6 +472,9 @@ impl Link for RemoteLink {
                 None => (String::new(), gateway_init),
             };
             let up = self.open(&key, &init, client.as_deref()).await?;
+            if self.modern.get().is_some() {
+                return self.modern_call(client.as_ref(), method, params);
+            }
             let id = format!("mcpgate-{}", self.next.fetch_add(1, Ordering::Relaxed));
             let upstream_id = id.clone();
             let body = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}).to_string();

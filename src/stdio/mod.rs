@@ -31,7 +31,7 @@ use crate::transport::sse;
 mod modern;
 
 /// The engine's path; never on a network.
-const PATH: &str = "/mcp";
+pub(crate) const PATH: &str = "/mcp";
 /// Largest message accepted on stdin.
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// How long in-flight requests may finish after stdin closes.

@@ -517,20 +517,62 @@ async fn a_modern_client_through_the_gateway_to_a_legacy_server() {
     let config = dir.join("mcpgate.json");
     write_config(&config, json!({"local": stdio_everything(&dir)}));
     let gw = serve(&config).await;
-    let ready = until(Duration::from_secs(30), || async { request("GET", &format!("{}/readyz", base(&gw.url)), &[], "").await.status == 200 }).await;
+    let ready = until(Duration::from_secs(30), || async {
+        request("GET", &format!("{}/readyz", base(&gw.url)), &[], "").await.status == 200
+    })
+    .await;
     assert!(ready);
     let out = tokio::time::timeout(
         Duration::from_secs(60),
-        tokio::process::Command::new(node()).arg(repo().join("tests/clients/modern-client.mjs")).arg(&gw.url).arg("elicit").kill_on_drop(true).output(),
+        tokio::process::Command::new(node())
+            .arg(repo().join("tests/clients/modern-client.mjs"))
+            .arg(&gw.url)
+            .arg("elicit")
+            .kill_on_drop(true)
+            .output(),
     )
     .await
     .unwrap()
     .unwrap();
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    });
     assert!(out.status.success(), "{report}\n{}", gw.output());
     assert_eq!(report["protocol"], "2026-07-28", "{report}");
     assert!(report["tools"].as_array().unwrap().iter().any(|t| t == "trigger-elicitation-request"), "{report}");
     assert_eq!(report["echo"], "Echo: modern through mcpgate");
     assert_eq!(report["elicit"]["asked"], 1, "{report}");
     assert!(report["elicit"]["text"].as_str().unwrap().contains("Grace Hopper"), "{report}");
+}
+
+/// A modern-only (2026-07-28) server behind the gateway, used by a 2025 client (the official
+/// SDK): the server refuses `initialize`, the gateway learns it with `server/discover` and
+/// speaks its revision, turning its input-required results into elicitation and sampling
+/// requests to the client that made the call.
+#[tokio::test]
+async fn a_legacy_client_through_the_gateway_to_a_modern_only_server() {
+    let dir = tempdir("serve-modern-upstream");
+    let mut cmd = tokio::process::Command::new(node());
+    cmd.arg(repo().join("tests/fixtures/modern-server.mjs"));
+    let upstream = Proc::start("modern fixture", cmd).await;
+    let config = dir.join("mcpgate.json");
+    write_config(&config, json!({"modern": {"url": upstream.url}, "local": stdio_everything(&dir)}));
+    let gw = serve(&config).await;
+    let ready = until(Duration::from_secs(30), || async {
+        request("GET", &format!("{}/readyz", base(&gw.url)), &[], "").await.status == 200
+    })
+    .await;
+    assert!(ready, "{}", gw.output());
+    let r = sdk_client_env(
+        &gw.url,
+        &["tools", "echo", "progress", "elicit", "sampling", "close"],
+        &[("MCP_TOOL_PREFIX", "modern__")],
+    )
+    .await;
+    assert!(r["tools"].as_array().unwrap().iter().any(|t| t == "modern__trigger-elicitation-request"), "{r}");
+    assert_eq!(r["echo"], "Echo: hello through mcpgate");
+    let p: Vec<u64> = r["progress"]["progress"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(p, [1, 2, 3], "{r}");
+    assert_eq!(r["elicit"]["text"], "Hello, Ada Lovelace (state asked)", "{r}");
+    assert_eq!(r["sampling"], "LLM said: sampled by the test client", "{r}");
 }

@@ -1,0 +1,183 @@
+//! Speaking 2026-07-28 to a modern-only server through the engine, on behalf of a client of the
+//! 2025 era (the stdio bridge's, or `serve`'s): every request stateless with the `_meta` envelope
+//! and `Mcp-Method`/`Mcp-Name`, an input-required result turned into questions to the client
+//! (through an `Asker`) whose answers go back in a retry — a new id, the server's `requestState`
+//! echoed — until the result is complete. Progress across rounds is kept increasing.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderValue};
+use http::{Method, Request};
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+
+use super::Proxy;
+use crate::mcp::headers::{METHOD, NAME, PROTOCOL_VERSION};
+use crate::mcp::modern::{self, ClientEnvelope, Outcome};
+use crate::transport::sse;
+
+/// Most rounds of input a request may need (the SDK's limit is 10).
+const MAX_ROUNDS: usize = 10;
+
+/// What a call needs from whoever stands for the client.
+pub trait Asker: Send + Sync {
+    /// Puts a server's question (`elicitation/create`, `sampling/createMessage`, `roots/list`) to the
+    /// client; its result, or why there is none.
+    fn ask(&self, method: String, params: Value) -> Pin<Box<dyn Future<Output = Result<Value, String>> + Send + '_>>;
+    /// A notification of the call (progress, logging), as it arrives.
+    fn notify(&self, msg: Value);
+}
+
+pub struct ModernUpstream {
+    proxy: Arc<Proxy>,
+    path: String,
+    next: AtomicU64,
+    pub version: String,
+}
+
+/// The final answer of a call: `{"result": …}` (without `resultType`) or `{"error": …}`.
+pub type Answer = Value;
+
+impl ModernUpstream {
+    pub fn new(proxy: Arc<Proxy>, path: &str, version: &str) -> ModernUpstream {
+        ModernUpstream { proxy, path: path.to_owned(), next: AtomicU64::new(1), version: version.to_owned() }
+    }
+
+    /// A request through as many rounds of input as the server needs.
+    pub async fn call(
+        &self,
+        env: &ClientEnvelope,
+        log_level: Option<&str>,
+        method: &str,
+        params: Value,
+        asker: &dyn Asker,
+    ) -> Result<Answer, String> {
+        let name = params
+            .get(if method == "resources/read" { "uri" } else { "name" })
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let name = name.filter(|_| matches!(method, "tools/call" | "prompts/get" | "resources/read"));
+        let mut progress = Progress::default();
+        let mut extra: Option<(Value, Option<String>)> = None;
+        for _ in 0..MAX_ROUNDS {
+            let mut p = params.clone();
+            if let Some((responses, state)) = extra.take() {
+                p["inputResponses"] = responses;
+                if let Some(s) = state {
+                    p["requestState"] = Value::String(s);
+                }
+            }
+            let resp = self.leg(env, log_level, method, name.as_deref(), p, &mut progress, asker).await?;
+            let Some(result) = resp.get("result").cloned() else {
+                return Ok(
+                    json!({"error": resp.get("error").cloned().unwrap_or_else(|| json!({"code":-32603,"message":"no result"}))}),
+                );
+            };
+            match modern::read_result(result).map_err(|e| format!("the server's result is invalid: {e}"))? {
+                Outcome::Complete(result) => return Ok(json!({"result": result})),
+                Outcome::InputRequired { requests, state } => {
+                    let mut responses = serde_json::Map::new();
+                    for (key, method, params) in requests {
+                        if !env.can_answer(&method, &params) {
+                            return Err(format!(
+                                "the server asks the client for {method}, which the client did not declare"
+                            ));
+                        }
+                        responses.insert(key, asker.ask(method, params).await?);
+                    }
+                    extra = Some((Value::Object(responses), state));
+                }
+            }
+        }
+        Err(format!("the server still asked for input after {MAX_ROUNDS} rounds"))
+    }
+
+    /// One modern request upstream; its response message.
+    #[allow(clippy::too_many_arguments)]
+    async fn leg(
+        &self,
+        env: &ClientEnvelope,
+        log_level: Option<&str>,
+        method: &str,
+        name: Option<&str>,
+        mut params: Value,
+        progress: &mut Progress,
+        asker: &dyn Asker,
+    ) -> Result<Value, String> {
+        env.apply(&mut params, log_level);
+        let id = format!("mcpgate-m{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let body = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}).to_string();
+        let mut req = Request::new(Full::new(Bytes::from(body)));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = self.path.parse().unwrap_or_else(|_| http::Uri::from_static("/mcp"));
+        let h = req.headers_mut();
+        h.insert(HOST, HeaderValue::from_static("localhost"));
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
+        if let Ok(v) = HeaderValue::try_from(env.version.as_str()) {
+            h.insert(PROTOCOL_VERSION, v);
+        }
+        if let Ok(v) = HeaderValue::try_from(method) {
+            h.insert(METHOD, v);
+        }
+        if let Some(v) = name.and_then(|n| HeaderValue::try_from(modern::header_name_value(n)).ok()) {
+            h.insert(NAME, v);
+        }
+        let resp = self.proxy.clone().handle(req).await;
+        let status = resp.status();
+        let is_sse = resp.headers().get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        let mut body = resp.into_body();
+        if !is_sse {
+            let bytes = body
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .map_err(|e| format!("reading the server's answer failed: {e}"))?;
+            return match serde_json::from_slice::<Value>(&bytes) {
+                Ok(v) if v.get("result").is_some() || v.get("error").is_some() => Ok(v),
+                _ => Err(format!("the server answered HTTP {status}")),
+            };
+        }
+        let mut parser = sse::Parser::new();
+        let mut events = Vec::new();
+        while let Some(Ok(frame)) = body.frame().await {
+            let Some(data) = frame.data_ref() else { continue };
+            parser.feed(data, &mut events);
+            for ev in events.drain(..) {
+                let Ok(msg) = serde_json::from_str::<Value>(&ev.data) else { continue };
+                if msg.get("id").and_then(Value::as_str) == Some(id.as_str()) && msg.get("method").is_none() {
+                    return Ok(msg);
+                }
+                if msg.get("method").is_some() && msg.get("id").is_none() && progress.admit(&msg) {
+                    asker.notify(msg);
+                }
+            }
+        }
+        Err(format!("the server ended the response stream (HTTP {status}) without answering"))
+    }
+}
+
+/// Progress across the rounds of one request: the server counts each round afresh, the client
+/// must see the values only increase.
+#[derive(Default)]
+struct Progress {
+    last: Option<f64>,
+}
+
+impl Progress {
+    fn admit(&mut self, msg: &Value) -> bool {
+        if msg.get("method").and_then(Value::as_str) != Some("notifications/progress") {
+            return true;
+        }
+        let Some(p) = msg.pointer("/params/progress").and_then(Value::as_f64) else { return true };
+        if self.last.is_some_and(|l| p <= l) {
+            return false;
+        }
+        self.last = Some(p);
+        true
+    }
+}
