@@ -982,7 +982,7 @@ def report(ctx, results, facts, started, load_before):
     five_keys = ["mcpgate-five-cached", "mcpgate-five-uncached"]
     lines += ["## 2. Five stdio servers behind one mcpgate serve: tools/list (merged, 5 tools) and tools/call", "",
               "| config | request | c | req/s | p50 ms | p99 ms | gateway CPU µs/req | upstreams CPU µs/req"
-              " | listing cache hits / misses (whole run) | notes |", "|---|---|---|---|---|---|---|---|---|---|"]
+              " | listing cache hits / misses (whole run; one per server and listing) | notes |", "|---|---|---|---|---|---|---|---|---|---|"]
     for key in five_keys:
         res = results.get(key)
         if not res:

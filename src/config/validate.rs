@@ -451,10 +451,10 @@ fn oauth(c: &mut Check, node: &Node, path: &str) -> Option<OAuth> {
     let before = c.problems.len();
     let text = |c: &mut Check, k: &str| get(members, k).and_then(|n| c.string(n, &join(path, k)));
     let issuer = text(c, "issuer");
-    if let (Some(i), Some(n)) = (&issuer, get(members, "issuer")) {
-        if let Err(e) = crate::upstream::parse_url(i) {
-            c.fail(&join(path, "issuer"), n.pos, e);
-        }
+    if let (Some(i), Some(n)) = (&issuer, get(members, "issuer"))
+        && let Err(e) = crate::upstream::parse_url(i)
+    {
+        c.fail(&join(path, "issuer"), n.pos, e);
     }
     let client_id = text(c, "clientId");
     let client_secret = text(c, "clientSecret");

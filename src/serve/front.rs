@@ -180,12 +180,11 @@ impl Gateway {
         params: Value,
     ) -> Response<Body> {
         let raw_id = id.as_ref().and_then(|i| serde_json::value::to_raw_value(i).ok());
-        if let Ok(payload) = crate::jsonrpc::Payload::parse(bytes) {
-            if let Some(msg) = payload.single() {
-                if let Err(e) = crate::mcp::headers::check_modern(headers, msg) {
-                    return wire::error(&Error::new(Kind::HeaderMismatch, e.to_string()), raw_id.as_deref());
-                }
-            }
+        if let Ok(payload) = crate::jsonrpc::Payload::parse(bytes)
+            && let Some(msg) = payload.single()
+            && let Err(e) = crate::mcp::headers::check_modern(headers, msg)
+        {
+            return wire::error(&Error::new(Kind::HeaderMismatch, e.to_string()), raw_id.as_deref());
         }
         let (Some(method), Some(id)) = (method, id) else {
             // Notifications and responses have nothing to go to in a stateless exchange.
@@ -219,12 +218,12 @@ impl Gateway {
             // To the server running the call, under the id it knows the call by.
             "notifications/cancelled" => {
                 let Some(request) = params.get("requestId") else { return };
-                if let Some((backend, upstream_id)) = session.upstream.untrack(request) {
-                    if let Some(b) = self.router.backend(&backend) {
-                        let mut p = params.clone();
-                        p["requestId"] = upstream_id;
-                        b.link.notify(session, method, p);
-                    }
+                if let Some((backend, upstream_id)) = session.upstream.untrack(request)
+                    && let Some(b) = self.router.backend(&backend)
+                {
+                    let mut p = params.clone();
+                    p["requestId"] = upstream_id;
+                    b.link.notify(session, method, p);
                 }
             }
             other => tracing::debug!(session = session.label(), "notification {other} not forwarded"),

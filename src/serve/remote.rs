@@ -128,10 +128,10 @@ impl RemoteLink {
                 h.insert(PROTOCOL_VERSION, v.clone());
             }
         }
-        if self.forward_token {
-            if let Some(token) = client.and_then(|c| c.upstream.bearer()) {
-                h.insert(http::header::AUTHORIZATION, token);
-            }
+        if self.forward_token
+            && let Some(token) = client.and_then(|c| c.upstream.bearer())
+        {
+            h.insert(http::header::AUTHORIZATION, token);
         }
         req
     }
