@@ -191,18 +191,35 @@ impl Gateway {
             return accepted();
         };
         let started = Instant::now();
-        let reply = self.modern(view, &method, params).await;
-        self.metrics.record("gateway", &method, outcome(&reply.answer), started.elapsed());
-        if reply.events.is_empty() && !accepts_sse(headers) {
+        if !accepts_sse(headers) {
+            // A client that takes JSON only gets the answer alone.
+            let reply = self.modern(view, &method, params, None).await;
+            self.metrics.record("gateway", &method, outcome(&reply.answer), started.elapsed());
             return json_reply(&Some(id), reply.answer);
         }
-        let mut out = Vec::new();
-        for e in &reply.events {
-            out.extend_from_slice(&sse::encode(e.to_string().as_bytes(), None));
-        }
-        out.extend_from_slice(&sse::encode(with_id(reply.answer, &id).to_string().as_bytes(), None));
-        let mut resp = Response::new(body::full(out));
+        // Streamed: progress and logs as they come, then the answer, all through one channel
+        // (one writer keeps the order).
+        let (values, mut rx) = mpsc::unbounded_channel::<Value>();
+        let (tx, body_rx) = mpsc::unbounded_channel::<Bytes>();
+        tokio::spawn(async move {
+            while let Some(v) = rx.recv().await {
+                if tx.send(sse::encode(v.to_string().as_bytes(), None)).is_err() {
+                    break;
+                }
+            }
+        });
+        let gateway = self.clone();
+        tokio::spawn(async move {
+            let reply = gateway.modern(view, &method, params, Some(&values)).await;
+            gateway.metrics.record("gateway", &method, outcome(&reply.answer), started.elapsed());
+            for e in reply.events {
+                let _ = values.send(e);
+            }
+            let _ = values.send(with_id(reply.answer, &id));
+        });
+        let mut resp = Response::new(http_body_util::BodyExt::boxed_unsync(Channel { rx: body_rx }));
         resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        resp.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         resp
     }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::Gateway;
 use super::backend::{Call, Event};
@@ -63,7 +63,13 @@ impl Gateway {
     }
 
     /// One modern request (headers already checked against the body).
-    pub async fn modern(self: &Arc<Self>, view: View, method: &str, mut params: Value) -> Reply {
+    pub async fn modern(
+        self: &Arc<Self>,
+        view: View,
+        method: &str,
+        mut params: Value,
+        live: Option<&mpsc::UnboundedSender<Value>>,
+    ) -> Reply {
         let meta = params.get("_meta").cloned().unwrap_or_default();
         let caps = meta.get(META_CAPABILITIES).cloned().unwrap_or_else(|| json!({}));
         if meta.get(META_VERSION).is_none() {
@@ -123,27 +129,41 @@ impl Gateway {
                             None => json!({"error": {"code": -32602, "message": "the retry carried no answer"}}),
                         };
                         let _ = p.reply.send(reply);
-                        return self.drive(p.backend, p.call, p.timeout, &caps).await;
+                        return self.drive(p.backend, p.call, p.timeout, &caps, live).await;
                     }
                     return Reply { events: vec![], answer: err(-32602, "unknown or expired requestState") };
                 }
                 match self.router.route(&client, method, params).await {
                     Routed::Answer(answer) => Reply { events: vec![], answer: complete(answer) },
-                    Routed::Call { backend, call, timeout } => self.drive(backend, call, timeout, &caps).await,
+                    Routed::Call { backend, call, timeout } => self.drive(backend, call, timeout, &caps, live).await,
                 }
             }
         }
     }
 
-    /// Follows a call until its response, or until the server asks the client something.
-    async fn drive(self: &Arc<Self>, backend: String, mut call: Call, timeout: Duration, caps: &Value) -> Reply {
+    /// Follows a call until its response, or until the server asks the client something. Its
+    /// notifications go to `live` as they come (a streamed response), else with the answer.
+    async fn drive(
+        self: &Arc<Self>,
+        backend: String,
+        mut call: Call,
+        timeout: Duration,
+        caps: &Value,
+        live: Option<&mpsc::UnboundedSender<Value>>,
+    ) -> Reply {
         let mut events = Vec::new();
+        let note = |m: Value, events: &mut Vec<Value>| match live {
+            Some(tx) => {
+                let _ = tx.send(m);
+            }
+            None => events.push(m),
+        };
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             tokio::select! {
                 biased;
                 ev = call.events.recv() => match ev {
-                    Some(Event::Notification(m)) => events.push(m),
+                    Some(Event::Notification(m)) => note(m, &mut events),
                     Some(Event::Request { method, params, reply }) => {
                         if !declared(caps, &method, &params) {
                             let _ = reply.send(json!({"error":{"code":-32601,"message":format!("the client did not declare what {method} needs")}}));
@@ -175,7 +195,7 @@ impl Gateway {
                 },
                 r = &mut call.response => {
                     while let Ok(Event::Notification(m)) = call.events.try_recv() {
-                        events.push(m);
+                        note(m, &mut events);
                     }
                     let answer = r.unwrap_or_else(|_| err(crate::jsonrpc::codes::UPSTREAM_UNAVAILABLE, &format!("server {backend} dropped the call")));
                     return Reply { events, answer: complete(answer) };

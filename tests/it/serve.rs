@@ -527,7 +527,7 @@ async fn a_modern_client_through_the_gateway_to_a_legacy_server() {
         tokio::process::Command::new(node())
             .arg(repo().join("tests/clients/modern-client.mjs"))
             .arg(&gw.url)
-            .arg("elicit")
+            .args(["progress", "elicit"])
             .kill_on_drop(true)
             .output(),
     )
@@ -543,6 +543,7 @@ async fn a_modern_client_through_the_gateway_to_a_legacy_server() {
     assert_eq!(report["echo"], "Echo: modern through mcpgate");
     assert_eq!(report["elicit"]["asked"], 1, "{report}");
     assert!(report["elicit"]["text"].as_str().unwrap().contains("Grace Hopper"), "{report}");
+    assert_eq!(report["progress"]["progress"], json!([1, 2, 3]), "progress streamed to the modern client: {report}");
 }
 
 /// A modern-only (2026-07-28) server behind the gateway, used by a 2025 client (the official
