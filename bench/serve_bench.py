@@ -1001,6 +1001,12 @@ def report(ctx, results, facts, started, load_before):
             lines.append(f"| {res['name']} | {what} | {c} | {n0(r['rps'])} | {ms(r['p50'])} | {ms(r['p99'])} |"
                          f" {r.get('gw_cpu_us', 0):.1f} | {r.get('up_cpu_us', 0):.1f} | {cache} | {run_flags(r)} |")
     lines.append("")
+    for key in five_keys:
+        reqs = results.get(key, {}).get("metrics", {}).get("requests", {})
+        per = [f"{n} {reqs.get(f'{n} tools/call ok', 0):,}" for n in FIVE]
+        if reqs:
+            lines.append(f"{results[key]['name']}: tools/call answered per server (its /metrics): {', '.join(per)}.")
+    lines.append("")
     a, b = R("mcpgate-five-cached", "tools/list c=1"), R("mcpgate-five-uncached", "tools/list c=1")
     if ok(a) and ok(b):
         lines += [f"tools/list at c=1, cached vs uncached: p50 {ms(a['p50'])} vs {ms(b['p50'])} ms"
