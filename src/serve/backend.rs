@@ -120,6 +120,12 @@ pub trait Link: Send + Sync {
         0
     }
 
+    /// One upstream connection serves every client (a shared stdio child): what one client
+    /// changes there (subscriptions) changes it for all.
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// Stops the server (children: their process group) within `grace`.
     fn stop(&self, grace: std::time::Duration) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
 }

@@ -35,6 +35,10 @@ pub struct ChildLink {
     stop: CancellationToken,
     /// Restarts so far (for metrics).
     pub restarts: AtomicU64,
+    /// Woken when the child is ready (calls made while it starts or restarts wait for it).
+    ready: tokio::sync::Notify,
+    /// The supervisor gave up: calls fail at once.
+    gave_up: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -82,6 +86,8 @@ impl ChildLink {
             unsolicited,
             stop: CancellationToken::new(),
             restarts: AtomicU64::new(0),
+            ready: tokio::sync::Notify::new(),
+            gave_up: Default::default(),
         });
         tokio::spawn(link.clone().supervise());
         link
@@ -93,6 +99,28 @@ impl ChildLink {
 
     fn conn(&self) -> Option<Arc<Conn>> {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).conn.clone()
+    }
+
+    /// The running child; while it starts or restarts, waits for it (up to the start timeout),
+    /// so a client never sees the restart — unless the supervisor gave up.
+    async fn await_conn(&self) -> Result<Arc<Conn>, CallError> {
+        let deadline = tokio::time::Instant::now() + self.start_timeout;
+        loop {
+            let notified = self.ready.notified();
+            if let Some(c) = self.conn() {
+                return Ok(c);
+            }
+            let why = || match self.health() {
+                Health::Down(r) => r,
+                _ => "starting".into(),
+            };
+            if self.gave_up.load(Ordering::Relaxed) || self.stop.is_cancelled() {
+                return Err(CallError::unavailable(&self.name, why()));
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(CallError::unavailable(&self.name, why()));
+            }
+        }
     }
 
     /// Starts the child, keeps it running, restarts it with backoff when it dies.
@@ -116,6 +144,8 @@ impl ChildLink {
                 let why = format!("{reason}; gave up after {} attempts", self.restart.max_attempts);
                 tracing::error!(server = %self.name, "{why}");
                 self.set(|s| s.health = Some(Health::Down(why)));
+                self.gave_up.store(true, Ordering::Relaxed);
+                self.ready.notify_waiters();
                 return;
             }
             self.set(|s| s.health = Some(Health::Down(reason)));
@@ -184,6 +214,7 @@ impl ChildLink {
             s.info = Some(info);
             s.health = Some(Health::Ready);
         });
+        self.ready.notify_waiters();
         self.announce_change();
         // Serve until the child's stdout ends.
         loop {
@@ -344,14 +375,10 @@ impl Link for ChildLink {
         method: &str,
         mut params: Value,
     ) -> Pin<Box<dyn std::future::Future<Output = Result<Call, CallError>> + Send + '_>> {
-        let result = (|| {
-            let conn = self.conn().ok_or_else(|| {
-                let why = match self.health() {
-                    Health::Down(r) => r,
-                    _ => "starting".into(),
-                };
-                CallError::unavailable(&self.name, why)
-            })?;
+        let client = client.map(Arc::downgrade).unwrap_or_default();
+        let method = method.to_owned();
+        Box::pin(async move {
+            let conn = self.await_conn().await?;
             let n = conn.next.fetch_add(1, Ordering::Relaxed);
             let id = Value::String(format!("mcpgate-{n}"));
             let client_token = params.pointer("/_meta/progressToken").cloned();
@@ -368,14 +395,13 @@ impl Link for ChildLink {
                     events: events_tx,
                     response: Some(response_tx),
                     client_token,
-                    client: client.map(Arc::downgrade).unwrap_or_default(),
+                    client,
                     started: Instant::now(),
                 },
             );
             conn.write(&json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}));
             Ok(Call { events, response, upstream_id: id })
-        })();
-        Box::pin(std::future::ready(result))
+        })
     }
 
     fn notify(&self, _client: &Arc<Session<Client>>, method: &str, params: Value) {
@@ -403,6 +429,10 @@ impl Link for ChildLink {
 
     fn restarts(&self) -> u64 {
         self.restarts.load(Ordering::Relaxed)
+    }
+
+    fn shared(&self) -> bool {
+        self.session.is_none()
     }
 
     fn stop(&self, grace: Duration) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {

@@ -38,6 +38,8 @@ pub struct Router {
     pub backends: RwLock<BTreeMap<String, Arc<Backend>>>,
     pub config: RwLock<Arc<Config>>,
     cache: Mutex<HashMap<(String, &'static str), Listing>>,
+    /// Clients subscribed to each (server, resource URI).
+    subscribers: Mutex<HashMap<(String, String), usize>>,
     pub cache_hits: std::sync::atomic::AtomicU64,
     pub cache_misses: std::sync::atomic::AtomicU64,
 }
@@ -58,6 +60,7 @@ impl Router {
             backends: RwLock::default(),
             config: RwLock::new(config),
             cache: Mutex::default(),
+            subscribers: Mutex::default(),
             cache_hits: Default::default(),
             cache_misses: Default::default(),
         }
@@ -366,19 +369,28 @@ impl Router {
             }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                 let uri = params.get("uri").and_then(Value::as_str).unwrap_or_default().to_owned();
-                let b = self.by_uri(client, &uri).await;
-                if b.is_some() && method != "resources/read" {
-                    let mut subs = client.upstream.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
-                    if method == "resources/subscribe" {
-                        subs.insert(uri.clone());
-                    } else {
-                        subs.remove(&uri);
+                let Some(b) = self.by_uri(client, &uri).await else {
+                    return Routed::Answer(error(-32602, format!("no server offers the resource {uri}")));
+                };
+                if method != "resources/read" {
+                    let had = {
+                        let mut subs = client.upstream.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+                        if method == "resources/subscribe" { !subs.insert(uri.clone()) } else { subs.remove(&uri) }
+                    };
+                    let mut counts = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+                    let n = counts.entry((b.cfg.name.clone(), uri.clone())).or_default();
+                    match (method, had) {
+                        ("resources/subscribe", false) => *n += 1,
+                        ("resources/unsubscribe", true) => *n = n.saturating_sub(1),
+                        _ => {}
+                    }
+                    // A server shared by several clients keeps sending updates while one of them
+                    // still wants them: the others' unsubscribe stops here.
+                    if method == "resources/unsubscribe" && *n > 0 && b.link.shared() {
+                        return Routed::Answer(json!({"result": {}}));
                     }
                 }
-                match b {
-                    Some(b) => Some(b),
-                    None => return Routed::Answer(error(-32602, format!("no server offers the resource {uri}"))),
-                }
+                Some(b)
             }
             "completion/complete" => {
                 let r = params.get("ref").cloned().unwrap_or_default();

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -48,34 +48,23 @@ impl StatefulLink {
         })
     }
 
-    /// The client's own child, started (and waited for) on first use.
-    async fn child(&self, client: &Session<Client>) -> Result<Arc<ChildLink>, CallError> {
-        let existing = self.per_client.lock().unwrap_or_else(|p| p.into_inner()).get(&client.id).cloned();
-        let child = match existing {
-            Some(c) => c,
-            None => {
-                let c = ChildLink::start(
-                    &self.name,
-                    Some(client.id.clone()),
-                    self.spec.clone(),
-                    self.restart,
-                    self.start_timeout,
-                    self.unsolicited.clone(),
-                );
-                self.per_client.lock().unwrap_or_else(|p| p.into_inner()).insert(client.id.clone(), c.clone());
-                tracing::info!(server = %self.name, session = client.label(), "started a child for this client");
-                c
-            }
-        };
-        let deadline = Instant::now() + self.start_timeout;
-        loop {
-            match child.health() {
-                Health::Ready => return Ok(child),
-                Health::Down(why) if Instant::now() >= deadline => return Err(CallError::unavailable(&self.name, why)),
-                _ if Instant::now() >= deadline => return Err(CallError::unavailable(&self.name, "still starting")),
-                _ => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
+    /// The client's own child, started on first use (its calls wait for it to be ready).
+    fn child(&self, client: &Session<Client>) -> Arc<ChildLink> {
+        let mut all = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = all.get(&client.id) {
+            return c.clone();
         }
+        let c = ChildLink::start(
+            &self.name,
+            Some(client.id.clone()),
+            self.spec.clone(),
+            self.restart,
+            self.start_timeout,
+            self.unsolicited.clone(),
+        );
+        all.insert(client.id.clone(), c.clone());
+        tracing::info!(server = %self.name, session = client.label(), "started a child for this client");
+        c
     }
 }
 
@@ -92,7 +81,7 @@ impl Link for StatefulLink {
             match client {
                 None => self.shared.call(None, &method, params).await,
                 Some(c) => {
-                    let child = self.child(&c).await?;
+                    let child = self.child(&c);
                     child.call(Some(&c), &method, params).await
                 }
             }

@@ -577,3 +577,46 @@ async fn a_legacy_client_through_the_gateway_to_a_modern_only_server() {
     assert_eq!(r["elicit"]["text"], "Hello, Ada Lovelace (state asked)", "{r}");
     assert_eq!(r["sampling"], "LLM said: sampled by the test client", "{r}");
 }
+
+/// Subscriptions on a stdio server that all clients share: each subscriber gets the updates of
+/// what it subscribed to, and one client's unsubscribe does not stop them for another.
+#[tokio::test]
+async fn subscriptions_on_a_shared_server_are_kept_per_client() {
+    let dir = tempdir("serve-subscribe");
+    let config = dir.join("mcpgate.json");
+    write_config(&config, json!({"local": stdio_everything(&dir)}));
+    let gw = serve(&config).await;
+    let (a, b) = (open_session(&gw.url, &[]).await, open_session(&gw.url, &[]).await);
+    let list = call(&gw.url, &a, &[], r#"{"jsonrpc":"2.0","id":1,"method":"resources/list"}"#).await.message();
+    let uri = list["result"]["resources"][0]["uri"].as_str().unwrap_or_else(|| panic!("{list}")).to_owned();
+    let sub = |id: u32, m: &str| json!({"jsonrpc":"2.0","id":id,"method":m,"params":{"uri":uri}}).to_string();
+    for s in [&a, &b] {
+        assert!(call(&gw.url, s, &[], &sub(2, "resources/subscribe")).await.message()["result"].is_object());
+    }
+    let stream = |sid: String, url: String, secs: u64| {
+        tokio::spawn(async move {
+            let mut h = MCP_HEADERS.to_vec();
+            h.push(("mcp-session-id", &sid));
+            h.push(("mcp-protocol-version", "2025-06-18"));
+            stream_prefix(&url, &h, Duration::from_secs(secs)).await
+        })
+    };
+    // Both subscribed: both hear the first update (sent at once by the toggle).
+    let (sa, sb) = (stream(a.clone(), gw.url.clone(), 2), stream(b.clone(), gw.url.clone(), 2));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = call_text(&gw.url, &a, "trigger-long-running-operation", json!({"duration": 0.1, "steps": 1})).await;
+    assert!(r["result"].is_object(), "{r}");
+    let r = call_text(&gw.url, &a, "toggle-subscriber-updates", json!({})).await;
+    assert!(r["result"].is_object(), "{r}");
+    let (ea, eb) = (sa.await.unwrap(), sb.await.unwrap());
+    assert!(
+        ea.contains("notifications/resources/updated") && eb.contains("notifications/resources/updated"),
+        "a:\n{ea}\nb:\n{eb}"
+    );
+    // a leaves; b keeps hearing the updates (every 5 s), a does not.
+    assert!(call(&gw.url, &a, &[], &sub(3, "resources/unsubscribe")).await.message()["result"].is_object());
+    let (sa, sb) = (stream(a.clone(), gw.url.clone(), 7), stream(b.clone(), gw.url.clone(), 7));
+    let (ea, eb) = (sa.await.unwrap(), sb.await.unwrap());
+    assert!(eb.contains("notifications/resources/updated"), "b still subscribed:\n{eb}\n{}", gw.output());
+    assert!(!ea.contains("notifications/resources/updated"), "a unsubscribed:\n{ea}");
+}
