@@ -3,6 +3,9 @@
 //! notifications; and what the server said it is at `initialize`.
 
 use serde_json::Value;
+use std::pin::Pin;
+use std::sync::Arc;
+
 use tokio::sync::{mpsc, oneshot};
 
 use super::session::Client;
@@ -98,13 +101,13 @@ pub trait Link: Send + Sync {
     /// Sends a request on behalf of `client` (`None`: the gateway's own, e.g. a listing).
     fn call(
         &self,
-        client: Option<&std::sync::Arc<Session<Client>>>,
+        client: Option<&Arc<Session<Client>>>,
         method: &str,
         params: Value,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Call, CallError>> + Send + '_>>;
+    ) -> Pin<Box<dyn std::future::Future<Output = Result<Call, CallError>> + Send + '_>>;
 
     /// Sends a notification on behalf of `client` (`notifications/cancelled` and the like).
-    fn notify(&self, client: &std::sync::Arc<Session<Client>>, method: &str, params: Value);
+    fn notify(&self, client: &Arc<Session<Client>>, method: &str, params: Value);
 
     /// What the server is, once it has answered `initialize`.
     fn info(&self) -> Option<ServerInfo>;
@@ -126,8 +129,20 @@ pub trait Link: Send + Sync {
         false
     }
 
+    /// When the client sees this server alone and unprefixed, its message as it came (with the
+    /// client's own `MCP-Protocol-Version`), answered as the server answers (`None`: this transport cannot, use `call`). The fast path: nothing
+    /// parsed or rewritten.
+    fn passthrough<'a>(
+        &'a self,
+        _client: &'a Arc<Session<Client>>,
+        _body: bytes::Bytes,
+        _version: Option<http::HeaderValue>,
+    ) -> Pin<Box<dyn std::future::Future<Output = Option<http::Response<crate::http::body::Body>>> + Send + 'a>> {
+        Box::pin(std::future::ready(None))
+    }
+
     /// Stops the server (children: their process group) within `grace`.
-    fn stop(&self, grace: std::time::Duration) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
+    fn stop(&self, grace: std::time::Duration) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

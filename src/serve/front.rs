@@ -108,6 +108,11 @@ impl Gateway {
                 );
             }
         };
+        // The fast path: a client that sees one server, unprefixed, talks to it as it is — its
+        // messages forwarded as they came (listings and the handshake still the gateway's).
+        if let Some(resp) = self.pass(&view, headers, &bytes).await {
+            return resp;
+        }
         let msg: Value = match serde_json::from_slice(&bytes) {
             Ok(v @ Value::Object(_)) => v,
             Ok(Value::Array(_)) => {
@@ -168,6 +173,51 @@ impl Gateway {
         };
         resp.headers_mut().insert(SESSION_ID, session.header.clone());
         resp
+    }
+
+    /// Forwards a legacy message untouched when the view has one unprefixed server that can take
+    /// it so; `None` sends it down the message path.
+    async fn pass(self: &Arc<Self>, view: &View, headers: &HeaderMap, bytes: &Bytes) -> Option<Response<Body>> {
+        let b = self.router.alone(view)?;
+        let payload = crate::jsonrpc::Payload::parse(bytes).ok()?;
+        let msg = payload.single()?;
+        let method = msg.method();
+        // What the gateway answers itself, and what its session must see.
+        if matches!(
+            method,
+            Some(
+                "initialize"
+                    | "notifications/initialized"
+                    | "ping"
+                    | "logging/setLevel"
+                    | "resources/subscribe"
+                    | "resources/unsubscribe"
+            )
+        ) || method.is_some_and(|m| LISTINGS.iter().any(|(l, _)| *l == m))
+            || method.is_some_and(|m| m.starts_with("server/"))
+        {
+            return None;
+        }
+        if crate::mcp::era::era_of(headers.get(crate::mcp::headers::PROTOCOL_VERSION).and_then(|v| v.to_str().ok()))
+            != Ok(crate::mcp::era::Era::Legacy)
+        {
+            return None;
+        }
+        // An answer to a question of the gateway's own (a server's request it relayed) is its.
+        if method.is_none() && msg.id.is_some_and(|id| id.get().starts_with("\"mcpgate-")) {
+            return None;
+        }
+        let session = self.session(view, headers).ok()?;
+        session.upstream.set_bearer(headers.get(http::header::AUTHORIZATION));
+        let started = Instant::now();
+        let version = headers.get(crate::mcp::headers::PROTOCOL_VERSION).cloned();
+        let mut resp = b.link.passthrough(&session, bytes.clone(), version).await?;
+        if let Some(m) = method {
+            let ok = if resp.status().is_success() { "ok" } else { "error" };
+            self.metrics.record(&b.cfg.name, m, ok, started.elapsed());
+        }
+        resp.headers_mut().insert(SESSION_ID, session.header.clone());
+        Some(resp)
     }
 
     async fn modern_post(
@@ -284,44 +334,20 @@ impl Gateway {
             }
             Routed::Call { backend, call, timeout } => {
                 session.upstream.track(&id, &backend, call.upstream_id.clone());
+                if !sse {
+                    // A client that takes JSON only: the answer alone (a server's question to it
+                    // goes to its GET stream).
+                    let answer = follow(session, &backend, call, timeout, None).await;
+                    self.metrics.record(&backend, method, outcome(&answer), started.elapsed());
+                    session.upstream.untrack(&id);
+                    return json_reply(&Some(id), answer);
+                }
                 let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
                 let session = session.clone();
                 let gateway = self.clone();
                 let method = method.to_owned();
                 tokio::spawn(async move {
-                    let mut events = call.events;
-                    let response = call.response;
-                    tokio::pin!(response);
-                    let deadline = tokio::time::sleep(timeout);
-                    tokio::pin!(deadline);
-                    let answer = loop {
-                        tokio::select! {
-                            biased;
-                            ev = events.recv() => match ev {
-                                Some(Event::Notification(m)) => { let _ = tx.send(sse::encode(m.to_string().as_bytes(), None)); }
-                                Some(Event::Request { method, params, reply }) => {
-                                    let m = session.upstream.request(&method, params, reply);
-                                    let _ = tx.send(sse::encode(m.to_string().as_bytes(), None));
-                                }
-                                None => {
-                                    // The events are done; the response may still come.
-                                    let r = tokio::select! {
-                                        r = &mut response => r.ok(),
-                                        () = &mut deadline => None,
-                                    };
-                                    break r.unwrap_or_else(|| timed_out(&backend, timeout));
-                                }
-                            },
-                            r = &mut response => {
-                                // What the server sent before its response comes first.
-                                while let Ok(ev) = events.try_recv() {
-                                    if let Event::Notification(m) = ev { let _ = tx.send(sse::encode(m.to_string().as_bytes(), None)); }
-                                }
-                                break r.unwrap_or_else(|_| json!({"error":{"code":codes::UPSTREAM_UNAVAILABLE,"message":format!("server {backend} dropped the call")}}));
-                            }
-                            () = &mut deadline => break timed_out(&backend, timeout),
-                        }
-                    };
+                    let answer = follow(&session, &backend, call, timeout, Some(&tx)).await;
                     gateway.metrics.record(&backend, &method, outcome(&answer), started.elapsed());
                     session.upstream.untrack(&id);
                     let reply = with_id(answer, &id);
@@ -408,6 +434,61 @@ impl Gateway {
         let mut resp = text(code, json!({"status": state, "servers": servers}).to_string() + "\n");
         resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         resp
+    }
+}
+
+/// Follows a call to its answer: its notifications and the server's questions to the client go
+/// to `out` (the call's SSE stream) as they come; without a stream, questions go to the client's
+/// GET stream and notifications are dropped.
+async fn follow(
+    session: &Arc<Session<Client>>,
+    backend: &str,
+    call: super::backend::Call,
+    timeout: std::time::Duration,
+    out: Option<&mpsc::UnboundedSender<Bytes>>,
+) -> Value {
+    let mut events = call.events;
+    let response = call.response;
+    tokio::pin!(response);
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let send = |m: Value| {
+        if let Some(tx) = out {
+            let _ = tx.send(sse::encode(m.to_string().as_bytes(), None));
+        }
+    };
+    loop {
+        tokio::select! {
+            biased;
+            ev = events.recv() => match ev {
+                Some(Event::Notification(m)) => send(m),
+                Some(Event::Request { method, params, reply }) => {
+                    let m = session.upstream.request(&method, params, reply);
+                    match out {
+                        Some(_) => send(m),
+                        None => session.upstream.send(m),
+                    }
+                }
+                None => {
+                    // The events are done; the response may still come.
+                    let r = tokio::select! {
+                        r = &mut response => r.ok(),
+                        () = &mut deadline => None,
+                    };
+                    return r.unwrap_or_else(|| timed_out(backend, timeout));
+                }
+            },
+            r = &mut response => {
+                // What the server sent before its response comes first.
+                while let Ok(ev) = events.try_recv() {
+                    if let Event::Notification(m) = ev {
+                        send(m);
+                    }
+                }
+                return r.unwrap_or_else(|_| json!({"error":{"code":codes::UPSTREAM_UNAVAILABLE,"message":format!("server {backend} dropped the call")}}));
+            }
+            () = &mut deadline => return timed_out(backend, timeout),
+        }
     }
 }
 

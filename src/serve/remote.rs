@@ -542,6 +542,33 @@ impl Link for RemoteLink {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).1.clone()
     }
 
+    fn passthrough<'a>(
+        &'a self,
+        client: &'a Arc<Session<Client>>,
+        body: Bytes,
+        version: Option<HeaderValue>,
+    ) -> Pin<Box<dyn std::future::Future<Output = Option<Response<Body>>> + Send + 'a>> {
+        Box::pin(async move {
+            if self.modern.get().is_some() {
+                return None;
+            }
+            let up = match self.open(&client.id, &client.upstream.init, Some(client)).await {
+                Ok(up) => up,
+                // Through the message path, which says why.
+                Err(_) => return None,
+            };
+            if self.modern.get().is_some() {
+                return None;
+            }
+            let mut req = self.request_as(Method::POST, body, Some(&up), Some(client));
+            // Transparent: the version the client speaks on this request, as it said it.
+            if let Some(v) = version {
+                req.headers_mut().insert(PROTOCOL_VERSION, v);
+            }
+            Some(self.proxy.clone().handle(req).await)
+        })
+    }
+
     fn forget(&self, client: &Session<Client>) {
         let up = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&client.id);
         if let Some(up) = up {

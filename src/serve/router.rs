@@ -94,6 +94,13 @@ impl Router {
         }
     }
 
+    /// The server a view's messages can go to as they are: it sees one server, unprefixed.
+    pub fn alone(&self, view: &View) -> Option<Arc<Backend>> {
+        let visible = self.visible(view);
+        let [b] = visible.as_slice() else { return None };
+        self.prefix(view, b).is_empty().then(|| b.clone())
+    }
+
     /// A server's listings of `kinds` changed (or it came or went): forget them.
     pub fn invalidate(&self, backend: &str, kinds: &[&str]) {
         self.cache
