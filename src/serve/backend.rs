@@ -39,6 +39,18 @@ pub struct Unsolicited {
     pub reply: Option<oneshot::Sender<Value>>,
 }
 
+/// The notifications that say a server's listings changed.
+pub const LIST_CHANGED: [&str; 3] =
+    ["notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed"];
+
+/// Tells the router that `backend`'s listings changed (it came, went, or was reconfigured).
+pub fn announce_lists_changed(tx: &mpsc::UnboundedSender<Unsolicited>, backend: &str) {
+    for method in LIST_CHANGED {
+        let message = serde_json::json!({"jsonrpc": "2.0", "method": method});
+        let _ = tx.send(Unsolicited { backend: backend.to_owned(), session: None, message, reply: None });
+    }
+}
+
 /// What a server answered to `initialize`.
 #[derive(Debug, Clone, Default)]
 pub struct ServerInfo {

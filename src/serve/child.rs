@@ -255,18 +255,7 @@ impl ChildLink {
             // A client's own child: the gateway's shared one speaks for the listings.
             return;
         }
-        for method in [
-            "notifications/tools/list_changed",
-            "notifications/prompts/list_changed",
-            "notifications/resources/list_changed",
-        ] {
-            let _ = self.unsolicited.send(Unsolicited {
-                backend: self.name.clone(),
-                session: self.session.clone(),
-                message: json!({"jsonrpc":"2.0","method":method}),
-                reply: None,
-            });
-        }
+        super::backend::announce_lists_changed(&self.unsolicited, &self.name);
     }
 
     /// One message from the child.

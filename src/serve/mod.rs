@@ -279,9 +279,7 @@ async fn expire_sessions(gateway: Arc<Gateway>, ttl: Duration) {
         tokio::time::sleep(every).await;
         for s in gateway.sessions.expire(ttl) {
             tracing::info!(session = s.label(), "session expired after {ttl:?} idle");
-            for b in gateway.router.visible(&View::All) {
-                b.link.forget(&s);
-            }
+            gateway.end(&s);
         }
     }
 }

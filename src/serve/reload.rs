@@ -83,11 +83,7 @@ impl Gateway {
     /// Every client: the listings changed.
     fn announce_lists_changed(&self) {
         for s in self.sessions.snapshot() {
-            for m in [
-                "notifications/tools/list_changed",
-                "notifications/prompts/list_changed",
-                "notifications/resources/list_changed",
-            ] {
+            for m in super::backend::LIST_CHANGED {
                 s.upstream.send(json!({"jsonrpc":"2.0","method":m}));
             }
         }

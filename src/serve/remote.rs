@@ -85,7 +85,7 @@ impl RemoteLink {
     async fn keep_gateway_session(self: Arc<Self>) {
         let mut delay = Duration::from_secs(1);
         loop {
-            let init = json!({"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"mcpgate","version":env!("CARGO_PKG_VERSION")}});
+            let init = gateway_init();
             match self.open("", &init, None).await {
                 Ok(_) => return,
                 Err(e) => {
@@ -186,18 +186,7 @@ impl RemoteLink {
             *self.state.lock().unwrap_or_else(|p| p.into_inner()) = (Health::Ready, Some(info));
             tracing::info!(server = %self.name, "remote server ready");
             // Clients' listings change: a server came.
-            for method in [
-                "notifications/tools/list_changed",
-                "notifications/prompts/list_changed",
-                "notifications/resources/list_changed",
-            ] {
-                let _ = self.unsolicited.send(Unsolicited {
-                    backend: self.name.clone(),
-                    session: None,
-                    message: json!({"jsonrpc":"2.0","method":method}),
-                    reply: None,
-                });
-            }
+            super::backend::announce_lists_changed(&self.unsolicited, &self.name);
         }
         self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_owned(), up.clone());
         tokio::spawn(listen(
@@ -237,18 +226,7 @@ impl RemoteLink {
             };
             *self.state.lock().unwrap_or_else(|p| p.into_inner()) = (Health::Ready, Some(info));
             tracing::info!(server = %self.name, "remote server ready; it speaks only {}", modern.version);
-            for method in [
-                "notifications/tools/list_changed",
-                "notifications/prompts/list_changed",
-                "notifications/resources/list_changed",
-            ] {
-                let _ = self.unsolicited.send(Unsolicited {
-                    backend: self.name.clone(),
-                    session: None,
-                    message: json!({"jsonrpc":"2.0","method":method}),
-                    reply: None,
-                });
-            }
+            super::backend::announce_lists_changed(&self.unsolicited, &self.name);
         }
         let up = Arc::new(Upstream { session: None, version: None, stop: self.stop.child_token() });
         self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_owned(), up.clone());
@@ -320,6 +298,11 @@ impl crate::connect::modern::Asker for ToEvents {
     fn notify(&self, msg: Value) {
         let _ = self.events.send(Event::Notification(msg));
     }
+}
+
+/// What the gateway says of itself when it opens a session of its own.
+fn gateway_init() -> Value {
+    json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "mcpgate", "version": env!("CARGO_PKG_VERSION")}})
 }
 
 /// An upstream's 401/403, with its challenge.
@@ -466,10 +449,9 @@ impl Link for RemoteLink {
         let client = client.cloned();
         let method = method.to_owned();
         Box::pin(async move {
-            let gateway_init = json!({"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"mcpgate","version":env!("CARGO_PKG_VERSION")}});
             let (key, init) = match &client {
                 Some(c) => (c.id.clone(), c.upstream.init.clone()),
-                None => (String::new(), gateway_init),
+                None => (String::new(), gateway_init()),
             };
             let up = self.open(&key, &init, client.as_deref()).await?;
             if self.modern.get().is_some() {
