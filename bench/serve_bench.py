@@ -389,17 +389,29 @@ def open_session(port, path, tools):
 # ---------------------------------------------------------------- wrk
 
 LUA = r'''
-local bodies = { %s }
+-- Every request gets a JSON-RPC id of its own: the run's number, the thread's and a counter (a session must not
+-- reuse an id, and the SDK-based servers answer a reused id on the stream of the last request that carried it).
+local tails = { %s }
 local needle = [[%s]]
-local headers = {["Content-Type"] = "application/json", ["Accept"] = "application/json, text/event-stream",
-                 ["MCP-Protocol-Version"] = "%s", ["Mcp-Session-Id"] = os.getenv("SID")}
 wrk.method = "POST"
-wrk.body = bodies[1]
-for k, v in pairs(headers) do wrk.headers[k] = v end
-%s
-bad = 0
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Accept"] = "application/json, text/event-stream"
+wrk.headers["MCP-Protocol-Version"] = "%s"
+wrk.headers["Mcp-Session-Id"] = os.getenv("SID")
+bad, n, base = 0, 0, 0
 local threads = {}
-function setup(thread) table.insert(threads, thread) end
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("tid", #threads)
+end
+function init(args)
+  base = tonumber(os.getenv("RUN")) * 1e12 + tid * 1e9
+end
+function request()
+  n = n + 1
+  local body = '{"jsonrpc":"2.0","id":' .. string.format("%%.0f", base + n) .. ',' .. tails[n %% #tails + 1]
+  return wrk.format(nil, nil, nil, body)
+end
 -- Every answer must carry what was asked for (an echo, a listing): a 200 with an error in it does not count.
 function response(status, hdrs, body)
   if status < 300 and not string.find(body, needle, 1, true) then bad = bad + 1 end
@@ -408,19 +420,9 @@ function done(summary, latency, requests)
   local b = 0
   for _, t in ipairs(threads) do b = b + t:get("bad") end
   local e = summary.errors
-  io.write(string.format("RESULT %%d %%d %%d %%d %%d %%d %%d %%d %%d %%d\n", summary.requests, summary.duration,
-    latency:percentile(50), latency:percentile(99), latency.max, e.connect, e.read + e.write, e.timeout, e.status, b))
-end
-'''
-
-ROUND_ROBIN = r'''
-local reqs, i = {}, 0
-function init(args)
-  for k, b in ipairs(bodies) do reqs[k] = wrk.format("POST", nil, headers, b) end
-end
-function request()
-  i = i % #reqs + 1
-  return reqs[i]
+  io.write(string.format("RESULT %%d %%d %%d %%d %%d %%d %%d %%d %%d %%d %%d\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), latency.max, e.connect, e.read + e.write, e.timeout, e.status, b,
+    latency.mean))
 end
 '''
 
@@ -430,27 +432,38 @@ def lua_script(tmp, bodies, needle):
     key = hashlib.sha1(json.dumps([bodies, needle]).encode()).hexdigest()[:12]
     name = os.path.join(tmp, f"wrk-{key}.lua")
     if not os.path.exists(name):
-        # Several bodies: one after the other, per connection (wrk calls request() for each).
-        quoted = ", ".join("[[" + json.dumps(b, separators=(",", ":")) + "]]" for b in bodies)
+        # The message after its id; several bodies go one after the other (per thread).
+        tails = []
+        for b in bodies:
+            rest = {k: v for k, v in b.items() if k not in ("jsonrpc", "id")}
+            tails.append("[[" + json.dumps(rest, separators=(",", ":"))[1:] + "]]")
         with open(name, "w") as f:
-            f.write(LUA % (quoted, needle, PROTOCOL, ROUND_ROBIN if len(bodies) > 1 else ""))
+            f.write(LUA % (", ".join(tails), needle, PROTOCOL))
     return name
+
+
+RUNS = iter(range(1, 10 ** 6))
 
 
 def wrk(url, sid, conns, seconds, script):
     threads = min(conns, 2)
-    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--timeout", f"{max(5, seconds)}s", "--latency", "-s", script, url]
+    # A request unanswered after 5 s counts as a timeout (a gateway that loses requests shows here).
+    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--timeout", "5s", "--latency", "-s", script, url]
     try:
-        p = subprocess.run(cmd, text=True, capture_output=True, env={**os.environ, "SID": sid}, timeout=seconds + 60)
+        p = subprocess.run(cmd, text=True, capture_output=True, env={**os.environ, "SID": sid, "RUN": str(next(RUNS))},
+                           timeout=seconds + 60)
     except subprocess.TimeoutExpired:
         return {"error": "wrk did not finish"}
     m = re.search(r"RESULT (.*)", p.stdout)
     if p.returncode != 0 or not m:
         return {"error": f"wrk exit {p.returncode}: {(p.stdout + p.stderr)[-300:]}"}
-    req, dur_us, p50, p99, mx, conn_err, rw_err, timeouts, non2xx, bad = map(int, m.group(1).split())
-    return {"rps": req / (dur_us / 1e6), "p50": p50 / 1000, "p99": p99 / 1000, "max": mx / 1000, "requests": req,
-            "connect_errors": conn_err, "rw_errors": rw_err, "timeouts": timeouts, "non2xx": non2xx, "bad": bad,
-            "seconds": dur_us / 1e6}
+    req, dur_us, p50, p99, mx, conn_err, rw_err, timeouts, non2xx, bad, mean = map(int, m.group(1).split())
+    rps = req / (dur_us / 1e6)
+    # Little's law: requests in flight on average. Well below the connections, some of them waited for nothing
+    # (a lost answer); wrk's latency figures then describe the lucky connections only.
+    return {"rps": rps, "p50": p50 / 1000, "p99": p99 / 1000, "max": mx / 1000, "mean": mean / 1000,
+            "in_flight": rps * mean / 1e6, "conns": conns, "requests": req, "connect_errors": conn_err,
+            "rw_errors": rw_err, "timeouts": timeouts, "non2xx": non2xx, "bad": bad, "seconds": dur_us / 1e6}
 
 
 # ---------------------------------------------------------------- targets
@@ -820,6 +833,53 @@ def run_target(ctx, t):
             stop_tree(proc)
 
 
+FAILURES = ("non2xx", "bad", "timeouts", "rw_errors", "connect_errors")
+
+
+def merge(rounds):
+    """One target's rounds → one result. Per measurement: the round with the median req/s (the lower one of two),
+    its latency and CPU with it, every round's req/s, and the failures of all rounds summed. Memory: the maximum
+    over the rounds. /metrics counts: summed."""
+    good = [r for r in rounds if r.get("runs")]
+    out = dict(good[0] if good else rounds[-1])
+    out["rounds"] = len(rounds)
+    errors = sorted({r["error"] for r in rounds if "error" in r})
+    if errors:
+        out["error"] = "; ".join(errors) + (f" ({len([r for r in rounds if 'error' in r])} of {len(rounds)} rounds)"
+                                            if len(rounds) > 1 else "")
+    runs = {}
+    for key in (good[0]["runs"] if good else {}):
+        rs = [r["runs"][key] for r in good if key in r["runs"]]
+        fine = [x for x in rs if "error" not in x]
+        if not fine:
+            runs[key] = rs[0]
+            continue
+        med = dict(sorted(fine, key=lambda x: x["rps"])[(len(fine) - 1) // 2])
+        med["all_rps"] = [x["rps"] for x in fine]
+        for k in FAILURES:
+            med[k] = sum(x.get(k, 0) for x in fine)
+        med["disturbed_rounds"] = sum(1 for x in fine if x.get("disturbed"))
+        runs[key] = med
+    out["runs"] = runs
+    for k in ("root_hwm_mb", "gw_hwm_mb", "peak_gw_rss_mb", "peak_up_rss_mb", "gw_procs", "up_procs"):
+        vals = [r[k] for r in good if k in r]
+        if vals:
+            out[k] = max(vals)
+    if any("up_hwm_mb" in r for r in good):
+        out["up_hwm_mb"] = max((r["up_hwm_mb"] for r in good if "up_hwm_mb" in r), key=sum)
+    out["rss_after_mb"] = [r["rss_after_mb"] for r in good if "rss_after_mb" in r]
+    ms_ = [r["metrics"] for r in good if "requests" in r.get("metrics", {})]
+    if ms_:
+        total = {"requests": {}, "cache_hits": 0, "cache_misses": 0, "restarts": 0}
+        for m in ms_:
+            for k, v in m["requests"].items():
+                total["requests"][k] = total["requests"].get(k, 0) + v
+            for k in ("cache_hits", "cache_misses", "restarts"):
+                total[k] += m[k]
+        out["metrics"] = total
+    return out
+
+
 # ---------------------------------------------------------------- report
 
 def n0(x):
@@ -847,18 +907,22 @@ def run_flags(r):
                      ("rw_errors", "socket read/write errors"), ("connect_errors", "connect errors")):
         if r.get(k):
             notes.append(f"{r[k]:,} {label}")
+    if r.get("conns", 1) > 1 and r.get("in_flight", 99) < r["conns"] / 2:
+        notes.append(f"only {r['in_flight']:.1f} of {r['conns']} requests in flight on average (rate × mean latency)")
     if r.get("requests", 10 ** 9) < 1000:
         notes.append(f"{r['requests']:,} answers in {r['seconds']:.0f} s")
     if r.get("disturbed"):
         notes.append(f"disturbed: others used {r['others_share'] * 100:.0f}% ({r.get('others', '?')})")
+    if r.get("disturbed_rounds") and not r.get("disturbed"):
+        notes.append(f"{r['disturbed_rounds']} other round(s) kept although disturbed")
+    if len(r.get("all_rps", [])) > 1:
+        notes.append("rounds: " + " / ".join(n0(x) for x in r["all_rps"]) + " req/s")
     return ", ".join(notes)
 
 
 def machine_facts(ctx):
     cpu = re.search(r"model name\s*:\s*(.*)", open("/proc/cpuinfo").read())
     mem = int(re.search(r"MemTotal:\s+(\d+)", open("/proc/meminfo").read()).group(1)) / 1024 / 1024
-    git = lambda *a: subprocess.run(["git", "-C", ROOT, *a], text=True, capture_output=True).stdout.strip()
-    dirty = git("status", "--porcelain", "--untracked-files=no")
     mtime = time.strftime("%Y-%m-%d %H:%M", time.localtime(os.stat(ctx["mcpgate"]).st_mtime))
     nginx_v = subprocess.run(["nginx", "-v"], text=True, capture_output=True).stderr.strip().split("/")[-1]
     wrk_v = subprocess.run(["wrk", "-v"], text=True, capture_output=True).stdout.split()
@@ -868,8 +932,8 @@ def machine_facts(ctx):
     return {
         "machine": f"{sh(['nproc'])} cores ({cpu.group(1) if cpu else platform.processor()}), {mem:.0f} GiB,"
                    f" Linux {platform.release()}",
-        "mcpgate": f"{sh([ctx['mcpgate'], '--version']).removeprefix('mcpgate ')} (git {git('rev-parse', '--short', 'HEAD')}"
-                   f"{', dirty tree' if dirty else ''}; binary built {mtime}, copied at the start of the run)",
+        "mcpgate": f"{sh([ctx['mcpgate'], '--version']).removeprefix('mcpgate ')} (binary built {mtime}, copied at the"
+                   f" start of the run; the tree's HEAD then: {ctx['git_head']}{', uncommitted changes' if ctx['git_dirty'] else ''})",
         "echo-upstream": "bench/echo-upstream (this tree; release)",
         "nginx": f"{nginx_v} (Debian nginx-light)",
         "wrk": f"{wrk_v[1] if len(wrk_v) > 1 else '?'} (Debian)",
@@ -905,10 +969,12 @@ def report(ctx, results, facts, started, load_before):
         + (f"; {disturbed} kept although disturbed (flagged)" if disturbed else "") + ".",
         "- Versions: " + "; ".join(f"{k} {facts[k]}" for k in ("mcpgate", "nginx", "wrk", "rustc", "supergateway",
                                                               "mcp-proxy (npm)", "mcp-proxy (PyPI)", "fastmcp")),
-        f"- Command: `{cmd}`: wrk `-t1 -c1` and `-t2 -c32`, {args.duration} s each after a {args.warmup} s warm-up"
-        " at c=32, keep-alive, one session per target (initialize, then every request with its Mcp-Session-Id,"
-        " `Accept: application/json, text/event-stream`); every answer checked (a non-2xx or a body without the echo"
-        " counts as a failure, not as a request served).",
+        f"- Command: `{cmd}`: {args.rounds} round(s), each target once per round (the order rotated), started afresh;"
+        " a row is the round with the median req/s (its latency and CPU with it; failures summed over the rounds,"
+        " every round's req/s in the notes). wrk `-t1 -c1` and `-t2 -c32`,"
+        f" {args.duration} s each after a {args.warmup} s warm-up at c=32, keep-alive, one session per target (initialize, then every request with its Mcp-Session-Id,"
+        " `Accept: application/json, text/event-stream`, and a JSON-RPC id of its own); every answer checked (a non-2xx"
+        " or a body without the echo counts as a failure); a request unanswered after 5 s counts as a timeout.",
         "- Upstream: bench/echo-upstream (Rust): Streamable HTTP with JSON replies for 1a, `--stdio` (newline-delimited"
         " JSON-RPC) for 1b and 2. Gateways log at warning or less where a flag allows (the peers' uvicorn access"
         " logs would otherwise write a line per request); mcpgate at its default (info: one line per session).",
@@ -950,7 +1016,6 @@ def report(ctx, results, facts, started, load_before):
         lines.append("")
 
     def ratios(base_key, keys, runs, what):
-        base = results.get(base_key, {})
         rows = []
         for key in keys:
             res = results.get(key)
@@ -1016,14 +1081,15 @@ def report(ctx, results, facts, started, load_before):
     # Memory
     lines += ["## 3. Memory", "",
               "| target | scenario | gateway peak RSS MB (VmHWM, summed) | sampled peak VmRSS MB (gateway processes)"
-              " | processes | upstream children: VmHWM MB each | VmRSS MB of mcpgate after each measurement |",
+              " | processes | upstream children: VmHWM MB each | VmRSS MB of mcpgate after each measurement (per round) |",
               "|---|---|---|---|---|---|---|"]
     scen = {"http": "1a", "stdio": "1b", "five": "2 (5 servers)"}
     for key, res in results.items():
         if "gw_hwm_mb" not in res:
             continue
         ups = ", ".join(f"{x:.1f}" for x in res.get("up_hwm_mb", [])) or "–"
-        after = " → ".join(f"{x:.1f}" for x in res.get("rss_after_mb", [])) if key.startswith("mcpgate") else "–"
+        after = ("; ".join(" → ".join(f"{x:.1f}" for x in one) for one in res.get("rss_after_mb", []))
+                 if key.startswith("mcpgate") else "–")
         lines.append(f"| {res['name']} | {scen[res['scenario']]} | {res['gw_hwm_mb']:.1f} | {res['peak_gw_rss_mb']:.1f}"
                      f" | {res['gw_procs']} | {ups} | {after} |")
     lines.append("")
@@ -1092,6 +1158,9 @@ def main():
     ap.add_argument("--max-interference", type=float, default=0.1,
                     help="redo a measurement during which other processes used more than this share of the machine's"
                          " CPU (default 0.1; 0 keeps every measurement)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds (every target once, the order rotated); per measurement the report keeps the round"
+                         " with the median req/s (default 3)")
     ap.add_argument("--retries", type=int, default=3, help="redos per measurement at most (default 3)")
     ap.add_argument("--max-wait", type=int, default=300,
                     help="seconds to wait, before a measurement, for other processes to quieten (default 300)")
@@ -1111,11 +1180,14 @@ def main():
     tmp = tempfile.mkdtemp(prefix="mcpgate-serve-bench-")
     snapshot = os.path.join(tmp, "mcpgate")
     shutil.copy2(args.mcpgate, snapshot)  # target/release/mcpgate may be rebuilt while this runs
+    git = lambda *a: subprocess.run(["git", "-C", ROOT, *a], text=True, capture_output=True).stdout.strip()
+    git_head, git_dirty = git("rev-parse", "--short", "HEAD"), bool(git("status", "--porcelain", "--untracked-files=no"))
     node = NODE22 if os.path.exists(NODE22) else shutil.which("node")
     home = os.path.join(tmp, "home")
     os.makedirs(home)
     ctx = {"args": args, "tmp": tmp, "mcpgate": snapshot, "node": node, "node_version": sh([node, "--version"]).lstrip("v"),
-           "procs": [], "discarded": 0, "install_failed": install_failed, "env": base_env(home)}
+           "procs": [], "discarded": 0, "install_failed": install_failed, "env": base_env(home),
+           "git_head": git_head, "git_dirty": git_dirty}
     up_port = free_port()
     upstream = subprocess.Popen([ECHO, f"127.0.0.1:{up_port}"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=open(os.path.join(tmp, "upstream.log"), "w"), start_new_session=True)
@@ -1127,12 +1199,19 @@ def main():
         only = set(args.only.split(",")) if args.only else None
         if only and only - {t.key for t in ts}:
             sys.exit(f"--only: unknown {', '.join(sorted(only - {t.key for t in ts}))}")
-        results = {}
-        for t in ts:
-            if only is None or t.key in only:
-                results[t.key] = run_target(ctx, t)
-                if "error" in results[t.key]:
-                    log(f"{t.key}: FAILED: {results[t.key]['error']}")
+        chosen = [t for t in ts if only is None or t.key in only]
+        rounds = {t.key: [] for t in chosen}
+        for i in range(args.rounds):
+            # Round i starts i targets further down the list: no target always runs first, or right after another.
+            k = i % len(chosen)
+            for t in chosen[k:] + chosen[:k]:
+                if args.rounds > 1:
+                    log(f"round {i + 1}/{args.rounds}: {t.key}")
+                r = run_target(ctx, t)
+                rounds[t.key].append(r)
+                if "error" in r:
+                    log(f"{t.key}: FAILED: {r['error']}")
+        results = {t.key: merge(rounds[t.key]) for t in chosen}
         facts = machine_facts(ctx)
         report(ctx, results, facts, started, load_before)
     finally:

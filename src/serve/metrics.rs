@@ -2,7 +2,7 @@
 //! latency as a histogram, restarts of stdio servers, listing-cache hits and misses. A few
 //! counters under one lock: the hot path records one entry per request.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -14,70 +14,92 @@ const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, &'static str), u64>>,
-    latency: Mutex<BTreeMap<(String, String), Histogram>>,
+    /// By server, then method: keys are allocated once, on first sight, not per request.
+    by: Mutex<HashMap<String, HashMap<String, Entry>>>,
 }
 
-#[derive(Default, Clone)]
-struct Histogram {
-    counts: Vec<u64>,
+#[derive(Clone)]
+struct Entry {
+    ok: u64,
+    error: u64,
+    buckets: [u64; BUCKETS.len()],
     sum: f64,
-    total: u64,
+}
+
+impl Default for Entry {
+    fn default() -> Self {
+        Entry { ok: 0, error: 0, buckets: [0; BUCKETS.len()], sum: 0.0 }
+    }
 }
 
 impl Metrics {
     pub fn record(&self, server: &str, method: &str, outcome: &'static str, took: Duration) {
-        *self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((server.to_owned(), method.to_owned(), outcome))
-            .or_default() += 1;
-        let mut lat = self.latency.lock().unwrap_or_else(|p| p.into_inner());
-        let h = lat.entry((server.to_owned(), method.to_owned())).or_default();
-        if h.counts.is_empty() {
-            h.counts = vec![0; BUCKETS.len()];
+        let mut by = self.by.lock().unwrap_or_else(|p| p.into_inner());
+        let methods = match by.get_mut(server) {
+            Some(m) => m,
+            None => by.entry(server.to_owned()).or_default(),
+        };
+        let e = match methods.get_mut(method) {
+            Some(e) => e,
+            None => methods.entry(method.to_owned()).or_default(),
+        };
+        if outcome == "ok" {
+            e.ok += 1;
+        } else {
+            e.error += 1;
         }
         let secs = took.as_secs_f64();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                h.counts[i] += 1;
+        // Buckets are cumulative; the first bound that holds and all above it count the request.
+        if let Some(first) = BUCKETS.iter().position(|b| secs <= *b) {
+            for c in &mut e.buckets[first..] {
+                *c += 1;
             }
         }
-        h.sum += secs;
-        h.total += 1;
+        e.sum += secs;
+    }
+
+    /// (server, method, entry), sorted, for rendering.
+    fn rows(&self) -> Vec<(String, String, Entry)> {
+        let by = self.by.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rows: Vec<_> =
+            by.iter().flat_map(|(s, m)| m.iter().map(move |(k, e)| (s.clone(), k.clone(), e.clone()))).collect();
+        rows.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        rows
     }
 
     pub fn render(&self, router: &Router) -> String {
         let mut out = String::new();
         let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        let rows = self.rows();
         out.push_str("# HELP mcpgate_requests_total Requests answered, by server, method and outcome.\n# TYPE mcpgate_requests_total counter\n");
-        for ((server, method, outcome), n) in self.requests.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(
-                out,
-                "mcpgate_requests_total{{server=\"{}\",method=\"{}\",outcome=\"{outcome}\"}} {n}",
-                label(server),
-                label(method)
-            );
+        for (server, method, e) in &rows {
+            let (s, m) = (label(server), label(method));
+            for (outcome, n) in [("ok", e.ok), ("error", e.error)] {
+                if n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "mcpgate_requests_total{{server=\"{s}\",method=\"{m}\",outcome=\"{outcome}\"}} {n}"
+                    );
+                }
+            }
         }
         out.push_str("# HELP mcpgate_request_duration_seconds Time to the response, by server and method.\n# TYPE mcpgate_request_duration_seconds histogram\n");
-        for ((server, method), h) in self.latency.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for (server, method, e) in &rows {
             let (s, m) = (label(server), label(method));
             for (i, b) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(
                     out,
                     "mcpgate_request_duration_seconds_bucket{{server=\"{s}\",method=\"{m}\",le=\"{b}\"}} {}",
-                    h.counts[i]
+                    e.buckets[i]
                 );
             }
+            let total = e.ok + e.error;
             let _ = writeln!(
                 out,
-                "mcpgate_request_duration_seconds_bucket{{server=\"{s}\",method=\"{m}\",le=\"+Inf\"}} {}",
-                h.total
+                "mcpgate_request_duration_seconds_bucket{{server=\"{s}\",method=\"{m}\",le=\"+Inf\"}} {total}"
             );
-            let _ = writeln!(out, "mcpgate_request_duration_seconds_sum{{server=\"{s}\",method=\"{m}\"}} {}", h.sum);
-            let _ =
-                writeln!(out, "mcpgate_request_duration_seconds_count{{server=\"{s}\",method=\"{m}\"}} {}", h.total);
+            let _ = writeln!(out, "mcpgate_request_duration_seconds_sum{{server=\"{s}\",method=\"{m}\"}} {}", e.sum);
+            let _ = writeln!(out, "mcpgate_request_duration_seconds_count{{server=\"{s}\",method=\"{m}\"}} {total}");
         }
         out.push_str("# HELP mcpgate_upstream_restarts_total Restarts of stdio servers.\n# TYPE mcpgate_upstream_restarts_total counter\n");
         for (name, n) in router.restarts() {

@@ -95,10 +95,22 @@ impl Router {
     }
 
     /// The server a view's messages can go to as they are: it sees one server, unprefixed.
+    /// (On every request: no allocation.)
     pub fn alone(&self, view: &View) -> Option<Arc<Backend>> {
-        let visible = self.visible(view);
-        let [b] = visible.as_slice() else { return None };
-        self.prefix(view, b).is_empty().then(|| b.clone())
+        let all = self.backends.read().unwrap_or_else(|p| p.into_inner());
+        match view {
+            View::One(name) => all.get(name).filter(|b| b.cfg.enabled).cloned(),
+            View::All => {
+                // One server configured (as `prefix` counts them): unprefixed unless a prefix is set.
+                if self.config.read().unwrap_or_else(|p| p.into_inner()).servers.iter().filter(|s| s.enabled).count()
+                    != 1
+                {
+                    return None;
+                }
+                let b = all.values().find(|b| b.cfg.enabled)?;
+                b.cfg.prefix.as_deref().is_none_or(str::is_empty).then(|| b.clone())
+            }
+        }
     }
 
     /// A server's listings of `kinds` changed (or it came or went): forget them.
