@@ -333,23 +333,42 @@ impl Gateway {
                 reply(answer)
             }
             Routed::Call { backend, call, timeout } => {
-                session.upstream.track(&id, &backend, call.upstream_id.clone());
+                let deadline = tokio::time::Instant::now() + timeout;
+                let in_flight = InFlight::track(session, &id, &backend, call.upstream_id.clone());
                 if !sse {
                     // A client that takes JSON only: the answer alone (a server's question to it
                     // goes to its GET stream).
-                    let answer = follow(session, &backend, call, timeout, None).await;
+                    let answer = follow(session, &backend, call, (deadline, timeout), None, None).await;
                     self.metrics.record(&backend, method, outcome(&answer), started.elapsed());
-                    session.upstream.untrack(&id);
+                    drop(in_flight);
                     return json_reply(&Some(id), answer);
                 }
+                // Most calls are answered before the server sends anything else: then one body,
+                // written at once, with no task and no channel.
+                let mut call = call;
+                let first = tokio::select! {
+                    // What the server sent before its answer is queued ahead of it: looked at first.
+                    biased;
+                    Some(ev) = call.events.recv() => Err(ev),
+                    r = &mut call.response => Ok(r.unwrap_or_else(|_| dropped(&backend))),
+                    () = tokio::time::sleep_until(deadline) => Ok(timed_out(&backend, timeout)),
+                };
+                let first = match first {
+                    Ok(answer) => {
+                        self.metrics.record(&backend, method, outcome(&answer), started.elapsed());
+                        drop(in_flight);
+                        return sse_reply(&id, answer);
+                    }
+                    Err(ev) => ev,
+                };
                 let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
                 let session = session.clone();
                 let gateway = self.clone();
                 let method = method.to_owned();
                 tokio::spawn(async move {
-                    let answer = follow(&session, &backend, call, timeout, Some(&tx)).await;
+                    let answer = follow(&session, &backend, call, (deadline, timeout), Some(first), Some(&tx)).await;
                     gateway.metrics.record(&backend, &method, outcome(&answer), started.elapsed());
-                    session.upstream.untrack(&id);
+                    drop(in_flight);
                     let reply = with_id(answer, &id);
                     let _ = tx.send(sse::encode(reply.to_string().as_bytes(), None));
                 });
@@ -437,6 +456,26 @@ impl Gateway {
     }
 }
 
+/// A call the client may cancel by its id: forgotten however its handler ends, also when a
+/// client that went away drops it midway.
+struct InFlight {
+    session: Arc<Session<Client>>,
+    id: Value,
+}
+
+impl InFlight {
+    fn track(session: &Arc<Session<Client>>, id: &Value, backend: &str, upstream_id: Value) -> Self {
+        session.upstream.track(id, backend, upstream_id);
+        InFlight { session: session.clone(), id: id.clone() }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.session.upstream.untrack(&self.id);
+    }
+}
+
 /// Follows a call to its answer: its notifications and the server's questions to the client go
 /// to `out` (the call's SSE stream) as they come; without a stream, questions go to the client's
 /// GET stream and notifications are dropped.
@@ -444,31 +483,38 @@ async fn follow(
     session: &Arc<Session<Client>>,
     backend: &str,
     call: super::backend::Call,
-    timeout: std::time::Duration,
+    (deadline, timeout): (tokio::time::Instant, std::time::Duration),
+    first: Option<Event>,
     out: Option<&mpsc::UnboundedSender<Bytes>>,
 ) -> Value {
     let mut events = call.events;
     let response = call.response;
     tokio::pin!(response);
-    let deadline = tokio::time::sleep(timeout);
+    let deadline = tokio::time::sleep_until(deadline);
     tokio::pin!(deadline);
     let send = |m: Value| {
         if let Some(tx) = out {
             let _ = tx.send(sse::encode(m.to_string().as_bytes(), None));
         }
     };
+    let deliver = |ev: Event| match ev {
+        Event::Notification(m) => send(m),
+        Event::Request { method, params, reply } => {
+            let m = session.upstream.request(&method, params, reply);
+            match out {
+                Some(_) => send(m),
+                None => session.upstream.send(m),
+            }
+        }
+    };
+    if let Some(ev) = first {
+        deliver(ev);
+    }
     loop {
         tokio::select! {
             biased;
             ev = events.recv() => match ev {
-                Some(Event::Notification(m)) => send(m),
-                Some(Event::Request { method, params, reply }) => {
-                    let m = session.upstream.request(&method, params, reply);
-                    match out {
-                        Some(_) => send(m),
-                        None => session.upstream.send(m),
-                    }
-                }
+                Some(ev) => deliver(ev),
                 None => {
                     // The events are done; the response may still come.
                     let r = tokio::select! {
@@ -485,11 +531,15 @@ async fn follow(
                         send(m);
                     }
                 }
-                return r.unwrap_or_else(|_| json!({"error":{"code":codes::UPSTREAM_UNAVAILABLE,"message":format!("server {backend} dropped the call")}}));
+                return r.unwrap_or_else(|_| dropped(backend));
             }
             () = &mut deadline => return timed_out(backend, timeout),
         }
     }
+}
+
+fn dropped(backend: &str) -> Value {
+    json!({"error":{"code":codes::UPSTREAM_UNAVAILABLE,"message":format!("server {backend} dropped the call")}})
 }
 
 fn timed_out(backend: &str, timeout: std::time::Duration) -> Value {

@@ -49,11 +49,18 @@ pub fn spawn(spec: &Spec) -> std::io::Result<Running> {
     let (exit_tx, exit_rx) = oneshot::channel();
     let mut stdin = child.stdin.take();
     tokio::spawn(async move {
+        let mut framed = Vec::new();
         while let Some(line) = stdin_rx.recv().await {
             let Some(w) = stdin.as_mut() else { break };
-            let mut framed = Vec::with_capacity(line.len() + 1);
+            // Whatever else is queued goes in the same write: one syscall for many messages
+            // when clients are busy, none held back when they are not.
+            framed.clear();
             framed.extend_from_slice(&line);
             framed.push(b'\n');
+            while let Ok(more) = stdin_rx.try_recv() {
+                framed.extend_from_slice(&more);
+                framed.push(b'\n');
+            }
             if w.write_all(&framed).await.is_err() || w.flush().await.is_err() {
                 break;
             }
