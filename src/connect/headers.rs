@@ -50,7 +50,7 @@ pub fn to_upstream(client: &HeaderMap, drop_authorization: bool) -> HeaderMap {
             || *k == header::CONTENT_LENGTH
             || *k == header::ORIGIN
             || *k == header::ACCEPT_ENCODING
-            || k.as_str() == SESSION_ID
+            || *k == SESSION_ID
             || (drop_authorization && *k == header::AUTHORIZATION);
         if owned || is_hop_by_hop(k, &named) || is_forwarding(k) {
             continue;
@@ -68,7 +68,7 @@ pub fn to_client(h: &mut HeaderMap) {
         .keys()
         .filter(|k| {
             **k == header::CONTENT_LENGTH
-                || k.as_str() == SESSION_ID
+                || *k == SESSION_ID
                 || k.as_str().starts_with("access-control-")
                 || is_hop_by_hop(k, &named)
         })

@@ -146,14 +146,54 @@ impl Proxy {
             return self.initialize(client, bytes, pending).await.map_err(with_id);
         }
         let session = self.session_of(client).map_err(with_id)?;
+        self.in_session(client, bytes.clone(), &payload, &session, pending)
+            .await
+            .map(|resp| tag(resp, &session.header))
+            .map_err(with_id)
+    }
+
+    /// A legacy-era message within a session, from the session on: forwarded, and the answer
+    /// relayed.
+    async fn in_session(
+        &self,
+        client: &HeaderMap,
+        bytes: Bytes,
+        payload: &Payload<'_>,
+        session: &Session<UpstreamSession>,
+        pending: Option<Pending>,
+    ) -> Result<Response<Body>, Error> {
         match &session.upstream {
             UpstreamSession::Streamable(state) => {
-                self.exchange(Method::POST, client, bytes, &session, state, pending).await
+                self.exchange(Method::POST, client, bytes, session, state, pending).await
             }
-            UpstreamSession::Legacy(state) => self.legacy_post(&session, state, &payload, bytes.clone()).await,
+            UpstreamSession::Legacy(state) => self.legacy_post(session, state, payload, bytes).await,
         }
-        .map(|resp| tag(resp, &session.header))
-        .map_err(with_id)
+    }
+
+    /// For a front end in this process (`serve`) that has read, parsed and checked a legacy-era
+    /// message already and holds this engine's session `session`: the path from the session on,
+    /// without the HTTP layers before it (they were `serve`'s). `client` holds the headers the
+    /// request would have carried.
+    pub async fn forward(
+        &self,
+        session: &HeaderValue,
+        client: &HeaderMap,
+        bytes: Bytes,
+        payload: &Payload<'_>,
+    ) -> Response<Body> {
+        let id = payload.error_id().map(ToOwned::to_owned);
+        let found = self
+            .sessions
+            .get(session.to_str().unwrap_or(""))
+            .ok_or_else(|| Error::new(Kind::SessionNotFound, "session not found; initialize a new session"));
+        let outcome = match found {
+            Ok(session) => {
+                let pending = Pending::new(payload.request_ids());
+                self.in_session(client, bytes, payload, &session, pending).await
+            }
+            Err(e) => Err(e),
+        };
+        outcome.unwrap_or_else(|e| wire::error(&e, id.as_deref()))
     }
 
     async fn initialize(

@@ -2,15 +2,17 @@
 //! mirror the body (SEP-2243): intermediaries route on the headers, servers execute the body, so
 //! a disagreement is a confused-deputy vector and is refused before anything is forwarded.
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 use crate::jsonrpc::Envelope;
 
-pub const SESSION_ID: &str = "mcp-session-id";
-pub const PROTOCOL_VERSION: &str = "mcp-protocol-version";
-pub const LAST_EVENT_ID: &str = "last-event-id";
-pub const METHOD: &str = "mcp-method";
-pub const NAME: &str = "mcp-name";
+// Names, not strings: a lookup by `&str` parses and validates the name on every call, which
+// was 4% of the gateway's instructions per request.
+pub const SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+pub const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+pub const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
+pub const METHOD: HeaderName = HeaderName::from_static("mcp-method");
+pub const NAME: HeaderName = HeaderName::from_static("mcp-name");
 
 /// Methods whose target must be mirrored in `Mcp-Name`.
 fn names_a_target(method: &str) -> bool {

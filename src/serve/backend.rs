@@ -148,6 +148,7 @@ pub trait Link: Send + Sync {
         &'a self,
         _client: &'a Arc<Session<Client>>,
         _body: bytes::Bytes,
+        _payload: &'a crate::jsonrpc::Payload<'a>,
         _version: Option<http::HeaderValue>,
     ) -> Pin<Box<dyn std::future::Future<Output = Option<http::Response<crate::http::body::Body>>> + Send + 'a>> {
         Box::pin(std::future::ready(None))

@@ -211,7 +211,7 @@ impl Gateway {
         session.upstream.set_bearer(headers.get(http::header::AUTHORIZATION));
         let started = Instant::now();
         let version = headers.get(crate::mcp::headers::PROTOCOL_VERSION).cloned();
-        let mut resp = b.link.passthrough(&session, bytes.clone(), version).await?;
+        let mut resp = b.link.passthrough(&session, bytes.clone(), &payload, version).await?;
         if let Some(m) = method {
             let ok = if resp.status().is_success() { "ok" } else { "error" };
             self.metrics.record(&b.cfg.name, m, ok, started.elapsed());

@@ -528,6 +528,7 @@ impl Link for RemoteLink {
         &'a self,
         client: &'a Arc<Session<Client>>,
         body: Bytes,
+        payload: &'a crate::jsonrpc::Payload<'a>,
         version: Option<HeaderValue>,
     ) -> Pin<Box<dyn std::future::Future<Output = Option<Response<Body>>> + Send + 'a>> {
         Box::pin(async move {
@@ -542,12 +543,21 @@ impl Link for RemoteLink {
             if self.modern.get().is_some() {
                 return None;
             }
-            let mut req = self.request_as(Method::POST, body, Some(&up), Some(client));
-            // Transparent: the version the client speaks on this request, as it said it.
-            if let Some(v) = version {
-                req.headers_mut().insert(PROTOCOL_VERSION, v);
+            let session = up.session.as_ref()?;
+            // The headers the engine's request would carry; transparent: the version the
+            // client speaks on this request, as it said it.
+            let mut h = http::HeaderMap::with_capacity(4);
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            h.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
+            if let Some(v) = version.or_else(|| up.version.clone()) {
+                h.insert(PROTOCOL_VERSION, v);
             }
-            Some(self.proxy.clone().handle(req).await)
+            if self.forward_token
+                && let Some(token) = client.upstream.bearer()
+            {
+                h.insert(http::header::AUTHORIZATION, token);
+            }
+            Some(self.proxy.forward(session, &h, body, payload).await)
         })
     }
 
