@@ -86,6 +86,11 @@ impl ToolFilter {
     pub fn allows(&self, tool: &str) -> bool {
         (self.include.is_empty() || self.include.iter().any(|t| t == tool)) && !self.exclude.iter().any(|t| t == tool)
     }
+
+    /// Whether every tool is allowed (nothing to check on a call).
+    pub fn is_open(&self) -> bool {
+        self.include.is_empty() && self.exclude.is_empty()
+    }
 }
 
 /// Where a server's bearer token comes from (the `connect`/`stdio` sources).

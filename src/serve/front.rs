@@ -207,6 +207,13 @@ impl Gateway {
         if method.is_none() && msg.id.is_some_and(|id| id.get().starts_with("\"mcpgate-")) {
             return None;
         }
+        // A tool the configuration hides is as unknown here as in the listing.
+        if method == Some("tools/call")
+            && !b.cfg.tools.is_open()
+            && !msg.target_name().is_some_and(|t| b.cfg.tools.allows(&t))
+        {
+            return None;
+        }
         let session = self.session(view, headers).ok()?;
         session.upstream.set_bearer(headers.get(http::header::AUTHORIZATION));
         let started = Instant::now();

@@ -621,3 +621,47 @@ async fn subscriptions_on_a_shared_server_are_kept_per_client() {
     assert!(eb.contains("notifications/resources/updated"), "b still subscribed:\n{eb}\n{}", gw.output());
     assert!(!ea.contains("notifications/resources/updated"), "a unsubscribed:\n{ea}");
 }
+
+/// A server's `tools` include/exclude lists hold on every path: the merged endpoint and the
+/// server's own, for a lone server whose messages are otherwise forwarded untouched (remote)
+/// and for a stdio child — a hidden tool is neither listed nor callable.
+#[tokio::test]
+async fn tool_filters_hide_tools_from_listings_and_calls() {
+    let dir = tempdir("serve-tool-filter");
+    let fixture = fixture(&[]).await;
+    for (servers, name, hidden, shown, args) in [
+        (
+            json!({"fixture": {"url": fixture.url, "tools": {"exclude": ["test_simple_text"]}}}),
+            "fixture",
+            "test_simple_text",
+            "test_image_content",
+            json!({}),
+        ),
+        (
+            json!({"local": {"command": node(), "args": [repo().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js"), "stdio"], "tools": {"include": ["echo"]}}}),
+            "local",
+            "get-sum",
+            "echo",
+            json!({"message": "m"}),
+        ),
+    ] {
+        let config = dir.join(format!("{name}.json"));
+        write_config(&config, servers);
+        let gw = serve(&config).await;
+        let ready = until(Duration::from_secs(30), || async {
+            request("GET", &format!("{}/readyz", base(&gw.url)), &[], "").await.status == 200
+        })
+        .await;
+        assert!(ready, "{}", gw.output());
+        for url in [gw.url.clone(), format!("{}/servers/{name}/mcp", base(&gw.url))] {
+            let sid = open_session(&url, &[]).await;
+            let names = tool_names(&url, &sid).await;
+            assert!(names.iter().any(|n| n == shown), "{shown} missing from {names:?} at {url}");
+            assert!(!names.iter().any(|n| n == hidden), "{hidden} listed at {url}: {names:?}");
+            let r = call_text(&url, &sid, hidden, json!({"a": 1, "b": 2})).await;
+            assert_eq!(r["error"]["code"], -32602, "{hidden} callable at {url}: {r}");
+            let r = call_text(&url, &sid, shown, args.clone()).await;
+            assert!(r["result"]["content"].is_array(), "{shown} at {url}: {r}");
+        }
+    }
+}
