@@ -153,6 +153,29 @@ impl<'a> Payload<'a> {
     }
 }
 
+/// Where `part` (borrowed from `whole`, e.g. a `RawValue` of a message parsed from it) lies in it.
+pub fn span_of(whole: &[u8], part: &str) -> Option<std::ops::Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    (end <= whole.len() && &whole[start..end] == part.as_bytes()).then_some(start..end)
+}
+
+/// `msg` with `span` replaced by `with`, on one line: the CR and LF a pretty-printer puts between
+/// tokens become spaces (inside JSON strings they are always escaped), so the result can be a
+/// line of a stdio stream or an SSE `data:` line.
+pub fn splice_line(msg: &[u8], span: std::ops::Range<usize>, with: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(msg.len() + with.len());
+    out.extend_from_slice(&msg[..span.start]);
+    out.extend_from_slice(with);
+    out.extend_from_slice(&msg[span.end..]);
+    for b in &mut out {
+        if *b == b'\n' || *b == b'\r' {
+            *b = b' ';
+        }
+    }
+    out
+}
+
 /// An error response; `id` is the raw id of the request it answers (null when unknown).
 pub fn error_response(id: Option<&RawValue>, code: i64, message: &str) -> Bytes {
     let id = id.map_or("null", RawValue::get);

@@ -29,6 +29,40 @@ pub struct Call {
     pub upstream_id: Value,
 }
 
+/// A response as a stdio server wrote it, for a client that sees that server alone: the line,
+/// where its id is and whether it is an error — the gateway only splices the client's id in.
+pub struct Line {
+    pub bytes: bytes::Bytes,
+    pub id: std::ops::Range<usize>,
+    pub error: bool,
+}
+
+/// The answer to a call sent as it came (`Link::call_raw`): the server's line, or one the
+/// gateway made (the server died, or answered something that is not a response).
+pub enum Reply {
+    Line(Line),
+    Value(Value),
+}
+
+impl Reply {
+    /// As the message path's answer (`result` or `error`; the id is replaced anyway).
+    pub fn into_value(self) -> Value {
+        match self {
+            Reply::Value(v) => v,
+            Reply::Line(l) => serde_json::from_slice(&l.bytes).unwrap_or_else(|_| {
+                serde_json::json!({"error": {"code": crate::jsonrpc::codes::UPSTREAM_PROTOCOL, "message": "the server's answer is not JSON"}})
+            }),
+        }
+    }
+}
+
+/// A call sent as it came, in flight.
+pub struct RawCall {
+    pub events: mpsc::UnboundedReceiver<Event>,
+    pub response: oneshot::Receiver<Reply>,
+    pub upstream_id: Value,
+}
+
 /// Something a server sent outside any call.
 pub struct Unsolicited {
     pub backend: String,
@@ -152,6 +186,19 @@ pub trait Link: Send + Sync {
         _version: Option<http::HeaderValue>,
     ) -> Pin<Box<dyn std::future::Future<Output = Option<http::Response<crate::http::body::Body>>> + Send + 'a>> {
         Box::pin(std::future::ready(None))
+    }
+
+    /// When the client sees this server alone and unprefixed: its request `msg` (parsed from
+    /// `body`) sent as it came, only the id swapped for one of the gateway's, and answered with
+    /// the server's line as it was (`None`: this transport cannot, use `call`).
+    #[allow(clippy::type_complexity)]
+    fn call_raw<'a>(
+        &'a self,
+        _client: &'a Arc<Session<Client>>,
+        _body: &'a [u8],
+        _msg: &'a crate::jsonrpc::Envelope<'a>,
+    ) -> Option<Pin<Box<dyn std::future::Future<Output = Result<RawCall, CallError>> + Send + 'a>>> {
+        None
     }
 
     /// Stops the server (children: their process group) within `grace`.

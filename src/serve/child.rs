@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{Call, CallError, Event, Health, Link, ServerInfo, Unsolicited};
+use super::backend::{Call, CallError, Event, Health, Line, Link, RawCall, Reply, ServerInfo, Unsolicited};
 use super::session::Client;
 use crate::config::Restart;
 use crate::mcp::session::Session;
@@ -48,6 +48,21 @@ struct State {
     info: Option<ServerInfo>,
 }
 
+/// Where a call's response goes: parsed, or as the line it came in (`Link::call_raw`).
+enum Responder {
+    Value(oneshot::Sender<Value>),
+    Line(oneshot::Sender<Reply>),
+}
+
+impl Responder {
+    fn fail(self, answer: Value) {
+        match self {
+            Responder::Value(tx) => drop(tx.send(answer)),
+            Responder::Line(tx) => drop(tx.send(Reply::Value(answer))),
+        }
+    }
+}
+
 /// One running child.
 struct Conn {
     pid: i32,
@@ -61,7 +76,7 @@ struct Conn {
 
 struct Pending {
     events: mpsc::UnboundedSender<Event>,
-    response: Option<oneshot::Sender<Value>>,
+    response: Option<Responder>,
     client_token: Option<Value>,
     client: Weak<Session<Client>>,
     started: Instant,
@@ -259,7 +274,30 @@ impl ChildLink {
     }
 
     /// One message from the child.
-    fn incoming(&self, conn: &Arc<Conn>, line: &[u8]) {
+    fn incoming(&self, conn: &Arc<Conn>, line: &Bytes) {
+        // A response is looked at only as far as its id, in case it goes out as it came.
+        if let Ok(env) = serde_json::from_slice::<crate::jsonrpc::Envelope>(line)
+            && env.kind() == crate::jsonrpc::Kind::Response
+            && let Some(raw_id) = env.id
+        {
+            let key = serde_json::from_str::<Value>(raw_id.get()).map(|v| v.to_string()).unwrap_or_default();
+            let pending = conn.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+            let Some(mut p) = pending else { return };
+            conn.tokens.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, v| *v != key);
+            match p.response.take() {
+                Some(Responder::Line(tx)) => {
+                    let Some(id) = crate::jsonrpc::span_of(line, raw_id.get()) else { return };
+                    let _ = tx.send(Reply::Line(Line { bytes: line.clone(), id, error: env.error.is_some() }));
+                }
+                Some(Responder::Value(tx)) => {
+                    if let Ok(msg) = serde_json::from_slice::<Value>(line) {
+                        let _ = tx.send(msg);
+                    }
+                }
+                None => {}
+            }
+            return;
+        }
         let Ok(mut msg) = serde_json::from_slice::<Value>(line) else {
             tracing::debug!(server = %self.name, "ignoring a line that is not JSON");
             return;
@@ -267,14 +305,17 @@ impl ChildLink {
         let id = msg.get("id").cloned();
         let method = msg.get("method").and_then(Value::as_str).map(str::to_owned);
         match (method, id) {
-            // A response to one of our calls.
+            // A response to one of our calls that is not one (neither result nor error): the
+            // caller makes it an error.
             (None, Some(id)) => {
                 let key = id.to_string();
                 let pending = conn.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
                 if let Some(mut p) = pending {
                     conn.tokens.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, v| *v != key);
-                    if let Some(tx) = p.response.take() {
-                        let _ = tx.send(msg);
+                    match p.response.take() {
+                        Some(Responder::Value(tx)) => drop(tx.send(msg)),
+                        Some(Responder::Line(tx)) => drop(tx.send(Reply::Value(msg))),
+                        None => {}
                     }
                 }
             }
@@ -342,8 +383,8 @@ impl Conn {
         let drained: Vec<Pending> =
             self.pending.lock().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, p)| p).collect();
         for mut p in drained {
-            if let Some(tx) = p.response.take() {
-                let _ = tx.send(json!({"error":{"code":crate::jsonrpc::codes::UPSTREAM_UNAVAILABLE,"message":why}}));
+            if let Some(r) = p.response.take() {
+                r.fail(json!({"error":{"code":crate::jsonrpc::codes::UPSTREAM_UNAVAILABLE,"message":why}}));
             }
         }
     }
@@ -382,7 +423,7 @@ impl Link for ChildLink {
                 id.to_string(),
                 Pending {
                     events: events_tx,
-                    response: Some(response_tx),
+                    response: Some(Responder::Value(response_tx)),
                     client_token,
                     client,
                     started: Instant::now(),
@@ -391,6 +432,40 @@ impl Link for ChildLink {
             conn.write(&json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}));
             Ok(Call { events, response, upstream_id: id })
         })
+    }
+
+    fn call_raw<'a>(
+        &'a self,
+        client: &'a Arc<Session<Client>>,
+        body: &'a [u8],
+        msg: &'a crate::jsonrpc::Envelope<'a>,
+    ) -> Option<Pin<Box<dyn std::future::Future<Output = Result<RawCall, CallError>> + Send + 'a>>> {
+        // A progress token must become one of ours (the child is shared): the message path.
+        if msg.params.is_some_and(|p| p.get().contains("progressToken")) {
+            return None;
+        }
+        let span = crate::jsonrpc::span_of(body, msg.id?.get())?;
+        let client = Arc::downgrade(client);
+        Some(Box::pin(async move {
+            let conn = self.await_conn().await?;
+            let n = conn.next.fetch_add(1, Ordering::Relaxed);
+            let id = format!("\"mcpgate-{n}\"");
+            let line = crate::jsonrpc::splice_line(body, span, id.as_bytes());
+            let (events_tx, events) = mpsc::unbounded_channel();
+            let (response_tx, response) = oneshot::channel();
+            conn.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                id.clone(),
+                Pending {
+                    events: events_tx,
+                    response: Some(Responder::Line(response_tx)),
+                    client_token: None,
+                    client,
+                    started: Instant::now(),
+                },
+            );
+            let _ = conn.stdin.send(Bytes::from(line));
+            Ok(RawCall { events, response, upstream_id: Value::String(format!("mcpgate-{n}")) })
+        }))
     }
 
     fn notify(&self, _client: &Arc<Session<Client>>, method: &str, params: Value) {

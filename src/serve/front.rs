@@ -8,7 +8,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::Gateway;
-use super::backend::{Event, Health};
+use super::backend::{Event, Health, Reply};
 use super::router::{LISTINGS, Routed};
 use super::session::{Client, View};
 use crate::error::{Error, Kind};
@@ -216,6 +216,21 @@ impl Gateway {
         }
         let session = self.session(view, headers).ok()?;
         session.upstream.set_bearer(headers.get(http::header::AUTHORIZATION));
+        if let (Some(m), Some(client_id)) = (method, msg.id)
+            && let Some(call) = b.link.call_raw(&session, bytes, msg)
+        {
+            let sse = accepts_sse(headers);
+            let mut resp = match call.await {
+                Ok(call) => self.raw_call(&session, &b.cfg.name, m, client_id, call, sse, b.cfg.timeout).await,
+                Err(e) => {
+                    self.metrics.record(&b.cfg.name, m, "error", Duration::ZERO);
+                    let id = serde_json::from_str(client_id.get()).ok();
+                    json_reply(&id, e.to_answer())
+                }
+            };
+            resp.headers_mut().insert(SESSION_ID, session.header.clone());
+            return Some(resp);
+        }
         let started = Instant::now();
         let version = headers.get(crate::mcp::headers::PROTOCOL_VERSION).cloned();
         let mut resp = b.link.passthrough(&session, bytes.clone(), &payload, version).await?;
@@ -342,17 +357,9 @@ impl Gateway {
             Routed::Call { backend, call, timeout } => {
                 let deadline = tokio::time::Instant::now() + timeout;
                 let in_flight = InFlight::track(session, &id, &backend, call.upstream_id.clone());
-                if !sse {
-                    // A client that takes JSON only: the answer alone (a server's question to it
-                    // goes to its GET stream).
-                    let answer = follow(session, &backend, call, (deadline, timeout), None, None).await;
-                    self.metrics.record(&backend, method, outcome(&answer), started.elapsed());
-                    drop(in_flight);
-                    return json_reply(&Some(id), answer);
-                }
+                let mut call = call;
                 // Most calls are answered before the server sends anything else: then one body,
                 // written at once, with no task and no channel.
-                let mut call = call;
                 let first = tokio::select! {
                     // What the server sent before its answer is queued ahead of it: looked at first.
                     biased;
@@ -360,31 +367,107 @@ impl Gateway {
                     r = &mut call.response => Ok(r.unwrap_or_else(|_| dropped(&backend))),
                     () = tokio::time::sleep_until(deadline) => Ok(timed_out(&backend, timeout)),
                 };
-                let first = match first {
+                match first {
                     Ok(answer) => {
                         self.metrics.record(&backend, method, outcome(&answer), started.elapsed());
                         drop(in_flight);
-                        return sse_reply(&id, answer);
+                        reply(answer)
                     }
-                    Err(ev) => ev,
-                };
-                let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
-                let session = session.clone();
-                let gateway = self.clone();
-                let method = method.to_owned();
-                tokio::spawn(async move {
-                    let answer = follow(&session, &backend, call, (deadline, timeout), Some(first), Some(&tx)).await;
-                    gateway.metrics.record(&backend, &method, outcome(&answer), started.elapsed());
-                    drop(in_flight);
-                    let reply = with_id(answer, &id);
-                    let _ = tx.send(sse::encode(reply.to_string().as_bytes(), None));
-                });
-                let mut resp = Response::new(http_body_util::BodyExt::boxed_unsync(Channel { rx }));
-                resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-                resp.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-                resp
+                    Err(ev) => {
+                        let follow = Follow { backend, call, deadline: (deadline, timeout), first: ev, in_flight };
+                        self.stream(session, method, follow, sse, started).await
+                    }
+                }
             }
         }
+    }
+
+    /// A call whose server sent something before its answer: to a client that takes streams,
+    /// an SSE stream of it all; to one that takes JSON only, the answer alone (a server's
+    /// question goes to its GET stream).
+    async fn stream(
+        self: &Arc<Self>,
+        session: &Arc<Session<Client>>,
+        method: &str,
+        f: Follow,
+        sse: bool,
+        started: Instant,
+    ) -> Response<Body> {
+        let Follow { backend, call, deadline, first, in_flight } = f;
+        if !sse {
+            let answer = follow(session, &backend, call, deadline, Some(first), None).await;
+            self.metrics.record(&backend, method, outcome(&answer), started.elapsed());
+            let id = in_flight.id.clone();
+            drop(in_flight);
+            return json_reply(&Some(id), answer);
+        }
+        let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+        let session = session.clone();
+        let gateway = self.clone();
+        let method = method.to_owned();
+        tokio::spawn(async move {
+            let answer = follow(&session, &backend, call, deadline, Some(first), Some(&tx)).await;
+            gateway.metrics.record(&backend, &method, outcome(&answer), started.elapsed());
+            let reply = with_id(answer, &in_flight.id);
+            drop(in_flight);
+            let _ = tx.send(sse::encode(reply.to_string().as_bytes(), None));
+        });
+        let mut resp = Response::new(http_body_util::BodyExt::boxed_unsync(Channel { rx }));
+        resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        resp.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        resp
+    }
+
+    /// A request sent to a server as it came (`Link::call_raw`): its answer as the server wrote
+    /// it, with the client's id spliced in — or, when the server sends something first, the
+    /// message path's stream.
+    #[allow(clippy::too_many_arguments)]
+    async fn raw_call(
+        self: &Arc<Self>,
+        session: &Arc<Session<Client>>,
+        backend: &str,
+        method: &str,
+        client_id: &serde_json::value::RawValue,
+        call: super::backend::RawCall,
+        sse: bool,
+        timeout: std::time::Duration,
+    ) -> Response<Body> {
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let id: Value = serde_json::from_str(client_id.get()).unwrap_or(Value::Null);
+        let in_flight = InFlight::track(session, &id, backend, call.upstream_id.clone());
+        let super::backend::RawCall { mut events, mut response, upstream_id } = call;
+        let first = tokio::select! {
+            biased;
+            Some(ev) = events.recv() => Err(ev),
+            r = &mut response => Ok(r.unwrap_or_else(|_| Reply::Value(dropped(backend)))),
+            () = tokio::time::sleep_until(deadline) => Ok(Reply::Value(timed_out(backend, timeout))),
+        };
+        let answer = match first {
+            Ok(Reply::Line(line)) => {
+                self.metrics.record(backend, method, if line.error { "error" } else { "ok" }, started.elapsed());
+                drop(in_flight);
+                let msg = crate::jsonrpc::splice_line(&line.bytes, line.id, client_id.get().as_bytes());
+                return if sse { sse_body(sse::encode(&msg, None)) } else { json_body(msg) };
+            }
+            Ok(Reply::Value(answer)) => answer,
+            Err(ev) => {
+                // From here on, the message path's: the answer parsed when it comes.
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                tokio::spawn(async move {
+                    if let Ok(r) = response.await {
+                        let _ = tx.send(r.into_value());
+                    }
+                });
+                let call = super::backend::Call { events, response: rx, upstream_id };
+                let f =
+                    Follow { backend: backend.to_owned(), call, deadline: (deadline, timeout), first: ev, in_flight };
+                return self.stream(session, method, f, sse, started).await;
+            }
+        };
+        self.metrics.record(backend, method, outcome(&answer), started.elapsed());
+        drop(in_flight);
+        if sse { sse_reply(&id, answer) } else { json_reply(&Some(id), answer) }
     }
 
     /// The session's stream of what servers send on their own.
@@ -461,6 +544,15 @@ impl Gateway {
         resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         resp
     }
+}
+
+/// A call to follow past its first event.
+struct Follow {
+    backend: String,
+    call: super::backend::Call,
+    deadline: (tokio::time::Instant, std::time::Duration),
+    first: Event,
+    in_flight: InFlight,
 }
 
 /// A call the client may cancel by its id: forgotten however its handler ends, also when a
@@ -596,10 +688,20 @@ fn accepts_sse(headers: &HeaderMap) -> bool {
 }
 
 fn sse_reply(id: &Value, answer: Value) -> Response<Body> {
-    let msg = with_id(answer, id);
-    let mut resp = Response::new(body::full(sse::encode(msg.to_string().as_bytes(), None)));
+    sse_body(sse::encode(with_id(answer, id).to_string().as_bytes(), None))
+}
+
+/// One SSE event as the whole body.
+fn sse_body(event: Bytes) -> Response<Body> {
+    let mut resp = Response::new(body::full(event));
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     resp.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+fn json_body(msg: Vec<u8>) -> Response<Body> {
+    let mut resp = Response::new(body::full(msg));
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
