@@ -375,6 +375,20 @@ impl ChildLink {
 }
 
 impl Conn {
+    /// A call in flight under our id `key`: where its events and response go.
+    fn register(
+        &self,
+        key: String,
+        response: Responder,
+        client_token: Option<Value>,
+        client: Weak<Session<Client>>,
+    ) -> mpsc::UnboundedReceiver<Event> {
+        let (events, rx) = mpsc::unbounded_channel();
+        let p = Pending { events, response: Some(response), client_token, client, started: Instant::now() };
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(key, p);
+        rx
+    }
+
     fn write(&self, msg: &Value) {
         let _ = self.stdin.send(Bytes::from(msg.to_string()));
     }
@@ -417,18 +431,8 @@ impl Link for ChildLink {
                 params["_meta"]["progressToken"] = ours.clone();
                 conn.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(ours.to_string(), id.to_string());
             }
-            let (events_tx, events) = mpsc::unbounded_channel();
             let (response_tx, response) = oneshot::channel();
-            conn.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(
-                id.to_string(),
-                Pending {
-                    events: events_tx,
-                    response: Some(Responder::Value(response_tx)),
-                    client_token,
-                    client,
-                    started: Instant::now(),
-                },
-            );
+            let events = conn.register(id.to_string(), Responder::Value(response_tx), client_token, client);
             conn.write(&json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}));
             Ok(Call { events, response, upstream_id: id })
         })
@@ -451,18 +455,8 @@ impl Link for ChildLink {
             let n = conn.next.fetch_add(1, Ordering::Relaxed);
             let id = format!("\"mcpgate-{n}\"");
             let line = crate::jsonrpc::splice_line(body, span, id.as_bytes());
-            let (events_tx, events) = mpsc::unbounded_channel();
             let (response_tx, response) = oneshot::channel();
-            conn.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(
-                id.clone(),
-                Pending {
-                    events: events_tx,
-                    response: Some(Responder::Line(response_tx)),
-                    client_token: None,
-                    client,
-                    started: Instant::now(),
-                },
-            );
+            let events = conn.register(id, Responder::Line(response_tx), None, client);
             let _ = conn.stdin.send(Bytes::from(line));
             Ok(RawCall { events, response, upstream_id: Value::String(format!("mcpgate-{n}")) })
         }))

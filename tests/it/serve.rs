@@ -33,6 +33,19 @@ async fn serve(config: &Path) -> Proc {
     Proc::start("mcpgate serve", cmd).await
 }
 
+/// `mcpgate serve` with `servers`, once every server is ready.
+async fn serve_ready(dir: &Path, servers: Value) -> Proc {
+    let config = dir.join("mcpgate.json");
+    write_config(&config, servers);
+    let gw = serve(&config).await;
+    let ready = until(Duration::from_secs(30), || async {
+        request("GET", &format!("{}/readyz", base(&gw.url)), &[], "").await.status == 200
+    })
+    .await;
+    assert!(ready, "not ready:\n{}", gw.output());
+    gw
+}
+
 fn base(url: &str) -> String {
     url.trim_end_matches("/mcp").to_owned()
 }
@@ -515,14 +528,7 @@ async fn reload_is_refused_from_beyond_loopback() {
 #[tokio::test]
 async fn a_modern_client_through_the_gateway_to_a_legacy_server() {
     let dir = tempdir("serve-modern");
-    let config = dir.join("mcpgate.json");
-    write_config(&config, json!({"local": stdio_everything(&dir)}));
-    let gw = serve(&config).await;
-    let ready = until(Duration::from_secs(30), || async {
-        request("GET", &format!("{}/readyz", base(&gw.url)), &[], "").await.status == 200
-    })
-    .await;
-    assert!(ready);
+    let gw = serve_ready(&dir, json!({"local": stdio_everything(&dir)})).await;
     let out = tokio::time::timeout(
         Duration::from_secs(60),
         tokio::process::Command::new(node())
@@ -645,14 +651,7 @@ async fn tool_filters_hide_tools_from_listings_and_calls() {
             json!({"message": "m"}),
         ),
     ] {
-        let config = dir.join(format!("{name}.json"));
-        write_config(&config, servers);
-        let gw = serve(&config).await;
-        let ready = until(Duration::from_secs(30), || async {
-            request("GET", &format!("{}/readyz", base(&gw.url)), &[], "").await.status == 200
-        })
-        .await;
-        assert!(ready, "{}", gw.output());
+        let gw = serve_ready(&dir, servers).await;
         for url in [gw.url.clone(), format!("{}/servers/{name}/mcp", base(&gw.url))] {
             let sid = open_session(&url, &[]).await;
             let names = tool_names(&url, &sid).await;
@@ -674,14 +673,7 @@ async fn tool_filters_hide_tools_from_listings_and_calls() {
 #[tokio::test]
 async fn a_lone_stdio_server_is_spoken_to_as_it_is() {
     let dir = tempdir("serve-lone-stdio");
-    let config = dir.join("mcpgate.json");
-    write_config(&config, json!({"local": stdio_everything(&dir)}));
-    let gw = serve(&config).await;
-    let ready = until(Duration::from_secs(30), || async {
-        request("GET", &format!("{}/readyz", base(&gw.url)), &[], "").await.status == 200
-    })
-    .await;
-    assert!(ready, "{}", gw.output());
+    let gw = serve_ready(&dir, json!({"local": stdio_everything(&dir)})).await;
     let url = gw.url.clone();
     // The official SDK client: a plain call, an elicitation and a sampling request during a
     // call, progress.
