@@ -33,7 +33,7 @@ async fn serve(config: &Path) -> Proc {
     Proc::start("mcpgate serve", cmd).await
 }
 
-/// `mcpgate serve` with `servers`, once every server is ready.
+/// `mcpgate serve` with `servers` (its config file in `dir`), once every server is ready.
 async fn serve_ready(dir: &Path, servers: Value) -> Proc {
     let config = dir.join("mcpgate.json");
     write_config(&config, servers);
@@ -42,7 +42,12 @@ async fn serve_ready(dir: &Path, servers: Value) -> Proc {
         request("GET", &format!("{}/readyz", base(&gw.url)), &[], "").await.status == 200
     })
     .await;
-    assert!(ready, "not ready:\n{}", gw.output());
+    assert!(
+        ready,
+        "not ready: {}\n{}",
+        request("GET", &format!("{}/readyz", base(&gw.url)), &[], "").await.body,
+        gw.output()
+    );
     gw
 }
 
@@ -86,20 +91,7 @@ async fn three(name: &str, extra: Value) -> Three {
     for (k, v) in extra.as_object().unwrap() {
         servers[k] = v.clone();
     }
-    let config = dir.join("mcpgate.json");
-    write_config(&config, servers);
-    let gw = serve(&config).await;
-    // Ready when every server is.
-    let ready = until(Duration::from_secs(30), || async {
-        request("GET", &format!("{}/readyz", base(&gw.url)), &[], "").await.status == 200
-    })
-    .await;
-    assert!(
-        ready,
-        "not ready: {}\n{}",
-        request("GET", &format!("{}/readyz", base(&gw.url)), &[], "").await.body,
-        gw.output()
-    );
+    let gw = serve_ready(&dir, servers).await;
     Three { _fixture: fixture, _legacy: legacy, gw, dir }
 }
 
