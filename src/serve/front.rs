@@ -8,7 +8,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
@@ -220,10 +220,15 @@ impl Gateway {
             && let Some(call) = b.link.call_raw(&session, bytes, msg)
         {
             let sse = accepts_sse(headers);
+            // From before the wait for a (re)starting child: the client waits that long too.
+            let started = Instant::now();
             let mut resp = match call.await {
-                Ok(call) => self.raw_call(&session, &b.cfg.name, m, client_id, call, sse, b.cfg.timeout).await,
+                Ok(call) => {
+                    let limits = (started, b.cfg.timeout);
+                    self.raw_call(&session, &b.cfg.name, m, client_id, call, sse, limits).await
+                }
                 Err(e) => {
-                    self.metrics.record(&b.cfg.name, m, "error", Duration::ZERO);
+                    self.metrics.record(&b.cfg.name, m, "error", started.elapsed());
                     let id = serde_json::from_str(client_id.get()).ok();
                     json_reply(&id, e.to_answer())
                 }
@@ -430,9 +435,8 @@ impl Gateway {
         client_id: &serde_json::value::RawValue,
         call: super::backend::RawCall,
         sse: bool,
-        timeout: std::time::Duration,
+        (started, timeout): (Instant, std::time::Duration),
     ) -> Response<Body> {
-        let started = Instant::now();
         let deadline = tokio::time::Instant::now() + timeout;
         let id: Value = serde_json::from_str(client_id.get()).unwrap_or(Value::Null);
         let in_flight = InFlight::track(session, &id, backend, call.upstream_id.clone());
