@@ -76,7 +76,10 @@ pub fn build(connect_timeout: Duration) -> HttpClient {
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
     Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
+        // Below the keep-alive timeout of the servers MCP runs on (Node's and uvicorn's: 5 s): a
+        // connection the server closes just as it is reused fails its request with "connection
+        // closed before message completed", and a POST must not be sent twice on a guess.
+        .pool_idle_timeout(Duration::from_secs(4))
         .pool_max_idle_per_host(256)
         .build(Connector { http, tls: Arc::new(OnceLock::new()) })
 }
