@@ -113,6 +113,9 @@ impl Gateway {
         if let Some(resp) = self.pass(&view, headers, &bytes).await {
             return resp;
         }
+        if let Some(resp) = self.routed_raw(&view, headers, &bytes).await {
+            return resp;
+        }
         let msg: Value = match serde_json::from_slice(&bytes) {
             Ok(v @ Value::Object(_)) => v,
             Ok(Value::Array(_)) => {
@@ -219,22 +222,7 @@ impl Gateway {
         if let (Some(m), Some(client_id)) = (method, msg.id)
             && let Some(call) = b.link.call_raw(&session, bytes, msg)
         {
-            let sse = accepts_sse(headers);
-            // From before the wait for a (re)starting child: the client waits that long too.
-            let started = Instant::now();
-            let mut resp = match call.await {
-                Ok(call) => {
-                    let limits = (started, b.cfg.timeout);
-                    self.raw_call(&session, &b.cfg.name, m, client_id, call, sse, limits).await
-                }
-                Err(e) => {
-                    self.metrics.record(&b.cfg.name, m, "error", started.elapsed());
-                    let id = serde_json::from_str(client_id.get()).ok();
-                    json_reply(&id, e.to_answer())
-                }
-            };
-            resp.headers_mut().insert(SESSION_ID, session.header.clone());
-            return Some(resp);
+            return Some(self.send_raw(&session, &b, m, client_id, call, accepts_sse(headers)).await);
         }
         let started = Instant::now();
         let version = headers.get(crate::mcp::headers::PROTOCOL_VERSION).cloned();
@@ -245,6 +233,67 @@ impl Gateway {
         }
         resp.headers_mut().insert(SESSION_ID, session.header.clone());
         Some(resp)
+    }
+
+    /// A request whose server takes it as it comes (`Link::call_raw`), sent and answered.
+    async fn send_raw(
+        self: &Arc<Self>,
+        session: &Arc<Session<Client>>,
+        b: &super::router::Backend,
+        method: &str,
+        client_id: &serde_json::value::RawValue,
+        call: impl std::future::Future<Output = Result<super::backend::RawCall, super::backend::CallError>>,
+        sse: bool,
+    ) -> Response<Body> {
+        // From before the wait for a (re)starting child: the client waits that long too.
+        let started = Instant::now();
+        let mut resp = match call.await {
+            Ok(call) => {
+                let limits = (started, b.cfg.timeout);
+                self.raw_call(session, &b.cfg.name, method, client_id, call, sse, limits).await
+            }
+            Err(e) => {
+                self.metrics.record(&b.cfg.name, method, "error", started.elapsed());
+                let id = serde_json::from_str(client_id.get()).ok();
+                json_reply(&id, e.to_answer())
+            }
+        };
+        resp.headers_mut().insert(SESSION_ID, session.header.clone());
+        resp
+    }
+
+    /// A `tools/call` or `prompts/get` for one of several servers, named with its prefix: when
+    /// that server takes messages as they come (a shared stdio child), the name and the id are
+    /// swapped in the bytes and the answer comes back as it wrote it; `None`: the message path.
+    async fn routed_raw(self: &Arc<Self>, view: &View, headers: &HeaderMap, bytes: &Bytes) -> Option<Response<Body>> {
+        #[derive(serde::Deserialize)]
+        struct Named<'a> {
+            #[serde(borrow)]
+            name: &'a serde_json::value::RawValue,
+        }
+        let payload = crate::jsonrpc::Payload::parse(bytes).ok()?;
+        let msg = payload.single()?;
+        let method = msg.method().filter(|m| matches!(*m, "tools/call" | "prompts/get"))?;
+        let client_id = msg.id?;
+        if crate::mcp::era::era_of(headers.get(crate::mcp::headers::PROTOCOL_VERSION).and_then(|v| v.to_str().ok()))
+            != Ok(crate::mcp::era::Era::Legacy)
+        {
+            return None;
+        }
+        let raw_name = serde_json::from_str::<Named>(msg.params?.get()).ok()?.name;
+        let name: String = serde_json::from_str(raw_name.get()).ok()?;
+        let (b, inner) = self.router.by_name(view, &name)?;
+        // Hidden tools are refused by the message path, which says so.
+        if method == "tools/call" && !b.cfg.tools.allows(&inner) {
+            return None;
+        }
+        let session = self.session(view, headers).ok()?;
+        let span = crate::jsonrpc::span_of(bytes, raw_name.get())?;
+        let renamed = crate::jsonrpc::splice_line(bytes, span, serde_json::to_string(&inner).ok()?.as_bytes());
+        let payload = crate::jsonrpc::Payload::parse(&renamed).ok()?;
+        let renamed_msg = payload.single()?;
+        let call = b.link.call_raw(&session, &renamed, renamed_msg)?;
+        Some(self.send_raw(&session, &b, method, client_id, call, accepts_sse(headers)).await)
     }
 
     async fn modern_post(

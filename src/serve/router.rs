@@ -277,7 +277,7 @@ impl Router {
     }
 
     /// The server owning a prefixed tool or prompt name, and the name it knows.
-    fn by_name(&self, view: &View, name: &str) -> Option<(Arc<Backend>, String)> {
+    pub fn by_name(&self, view: &View, name: &str) -> Option<(Arc<Backend>, String)> {
         let mut best: Option<(Arc<Backend>, String, usize)> = None;
         for b in self.visible(view) {
             let p = self.prefix(view, &b);

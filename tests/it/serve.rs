@@ -119,6 +119,26 @@ async fn three_upstreams_merged_listings_and_routed_calls() {
     assert!(r["result"]["content"][0]["text"].as_str().unwrap().contains("simple text"), "{r}");
     let r = call_text(url, &sid, "nobody__echo", json!({})).await;
     assert_eq!(r["error"]["code"], -32602, "{r}");
+    // To the stdio child as it came, name and id swapped in the bytes (a pretty-printed body, an
+    // id with quotes), and its answer back under the client's id.
+    let body = serde_json::to_string_pretty(&json!({"jsonrpc":"2.0","id":"q\"1","method":"tools/call",
+        "params":{"arguments":{"message":"pretty"},"name":"local__echo"}}))
+    .unwrap();
+    let m = call(url, &sid, &[], &body).await.message();
+    assert_eq!(
+        (m["id"].clone(), m["result"]["content"][0]["text"].clone()),
+        (json!("q\"1"), json!("Echo: pretty")),
+        "{m}"
+    );
+    let r = call(
+        url,
+        &sid,
+        &[],
+        r#"{"jsonrpc":"2.0","id":8,"method":"prompts/get","params":{"name":"local__simple-prompt"}}"#,
+    )
+    .await
+    .message();
+    assert!(r["result"]["messages"].is_array(), "{r}");
     // Resources are routed by URI; prompts by name.
     let r = call(
         url,
