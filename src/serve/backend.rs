@@ -188,9 +188,14 @@ pub trait Link: Send + Sync {
         Box::pin(std::future::ready(None))
     }
 
-    /// When the client sees this server alone and unprefixed: its request `msg` (parsed from
-    /// `body`) sent as it came, only the id swapped for one of the gateway's, and answered with
-    /// the server's line as it was (`None`: this transport cannot, use `call`).
+    /// Whether `call_raw` may take requests (checked before a request is rewritten for it).
+    fn takes_raw(&self) -> bool {
+        false
+    }
+
+    /// A request `msg` (parsed from `body`, names already the server's own) sent as it came,
+    /// only the id swapped for one of the gateway's, and answered with the server's line as it
+    /// was (`None`: not this request, use `call`).
     #[allow(clippy::type_complexity)]
     fn call_raw<'a>(
         &'a self,

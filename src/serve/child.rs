@@ -438,6 +438,10 @@ impl Link for ChildLink {
         })
     }
 
+    fn takes_raw(&self) -> bool {
+        true
+    }
+
     fn call_raw<'a>(
         &'a self,
         client: &'a Arc<Session<Client>>,

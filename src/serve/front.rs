@@ -284,7 +284,7 @@ impl Gateway {
         let name: String = serde_json::from_str(raw_name.get()).ok()?;
         let (b, inner) = self.router.by_name(view, &name)?;
         // Hidden tools are refused by the message path, which says so.
-        if method == "tools/call" && !b.cfg.tools.allows(&inner) {
+        if !b.link.takes_raw() || method == "tools/call" && !b.cfg.tools.allows(&inner) {
             return None;
         }
         let session = self.session(view, headers).ok()?;
@@ -414,24 +414,16 @@ impl Gateway {
                 let mut call = call;
                 // Most calls are answered before the server sends anything else: then one body,
                 // written at once, with no task and no channel.
-                let first = tokio::select! {
-                    // What the server sent before its answer is queued ahead of it: looked at first.
-                    biased;
-                    Some(ev) = call.events.recv() => Err(ev),
-                    r = &mut call.response => Ok(r.unwrap_or_else(|_| dropped(&backend))),
-                    () = tokio::time::sleep_until(deadline) => Ok(timed_out(&backend, timeout)),
-                };
-                match first {
-                    Ok(answer) => {
-                        self.metrics.record(&backend, method, outcome(&answer), started.elapsed());
-                        drop(in_flight);
-                        reply(answer)
-                    }
-                    Err(ev) => {
+                let answer = match first(&mut call.events, &mut call.response, &backend, (deadline, timeout)).await {
+                    First::Answer(answer) | First::Failed(answer) => answer,
+                    First::Event(ev) => {
                         let follow = Follow { backend, call, deadline: (deadline, timeout), first: ev, in_flight };
-                        self.stream(session, method, follow, sse, started).await
+                        return self.stream(session, method, follow, sse, started).await;
                     }
-                }
+                };
+                self.metrics.record(&backend, method, outcome(&answer), started.elapsed());
+                drop(in_flight);
+                reply(answer)
             }
         }
     }
@@ -490,21 +482,15 @@ impl Gateway {
         let id: Value = serde_json::from_str(client_id.get()).unwrap_or(Value::Null);
         let in_flight = InFlight::track(session, &id, backend, call.upstream_id.clone());
         let super::backend::RawCall { mut events, mut response, upstream_id } = call;
-        let first = tokio::select! {
-            biased;
-            Some(ev) = events.recv() => Err(ev),
-            r = &mut response => Ok(r.unwrap_or_else(|_| Reply::Value(dropped(backend)))),
-            () = tokio::time::sleep_until(deadline) => Ok(Reply::Value(timed_out(backend, timeout))),
-        };
-        let answer = match first {
-            Ok(Reply::Line(line)) => {
+        let answer = match first(&mut events, &mut response, backend, (deadline, timeout)).await {
+            First::Answer(Reply::Line(line)) => {
                 self.metrics.record(backend, method, if line.error { "error" } else { "ok" }, started.elapsed());
                 drop(in_flight);
                 let msg = crate::jsonrpc::splice_line(&line.bytes, line.id, client_id.get().as_bytes());
                 return if sse { sse_body(sse::encode(&msg, None)) } else { json_body(msg) };
             }
-            Ok(Reply::Value(answer)) => answer,
-            Err(ev) => {
+            First::Answer(Reply::Value(answer)) | First::Failed(answer) => answer,
+            First::Event(ev) => {
                 // From here on, the message path's: the answer parsed when it comes.
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 tokio::spawn(async move {
@@ -596,6 +582,29 @@ impl Gateway {
         let mut resp = text(code, json!({"status": state, "servers": servers}).to_string() + "\n");
         resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         resp
+    }
+}
+
+/// What comes first of a call.
+enum First<T> {
+    /// The server sent something before its answer (queued ahead of it, so looked at first).
+    Event(Event),
+    Answer(T),
+    /// The gateway's answer: the server dropped the call, or the deadline passed.
+    Failed(Value),
+}
+
+async fn first<T>(
+    events: &mut mpsc::UnboundedReceiver<Event>,
+    response: &mut tokio::sync::oneshot::Receiver<T>,
+    backend: &str,
+    (deadline, timeout): (tokio::time::Instant, std::time::Duration),
+) -> First<T> {
+    tokio::select! {
+        biased;
+        Some(ev) = events.recv() => First::Event(ev),
+        r = response => r.map_or_else(|_| First::Failed(dropped(backend)), First::Answer),
+        () = tokio::time::sleep_until(deadline) => First::Failed(timed_out(backend, timeout)),
     }
 }
 
