@@ -57,7 +57,7 @@ async fn probe(up: &UpstreamOptions) -> Result<Challenge, String> {
         let resp = tokio::time::timeout(up.timeout, client.request(req))
             .await
             .map_err(|_| format!("{shown} did not answer within {:?}", up.timeout))?
-            .map_err(|e| format!("{shown} is unreachable: {}", crate::error::chain(&e)))?;
+            .map_err(|e| format!("{shown} is unreachable: {}", crate::error::chain(&*e)))?;
         last = resp.status();
         if matches!(last, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
             return Ok(Challenge::from_headers(resp.headers()).unwrap_or_default());

@@ -36,6 +36,8 @@ pub struct Gateway {
     pub max_body: usize,
     pub session_ttl: Duration,
     pub shutdown_grace: Duration,
+    /// Threads serving client connections, each with its own event loop (`None`: one per core).
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -191,8 +191,20 @@ const SERVER_KEYS: &[&str] = &[
 ];
 /// Keys other clients keep in the same file: accepted, and `disabled` honoured.
 const FOREIGN_SERVER_KEYS: &[&str] = &["disabled", "autoApprove", "alwaysAllow", "description", "name", "envFile"];
-const GATEWAY_KEYS: &[&str] =
-    &["listen", "separator", "cacheTtl", "allowHosts", "allowOrigins", "maxBody", "sessionTtl", "shutdownGrace"];
+const GATEWAY_KEYS: &[&str] = &[
+    "listen",
+    "separator",
+    "cacheTtl",
+    "allowHosts",
+    "allowOrigins",
+    "maxBody",
+    "sessionTtl",
+    "shutdownGrace",
+    "threads",
+];
+
+/// More event loops than this is a typo, not a machine.
+const MAX_THREADS: u64 = 256;
 
 pub(super) fn config(root: &Node, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<Problem>> {
     let mut c = Check { problems: Vec::new(), env };
@@ -239,6 +251,7 @@ fn default_gateway() -> Gateway {
         max_body: 4 * 1024 * 1024,
         session_ttl: Duration::from_secs(3600),
         shutdown_grace: Duration::from_secs(10),
+        threads: None,
     }
 }
 
@@ -276,6 +289,13 @@ fn gateway(c: &mut Check, node: &Node) -> Option<Gateway> {
             "allowHosts" => g.allow_hosts = c.strings(n, &path),
             "allowOrigins" => g.allow_origins = c.strings(n, &path),
             "maxBody" => g.max_body = c.count(n, &path).map(|v| v as usize).unwrap_or(g.max_body),
+            "threads" => match c.count(n, &path) {
+                Some(t @ 1..=MAX_THREADS) => g.threads = Some(t as usize),
+                Some(t) => {
+                    c.fail(&path, n.pos, format!("must be 1 to {MAX_THREADS} (or left out: one per core), not {t}"))
+                }
+                None => {}
+            },
             _ => {}
         }
     }
@@ -578,7 +598,7 @@ mod tests {
     #[test]
     fn every_problem_with_its_path_and_line() {
         let text = r#"{
-  "mcpgate": { "listen": "nowhere", "separatr": "." },
+  "mcpgate": { "listen": "nowhere", "separatr": ".", "threads": 0 },
   "mcpServers": {
     "bad name": { "command": "x" },
     "both": { "command": "x", "url": "http://h/mcp" },
@@ -593,6 +613,7 @@ mod tests {
         let expect = [
             "2:26: mcpgate.listen: \"nowhere\" is not an address",
             "2:37: mcpgate.separatr: unknown key (did you mean \"separator\"?)",
+            "2:65: mcpgate.threads: must be 1 to 256 (or left out: one per core), not 0",
             "4:5: mcpServers[\"bad name\"]: a server name must be",
             "5:38: mcpServers.both.url: a server has either a command",
             "6:13: mcpServers.none: needs a \"command\"",
@@ -608,6 +629,8 @@ mod tests {
             assert!(p.iter().any(|l| l.contains(e)), "missing {e:?} in:\n{}", p.join("\n"));
         }
         assert_eq!(problems("{\"mcpServers\": {}}"), ["1:16: mcpServers: holds no server"]);
+        let two = r#"{"mcpgate": {"threads": 2}, "mcpServers": {"a": {"command": "x"}}}"#;
+        assert_eq!(super::super::parse(two, &env).unwrap().gateway.threads, Some(2));
         assert!(problems("{\"servers\": {}}")[0].contains("unknown key"));
         assert!(problems("not json")[0].starts_with("1:1:"));
     }

@@ -103,7 +103,8 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
         let proxy = proxy.clone();
         move |req, _peer| proxy.clone().handle(req)
     };
-    crate::http::server::serve(listener, handler, shutdown, opts.shutdown_grace).await;
+    // One user's proxy: one event loop (see src/main.rs).
+    drop(crate::http::server::serve(listener, handler, shutdown, opts.shutdown_grace, 1).await);
     sweeper.abort();
 
     proxy.end_all_sessions().await;

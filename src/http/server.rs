@@ -1,8 +1,18 @@
-//! Accepting connections (HTTP/1.1 and h2c) and draining them on shutdown.
+//! Accepting connections (HTTP/1.1 and h2c), spreading them over event loops, and draining them
+//! on shutdown.
+//!
+//! One thread accepts; each connection then lives on one event loop (a single-threaded runtime)
+//! for its whole life, so a request never crosses threads on its way through — the same loop
+//! reads it, calls the upstream (each loop has its own upstream connections, see
+//! `transport::http_client`) and writes the answer. A new connection goes to the loop with the
+//! fewest open ones. This is nginx's worker model inside one process: cross-thread wake-ups
+//! happen once per connection, not once per request.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -11,20 +21,90 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::http::body::Body;
 
-/// Serves `handler` on `listener` until `shutdown` fires, then stops accepting and waits up to
-/// `grace` for in-flight requests to finish.
-pub async fn serve<F, Fut>(listener: TcpListener, handler: F, shutdown: CancellationToken, grace: Duration)
+type Accepted = (std::net::TcpStream, SocketAddr);
+
+/// The event loops a `serve` started beyond the caller's own. They keep running what requests
+/// spawned on them (a stateful server's child, say) until this is dropped, so that the caller can
+/// stop its backends first; dropping it ends and joins them.
+pub struct Loops {
+    finish: CancellationToken,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Loops {
+    fn drop(&mut self) {
+        self.finish.cancel();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One event loop's inbox and how many connections it has open.
+struct Lane {
+    inbox: mpsc::UnboundedSender<Accepted>,
+    open: Arc<AtomicUsize>,
+}
+
+/// Serves `handler` on `listener` with `threads` event loops (the caller's and `threads - 1`
+/// more) until `shutdown` fires, then stops accepting and waits up to `grace` for in-flight
+/// requests to finish.
+pub async fn serve<F, Fut>(
+    listener: TcpListener,
+    handler: F,
+    shutdown: CancellationToken,
+    grace: Duration,
+    threads: usize,
+) -> Loops
 where
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
-    let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut loops = Loops { finish: CancellationToken::new(), threads: Vec::new() };
+    let mut lanes = Vec::new();
+    let mut drained = Vec::new();
+    for i in 0..threads.max(1) {
+        let (inbox, rx) = mpsc::unbounded_channel();
+        let open = Arc::new(AtomicUsize::new(0));
+        let work = lane(rx, handler.clone(), shutdown.clone(), grace, open.clone());
+        let (done, done_rx) = oneshot::channel::<()>();
+        if i == 0 {
+            tokio::spawn(async move {
+                work.await;
+                let _ = done.send(());
+            });
+        } else {
+            let finish = loops.finish.clone();
+            let spawned = std::thread::Builder::new().name(format!("mcpgate-loop-{i}")).spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => return tracing::error!("cannot start event loop {i}: {e}"),
+                };
+                runtime.block_on(async move {
+                    work.await;
+                    let _ = done.send(());
+                    finish.cancelled().await;
+                });
+                // Tasks still running (a child's reader, say) are dropped; none may hold us up.
+                runtime.shutdown_timeout(Duration::from_secs(1));
+            });
+            match spawned {
+                Ok(t) => loops.threads.push(t),
+                Err(e) => {
+                    tracing::error!("cannot start event loop {i}: {e}; serving with fewer");
+                    continue;
+                }
+            }
+        }
+        lanes.push(Lane { inbox, open });
+        drained.push(done_rx);
+    }
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -39,6 +119,70 @@ where
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(%peer, "cannot hand the connection over: {e}");
+                continue;
+            }
+        };
+        hand_over(&lanes, (stream, peer));
+    }
+    drop(listener);
+    drop(lanes);
+    tracing::info!("stopped accepting; draining in-flight requests (up to {grace:?})");
+    for d in drained {
+        let _ = d.await;
+    }
+    loops
+}
+
+/// To the loop with the fewest open connections (a loop that died is skipped).
+fn hand_over(lanes: &[Lane], mut conn: Accepted) {
+    let mut order: Vec<&Lane> = lanes.iter().collect();
+    order.sort_by_key(|l| l.open.load(Ordering::Relaxed));
+    for lane in order {
+        lane.open.fetch_add(1, Ordering::Relaxed);
+        match lane.inbox.send(conn) {
+            Ok(()) => return,
+            Err(mpsc::error::SendError(back)) => {
+                lane.open.fetch_sub(1, Ordering::Relaxed);
+                conn = back;
+            }
+        }
+    }
+    tracing::warn!(peer = %conn.1, "no event loop is running; connection dropped");
+}
+
+/// One event loop: serves the connections handed to it, then drains them.
+async fn lane<F, Fut>(
+    mut inbox: mpsc::UnboundedReceiver<Accepted>,
+    handler: F,
+    shutdown: CancellationToken,
+    grace: Duration,
+    open: Arc<AtomicUsize>,
+) where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let (stream, peer) = tokio::select! {
+            conn = inbox.recv() => match conn {
+                Some(c) => c,
+                None => break,
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let stream = match TcpStream::from_std(stream) {
+            Ok(s) => s,
+            Err(e) => {
+                open.fetch_sub(1, Ordering::Relaxed);
+                tracing::warn!(%peer, "cannot take the connection: {e}");
+                continue;
+            }
+        };
         let handler = handler.clone();
         let service = service_fn(move |req| {
             let handler = handler.clone();
@@ -46,14 +190,14 @@ where
         });
         let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
         let conn = graceful.watch(conn);
+        let open = open.clone();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, "connection ended with an error: {e}");
             }
+            open.fetch_sub(1, Ordering::Relaxed);
         });
     }
-    drop(listener);
-    tracing::info!("stopped accepting; draining in-flight requests (up to {grace:?})");
     tokio::select! {
         () = graceful.shutdown() => tracing::debug!("all connections drained"),
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing the remaining connections"),

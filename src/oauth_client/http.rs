@@ -89,7 +89,7 @@ impl Http {
         let work = async {
             let resp =
                 self.client.request(req).await.map_err(|e| {
-                    AuthError::transient(format!("{shown} is unreachable: {}", crate::error::chain(&e)))
+                    AuthError::transient(format!("{shown} is unreachable: {}", crate::error::chain(&*e)))
                 })?;
             let status = resp.status();
             let body = Limited::new(resp.into_body(), MAX_DOCUMENT)

@@ -105,18 +105,22 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
     tokio::spawn(reload::on_sighup(gateway.clone()));
     tokio::spawn(reload::watch(gateway.clone(), opts.config.clone()));
     let names: Vec<&str> = cfg.servers.iter().filter(|s| s.enabled).map(|s| s.name.as_str()).collect();
-    tracing::info!("listening on http://{local}/mcp → {}", names.join(", "));
+    // nginx's `worker_processes auto`: an event loop per core (the listing says how many).
+    let threads = cfg.gateway.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    tracing::info!("listening on http://{local}/mcp → {} ({threads} event loops)", names.join(", "));
     let handler = {
         let gateway = gateway.clone();
         move |req, peer: SocketAddr| gateway.clone().handle(req, peer.ip().is_loopback())
     };
-    crate::http::server::serve(listener, handler, shutdown, cfg.gateway.shutdown_grace).await;
+    // Kept until the backends are stopped: what requests started on the other loops runs there.
+    let loops = crate::http::server::serve(listener, handler, shutdown, cfg.gateway.shutdown_grace, threads).await;
     let backends: Vec<Arc<Backend>> =
         gateway.router.backends.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
     let stops = backends.iter().map(|b| b.link.stop(Duration::from_secs(5)));
     for s in stops {
         s.await;
     }
+    drop(loops);
     tracing::info!("stopped");
     Ok(())
 }

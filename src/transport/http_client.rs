@@ -1,28 +1,96 @@
 //! The outbound HTTP client every HTTP transport shares: connection reuse, HTTP/2 by ALPN or
 //! HTTP/1.1, rustls with the system's roots, TCP_NODELAY (a proxy must not add Nagle delays).
 //!
+//! Each thread keeps its own pool of connections: `serve` runs an event loop per core, and a
+//! connection opened by one loop but used by another would wake the first for every read and
+//! write — the cross-thread hand-off the single-threaded design exists to avoid.
+//!
 //! TLS is set up on the first https connection, not before: reading and parsing the system's
 //! roots costs milliseconds and megabytes a bridge to an http:// upstream never needs (its cold
 //! start is measured in milliseconds).
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Uri;
+use http::{Request, Response, Uri};
 use http_body_util::Full;
+use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use super::http1_pool::{self, Pool, Pools};
 
-pub type HttpClient = Client<Connector, Full<Bytes>>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pub type Pending = Pin<Box<dyn Future<Output = Result<Response<Incoming>, BoxError>> + Send>>;
+
+type Legacy = Client<Connector, Full<Bytes>>;
+
+/// A client; clones share its settings, and on each thread its connections.
+#[derive(Clone)]
+pub struct HttpClient {
+    shared: Arc<Settings>,
+}
+
+struct Settings {
+    connector: Connector,
+    connect_timeout: Duration,
+}
+
+/// A client's connections on one thread: `http://` ones in our pool, the rest (TLS, HTTP/2 by
+/// ALPN) in hyper-util's.
+struct Local {
+    plain: Pool,
+    other: Legacy,
+}
+
+thread_local! {
+    /// This thread's connections of each client in use here. The `Weak` keeps its client's
+    /// address from being reused while the entry exists, so comparing addresses is sound.
+    static LOCAL: RefCell<Vec<(Weak<Settings>, Local)>> = const { RefCell::new(Vec::new()) };
+}
+
+impl HttpClient {
+    /// Boxed, as hyper-util's own future is: every future awaiting this one would otherwise
+    /// carry its kilobytes, copied each time one of them is boxed or moved.
+    pub fn request(&self, req: Request<Full<Bytes>>) -> Pending {
+        if req.uri().scheme_str() == Some("http") {
+            let client = self.clone();
+            return Box::pin(async move { http1_pool::send(&client, req, client.shared.connect_timeout).await });
+        }
+        let pending = self.local(|l| l.other.request(req));
+        Box::pin(async move { Ok(pending.await?) })
+    }
+
+    fn local<R>(&self, f: impl FnOnce(&mut Local) -> R) -> R {
+        let me = Arc::as_ptr(&self.shared);
+        LOCAL.with_borrow_mut(|all| {
+            if let Some(i) = all.iter().position(|(w, _)| std::ptr::eq(w.as_ptr(), me)) {
+                return f(&mut all[i].1);
+            }
+            // First use on this thread; forget the connections of clients gone since.
+            all.retain(|(w, _)| w.strong_count() > 0);
+            let mut local = Local { plain: Pool::default(), other: legacy(self.shared.connector.clone()) };
+            let r = f(&mut local);
+            all.push((Arc::downgrade(&self.shared), local));
+            r
+        })
+    }
+}
+
+impl Pools for HttpClient {
+    fn with_pool<R>(&self, f: impl FnOnce(&mut Pool) -> R) -> R {
+        self.local(|l| f(&mut l.plain))
+    }
+}
 
 /// Plain TCP for http, rustls (built once, on first use) for https.
 #[derive(Clone)]
@@ -75,11 +143,16 @@ pub fn build(connect_timeout: Duration) -> HttpClient {
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
+    let connector = Connector { http, tls: Arc::new(OnceLock::new()) };
+    HttpClient { shared: Arc::new(Settings { connector, connect_timeout }) }
+}
+
+fn legacy(connector: Connector) -> Legacy {
     Client::builder(TokioExecutor::new())
         // Below the keep-alive timeout of the servers MCP runs on (Node's and uvicorn's: 5 s): a
         // connection the server closes just as it is reused fails its request with "connection
         // closed before message completed", and a POST must not be sent twice on a guess.
         .pool_idle_timeout(Duration::from_secs(4))
         .pool_max_idle_per_host(256)
-        .build(Connector { http, tls: Arc::new(OnceLock::new()) })
+        .build(connector)
 }

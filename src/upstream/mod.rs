@@ -106,7 +106,7 @@ impl Upstream {
         *req.headers_mut() = headers;
         match tokio::time::timeout(self.timeout, self.client.request(req)).await {
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => Err(Error::unreachable(&self.display, chain(&e))),
+            Ok(Err(e)) => Err(Error::unreachable(&self.display, chain(&*e))),
             Err(_) => Err(Error::timeout(&self.display, self.timeout)),
         }
     }

@@ -38,6 +38,82 @@ async fn a_silent_upstream_ends_in_a_504_at_the_timeout() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+/// A server that answers each request and then closes the connection without saying so (no
+/// `Connection: close`): a kept-alive connection that is gone when the next request comes, as
+/// after Node's and uvicorn's idle timeouts, on demand. Returns its address and how many
+/// connections it took.
+async fn closing_after_each_answer() -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let taken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = taken.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let body = loop {
+                    let Ok(k) = s.read(&mut chunk).await else { return };
+                    if k == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..k]);
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + len {
+                        break buf[end + 4..end + 4 + len].to_vec();
+                    }
+                };
+                let msg: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let reply = match msg["method"].as_str() {
+                    _ if msg.get("id").is_none() => String::new(),
+                    Some("initialize") => serde_json::json!({"jsonrpc": "2.0", "id": msg["id"], "result": {
+                        "protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
+                        "serverInfo": {"name": "closer", "version": "1"}}})
+                    .to_string(),
+                    _ => serde_json::json!({"jsonrpc": "2.0", "id": msg["id"],
+                        "result": {"content": [{"type": "text", "text": "ok"}]}})
+                    .to_string(),
+                };
+                let status = if reply.is_empty() { "202 Accepted" } else { "200 OK" };
+                let out = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{reply}",
+                    reply.len()
+                );
+                let _ = s.write_all(out.as_bytes()).await;
+            });
+        }
+    });
+    (addr, taken)
+}
+
+#[tokio::test]
+async fn an_upstream_closing_kept_alive_connections_never_fails_a_call() {
+    let (addr, taken) = closing_after_each_answer().await;
+    let gw = connect(&format!("http://{addr}/mcp"), &[]).await;
+    let sid = open_session(&gw.url, &[]).await;
+    for i in 0..40u64 {
+        let body =
+            format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"x","arguments":{{}}}}}}"#);
+        let r = call(&gw.url, &sid, &[], &body).await;
+        assert_eq!(r.status, 200, "call {i}: {}\n{}", r.body, gw.output());
+        assert_eq!(r.message()["result"]["content"][0]["text"], "ok", "call {i}");
+        // Now and then a pause, so the close is sometimes seen before the next call and
+        // sometimes only when it is sent.
+        if i % 3 == 0 {
+            tokio::time::sleep(Duration::from_millis(12)).await;
+        }
+    }
+    assert!(taken.load(std::sync::atomic::Ordering::SeqCst) > 20, "the server closed its connections");
+}
+
 /// Opens a session through mcpgate to server-everything in `mode`, restarts the upstream on the
 /// same port, and checks the same client session keeps working. Returns mcpgate, for its log.
 async fn restart_keeps_the_session(mode: &str, args: &[&str]) -> Proc {

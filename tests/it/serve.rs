@@ -23,8 +23,11 @@ fn stdio_everything(dir: &Path) -> Value {
     json!({"command": node(), "args": [link, "stdio"]})
 }
 
+/// Three event loops, more than CI's cores: a session's connections (its POSTs, its GET stream)
+/// land on different loops, so every test here also checks that nothing depends on sharing one.
 fn write_config(path: &Path, servers: Value) {
-    std::fs::write(path, serde_json::to_vec_pretty(&json!({"mcpServers": servers})).unwrap()).unwrap();
+    let cfg = json!({"mcpgate": {"threads": 3}, "mcpServers": servers});
+    std::fs::write(path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
 }
 
 async fn serve(config: &Path) -> Proc {
