@@ -34,6 +34,9 @@ impl Gateway {
                 next.gateway.listen
             );
         }
+        if next.gateway.threads != old.gateway.threads {
+            tracing::warn!("mcpgate.threads changed: that takes a restart; the rest is applied");
+        }
         let mut applied = Applied::default();
         let current: Vec<Arc<Backend>> =
             self.router.backends.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
