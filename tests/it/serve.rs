@@ -756,3 +756,74 @@ async fn a_lone_stdio_server_is_spoken_to_as_it_is() {
     assert_eq!((m["id"].clone(), m["error"]["code"].clone()), (json!("slow"), json!(-32001)), "{m}");
     assert!(took < Duration::from_secs(5), "{took:?}");
 }
+
+/// The processes whose parent is `pid`, from /proc.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(p) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        // pid (comm) state ppid …: comm may hold spaces, so read after its closing parenthesis.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        if after.split_whitespace().nth(1).and_then(|v| v.parse::<u32>().ok()) == Some(pid) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Gone, or a zombie nobody reaps (a container's init may not).
+fn is_dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[tokio::test]
+async fn sigterm_drains_calls_on_every_loop_then_stops_the_children_and_exits_zero() {
+    let dir = tempdir("serve-sigterm");
+    let mut mine = stdio_everything(&dir);
+    mine["stateful"] = json!(true);
+    let mut gw = serve_ready(&dir, json!({"local": stdio_everything(&dir), "mine": mine})).await;
+    // Three sessions, each with a slow call in flight: with three loops and connections handed
+    // to the least busy, they run on different loops, each with a stateful child started there.
+    let long = |i: u32| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"mine__trigger-long-running-operation","arguments":{{"duration":1.5,"steps":3}},"_meta":{{"progressToken":"p{i}"}}}}}}"#
+        )
+    };
+    let mut calls = Vec::new();
+    for i in 0..3 {
+        let url = gw.url.clone();
+        let sid = open_session(&url, &[]).await;
+        calls.push(tokio::spawn(async move { call(&url, &sid, &[], &long(i)).await }));
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let pid = gw.child.id().unwrap();
+    let children = children_of(pid);
+    assert!(children.len() >= 4, "the shared child and three stateful ones: {children:?}\n{}", gw.output());
+    let mut loops: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .filter(|n| n.starts_with("mcpgate-loop-"))
+        .collect();
+    loops.sort();
+    assert_eq!(loops, ["mcpgate-loop-1", "mcpgate-loop-2"], "threads: 3 is the caller's loop and two more");
+    gw.signal(libc::SIGTERM);
+    for c in calls {
+        let r = c.await.unwrap();
+        assert_eq!(r.status, 200, "{}\n{}", r.body, gw.output());
+        assert!(r.message()["result"]["content"][0]["text"].as_str().unwrap().contains("completed"), "{}", r.body);
+    }
+    let status = gw.wait(Duration::from_secs(20)).await;
+    assert!(status.success(), "exit status {status}; output:\n{}", gw.output());
+    let gone = until(Duration::from_secs(5), || {
+        let alive: Vec<u32> = children.iter().copied().filter(|p| !is_dead(*p)).collect();
+        async move { alive.is_empty() }
+    })
+    .await;
+    assert!(gone, "children left running: {:?}", children.iter().filter(|p| !is_dead(**p)).collect::<Vec<_>>());
+}
