@@ -75,9 +75,7 @@ pub async fn send(
     // Origin form on the wire, the authority in Host (what a client library sends).
     *req.uri_mut() = Uri::from(uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")));
     if !req.headers().contains_key(HOST) {
-        let host =
-            HeaderValue::from_str(authority.as_str()).map_err(|_| "the URL's host is not a valid Host header")?;
-        req.headers_mut().insert(HOST, host);
+        req.headers_mut().insert(HOST, host_header(&uri)?);
     }
     // A kept-alive connection first; a request it gives back unsent goes on a fresh one.
     let mut req = Some(req);
@@ -109,6 +107,17 @@ pub async fn send(
     Ok(pending.await?)
 }
 
+/// `Host` for `uri`: its host and a port other than 80 — never the authority as written, which
+/// may hold user info (`http://user:secret@host/`), a secret the upstream must not see there.
+fn host_header(uri: &Uri) -> Result<HeaderValue, BoxError> {
+    let host = uri.host().ok_or("the URL has no host")?;
+    let value = match uri.port_u16() {
+        Some(p) if p != 80 => HeaderValue::from_str(&format!("{host}:{p}")),
+        _ => HeaderValue::from_str(host),
+    };
+    value.map_err(|_| "the URL's host is not a valid Host header".into())
+}
+
 /// A new connection to `uri`'s host, its HTTP/1.1 state machine running as a task here.
 async fn open(uri: &Uri, connect_timeout: Duration) -> Result<Sender, BoxError> {
     let host = uri.host().ok_or("the URL has no host")?;
@@ -128,4 +137,23 @@ async fn open(uri: &Uri, connect_timeout: Duration) -> Result<Sender, BoxError> 
         }
     });
     Ok(sender)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_header_never_carries_user_info() {
+        for (url, host) in [
+            ("http://user:secret@example.com:8080/mcp", "example.com:8080"),
+            ("http://token@example.com/mcp", "example.com"),
+            ("http://example.com:80/mcp", "example.com"),
+            ("http://[::1]:3000/mcp", "[::1]:3000"),
+            ("http://127.0.0.1:9/mcp?key=v", "127.0.0.1:9"),
+        ] {
+            let uri: Uri = url.parse().unwrap();
+            assert_eq!(host_header(&uri).unwrap(), host, "{url}");
+        }
+    }
 }
