@@ -116,10 +116,17 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
     let loops = crate::http::server::serve(listener, handler, shutdown, cfg.gateway.shutdown_grace, threads).await;
     let backends: Vec<Arc<Backend>> =
         gateway.router.backends.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
-    let stops = backends.iter().map(|b| b.link.stop(Duration::from_secs(5)));
-    for s in stops {
-        s.await;
-    }
+    // All at once: each child may take seconds to exit (npx's node), one after another would add up.
+    let mut stops: Vec<_> = backends.iter().map(|b| Some(b.link.stop(Duration::from_secs(5)))).collect();
+    std::future::poll_fn(|cx| {
+        for slot in &mut stops {
+            if slot.as_mut().is_some_and(|s| s.as_mut().poll(cx).is_ready()) {
+                *slot = None;
+            }
+        }
+        if stops.iter().all(Option::is_none) { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+    })
+    .await;
     drop(loops);
     tracing::info!("stopped");
     Ok(())
