@@ -56,6 +56,9 @@ impl Reply {
     }
 }
 
+/// A raw call on its way: `Link::call_raw`'s answer.
+pub type RawCallFuture<'a> = Pin<Box<dyn std::future::Future<Output = Result<RawCall, CallError>> + Send + 'a>>;
+
 /// A call sent as it came, in flight.
 pub struct RawCall {
     pub events: mpsc::UnboundedReceiver<Event>,
@@ -196,13 +199,12 @@ pub trait Link: Send + Sync {
     /// A request `msg` (parsed from `body`, names already the server's own) sent as it came,
     /// only the id swapped for one of the gateway's, and answered with the server's line as it
     /// was (`None`: not this request, use `call`).
-    #[allow(clippy::type_complexity)]
     fn call_raw<'a>(
         &'a self,
         _client: &'a Arc<Session<Client>>,
         _body: &'a [u8],
         _msg: &'a crate::jsonrpc::Envelope<'a>,
-    ) -> Option<Pin<Box<dyn std::future::Future<Output = Result<RawCall, CallError>> + Send + 'a>>> {
+    ) -> Option<RawCallFuture<'a>> {
         None
     }
 

@@ -16,7 +16,9 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{Call, CallError, Event, Health, Line, Link, RawCall, Reply, ServerInfo, Unsolicited};
+use super::backend::{
+    Call, CallError, Event, Health, Line, Link, RawCall, RawCallFuture, Reply, ServerInfo, Unsolicited,
+};
 use super::session::Client;
 use crate::config::Restart;
 use crate::mcp::session::Session;
@@ -447,7 +449,7 @@ impl Link for ChildLink {
         client: &'a Arc<Session<Client>>,
         body: &'a [u8],
         msg: &'a crate::jsonrpc::Envelope<'a>,
-    ) -> Option<Pin<Box<dyn std::future::Future<Output = Result<RawCall, CallError>> + Send + 'a>>> {
+    ) -> Option<RawCallFuture<'a>> {
         // A progress token must become one of ours (the child is shared): the message path.
         if msg.params.is_some_and(|p| p.get().contains("progressToken")) {
             return None;
