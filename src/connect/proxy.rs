@@ -5,10 +5,10 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use crate::transport::http_client::ResponseBody;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
@@ -272,7 +272,7 @@ impl Proxy {
     /// the timeout and error events of `Relay`.
     pub(super) fn relay(
         &self,
-        resp: Response<Incoming>,
+        resp: Response<ResponseBody>,
         session: Option<&HeaderValue>,
         pending: Option<Pending>,
         open_ended: bool,

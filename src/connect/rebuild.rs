@@ -2,11 +2,11 @@
 //! its answer, send `notifications/initialized`, and remember the new upstream session id.
 //! One rebuild per session at a time; requests that raced it reuse its result.
 
+use crate::transport::http_client::ResponseBody;
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Method, Response};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use serde::Deserialize;
 
 use super::proxy::UpstreamSession;
@@ -71,7 +71,7 @@ pub async fn rebuild(
 
 /// The first JSON-RPC message of a response, whether sent as JSON or as an SSE stream (which
 /// is not read past that message).
-async fn first_message(resp: Response<Incoming>) -> Result<Bytes, String> {
+async fn first_message(resp: Response<ResponseBody>) -> Result<Bytes, String> {
     let is_sse = resp.headers().get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let mut body = resp.into_body();
     if !is_sse {

@@ -13,9 +13,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::transport::http_client::ResponseBody;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use hyper::body::Incoming;
 use serde_json::value::RawValue;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
@@ -85,7 +85,7 @@ impl Pending {
 }
 
 pub struct Relay {
-    inner: Incoming,
+    inner: ResponseBody,
     /// How long the stream may stay silent; `None` for open-ended GET streams.
     idle: Option<Duration>,
     /// Armed only once the upstream makes us wait (most JSON answers never do).
@@ -98,7 +98,7 @@ pub struct Relay {
 
 impl Relay {
     pub fn new(
-        inner: Incoming,
+        inner: ResponseBody,
         idle: Option<Duration>,
         stop: Option<WaitForCancellationFutureOwned>,
         pending: Option<Pending>,
@@ -149,7 +149,7 @@ impl HttpBody for Relay {
                 let msg = format!(
                     "the connection to upstream {} broke mid-response: {}",
                     this.upstream,
-                    crate::error::chain(&e)
+                    crate::error::chain(&*e)
                 );
                 return this.finish(codes::UPSTREAM_UNAVAILABLE, msg);
             }

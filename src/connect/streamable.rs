@@ -2,10 +2,10 @@
 //! the gateway's session id swapped for the upstream's. An upstream that forgot its session
 //! (it restarted) gets the session rebuilt behind the client's back, and the request again.
 
+use crate::transport::http_client::ResponseBody;
 use bytes::Bytes;
 use http::header::{ACCEPT, HeaderValue};
 use http::{HeaderMap, Method, Response, StatusCode};
-use hyper::body::Incoming;
 
 use super::proxy::{Proxy, UpstreamSession};
 use super::relay::Pending;
@@ -105,7 +105,7 @@ impl Proxy {
 
 enum Verdict {
     /// Not about the session: relay as it is.
-    Kept(Response<Incoming>),
+    Kept(Response<ResponseBody>),
     /// Read to decide, and not about the session: relay these bytes.
     Answered(Response<Body>),
     /// The upstream no longer knows the session.
@@ -115,7 +115,7 @@ enum Verdict {
 /// Whether a response means "unknown session". The spec says 404; servers built on the SDKs'
 /// examples answer 400 with a JSON-RPC error such as "No valid session ID provided", so a 400
 /// whose (small) body speaks of the session counts too.
-async fn lost_session(resp: Response<Incoming>, timeout: std::time::Duration) -> Verdict {
+async fn lost_session(resp: Response<ResponseBody>, timeout: std::time::Duration) -> Verdict {
     match resp.status() {
         StatusCode::NOT_FOUND => Verdict::Lost,
         StatusCode::BAD_REQUEST => {

@@ -34,3 +34,53 @@ where
         Err(e) => Err(ReadError::Broken(e.to_string())),
     }
 }
+
+/// A request's body as a handler gets it: read whole already by our HTTP/1.1 codec, or
+/// streaming from hyper (HTTP/2, chunked uploads, large bodies).
+pub struct RequestBody {
+    inner: RequestInner,
+}
+
+enum RequestInner {
+    Whole(Option<Bytes>),
+    Hyper(hyper::body::Incoming),
+}
+
+impl RequestBody {
+    pub fn whole(bytes: Bytes) -> Self {
+        RequestBody { inner: RequestInner::Whole((!bytes.is_empty()).then_some(bytes)) }
+    }
+
+    pub fn hyper(body: hyper::body::Incoming) -> Self {
+        RequestBody { inner: RequestInner::Hyper(body) }
+    }
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        match &mut self.inner {
+            RequestInner::Whole(b) => std::task::Poll::Ready(b.take().map(|b| Ok(http_body::Frame::data(b)))),
+            RequestInner::Hyper(b) => std::pin::Pin::new(b).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            RequestInner::Whole(b) => b.is_none(),
+            RequestInner::Hyper(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match &self.inner {
+            RequestInner::Whole(b) => http_body::SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            RequestInner::Hyper(b) => b.size_hint(),
+        }
+    }
+}

@@ -2,6 +2,8 @@
 //! sees it (Host/Origin, CORS), and the single place errors become HTTP responses.
 
 pub mod body;
+mod date;
 pub mod guard;
+pub mod h1;
 pub mod server;
 pub mod wire;

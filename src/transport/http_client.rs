@@ -19,18 +19,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, Uri};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
-use super::http1_pool::{self, Pool, Pools};
+pub use super::http1::ResponseBody;
+use super::http1::{self, Pool};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-pub type Pending = Pin<Box<dyn Future<Output = Result<Response<Incoming>, BoxError>> + Send>>;
+pub type Pending = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, BoxError>> + Send>>;
 
 type Legacy = Client<Connector, Full<Bytes>>;
 
@@ -64,10 +64,10 @@ impl HttpClient {
     pub fn request(&self, req: Request<Full<Bytes>>) -> Pending {
         if req.uri().scheme_str() == Some("http") {
             let client = self.clone();
-            return Box::pin(async move { http1_pool::send(&client, req, client.shared.connect_timeout).await });
+            return Box::pin(async move { http1::send(&client, req, client.shared.connect_timeout).await });
         }
         let pending = self.local(|l| l.other.request(req));
-        Box::pin(async move { Ok(pending.await?) })
+        Box::pin(async move { Ok(pending.await?.map(ResponseBody::hyper)) })
     }
 
     fn local<R>(&self, f: impl FnOnce(&mut Local) -> R) -> R {
@@ -86,8 +86,10 @@ impl HttpClient {
     }
 }
 
-impl Pools for HttpClient {
-    fn with_pool<R>(&self, f: impl FnOnce(&mut Pool) -> R) -> R {
+impl HttpClient {
+    /// This thread's idle `http://` connections (reached again after each wait: a task may not
+    /// hold them across one).
+    pub(super) fn with_pool<R>(&self, f: impl FnOnce(&mut Pool) -> R) -> R {
         self.local(|l| f(&mut l.plain))
     }
 }

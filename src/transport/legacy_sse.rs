@@ -65,7 +65,7 @@ impl Link {
                             return Ok(endpoint);
                         }
                     }
-                    Some(Err(e)) => return Err(Error::unreachable(&upstream.display, crate::error::chain(&e))),
+                    Some(Err(e)) => return Err(Error::unreachable(&upstream.display, crate::error::chain(&*e))),
                     None => {
                         return Err(Error::protocol(
                             &upstream.display,

@@ -1,7 +1,7 @@
 //! Transports: how bytes reach an MCP peer. One file per transport; `sse` is the event-stream
 //! codec they share.
 
-pub mod http1_pool;
+pub mod http1;
 pub mod http_client;
 pub mod legacy_sse;
 pub mod sse;

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
+use crate::transport::http_client::ResponseBody;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
-use hyper::body::Incoming;
 
 use crate::credentials::Credentials;
 use crate::error::{Error, Kind, chain};
@@ -50,7 +50,7 @@ impl Upstream {
         uri: &Uri,
         headers: HeaderMap,
         body: Bytes,
-    ) -> Result<Response<Incoming>, Error> {
+    ) -> Result<Response<ResponseBody>, Error> {
         let auth = self.authorization().await?;
         let retry = self.credentials.may_recover(auth.as_ref()).then(|| (headers.clone(), body.clone()));
         let resp = self.send_once(method.clone(), uri, headers, auth.as_ref(), body).await?;
@@ -93,7 +93,7 @@ impl Upstream {
         mut headers: HeaderMap,
         auth: Option<&HeaderValue>,
         body: Bytes,
-    ) -> Result<Response<Incoming>, Error> {
+    ) -> Result<Response<ResponseBody>, Error> {
         for (k, v) in &self.headers {
             headers.insert(k, v.clone());
         }
