@@ -149,7 +149,7 @@ impl State {
         let was_open = current.is_some();
         let (tx, rx) = mpsc::unbounded_channel();
         let link = Arc::new(Link::open(up, tx).await?);
-        tokio::spawn(route(rx, self.routes.clone(), up.display.clone()));
+        tokio::spawn(route(rx, self.routes.clone(), up.display.to_string()));
         if was_open {
             tracing::info!(upstream = %up.display, "upstream event stream lost; re-initializing the session");
             self.ask(up, &link, initialize.clone()).await?;

@@ -166,7 +166,8 @@ impl Proxy {
             UpstreamSession::Streamable(state) => {
                 self.exchange(Method::POST, client, bytes, session, state, pending).await
             }
-            UpstreamSession::Legacy(state) => self.legacy_post(session, state, payload, bytes).await,
+            // Boxed: its future would otherwise size every Streamable HTTP exchange's.
+            UpstreamSession::Legacy(state) => Box::pin(self.legacy_post(session, state, payload, bytes)).await,
         }
     }
 

@@ -92,7 +92,7 @@ pub struct Relay {
     deadline: Option<Pin<Box<Sleep>>>,
     stop: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     pending: Option<Pending>,
-    upstream: String,
+    upstream: std::sync::Arc<str>,
     done: bool,
 }
 
@@ -102,7 +102,7 @@ impl Relay {
         idle: Option<Duration>,
         stop: Option<WaitForCancellationFutureOwned>,
         pending: Option<Pending>,
-        upstream: String,
+        upstream: std::sync::Arc<str>,
     ) -> Self {
         Relay { inner, idle, deadline: None, stop: stop.map(Box::pin), pending, upstream, done: false }
     }

@@ -82,7 +82,8 @@ impl Proxy {
             Verdict::Lost => {}
         }
         tracing::info!(session = session.label(), "upstream lost the session; re-initializing it");
-        let fresh = super::rebuild::rebuild(&self.upstream, session, state, stale.as_ref(), client).await?;
+        // Boxed: rare, and large enough to weigh on every exchange's future otherwise.
+        let fresh = Box::pin(super::rebuild::rebuild(&self.upstream, session, state, stale.as_ref(), client)).await?;
         let mut hdrs = self.upstream_headers(client);
         set_session(&mut hdrs, fresh.as_ref());
         // Event ids of the lost session mean nothing to the new one.
@@ -118,19 +119,23 @@ enum Verdict {
 async fn lost_session(resp: Response<ResponseBody>, timeout: std::time::Duration) -> Verdict {
     match resp.status() {
         StatusCode::NOT_FOUND => Verdict::Lost,
-        StatusCode::BAD_REQUEST => {
-            let (parts, incoming) = resp.into_parts();
-            let read = tokio::time::timeout(timeout, body::read_limited(incoming, 64 * 1024)).await;
-            let Ok(Ok(bytes)) = read else {
-                return Verdict::Answered(Response::from_parts(parts, body::empty()));
-            };
-            if String::from_utf8_lossy(&bytes).to_ascii_lowercase().contains("session") {
-                Verdict::Lost
-            } else {
-                Verdict::Answered(Response::from_parts(parts, body::full(bytes)))
-            }
-        }
+        // Boxed: reading the body is rare, and its future would size every exchange's.
+        StatusCode::BAD_REQUEST => Box::pin(says_lost_session(resp, timeout)).await,
         _ => Verdict::Kept(resp),
+    }
+}
+
+/// A 400's body, read (bounded) to tell "unknown session" from any other refusal.
+async fn says_lost_session(resp: Response<ResponseBody>, timeout: std::time::Duration) -> Verdict {
+    let (parts, incoming) = resp.into_parts();
+    let read = tokio::time::timeout(timeout, body::read_limited(incoming, 64 * 1024)).await;
+    let Ok(Ok(bytes)) = read else {
+        return Verdict::Answered(Response::from_parts(parts, body::empty()));
+    };
+    if String::from_utf8_lossy(&bytes).to_ascii_lowercase().contains("session") {
+        Verdict::Lost
+    } else {
+        Verdict::Answered(Response::from_parts(parts, body::full(bytes)))
     }
 }
 

@@ -165,7 +165,9 @@ impl Credentials {
     pub async fn authorization(&self) -> Result<Option<HeaderValue>, CredentialError> {
         let inner = match &self.inner {
             None => return Ok(None),
-            Some(Provider::OAuth(o)) => return o.authorization().await.map_err(|e| oauth_error(o, e)),
+            // Boxed, as the refresh below: a sign-in or refresh is a large future, and inlined
+            // it would be moved with every request's.
+            Some(Provider::OAuth(o)) => return Box::pin(o.authorization()).await.map_err(|e| oauth_error(o, e)),
             Some(Provider::Static(inner)) => inner,
         };
         if let Some(watch) = &inner.file
@@ -177,7 +179,7 @@ impl Credentials {
         let now = SystemTime::now();
         if current.stale_at.is_some_and(|t| now >= t) {
             // Too close to expiry to use: wait for the refresh (single flight).
-            return inner.refresh_unless_replaced(&current.header).await.map(Some);
+            return Box::pin(inner.refresh_unless_replaced(&current.header)).await.map(Some);
         }
         if current.refresh_at.is_some_and(|t| now >= t) {
             // Still valid: use it, and refresh in the background unless a refresh runs already.

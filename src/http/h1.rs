@@ -146,9 +146,10 @@ async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Option<
 /// Parses the request head at the start of `buf`; on success its bytes are split off, and the
 /// header values point into them.
 fn parse(buf: &mut BytesMut) -> Parsed {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut slots);
-    let len = match req.parse(buf) {
+    // Uninitialised slots: zeroing a hundred of them cost more than parsing the head.
+    let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut slots) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(_) => return Parsed::Other,
@@ -158,16 +159,15 @@ fn parse(buf: &mut BytesMut) -> Parsed {
     }
     let (Some(method), Some(path)) = (req.method, req.path) else { return Parsed::Other };
     let Ok(method) = Method::from_bytes(method.as_bytes()) else { return Parsed::Other };
-    // Validated before anything is consumed: a request we cannot take is still whole for hyper.
-    let mut names = Vec::with_capacity(req.headers.len());
+    // Checked before anything is consumed: a request we cannot take is still whole for hyper.
     let mut body_len: Option<u64> = None;
     let mut close = false;
+    let is = |name: &str, n: &HeaderName| name.eq_ignore_ascii_case(n.as_str());
     for h in req.headers.iter() {
-        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else { return Parsed::Other };
-        if name == TRANSFER_ENCODING || name == EXPECT || name == UPGRADE {
+        if is(h.name, &TRANSFER_ENCODING) || is(h.name, &EXPECT) || is(h.name, &UPGRADE) {
             return Parsed::Other;
         }
-        if name == CONTENT_LENGTH {
+        if is(h.name, &CONTENT_LENGTH) {
             let Some(l) = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse::<u64>().ok()) else {
                 return Parsed::Other;
             };
@@ -176,31 +176,42 @@ fn parse(buf: &mut BytesMut) -> Parsed {
             }
             body_len = Some(l);
         }
-        if name == CONNECTION {
+        if is(h.name, &CONNECTION) {
             let v = std::str::from_utf8(h.value).unwrap_or("");
             if v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")) {
                 return Parsed::Other;
             }
             close |= v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"));
         }
-        names.push(name);
     }
-    let bytes = buf.as_ptr() as usize;
-    let spans: Vec<(usize, usize)> =
-        req.headers.iter().map(|h| (h.value.as_ptr() as usize - bytes, h.value.len())).collect();
-    let path_span = (path.as_ptr() as usize - bytes, path.len());
+    // Where the path and each header sit in `buf`, so that they can be taken as slices of the
+    // head once it is split off (its memory does not move).
+    if len > usize::from(u16::MAX) {
+        return Parsed::Other;
+    }
+    let start = buf.as_ptr() as usize;
+    // Within the head, so under 64 KiB: u16 keeps this array small to clear.
+    let span = |s: &[u8]| ((s.as_ptr() as usize - start) as u16, s.len() as u16);
+    let mut spans = [((0u16, 0u16), (0u16, 0u16)); MAX_HEADERS];
+    let count = req.headers.len();
+    for (slot, h) in spans.iter_mut().zip(req.headers.iter()) {
+        *slot = (span(h.name.as_bytes()), span(h.value));
+    }
+    let path = span(path.as_bytes());
     let head = buf.split_to(len).freeze();
-    let Ok(uri) = Uri::from_maybe_shared(head.slice(path_span.0..path_span.0 + path_span.1)) else {
+    let slice = |(at, n): (u16, u16)| head.slice(usize::from(at)..usize::from(at) + usize::from(n));
+    let Ok(uri) = Uri::from_maybe_shared(slice(path)) else {
         // Already consumed; hyper would answer 400 too.
         return Parsed::Own(bad_request());
     };
-    let mut headers = HeaderMap::with_capacity(names.len());
-    for (name, (at, n)) in names.into_iter().zip(spans) {
-        match HeaderValue::from_maybe_shared(head.slice(at..at + n)) {
-            Ok(v) => {
-                headers.append(name, v);
+    let mut headers = HeaderMap::with_capacity(count);
+    for &(name, value) in &spans[..count] {
+        // httparse accepted both, so neither fails here in practice.
+        match (HeaderName::from_bytes(&slice(name)), HeaderValue::from_maybe_shared(slice(value))) {
+            (Ok(n), Ok(v)) => {
+                headers.append(n, v);
             }
-            Err(_) => return Parsed::Own(bad_request()),
+            _ => return Parsed::Own(bad_request()),
         }
     }
     let mut request = Request::new(());
@@ -266,7 +277,11 @@ async fn write_response(
     let chunked = !bodiless && exact.is_none();
     match exact {
         _ if bodiless => {}
-        Some(n) => header(&mut out, "content-length", n.to_string().as_bytes()),
+        Some(n) => {
+            out.extend_from_slice(b"content-length: ");
+            crate::transport::http1::decimal(&mut out, n);
+            out.extend_from_slice(b"\r\n");
+        }
         None => header(&mut out, "transfer-encoding", b"chunked"),
     }
     out.extend_from_slice(b"\r\n");

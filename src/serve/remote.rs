@@ -137,17 +137,22 @@ impl RemoteLink {
     }
 
     /// The upstream session of client session `key`, opened with `init` params if needed.
+    /// The upstream session for `key`, if it is open.
+    fn opened(&self, key: &str) -> Option<Arc<Upstream>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
+    }
+
     async fn open(
         &self,
         key: &str,
         init: &Value,
         client: Option<&Session<Client>>,
     ) -> Result<Arc<Upstream>, CallError> {
-        if let Some(up) = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned() {
+        if let Some(up) = self.opened(key) {
             return Ok(up);
         }
         let _one = self.opening.lock().await;
-        if let Some(up) = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned() {
+        if let Some(up) = self.opened(key) {
             return Ok(up);
         }
         let id = format!("mcpgate-init-{}", self.next.fetch_add(1, Ordering::Relaxed));
@@ -535,10 +540,15 @@ impl Link for RemoteLink {
             if self.modern.get().is_some() {
                 return None;
             }
-            let up = match self.open(&client.id, &client.upstream.init, Some(client)).await {
-                Ok(up) => up,
-                // Through the message path, which says why.
-                Err(_) => return None,
+            // Boxed, and only when the session is not open yet: opening runs a whole proxied
+            // initialize, and its future inside this one would be moved on every call.
+            let up = match self.opened(&client.id) {
+                Some(up) => up,
+                None => match Box::pin(self.open(&client.id, &client.upstream.init, Some(client))).await {
+                    Ok(up) => up,
+                    // Through the message path, which says why.
+                    Err(_) => return None,
+                },
             };
             if self.modern.get().is_some() {
                 return None;

@@ -110,11 +110,8 @@ pub async fn send(
     req: Request<Full<Bytes>>,
     connect_timeout: Duration,
 ) -> Result<Response<ResponseBody>, BoxError> {
-    let (parts, body) = req.into_parts();
-    let body = full_bytes(body);
-    let authority = parts.uri.authority().cloned().ok_or("the URL has no host")?;
-    let wire = encode(&parts.method, &parts.uri, &parts.headers, &body)?;
-    let head_only = parts.method == Method::HEAD;
+    // Encoded before the first wait, so that the request's parts are not kept in this future.
+    let Encoded { wire, body, uri, authority, head_only } = Encoded::new(req)?;
     let reused = client.with_pool(|p| p.take(&authority, Instant::now()));
     let mut conn = match reused {
         Some(mut conn) => match write(&mut conn, &wire, &body).await {
@@ -122,13 +119,32 @@ pub async fn send(
             // The server closed it as we wrote, so it read nothing of this request.
             Err(e) => {
                 tracing::debug!("a kept-alive connection failed as the request was written ({e}); opening another");
-                fresh(&parts.uri, authority, &wire, &body, connect_timeout).await?
+                fresh(&uri, authority, &wire, &body, connect_timeout).await?
             }
         },
-        None => fresh(&parts.uri, authority, &wire, &body, connect_timeout).await?,
+        None => fresh(&uri, authority, &wire, &body, connect_timeout).await?,
     };
     let (head, framing, keep) = read_head(&mut conn, head_only).await?;
     Ok(Response::from_parts(head, ResponseBody::new(conn, framing, keep.then_some(client))))
+}
+
+/// A request ready to go: its head (and small body) as bytes, and where it goes.
+struct Encoded {
+    wire: Vec<u8>,
+    body: Bytes,
+    uri: Uri,
+    authority: Authority,
+    head_only: bool,
+}
+
+impl Encoded {
+    fn new(req: Request<Full<Bytes>>) -> Result<Encoded, BoxError> {
+        let (parts, body) = req.into_parts();
+        let body = full_bytes(body);
+        let authority = parts.uri.authority().cloned().ok_or("the URL has no host")?;
+        let wire = encode(&parts.method, &parts.uri, &parts.headers, &body)?;
+        Ok(Encoded { wire, body, uri: parts.uri, authority, head_only: parts.method == Method::HEAD })
+    }
 }
 
 /// A new connection to `uri`'s host, with the request written on it. Boxed: connecting is rare
@@ -180,7 +196,8 @@ fn full_bytes(mut body: Full<Bytes>) -> Bytes {
 /// `Connection`.
 fn encode(method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Result<Vec<u8>, BoxError> {
     let small = body.len() < COPY_BODY;
-    let mut out = Vec::with_capacity(256 + headers.len() * 48 + if small { body.len() } else { 0 });
+    let size: usize = headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+    let mut out = Vec::with_capacity(128 + uri.path().len() + size + if small { body.len() } else { 0 });
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes());
@@ -201,7 +218,7 @@ fn encode(method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Resu
     }
     if !body.is_empty() || !matches!(*method, Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS) {
         out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(body.len().to_string().as_bytes());
+        decimal(&mut out, body.len() as u64);
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
@@ -209,6 +226,21 @@ fn encode(method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Resu
         out.extend_from_slice(body);
     }
     Ok(out)
+}
+
+/// Appends `n` in decimal, without the allocation `to_string` makes.
+pub(crate) fn decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// `Host` for `uri`: its host and a port other than 80 — never the authority as written, which
@@ -269,18 +301,24 @@ type Parsed = Option<(http::response::Parts, usize, Framing)>;
 
 /// The response head at the start of `buf`, if it is all there.
 fn parse_head(buf: &[u8], head_only: bool) -> Result<Parsed, BoxError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut slots);
-    let len = match parsed.parse(buf) {
+    // Uninitialised slots: zeroing a hundred of them cost more than parsing the head.
+    let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut parsed, buf, &mut slots) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(format!("the upstream's response is not HTTP/1.1: {e}").into()),
     };
     let status = StatusCode::from_u16(parsed.code.unwrap_or(0)).map_err(|_| "the upstream sent a bad status code")?;
     let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    // Header values are slices of the head's bytes, not copies: one allocation for all of them.
+    let start = buf.as_ptr() as usize;
+    let head = Bytes::copy_from_slice(&buf[..len]);
     for h in parsed.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| "the upstream sent a bad header name")?;
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| "the upstream sent a bad header value")?;
+        let at = h.value.as_ptr() as usize - start;
+        let value = HeaderValue::from_maybe_shared(head.slice(at..at + h.value.len()))
+            .map_err(|_| "the upstream sent a bad header value")?;
         headers.append(name, value);
     }
     let (mut parts, ()) = Response::new(()).into_parts();
@@ -526,6 +564,15 @@ mod tests {
         ] {
             let uri: Uri = url.parse().unwrap();
             assert_eq!(host_header(&uri).unwrap(), host, "{url}");
+        }
+    }
+
+    #[test]
+    fn decimals() {
+        for n in [0u64, 7, 10, 1234, u64::MAX] {
+            let mut out = Vec::new();
+            decimal(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
         }
     }
 

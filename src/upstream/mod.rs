@@ -18,7 +18,7 @@ use crate::transport::http_client::HttpClient;
 pub struct Upstream {
     pub url: Uri,
     /// The URL without user info or query, safe to print.
-    pub display: String,
+    pub display: std::sync::Arc<str>,
     client: HttpClient,
     credentials: Credentials,
     /// Static `--header`s, set on every request (they win over the client's).
@@ -29,7 +29,7 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(url: Uri, client: HttpClient, credentials: Credentials, headers: HeaderMap, timeout: Duration) -> Self {
-        let display = display_url(&url);
+        let display = display_url(&url).into();
         Upstream { url, display, client, credentials, headers, timeout }
     }
 
@@ -64,7 +64,8 @@ impl Upstream {
             _ => return Ok(resp),
         };
         let Some((headers, body)) = retry else { return Ok(resp) };
-        match self.credentials.recover(auth.as_ref(), status, &challenge).await {
+        // Boxed: rare, and large (a refresh, a step-up sign-in).
+        match Box::pin(self.credentials.recover(auth.as_ref(), status, &challenge)).await {
             Ok(Some(fresh)) => {
                 tracing::info!(upstream = %self.display, status = status.as_u16(), "upstream refused the credential; retrying once with a renewed one");
                 drop(resp);
