@@ -11,6 +11,7 @@ use http_body_util::Full;
 use crate::cli::{LogoutArgs, StatusArgs};
 use crate::connect::UpstreamOptions;
 use crate::credentials::Source;
+use crate::http::date::rfc3339;
 use crate::oauth_client::record::Public;
 use crate::oauth_client::{Challenge, OAuth};
 use crate::store::{Kind, Store};
@@ -152,33 +153,4 @@ fn open(dir: Option<std::path::PathBuf>) -> Result<Store, String> {
     dir.or_else(Store::default_dir)
         .map(Store::new)
         .ok_or_else(|| "no credential store directory: set MCPGATE_STORE_DIR or HOME".to_owned())
-}
-
-/// `2026-12-01T20:02:27Z`.
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates() {
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(1_704_164_645)), "2024-01-02T03:04:05Z");
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
-    }
 }

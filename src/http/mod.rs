@@ -2,7 +2,7 @@
 //! sees it (Host/Origin, CORS), and the single place errors become HTTP responses.
 
 pub mod body;
-mod date;
+pub mod date;
 pub mod guard;
 pub mod h1;
 pub mod server;
