@@ -63,17 +63,15 @@ pub fn to_upstream(client: &HeaderMap, drop_authorization: bool) -> HeaderMap {
 /// Filters the upstream's response headers in place before they go to the client (the session
 /// id is set by the caller; the length follows the relayed body; CORS is the front-end's to decide).
 pub fn to_client(h: &mut HeaderMap) {
+    h.remove(header::CONTENT_LENGTH);
+    h.remove(SESSION_ID);
+    // Usually nothing else is unwanted: the names are checked before anything is collected.
     let named = connection_tokens(h);
-    let unwanted: Vec<HeaderName> = h
-        .keys()
-        .filter(|k| {
-            **k == header::CONTENT_LENGTH
-                || *k == SESSION_ID
-                || k.as_str().starts_with("access-control-")
-                || is_hop_by_hop(k, &named)
-        })
-        .cloned()
-        .collect();
+    let unwanted = |k: &HeaderName| k.as_str().starts_with("access-control-") || is_hop_by_hop(k, &named);
+    if !h.keys().any(unwanted) {
+        return;
+    }
+    let unwanted: Vec<HeaderName> = h.keys().filter(|k| unwanted(k)).cloned().collect();
     for k in unwanted {
         h.remove(k);
     }

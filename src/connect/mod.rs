@@ -2,6 +2,7 @@
 //! server that wants short-lived tokens. Wires the listener, the upstream and its credential,
 //! and runs until SIGINT/SIGTERM, then drains and ends the upstream sessions.
 
+mod forward;
 mod headers;
 mod legacy;
 pub mod modern;
@@ -18,6 +19,7 @@ use http::{HeaderMap, Uri};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use forward::Forward;
 pub use proxy::{Proxy, Transport};
 
 use crate::credentials::{Credentials, Source};

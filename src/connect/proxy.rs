@@ -154,7 +154,7 @@ impl Proxy {
 
     /// A legacy-era message within a session, from the session on: forwarded, and the answer
     /// relayed.
-    async fn in_session(
+    pub(super) async fn in_session(
         &self,
         client: &HeaderMap,
         bytes: Bytes,
@@ -169,32 +169,6 @@ impl Proxy {
             // Boxed: its future would otherwise size every Streamable HTTP exchange's.
             UpstreamSession::Legacy(state) => Box::pin(self.legacy_post(session, state, payload, bytes)).await,
         }
-    }
-
-    /// For a front end in this process (`serve`) that has read, parsed and checked a legacy-era
-    /// message already and holds this engine's session `session`: the path from the session on,
-    /// without the HTTP layers before it (they were `serve`'s). `client` holds the headers the
-    /// request would have carried.
-    pub async fn forward(
-        &self,
-        session: &HeaderValue,
-        client: &HeaderMap,
-        bytes: Bytes,
-        payload: &Payload<'_>,
-    ) -> Response<Body> {
-        let id = payload.error_id().map(ToOwned::to_owned);
-        let found = self
-            .sessions
-            .get(session.to_str().unwrap_or(""))
-            .ok_or_else(|| Error::new(Kind::SessionNotFound, "session not found; initialize a new session"));
-        let outcome = match found {
-            Ok(session) => {
-                let pending = Pending::new(payload.request_ids());
-                self.in_session(client, bytes, payload, &session, pending).await
-            }
-            Err(e) => Err(e),
-        };
-        outcome.unwrap_or_else(|e| wire::error(&e, id.as_deref()))
     }
 
     async fn initialize(
@@ -279,7 +253,7 @@ impl Proxy {
         open_ended: bool,
     ) -> Response<Body> {
         let (parts, incoming) = resp.into_parts();
-        let is_sse = parts.headers.get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        let is_sse = is_event_stream(&parts.headers);
         let (idle, stop, pending) = if open_ended {
             (None, Some(self.shutdown.clone().cancelled_owned()), None)
         } else {
@@ -298,6 +272,11 @@ impl Proxy {
         }
         Response::from_parts(parts, body)
     }
+}
+
+/// Whether a response is an event stream (its body may carry more than one message).
+pub(super) fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers.get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
 }
 
 /// Sets the gateway's session id on a response (already filtered, or built here).

@@ -68,11 +68,25 @@ impl Proxy {
         state: &State,
         pending: Option<Pending>,
     ) -> Result<Response<Body>, Error> {
-        let open_ended = method == Method::GET;
         let mut hdrs = self.upstream_headers(client);
         let stale = state.upstream_id();
         set_session(&mut hdrs, stale.as_ref());
         let resp = self.upstream.send(method.clone(), &self.upstream.url, hdrs, body.clone()).await?;
+        self.settle(resp, method, client, body, Sent { session, state, stale, pending }).await
+    }
+
+    /// What follows the upstream's first answer `resp` to an exchange: an upstream that lost
+    /// the session gets it rebuilt and the request again; otherwise the answer is relayed.
+    pub(super) async fn settle(
+        &self,
+        resp: Response<ResponseBody>,
+        method: Method,
+        client: &HeaderMap,
+        body: Bytes,
+        sent: Sent<'_>,
+    ) -> Result<Response<Body>, Error> {
+        let Sent { session, state, stale, pending } = sent;
+        let open_ended = method == Method::GET;
         if stale.is_none() {
             return Ok(self.relay(resp, None, pending, open_ended));
         }
@@ -139,7 +153,15 @@ async fn says_lost_session(resp: Response<ResponseBody>, timeout: std::time::Dur
     }
 }
 
-fn set_session(h: &mut HeaderMap, id: Option<&HeaderValue>) {
+/// An exchange's request as it was sent: in which session, with which upstream session id.
+pub(super) struct Sent<'a> {
+    pub session: &'a Session<UpstreamSession>,
+    pub state: &'a State,
+    pub stale: Option<HeaderValue>,
+    pub pending: Option<Pending>,
+}
+
+pub(super) fn set_session(h: &mut HeaderMap, id: Option<&HeaderValue>) {
     match id {
         Some(id) => {
             h.insert(SESSION_ID, id.clone());

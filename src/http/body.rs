@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Empty, Full, Limited};
+use http_body_util::{BodyExt, Empty, Full};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
@@ -28,11 +28,38 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ReadError::TooLarge),
-        Err(e) => Err(ReadError::Broken(e.to_string())),
+    // A body that says it is too large is refused before any of it is read.
+    if body.size_hint().lower() > limit as u64 {
+        return Err(ReadError::TooLarge);
     }
+    let mut body = std::pin::pin!(body);
+    // Most bodies are one frame (our HTTP/1.1 codec reads them whole): that one is kept as it
+    // is, without a copy.
+    let mut first: Option<Bytes> = None;
+    let mut more: Option<bytes::BytesMut> = None;
+    let mut len = 0usize;
+    while let Some(frame) = body.as_mut().frame().await {
+        let frame = frame.map_err(|e| ReadError::Broken(e.into().to_string()))?;
+        let Ok(data) = frame.into_data() else { continue };
+        len += data.len();
+        if len > limit {
+            return Err(ReadError::TooLarge);
+        }
+        match (&first, &mut more) {
+            (None, None) => first = Some(data),
+            (_, Some(m)) => m.extend_from_slice(&data),
+            (Some(f), None) => {
+                let mut m = bytes::BytesMut::with_capacity(len);
+                m.extend_from_slice(f);
+                m.extend_from_slice(&data);
+                more = Some(m);
+            }
+        }
+    }
+    Ok(match more {
+        Some(m) => m.freeze(),
+        None => first.unwrap_or_default(),
+    })
 }
 
 /// A request's body as a handler gets it: read whole already by our HTTP/1.1 codec, or

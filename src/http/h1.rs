@@ -77,13 +77,18 @@ where
     Fut: Future<Output = Response<Body>>,
 {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    // One wait for the shutdown for the connection's life, not one set up and torn down for
+    // each request.
+    let stopping = shutdown.cancelled();
+    tokio::pin!(stopping);
     loop {
         // 1. Idle until a request begins (or the gateway shuts down).
         if buf.is_empty() {
             buf.reserve(READ_CHUNK);
             tokio::select! {
+                biased;
                 r = stream.read_buf(&mut buf) => if !matches!(r, Ok(n) if n > 0) { return Ended::Closed },
-                () = shutdown.cancelled() => return Ended::Closed,
+                () = &mut stopping => return Ended::Closed,
             }
         }
         // 2. The head, whole; then the body.
@@ -207,7 +212,7 @@ fn parse(buf: &mut BytesMut) -> Parsed {
     let mut headers = HeaderMap::with_capacity(count);
     for &(name, value) in &spans[..count] {
         // httparse accepted both, so neither fails here in practice.
-        match (HeaderName::from_bytes(&slice(name)), HeaderValue::from_maybe_shared(slice(value))) {
+        match (crate::mcp::headers::name(&slice(name)), HeaderValue::from_maybe_shared(slice(value))) {
             (Ok(n), Ok(v)) => {
                 headers.append(n, v);
             }

@@ -14,7 +14,9 @@ pub mod codes;
 pub struct Envelope<'a> {
     #[serde(borrow, default)]
     pub id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    // Through `Text`: serde borrows a bare `Cow<str>` field, but fills an `Option` of one with
+    // an owned copy, an allocation for every message.
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     pub method: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub params: Option<&'a RawValue>,
@@ -22,6 +24,14 @@ pub struct Envelope<'a> {
     pub result: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub error: Option<&'a RawValue>,
+}
+
+/// A string, borrowed from the body unless it holds escapes.
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+fn borrowed<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+    Ok(Option::<Text<'a>>::deserialize(d)?.map(|t| t.0))
 }
 
 /// What a message is, by the fields it carries.
@@ -192,6 +202,17 @@ pub fn notification(method: &str) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_method_is_borrowed_from_the_body_unless_escaped() {
+        let p = Payload::parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#).unwrap();
+        assert!(matches!(p.single().unwrap().method, Some(Cow::Borrowed("tools/call"))));
+        let p = Payload::parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools\/call"}"#).unwrap();
+        assert!(matches!(&p.single().unwrap().method, Some(Cow::Owned(m)) if m == "tools/call"));
+        let p = Payload::parse(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#).unwrap();
+        assert!(p.single().unwrap().method.is_none());
+        assert!(Payload::parse(br#"{"jsonrpc":"2.0","id":1,"method":7}"#).is_err());
+    }
 
     #[test]
     fn kinds() {

@@ -14,6 +14,31 @@ pub const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 pub const METHOD: HeaderName = HeaderName::from_static("mcp-method");
 pub const NAME: HeaderName = HeaderName::from_static("mcp-name");
 
+/// A header name as read from the wire. The names of an MCP exchange come on nearly every
+/// request and response: matched here by length and then one comparison, they are shared
+/// constants. `HeaderName::from_bytes` would search the standard names for each, and give each
+/// MCP name (non-standard) an allocation of its own.
+pub fn name(raw: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
+    use http::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, DATE, HOST, ORIGIN};
+    let is = |known: &HeaderName| raw.eq_ignore_ascii_case(known.as_str().as_bytes());
+    let known = match raw.len() {
+        4 if is(&HOST) => HOST,
+        4 if is(&DATE) => DATE,
+        6 if is(&ACCEPT) => ACCEPT,
+        6 if is(&ORIGIN) => ORIGIN,
+        12 if is(&CONTENT_TYPE) => CONTENT_TYPE,
+        13 if is(&AUTHORIZATION) => AUTHORIZATION,
+        13 if is(&LAST_EVENT_ID) => LAST_EVENT_ID,
+        14 if is(&CONTENT_LENGTH) => CONTENT_LENGTH,
+        14 if is(&SESSION_ID) => SESSION_ID,
+        20 if is(&PROTOCOL_VERSION) => PROTOCOL_VERSION,
+        10 if is(&METHOD) => METHOD,
+        8 if is(&NAME) => NAME,
+        _ => return HeaderName::from_bytes(raw),
+    };
+    Ok(known)
+}
+
 /// Methods whose target must be mirrored in `Mcp-Name`.
 fn names_a_target(method: &str) -> bool {
     matches!(method, "tools/call" | "prompts/get" | "resources/read" | "resources/subscribe" | "resources/unsubscribe")
@@ -74,6 +99,29 @@ fn decode_sentinel(v: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_from_the_wire_are_the_shared_constants_in_any_case() {
+        for raw in [
+            "Mcp-Session-Id",
+            "MCP-PROTOCOL-VERSION",
+            "last-event-id",
+            "Mcp-Method",
+            "mcp-name",
+            "Host",
+            "content-TYPE",
+            "Content-Length",
+            "Accept",
+            "Authorization",
+            "Origin",
+            "Date",
+            "X-Tenant",
+            "mcp-sessionid",
+        ] {
+            assert_eq!(name(raw.as_bytes()).unwrap(), HeaderName::from_bytes(raw.as_bytes()).unwrap(), "{raw}");
+        }
+        assert!(name(b"bad name").is_err() && name(b"").is_err());
+    }
     use crate::jsonrpc::Payload;
 
     fn check(hdrs: &[(&'static str, &str)], body: &str) -> Result<(), HeaderMismatch> {

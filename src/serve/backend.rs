@@ -145,6 +145,19 @@ impl CallError {
     }
 }
 
+/// Where a lone server's passthrough message goes: the engine that takes it, and the session.
+pub type Destination<'a> = (&'a crate::connect::Proxy, crate::connect::Forward);
+
+/// Where a lone server's passthrough message goes, if it can go as it is.
+pub enum Passthrough<'a> {
+    /// This transport cannot take it as it is: use `call`.
+    No,
+    Ready(Destination<'a>),
+    /// Once the client's upstream session is open (`None`: it could not be, or the server
+    /// turned out to take no passthrough). Boxed: rare, and opening runs a whole initialize.
+    Opening(Pin<Box<dyn std::future::Future<Output = Option<Destination<'a>>> + Send + 'a>>),
+}
+
 /// The interface each transport implements.
 pub trait Link: Send + Sync {
     /// Sends a request on behalf of `client` (`None`: the gateway's own, e.g. a listing).
@@ -178,17 +191,15 @@ pub trait Link: Send + Sync {
         false
     }
 
-    /// When the client sees this server alone and unprefixed, its message as it came (with the
-    /// client's own `MCP-Protocol-Version`), answered as the server answers (`None`: this transport cannot, use `call`). The fast path: nothing
-    /// parsed or rewritten.
+    /// When the client sees this server alone and unprefixed, where its message goes as it
+    /// came (with the client's own `MCP-Protocol-Version`, `version`), to be answered as the
+    /// server answers. The fast path: nothing parsed or rewritten.
     fn passthrough<'a>(
         &'a self,
         _client: &'a Arc<Session<Client>>,
-        _body: bytes::Bytes,
-        _payload: &'a crate::jsonrpc::Payload<'a>,
         _version: Option<http::HeaderValue>,
-    ) -> Pin<Box<dyn std::future::Future<Output = Option<http::Response<crate::http::body::Body>>> + Send + 'a>> {
-        Box::pin(std::future::ready(None))
+    ) -> Passthrough<'a> {
+        Passthrough::No
     }
 
     /// Whether `call_raw` may take requests (checked before a request is rewritten for it).

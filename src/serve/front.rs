@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::Gateway;
-use super::backend::{Event, Health, Reply};
+use super::backend::{Event, Health, Passthrough, Reply};
 use super::router::{LISTINGS, Routed};
 use super::session::{Client, View};
 use crate::error::{Error, Kind};
@@ -226,7 +226,12 @@ impl Gateway {
         }
         let started = Instant::now();
         let version = headers.get(crate::mcp::headers::PROTOCOL_VERSION).cloned();
-        let mut resp = b.link.passthrough(&session, bytes.clone(), &payload, version).await?;
+        let (engine, to) = match b.link.passthrough(&session, version) {
+            Passthrough::No => return None,
+            Passthrough::Ready(destination) => destination,
+            Passthrough::Opening(opening) => opening.await?,
+        };
+        let mut resp = engine.forward(to, bytes.clone(), &payload).await;
         if let Some(m) = method {
             let ok = if resp.status().is_success() { "ok" } else { "error" };
             self.metrics.record(&b.cfg.name, m, ok, started.elapsed());

@@ -14,8 +14,8 @@ const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 
 #[derive(Default)]
 pub struct Metrics {
-    /// By server, then method: keys are allocated once, on first sight, not per request.
-    by: Mutex<HashMap<String, HashMap<String, Entry>>>,
+    /// By server, then method: server keys are allocated once, on first sight, not per request.
+    by: Mutex<HashMap<String, HashMap<&'static str, Entry>>>,
 }
 
 #[derive(Clone)]
@@ -32,6 +32,39 @@ impl Default for Entry {
     }
 }
 
+/// The methods counted under their own name. A client may send any method name (the server
+/// answers "method not found"): counted each under its own label, they would grow the table
+/// and the scrape without bound, so the rest are `other`.
+const METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "completion/complete",
+    "logging/setLevel",
+    "server/discover",
+    "subscriptions/listen",
+    "tasks/get",
+    "tasks/result",
+    "tasks/list",
+    "tasks/cancel",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+];
+
+fn method_label(method: &str) -> &'static str {
+    METHODS.iter().find(|m| **m == method).copied().unwrap_or("other")
+}
+
 impl Metrics {
     pub fn record(&self, server: &str, method: &str, outcome: &'static str, took: Duration) {
         let mut by = self.by.lock().unwrap_or_else(|p| p.into_inner());
@@ -39,10 +72,7 @@ impl Metrics {
             Some(m) => m,
             None => by.entry(server.to_owned()).or_default(),
         };
-        let e = match methods.get_mut(method) {
-            Some(e) => e,
-            None => methods.entry(method.to_owned()).or_default(),
-        };
+        let e = methods.entry(method_label(method)).or_default();
         if outcome == "ok" {
             e.ok += 1;
         } else {
@@ -59,10 +89,10 @@ impl Metrics {
     }
 
     /// (server, method, entry), sorted, for rendering.
-    fn rows(&self) -> Vec<(String, String, Entry)> {
+    fn rows(&self) -> Vec<(String, &'static str, Entry)> {
         let by = self.by.lock().unwrap_or_else(|p| p.into_inner());
         let mut rows: Vec<_> =
-            by.iter().flat_map(|(s, m)| m.iter().map(move |(k, e)| (s.clone(), k.clone(), e.clone()))).collect();
+            by.iter().flat_map(|(s, m)| m.iter().map(move |(k, e)| (s.clone(), *k, e.clone()))).collect();
         rows.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         rows
     }
@@ -120,5 +150,23 @@ impl Metrics {
              # HELP mcpgate_listing_cache_misses_total Listings fetched from a server.\n# TYPE mcpgate_listing_cache_misses_total counter\nmcpgate_listing_cache_misses_total {misses}\n"
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_labels_are_bounded() {
+        let m = Metrics::default();
+        for i in 0..1000 {
+            m.record("s", &format!("made/up/{i}"), "error", Duration::from_millis(1));
+        }
+        m.record("s", "tools/call", "ok", Duration::from_millis(1));
+        let rows = m.rows();
+        let labels: Vec<&str> = rows.iter().map(|r| r.1).collect();
+        assert_eq!(labels, ["other", "tools/call"]);
+        assert_eq!(rows[0].2.error, 1000);
     }
 }

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{Call, CallError, Event, Health, Link, ServerInfo, Unsolicited};
+use super::backend::{Call, CallError, Event, Health, Link, Passthrough, ServerInfo, Unsolicited};
 use super::session::Client;
 use crate::connect::Proxy;
 use crate::http::body::Body;
@@ -136,7 +136,22 @@ impl RemoteLink {
         req
     }
 
-    /// The upstream session of client session `key`, opened with `init` params if needed.
+    /// Where a passthrough message of `client` goes in the engine: its session there, the
+    /// version the client speaks on this request as it said it (transparent) or else the
+    /// session's, and the client's own token when this server takes it.
+    fn forward_to(
+        &self,
+        client: &Session<Client>,
+        up: &Upstream,
+        version: Option<HeaderValue>,
+    ) -> Option<crate::connect::Forward> {
+        Some(crate::connect::Forward {
+            session: up.session.clone()?,
+            version: version.or_else(|| up.version.clone()),
+            bearer: if self.forward_token { client.upstream.bearer() } else { None },
+        })
+    }
+
     /// The upstream session for `key`, if it is open.
     fn opened(&self, key: &str) -> Option<Arc<Upstream>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
@@ -529,46 +544,24 @@ impl Link for RemoteLink {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).1.clone()
     }
 
-    fn passthrough<'a>(
-        &'a self,
-        client: &'a Arc<Session<Client>>,
-        body: Bytes,
-        payload: &'a crate::jsonrpc::Payload<'a>,
-        version: Option<HeaderValue>,
-    ) -> Pin<Box<dyn std::future::Future<Output = Option<Response<Body>>> + Send + 'a>> {
-        Box::pin(async move {
-            if self.modern.get().is_some() {
-                return None;
-            }
-            // Boxed, and only when the session is not open yet: opening runs a whole proxied
-            // initialize, and its future inside this one would be moved on every call.
-            let up = match self.opened(&client.id) {
-                Some(up) => up,
-                None => match Box::pin(self.open(&client.id, &client.upstream.init, Some(client))).await {
-                    Ok(up) => up,
-                    // Through the message path, which says why.
-                    Err(_) => return None,
-                },
-            };
-            if self.modern.get().is_some() {
-                return None;
-            }
-            let session = up.session.as_ref()?;
-            // The headers the engine's request would carry; transparent: the version the
-            // client speaks on this request, as it said it.
-            let mut h = http::HeaderMap::with_capacity(4);
-            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            h.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
-            if let Some(v) = version.or_else(|| up.version.clone()) {
-                h.insert(PROTOCOL_VERSION, v);
-            }
-            if self.forward_token
-                && let Some(token) = client.upstream.bearer()
-            {
-                h.insert(http::header::AUTHORIZATION, token);
-            }
-            Some(self.proxy.forward(session, &h, body, payload).await)
-        })
+    fn passthrough<'a>(&'a self, client: &'a Arc<Session<Client>>, version: Option<HeaderValue>) -> Passthrough<'a> {
+        if self.modern.get().is_some() {
+            return Passthrough::No;
+        }
+        let Some(up) = self.opened(&client.id) else {
+            return Passthrough::Opening(Box::pin(async move {
+                // Through the message path, which says why, when this fails.
+                let up = self.open(&client.id, &client.upstream.init, Some(client)).await.ok()?;
+                if self.modern.get().is_some() {
+                    return None;
+                }
+                Some((&*self.proxy, self.forward_to(client, &up, version)?))
+            }));
+        };
+        match self.forward_to(client, &up, version) {
+            Some(to) => Passthrough::Ready((&self.proxy, to)),
+            None => Passthrough::No,
+        }
     }
 
     fn forget(&self, client: &Session<Client>) {

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::uri::Authority;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::Full;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -112,17 +112,44 @@ pub async fn send(
 ) -> Result<Response<ResponseBody>, BoxError> {
     // Encoded before the first wait, so that the request's parts are not kept in this future.
     let Encoded { wire, body, uri, authority, head_only } = Encoded::new(req)?;
+    send_encoded(client, Wire { head: &wire, body: &body, uri: &uri, authority, head_only }, connect_timeout).await
+}
+
+/// A request as it goes on the wire: `head` is its head (ending with the blank line) and, when
+/// the body is shorter than `COPY_BODY`, the body too; otherwise the body follows in a write of
+/// its own.
+pub struct Wire<'a> {
+    pub head: &'a [u8],
+    pub body: &'a Bytes,
+    pub uri: &'a Uri,
+    pub authority: Authority,
+    pub head_only: bool,
+}
+
+/// Whether `body` goes in the same write as the head (`Wire::head` then ends with it).
+pub fn body_in_head(body: &[u8]) -> bool {
+    body.len() < COPY_BODY
+}
+
+/// Sends a request already encoded (by `encode`, or by a caller that renders its own head) and
+/// reads the response head.
+pub async fn send_encoded(
+    client: &HttpClient,
+    req: Wire<'_>,
+    connect_timeout: Duration,
+) -> Result<Response<ResponseBody>, BoxError> {
+    let Wire { head: wire, body, uri, authority, head_only } = req;
     let reused = client.with_pool(|p| p.take(&authority, Instant::now()));
     let mut conn = match reused {
-        Some(mut conn) => match write(&mut conn, &wire, &body).await {
+        Some(mut conn) => match write(&mut conn, wire, body).await {
             Ok(()) => conn,
             // The server closed it as we wrote, so it read nothing of this request.
             Err(e) => {
                 tracing::debug!("a kept-alive connection failed as the request was written ({e}); opening another");
-                fresh(&uri, authority, &wire, &body, connect_timeout).await?
+                fresh(uri, authority, wire, body, connect_timeout).await?
             }
         },
-        None => fresh(&uri, authority, &wire, &body, connect_timeout).await?,
+        None => fresh(uri, authority, wire, body, connect_timeout).await?,
     };
     let (head, framing, keep) = read_head(&mut conn, head_only).await?;
     Ok(Response::from_parts(head, ResponseBody::new(conn, framing, keep.then_some(client))))
@@ -176,7 +203,7 @@ fn fresh<'a>(
 
 async fn write(conn: &mut Conn, wire: &[u8], body: &Bytes) -> io::Result<()> {
     conn.stream.write_all(wire).await?;
-    if body.len() >= COPY_BODY {
+    if !body_in_head(body) {
         conn.stream.write_all(body).await?;
     }
     Ok(())
@@ -195,7 +222,7 @@ fn full_bytes(mut body: Full<Bytes>) -> Bytes {
 /// from the URL, the framing ours — never the caller's `Content-Length`, `Transfer-Encoding` or
 /// `Connection`.
 fn encode(method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Result<Vec<u8>, BoxError> {
-    let small = body.len() < COPY_BODY;
+    let small = body_in_head(body);
     let size: usize = headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
     let mut out = Vec::with_capacity(128 + uri.path().len() + size + if small { body.len() } else { 0 });
     out.extend_from_slice(method.as_str().as_bytes());
@@ -245,7 +272,7 @@ pub(crate) fn decimal(out: &mut Vec<u8>, mut n: u64) {
 
 /// `Host` for `uri`: its host and a port other than 80 — never the authority as written, which
 /// may hold user info (`http://user:secret@host/`), a secret the upstream must not see there.
-fn host_header(uri: &Uri) -> Result<HeaderValue, BoxError> {
+pub(crate) fn host_header(uri: &Uri) -> Result<HeaderValue, BoxError> {
     let host = uri.host().ok_or("the URL has no host")?;
     let value = match uri.port_u16() {
         Some(p) if p != 80 => HeaderValue::from_str(&format!("{host}:{p}")),
@@ -315,7 +342,7 @@ fn parse_head(buf: &[u8], head_only: bool) -> Result<Parsed, BoxError> {
     let start = buf.as_ptr() as usize;
     let head = Bytes::copy_from_slice(&buf[..len]);
     for h in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| "the upstream sent a bad header name")?;
+        let name = crate::mcp::headers::name(h.name.as_bytes()).map_err(|_| "the upstream sent a bad header name")?;
         let at = h.value.as_ptr() as usize - start;
         let value = HeaderValue::from_maybe_shared(head.slice(at..at + h.value.len()))
             .map_err(|_| "the upstream sent a bad header value")?;

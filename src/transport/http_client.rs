@@ -70,6 +70,11 @@ impl HttpClient {
         Box::pin(async move { Ok(pending.await?.map(ResponseBody::hyper)) })
     }
 
+    /// Sends a request encoded by the caller to an `http://` URL, on this thread's pool.
+    pub async fn send_plain(&self, wire: http1::Wire<'_>) -> Result<Response<ResponseBody>, BoxError> {
+        http1::send_encoded(self, wire, self.shared.connect_timeout).await
+    }
+
     fn local<R>(&self, f: impl FnOnce(&mut Local) -> R) -> R {
         let me = Arc::as_ptr(&self.shared);
         LOCAL.with_borrow_mut(|all| {

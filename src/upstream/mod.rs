@@ -2,6 +2,8 @@
 //! credential to present. Every request to it goes through `send`, which injects the
 //! credential, bounds the wait, and answers a 401 with one refresh and one retry.
 
+mod direct;
+
 use std::time::Duration;
 
 use crate::transport::http_client::ResponseBody;
@@ -15,6 +17,8 @@ use crate::error::{Error, Kind, chain};
 use crate::oauth_client::Challenge;
 use crate::transport::http_client::HttpClient;
 
+pub use direct::Varying;
+
 pub struct Upstream {
     pub url: Uri,
     /// The URL without user info or query, safe to print.
@@ -25,12 +29,15 @@ pub struct Upstream {
     headers: HeaderMap,
     /// How long to wait for an answer (response headers; for streams, between events).
     pub timeout: Duration,
+    /// For `send_direct`: the fixed part of a POST's head, rendered once.
+    direct: Option<Box<[u8]>>,
 }
 
 impl Upstream {
     pub fn new(url: Uri, client: HttpClient, credentials: Credentials, headers: HeaderMap, timeout: Duration) -> Self {
         let display = display_url(&url).into();
-        Upstream { url, display, client, credentials, headers, timeout }
+        let direct = direct::render(&url, &headers);
+        Upstream { url, display, client, credentials, headers, timeout, direct }
     }
 
     /// Whether mcpgate supplies `Authorization` itself (then the client's is dropped).
@@ -54,6 +61,20 @@ impl Upstream {
         let auth = self.authorization().await?;
         let retry = self.credentials.may_recover(auth.as_ref()).then(|| (headers.clone(), body.clone()));
         let resp = self.send_once(method.clone(), uri, headers, auth.as_ref(), body).await?;
+        self.recover(resp, method, uri, retry, auth).await
+    }
+
+    /// After `resp` answered a request sent with `auth`: when it is a refusal the credential
+    /// may cure, one renewal and one retry with `retry` (the request's headers and body, kept
+    /// when `may_recover` said so); otherwise `resp` as it came.
+    pub async fn recover(
+        &self,
+        resp: Response<ResponseBody>,
+        method: Method,
+        uri: &Uri,
+        retry: Option<(HeaderMap, Bytes)>,
+        auth: Option<HeaderValue>,
+    ) -> Result<Response<ResponseBody>, Error> {
         let status = resp.status();
         let challenge = match status {
             StatusCode::UNAUTHORIZED => Challenge::from_headers(resp.headers()).unwrap_or_default(),
@@ -80,7 +101,12 @@ impl Upstream {
         }
     }
 
-    async fn authorization(&self) -> Result<Option<HeaderValue>, Error> {
+    /// Whether a request sent with `auth` that is refused may succeed with another credential.
+    pub fn may_recover(&self, auth: Option<&HeaderValue>) -> bool {
+        self.credentials.may_recover(auth)
+    }
+
+    pub async fn authorization(&self) -> Result<Option<HeaderValue>, Error> {
         self.credentials
             .authorization()
             .await

@@ -685,6 +685,62 @@ async fn tool_filters_hide_tools_from_listings_and_calls() {
 /// bodies, many calls at once kept apart; a server→client request mid-call still reaches the
 /// caller (the call turns into a stream), progress still flows, and a killed child still fails
 /// the call at once.
+/// A lone HTTP server's messages take the direct path (sent on a head rendered once, answered
+/// as the server answers), and what follows a refusal there is the engine's as on every other
+/// path: an upstream that restarted and lost the session gets it rebuilt, a revoked token gets
+/// one refresh and one retry. The client sees neither.
+#[tokio::test]
+async fn a_lone_http_servers_restart_and_revoked_token_stay_invisible() {
+    let dir = tempdir("serve-lone-http");
+    let port = free_port();
+    let mut upstream = everything("streamableHttp", port).await;
+    let gw = serve_ready(&dir, json!({"e": {"url": upstream.url}})).await;
+    let sid = open_session(&gw.url, &[]).await;
+    let r = call_text(&gw.url, &sid, "echo", json!({"message": "before"})).await;
+    assert_eq!(r["result"]["content"][0]["text"], "Echo: before", "{r}");
+    upstream.kill().await;
+    let _upstream = everything("streamableHttp", port).await;
+    let r = call_text(&gw.url, &sid, "echo", json!({"message": "after"})).await;
+    assert_eq!(r["result"]["content"][0]["text"], "Echo: after", "{r}\n{}", gw.output());
+    let said = gw.output();
+    assert!(said.contains("a direct request was refused") && said.contains("re-initializing"), "{said}");
+    drop(gw);
+
+    // The fixture accepts only the token in `valid`; the command prints tok-1, tok-2, …
+    std::fs::write(dir.join("valid"), "tok-1").unwrap();
+    let (valid, log) = (dir.join("valid"), dir.join("auth.log"));
+    let fixture =
+        fixture(&["--require-token-file", valid.to_str().unwrap(), "--auth-log", log.to_str().unwrap()]).await;
+    let script = dir.join("token.sh");
+    let d = dir.display();
+    std::fs::write(&script, format!("echo x >> {d}/runs\necho \"tok-$(wc -l < {d}/runs)\"\n")).unwrap();
+    let auth = json!({"tokenCommand": format!("sh {}", script.display())});
+    let gw = serve_ready(&dir, json!({"f": {"url": fixture.url, "auth": auth}})).await;
+    let sid = open_session(&gw.url, &[]).await;
+    let simple = |id: u32| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"test_simple_text","arguments":{{}}}}}}"#
+        )
+    };
+    let r = call(&gw.url, &sid, &[], &simple(1)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    std::fs::write(&valid, "tok-2").unwrap();
+    let before = std::fs::read_to_string(&log).unwrap().lines().count();
+    let r = call(&gw.url, &sid, &[], &simple(2)).await;
+    assert_eq!(r.status, 200, "{}\n{}", r.body, gw.output());
+    assert!(r.message()["result"]["content"][0]["text"].is_string(), "{}", r.body);
+    // (The gateway's GET streams reconnect with the renewed token meanwhile.)
+    let seen: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .skip(before)
+        .filter(|l| l.starts_with("POST"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(seen, ["POST Bearer tok-1", "POST Bearer tok-2"], "one try, one retry with the renewed token");
+    assert!(gw.output().contains("a direct request was refused"), "{}", gw.output());
+}
+
 #[tokio::test]
 async fn a_lone_stdio_server_is_spoken_to_as_it_is() {
     let dir = tempdir("serve-lone-stdio");

@@ -1,0 +1,148 @@
+//! Messages from a front end in this process (`serve`) that has read, parsed and checked them
+//! already and holds one of this engine's sessions: the path from the session on, without the
+//! HTTP layers before it (they were the front end's).
+//!
+//! The common case — an open Streamable HTTP session on an `http://` upstream — goes direct:
+//! the request head is the upstream's pre-rendered one plus what varies (`Upstream::send_direct`),
+//! and an answer that is not a refusal is relayed as it comes. A refusal (400, 401, 403, 404)
+//! continues exactly as `exchange` would after its send: one credential renewal and retry,
+//! a lost session rebuilt. Anything else takes `exchange` itself.
+
+use bytes::Bytes;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, Method, Response};
+use http_body::Body as _;
+
+use super::proxy::{Proxy, UpstreamSession, is_event_stream};
+use super::relay::Pending;
+use super::streamable::{Sent, State, set_session};
+use crate::error::{Error, Kind};
+use crate::http::body::{self, Body, ReadError};
+use crate::http::wire;
+use crate::jsonrpc::Payload;
+use crate::mcp::headers::PROTOCOL_VERSION;
+use crate::mcp::session::Session;
+use crate::transport::http_client::ResponseBody;
+use crate::upstream::Varying;
+
+/// Answers up to this size are read whole before they are handed on (larger ones stream).
+const WHOLE: u64 = 256 * 1024;
+
+/// Where a message goes and what the front end adds to it.
+pub struct Forward {
+    /// This engine's session id.
+    pub session: HeaderValue,
+    /// The `MCP-Protocol-Version` the message is sent with.
+    pub version: Option<HeaderValue>,
+    /// The caller's own token, for a server that validates its users itself.
+    pub bearer: Option<HeaderValue>,
+}
+
+impl Forward {
+    /// The headers the message would have come with, had it come over HTTP.
+    fn headers(&self) -> HeaderMap {
+        let mut h = HeaderMap::with_capacity(4);
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
+        if let Some(v) = &self.version {
+            h.insert(PROTOCOL_VERSION, v.clone());
+        }
+        if let Some(token) = &self.bearer {
+            h.insert(AUTHORIZATION, token.clone());
+        }
+        h
+    }
+}
+
+impl Proxy {
+    /// Sends `bytes` (parsed as `payload`, a legacy-era message) in session `to.session` and
+    /// answers with what the upstream says.
+    pub async fn forward(&self, to: Forward, bytes: Bytes, payload: &Payload<'_>) -> Response<Body> {
+        let outcome = match self.sessions.get(to.session.to_str().unwrap_or("")) {
+            None => Err(Error::new(Kind::SessionNotFound, "session not found; initialize a new session")),
+            Some(session) => match &session.upstream {
+                UpstreamSession::Streamable(state) if self.upstream.direct() => {
+                    self.direct(&to, &session, state, bytes, payload).await
+                }
+                _ => {
+                    let pending = Pending::new(payload.request_ids());
+                    self.in_session(&to.headers(), bytes, payload, &session, pending).await
+                }
+            },
+        };
+        outcome.unwrap_or_else(|e| wire::error(&e, payload.error_id()))
+    }
+
+    async fn direct(
+        &self,
+        to: &Forward,
+        session: &Session<UpstreamSession>,
+        state: &State,
+        bytes: Bytes,
+        payload: &Payload<'_>,
+    ) -> Result<Response<Body>, Error> {
+        let stale = state.upstream_id();
+        // The credential wins over the caller's token, as in `exchange` (which drops the
+        // client's `Authorization` whenever mcpgate supplies one).
+        let credential = self.upstream.authorization().await?;
+        let varying = Varying {
+            session: stale.as_ref(),
+            version: to.version.as_ref(),
+            authorization: credential.as_ref().or(to.bearer.as_ref()),
+        };
+        let resp = self.upstream.send_direct(varying, &bytes).await?;
+        if matches!(resp.status().as_u16(), 400 | 401 | 403 | 404) {
+            let sent = Sent { session, state, stale, pending: Pending::new(payload.request_ids()) };
+            // Boxed: rare, and it would size every direct call's future otherwise.
+            return Box::pin(self.refused(resp, to, credential, bytes, sent)).await;
+        }
+        if is_event_stream(resp.headers()) {
+            // The ids are kept to answer them with errors if the stream breaks off.
+            return Ok(self.relay(resp, None, Pending::new(payload.request_ids()), false));
+        }
+        match resp.body().size_hint().exact() {
+            Some(n) if n <= WHOLE => self.whole(resp).await,
+            _ => Ok(self.relay(resp, None, None, false)),
+        }
+    }
+
+    /// A short JSON answer, read here and handed on whole: most answers are one, and already
+    /// arrived with their head.
+    async fn whole(&self, resp: Response<ResponseBody>) -> Result<Response<Body>, Error> {
+        let (mut parts, incoming) = resp.into_parts();
+        let upstream = &self.upstream;
+        let bytes = match tokio::time::timeout(upstream.timeout, body::read_limited(incoming, WHOLE as usize)).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(e)) => {
+                let why = match e {
+                    ReadError::TooLarge => "it was longer than it said".to_owned(),
+                    ReadError::Broken(e) => e,
+                };
+                return Err(Error::unreachable(&upstream.display, format!("the answer broke off: {why}")));
+            }
+            Err(_) => return Err(Error::timeout(&upstream.display, upstream.timeout)),
+        };
+        super::headers::to_client(&mut parts.headers);
+        Ok(Response::from_parts(parts, body::full(bytes)))
+    }
+
+    /// A refusal of a direct request: the rest of what `exchange` does after its send.
+    async fn refused(
+        &self,
+        resp: Response<ResponseBody>,
+        to: &Forward,
+        credential: Option<HeaderValue>,
+        bytes: Bytes,
+        sent: Sent<'_>,
+    ) -> Result<Response<Body>, Error> {
+        tracing::debug!(upstream = %self.upstream.display, status = resp.status().as_u16(), "a direct request was refused; going on as an exchange would");
+        let client = to.headers();
+        let retry = self.upstream.may_recover(credential.as_ref()).then(|| {
+            let mut h = self.upstream_headers(&client);
+            set_session(&mut h, sent.stale.as_ref());
+            (h, bytes.clone())
+        });
+        let resp = self.upstream.recover(resp, Method::POST, &self.upstream.url, retry, credential).await?;
+        self.settle(resp, Method::POST, &client, bytes, sent).await
+    }
+}

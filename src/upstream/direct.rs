@@ -1,0 +1,137 @@
+//! The short way to an upstream: a POST whose head is rendered from parts known in advance.
+//!
+//! Every message proxied to a Streamable HTTP upstream is a POST to the same URL with the same
+//! fixed headers; only the session, the protocol version, the credential and the body change.
+//! The fixed part is rendered once, when the upstream is set up, and `send_direct` adds the
+//! rest: no header map is built, filled, copied and walked again for each request. It exists
+//! only where its request is the one `send` would make: an `http://` URL (our HTTP/1.1
+//! client), and static headers that leave the headers it sets alone.
+
+use bytes::Bytes;
+use http::header::{ACCEPT, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, Uri};
+
+use super::Upstream;
+use crate::error::{Error, chain};
+use crate::mcp::headers::{PROTOCOL_VERSION, SESSION_ID};
+use crate::transport::http_client::ResponseBody;
+use crate::transport::http1::{self, Wire};
+
+/// The headers a direct request sets itself: a static header naming one keeps the upstream on
+/// `send`, where the static header wins.
+const OWN: [HeaderName; 9] = [
+    HOST,
+    CONTENT_TYPE,
+    ACCEPT,
+    CONTENT_LENGTH,
+    TRANSFER_ENCODING,
+    CONNECTION,
+    AUTHORIZATION,
+    SESSION_ID,
+    PROTOCOL_VERSION,
+];
+
+/// The request line and fixed headers of a POST to `url`, if direct requests apply to it.
+pub(super) fn render(url: &Uri, headers: &HeaderMap) -> Option<Box<[u8]>> {
+    if url.scheme_str() != Some("http") || headers.keys().any(|k| OWN.contains(k)) {
+        return None;
+    }
+    let host = http1::host_header(url).ok()?;
+    let mut out = Vec::with_capacity(160);
+    out.extend_from_slice(b"POST ");
+    out.extend_from_slice(url.path_and_query().map_or("/", |p| p.as_str()).as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let fixed = [
+        (HOST, &host),
+        (CONTENT_TYPE, &HeaderValue::from_static("application/json")),
+        (ACCEPT, &HeaderValue::from_static("application/json, text/event-stream")),
+    ];
+    for (name, value) in fixed.iter().map(|(n, v)| (n, *v)).chain(headers) {
+        line(&mut out, name, value);
+    }
+    Some(out.into_boxed_slice())
+}
+
+fn line(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// What a direct request adds to the fixed head.
+pub struct Varying<'a> {
+    pub session: Option<&'a HeaderValue>,
+    pub version: Option<&'a HeaderValue>,
+    pub authorization: Option<&'a HeaderValue>,
+}
+
+impl Upstream {
+    /// Whether `send_direct` may be used: it makes the request `send` would.
+    pub fn direct(&self) -> bool {
+        self.direct.is_some()
+    }
+
+    /// POSTs `body` to the upstream URL with the fixed head and `varying`, waiting for the
+    /// response head as long as `send` does. The credential is the caller's (`authorization`),
+    /// and so is a refusal (`recover`).
+    pub async fn send_direct(&self, varying: Varying<'_>, body: &Bytes) -> Result<Response<ResponseBody>, Error> {
+        let (Some(fixed), Some(authority)) = (&self.direct, self.url.authority()) else {
+            return Err(Error::unreachable(&self.display, "the upstream takes no direct requests"));
+        };
+        let small = http1::body_in_head(body);
+        let mut head = Vec::with_capacity(fixed.len() + 160 + if small { body.len() } else { 0 });
+        head.extend_from_slice(fixed);
+        let parts = [
+            (SESSION_ID, varying.session),
+            (PROTOCOL_VERSION, varying.version),
+            (AUTHORIZATION, varying.authorization),
+        ];
+        for (name, value) in parts {
+            if let Some(v) = value {
+                line(&mut head, &name, v);
+            }
+        }
+        head.extend_from_slice(b"content-length: ");
+        http1::decimal(&mut head, body.len() as u64);
+        head.extend_from_slice(b"\r\n\r\n");
+        if small {
+            head.extend_from_slice(body);
+        }
+        let wire = Wire { head: &head, body, uri: &self.url, authority: authority.clone(), head_only: false };
+        match tokio::time::timeout(self.timeout, self.client.send_plain(wire)).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(Error::unreachable(&self.display, chain(&*e))),
+            Err(_) => Err(Error::timeout(&self.display, self.timeout)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direct_requests_only_where_they_equal_sends() {
+        let url: Uri = "http://127.0.0.1:8080/mcp?tenant=a".parse().unwrap();
+        let mut tenant = HeaderMap::new();
+        tenant.insert("x-tenant", HeaderValue::from_static("acme"));
+        let head = render(&url, &tenant).expect("rendered");
+        assert_eq!(
+            std::str::from_utf8(&head).unwrap(),
+            "POST /mcp?tenant=a HTTP/1.1\r\nhost: 127.0.0.1:8080\r\ncontent-type: application/json\r\n\
+             accept: application/json, text/event-stream\r\nx-tenant: acme\r\n"
+        );
+        // TLS goes through the general client; a static header the direct head sets would be
+        // overridden there, not here.
+        assert!(render(&"https://example.com/mcp".parse().unwrap(), &HeaderMap::new()).is_none());
+        for own in ["authorization", "accept", "mcp-protocol-version", "host", "Content-Type"] {
+            let mut h = HeaderMap::new();
+            h.insert(HeaderName::from_bytes(own.as_bytes()).unwrap(), HeaderValue::from_static("x"));
+            assert!(render(&url, &h).is_none(), "{own}");
+        }
+        // User info never reaches the Host header.
+        let head = render(&"http://u:secret@h:81/".parse().unwrap(), &HeaderMap::new()).unwrap();
+        assert!(!String::from_utf8_lossy(&head).contains("secret"));
+    }
+}
