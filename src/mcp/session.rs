@@ -45,7 +45,7 @@ fn now_ms() -> u64 {
 }
 
 pub struct SessionTable<S> {
-    map: RwLock<HashMap<String, Arc<Session<S>>>>,
+    map: RwLock<HashMap<String, Arc<Session<S>>, crate::hash::Fast>>,
 }
 
 impl<S> Default for SessionTable<S> {

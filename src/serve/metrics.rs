@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::router::Router;
+use crate::hash::Fast;
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -15,7 +16,7 @@ const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 #[derive(Default)]
 pub struct Metrics {
     /// By server, then method: server keys are allocated once, on first sight, not per request.
-    by: Mutex<HashMap<String, HashMap<&'static str, Entry>>>,
+    by: Mutex<HashMap<String, HashMap<&'static str, Entry, Fast>, Fast>>,
 }
 
 #[derive(Clone)]

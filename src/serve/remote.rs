@@ -36,7 +36,7 @@ pub struct RemoteLink {
     /// Sends each client's own `Authorization` (the server validates users itself).
     forward_token: bool,
     /// Upstream sessions by the gateway's client session id ("" is the gateway's own).
-    sessions: Mutex<HashMap<String, Arc<Upstream>>>,
+    sessions: Mutex<HashMap<String, Arc<Upstream>, crate::hash::Fast>>,
     opening: tokio::sync::Mutex<()>,
     state: Mutex<(Health, Option<ServerInfo>)>,
     unsolicited: mpsc::UnboundedSender<Unsolicited>,
