@@ -5,6 +5,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use mcpgate::cli::{Cli, Command};
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
     if let Command::Stdio(args) = &cli.command {

@@ -212,7 +212,12 @@ fn parse(buf: &mut BytesMut) -> Parsed {
     let mut headers = HeaderMap::with_capacity(count);
     for &(name, value) in &spans[..count] {
         // httparse accepted both, so neither fails here in practice.
-        match (crate::mcp::headers::name(&slice(name)), HeaderValue::from_maybe_shared(slice(value))) {
+        let name = crate::mcp::headers::name(&slice(name));
+        // The length is this codec's (the body comes whole); the handler gets the rest.
+        if name.as_ref().is_ok_and(|n| *n == CONTENT_LENGTH) {
+            continue;
+        }
+        match (name, HeaderValue::from_maybe_shared(slice(value))) {
             (Ok(n), Ok(v)) => {
                 headers.append(n, v);
             }
@@ -404,5 +409,7 @@ mod tests {
         assert_eq!(head.request.uri().query(), Some("x=1"));
         assert_eq!(head.request.headers()["mcp-session-id"], "s1");
         assert_eq!(head.request.headers()["host"], "a:1");
+        // The length was the codec's to act on; the handler gets the body whole.
+        assert!(!head.request.headers().contains_key("content-length"));
     }
 }

@@ -37,8 +37,8 @@ impl Gateway {
     {
         let (parts, body) = req.into_parts();
         // 1. Route: the merged endpoint, one server's, and the operational ones.
-        let path = parts.uri.path().to_owned();
-        let view = match path.as_str() {
+        let path = parts.uri.path();
+        let view = match path {
             "/mcp" => View::All,
             "/healthz" | "/readyz" => return self.health(path == "/readyz"),
             "/metrics" => return text(StatusCode::OK, self.metrics.render(&self.router)),

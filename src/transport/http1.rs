@@ -341,8 +341,19 @@ fn parse_head(buf: &[u8], head_only: bool) -> Result<Parsed, BoxError> {
     // Header values are slices of the head's bytes, not copies: one allocation for all of them.
     let start = buf.as_ptr() as usize;
     let head = Bytes::copy_from_slice(&buf[..len]);
+    // The framing headers are this codec's to act on, not the caller's to see: whoever relays
+    // the body frames it anew (as `to_client` and every writer here insist).
+    let mut said = FramingHeaders::default();
     for h in parsed.headers.iter() {
         let name = crate::mcp::headers::name(h.name.as_bytes()).map_err(|_| "the upstream sent a bad header name")?;
+        if name == CONTENT_LENGTH {
+            said.length(h.value)?;
+            continue;
+        }
+        if name == TRANSFER_ENCODING {
+            said.transfer_encoding = Some(h.value);
+            continue;
+        }
         let at = h.value.as_ptr() as usize - start;
         let value = HeaderValue::from_maybe_shared(head.slice(at..at + h.value.len()))
             .map_err(|_| "the upstream sent a bad header value")?;
@@ -351,35 +362,50 @@ fn parse_head(buf: &[u8], head_only: bool) -> Result<Parsed, BoxError> {
     let (mut parts, ()) = Response::new(()).into_parts();
     parts.status = status;
     parts.version = if parsed.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
-    let framing = framing(&headers, status, head_only)?;
+    let framing = said.framing(status, head_only);
     parts.headers = headers;
     Ok(Some((parts, len, framing)))
 }
 
-fn framing(headers: &HeaderMap, status: StatusCode, head_only: bool) -> Result<Framing, BoxError> {
-    if head_only || status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED
-    {
-        return Ok(Framing::Done);
-    }
-    if let Some(te) = headers.get_all(TRANSFER_ENCODING).iter().next_back() {
-        let last = te.to_str().unwrap_or("").rsplit(',').next().unwrap_or("").trim();
-        return Ok(if last.eq_ignore_ascii_case("chunked") { Framing::Chunked(Chunk::Size) } else { Framing::Close });
-    }
-    let mut length = None;
-    for v in headers.get_all(CONTENT_LENGTH) {
-        for part in v.to_str().unwrap_or("x").split(',') {
+/// What a response head says about its body's framing.
+#[derive(Default)]
+struct FramingHeaders<'a> {
+    /// The last `Transfer-Encoding` line (its last coding is the one that frames).
+    transfer_encoding: Option<&'a [u8]>,
+    length: Option<u64>,
+}
+
+impl FramingHeaders<'_> {
+    /// One `Content-Length` line: a list of equal lengths, or a refusal.
+    fn length(&mut self, value: &[u8]) -> Result<(), BoxError> {
+        for part in std::str::from_utf8(value).unwrap_or("x").split(',') {
             let n: u64 = part.trim().parse().map_err(|_| "the upstream sent a bad Content-Length")?;
-            if length.is_some_and(|l| l != n) {
+            if self.length.is_some_and(|l| l != n) {
                 return Err("the upstream sent conflicting Content-Lengths".into());
             }
-            length = Some(n);
+            self.length = Some(n);
+        }
+        Ok(())
+    }
+
+    /// RFC 9112 §6.3: no body for HEAD, 1xx, 204 and 304; chunked when the last coding is;
+    /// any other coding runs to the close (and wins over a length); else the length, or the close.
+    fn framing(&self, status: StatusCode, head_only: bool) -> Framing {
+        let bodiless =
+            status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+        if head_only || bodiless {
+            return Framing::Done;
+        }
+        if let Some(te) = self.transfer_encoding {
+            let last = std::str::from_utf8(te).unwrap_or("").rsplit(',').next().unwrap_or("").trim();
+            return if last.eq_ignore_ascii_case("chunked") { Framing::Chunked(Chunk::Size) } else { Framing::Close };
+        }
+        match self.length {
+            Some(0) => Framing::Done,
+            Some(n) => Framing::Length(n),
+            None => Framing::Close,
         }
     }
-    Ok(match length {
-        Some(0) => Framing::Done,
-        Some(n) => Framing::Length(n),
-        None => Framing::Close,
-    })
 }
 
 fn keeps_alive(parts: &http::response::Parts) -> bool {
@@ -667,5 +693,11 @@ mod tests {
         assert_eq!(parse_head(b"HTTP/1.1 204 No Content\r\n\r\n", false).unwrap().unwrap().2, Framing::Done);
         assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-le", false).unwrap().map(|p| p.1), None);
         assert!(parse_head(b"SSH-2.0-OpenSSH\r\n\r\n", false).is_err());
+        // The framing is the codec's: the caller gets the other headers only.
+        let (parts, _, _) =
+            parse_head(head("content-length: 2\r\ncontent-type: application/json\r\n").as_bytes(), false)
+                .unwrap()
+                .unwrap();
+        assert_eq!(parts.headers.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["content-type"]);
     }
 }
