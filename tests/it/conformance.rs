@@ -71,6 +71,7 @@ async fn conformance_suite_scores_the_same_through_serve_merged_and_per_server()
     let upstream = fixture(&[]).await;
     let (direct_pass, direct_fail, direct_out) = suite(&upstream.url).await;
     assert_eq!(direct_fail, 0, "the fixture itself fails checks:\n{direct_out}");
+    assert!(direct_pass >= 44, "expected at least 44 checks, got {direct_pass}:\n{direct_out}");
     let dir = tempdir("conformance-serve");
     let config = dir.join("mcpgate.json");
     std::fs::write(&config, serde_json::json!({"mcpServers": {"fixture": {"url": upstream.url}}}).to_string()).unwrap();
