@@ -201,9 +201,8 @@ impl Gateway {
         {
             return None;
         }
-        if crate::mcp::era::era_of(headers.get(crate::mcp::headers::PROTOCOL_VERSION).and_then(|v| v.to_str().ok()))
-            != Ok(crate::mcp::era::Era::Legacy)
-        {
+        let version = headers.get(crate::mcp::headers::PROTOCOL_VERSION);
+        if crate::mcp::era::era_of(version.and_then(|v| v.to_str().ok())) != Ok(crate::mcp::era::Era::Legacy) {
             return None;
         }
         // An answer to a question of the gateway's own (a server's request it relayed) is its.
@@ -225,8 +224,7 @@ impl Gateway {
             return Some(self.send_raw(&session, &b, m, client_id, call, accepts_sse(headers)).await);
         }
         let started = Instant::now();
-        let version = headers.get(crate::mcp::headers::PROTOCOL_VERSION).cloned();
-        let (engine, to) = match b.link.passthrough(&session, version) {
+        let (engine, to) = match b.link.passthrough(&session, version.cloned()) {
             Passthrough::No => return None,
             Passthrough::Ready(destination) => destination,
             Passthrough::Opening(opening) => opening.await?,
@@ -280,9 +278,8 @@ impl Gateway {
         let msg = payload.single()?;
         let method = msg.method().filter(|m| matches!(*m, "tools/call" | "prompts/get"))?;
         let client_id = msg.id?;
-        if crate::mcp::era::era_of(headers.get(crate::mcp::headers::PROTOCOL_VERSION).and_then(|v| v.to_str().ok()))
-            != Ok(crate::mcp::era::Era::Legacy)
-        {
+        let version = headers.get(crate::mcp::headers::PROTOCOL_VERSION);
+        if crate::mcp::era::era_of(version.and_then(|v| v.to_str().ok())) != Ok(crate::mcp::era::Era::Legacy) {
             return None;
         }
         let raw_name = serde_json::from_str::<Named>(msg.params?.get()).ok()?.name;
