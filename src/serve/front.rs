@@ -30,7 +30,7 @@ use crate::transport::sse;
 
 impl Gateway {
     /// Serves one HTTP request.
-    pub async fn handle<B>(self: Arc<Self>, req: Request<B>, from_loopback: bool) -> Response<Body>
+    pub async fn handle<B>(self: Arc<Self>, req: Request<B>, peer: std::net::SocketAddr) -> Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Send,
         B::Error: Into<body::BoxError>,
@@ -43,7 +43,7 @@ impl Gateway {
             "/healthz" | "/readyz" => return self.health(path == "/readyz"),
             "/metrics" => return text(StatusCode::OK, self.metrics.render(&self.router)),
             // Only a process on this machine may have the configuration re-read.
-            "/admin/reload" if parts.method == Method::POST && from_loopback => {
+            "/admin/reload" if parts.method == Method::POST && peer.ip().is_loopback() => {
                 let result = self.reload().await;
                 let code = if result.is_ok() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
                 let mut resp = text(code, super::reload::describe(&result).to_string() + "\n");

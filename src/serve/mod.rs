@@ -110,7 +110,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
     tracing::info!("listening on http://{local}/mcp → {} ({threads} event loops)", names.join(", "));
     let handler = {
         let gateway = gateway.clone();
-        move |req, peer: SocketAddr| gateway.clone().handle(req, peer.ip().is_loopback())
+        move |req, peer: SocketAddr| gateway.clone().handle(req, peer)
     };
     // Kept until the backends are stopped: what requests started on the other loops runs there.
     let loops = crate::http::server::serve(listener, handler, shutdown, cfg.gateway.shutdown_grace, threads).await;
