@@ -25,6 +25,12 @@ pub enum Kind {
     SessionNotFound,
     PayloadTooLarge,
     MethodNotAllowed,
+    /// A POST whose body is not declared JSON.
+    UnsupportedMediaType,
+    /// A POST whose `Accept` admits no answer the endpoint gives.
+    NotAcceptable,
+    /// The gateway is at a limit (sessions, memory for bodies) and sheds this request.
+    Busy,
     /// Could not connect, or the connection broke.
     UpstreamUnreachable,
     /// No answer within the configured time.
@@ -56,7 +62,10 @@ impl Error {
             | Kind::Forbidden
             | Kind::SessionNotFound
             | Kind::PayloadTooLarge
-            | Kind::MethodNotAllowed => Origin::Client,
+            | Kind::MethodNotAllowed
+            | Kind::UnsupportedMediaType
+            | Kind::NotAcceptable => Origin::Client,
+            Kind::Busy => Origin::Internal,
             Kind::UpstreamUnreachable | Kind::UpstreamTimeout | Kind::UpstreamProtocol => Origin::Upstream,
             Kind::Credential | Kind::Internal => Origin::Internal,
         }
@@ -64,7 +73,7 @@ impl Error {
 
     /// Whether the same request may succeed if sent again later.
     pub fn retryable(&self) -> bool {
-        matches!(self.kind, Kind::UpstreamUnreachable | Kind::UpstreamTimeout)
+        matches!(self.kind, Kind::UpstreamUnreachable | Kind::UpstreamTimeout | Kind::Busy)
     }
 
     pub fn unreachable(upstream: &str, cause: impl std::fmt::Display) -> Self {

@@ -38,6 +38,8 @@ pub struct Gateway {
     pub shutdown_grace: Duration,
     /// Threads serving client connections, each with its own event loop (`None`: one per core).
     pub threads: Option<usize>,
+    /// Timeouts and room for client connections (`maxBody` included).
+    pub limits: crate::http::limits::Limits,
 }
 
 #[derive(Debug, Clone, PartialEq)]

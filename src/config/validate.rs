@@ -113,6 +113,25 @@ impl Check<'_> {
         parsed.map_err(|e| self.fail(path, node.pos, e)).ok()
     }
 
+    /// A duration above zero (a limit of zero would refuse everything).
+    fn positive_duration(&mut self, node: &Node, path: &str) -> Option<Duration> {
+        let d = self.duration(node, path)?;
+        if d.is_zero() {
+            self.fail(path, node.pos, "must be longer than zero");
+            return None;
+        }
+        Some(d)
+    }
+
+    fn positive(&mut self, node: &Node, path: &str) -> Option<u64> {
+        let n = self.count(node, path)?;
+        if n == 0 {
+            self.fail(path, node.pos, "must be at least 1");
+            return None;
+        }
+        Some(n)
+    }
+
     fn count(&mut self, node: &Node, path: &str) -> Option<u64> {
         match node.value {
             Value::Number(n) if n >= 0.0 && n.fract() == 0.0 && n < 1e15 => Some(n as u64),
@@ -201,6 +220,14 @@ const GATEWAY_KEYS: &[&str] = &[
     "sessionTtl",
     "shutdownGrace",
     "threads",
+    "headTimeout",
+    "bodyTimeout",
+    "minBodyRate",
+    "idleTimeout",
+    "writeTimeout",
+    "maxConnections",
+    "maxConnectionsPerClient",
+    "maxBufferedBodies",
 ];
 
 /// More event loops than this is a typo, not a machine.
@@ -252,6 +279,7 @@ fn default_gateway() -> Gateway {
         session_ttl: Duration::from_secs(3600),
         shutdown_grace: Duration::from_secs(10),
         threads: None,
+        limits: crate::http::limits::Limits::default(),
     }
 }
 
@@ -289,6 +317,22 @@ fn gateway(c: &mut Check, node: &Node) -> Option<Gateway> {
             "allowHosts" => g.allow_hosts = c.strings(n, &path),
             "allowOrigins" => g.allow_origins = c.strings(n, &path),
             "maxBody" => g.max_body = c.count(n, &path).map(|v| v as usize).unwrap_or(g.max_body),
+            "headTimeout" => g.limits.head_timeout = c.positive_duration(n, &path).unwrap_or(g.limits.head_timeout),
+            "bodyTimeout" => g.limits.body_timeout = c.positive_duration(n, &path).unwrap_or(g.limits.body_timeout),
+            "idleTimeout" => g.limits.idle_timeout = c.positive_duration(n, &path).unwrap_or(g.limits.idle_timeout),
+            "writeTimeout" => g.limits.write_timeout = c.positive_duration(n, &path).unwrap_or(g.limits.write_timeout),
+            "minBodyRate" => g.limits.min_body_rate = c.positive(n, &path).unwrap_or(g.limits.min_body_rate),
+            "maxConnections" => {
+                g.limits.max_connections = c.positive(n, &path).map_or(g.limits.max_connections, |v| v as usize)
+            }
+            // 0: no limit of its own (a gateway behind a load balancer sees one address).
+            "maxConnectionsPerClient" => {
+                g.limits.max_connections_per_client =
+                    c.count(n, &path).map_or(g.limits.max_connections_per_client, |v| v as usize)
+            }
+            "maxBufferedBodies" => {
+                g.limits.max_buffered_bodies = c.positive(n, &path).map_or(g.limits.max_buffered_bodies, |v| v as usize)
+            }
             "threads" => match c.count(n, &path) {
                 Some(t @ 1..=MAX_THREADS) => g.threads = Some(t as usize),
                 Some(t) => {
@@ -298,6 +342,15 @@ fn gateway(c: &mut Check, node: &Node) -> Option<Gateway> {
             },
             _ => {}
         }
+    }
+    // The codec refuses what the handler would: one limit, said once in the file.
+    g.limits.max_body = g.max_body;
+    if g.limits.max_buffered_bodies < g.max_body {
+        c.fail(
+            "mcpgate.maxBufferedBodies",
+            node.pos,
+            format!("must be at least maxBody ({} bytes): a body that size could never be read", g.max_body),
+        );
     }
     (c.problems.len() == before).then_some(g)
 }

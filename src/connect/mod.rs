@@ -24,6 +24,8 @@ pub use proxy::{Proxy, Transport};
 
 use crate::credentials::{Credentials, Source};
 use crate::http::guard::Guard;
+use crate::http::limits::{Edge, Limits};
+use crate::http::server::Front;
 use crate::mcp::session::SessionTable;
 use crate::transport::http_client;
 use crate::upstream::Upstream;
@@ -105,8 +107,11 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
         let proxy = proxy.clone();
         move |req, _peer| proxy.clone().handle(req)
     };
+    // One user on loopback: no limit per client address; the rest as nginx would have it.
+    let limits = Limits { max_body: opts.max_body, max_connections_per_client: 0, ..Limits::default() };
+    let front = Front { shutdown, grace: opts.shutdown_grace, edge: Edge::new(limits), conns: Default::default() };
     // One user's proxy: one event loop (see src/main.rs).
-    drop(crate::http::server::serve(listener, handler, shutdown, opts.shutdown_grace, 1).await);
+    drop(crate::http::server::serve(listener, handler, front, 1).await);
     sweeper.abort();
 
     proxy.end_all_sessions().await;

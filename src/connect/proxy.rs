@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::transport::http_client::ResponseBody;
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue};
+use http::header::{CONTENT_TYPE, HeaderValue, ORIGIN};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
@@ -70,26 +70,32 @@ impl Proxy {
     {
         let started = Instant::now();
         let (parts, body) = req.into_parts();
-        // 1. Route: the MCP endpoint and a liveness probe; nothing else exists.
-        if parts.uri.path() == "/healthz" && parts.method == Method::GET {
+        // 1. Host and Origin (DNS rebinding, cross-site browsers), for every route, before
+        //    anything else is looked at.
+        if let Err(refusal) = self.guard.check(&parts.headers, parts.uri.authority().map(|a| a.as_str())) {
+            tracing::warn!("refused: {refusal}");
+            return wire::error(&Error::new(Kind::Forbidden, refusal.to_string()), None);
+        }
+        // 2. Route: the MCP endpoint and a liveness probe (for probes, not browser pages);
+        //    nothing else exists.
+        if parts.uri.path() == "/healthz" && parts.method == Method::GET && !parts.headers.contains_key(ORIGIN) {
             return Response::new(body::full("ok\n"));
         }
         if parts.uri.path() != self.path {
             return status_only(StatusCode::NOT_FOUND);
         }
-        // 2. Host and Origin (DNS rebinding, cross-site browsers), before anything is read.
-        if let Err(refusal) = self.guard.check(&parts.headers, parts.uri.authority().map(|a| a.as_str())) {
-            tracing::warn!("refused: {refusal}");
-            return wire::error(&Error::new(Kind::Forbidden, refusal.to_string()), None);
-        }
         // 3. CORS preflight, answered here.
         if parts.method == Method::OPTIONS {
             return guard::preflight(&parts.headers);
         }
-        // 4. The MCP methods. The body limit applies while reading (413); the credential, the
-        //    401 retry and the upstream timeout live in `Upstream::send`.
+        // 4. The MCP methods; a POST says it carries JSON and takes an answer we give. The body
+        //    limit applies while reading (413); the credential, the 401 retry and the upstream
+        //    timeout live in `Upstream::send`.
         let outcome = match parts.method {
-            Method::POST => self.post(&parts.headers, body).await,
+            Method::POST => match crate::http::negotiate::check_post(&parts.headers) {
+                Ok(()) => self.post(&parts.headers, body).await,
+                Err(e) => Err(fail(e)),
+            },
             Method::GET => self.get(&parts.headers).await,
             Method::DELETE => self.delete(&parts.headers).await,
             _ => Err(fail(Error::new(Kind::MethodNotAllowed, format!("{} is not an MCP method", parts.method)))),
@@ -125,6 +131,7 @@ impl Proxy {
         let payload = Payload::parse(&bytes).map_err(|e| fail(Error::new(Kind::Parse, e.to_string())))?;
         let id = payload.error_id().map(ToOwned::to_owned);
         let with_id = |e: Error| (e, id.clone());
+        payload.check_version().map_err(|e| with_id(Error::new(Kind::BadRequest, e.to_string())))?;
         let version = client.get(PROTOCOL_VERSION).map(|v| v.to_str().unwrap_or("?"));
         let era = era::era_of(version).map_err(|e| with_id(Error::new(Kind::BadRequest, e.to_string())))?;
         let pending = Pending::new(payload.request_ids());

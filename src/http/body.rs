@@ -62,15 +62,17 @@ where
     })
 }
 
-/// A request's body as a handler gets it: read whole already by our HTTP/1.1 codec, or
-/// streaming from hyper (HTTP/2, chunked uploads, large bodies).
+/// A request's body as a handler gets it: read whole already by our HTTP/1.x codec, one that
+/// codec would not read (larger than the limit: it says its size, so `read_limited` refuses it
+/// at once), or streaming from hyper (HTTP/2), bounded in time.
 pub struct RequestBody {
     inner: RequestInner,
 }
 
 enum RequestInner {
     Whole(Option<Bytes>),
-    Hyper(hyper::body::Incoming),
+    TooLarge(u64),
+    Hyper(hyper::body::Incoming, std::pin::Pin<Box<tokio::time::Sleep>>),
 }
 
 impl RequestBody {
@@ -78,8 +80,19 @@ impl RequestBody {
         RequestBody { inner: RequestInner::Whole((!bytes.is_empty()).then_some(bytes)) }
     }
 
-    pub fn hyper(body: hyper::body::Incoming) -> Self {
-        RequestBody { inner: RequestInner::Hyper(body) }
+    /// A body of `len` bytes left unread because it is larger than the handler takes.
+    pub fn too_large(len: u64) -> Self {
+        RequestBody { inner: RequestInner::TooLarge(len) }
+    }
+
+    /// An HTTP/2 request's body, which must have arrived within `limit`.
+    pub fn hyper(body: hyper::body::Incoming, limit: std::time::Duration) -> Self {
+        RequestBody { inner: RequestInner::Hyper(body, Box::pin(tokio::time::sleep(limit))) }
+    }
+
+    /// Whether the body was left unread on the connection.
+    pub fn is_refused(&self) -> bool {
+        matches!(self.inner, RequestInner::TooLarge(_))
     }
 }
 
@@ -91,23 +104,32 @@ impl http_body::Body for RequestBody {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
         match &mut self.inner {
-            RequestInner::Whole(b) => std::task::Poll::Ready(b.take().map(|b| Ok(http_body::Frame::data(b)))),
-            RequestInner::Hyper(b) => std::pin::Pin::new(b).poll_frame(cx).map_err(Into::into),
+            RequestInner::Whole(b) => Poll::Ready(b.take().map(|b| Ok(http_body::Frame::data(b)))),
+            RequestInner::TooLarge(_) => Poll::Ready(Some(Err("the request body is larger than allowed".into()))),
+            RequestInner::Hyper(b, deadline) => match std::pin::Pin::new(b).poll_frame(cx) {
+                Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
+                    Poll::Ready(Some(Err("the request body did not arrive in time".into())))
+                }
+                other => other.map_err(Into::into),
+            },
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.inner {
             RequestInner::Whole(b) => b.is_none(),
-            RequestInner::Hyper(b) => b.is_end_stream(),
+            RequestInner::TooLarge(_) => false,
+            RequestInner::Hyper(b, _) => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
         match &self.inner {
             RequestInner::Whole(b) => http_body::SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            RequestInner::Hyper(b) => b.size_hint(),
+            RequestInner::TooLarge(n) => http_body::SizeHint::with_exact(*n),
+            RequestInner::Hyper(b, _) => b.size_hint(),
         }
     }
 }

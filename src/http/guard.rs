@@ -50,16 +50,22 @@ impl Guard {
         Guard { hosts, origins }
     }
 
-    /// Checks a request's `Host` (or HTTP/2 authority) and `Origin`.
+    /// Checks a request's `Host` (or HTTP/2 authority) and every `Origin` it carries: one
+    /// foreign `Origin` among allowed ones is a foreign request.
     pub fn check(&self, headers: &HeaderMap, authority: Option<&str>) -> Result<(), Refusal> {
         if let Some(allowed) = &self.hosts {
-            let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).or(authority).unwrap_or("");
+            let mut hosts = headers.get_all(header::HOST).iter();
+            let host = match (hosts.next(), hosts.next()) {
+                (Some(h), None) => h.to_str().unwrap_or(""),
+                (None, _) => authority.unwrap_or(""),
+                (Some(_), Some(_)) => return Err(Refusal::Host("(more than one)".into())),
+            };
             let name = strip_port(host);
             if !allowed.iter().any(|a| a.eq_ignore_ascii_case(name)) {
                 return Err(Refusal::Host(host.chars().take(100).collect()));
             }
         }
-        if let Some(origin) = headers.get(header::ORIGIN) {
+        for origin in headers.get_all(header::ORIGIN) {
             let text = origin.to_str().unwrap_or("");
             if !self.origin_allowed(text) {
                 return Err(Refusal::Origin(text.chars().take(100).collect()));
@@ -151,6 +157,17 @@ mod tests {
         for (host, origin, ok) in table {
             assert_eq!(g.check(&req(host, *origin), None).is_ok(), *ok, "{host} {origin:?}");
         }
+    }
+
+    #[test]
+    fn every_origin_and_the_one_host_count() {
+        let g = Guard::new(true, &[], &[]);
+        let mut h = req("127.0.0.1:8001", Some("http://localhost"));
+        h.append(header::ORIGIN, "https://evil.example".parse().unwrap());
+        assert_eq!(g.check(&h, None), Err(Refusal::Origin("https://evil.example".into())));
+        let mut h = req("127.0.0.1:8001", None);
+        h.append(header::HOST, "evil.example".parse().unwrap());
+        assert!(g.check(&h, None).is_err());
     }
 
     #[test]

@@ -1,77 +1,65 @@
-//! HTTP/1.1 server connections: our own codec for the requests every MCP client sends, hyper for
-//! everything else.
+//! HTTP/1.x server connections: our own codec, for every request a client sends over HTTP/1.0
+//! or HTTP/1.1 (hyper takes only HTTP/2 clients with prior knowledge, see `server`).
 //!
-//! A client's MCP traffic is POSTs with a `Content-Length` body and answers that are either one
-//! JSON document or an event stream. For those the connection's task reads the request into one
-//! buffer, parses it in place (header values are slices of that buffer, never copies), calls the
-//! handler, and writes a known-length answer — head and body — in a single write. Anything else
-//! is handed, with what was read of it, to hyper for the rest of the connection: HTTP/1.0,
-//! `Transfer-Encoding` or `Expect` on a request, an `Upgrade`, an h2c preface, a body over
-//! `OWN_BODY`, and any request the parser rejects (hyper then answers it as it always did). So
-//! the codec here only has to be right about the simple case, and never has to guess.
+//! A connection's task reads a request head into one buffer and parses it in place (`head`:
+//! header values are slices of that buffer, and anything ambiguous is refused there), reads the
+//! body (`Content-Length` or chunked, `Expect: 100-continue` answered), calls the handler, and
+//! writes the answer — a known length, head and body, in a single write; a stream chunked (or,
+//! to an HTTP/1.0 client, until the close) event by event as it comes.
 //!
-//! The rules it keeps: `Content-Length`, `Transfer-Encoding` and `Connection` of an answer are
-//! set here, never taken from the handler; a stream is sent chunked and each event goes out as it
-//! comes; a client that hangs up mid-stream ends the stream; pipelined requests are answered in
-//! order; a request head must arrive within `HEAD_TIMEOUT` once it has begun; on shutdown an
-//! idle connection closes, a busy one after its answer.
+//! Every wait has a limit (`Limits`): for a first request or the next one on a kept-alive
+//! connection (`idle_timeout`, nginx's `keepalive_timeout`), for a head once begun
+//! (`head_timeout`), for a body (`body_timeout` between reads and a minimum rate), for the client
+//! to take what is written (`write_timeout`). A body is held against the gateway's budget for
+//! bodies in memory and grows as its bytes arrive, never allocated whole on the word of its
+//! `Content-Length`. An idle connection may be closed to make room for a new one (`conns`).
+//! `Content-Length`, `Transfer-Encoding` and `Connection` of an answer are set here, never
+//! taken from the handler; a client that hangs up mid-stream ends the stream; pipelined requests
+//! are answered in order; on shutdown an idle connection closes, a busy one after its answer.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING, UPGRADE};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as HttpBody;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 
+use super::conns::{Held, Ticket};
+use super::head::{self, BodyFraming, Head, MAX_HEAD, Parsed};
+use super::limits::{Edge, Limits};
 use crate::http::body::{Body, RequestBody};
 
-/// Larger request bodies are streamed by hyper, so the handler can refuse them before they
-/// are read whole.
-const OWN_BODY: u64 = 1024 * 1024;
-/// A request head larger than this is refused (hyper's default limit is about the same).
-const MAX_HEAD: usize = 64 * 1024;
-const MAX_HEADERS: usize = 100;
-/// How long a request head may take to arrive once it has begun (slow-loris clients); hyper's
-/// default.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// A known-length answer up to this size goes out in one write with its head.
 const ONE_WRITE: u64 = 256 * 1024;
 const READ_CHUNK: usize = 8 * 1024;
+/// A body's buffer grows by at most this much ahead of what has arrived.
+const BODY_STEP: usize = 64 * 1024;
 
 /// How a connection served here ended.
 pub enum Ended {
     Closed,
-    /// The connection's next request is not one for this codec: hyper takes over, starting with
-    /// the bytes already read.
-    Handoff(TcpStream, Bytes),
+    /// An HTTP/2 client with prior knowledge: hyper takes over, starting with the bytes read.
+    H2c(TcpStream, Bytes),
 }
 
-/// A request head as parsed: the request without its body, the body's length, and whether the
-/// client asked to close the connection after it.
-struct Head {
-    request: Request<()>,
-    body_len: usize,
-    close: bool,
+/// What a connection needs besides its socket.
+pub struct Conn<'a> {
+    pub peer: SocketAddr,
+    pub ticket: &'a Ticket,
+    pub edge: &'a Edge,
+    pub shutdown: &'a CancellationToken,
 }
 
-// One per request, never stored: boxing `Own` would cost an allocation each time.
-#[allow(clippy::large_enum_variant)]
-enum Parsed {
-    Own(Head),
-    /// Not complete yet.
-    Partial,
-    /// For hyper.
-    Other,
-}
-
-/// Serves requests on `stream` until the client closes it, an error ends it, `shutdown` fires
-/// (between requests), or a request needs hyper.
-pub async fn serve<F, Fut>(mut stream: TcpStream, peer: SocketAddr, handler: &F, shutdown: &CancellationToken) -> Ended
+/// Serves requests on `stream` until the client closes it, a limit or an error ends it,
+/// `shutdown` fires (between requests), the gateway needs its place, or it turns out to be
+/// HTTP/2.
+pub async fn serve<F, Fut>(mut stream: TcpStream, conn: Conn<'_>, handler: &F) -> Ended
 where
     F: Fn(Request<RequestBody>, SocketAddr) -> Fut,
     Fut: Future<Output = Response<Body>>,
@@ -79,176 +67,221 @@ where
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     // One wait for the shutdown for the connection's life, not one set up and torn down for
     // each request.
-    let stopping = shutdown.cancelled();
+    let stopping = conn.shutdown.cancelled();
     tokio::pin!(stopping);
+    let mut first = true;
     loop {
-        // 1. Idle until a request begins (or the gateway shuts down).
+        let limits = conn.edge.get();
+        // 1. Idle until a request begins: the gateway may shut down or need this place meanwhile.
         if buf.is_empty() {
+            let wait = if first { limits.head_timeout } else { limits.idle_timeout };
+            conn.ticket.idle();
             buf.reserve(READ_CHUNK);
             tokio::select! {
                 biased;
                 r = stream.read_buf(&mut buf) => if !matches!(r, Ok(n) if n > 0) { return Ended::Closed },
                 () = &mut stopping => return Ended::Closed,
+                () = conn.ticket.closing() => return Ended::Closed,
+                // As nginx: an idle connection is closed without a word.
+                () = tokio::time::sleep(wait) => return Ended::Closed,
             }
+            conn.ticket.busy();
         }
-        // 2. The head, whole; then the body.
-        // Usually the whole head came with the first read: no timer then.
-        let parsed = match parse(&mut buf) {
-            Parsed::Own(head) => Ok(Ok(Some(head))),
-            Parsed::Other => Ok(Ok(None)),
-            Parsed::Partial => tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream, &mut buf)).await,
+        first = false;
+        // 2. The head, whole (usually it came with the first read: no timer then).
+        let parsed = match head::parse(&mut buf) {
+            Parsed::Partial => read_head(&mut stream, &mut buf, Instant::now() + limits.head_timeout).await,
+            done => done,
         };
         let head = match parsed {
-            Ok(Ok(Some(head))) => head,
-            Ok(Ok(None)) => return Ended::Handoff(stream, buf.freeze()),
-            Ok(Err(Refused::Closed)) => return Ended::Closed,
-            Ok(Err(Refused::Status(code))) => return refuse(stream, code).await,
-            Err(_) => return refuse(stream, StatusCode::REQUEST_TIMEOUT).await,
-        };
-        while buf.len() < head.body_len {
-            buf.reserve(head.body_len - buf.len());
-            if !matches!(stream.read_buf(&mut buf).await, Ok(n) if n > 0) {
-                return Ended::Closed;
+            Parsed::Head(head) => head,
+            Parsed::H2c => return Ended::H2c(stream, buf.freeze()),
+            Parsed::Refused(status, why) => {
+                tracing::debug!(peer = %conn.peer, "request refused with {status}: {why}");
+                return refuse(stream, status, &limits).await;
             }
-        }
-        let body = buf.split_to(head.body_len).freeze();
+            Parsed::Partial => return Ended::Closed,
+        };
+        // 3. The body, within its limits.
+        let (body, _held) = match read_body(&mut stream, &mut buf, &head, &limits, conn.ticket).await {
+            Ok(read) => read,
+            Err(Refusal::Closed) => return Ended::Closed,
+            Err(Refusal::Status(status, why)) => {
+                tracing::debug!(peer = %conn.peer, "request refused with {status}: {why}");
+                return refuse(stream, status, &limits).await;
+            }
+        };
+        // An oversized body was not read: the connection cannot carry another request.
+        let unread = body.is_refused();
         let (parts, ()) = head.request.into_parts();
         let head_only = parts.method == Method::HEAD;
-        // 3. The handler, then its answer.
-        let resp = handler(Request::from_parts(parts, RequestBody::whole(body)), peer).await;
-        let close = head.close || shutdown.is_cancelled();
-        if write_response(&mut stream, &mut buf, resp, head_only, close).await.is_err() || close {
-            let _ = stream.shutdown().await;
+        let http10 = parts.version == Version::HTTP_10;
+        // 4. The handler, then its answer.
+        let resp = handler(Request::from_parts(parts, body), conn.peer).await;
+        let close = head.close || unread || conn.shutdown.is_cancelled();
+        let how = Answer { head_only, close, http10, keep_alive_said: http10 && !close };
+        let written = write_response(&mut stream, &mut buf, resp, how, limits.write_timeout).await;
+        if written.is_err() || close {
+            let _ = tokio::time::timeout(limits.write_timeout, stream.shutdown()).await;
             return Ended::Closed;
         }
     }
 }
 
-enum Refused {
-    Closed,
-    Status(StatusCode),
-}
-
-/// Reads until `buf` holds a whole request head, and parses it (its bytes leave `buf`);
-/// `None`: the request is hyper's (`buf` untouched).
-async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Option<Head>, Refused> {
+/// Reads until `buf` holds a whole request head, and parses it; `Partial`: the client closed
+/// the connection or the deadline passed (a slow client: closed without a word, as nginx does).
+async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut, deadline: Instant) -> Parsed {
     loop {
-        match parse(buf) {
-            Parsed::Own(head) => return Ok(Some(head)),
-            Parsed::Other => return Ok(None),
-            Parsed::Partial if buf.len() > MAX_HEAD => {
-                return Err(Refused::Status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
-            }
-            Parsed::Partial => {}
-        }
         buf.reserve(READ_CHUNK);
-        if !matches!(stream.read_buf(buf).await, Ok(n) if n > 0) {
-            return Err(Refused::Closed);
+        match timeout_at(deadline, stream.read_buf(buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return Parsed::Partial,
+        }
+        match head::parse(buf) {
+            Parsed::Partial => {}
+            done => return done,
         }
     }
 }
 
-/// Parses the request head at the start of `buf`; on success its bytes are split off, and the
-/// header values point into them.
-fn parse(buf: &mut BytesMut) -> Parsed {
-    // Uninitialised slots: zeroing a hundred of them cost more than parsing the head.
-    let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut []);
-    let len = match req.parse_with_uninit_headers(buf, &mut slots) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
-        Err(_) => return Parsed::Other,
-    };
-    if req.version != Some(1) {
-        return Parsed::Other;
-    }
-    let (Some(method), Some(path)) = (req.method, req.path) else { return Parsed::Other };
-    let Ok(method) = Method::from_bytes(method.as_bytes()) else { return Parsed::Other };
-    // Checked before anything is consumed: a request we cannot take is still whole for hyper.
-    let mut body_len: Option<u64> = None;
-    let mut close = false;
-    let is = |name: &str, n: &HeaderName| name.eq_ignore_ascii_case(n.as_str());
-    for h in req.headers.iter() {
-        if is(h.name, &TRANSFER_ENCODING) || is(h.name, &EXPECT) || is(h.name, &UPGRADE) {
-            return Parsed::Other;
-        }
-        if is(h.name, &CONTENT_LENGTH) {
-            let Some(l) = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse::<u64>().ok()) else {
-                return Parsed::Other;
-            };
-            if body_len.is_some_and(|b| b != l) || l > OWN_BODY {
-                return Parsed::Other;
-            }
-            body_len = Some(l);
-        }
-        if is(h.name, &CONNECTION) {
-            let v = std::str::from_utf8(h.value).unwrap_or("");
-            if v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")) {
-                return Parsed::Other;
-            }
-            close |= v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"));
-        }
-    }
-    // Where the path and each header sit in `buf`, so that they can be taken as slices of the
-    // head once it is split off (its memory does not move).
-    if len > usize::from(u16::MAX) {
-        return Parsed::Other;
-    }
-    let start = buf.as_ptr() as usize;
-    // Within the head, so under 64 KiB: u16 keeps this array small to clear.
-    let span = |s: &[u8]| ((s.as_ptr() as usize - start) as u16, s.len() as u16);
-    let mut spans = [((0u16, 0u16), (0u16, 0u16)); MAX_HEADERS];
-    let count = req.headers.len();
-    for (slot, h) in spans.iter_mut().zip(req.headers.iter()) {
-        *slot = (span(h.name.as_bytes()), span(h.value));
-    }
-    let path = span(path.as_bytes());
-    let head = buf.split_to(len).freeze();
-    let slice = |(at, n): (u16, u16)| head.slice(usize::from(at)..usize::from(at) + usize::from(n));
-    let Ok(uri) = Uri::from_maybe_shared(slice(path)) else {
-        // Already consumed; hyper would answer 400 too.
-        return Parsed::Own(bad_request());
-    };
-    let mut headers = HeaderMap::with_capacity(count);
-    for &(name, value) in &spans[..count] {
-        // httparse accepted both, so neither fails here in practice.
-        let name = crate::mcp::headers::name(&slice(name));
-        // The length is this codec's (the body comes whole); the handler gets the rest.
-        if name.as_ref().is_ok_and(|n| *n == CONTENT_LENGTH) {
-            continue;
-        }
-        match (name, HeaderValue::from_maybe_shared(slice(value))) {
-            (Ok(n), Ok(v)) => {
-                headers.append(n, v);
-            }
-            _ => return Parsed::Own(bad_request()),
-        }
-    }
-    let mut request = Request::new(());
-    *request.method_mut() = method;
-    *request.uri_mut() = uri;
-    *request.version_mut() = Version::HTTP_11;
-    *request.headers_mut() = headers;
-    Parsed::Own(Head { request, body_len: body_len.unwrap_or(0) as usize, close })
+enum Refusal {
+    Closed,
+    Status(StatusCode, &'static str),
 }
 
-/// A request that cannot be served: the handler sees a request for a path nothing answers
-/// (404), and the connection closes after it.
-fn bad_request() -> Head {
-    let mut request = Request::new(());
-    *request.uri_mut() = Uri::from_static("/.invalid");
-    Head { request, body_len: 0, close: true }
+/// Reads the request's body whole, held against the gateway's budget for bodies in memory. A
+/// body larger than `max_body` is not read: the handler gets a body that says its size, and
+/// refuses it (413) as it would any other.
+async fn read_body(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    head: &Head,
+    limits: &Limits,
+    ticket: &Ticket,
+) -> Result<(RequestBody, Option<Held>), Refusal> {
+    let busy = || Refusal::Status(StatusCode::SERVICE_UNAVAILABLE, "request bodies fill the memory set aside");
+    match head.body {
+        BodyFraming::Length(0) => Ok((RequestBody::whole(Bytes::new()), None)),
+        BodyFraming::Length(n) if n > limits.max_body as u64 => Ok((RequestBody::too_large(n), None)),
+        BodyFraming::Length(n) => {
+            let n = n as usize;
+            let held = ticket.conns().hold(n, limits.max_buffered_bodies).ok_or_else(busy)?;
+            if head.expects_continue && buf.len() < n {
+                continue_now(stream, limits).await?;
+            }
+            let deadline = Instant::now() + limits.body_deadline(n as u64);
+            while buf.len() < n {
+                buf.reserve((n - buf.len()).min(BODY_STEP));
+                read_more(stream, buf, deadline, limits).await?;
+            }
+            Ok((RequestBody::whole(buf.split_to(n).freeze()), Some(held)))
+        }
+        BodyFraming::Chunked => {
+            let mut held = ticket.conns().hold(0, limits.max_buffered_bodies).ok_or_else(busy)?;
+            if head.expects_continue && buf.is_empty() {
+                continue_now(stream, limits).await?;
+            }
+            let started = Instant::now();
+            let mut body = BytesMut::new();
+            loop {
+                let deadline = started + limits.body_deadline(body.len() as u64);
+                // The size line, the data and its CRLF, as they arrive.
+                let size = loop {
+                    match super::framing::chunk_size(buf) {
+                        Ok(Some((len, size))) => {
+                            buf.advance(len);
+                            break size;
+                        }
+                        Ok(None) => read_more(stream, buf, deadline, limits).await?,
+                        Err(()) => return Err(Refusal::Status(StatusCode::BAD_REQUEST, "a chunk size is malformed")),
+                    }
+                };
+                if size == 0 {
+                    break;
+                }
+                if body.len() as u64 + size > limits.max_body as u64 {
+                    return Ok((RequestBody::too_large(body.len() as u64 + size), None));
+                }
+                let size = size as usize;
+                if !held.grow(size, limits.max_buffered_bodies) {
+                    return Err(busy());
+                }
+                while buf.len() < size + 2 {
+                    buf.reserve((size + 2 - buf.len()).min(BODY_STEP));
+                    read_more(stream, buf, deadline, limits).await?;
+                }
+                body.extend_from_slice(&buf[..size]);
+                if &buf[size..size + 2] != b"\r\n" {
+                    return Err(Refusal::Status(StatusCode::BAD_REQUEST, "a chunk does not end with CRLF"));
+                }
+                buf.advance(size + 2);
+            }
+            // Trailer fields are read and dropped (none of them may frame or route).
+            let deadline = Instant::now() + limits.head_timeout;
+            loop {
+                match buf.windows(2).position(|w| w == b"\r\n") {
+                    Some(0) => {
+                        buf.advance(2);
+                        break;
+                    }
+                    Some(i) => buf.advance(i + 2),
+                    None if buf.len() > MAX_HEAD => {
+                        return Err(Refusal::Status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "trailers too large"));
+                    }
+                    None => read_more(stream, buf, deadline, limits).await?,
+                }
+            }
+            Ok((RequestBody::whole(body.freeze()), Some(held)))
+        }
+    }
 }
 
-async fn refuse(mut stream: TcpStream, code: StatusCode) -> Ended {
+/// One more read of a body: the client may pause `body_timeout` between reads, and the whole
+/// body must be in by `deadline` (a minimum rate). nginx answers a body timeout with 408.
+async fn read_more(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    deadline: Instant,
+    limits: &Limits,
+) -> Result<(), Refusal> {
+    let pause = (Instant::now() + limits.body_timeout).min(deadline);
+    match timeout_at(pause, stream.read_buf(buf)).await {
+        Ok(Ok(n)) if n > 0 => Ok(()),
+        Ok(_) => Err(Refusal::Closed),
+        Err(_) => Err(Refusal::Status(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time")),
+    }
+}
+
+async fn continue_now(stream: &mut TcpStream, limits: &Limits) -> Result<(), Refusal> {
+    write_within(stream, b"HTTP/1.1 100 Continue\r\n\r\n", limits.write_timeout).await.map_err(|_| Refusal::Closed)
+}
+
+async fn refuse(mut stream: TcpStream, code: StatusCode, limits: &Limits) -> Ended {
     let head = format!(
         "HTTP/1.1 {} {}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
         code.as_u16(),
         code.canonical_reason().unwrap_or("")
     );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.shutdown().await;
+    let _ = write_within(&mut stream, head.as_bytes(), limits.write_timeout).await;
+    let _ = tokio::time::timeout(limits.write_timeout, stream.shutdown()).await;
     Ended::Closed
+}
+
+/// A write the client must take within `limit` (nginx's `send_timeout`).
+async fn write_within(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> std::io::Result<()> {
+    match tokio::time::timeout(limit, stream.write_all(bytes)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}
+
+/// How an answer is to be written.
+struct Answer {
+    head_only: bool,
+    close: bool,
+    /// To an HTTP/1.0 client: no chunked coding; a stream runs until the close.
+    http10: bool,
+    keep_alive_said: bool,
 }
 
 /// Writes `resp`: a known length in one write with its head, a stream chunked and event by
@@ -258,8 +291,8 @@ async fn write_response(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     resp: Response<Body>,
-    head_only: bool,
-    close: bool,
+    how: Answer,
+    limit: Duration,
 ) -> std::io::Result<()> {
     let (parts, mut body) = resp.into_parts();
     let bodiless = parts.status.is_informational()
@@ -281,10 +314,14 @@ async fn write_response(
     if !parts.headers.contains_key(DATE) {
         super::date::with(|d| header(&mut out, "date", d.as_bytes()));
     }
-    if close {
+    // A stream to an HTTP/1.0 client ends with the connection.
+    let until_close = how.http10 && exact.is_none() && !bodiless;
+    if how.close || until_close {
         header(&mut out, "connection", b"close");
+    } else if how.keep_alive_said {
+        header(&mut out, "connection", b"keep-alive");
     }
-    let chunked = !bodiless && exact.is_none();
+    let chunked = !bodiless && exact.is_none() && !how.http10;
     match exact {
         _ if bodiless => {}
         Some(n) => {
@@ -292,11 +329,12 @@ async fn write_response(
             crate::transport::http1::decimal(&mut out, n);
             out.extend_from_slice(b"\r\n");
         }
-        None => header(&mut out, "transfer-encoding", b"chunked"),
+        None if chunked => header(&mut out, "transfer-encoding", b"chunked"),
+        None => {}
     }
     out.extend_from_slice(b"\r\n");
-    if head_only || bodiless {
-        return stream.write_all(&out).await;
+    if how.head_only || bodiless {
+        return write_within(stream, &out, limit).await;
     }
     if let Some(n) = exact.filter(|n| *n <= ONE_WRITE) {
         // A whole answer (the usual JSON one): its frames are ready or nearly so.
@@ -309,9 +347,9 @@ async fn write_response(
         if out.len() as u64 - head_len != n {
             return Err(std::io::Error::other("the answer's body was not the length it said"));
         }
-        return stream.write_all(&out).await;
+        return write_within(stream, &out, limit).await;
     }
-    stream.write_all(&out).await?;
+    write_within(stream, &out, limit).await?;
     loop {
         let frame = tokio::select! {
             f = body.frame() => f,
@@ -329,13 +367,16 @@ async fn write_response(
             chunk.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
             chunk.extend_from_slice(&data);
             chunk.extend_from_slice(b"\r\n");
-            stream.write_all(&chunk).await?;
+            write_within(stream, &chunk, limit).await?;
         } else {
-            stream.write_all(&data).await?;
+            write_within(stream, &data, limit).await?;
         }
     }
     if chunked {
-        stream.write_all(b"0\r\n\r\n").await?;
+        write_within(stream, b"0\r\n\r\n", limit).await?;
+    }
+    if until_close {
+        return Err(std::io::ErrorKind::ConnectionAborted.into());
     }
     Ok(())
 }
@@ -362,54 +403,5 @@ async fn hung_up(stream: &TcpStream, buf: &mut BytesMut) -> std::io::Result<()> 
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parsed(wire: &str) -> Parsed {
-        parse(&mut BytesMut::from(wire))
-    }
-
-    #[test]
-    fn what_this_codec_takes_and_what_it_leaves_to_hyper() {
-        let own = |w: &str| matches!(parsed(w), Parsed::Own(_));
-        let other = |w: &str| matches!(parsed(w), Parsed::Other);
-        assert!(own("POST /mcp HTTP/1.1\r\nhost: a\r\ncontent-length: 2\r\n\r\n{}"));
-        assert!(own("GET /mcp HTTP/1.1\r\nhost: a\r\n\r\n"));
-        assert!(matches!(parsed("POST /mcp HTTP/1.1\r\nhost: a\r\ncontent-le"), Parsed::Partial));
-        for w in [
-            "POST /mcp HTTP/1.0\r\ncontent-length: 2\r\n\r\n{}",
-            "POST /mcp HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n",
-            "POST /mcp HTTP/1.1\r\nexpect: 100-continue\r\ncontent-length: 2\r\n\r\n",
-            "GET /mcp HTTP/1.1\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n",
-            "POST /mcp HTTP/1.1\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\n",
-            "POST /mcp HTTP/1.1\r\ncontent-length: -1\r\n\r\n",
-            "POST /mcp HTTP/1.1\r\ncontent-length: 99999999\r\n\r\n",
-            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-            "NOT HTTP\r\n\r\n",
-        ] {
-            assert!(other(w), "{w:?}");
-        }
-    }
-
-    #[test]
-    fn a_parsed_head_keeps_its_headers_and_leaves_the_body() {
-        let mut buf = BytesMut::from(
-            "POST /mcp?x=1 HTTP/1.1\r\nHost: a:1\r\nMcp-Session-Id: s1\r\nConnection: close\r\ncontent-length: 2\r\n\r\n{}",
-        );
-        let Parsed::Own(head) = parse(&mut buf) else { panic!("not parsed") };
-        assert_eq!(&buf[..], b"{}");
-        assert_eq!(head.body_len, 2);
-        assert!(head.close);
-        assert_eq!(head.request.method(), Method::POST);
-        assert_eq!(head.request.uri().path(), "/mcp");
-        assert_eq!(head.request.uri().query(), Some("x=1"));
-        assert_eq!(head.request.headers()["mcp-session-id"], "s1");
-        assert_eq!(head.request.headers()["host"], "a:1");
-        // The length was the codec's to act on; the handler gets the body whole.
-        assert!(!head.request.headers().contains_key("content-length"));
     }
 }

@@ -2,8 +2,13 @@
 //! sees it (Host/Origin, CORS), and the single place errors become HTTP responses.
 
 pub mod body;
+pub mod conns;
 pub mod date;
+pub mod framing;
 pub mod guard;
 pub mod h1;
+pub mod head;
+pub mod limits;
+pub mod negotiate;
 pub mod server;
 pub mod wire;

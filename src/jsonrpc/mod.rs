@@ -12,6 +12,9 @@ pub mod codes;
 /// One JSON-RPC message, borrowed from the bytes it was parsed from.
 #[derive(Debug, Deserialize)]
 pub struct Envelope<'a> {
+    /// Must be `"2.0"` in what a client sends (`Payload::check_version`).
+    #[serde(borrow, default)]
+    pub jsonrpc: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub id: Option<&'a RawValue>,
     // Through `Text`: serde borrows a bare `Cow<str>` field, but fills an `Option` of one with
@@ -107,6 +110,8 @@ pub enum ParseError {
     NotJsonRpc(String),
     #[error("the batch is empty")]
     EmptyBatch,
+    #[error("a message lacks \"jsonrpc\": \"2.0\"")]
+    NotVersion2,
 }
 
 impl<'a> Payload<'a> {
@@ -155,6 +160,15 @@ impl<'a> Payload<'a> {
             .filter(|m| m.kind() == Kind::Request)
             .filter_map(|m| m.id.map(|i| i.get().to_owned()))
             .collect()
+    }
+
+    /// Every message says `"jsonrpc": "2.0"`: anything else is refused (-32600) before it goes
+    /// anywhere (a server would drop it, and its client would wait for nothing).
+    pub fn check_version(&self) -> Result<(), ParseError> {
+        match self.messages().iter().all(|m| m.jsonrpc.is_some_and(|v| v.get() == "\"2.0\"")) {
+            true => Ok(()),
+            false => Err(ParseError::NotVersion2),
+        }
     }
 
     /// The id to answer an error with: the single request's id, else null.

@@ -36,37 +36,32 @@ impl Gateway {
         B::Error: Into<body::BoxError>,
     {
         let (parts, body) = req.into_parts();
-        // 1. Route: the merged endpoint, one server's, and the operational ones.
+        // 1. Host and Origin (DNS rebinding, cross-site browsers), for every route, before
+        //    anything else is looked at.
+        if let Err(refusal) = self.guard.get().check(&parts.headers, parts.uri.authority().map(|a| a.as_str())) {
+            tracing::warn!("refused: {refusal}");
+            return wire::error(&Error::new(Kind::Forbidden, refusal.to_string()), None);
+        }
+        // 2. Route: the operational endpoints, the merged endpoint, one server's.
         let path = parts.uri.path();
         let view = match path {
             "/mcp" => View::All,
-            "/healthz" | "/readyz" => return self.health(path == "/readyz"),
-            "/metrics" => return text(StatusCode::OK, self.metrics.render(&self.router)),
-            // Only a process on this machine may have the configuration re-read.
-            "/admin/reload" if parts.method == Method::POST && peer.ip().is_loopback() => {
-                let result = self.reload().await;
-                let code = if result.is_ok() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
-                let mut resp = text(code, super::reload::describe(&result).to_string() + "\n");
-                resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                return resp;
-            }
+            "/healthz" | "/readyz" | "/metrics" | "/admin/reload" => return self.operational(&parts, peer).await,
             p => match p.strip_prefix("/servers/").and_then(|r| r.strip_suffix("/mcp")) {
                 Some(name) if self.router.backend(name).is_some() => View::One(name.to_owned()),
                 _ => return text(StatusCode::NOT_FOUND, "not found\n".into()),
             },
         };
-        // 2. Host and Origin (DNS rebinding, cross-site browsers), before anything is read.
-        if let Err(refusal) = self.guard.check(&parts.headers, parts.uri.authority().map(|a| a.as_str())) {
-            tracing::warn!("refused: {refusal}");
-            return wire::error(&Error::new(Kind::Forbidden, refusal.to_string()), None);
-        }
         // 3. CORS preflight.
         if parts.method == Method::OPTIONS {
             return guard::preflight(&parts.headers);
         }
-        // 4. The MCP methods.
+        // 4. The MCP methods; a POST says it carries JSON and takes an answer we give.
         let mut resp = match parts.method {
-            Method::POST => self.post(view, &parts.headers, body).await,
+            Method::POST => match crate::http::negotiate::check_post(&parts.headers) {
+                Ok(()) => self.post(view, &parts.headers, body).await,
+                Err(e) => wire::error(&e, None),
+            },
             Method::GET => self.get(&view, &parts.headers),
             Method::DELETE => self.delete(&view, &parts.headers),
             _ => {
@@ -75,6 +70,37 @@ impl Gateway {
         };
         guard::cors(&parts.headers, resp.headers_mut());
         resp
+    }
+
+    /// Health, readiness, metrics and reload: for probes, scrapers and the operator, never for a
+    /// browser page (a request with any `Origin` is refused: CORS would not protect a reload,
+    /// which needs no preflight). Reloading is for a process on this machine only.
+    async fn operational(self: &Arc<Self>, parts: &http::request::Parts, peer: std::net::SocketAddr) -> Response<Body> {
+        if parts.headers.contains_key(http::header::ORIGIN) {
+            tracing::warn!(path = parts.uri.path(), "refused: a browser page asked for an operational endpoint");
+            return wire::error(&Error::new(Kind::Forbidden, "this endpoint is not for browser pages"), None);
+        }
+        let read_only = matches!(parts.method, Method::GET | Method::HEAD);
+        match parts.uri.path() {
+            "/admin/reload" if !peer.ip().is_loopback() => text(StatusCode::NOT_FOUND, "not found\n".into()),
+            "/admin/reload" if parts.method == Method::POST => {
+                let result = self.reload().await;
+                let code = if result.is_ok() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+                let mut resp = text(code, super::reload::describe(&result).to_string() + "\n");
+                resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                resp
+            }
+            "/admin/reload" => not_allowed(&parts.method, "POST"),
+            _ if !read_only => not_allowed(&parts.method, "GET"),
+            "/metrics" => {
+                let mut resp = text(StatusCode::OK, self.metrics.render(&self.router));
+                // What Prometheus scrapers expect of the text format.
+                resp.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+                resp
+            }
+            path => self.health(path == "/readyz"),
+        }
     }
 
     fn session(&self, view: &View, headers: &HeaderMap) -> Result<Arc<Session<Client>>, Error> {
@@ -108,13 +134,21 @@ impl Gateway {
                 );
             }
         };
-        // The fast path: a client that sees one server, unprefixed, talks to it as it is — its
-        // messages forwarded as they came (listings and the handshake still the gateway's).
-        if let Some(resp) = self.pass(&view, headers, &bytes).await {
-            return resp;
-        }
-        if let Some(resp) = self.routed_raw(&view, headers, &bytes).await {
-            return resp;
+        // Parsed once for the paths that forward messages as they came; what is not JSON-RPC
+        // gets its error from the message path below.
+        if let Ok(payload) = crate::jsonrpc::Payload::parse(&bytes) {
+            // Not JSON-RPC 2.0: refused at once, whatever server it was meant for.
+            if let Err(e) = payload.check_version() {
+                return wire::error(&Error::new(Kind::BadRequest, e.to_string()), payload.error_id());
+            }
+            // The fast path: a client that sees one server, unprefixed, talks to it as it is —
+            // its messages forwarded as they came (listings and the handshake still the gateway's).
+            if let Some(resp) = self.pass(&view, headers, &bytes, &payload).await {
+                return resp;
+            }
+            if let Some(resp) = self.routed_raw(&view, headers, &bytes, &payload).await {
+                return resp;
+            }
         }
         let msg: Value = match serde_json::from_slice(&bytes) {
             Ok(v @ Value::Object(_)) => v,
@@ -180,9 +214,14 @@ impl Gateway {
 
     /// Forwards a legacy message untouched when the view has one unprefixed server that can take
     /// it so; `None` sends it down the message path.
-    async fn pass(self: &Arc<Self>, view: &View, headers: &HeaderMap, bytes: &Bytes) -> Option<Response<Body>> {
+    async fn pass(
+        self: &Arc<Self>,
+        view: &View,
+        headers: &HeaderMap,
+        bytes: &Bytes,
+        payload: &crate::jsonrpc::Payload<'_>,
+    ) -> Option<Response<Body>> {
         let b = self.router.alone(view)?;
-        let payload = crate::jsonrpc::Payload::parse(bytes).ok()?;
         let msg = payload.single()?;
         let method = msg.method();
         // What the gateway answers itself, and what its session must see.
@@ -268,13 +307,18 @@ impl Gateway {
     /// A `tools/call` or `prompts/get` for one of several servers, named with its prefix: when
     /// that server takes messages as they come (a shared stdio child), the name and the id are
     /// swapped in the bytes and the answer comes back as it wrote it; `None`: the message path.
-    async fn routed_raw(self: &Arc<Self>, view: &View, headers: &HeaderMap, bytes: &Bytes) -> Option<Response<Body>> {
+    async fn routed_raw(
+        self: &Arc<Self>,
+        view: &View,
+        headers: &HeaderMap,
+        bytes: &Bytes,
+        payload: &crate::jsonrpc::Payload<'_>,
+    ) -> Option<Response<Body>> {
         #[derive(serde::Deserialize)]
         struct Named<'a> {
             #[serde(borrow)]
             name: &'a serde_json::value::RawValue,
         }
-        let payload = crate::jsonrpc::Payload::parse(bytes).ok()?;
         let msg = payload.single()?;
         let method = msg.method().filter(|m| matches!(*m, "tools/call" | "prompts/get"))?;
         let client_id = msg.id?;
@@ -776,6 +820,12 @@ fn accepted() -> Response<Body> {
 fn status(code: StatusCode) -> Response<Body> {
     let mut r = Response::new(body::empty());
     *r.status_mut() = code;
+    r
+}
+
+fn not_allowed(method: &Method, allow: &'static str) -> Response<Body> {
+    let mut r = wire::error(&Error::new(Kind::MethodNotAllowed, format!("{method} is not served here")), None);
+    r.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allow));
     r
 }
 

@@ -29,7 +29,10 @@ use router::{Backend, Router};
 use session::{Client, View};
 
 use crate::config::{self, Config, Server, Transport};
+use crate::http::conns::Conns;
 use crate::http::guard::Guard;
+use crate::http::limits::{Edge, Shared};
+use crate::http::server::Front;
 use crate::mcp::session::SessionTable;
 
 pub struct Options {
@@ -41,7 +44,14 @@ pub struct Options {
 pub struct Gateway {
     router: Router,
     sessions: SessionTable<Client>,
-    guard: Guard,
+    /// Host/Origin rules, replaced by a reload.
+    guard: Shared<Guard>,
+    /// Whether the listener is on loopback (the guard's default for `Host`).
+    loopback: bool,
+    /// What client connections may take (timeouts, room), replaced by a reload.
+    edge: Edge,
+    /// The open client connections, for `/metrics`.
+    conns: Arc<Conns>,
     metrics: metrics::Metrics,
     shutdown: CancellationToken,
     config_path: PathBuf,
@@ -75,7 +85,10 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
     let gateway = Arc::new(Gateway {
         router: Router::new(cfg.clone()),
         sessions: SessionTable::default(),
-        guard,
+        guard: Shared::new(guard),
+        loopback: local.ip().is_loopback(),
+        edge: Edge::new(cfg.gateway.limits.clone()),
+        conns: Default::default(),
         metrics: Default::default(),
         shutdown: shutdown.clone(),
         config_path: opts.config.clone(),
@@ -113,7 +126,9 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
         move |req, peer: SocketAddr| gateway.clone().handle(req, peer)
     };
     // Kept until the backends are stopped: what requests started on the other loops runs there.
-    let loops = crate::http::server::serve(listener, handler, shutdown, cfg.gateway.shutdown_grace, threads).await;
+    let front =
+        Front { shutdown, grace: cfg.gateway.shutdown_grace, edge: gateway.edge.clone(), conns: gateway.conns.clone() };
+    let loops = crate::http::server::serve(listener, handler, front, threads).await;
     let backends: Vec<Arc<Backend>> =
         gateway.router.backends.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
     // All at once: each child may take seconds to exit (npx's node), one after another would add up.

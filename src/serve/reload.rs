@@ -12,6 +12,7 @@ use serde_json::json;
 use super::Gateway;
 use super::router::Backend;
 use crate::config;
+use crate::http::guard::Guard;
 
 /// What a reload did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -57,6 +58,9 @@ impl Gateway {
             }
         }
         *self.router.config.write().unwrap_or_else(|p| p.into_inner()) = next.clone();
+        // The listener's rules apply from the next request on (a new connection, for the caps).
+        self.guard.set(Guard::new(self.loopback, &next.gateway.allow_hosts, &next.gateway.allow_origins));
+        self.edge.set(next.gateway.limits.clone());
         // Start what is new or changed.
         for s in next.servers.iter().filter(|s| s.enabled) {
             if self.router.backend(&s.name).is_some() {

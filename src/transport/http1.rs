@@ -303,7 +303,7 @@ enum Chunk {
 /// the connection's buffer; and whether the connection may carry another request after it.
 async fn read_head(conn: &mut Conn, head_only: bool) -> Result<(http::response::Parts, Framing, bool), BoxError> {
     loop {
-        if let Some((parts, len, framing)) = parse_head(&conn.buf, head_only)? {
+        if let Some((parts, len, framing, reusable)) = parse_head(&conn.buf, head_only)? {
             conn.buf.advance(len);
             if parts.status.is_informational() {
                 if parts.status == StatusCode::SWITCHING_PROTOCOLS {
@@ -311,7 +311,7 @@ async fn read_head(conn: &mut Conn, head_only: bool) -> Result<(http::response::
                 }
                 continue;
             }
-            let keep = keeps_alive(&parts) && framing != Framing::Close;
+            let keep = reusable && keeps_alive(&parts) && framing != Framing::Close;
             return Ok((parts, framing, keep));
         }
         if conn.buf.len() > MAX_HEAD {
@@ -324,7 +324,8 @@ async fn read_head(conn: &mut Conn, head_only: bool) -> Result<(http::response::
     }
 }
 
-type Parsed = Option<(http::response::Parts, usize, Framing)>;
+/// The head, its length, how its body is framed, and whether its connection may be reused.
+type Parsed = Option<(http::response::Parts, usize, Framing, bool)>;
 
 /// The response head at the start of `buf`, if it is all there.
 fn parse_head(buf: &[u8], head_only: bool) -> Result<Parsed, BoxError> {
@@ -363,8 +364,9 @@ fn parse_head(buf: &[u8], head_only: bool) -> Result<Parsed, BoxError> {
     parts.status = status;
     parts.version = if parsed.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
     let framing = said.framing(status, head_only);
+    let reusable = said.reusable();
     parts.headers = headers;
-    Ok(Some((parts, len, framing)))
+    Ok(Some((parts, len, framing, reusable)))
 }
 
 /// What a response head says about its body's framing.
@@ -378,14 +380,20 @@ struct FramingHeaders<'a> {
 impl FramingHeaders<'_> {
     /// One `Content-Length` line: a list of equal lengths, or a refusal.
     fn length(&mut self, value: &[u8]) -> Result<(), BoxError> {
-        for part in std::str::from_utf8(value).unwrap_or("x").split(',') {
-            let n: u64 = part.trim().parse().map_err(|_| "the upstream sent a bad Content-Length")?;
-            if self.length.is_some_and(|l| l != n) {
-                return Err("the upstream sent conflicting Content-Lengths".into());
-            }
-            self.length = Some(n);
+        // ASCII digits only (no sign, no Unicode padding), a list only of one length repeated.
+        let n = crate::http::framing::content_length_list(value).ok_or("the upstream sent a bad Content-Length")?;
+        if self.length.is_some_and(|l| l != n) {
+            return Err("the upstream sent conflicting Content-Lengths".into());
         }
+        self.length = Some(n);
         Ok(())
+    }
+
+    /// A response framed two ways (`Transfer-Encoding` and `Content-Length`) is read by the
+    /// coding, as RFC 9112 §6.3 says, but its connection is never used again: whoever sent it
+    /// may disagree about where it ended.
+    fn reusable(&self) -> bool {
+        self.transfer_encoding.is_none() || self.length.is_none()
     }
 
     /// RFC 9112 §6.3: no body for HEAD, 1xx, 204 and 304; chunked when the last coding is;
@@ -533,13 +541,15 @@ fn chunked(buf: &mut BytesMut, state: Chunk) -> Result<Step, BoxError> {
         }
     };
     Ok(match state {
-        Chunk::Size => {
-            let Some(l) = line(buf)? else { return Ok(Step::More) };
-            let text = std::str::from_utf8(&l).unwrap_or("");
-            let size = text.split(';').next().unwrap_or("").trim();
-            let size = u64::from_str_radix(size, 16).map_err(|_| "the upstream sent a bad chunk size")?;
-            Step::Next(if size == 0 { Chunk::Trailers } else { Chunk::Data(size) })
-        }
+        // Hex digits only, as on the server side (`framing::chunk_size`).
+        Chunk::Size => match crate::http::framing::chunk_size(buf) {
+            Ok(Some((len, size))) => {
+                buf.advance(len);
+                Step::Next(if size == 0 { Chunk::Trailers } else { Chunk::Data(size) })
+            }
+            Ok(None) => Step::More,
+            Err(()) => return Err("the upstream sent a bad chunk size".into()),
+        },
         Chunk::Data(left) => {
             if buf.is_empty() {
                 return Ok(Step::More);
@@ -673,12 +683,17 @@ mod tests {
             assert_eq!(out, b"Wikipedia", "split {step}");
             assert!(buf.is_empty());
         }
+        // Sizes are hex digits: no sign, no padding, no empty size.
+        for bad in [&b"+5\r\n"[..], b" 5\r\n", b"\r\n", b"5 5\r\n", b"\xc2\xa05\r\n"] {
+            assert!(chunked(&mut BytesMut::from(bad), Chunk::Size).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
     fn response_framing_follows_rfc_9112() {
         let head = |h: &str| format!("HTTP/1.1 200 OK\r\n{h}\r\n");
-        let f = |h: &str| parse_head(head(h).as_bytes(), false).map(|p| p.map(|(_, _, f)| f));
+        let f = |h: &str| parse_head(head(h).as_bytes(), false).map(|p| p.map(|(_, _, f, _)| f));
+        let reusable = |h: &str| parse_head(head(h).as_bytes(), false).unwrap().unwrap().3;
         assert_eq!(f("content-length: 12\r\n").unwrap(), Some(Framing::Length(12)));
         assert_eq!(f("content-length: 0\r\n").unwrap(), Some(Framing::Done));
         assert_eq!(f("transfer-encoding: gzip, chunked\r\n").unwrap(), Some(Framing::Chunked(Chunk::Size)));
@@ -690,11 +705,20 @@ mod tests {
         assert_eq!(f("").unwrap(), Some(Framing::Close));
         assert!(f("content-length: 5\r\ncontent-length: 6\r\n").is_err());
         assert!(f("content-length: -1\r\n").is_err());
+        // Lengths are ASCII digits: no sign, no Unicode padding; a list only of one length.
+        assert!(f("content-length: +5\r\n").is_err());
+        assert!(f("content-length: \u{a0}5\r\n").is_err());
+        assert!(f("content-length: 5\u{3000}\r\n").is_err());
+        assert_eq!(f("content-length: 5, 5\r\n").unwrap(), Some(Framing::Length(5)));
+        // Framed two ways: read by the coding, never reused.
+        assert!(!reusable("transfer-encoding: chunked\r\ncontent-length: 5\r\n"));
+        assert!(reusable("transfer-encoding: chunked\r\n"));
+        assert!(reusable("content-length: 5\r\n"));
         assert_eq!(parse_head(b"HTTP/1.1 204 No Content\r\n\r\n", false).unwrap().unwrap().2, Framing::Done);
         assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-le", false).unwrap().map(|p| p.1), None);
         assert!(parse_head(b"SSH-2.0-OpenSSH\r\n\r\n", false).is_err());
         // The framing is the codec's: the caller gets the other headers only.
-        let (parts, _, _) =
+        let (parts, _, _, _) =
             parse_head(head("content-length: 2\r\ncontent-type: application/json\r\n").as_bytes(), false)
                 .unwrap()
                 .unwrap();
