@@ -321,6 +321,26 @@ pub struct ConnectArgs {
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// How long a connection may wait for its next request (and a new one for its first).
+    #[arg(long, value_name = "DURATION", default_value = "75s", value_parser = parse_positive_duration)]
+    pub idle_timeout: Duration,
+    /// How long a request head may take to arrive once begun.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_positive_duration)]
+    pub head_timeout: Duration,
+    /// How long a request body may pause between reads (it must also average 1 KiB/s).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_positive_duration)]
+    pub body_timeout: Duration,
+    /// How long the client may take to read what is written to it.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_positive_duration)]
+    pub write_timeout: Duration,
+    /// Client connections open at once (the longest-idle one is closed to make room).
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() { Err("must be longer than zero".into()) } else { Ok(d) }
 }
 
 impl ConnectArgs {
@@ -337,6 +357,17 @@ impl ConnectArgs {
             allow_origins: self.allow_origin,
             session_ttl: self.session_ttl,
             shutdown_grace: self.shutdown_grace,
+            // One user on loopback: no limit per client address; the rest as nginx has it.
+            limits: crate::http::limits::Limits {
+                idle_timeout: self.idle_timeout,
+                head_timeout: self.head_timeout,
+                body_timeout: self.body_timeout,
+                write_timeout: self.write_timeout,
+                max_connections: self.max_connections as usize,
+                max_connections_per_client: 0,
+                max_body: self.max_body,
+                ..Default::default()
+            },
         })
     }
 }

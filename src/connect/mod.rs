@@ -51,6 +51,8 @@ pub struct Options {
     pub allow_origins: Vec<String>,
     pub session_ttl: Duration,
     pub shutdown_grace: Duration,
+    /// Timeouts and room for client connections.
+    pub limits: Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,9 +109,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
         let proxy = proxy.clone();
         move |req, _peer| proxy.clone().handle(req)
     };
-    // One user on loopback: no limit per client address; the rest as nginx would have it.
-    let limits = Limits { max_body: opts.max_body, max_connections_per_client: 0, ..Limits::default() };
-    let front = Front { shutdown, grace: opts.shutdown_grace, edge: Edge::new(limits), conns: Default::default() };
+    let front = Front { shutdown, grace: opts.shutdown_grace, edge: Edge::new(opts.limits), conns: Default::default() };
     // One user's proxy: one event loop (see src/main.rs).
     drop(crate::http::server::serve(listener, handler, front, 1).await);
     sweeper.abort();

@@ -98,7 +98,7 @@ pub fn parse(buf: &mut BytesMut) -> Parsed {
             length = Some(n);
         } else if name.eq_ignore_ascii_case(TRANSFER_ENCODING.as_str().as_bytes()) {
             if coding.is_some() {
-                return Parsed::Refused(StatusCode::NOT_IMPLEMENTED, "Transfer-Encoding is repeated");
+                return Parsed::Refused(StatusCode::BAD_REQUEST, "Transfer-Encoding is repeated");
             }
             coding = Some(framing::request_coding(h.value));
         } else if name.eq_ignore_ascii_case(HOST.as_str().as_bytes()) {

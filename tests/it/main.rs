@@ -8,6 +8,8 @@ mod connect_faults;
 mod connect_front;
 mod connect_sdk;
 mod connect_streams;
+mod edge_corpus;
+mod edge_limits;
 mod harness;
 mod idp;
 mod keychain;
