@@ -77,7 +77,9 @@ pub fn logout(args: LogoutArgs) -> Result<(), String> {
     let store = open(args.store_dir)?;
     let mut removed = 0;
     let wanted = match &args.url {
-        Some(url) => Some(crate::oauth_client::discovery::canonical_resource(&crate::url::parse(url).map_err(|e| format!("URL: {e}"))?)),
+        Some(url) => Some(crate::oauth_client::discovery::canonical_resource(
+            &crate::url::parse(url).map_err(|e| format!("URL: {e}"))?,
+        )),
         None => None,
     };
     for record in store.list(Kind::Token).map_err(|e| e.to_string())? {

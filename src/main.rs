@@ -68,7 +68,7 @@ fn check(path: &std::path::Path) -> Result<(), String> {
     use std::io::Write;
     match mcpgate::config::load(path) {
         Ok(cfg) => {
-            let enabled = cfg.servers.iter().filter(|s| s.enabled).count();
+            let enabled = cfg.enabled;
             // One buffered writer: a file may list 100,000 servers.
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let _ = writeln!(

@@ -71,10 +71,7 @@ mod tests {
         assert_eq!(ok("no vars"), "no vars");
         assert!(expand("${MISSING}", &env).unwrap_err().contains("MISSING is not set"));
         // The value is never quoted back: it may be a secret.
-        assert_eq!(
-            expand("Bearer ${SECRET", &env).unwrap_err(),
-            "unclosed \"${\" at character 8 of the value"
-        );
+        assert_eq!(expand("Bearer ${SECRET", &env).unwrap_err(), "unclosed \"${\" at character 8 of the value");
         let e = expand("é ${SECRET VALUE}", &env).unwrap_err();
         assert!(e.contains("at character 3") && !e.contains("SECRET"), "{e}");
     }

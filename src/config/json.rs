@@ -218,7 +218,8 @@ impl<'a> Parser<'a> {
                             String::from_utf8(out).map(Cow::Owned).ok()
                         }
                     };
-                    return text.ok_or_else(|| SyntaxError { pos: start, message: "a string that is not UTF-8".into() });
+                    return text
+                        .ok_or_else(|| SyntaxError { pos: start, message: "a string that is not UTF-8".into() });
                 }
                 Some(b'\n') => return Err(SyntaxError { pos: start, message: "a line break inside a string".into() }),
                 Some(_) => {

@@ -141,7 +141,10 @@ impl Check<'_> {
             self.fail(path, node.pos, format!("must be an object of strings, not {}", node.kind()));
             return Vec::new();
         };
-        members.iter().filter_map(|(k, _, v)| self.string_at(v, || join(path, k)).map(|s| (k.clone(), v.pos, s))).collect()
+        members
+            .iter()
+            .filter_map(|(k, _, v)| self.string_at(v, || join(path, k)).map(|s| (k.clone(), v.pos, s)))
+            .collect()
     }
 
     /// `"30s"`, `"5m"`, or a number of seconds (what other clients write for `timeout`).
@@ -280,7 +283,10 @@ pub(super) fn config(root: &Node, env: &dyn Fn(&str) -> Option<String>) -> Resul
         prefixes(&mut c, &servers, &g.separator, top);
     }
     match (gateway, c.seen() == 0) {
-        (Some(gateway), true) => Ok(Config { gateway, servers }),
+        (Some(gateway), true) => {
+            let enabled = servers.iter().filter(|s| s.enabled).count();
+            Ok(Config { gateway, servers, enabled })
+        }
         _ => Err(c.finish()),
     }
 }
@@ -442,9 +448,11 @@ fn server(c: &mut Check, name: &str, pos: Pos, node: &Node) -> Option<Server> {
                             headers.push((name, value));
                         }
                         (Err(_), _) => c.fail(&hp, pos, "is not a valid header name"),
-                        (_, Err(_)) => {
-                            c.fail(&hp, pos, "the value is not a valid header value (control characters or line breaks?)")
-                        }
+                        (_, Err(_)) => c.fail(
+                            &hp,
+                            pos,
+                            "the value is not a valid header value (control characters or line breaks?)",
+                        ),
                     }
                 }
             }
@@ -550,14 +558,7 @@ fn oauth(c: &mut Check, node: &Node, path: &str) -> Option<OAuth> {
     if client_credentials && client_id.is_none() {
         c.fail(path, node.pos, "client credentials need a clientId");
     }
-    (c.seen() == before).then_some(OAuth {
-        issuer,
-        client_id,
-        client_secret,
-        scopes,
-        resource,
-        client_credentials,
-    })
+    (c.seen() == before).then_some(OAuth { issuer, client_id, client_secret, scopes, resource, client_credentials })
 }
 
 fn restart(c: &mut Check, node: &Node, path: &str) -> Restart {
@@ -699,7 +700,10 @@ mod tests {
     fn every_url_is_checked_whole_with_its_path() {
         let remote = |url: &str| format!(r#"{{"mcpServers": {{"r": {{"url": "{url}"}}}}}}"#);
         for (url, says) in [
-            ("http://127.0.0.1:65616/mcp", "1:30: mcpServers.r.url: http://127.0.0.1:65616/mcp: port 65616 is out of range"),
+            (
+                "http://127.0.0.1:65616/mcp",
+                "1:30: mcpServers.r.url: http://127.0.0.1:65616/mcp: port 65616 is out of range",
+            ),
             ("http://127.0.0.1:0/mcp", "mcpServers.r.url: http://127.0.0.1:0/mcp: port 0"),
             ("", "mcpServers.r.url: not a valid URL"),
             ("http:///mcp", "mcpServers.r.url: not a valid URL"),
@@ -713,7 +717,10 @@ mod tests {
             format!(r#"{{"mcpServers": {{"r": {{"url": "https://h/mcp", "auth": {{"oauth": {{"{k}": "{v}"}}}}}}}}}}"#)
         };
         let p = problems(&oauth("issuer", "https://idp:70000"));
-        assert!(p.iter().any(|l| l.contains("mcpServers.r.auth.oauth.issuer: https://idp:70000/: port 70000")), "{p:?}");
+        assert!(
+            p.iter().any(|l| l.contains("mcpServers.r.auth.oauth.issuer: https://idp:70000/: port 70000")),
+            "{p:?}"
+        );
         let p = problems(&oauth("resource", "https://h:65616/mcp"));
         assert!(p.iter().any(|l| l.contains("mcpServers.r.auth.oauth.resource: https://h:65616/mcp: port")), "{p:?}");
         assert!(problems(&oauth("resource", "api://0000-1111")).is_empty());
@@ -729,13 +736,22 @@ mod tests {
             (r#"{"url": "https://user:SECRET@h:65616/mcp?token=SECRET"}"#, "mcpServers.s.url"),
             (r#"{"url": "https://user:SECRET/x@h/mcp"}"#, "mcpServers.s.url"),
             (r#"{"url": "https://user:SEC RET@h/mcp"}"#, "mcpServers.s.url"),
-            (r#"{"url": "https://h/mcp", "headers": {"Authorization": "Bearer SECRET${X"}}"#, "mcpServers.s.headers.Authorization"),
+            (
+                r#"{"url": "https://h/mcp", "headers": {"Authorization": "Bearer SECRET${X"}}"#,
+                "mcpServers.s.headers.Authorization",
+            ),
             (r#"{"url": "https://h/mcp", "headers": {"Cookie": "s=SECRET"}}"#, "mcpServers.s.headers.Cookie"),
             (r#"{"url": "https://h/mcp", "headers": {"X-Key": "${SECRET VALUE}"}}"#, "mcpServers.s.headers.X-Key"),
             (r#"{"command": "x", "env": {"TOKEN": "SECRET${"}}"#, "mcpServers.s.env.TOKEN"),
             (r#"{"command": "x", "args": ["--token=SECRET${X"]}"#, "mcpServers.s.args[0]"),
-            (r#"{"url": "https://h/mcp", "auth": {"oauth": {"clientSecret": "SECRET${", "clientId": "c"}}}"#, "mcpServers.s.auth.oauth.clientSecret"),
-            (r#"{"url": "https://h/mcp", "auth": {"oauth": {"issuer": "https://u:SECRET@idp:0"}}}"#, "mcpServers.s.auth.oauth.issuer"),
+            (
+                r#"{"url": "https://h/mcp", "auth": {"oauth": {"clientSecret": "SECRET${", "clientId": "c"}}}"#,
+                "mcpServers.s.auth.oauth.clientSecret",
+            ),
+            (
+                r#"{"url": "https://h/mcp", "auth": {"oauth": {"issuer": "https://u:SECRET@idp:0"}}}"#,
+                "mcpServers.s.auth.oauth.issuer",
+            ),
         ] {
             let p = problems(&format!(r#"{{"mcpServers": {{"s": {server}}}}}"#));
             assert!(p.iter().any(|l| l.contains(&format!("{path}: "))), "{server}: {p:?}");
