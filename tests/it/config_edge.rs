@@ -365,7 +365,7 @@ fn large_config(local: Option<&serde_json::Value>) -> String {
     let mut text = String::with_capacity(10_500_000);
     text.push_str("{\"mcpgate\": {\"threads\": 1}, \"mcpServers\": {\n");
     if let Some(local) = local {
-        let _ = write!(text, "\"local\": {local},\n");
+        let _ = writeln!(text, "\"local\": {local},");
     }
     for i in 0..9_000 {
         let _ = write!(
