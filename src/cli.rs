@@ -213,8 +213,21 @@ impl OAuthArgs {
             ),
             None => self.client_secret,
         };
-        if let Some(issuer) = &self.issuer {
-            crate::upstream::parse_url(issuer).map_err(|e| format!("--issuer: {e}"))?;
+        // Every URL a flag gives is checked here, before anything starts, naming the flag.
+        for (flag, url) in [
+            ("--issuer", &self.issuer),
+            ("--client-metadata-url", &self.client_metadata_url),
+            ("--idp-token-endpoint", &self.idp_token_endpoint),
+        ] {
+            if let Some(url) = url {
+                crate::url::parse(url).map_err(|e| format!("{flag}: {e}"))?;
+            }
+        }
+        if let Some(resource) = self.resource.as_deref().filter(|r| *r != "none") {
+            crate::url::check_identifier(resource).map_err(|e| format!("--resource: {e}"))?;
+        }
+        if let Some(url) = &self.redirect_url {
+            crate::oauth_client::callback::parse_redirect(url).map_err(|e| format!("--redirect-url: {e}"))?;
         }
         if self.grant.unattended() && self.client_id.is_none() {
             return Err("--grant client-credentials and cross-app-access need --client-id (or OIDC_CLIENT_ID)".into());
@@ -265,10 +278,10 @@ impl UpstreamArgs {
         url: &str,
         oauth_by_default: bool,
     ) -> Result<crate::connect::UpstreamOptions, String> {
-        let url = crate::upstream::parse_url(url)?;
+        let url = crate::url::parse(url).map_err(|e| format!("URL: {e}"))?;
         let mut headers = HeaderMap::new();
-        for raw in &self.headers {
-            let (k, v) = crate::upstream::parse_header(raw)?;
+        for (i, raw) in self.headers.iter().enumerate() {
+            let (k, v) = crate::upstream::parse_header(raw).map_err(|e| format!("--header #{}: {e}", i + 1))?;
             headers.append(k, v);
         }
         let oauth = std::mem::replace(&mut self.oauth, OAuthArgs::none());

@@ -23,3 +23,4 @@ pub mod stdio;
 pub mod store;
 pub mod transport;
 pub mod upstream;
+pub mod url;

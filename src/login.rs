@@ -77,7 +77,9 @@ pub fn logout(args: LogoutArgs) -> Result<(), String> {
     let store = open(args.store_dir)?;
     let mut removed = 0;
     let wanted = match &args.url {
-        Some(url) => Some(crate::oauth_client::discovery::canonical_resource(&crate::upstream::parse_url(url)?)),
+        Some(url) => Some(crate::oauth_client::discovery::canonical_resource(
+            &crate::url::parse(url).map_err(|e| format!("URL: {e}"))?,
+        )),
         None => None,
     };
     for record in store.list(Kind::Token).map_err(|e| e.to_string())? {
@@ -95,7 +97,8 @@ pub fn logout(args: LogoutArgs) -> Result<(), String> {
         }
     }
     if removed == 0 {
-        eprintln!("mcpgate: nothing stored{}", args.url.map(|u| format!(" for {u}")).unwrap_or_default());
+        let shown = args.url.as_deref().map(|u| format!(" for {}", crate::url::display_text(u)));
+        eprintln!("mcpgate: nothing stored{}", shown.unwrap_or_default());
     }
     Ok(())
 }

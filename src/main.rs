@@ -62,11 +62,17 @@ fn main() -> ExitCode {
 }
 
 /// `mcpgate check`: every problem on its own line (`file:line:col: path: message`), or a summary.
+/// URLs are printed as `upstream::display_url` shows them, commands by their first word: what a
+/// configuration holds beyond that may be a secret.
 fn check(path: &std::path::Path) -> Result<(), String> {
+    use std::io::Write;
     match mcpgate::config::load(path) {
         Ok(cfg) => {
-            let enabled = cfg.servers.iter().filter(|s| s.enabled).count();
-            println!(
+            let enabled = cfg.enabled;
+            // One buffered writer: a file may list 100,000 servers.
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let _ = writeln!(
+                out,
                 "{}: valid; {} server(s), {enabled} enabled; would listen on {}",
                 path.display(),
                 cfg.servers.len(),
@@ -74,14 +80,16 @@ fn check(path: &std::path::Path) -> Result<(), String> {
             );
             for s in &cfg.servers {
                 let what = match &s.transport {
-                    mcpgate::config::Transport::Stdio { command, .. } => format!("stdio: {command}"),
+                    mcpgate::config::Transport::Stdio { command, .. } => {
+                        format!("stdio: {}", command.split_whitespace().next().unwrap_or_default())
+                    }
                     mcpgate::config::Transport::Remote { url, kind, .. } => {
                         format!("{kind:?}: {}", mcpgate::upstream::display_url(url))
                     }
                 };
-                println!("  {}{} ({what})", s.name, if s.enabled { "" } else { " [disabled]" });
+                let _ = writeln!(out, "  {}{} ({what})", s.name, if s.enabled { "" } else { " [disabled]" });
             }
-            Ok(())
+            out.flush().map_err(|e| format!("cannot write the summary: {e}"))
         }
         Err(invalid) => {
             eprintln!("{invalid}");

@@ -1,8 +1,10 @@
 //! `${VAR}` and `${VAR:-default}` in configuration strings, from the environment. `$$` is a
 //! literal `$`; a `$` not followed by `{` stays as it is (shell commands in args keep working).
+//! Errors never quote the string: it may be a header or `env` value, that is, a secret. They
+//! say where in the value the problem is instead.
 
 /// Expands `s`; `lookup` answers a variable's value. An unset variable without a default is an
-/// error naming it.
+/// error naming it (a name is not a secret; it is checked to be one before it is shown).
 pub fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     if !s.contains('$') {
         return Ok(s.to_owned());
@@ -16,14 +18,19 @@ pub fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String
             out.push('$');
             rest = r;
         } else if let Some(body) = after.strip_prefix('{') {
-            let end = body.find('}').ok_or_else(|| format!("unclosed ${{ in {s:?}"))?;
+            // Where this `${` is, in characters from the value's start (1-based).
+            let at = || s[..s.len() - after.len()].chars().count();
+            let end = body.find('}').ok_or_else(|| format!("unclosed \"${{\" at character {} of the value", at()))?;
             let inner = &body[..end];
             let (name, default) = match inner.split_once(":-") {
                 Some((n, d)) => (n, Some(d)),
                 None => (inner, None),
             };
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                return Err(format!("${{{inner}}} is not a variable name"));
+                return Err(format!(
+                    "the \"${{…}}\" at character {} of the value does not hold a variable name (letters, digits, _)",
+                    at()
+                ));
             }
             match (lookup(name).filter(|v| !v.is_empty() || default.is_none()), default) {
                 (Some(v), _) => out.push_str(&v),
@@ -63,7 +70,9 @@ mod tests {
         assert_eq!(ok("$$HOME and $PATH stay"), "$HOME and $PATH stay");
         assert_eq!(ok("no vars"), "no vars");
         assert!(expand("${MISSING}", &env).unwrap_err().contains("MISSING is not set"));
-        assert!(expand("${unclosed", &env).is_err());
-        assert!(expand("${a b}", &env).is_err());
+        // The value is never quoted back: it may be a secret.
+        assert_eq!(expand("Bearer ${SECRET", &env).unwrap_err(), "unclosed \"${\" at character 8 of the value");
+        let e = expand("é ${SECRET VALUE}", &env).unwrap_err();
+        assert!(e.contains("at character 3") && !e.contains("SECRET"), "{e}");
     }
 }

@@ -22,6 +22,16 @@ pub struct Config {
     pub gateway: Gateway,
     /// Sorted by name; disabled servers are kept (and reported), not started.
     pub servers: Vec<Server>,
+    /// How many of `servers` are enabled (asked on every request: a file may hold 100,000
+    /// disabled servers).
+    pub enabled: usize,
+}
+
+impl Config {
+    /// The server of this name (the list is sorted by name).
+    pub fn server(&self, name: &str) -> Option<&Server> {
+        self.servers.binary_search_by(|s| s.name.as_str().cmp(name)).ok().map(|i| &self.servers[i])
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -152,6 +162,14 @@ pub struct Invalid {
 }
 
 impl Invalid {
+    /// A file that could not be read at all.
+    pub fn unreadable(path: &Path, why: String) -> Invalid {
+        Invalid {
+            file: path.display().to_string(),
+            problems: vec![Problem { path: String::new(), pos: json::Pos { line: 0, col: 0 }, message: why }],
+        }
+    }
+
     fn render(&self) -> String {
         let n = self.problems.len();
         let mut s = format!("{} has {n} problem{}:", self.file, if n == 1 { "" } else { "s" });
@@ -164,16 +182,8 @@ impl Invalid {
 
 /// Reads and validates a configuration file, with the process environment for `${VAR}`.
 pub fn load(path: &Path) -> Result<Config, Invalid> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| Invalid {
-        file: file.clone(),
-        problems: vec![Problem {
-            path: String::new(),
-            pos: json::Pos { line: 0, col: 0 },
-            message: format!("cannot be read: {e}"),
-        }],
-    })?;
-    parse(&text, &|k| std::env::var(k).ok()).map_err(|problems| Invalid { file, problems })
+    let text = std::fs::read_to_string(path).map_err(|e| Invalid::unreadable(path, format!("cannot be read: {e}")))?;
+    parse(&text, &|k| std::env::var(k).ok()).map_err(|problems| Invalid { file: path.display().to_string(), problems })
 }
 
 /// Validates a configuration text (pure: the environment comes in as `env`).

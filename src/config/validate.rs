@@ -2,6 +2,8 @@
 //! a file in one go, not one error per run). Keys nobody knows are refused, with a suggestion;
 //! keys other MCP clients write into the same file (`disabled`, `autoApprove`, …) are accepted.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::time::Duration;
 
@@ -31,8 +33,14 @@ impl fmt::Display for Problem {
 /// The longest tool or prompt name the spec allows.
 pub const MAX_NAME: usize = 128;
 
+/// Problems listed before the rest are only counted: a generated file with a mistake repeated
+/// 900,000 times needs one line saying so, not 900,000 (nor the time and memory to format them).
+pub const MAX_PROBLEMS: usize = 500;
+
 struct Check<'e> {
     problems: Vec<Problem>,
+    /// Problems found beyond `MAX_PROBLEMS`.
+    more: usize,
     env: &'e dyn Fn(&str) -> Option<String>,
 }
 
@@ -40,7 +48,32 @@ type Members<'a> = &'a [(String, Pos, Node)];
 
 impl Check<'_> {
     fn fail(&mut self, path: &str, pos: Pos, message: impl Into<String>) {
-        self.problems.push(Problem { path: path.to_owned(), pos, message: message.into() });
+        if self.full() {
+            self.more += 1;
+        } else {
+            self.problems.push(Problem { path: path.to_owned(), pos, message: message.into() });
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.problems.len() >= MAX_PROBLEMS
+    }
+
+    /// Problems found so far, listed or not.
+    fn seen(&self) -> usize {
+        self.problems.len() + self.more
+    }
+
+    /// The listed problems, and a last line counting the others.
+    fn finish(mut self) -> Vec<Problem> {
+        if self.more > 0 {
+            self.problems.push(Problem {
+                path: String::new(),
+                pos: Pos { line: 1, col: 1 },
+                message: format!("and {} more problems, not listed", self.more),
+            });
+        }
+        self.problems
     }
 
     /// The members of an object, refusing keys outside `known` (and `ignored`: other clients' keys).
@@ -51,6 +84,10 @@ impl Check<'_> {
         };
         for (key, pos, _) in members {
             if !known.contains(&key.as_str()) && !ignored.contains(&key.as_str()) {
+                if self.full() {
+                    self.more += 1;
+                    continue;
+                }
                 let hint = suggest(key, known).map(|s| format!(" (did you mean {s:?}?)")).unwrap_or_default();
                 self.fail(&join(path, key), *pos, format!("unknown key{hint}; known keys: {}", known.join(", ")));
             }
@@ -59,16 +96,22 @@ impl Check<'_> {
     }
 
     fn string(&mut self, node: &Node, path: &str) -> Option<String> {
+        self.string_at(node, || path.to_owned())
+    }
+
+    /// `string` with the path built only for a problem: a map or list of 100,000 strings
+    /// would otherwise spend most of its time making paths nobody reads.
+    fn string_at(&mut self, node: &Node, path: impl FnOnce() -> String) -> Option<String> {
         match &node.value {
             Value::String(s) => match expand::expand(s, self.env) {
                 Ok(v) => Some(v),
                 Err(e) => {
-                    self.fail(path, node.pos, e);
+                    self.fail(&path(), node.pos, e);
                     None
                 }
             },
             _ => {
-                self.fail(path, node.pos, format!("must be a string, not {}", node.kind()));
+                self.fail(&path(), node.pos, format!("must be a string, not {}", node.kind()));
                 None
             }
         }
@@ -89,15 +132,19 @@ impl Check<'_> {
             self.fail(path, node.pos, format!("must be an array of strings, not {}", node.kind()));
             return Vec::new();
         };
-        items.iter().enumerate().filter_map(|(i, n)| self.string(n, &format!("{path}[{i}]"))).collect()
+        items.iter().enumerate().filter_map(|(i, n)| self.string_at(n, || format!("{path}[{i}]"))).collect()
     }
 
-    fn string_map(&mut self, node: &Node, path: &str) -> Vec<(String, String)> {
+    /// Each key with its value's position and the value, expanded.
+    fn string_map(&mut self, node: &Node, path: &str) -> Vec<(String, Pos, String)> {
         let Value::Object(members) = &node.value else {
             self.fail(path, node.pos, format!("must be an object of strings, not {}", node.kind()));
             return Vec::new();
         };
-        members.iter().filter_map(|(k, _, v)| self.string(v, &join(path, k)).map(|s| (k.clone(), s))).collect()
+        members
+            .iter()
+            .filter_map(|(k, _, v)| self.string_at(v, || join(path, k)).map(|s| (k.clone(), v.pos, s)))
+            .collect()
     }
 
     /// `"30s"`, `"5m"`, or a number of seconds (what other clients write for `timeout`).
@@ -234,9 +281,9 @@ const GATEWAY_KEYS: &[&str] = &[
 const MAX_THREADS: u64 = 256;
 
 pub(super) fn config(root: &Node, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<Problem>> {
-    let mut c = Check { problems: Vec::new(), env };
+    let mut c = Check { problems: Vec::new(), more: 0, env };
     let Some(top) = c.object(root, "", &["mcpServers", "mcpgate"], &["$schema", "inputs", "globalShortcut"]) else {
-        return Err(c.problems);
+        return Err(c.finish());
     };
     let gateway = match get(top, "mcpgate") {
         Some(n) => gateway(&mut c, n),
@@ -262,9 +309,12 @@ pub(super) fn config(root: &Node, env: &dyn Fn(&str) -> Option<String>) -> Resul
     if let Some(g) = &gateway {
         prefixes(&mut c, &servers, &g.separator, top);
     }
-    match (gateway, c.problems.is_empty()) {
-        (Some(gateway), true) => Ok(Config { gateway, servers }),
-        _ => Err(c.problems),
+    match (gateway, c.seen() == 0) {
+        (Some(gateway), true) => {
+            let enabled = servers.iter().filter(|s| s.enabled).count();
+            Ok(Config { gateway, servers, enabled })
+        }
+        _ => Err(c.finish()),
     }
 }
 
@@ -286,7 +336,7 @@ fn default_gateway() -> Gateway {
 fn gateway(c: &mut Check, node: &Node) -> Option<Gateway> {
     let members = c.object(node, "mcpgate", GATEWAY_KEYS, &[])?;
     let mut g = default_gateway();
-    let before = c.problems.len();
+    let before = c.seen();
     for (key, _, n) in members {
         let path = join("mcpgate", key);
         match key.as_str() {
@@ -352,7 +402,7 @@ fn gateway(c: &mut Check, node: &Node) -> Option<Gateway> {
             format!("must be at least maxBody ({} bytes): a body that size could never be read", g.max_body),
         );
     }
-    (c.problems.len() == before).then_some(g)
+    (c.seen() == before).then_some(g)
 }
 
 fn server(c: &mut Check, name: &str, pos: Pos, node: &Node) -> Option<Server> {
@@ -365,7 +415,7 @@ fn server(c: &mut Check, name: &str, pos: Pos, node: &Node) -> Option<Server> {
         );
     }
     let members = c.object(node, &path, SERVER_KEYS, FOREIGN_SERVER_KEYS)?;
-    let before = c.problems.len();
+    let before = c.seen();
     let field = |k: &str| get(members, k);
     let sub = |k: &str| join(&path, k);
 
@@ -399,7 +449,9 @@ fn server(c: &mut Check, name: &str, pos: Pos, node: &Node) -> Option<Server> {
                 c.fail(&sub("command"), cmd.pos, "is empty");
             }
             let args = field("args").map(|n| c.strings(n, &sub("args"))).unwrap_or_default();
-            let env = field("env").map(|n| c.string_map(n, &sub("env"))).unwrap_or_default();
+            let env = field("env")
+                .map(|n| c.string_map(n, &sub("env")).into_iter().map(|(k, _, v)| (k, v)).collect())
+                .unwrap_or_default();
             let cwd = field("cwd").and_then(|n| c.string(n, &sub("cwd"))).map(PathBuf::from);
             let stateful = field("stateful").and_then(|n| c.bool(n, &sub("stateful"))).unwrap_or(false);
             command.map(|command| Transport::Stdio { command, args, env, cwd, stateful })
@@ -431,7 +483,7 @@ fn server(c: &mut Check, name: &str, pos: Pos, node: &Node) -> Option<Server> {
                     }
                 },
             };
-            let url = c.string(u, &sub("url")).and_then(|s| match crate::upstream::parse_url(&s) {
+            let url = c.string(u, &sub("url")).and_then(|s| match crate::url::parse(&s) {
                 Ok(uri) => Some(uri),
                 Err(e) => {
                     c.fail(&sub("url"), u.pos, e);
@@ -440,15 +492,20 @@ fn server(c: &mut Check, name: &str, pos: Pos, node: &Node) -> Option<Server> {
             });
             let mut headers = Vec::new();
             if let Some(h) = field("headers") {
-                for (k, v) in c.string_map(h, &sub("headers")) {
+                for (k, pos, v) in c.string_map(h, &sub("headers")) {
                     let hp = join(&sub("headers"), &k);
+                    // Never the value in a message: it is often the credential.
                     match (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str())) {
                         (Ok(name), Ok(mut value)) => {
                             value.set_sensitive(true);
                             headers.push((name, value));
                         }
-                        (Err(_), _) => c.fail(&hp, h.pos, "is not a valid header name"),
-                        (_, Err(_)) => c.fail(&hp, h.pos, "the value is not a valid header value"),
+                        (Err(_), _) => c.fail(&hp, pos, "is not a valid header name"),
+                        (_, Err(_)) => c.fail(
+                            &hp,
+                            pos,
+                            "the value is not a valid header value (control characters or line breaks?)",
+                        ),
                     }
                 }
             }
@@ -482,7 +539,7 @@ fn server(c: &mut Check, name: &str, pos: Pos, node: &Node) -> Option<Server> {
     }
     let restart = field("restart").map(|n| restart(c, n, &sub("restart"))).unwrap_or_default();
     let transport = transport?;
-    (c.problems.len() == before).then(|| Server {
+    (c.seen() == before).then(|| Server {
         name: name.to_owned(),
         enabled,
         transport,
@@ -521,11 +578,11 @@ fn credential(c: &mut Check, node: &Node, path: &str) -> Option<Credential> {
 
 fn oauth(c: &mut Check, node: &Node, path: &str) -> Option<OAuth> {
     let members = c.object(node, path, &["issuer", "clientId", "clientSecret", "scopes", "resource", "grant"], &[])?;
-    let before = c.problems.len();
+    let before = c.seen();
     let text = |c: &mut Check, k: &str| get(members, k).and_then(|n| c.string(n, &join(path, k)));
     let issuer = text(c, "issuer");
     if let (Some(i), Some(n)) = (&issuer, get(members, "issuer"))
-        && let Err(e) = crate::upstream::parse_url(i)
+        && let Err(e) = crate::url::parse(i)
     {
         c.fail(&join(path, "issuer"), n.pos, e);
     }
@@ -533,6 +590,11 @@ fn oauth(c: &mut Check, node: &Node, path: &str) -> Option<OAuth> {
     let client_secret = text(c, "clientSecret");
     let scopes = text(c, "scopes");
     let resource = text(c, "resource");
+    if let (Some(r), Some(n)) = (&resource, get(members, "resource"))
+        && let Err(e) = crate::url::check_identifier(r)
+    {
+        c.fail(&join(path, "resource"), n.pos, e);
+    }
     let client_credentials = match (text(c, "grant").as_deref(), get(members, "grant")) {
         (None, _) | (Some("authorization-code"), _) => false,
         (Some("client-credentials"), _) => true,
@@ -549,14 +611,7 @@ fn oauth(c: &mut Check, node: &Node, path: &str) -> Option<OAuth> {
     if client_credentials && client_id.is_none() {
         c.fail(path, node.pos, "client credentials need a clientId");
     }
-    (c.problems.len() == before).then_some(OAuth {
-        issuer,
-        client_id,
-        client_secret,
-        scopes,
-        resource,
-        client_credentials,
-    })
+    (c.seen() == before).then_some(OAuth { issuer, client_id, client_secret, scopes, resource, client_credentials })
 }
 
 fn restart(c: &mut Check, node: &Node, path: &str) -> Restart {
@@ -579,24 +634,30 @@ fn restart(c: &mut Check, node: &Node, path: &str) -> Restart {
 }
 
 /// Prefixes must keep the servers' names apart: two servers with one prefix would mix their tools.
+/// One pass with a table of the prefixes seen (a file may hold 100,000 servers).
 fn prefixes(c: &mut Check, servers: &[Server], sep: &str, top: Members) {
-    let enabled: Vec<&Server> = servers.iter().filter(|s| s.enabled).collect();
-    let mut seen: Vec<(String, &str)> = Vec::new();
-    for s in &enabled {
-        let p = effective_prefix(s, enabled.len(), sep);
-        if let Some((_, other)) = seen.iter().find(|(q, _)| !p.is_empty() && *q == p) {
-            let pos = get(top, "mcpServers").map(|n| n.pos).unwrap_or(Pos { line: 1, col: 1 });
-            c.fail(
+    let enabled = servers.iter().filter(|s| s.enabled).count();
+    let pos = get(top, "mcpServers").map(|n| n.pos).unwrap_or(Pos { line: 1, col: 1 });
+    let mut seen: HashMap<String, &str> = HashMap::with_capacity(enabled);
+    let mut unprefixed = 0;
+    for s in servers.iter().filter(|s| s.enabled) {
+        let p = effective_prefix(s, enabled, sep);
+        if p.is_empty() {
+            unprefixed += 1;
+            continue;
+        }
+        match seen.entry(p) {
+            Entry::Occupied(other) => c.fail(
                 &join("mcpServers", &s.name),
                 pos,
-                format!("has the same name prefix ({p:?}) as {other}: their tools would mix"),
-            );
+                format!("has the same name prefix ({:?}) as {}: their tools would mix", other.key(), other.get()),
+            ),
+            Entry::Vacant(slot) => {
+                slot.insert(&s.name);
+            }
         }
-        seen.push((p, &s.name));
     }
-    let unprefixed = enabled.iter().filter(|s| effective_prefix(s, enabled.len(), sep).is_empty()).count();
-    if enabled.len() > 1 && unprefixed > 1 {
-        let pos = get(top, "mcpServers").map(|n| n.pos).unwrap_or(Pos { line: 1, col: 1 });
+    if enabled > 1 && unprefixed > 1 {
         c.fail("mcpServers", pos, "more than one server has an empty prefix: their tool names may collide (collisions are checked again when they list their tools)");
     }
 }
@@ -670,7 +731,7 @@ mod tests {
             "4:5: mcpServers[\"bad name\"]: a server name must be",
             "5:38: mcpServers.both.url: a server has either a command",
             "6:13: mcpServers.none: needs a \"command\"",
-            "7:21: mcpServers.url.url: \"htp://x\": the scheme must be http or https",
+            "7:21: mcpServers.url.url: htp://x/: the scheme must be http or https, not htp",
             "7:49: mcpServers.url.headers.X: the environment variable MISSING is not set",
             "8:31: mcpServers.typo.argz: unknown key (did you mean \"args\"?)",
             "8:54: mcpServers.typo.timeout: \"5 days\": unknown unit",
@@ -686,6 +747,77 @@ mod tests {
         assert_eq!(super::super::parse(two, &env).unwrap().gateway.threads, Some(2));
         assert!(problems("{\"servers\": {}}")[0].contains("unknown key"));
         assert!(problems("not json")[0].starts_with("1:1:"));
+    }
+
+    #[test]
+    fn every_url_is_checked_whole_with_its_path() {
+        let remote = |url: &str| format!(r#"{{"mcpServers": {{"r": {{"url": "{url}"}}}}}}"#);
+        for (url, says) in [
+            (
+                "http://127.0.0.1:65616/mcp",
+                "1:30: mcpServers.r.url: http://127.0.0.1:65616/mcp: port 65616 is out of range",
+            ),
+            ("http://127.0.0.1:0/mcp", "mcpServers.r.url: http://127.0.0.1:0/mcp: port 0"),
+            ("", "mcpServers.r.url: not a valid URL"),
+            ("http:///mcp", "mcpServers.r.url: not a valid URL"),
+            ("http://:8080/mcp", "mcpServers.r.url: http://:8080/mcp: the URL has no host"),
+            ("ftp://h/x", "mcpServers.r.url: ftp://h/x: the scheme must be http or https"),
+        ] {
+            let p = problems(&remote(url));
+            assert!(p.iter().any(|l| l.contains(says)), "{url:?}: {p:?}");
+        }
+        let oauth = |k: &str, v: &str| {
+            format!(r#"{{"mcpServers": {{"r": {{"url": "https://h/mcp", "auth": {{"oauth": {{"{k}": "{v}"}}}}}}}}}}"#)
+        };
+        let p = problems(&oauth("issuer", "https://idp:70000"));
+        assert!(
+            p.iter().any(|l| l.contains("mcpServers.r.auth.oauth.issuer: https://idp:70000/: port 70000")),
+            "{p:?}"
+        );
+        let p = problems(&oauth("resource", "https://h:65616/mcp"));
+        assert!(p.iter().any(|l| l.contains("mcpServers.r.auth.oauth.resource: https://h:65616/mcp: port")), "{p:?}");
+        assert!(problems(&oauth("resource", "api://0000-1111")).is_empty());
+    }
+
+    /// Each row holds a secret (`SECRET`) where a problem is; the problem names its path and
+    /// never the secret.
+    #[test]
+    fn problems_name_the_path_never_the_secret() {
+        for (server, path) in [
+            (r#"{"url": "ftp://user:SECRET@h/mcp"}"#, "mcpServers.s.url"),
+            (r#"{"url": "https://user:SECRET@h/mcp?key=SECRET&${X"}"#, "mcpServers.s.url"),
+            (r#"{"url": "https://user:SECRET@h:65616/mcp?token=SECRET"}"#, "mcpServers.s.url"),
+            (r#"{"url": "https://user:SECRET/x@h/mcp"}"#, "mcpServers.s.url"),
+            (r#"{"url": "https://user:SEC RET@h/mcp"}"#, "mcpServers.s.url"),
+            (
+                r#"{"url": "https://h/mcp", "headers": {"Authorization": "Bearer SECRET${X"}}"#,
+                "mcpServers.s.headers.Authorization",
+            ),
+            (r#"{"url": "https://h/mcp", "headers": {"Cookie": "s=SECRET"}}"#, "mcpServers.s.headers.Cookie"),
+            (r#"{"url": "https://h/mcp", "headers": {"X-Key": "${SECRET VALUE}"}}"#, "mcpServers.s.headers.X-Key"),
+            (r#"{"command": "x", "env": {"TOKEN": "SECRET${"}}"#, "mcpServers.s.env.TOKEN"),
+            (r#"{"command": "x", "args": ["--token=SECRET${X"]}"#, "mcpServers.s.args[0]"),
+            (
+                r#"{"url": "https://h/mcp", "auth": {"oauth": {"clientSecret": "SECRET${", "clientId": "c"}}}"#,
+                "mcpServers.s.auth.oauth.clientSecret",
+            ),
+            (
+                r#"{"url": "https://h/mcp", "auth": {"oauth": {"issuer": "https://u:SECRET@idp:0"}}}"#,
+                "mcpServers.s.auth.oauth.issuer",
+            ),
+        ] {
+            let p = problems(&format!(r#"{{"mcpServers": {{"s": {server}}}}}"#));
+            assert!(p.iter().any(|l| l.contains(&format!("{path}: "))), "{server}: {p:?}");
+            assert!(!p.iter().any(|l| l.contains("SECRET") || l.contains("SEC RET")), "{server}: {p:?}");
+        }
+    }
+
+    #[test]
+    fn a_mistake_repeated_is_listed_a_bounded_number_of_times() {
+        let servers: Vec<String> = (0..2000).map(|i| format!(r#""s{i}": {{"command": "x", "bad": 1}}"#)).collect();
+        let p = problems(&format!(r#"{{"mcpServers": {{{}}}}}"#, servers.join(",")));
+        assert_eq!(p.len(), MAX_PROBLEMS + 1);
+        assert!(p[MAX_PROBLEMS].ends_with("and 1500 more problems, not listed"), "{}", p[MAX_PROBLEMS]);
     }
 
     #[test]

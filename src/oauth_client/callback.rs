@@ -40,7 +40,7 @@ impl Listener {
     pub async fn bind(redirect: Option<&str>) -> Result<Listener, AuthError> {
         let (host, port, path) = match redirect {
             None => ("127.0.0.1".to_owned(), 0, "/callback".to_owned()),
-            Some(url) => parse_redirect(url)?,
+            Some(url) => parse_redirect(url).map_err(|e| AuthError::refused(format!("--redirect-url: {e}")))?,
         };
         let listener = match TcpListener::bind(("127.0.0.1", port)).await {
             Ok(l) => l,
@@ -92,9 +92,11 @@ impl Listener {
     }
 }
 
-fn parse_redirect(url: &str) -> Result<(String, u16, String), AuthError> {
-    let bad = |why: &str| AuthError::refused(format!("--redirect-url {url:?}: {why}"));
-    let uri: http::Uri = url.parse().map_err(|_| bad("not a URL"))?;
+/// Checks a `--redirect-url` (the command line checks it before anything starts): host, port
+/// (0: any free one) and path. Errors show the URL only as `crate::url::display` does.
+pub fn parse_redirect(url: &str) -> Result<(String, u16, String), String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("not a valid URL ({e})"))?;
+    let bad = |why: &str| format!("{}: {why}", crate::url::display(&uri));
     if uri.scheme_str() != Some("http") {
         return Err(bad("a loopback redirect uses http (RFC 8252 §7.3)"));
     }
@@ -102,11 +104,12 @@ fn parse_redirect(url: &str) -> Result<(String, u16, String), AuthError> {
     if host != "127.0.0.1" && host != "localhost" {
         return Err(bad("the host must be 127.0.0.1 or localhost: mcpgate listens on loopback only"));
     }
+    let port = crate::url::port(&uri)?.unwrap_or(0);
     let path = match uri.path() {
         "" | "/" => "/callback".to_owned(),
         p => p.to_owned(),
     };
-    Ok((host.to_owned(), uri.port_u16().unwrap_or(0), path))
+    Ok((host.to_owned(), port, path))
 }
 
 type Answer = (Response<Full<Bytes>>, Option<Result<String, AuthError>>);
@@ -217,7 +220,14 @@ mod tests {
             ("127.0.0.1".into(), 33418, "/oauth/cb".into())
         );
         assert_eq!(parse_redirect("http://localhost:0").unwrap(), ("localhost".into(), 0, "/callback".into()));
-        for bad in ["https://127.0.0.1:1/cb", "http://evil.example:1/cb", "http://0.0.0.0:1/", "nope"] {
+        for bad in [
+            "https://127.0.0.1:1/cb",
+            "http://evil.example:1/cb",
+            "http://0.0.0.0:1/",
+            "nope",
+            "http://127.0.0.1:65616/cb",
+            "http://127.0.0.1:x/cb",
+        ] {
             assert!(parse_redirect(bad).is_err(), "{bad}");
         }
         assert_eq!(escape("<a href=\"x\">&"), "&lt;a href=&quot;x&quot;&gt;&amp;");

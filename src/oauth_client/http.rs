@@ -106,7 +106,8 @@ impl Http {
 
     /// The URL, if the policy allows fetching it.
     async fn check(&self, url: &str) -> Result<Uri, AuthError> {
-        let refuse = |why: String| AuthError::refused(format!("will not fetch {url:?}: {why}"));
+        let refuse =
+            |why: String| AuthError::refused(format!("will not fetch {}: {why}", crate::url::display_text(url)));
         let uri: Uri = url.parse().map_err(|_| refuse("not a URL".into()))?;
         let host = uri.host().ok_or_else(|| refuse("no host".into()))?.to_owned();
         match uri.scheme_str() {
@@ -115,7 +116,9 @@ impl Http {
             Some("http") => return Err(refuse("an https server's authorization must use https".into())),
             _ => return Err(refuse("the scheme must be https".into())),
         }
-        let port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
+        // A port out of range would otherwise be taken for no port: the request would go to 80/443.
+        let port =
+            crate::url::port(&uri).map_err(refuse)?.unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         let addrs: Vec<IpAddr> = match bare.parse::<IpAddr>() {
             Ok(ip) => vec![ip],

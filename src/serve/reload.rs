@@ -2,6 +2,8 @@
 //! from loopback builds and validates a new configuration and applies only the differences —
 //! added servers start, removed ones stop, changed ones restart — while client sessions carry on.
 //! An invalid file is refused with its problems, and the running configuration keeps serving.
+//! The file is read, parsed and validated on a blocking thread, never on an event loop: a
+//! large file takes a while, and calls in flight must not wait for it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,7 +27,11 @@ pub struct Applied {
 impl Gateway {
     /// Reads the file again and applies what changed; the old configuration stays on error.
     pub async fn reload(self: &Arc<Self>) -> Result<Applied, config::Invalid> {
-        let next = Arc::new(config::load(&self.config_path)?);
+        let path = self.config_path.clone();
+        let next = match tokio::task::spawn_blocking(move || config::load(&path)).await {
+            Ok(loaded) => Arc::new(loaded?),
+            Err(e) => return Err(config::Invalid::unreadable(&self.config_path, format!("reading it failed: {e}"))),
+        };
         let _one = self.reloading.lock().await;
         let old = self.router.config();
         if next.gateway.listen != old.gateway.listen {
@@ -43,7 +49,7 @@ impl Gateway {
             self.router.backends.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
         // Stop what went away or changed.
         for b in &current {
-            let wanted = next.servers.iter().find(|s| s.name == b.cfg.name && s.enabled);
+            let wanted = next.server(&b.cfg.name).filter(|s| s.enabled);
             match wanted {
                 Some(s) if *s == b.cfg => {}
                 Some(_) => applied.restarted.push(b.cfg.name.clone()),
@@ -57,17 +63,22 @@ impl Gateway {
                 self.router.invalidate(name, &["tools", "prompts", "resources", "resourceTemplates"]);
             }
         }
-        *self.router.config.write().unwrap_or_else(|p| p.into_inner()) = next.clone();
+        let replaced =
+            std::mem::replace(&mut *self.router.config.write().unwrap_or_else(|p| p.into_inner()), next.clone());
+        // The old configuration may be large: it is freed off the event loop too.
+        tokio::task::spawn_blocking(move || drop((replaced, old)));
         // The listener's rules apply from the next request on (a new connection, for the caps).
         self.guard.set(Guard::new(self.loopback, &next.gateway.allow_hosts, &next.gateway.allow_origins));
         self.edge.set(next.gateway.limits.clone());
         // Start what is new or changed.
+        let restarted: std::collections::HashSet<&str> = applied.restarted.iter().map(String::as_str).collect();
+        let mut added = Vec::new();
         for s in next.servers.iter().filter(|s| s.enabled) {
             if self.router.backend(&s.name).is_some() {
                 continue;
             }
-            if !applied.restarted.contains(&s.name) {
-                applied.added.push(s.name.clone());
+            if !restarted.contains(s.name.as_str()) {
+                added.push(s.name.clone());
             }
             match super::start_backend(s, &next, self.unsolicited.clone(), self.shutdown.clone()).await {
                 Ok(link) => {
@@ -80,6 +91,7 @@ impl Gateway {
                 Err(e) => tracing::error!(server = %s.name, "cannot start: {e}"),
             }
         }
+        applied.added = added;
         if applied != Applied::default() {
             self.announce_lists_changed();
         }

@@ -88,8 +88,7 @@ impl Router {
             View::One(_) => String::new(),
             View::All => {
                 let cfg = self.config();
-                let n = cfg.servers.iter().filter(|s| s.enabled).count();
-                config::validate_prefix(&b.cfg, n, &cfg.gateway.separator)
+                config::validate_prefix(&b.cfg, cfg.enabled, &cfg.gateway.separator)
             }
         }
     }
@@ -102,9 +101,7 @@ impl Router {
             View::One(name) => all.get(name).filter(|b| b.cfg.enabled).cloned(),
             View::All => {
                 // One server configured (as `prefix` counts them): unprefixed unless a prefix is set.
-                if self.config.read().unwrap_or_else(|p| p.into_inner()).servers.iter().filter(|s| s.enabled).count()
-                    != 1
-                {
+                if self.config.read().unwrap_or_else(|p| p.into_inner()).enabled != 1 {
                     return None;
                 }
                 let b = all.values().find(|b| b.cfg.enabled)?;

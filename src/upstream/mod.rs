@@ -140,41 +140,21 @@ impl Upstream {
 }
 
 /// scheme://host[:port]/path — no user info, no query (either may hold a secret).
-pub fn display_url(url: &Uri) -> String {
-    let scheme = url.scheme_str().unwrap_or("http");
-    let host = url.host().unwrap_or("");
-    let port = url.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
-    format!("{scheme}://{host}{port}{}", url.path())
-}
+pub use crate::url::display as display_url;
 
-/// Parses `K: V` as given to `--header`.
+/// Parses `K: V` as given to `--header`. Errors never show the text: a header that does not
+/// parse may still hold its secret (`Authorization Bearer …` without the colon).
 pub fn parse_header(raw: &str) -> Result<(HeaderName, HeaderValue), String> {
-    let (k, v) = raw.split_once(':').ok_or_else(|| format!("--header {raw:?}: expected 'Name: value'"))?;
-    let name =
-        HeaderName::try_from(k.trim()).map_err(|_| format!("--header {:?}: not a valid header name", k.trim()))?;
+    let (k, v) = raw.split_once(':').ok_or("expected 'Name: value'")?;
+    let name = HeaderName::try_from(k.trim()).map_err(|_| "the name before ':' is not a valid header name")?;
     let mut value = HeaderValue::try_from(v.trim())
-        .map_err(|_| format!("--header {}: the value is not a valid header value", name))?;
+        .map_err(|_| format!("{name}: the value is not a valid header value (control characters?)"))?;
     value.set_sensitive(true);
     Ok((name, value))
 }
 
-/// Validates an upstream URL given on the command line.
-pub fn parse_url(raw: &str) -> Result<Uri, String> {
-    let uri: Uri = raw.parse().map_err(|e| format!("{raw:?} is not a valid URL: {e}"))?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        Some(other) => {
-            return Err(format!("{raw:?}: the scheme must be http or https, not {other}"));
-        }
-        None => {
-            return Err(format!("{raw:?} is not an absolute URL (expected http://host/path or https://host/path)"));
-        }
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("{raw:?} has no host"));
-    }
-    Ok(uri)
-}
+/// Validates an upstream URL (scheme, host, port); the error never shows a secret of it.
+pub use crate::url::parse as parse_url;
 
 #[cfg(test)]
 mod tests {
@@ -186,6 +166,7 @@ mod tests {
         assert!(parse_url("ftp://x/").is_err());
         assert!(parse_url("/mcp").is_err());
         assert!(parse_url("not a url").is_err());
+        assert!(parse_url("http://127.0.0.1:65616/mcp").is_err());
         let u = parse_url("https://user:pw@example.com:8443/mcp?key=secret").unwrap();
         assert_eq!(display_url(&u), "https://example.com:8443/mcp");
     }
@@ -194,7 +175,9 @@ mod tests {
     fn headers() {
         let (k, v) = parse_header("X-Tenant:  acme ").unwrap();
         assert_eq!((k.as_str(), v.to_str().unwrap()), ("x-tenant", "acme"));
-        assert!(parse_header("novalue").is_err());
-        assert!(parse_header("bad name: v").is_err());
+        for bad in ["Authorization Bearer SECRET", "Bearer SECRET: x", "Authorization: Bearer SECRET\u{1}"] {
+            let e = parse_header(bad).expect_err(bad);
+            assert!(!e.contains("SECRET"), "{bad:?}: {e}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! runs real processes on loopback: mcpgate itself, MCP servers from npm, our conformance
 //! fixture, the official TypeScript SDK client.
 
+mod config_edge;
 mod conformance;
 mod connect_credentials;
 mod connect_faults;
