@@ -29,8 +29,6 @@ pub enum Kind {
     UnsupportedMediaType,
     /// A POST whose `Accept` admits no answer the endpoint gives.
     NotAcceptable,
-    /// The gateway is at a limit (sessions, memory for bodies) and sheds this request.
-    Busy,
     /// Could not connect, or the connection broke.
     UpstreamUnreachable,
     /// No answer within the configured time.
@@ -65,7 +63,6 @@ impl Error {
             | Kind::MethodNotAllowed
             | Kind::UnsupportedMediaType
             | Kind::NotAcceptable => Origin::Client,
-            Kind::Busy => Origin::Internal,
             Kind::UpstreamUnreachable | Kind::UpstreamTimeout | Kind::UpstreamProtocol => Origin::Upstream,
             Kind::Credential | Kind::Internal => Origin::Internal,
         }
@@ -73,7 +70,7 @@ impl Error {
 
     /// Whether the same request may succeed if sent again later.
     pub fn retryable(&self) -> bool {
-        matches!(self.kind, Kind::UpstreamUnreachable | Kind::UpstreamTimeout | Kind::Busy)
+        matches!(self.kind, Kind::UpstreamUnreachable | Kind::UpstreamTimeout)
     }
 
     pub fn unreachable(upstream: &str, cause: impl std::fmt::Display) -> Self {

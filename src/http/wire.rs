@@ -17,7 +17,6 @@ fn status(kind: Kind) -> StatusCode {
         Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         Kind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Kind::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
-        Kind::Busy => StatusCode::SERVICE_UNAVAILABLE,
         Kind::UpstreamUnreachable | Kind::UpstreamProtocol | Kind::Credential => StatusCode::BAD_GATEWAY,
         Kind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -32,7 +31,7 @@ pub fn code(kind: Kind) -> i64 {
         | Kind::MethodNotAllowed
         | Kind::UnsupportedMediaType
         | Kind::NotAcceptable => codes::INVALID_REQUEST,
-        Kind::Busy => -32603,
+
         Kind::Parse => codes::PARSE_ERROR,
         Kind::HeaderMismatch => codes::HEADER_MISMATCH,
         Kind::SessionNotFound => codes::SESSION_NOT_FOUND,
