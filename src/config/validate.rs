@@ -201,6 +201,9 @@ const GATEWAY_KEYS: &[&str] = &[
     "sessionTtl",
     "shutdownGrace",
     "threads",
+    "maxSessions",
+    "maxSessionsPerClient",
+    "ready",
 ];
 
 /// More event loops than this is a typo, not a machine.
@@ -252,6 +255,8 @@ fn default_gateway() -> Gateway {
         session_ttl: Duration::from_secs(3600),
         shutdown_grace: Duration::from_secs(10),
         threads: None,
+        sessions: crate::mcp::session::Limits::default(),
+        ready: super::Ready::Any,
     }
 }
 
@@ -289,6 +294,22 @@ fn gateway(c: &mut Check, node: &Node) -> Option<Gateway> {
             "allowHosts" => g.allow_hosts = c.strings(n, &path),
             "allowOrigins" => g.allow_origins = c.strings(n, &path),
             "maxBody" => g.max_body = c.count(n, &path).map(|v| v as usize).unwrap_or(g.max_body),
+            "maxSessions" => match c.count(n, &path) {
+                Some(0) => c.fail(&path, n.pos, "must be at least 1"),
+                Some(v) => g.sessions.total = v as usize,
+                None => {}
+            },
+            "maxSessionsPerClient" => match c.count(n, &path) {
+                Some(0) => c.fail(&path, n.pos, "must be at least 1"),
+                Some(v) => g.sessions.per_client = v as usize,
+                None => {}
+            },
+            "ready" => match c.string(n, &path).as_deref() {
+                Some("any") => g.ready = super::Ready::Any,
+                Some("all") => g.ready = super::Ready::All,
+                Some(other) => c.fail(&path, n.pos, format!("must be \"any\" or \"all\", not {other:?}")),
+                None => {}
+            },
             "threads" => match c.count(n, &path) {
                 Some(t @ 1..=MAX_THREADS) => g.threads = Some(t as usize),
                 Some(t) => {
@@ -297,6 +318,16 @@ fn gateway(c: &mut Check, node: &Node) -> Option<Gateway> {
                 None => {}
             },
             _ => {}
+        }
+    }
+    // One address cannot be allowed more than everyone together.
+    if g.sessions.per_client > g.sessions.total {
+        if let Some((_, pos, _)) = members.iter().find(|(k, _, _)| k == "maxSessionsPerClient" || k == "maxSessions") {
+            c.fail(
+                "mcpgate.maxSessionsPerClient",
+                *pos,
+                format!("must not exceed maxSessions ({} > {})", g.sessions.per_client, g.sessions.total),
+            );
         }
     }
     (c.problems.len() == before).then_some(g)

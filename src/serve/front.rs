@@ -66,7 +66,7 @@ impl Gateway {
         }
         // 4. The MCP methods.
         let mut resp = match parts.method {
-            Method::POST => self.post(view, &parts.headers, body).await,
+            Method::POST => self.post(view, &parts.headers, body, peer).await,
             Method::GET => self.get(&view, &parts.headers),
             Method::DELETE => self.delete(&view, &parts.headers),
             _ => {
@@ -87,7 +87,13 @@ impl Gateway {
             .ok_or_else(|| Error::new(Kind::SessionNotFound, "session not found; initialize a new session"))
     }
 
-    async fn post<B>(self: &Arc<Self>, view: View, headers: &HeaderMap, body: B) -> Response<Body>
+    async fn post<B>(
+        self: &Arc<Self>,
+        view: View,
+        headers: &HeaderMap,
+        body: B,
+        peer: std::net::SocketAddr,
+    ) -> Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Send,
         B::Error: Into<body::BoxError>,
@@ -140,10 +146,20 @@ impl Gateway {
         }
         if method.as_deref() == Some("initialize") {
             let version = params.get("protocolVersion").and_then(Value::as_str).unwrap_or("2025-03-26").to_owned();
-            let session = match self.sessions.create(bytes.clone(), Client::new(view.clone(), params)) {
-                Ok(s) => s,
-                Err(e) => return wire::error(&Error::new(Kind::Internal, e.to_string()), None),
+            // Nothing to replay: servers are initialized by the gateway, from the params kept.
+            let created = match self.sessions.create(peer.ip(), &[], Client::new(view.clone(), params)) {
+                Ok(created) => created,
+                Err(e) => {
+                    tracing::warn!(client = %peer.ip(), "session refused: {e}");
+                    let raw = id.as_ref().and_then(|i| serde_json::value::to_raw_value(i).ok());
+                    return wire::error(&e.into(), raw.as_deref());
+                }
             };
+            for old in created.evicted {
+                tracing::info!(session = old.label(), "session evicted: the session limit was reached");
+                self.end(&old);
+            }
+            let session = created.session;
             session.upstream.set_bearer(headers.get(http::header::AUTHORIZATION));
             tracing::info!(session = session.label(), "session started");
             let mut resp = json_reply(&id, self.router.initialize(&view, &version));
@@ -558,7 +574,7 @@ impl Gateway {
 
     /// Ends a session here and at every server that keeps one for it.
     pub fn end(&self, s: &Session<Client>) {
-        self.sessions.remove(&s.id);
+        self.sessions.remove(s.id());
         for b in self.router.visible(&View::All) {
             b.link.forget(s);
         }

@@ -74,7 +74,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
     let (tx, rx) = mpsc::unbounded_channel();
     let gateway = Arc::new(Gateway {
         router: Router::new(cfg.clone()),
-        sessions: SessionTable::default(),
+        sessions: SessionTable::new(cfg.gateway.sessions),
         guard,
         metrics: Default::default(),
         shutdown: shutdown.clone(),
@@ -82,7 +82,8 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
         unsolicited: tx.clone(),
         reloading: tokio::sync::Mutex::new(()),
         modern_clients: Default::default(),
-        sessions_modern: SessionTable::default(),
+        // One session per view (`modern_client`): bounded by the configuration.
+        sessions_modern: SessionTable::new(crate::mcp::session::Limits::global(usize::MAX)),
         parked: Default::default(),
     });
     for server in cfg.servers.iter().filter(|s| s.enabled) {

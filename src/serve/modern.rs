@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
@@ -57,7 +56,7 @@ impl Gateway {
         }
         let init = json!({"protocolVersion":"2025-11-25","capabilities":{"elicitation":{},"sampling":{},"roots":{}},
             "clientInfo":{"name":"mcpgate (for 2026-07-28 clients)","version":env!("CARGO_PKG_VERSION")}});
-        let s = self.sessions_modern.create(Bytes::new(), Client::new(view.clone(), init)).ok()?;
+        let s = self.sessions_modern.create(crate::connect::CLIENT, &[], Client::new(view.clone(), init)).ok()?.session;
         all.insert(view.clone(), s.clone());
         Some(s)
     }

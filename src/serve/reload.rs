@@ -57,6 +57,11 @@ impl Gateway {
             }
         }
         *self.router.config.write().unwrap_or_else(|p| p.into_inner()) = next.clone();
+        // Lower limits take effect now: idle sessions over them end as an expiry would.
+        for old in self.sessions.set_limits(next.gateway.sessions) {
+            tracing::info!(session = old.label(), "session evicted: the session limits were lowered");
+            self.end(&old);
+        }
         // Start what is new or changed.
         for s in next.servers.iter().filter(|s| s.enabled) {
             if self.router.backend(&s.name).is_some() {

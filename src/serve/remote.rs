@@ -470,7 +470,7 @@ impl Link for RemoteLink {
         let method = method.to_owned();
         Box::pin(async move {
             let (key, init) = match &client {
-                Some(c) => (c.id.clone(), c.upstream.init.clone()),
+                Some(c) => (c.id().to_owned(), c.upstream.init.clone()),
                 None => (String::new(), gateway_init()),
             };
             let up = self.open(&key, &init, client.as_deref()).await?;
@@ -532,7 +532,7 @@ impl Link for RemoteLink {
     }
 
     fn notify(&self, client: &Arc<Session<Client>>, method: &str, params: Value) {
-        let up = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get(&client.id).cloned();
+        let up = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get(client.id()).cloned();
         let Some(up) = up else { return };
         let body = json!({"jsonrpc":"2.0","method":method,"params":params}).to_string();
         let req = self.request(Method::POST, Bytes::from(body), Some(&up));
@@ -548,10 +548,10 @@ impl Link for RemoteLink {
         if self.modern.get().is_some() {
             return Passthrough::No;
         }
-        let Some(up) = self.opened(&client.id) else {
+        let Some(up) = self.opened(client.id()) else {
             return Passthrough::Opening(Box::pin(async move {
                 // Through the message path, which says why, when this fails.
-                let up = self.open(&client.id, &client.upstream.init, Some(client)).await.ok()?;
+                let up = self.open(client.id(), &client.upstream.init, Some(client)).await.ok()?;
                 if self.modern.get().is_some() {
                     return None;
                 }
@@ -565,7 +565,7 @@ impl Link for RemoteLink {
     }
 
     fn forget(&self, client: &Session<Client>) {
-        let up = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&client.id);
+        let up = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(client.id());
         if let Some(up) = up {
             up.stop.cancel();
             let mut req = self.request(Method::DELETE, Bytes::new(), Some(&up));

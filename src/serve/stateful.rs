@@ -51,18 +51,18 @@ impl StatefulLink {
     /// The client's own child, started on first use (its calls wait for it to be ready).
     fn child(&self, client: &Session<Client>) -> Arc<ChildLink> {
         let mut all = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = all.get(&client.id) {
+        if let Some(c) = all.get(client.id()) {
             return c.clone();
         }
         let c = ChildLink::start(
             &self.name,
-            Some(client.id.clone()),
+            Some(client.id().to_owned()),
             self.spec.clone(),
             self.restart,
             self.start_timeout,
             self.unsolicited.clone(),
         );
-        all.insert(client.id.clone(), c.clone());
+        all.insert(client.id().to_owned(), c.clone());
         tracing::info!(server = %self.name, session = client.label(), "started a child for this client");
         c
     }
@@ -89,7 +89,7 @@ impl Link for StatefulLink {
     }
 
     fn notify(&self, client: &Arc<Session<Client>>, method: &str, params: Value) {
-        let child = self.per_client.lock().unwrap_or_else(|p| p.into_inner()).get(&client.id).cloned();
+        let child = self.per_client.lock().unwrap_or_else(|p| p.into_inner()).get(client.id()).cloned();
         if let Some(c) = child {
             c.notify(client, method, params);
         }
@@ -100,7 +100,7 @@ impl Link for StatefulLink {
     }
 
     fn forget(&self, client: &Session<Client>) {
-        let child = self.per_client.lock().unwrap_or_else(|p| p.into_inner()).remove(&client.id);
+        let child = self.per_client.lock().unwrap_or_else(|p| p.into_inner()).remove(client.id());
         if let Some(c) = child {
             tokio::spawn(async move { c.stop(Duration::from_secs(5)).await });
         }
