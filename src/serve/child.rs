@@ -33,7 +33,7 @@ pub struct ChildLink {
     /// How long the child may take to answer `initialize`.
     start_timeout: Duration,
     state: Mutex<State>,
-    unsolicited: mpsc::UnboundedSender<Unsolicited>,
+    unsolicited: super::backend::UnsolicitedTx,
     stop: CancellationToken,
     /// Restarts so far (for metrics).
     pub restarts: AtomicU64,
@@ -77,7 +77,7 @@ struct Conn {
 }
 
 struct Pending {
-    events: mpsc::UnboundedSender<Event>,
+    events: super::backend::Events,
     response: Option<Responder>,
     client_token: Option<Value>,
     client: Weak<Session<Client>>,
@@ -91,7 +91,7 @@ impl ChildLink {
         spec: Spec,
         restart: Restart,
         start_timeout: Duration,
-        unsolicited: mpsc::UnboundedSender<Unsolicited>,
+        unsolicited: super::backend::UnsolicitedTx,
     ) -> Arc<ChildLink> {
         let link = Arc::new(ChildLink {
             name: name.to_owned(),
@@ -329,11 +329,11 @@ impl ChildLink {
                     if let (Some(t), Some(params)) = (p.client_token.clone(), msg.get_mut("params")) {
                         params["progressToken"] = t;
                     }
-                    let _ = p.events.send(Event::Notification(msg));
+                    p.events.push(Event::Notification(msg));
                 }
             }
             (Some(_), None) => {
-                let _ = self.unsolicited.send(Unsolicited {
+                self.unsolicited.push(Unsolicited {
                     backend: self.name.clone(),
                     session: self.session.clone(),
                     message: msg,
@@ -355,7 +355,7 @@ impl ChildLink {
                 match target {
                     Some(events) => {
                         let (tx, rx) = oneshot::channel();
-                        let _ = events.send(Event::Request { method, params, reply: tx });
+                        events.push(Event::Request { method, params, reply: tx });
                         tokio::spawn(async move {
                             let answer = rx.await.unwrap_or_else(|_| json!({"error":{"code":-32603,"message":"the client went away"}}));
                             let mut out = json!({"jsonrpc":"2.0","id":id});
@@ -384,8 +384,8 @@ impl Conn {
         response: Responder,
         client_token: Option<Value>,
         client: Weak<Session<Client>>,
-    ) -> mpsc::UnboundedReceiver<Event> {
-        let (events, rx) = mpsc::unbounded_channel();
+    ) -> super::backend::EventFeed {
+        let (events, rx) = super::queue::bounded(super::queue::CALL);
         let p = Pending { events, response: Some(response), client_token, client, started: Instant::now() };
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(key, p);
         rx

@@ -41,7 +41,7 @@ impl Gateway {
         let view = match path {
             "/mcp" => View::All,
             "/healthz" | "/readyz" => return self.health(path == "/readyz"),
-            "/metrics" => return text(StatusCode::OK, self.metrics.render(&self.router)),
+            "/metrics" => return text(StatusCode::OK, self.metrics.render(&self)),
             // Only a process on this machine may have the configuration re-read.
             "/admin/reload" if parts.method == Method::POST && peer.ip().is_loopback() => {
                 let result = self.reload().await;
@@ -343,11 +343,11 @@ impl Gateway {
         }
         // Streamed: progress and logs as they come, then the answer, all through one channel
         // (one writer keeps the order).
-        let (values, mut rx) = mpsc::unbounded_channel::<Value>();
-        let (tx, body_rx) = mpsc::unbounded_channel::<Bytes>();
+        let (values, mut rx) = super::queue::bounded::<Value>(super::queue::CALL);
+        let (tx, body_rx) = mpsc::channel::<Bytes>(STREAM_BUFFER);
         tokio::spawn(async move {
             while let Some(v) = rx.recv().await {
-                if tx.send(sse::encode(v.to_string().as_bytes(), None)).is_err() {
+                if tx.send(sse::encode(v.to_string().as_bytes(), None)).await.is_err() {
                     break;
                 }
             }
@@ -357,9 +357,9 @@ impl Gateway {
             let reply = gateway.modern(view, &method, params, Some(&values)).await;
             gateway.metrics.record("gateway", &method, outcome(&reply.answer), started.elapsed());
             for e in reply.events {
-                let _ = values.send(e);
+                values.push(e);
             }
-            let _ = values.send(with_id(reply.answer, &id));
+            values.push(with_id(reply.answer, &id));
         });
         let mut resp = Response::new(http_body_util::BodyExt::boxed_unsync(Channel { rx: body_rx }));
         resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -465,7 +465,7 @@ impl Gateway {
             drop(in_flight);
             return json_reply(&Some(id), answer);
         }
-        let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+        let (tx, rx) = mpsc::channel::<Bytes>(STREAM_BUFFER);
         let session = session.clone();
         let gateway = self.clone();
         let method = method.to_owned();
@@ -474,7 +474,8 @@ impl Gateway {
             gateway.metrics.record(&backend, &method, outcome(&answer), started.elapsed());
             let reply = with_id(answer, &in_flight.id);
             drop(in_flight);
-            let _ = tx.send(sse::encode(reply.to_string().as_bytes(), None));
+            // The response is never dropped: it waits for room like everything before it.
+            let _ = tx.send(sse::encode(reply.to_string().as_bytes(), None)).await;
         });
         let mut resp = Response::new(http_body_util::BodyExt::boxed_unsync(Channel { rx }));
         resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -539,17 +540,22 @@ impl Gateway {
         let Some(mut feed) = session.upstream.take_stream() else {
             return wire::error(&Error::new(Kind::BadRequest, "this session's event stream is open already"), None);
         };
-        let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+        let (tx, rx) = mpsc::channel::<Bytes>(STREAM_BUFFER);
         let back = session.clone();
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             loop {
-                tokio::select! {
+                let m = tokio::select! {
                     m = feed.recv() => match m {
-                        Some(m) => if tx.send(sse::encode(m.to_string().as_bytes(), None)).is_err() { break },
+                        Some(m) => m,
                         None => break,
                     },
                     () = tx.closed() => break,
+                    () = shutdown.cancelled() => break,
+                };
+                // A slow reader holds this send; meanwhile the feed gives way as `queue` says.
+                tokio::select! {
+                    r = tx.send(sse::encode(m.to_string().as_bytes(), None)) => if r.is_err() { break },
                     () = shutdown.cancelled() => break,
                 }
             }
@@ -613,7 +619,7 @@ enum First<T> {
 }
 
 async fn first<T>(
-    events: &mut mpsc::UnboundedReceiver<Event>,
+    events: &mut super::backend::EventFeed,
     response: &mut tokio::sync::oneshot::Receiver<T>,
     backend: &str,
     (deadline, timeout): (tokio::time::Instant, std::time::Duration),
@@ -664,36 +670,38 @@ async fn follow(
     call: super::backend::Call,
     (deadline, timeout): (tokio::time::Instant, std::time::Duration),
     first: Option<Event>,
-    out: Option<&mpsc::UnboundedSender<Bytes>>,
+    out: Option<&mpsc::Sender<Bytes>>,
 ) -> Value {
     let mut events = call.events;
     let response = call.response;
     tokio::pin!(response);
     let deadline = tokio::time::sleep_until(deadline);
     tokio::pin!(deadline);
-    let send = |m: Value| {
+    // A client that reads its stream slowly holds `send`: the call's events queue up behind it,
+    // bounded as `queue` says.
+    let send = async |m: Value| {
         if let Some(tx) = out {
-            let _ = tx.send(sse::encode(m.to_string().as_bytes(), None));
+            let _ = tx.send(sse::encode(m.to_string().as_bytes(), None)).await;
         }
     };
-    let deliver = |ev: Event| match ev {
-        Event::Notification(m) => send(m),
+    let deliver = async |ev: Event| match ev {
+        Event::Notification(m) => send(m).await,
         Event::Request { method, params, reply } => {
             let m = session.upstream.request(&method, params, reply);
             match out {
-                Some(_) => send(m),
+                Some(_) => send(m).await,
                 None => session.upstream.send(m),
             }
         }
     };
     if let Some(ev) = first {
-        deliver(ev);
+        deliver(ev).await;
     }
     loop {
         tokio::select! {
             biased;
             ev = events.recv() => match ev {
-                Some(ev) => deliver(ev),
+                Some(ev) => deliver(ev).await,
                 None => {
                     // The events are done; the response may still come.
                     let r = tokio::select! {
@@ -705,9 +713,9 @@ async fn follow(
             },
             r = &mut response => {
                 // What the server sent before its response comes first.
-                while let Ok(ev) = events.try_recv() {
+                while let Some(ev) = events.try_recv() {
                     if let Event::Notification(m) = ev {
-                        send(m);
+                        send(m).await;
                     }
                 }
                 return r.unwrap_or_else(|_| dropped(backend));
@@ -803,8 +811,11 @@ fn text(code: StatusCode, s: String) -> Response<Body> {
 
 /// A response body fed by a channel (an SSE stream the gateway writes).
 struct Channel {
-    rx: mpsc::UnboundedReceiver<Bytes>,
+    rx: mpsc::Receiver<Bytes>,
 }
+
+/// SSE events written ahead of a client that reads slowly; past this, the writer waits.
+const STREAM_BUFFER: usize = 16;
 
 impl http_body::Body for Channel {
     type Data = Bytes;

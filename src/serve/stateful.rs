@@ -9,9 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::mpsc;
 
-use super::backend::{Call, CallError, Health, Link, ServerInfo, Unsolicited};
+use super::backend::{Call, CallError, Health, Link, ServerInfo};
 use super::child::ChildLink;
 use super::session::Client;
 use crate::config::Restart;
@@ -23,7 +22,7 @@ pub struct StatefulLink {
     spec: Spec,
     restart: Restart,
     start_timeout: Duration,
-    unsolicited: mpsc::UnboundedSender<Unsolicited>,
+    unsolicited: super::backend::UnsolicitedTx,
     shared: Arc<ChildLink>,
     per_client: Mutex<HashMap<String, Arc<ChildLink>>>,
 }
@@ -34,7 +33,7 @@ impl StatefulLink {
         spec: Spec,
         restart: Restart,
         start_timeout: Duration,
-        unsolicited: mpsc::UnboundedSender<Unsolicited>,
+        unsolicited: super::backend::UnsolicitedTx,
     ) -> Arc<StatefulLink> {
         let shared = ChildLink::start(name, None, spec.clone(), restart, start_timeout, unsolicited.clone());
         Arc::new(StatefulLink {
