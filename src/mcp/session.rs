@@ -185,10 +185,9 @@ impl<S> Inner<S> {
     /// which limit cannot be met.
     fn make_room(&mut self, client: IpAddr) -> Result<Vec<Arc<Session<S>>>, CreateError> {
         let mut evicted = Vec::new();
-        let mine = self.clients.get(&client).map_or(0, Vec::len);
-        if mine >= self.limits.per_client {
-            let keys = self.clients.get(&client).cloned().unwrap_or_default();
-            match self.oldest_idle(keys.into_iter()) {
+        let mine = self.clients.get(&client).map(Vec::as_slice).unwrap_or_default();
+        if mine.len() >= self.limits.per_client {
+            match self.oldest_idle(mine.iter().copied()) {
                 Some(k) => evicted.extend(self.remove(k)),
                 None => return Err(CreateError::Full { setting: "maxSessionsPerClient", max: self.limits.per_client }),
             }

@@ -213,6 +213,34 @@ pub trait Link: Send + Sync {
         0
     }
 
+    /// While the server is down: how long until the next attempt to start it.
+    fn retry_in(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// The server could not be started (and has not come up since): calls fail at once.
+    fn start_failed(&self) -> bool {
+        false
+    }
+
+    /// Waits until the server is ready, at most until `deadline`; false if it is not (down, or
+    /// still starting then). Polled: this waits only on a listing's bounded start-up wait.
+    fn wait_ready<'a>(
+        &'a self,
+        deadline: tokio::time::Instant,
+    ) -> Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
+        Box::pin(async move {
+            loop {
+                match self.health() {
+                    Health::Ready => return true,
+                    Health::Down(_) => return false,
+                    Health::Starting if tokio::time::Instant::now() >= deadline => return false,
+                    Health::Starting => tokio::time::sleep(std::time::Duration::from_millis(25)).await,
+                }
+            }
+        })
+    }
+
     /// One upstream connection serves every client (a shared stdio child): what one client
     /// changes there (subscriptions) changes it for all.
     fn shared(&self) -> bool {

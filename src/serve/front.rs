@@ -586,23 +586,34 @@ impl Gateway {
         }
     }
 
+    /// `/healthz` (always 200: the process serves) and `/readyz`: each server's state, and 503
+    /// unless enough servers are ready (`mcpgate.ready`: any, or all).
     fn health(&self, ready: bool) -> Response<Body> {
         let mut servers = serde_json::Map::new();
-        let mut all_ready = true;
+        let (mut up, mut total) = (0, 0);
         for b in self.router.visible(&View::All) {
             let h = b.link.health();
-            all_ready &= h == Health::Ready;
-            servers.insert(
-                b.cfg.name.clone(),
-                match h {
-                    Health::Ready => json!({"status": "ready"}),
-                    Health::Starting => json!({"status": "starting"}),
-                    Health::Down(why) => json!({"status": "down", "reason": why}),
-                },
-            );
+            total += 1;
+            up += usize::from(h == Health::Ready);
+            let mut state = match h {
+                Health::Ready => json!({"status": "ready"}),
+                Health::Starting => json!({"status": "starting"}),
+                // Never came up since the last start (not found, crashed at once), or went down.
+                Health::Down(why) => {
+                    json!({"status": if b.link.start_failed() { "failed" } else { "down" }, "reason": why})
+                }
+            };
+            if let Some(wait) = b.link.retry_in() {
+                state["retryInMs"] = json!(wait.as_millis() as u64);
+            }
+            servers.insert(b.cfg.name.clone(), state);
         }
-        let state = if all_ready { "ok" } else { "degraded" };
-        let code = if ready && !all_ready { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+        let enough = match self.router.config().gateway.ready {
+            crate::config::Ready::Any => up > 0 || total == 0,
+            crate::config::Ready::All => up == total,
+        };
+        let state = if up == total { "ok" } else { "degraded" };
+        let code = if ready && !enough { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
         let mut resp = text(code, json!({"status": state, "servers": servers}).to_string() + "\n");
         resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         resp

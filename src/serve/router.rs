@@ -28,6 +28,8 @@ pub const LISTINGS: &[(&str, &str)] = &[
     ("resources/templates/list", "resourceTemplates"),
 ];
 
+/// How long a merged listing waits for servers that are still starting.
+const START_WAIT: Duration = Duration::from_secs(2);
 /// Items of one server's listing kept at most; the rest are left out (and logged).
 const MAX_LISTING_ITEMS: usize = 10_000;
 /// A listing larger than this (as JSON) is served but not cached: fetched again when asked.
@@ -248,8 +250,17 @@ impl Router {
         let mut seen: HashMap<String, String> = HashMap::new();
         let visible = self.visible(view);
         let alone = visible.len() == 1;
+        // One wait for servers still starting, shared by all of them: a server that cannot
+        // start never holds the others' listing for longer.
+        let starting_until = tokio::time::Instant::now() + START_WAIT;
         for b in visible {
             if !has_capability(&*b.link, method) || (client.is_none() && b.cfg.forward_client_token) {
+                continue;
+            }
+            // A lone server's listing waits for it (or fails with its reason); among several,
+            // one that is not ready is left out, and comes in with a `list_changed` when it is.
+            if !alone && !b.link.wait_ready(starting_until).await {
+                tracing::debug!(server = %b.cfg.name, "not ready: left out of the {kind} listing");
                 continue;
             }
             let items = match self.listing(&b, method, kind, client).await {

@@ -113,6 +113,14 @@ impl Link for StatefulLink {
         self.shared.restarts()
     }
 
+    fn retry_in(&self) -> Option<Duration> {
+        self.shared.retry_in()
+    }
+
+    fn start_failed(&self) -> bool {
+        self.shared.start_failed()
+    }
+
     fn stop(&self, grace: Duration) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
             let all: Vec<Arc<ChildLink>> =
