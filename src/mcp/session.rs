@@ -30,6 +30,8 @@ pub struct Session<S> {
     client: IpAddr,
     /// Milliseconds since `epoch()` at the last use: an atomic, since every request touches it.
     last_used: AtomicU64,
+    /// Order of creation: of two sessions last used in the same millisecond, the older goes.
+    created: u64,
 }
 
 impl<S> Session<S> {
@@ -103,6 +105,8 @@ pub struct Created<S> {
 
 pub struct SessionTable<S> {
     inner: RwLock<Inner<S>>,
+    /// Sessions created so far (their `created`).
+    created: AtomicU64,
     /// Sessions ended to make room for new ones.
     pub evicted: AtomicU64,
     /// New sessions refused: over a limit with none idle.
@@ -177,7 +181,7 @@ impl<S> Inner<S> {
         keys.filter_map(|k| self.map.get(&k).map(|s| (k, s)))
             // Only the table holds it: no request in flight, no stream open.
             .filter(|(_, s)| Arc::strong_count(s) == 1)
-            .min_by_key(|(_, s)| s.last_used())
+            .min_by_key(|(_, s)| (s.last_used(), s.created))
             .map(|(k, _)| k)
     }
 
@@ -206,6 +210,7 @@ impl<S> SessionTable<S> {
     pub fn new(limits: Limits) -> Self {
         SessionTable {
             inner: RwLock::new(Inner { map: HashMap::default(), clients: HashMap::new(), limits }),
+            created: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
         }
@@ -259,6 +264,7 @@ impl<S> SessionTable<S> {
             upstream,
             client,
             last_used: AtomicU64::new(now_ms()),
+            created: self.created.fetch_add(1, Ordering::Relaxed),
         });
         let mut inner = self.write();
         let evicted = match inner.make_room(client) {
@@ -394,6 +400,16 @@ mod tests {
         assert_eq!(t.refused.load(Ordering::Relaxed), 1);
         assert_eq!(t.len(), 3);
         drop(busy);
+    }
+
+    #[test]
+    fn of_two_sessions_last_used_in_the_same_millisecond_the_older_goes() {
+        let t = SessionTable::new(Limits { total: 2, per_client: 2 });
+        for name in ["first", "second"] {
+            let _ = aged(&t, A, name, 7);
+        }
+        let made = t.create(B, b"{}", "third").unwrap();
+        assert_eq!(made.evicted.iter().map(|s| s.upstream).collect::<Vec<_>>(), ["first"]);
     }
 
     #[test]

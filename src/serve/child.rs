@@ -153,10 +153,14 @@ impl ChildLink {
             if self.stop.is_cancelled() {
                 return;
             }
-            self.set(|s| {
-                s.health = Some(Health::Starting);
-                s.retry_at = None;
-            });
+            // A server that could not start stays "down" (with its reason) while it is tried
+            // again: it is not coming up until it answers.
+            if !self.failed.load(Ordering::Relaxed) {
+                self.set(|s| {
+                    s.health = Some(Health::Starting);
+                    s.retry_at = None;
+                });
+            }
             let reason = match self.run_once(&mut failures).await {
                 Ok(reason) => reason,
                 Err(e) => {

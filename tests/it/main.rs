@@ -12,5 +12,6 @@ mod harness;
 mod idp;
 mod keychain;
 mod serve;
+mod serve_limits;
 mod stdio_bridge;
 mod stdio_login;
