@@ -261,7 +261,7 @@ impl RemoteLink {
         params: Value,
     ) -> Result<Call, CallError> {
         let Some(modern) = self.modern.get() else { return Err(CallError::unavailable(&self.name, "not discovered")) };
-        let init = client.map(|c| c.upstream.init.clone()).unwrap_or_else(|| json!({"capabilities":{}}));
+        let init = client.map(|c| c.upstream.init()).unwrap_or_else(|| json!({"capabilities":{}}));
         let env = crate::mcp::modern::ClientEnvelope::from_initialize(&init, &modern.version);
         let (events_tx, events) = super::queue::bounded(super::queue::CALL);
         let (response_tx, response) = oneshot::channel();
@@ -464,7 +464,7 @@ impl Link for RemoteLink {
         let method = method.to_owned();
         Box::pin(async move {
             let (key, init) = match &client {
-                Some(c) => (c.id().to_owned(), c.upstream.init.clone()),
+                Some(c) => (c.id().to_owned(), c.upstream.init()),
                 None => (String::new(), gateway_init()),
             };
             let up = self.open(&key, &init, client.as_deref()).await?;
@@ -545,7 +545,7 @@ impl Link for RemoteLink {
         let Some(up) = self.opened(client.id()) else {
             return Passthrough::Opening(Box::pin(async move {
                 // Through the message path, which says why, when this fails.
-                let up = self.open(client.id(), &client.upstream.init, Some(client)).await.ok()?;
+                let up = self.open(client.id(), &client.upstream.init(), Some(client)).await.ok()?;
                 if self.modern.get().is_some() {
                     return None;
                 }

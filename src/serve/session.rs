@@ -19,8 +19,10 @@ pub enum View {
 
 pub struct Client {
     pub view: View,
-    /// The client's `initialize` params (its capabilities decide what servers may ask of it).
-    pub init: Value,
+    /// The client's `initialize` params (its capabilities decide what servers may ask of it),
+    /// as compact JSON text: read rarely (a server's question, opening an upstream session),
+    /// and a tree of maps would cost every idle session a kilobyte more.
+    init: Box<serde_json::value::RawValue>,
     /// Messages for the client's GET stream (bounded: `queue` says what gives way).
     outbound: queue::Sender<Value>,
     outbound_rx: Mutex<Option<queue::Receiver<Value>>>,
@@ -40,7 +42,8 @@ impl Client {
         let (tx, rx) = queue::bounded(queue::SESSION);
         Client {
             view,
-            init,
+            init: serde_json::value::to_raw_value(&init)
+                .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned()),
             outbound: tx,
             outbound_rx: Mutex::new(Some(rx)),
             waiting: Mutex::new(HashMap::new()),
@@ -75,8 +78,13 @@ impl Client {
         self.bearer.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The client's `initialize` params.
+    pub fn init(&self) -> Value {
+        serde_json::from_str(self.init.get()).unwrap_or_else(|_| Value::Object(Default::default()))
+    }
+
     pub fn capability(&self, name: &str) -> bool {
-        self.init.pointer(&format!("/capabilities/{name}")).is_some_and(|v| !v.is_null())
+        self.init().pointer(&format!("/capabilities/{name}")).is_some_and(|v| !v.is_null())
     }
 
     /// Queues a message for the GET stream (kept until one opens, within the queue's bounds).
