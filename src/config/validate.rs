@@ -321,14 +321,14 @@ fn gateway(c: &mut Check, node: &Node) -> Option<Gateway> {
         }
     }
     // One address cannot be allowed more than everyone together.
-    if g.sessions.per_client > g.sessions.total {
-        if let Some((_, pos, _)) = members.iter().find(|(k, _, _)| k == "maxSessionsPerClient" || k == "maxSessions") {
-            c.fail(
-                "mcpgate.maxSessionsPerClient",
-                *pos,
-                format!("must not exceed maxSessions ({} > {})", g.sessions.per_client, g.sessions.total),
-            );
-        }
+    if g.sessions.per_client > g.sessions.total
+        && let Some((_, pos, _)) = members.iter().find(|(k, _, _)| k == "maxSessionsPerClient" || k == "maxSessions")
+    {
+        c.fail(
+            "mcpgate.maxSessionsPerClient",
+            *pos,
+            format!("must not exceed maxSessions ({} > {})", g.sessions.per_client, g.sessions.total),
+        );
     }
     (c.problems.len() == before).then_some(g)
 }
@@ -664,6 +664,26 @@ mod tests {
         assert_eq!(super::super::parse(two, &env).unwrap().gateway.threads, Some(2));
         assert!(problems("{\"servers\": {}}")[0].contains("unknown key"));
         assert!(problems("not json")[0].starts_with("1:1:"));
+    }
+
+    #[test]
+    fn session_limits_and_readiness() {
+        let parse = |g: &str| {
+            super::super::parse(&format!(r#"{{"mcpgate": {g}, "mcpServers": {{"a": {{"command": "x"}}}}}}"#), &env)
+        };
+        let d = parse("{}").unwrap().gateway;
+        assert_eq!(d.sessions, crate::mcp::session::Limits { total: 10_000, per_client: 1_000 });
+        assert_eq!(d.ready, crate::config::Ready::Any);
+        let g = parse(r#"{"maxSessions": 50, "maxSessionsPerClient": 5, "ready": "all"}"#).unwrap().gateway;
+        assert_eq!(g.sessions, crate::mcp::session::Limits { total: 50, per_client: 5 });
+        assert_eq!(g.ready, crate::config::Ready::All);
+        let p = |g: &str| parse(g).unwrap_err().iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n");
+        assert!(p(r#"{"maxSessions": 0}"#).contains("mcpgate.maxSessions: must be at least 1"));
+        assert!(
+            p(r#"{"maxSessions": 10}"#)
+                .contains("mcpgate.maxSessionsPerClient: must not exceed maxSessions (1000 > 10)")
+        );
+        assert!(p(r#"{"ready": "most"}"#).contains("mcpgate.ready: must be \"any\" or \"all\""));
     }
 
     #[test]

@@ -383,7 +383,7 @@ mod tests {
         assert!(t.get(&idb).is_none());
         assert_eq!(t.len(), 3);
         // A session in use (a request in flight holds it) is never evicted: `c` then `a` go.
-        let busy = t.get(&d.session.id().to_owned()).unwrap();
+        let busy = t.get(d.session.id()).unwrap();
         drop(d);
         let e = t.create(A, b"{}", "e").unwrap();
         let f = t.create(A, b"{}", "f").unwrap();
