@@ -331,6 +331,10 @@ pub struct ConnectArgs {
     /// Sessions idle this long are ended.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     pub session_ttl: Duration,
+    /// Open sessions at most; a new one over the limit takes the place of the idle session used
+    /// longest ago (503 when none is idle).
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_sessions: u64,
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -369,6 +373,7 @@ impl ConnectArgs {
             allow_hosts: self.allow_host,
             allow_origins: self.allow_origin,
             session_ttl: self.session_ttl,
+            max_sessions: usize::try_from(self.max_sessions).unwrap_or(usize::MAX),
             shutdown_grace: self.shutdown_grace,
             // One user on loopback: no limit per client address; the rest as nginx has it.
             limits: crate::http::limits::Limits {

@@ -29,6 +29,8 @@ pub enum Kind {
     UnsupportedMediaType,
     /// A POST whose `Accept` admits no answer the endpoint gives.
     NotAcceptable,
+    /// The session limits are reached and no session is idle to make room.
+    TooManySessions,
     /// Could not connect, or the connection broke.
     UpstreamUnreachable,
     /// No answer within the configured time.
@@ -62,7 +64,8 @@ impl Error {
             | Kind::PayloadTooLarge
             | Kind::MethodNotAllowed
             | Kind::UnsupportedMediaType
-            | Kind::NotAcceptable => Origin::Client,
+            | Kind::NotAcceptable
+            | Kind::TooManySessions => Origin::Client,
             Kind::UpstreamUnreachable | Kind::UpstreamTimeout | Kind::UpstreamProtocol => Origin::Upstream,
             Kind::Credential | Kind::Internal => Origin::Internal,
         }
@@ -70,7 +73,7 @@ impl Error {
 
     /// Whether the same request may succeed if sent again later.
     pub fn retryable(&self) -> bool {
-        matches!(self.kind, Kind::UpstreamUnreachable | Kind::UpstreamTimeout)
+        matches!(self.kind, Kind::UpstreamUnreachable | Kind::UpstreamTimeout | Kind::TooManySessions)
     }
 
     pub fn unreachable(upstream: &str, cause: impl std::fmt::Display) -> Self {
@@ -83,6 +86,18 @@ impl Error {
 
     pub fn protocol(upstream: &str, cause: impl std::fmt::Display) -> Self {
         Error::new(Kind::UpstreamProtocol, format!("upstream {upstream} broke the protocol: {cause}"))
+    }
+}
+
+/// A session that could not be made: the limits (503, the client may retry), or the system's
+/// random number generator (internal).
+impl From<crate::mcp::session::CreateError> for Error {
+    fn from(e: crate::mcp::session::CreateError) -> Self {
+        use crate::mcp::session::CreateError;
+        match e {
+            CreateError::Full { .. } => Error::new(Kind::TooManySessions, e.to_string()),
+            CreateError::Random(_) => Error::new(Kind::Internal, e.to_string()),
+        }
     }
 }
 
@@ -111,6 +126,7 @@ mod tests {
         let table = [
             (Kind::Parse, Origin::Client, false),
             (Kind::Forbidden, Origin::Client, false),
+            (Kind::TooManySessions, Origin::Client, true),
             (Kind::SessionNotFound, Origin::Client, false),
             (Kind::UpstreamUnreachable, Origin::Upstream, true),
             (Kind::UpstreamTimeout, Origin::Upstream, true),

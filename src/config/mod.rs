@@ -50,6 +50,20 @@ pub struct Gateway {
     pub threads: Option<usize>,
     /// Timeouts and room for client connections (`maxBody` included).
     pub limits: crate::http::limits::Limits,
+    /// Open client sessions at most, in all and per client address.
+    pub sessions: crate::mcp::session::Limits,
+    /// When `/readyz` says the gateway is ready.
+    pub ready: Ready,
+}
+
+/// When the gateway counts as ready (`/readyz` 200).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    /// At least one server is ready: the gateway serves something (a broken server does not take
+    /// the others out of a load balancer's rotation).
+    Any,
+    /// Every enabled server is ready.
+    All,
 }
 
 #[derive(Debug, Clone, PartialEq)]

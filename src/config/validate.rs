@@ -275,6 +275,9 @@ const GATEWAY_KEYS: &[&str] = &[
     "maxConnections",
     "maxConnectionsPerClient",
     "maxBufferedBodies",
+    "maxSessions",
+    "maxSessionsPerClient",
+    "ready",
 ];
 
 /// More event loops than this is a typo, not a machine.
@@ -330,6 +333,8 @@ fn default_gateway() -> Gateway {
         shutdown_grace: Duration::from_secs(10),
         threads: None,
         limits: crate::http::limits::Limits::default(),
+        sessions: crate::mcp::session::Limits::default(),
+        ready: super::Ready::Any,
     }
 }
 
@@ -383,6 +388,22 @@ fn gateway(c: &mut Check, node: &Node) -> Option<Gateway> {
             "maxBufferedBodies" => {
                 g.limits.max_buffered_bodies = c.positive(n, &path).map_or(g.limits.max_buffered_bodies, |v| v as usize)
             }
+            "maxSessions" => match c.count(n, &path) {
+                Some(0) => c.fail(&path, n.pos, "must be at least 1"),
+                Some(v) => g.sessions.total = v as usize,
+                None => {}
+            },
+            "maxSessionsPerClient" => match c.count(n, &path) {
+                Some(0) => c.fail(&path, n.pos, "must be at least 1"),
+                Some(v) => g.sessions.per_client = v as usize,
+                None => {}
+            },
+            "ready" => match c.string(n, &path).as_deref() {
+                Some("any") => g.ready = super::Ready::Any,
+                Some("all") => g.ready = super::Ready::All,
+                Some(other) => c.fail(&path, n.pos, format!("must be \"any\" or \"all\", not {other:?}")),
+                None => {}
+            },
             "threads" => match c.count(n, &path) {
                 Some(t @ 1..=MAX_THREADS) => g.threads = Some(t as usize),
                 Some(t) => {
@@ -400,6 +421,16 @@ fn gateway(c: &mut Check, node: &Node) -> Option<Gateway> {
             "mcpgate.maxBufferedBodies",
             node.pos,
             format!("must be at least maxBody ({} bytes): a body that size could never be read", g.max_body),
+        );
+    }
+    // One address cannot be allowed more than everyone together.
+    if g.sessions.per_client > g.sessions.total
+        && let Some((_, pos, _)) = members.iter().find(|(k, _, _)| k == "maxSessionsPerClient" || k == "maxSessions")
+    {
+        c.fail(
+            "mcpgate.maxSessionsPerClient",
+            *pos,
+            format!("must not exceed maxSessions ({} > {})", g.sessions.per_client, g.sessions.total),
         );
     }
     (c.seen() == before).then_some(g)
@@ -818,6 +849,26 @@ mod tests {
         let p = problems(&format!(r#"{{"mcpServers": {{{}}}}}"#, servers.join(",")));
         assert_eq!(p.len(), MAX_PROBLEMS + 1);
         assert!(p[MAX_PROBLEMS].ends_with("and 1500 more problems, not listed"), "{}", p[MAX_PROBLEMS]);
+    }
+
+    #[test]
+    fn session_limits_and_readiness() {
+        let parse = |g: &str| {
+            super::super::parse(&format!(r#"{{"mcpgate": {g}, "mcpServers": {{"a": {{"command": "x"}}}}}}"#), &env)
+        };
+        let d = parse("{}").unwrap().gateway;
+        assert_eq!(d.sessions, crate::mcp::session::Limits { total: 10_000, per_client: 1_000 });
+        assert_eq!(d.ready, crate::config::Ready::Any);
+        let g = parse(r#"{"maxSessions": 50, "maxSessionsPerClient": 5, "ready": "all"}"#).unwrap().gateway;
+        assert_eq!(g.sessions, crate::mcp::session::Limits { total: 50, per_client: 5 });
+        assert_eq!(g.ready, crate::config::Ready::All);
+        let p = |g: &str| parse(g).unwrap_err().iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n");
+        assert!(p(r#"{"maxSessions": 0}"#).contains("mcpgate.maxSessions: must be at least 1"));
+        assert!(
+            p(r#"{"maxSessions": 10}"#)
+                .contains("mcpgate.maxSessionsPerClient: must not exceed maxSessions (1000 > 10)")
+        );
+        assert!(p(r#"{"ready": "most"}"#).contains("mcpgate.ready: must be \"any\" or \"all\""));
     }
 
     #[test]

@@ -193,10 +193,12 @@ impl Proxy {
         let state = State::default();
         let link = state.link(&self.upstream, &body).await?;
         let answer = state.ask(&self.upstream, &link, body.clone()).await?;
-        let session = self
-            .sessions
-            .create(body, UpstreamSession::Legacy(state))
-            .map_err(|e| Error::new(Kind::Internal, e.to_string()))?;
+        let created = match self.sessions.create(super::CLIENT, &body, UpstreamSession::Legacy(state)) {
+            Ok(created) => created,
+            Err(e) => return Err(e.into()),
+        };
+        self.end_evicted(created.evicted).await;
+        let session = created.session;
         tracing::info!(session = session.label(), upstream = %self.upstream.display, "session started (HTTP+SSE upstream)");
         let mut resp = Response::new(body::full(answer));
         resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

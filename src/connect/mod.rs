@@ -11,7 +11,7 @@ mod rebuild;
 mod relay;
 mod streamable;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,9 +24,9 @@ pub use proxy::{Proxy, Transport};
 
 use crate::credentials::{Credentials, Source};
 use crate::http::guard::Guard;
-use crate::http::limits::{Edge, Limits};
+use crate::http::limits::Edge;
 use crate::http::server::Front;
-use crate::mcp::session::SessionTable;
+use crate::mcp::session::{Limits, Session, SessionTable};
 use crate::transport::http_client;
 use crate::upstream::Upstream;
 
@@ -50,10 +50,16 @@ pub struct Options {
     pub allow_hosts: Vec<String>,
     pub allow_origins: Vec<String>,
     pub session_ttl: Duration,
+    /// Open sessions at most (idle ones are evicted, oldest first, to make room).
+    pub max_sessions: usize,
     pub shutdown_grace: Duration,
     /// Timeouts and room for client connections.
-    pub limits: Limits,
+    pub limits: crate::http::limits::Limits,
 }
+
+/// The client every session is counted against: `connect` serves one user on loopback, so its
+/// limit is global.
+pub(crate) const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -87,7 +93,9 @@ pub async fn engine(
         path: path.to_owned(),
         guard,
         upstream,
-        sessions: SessionTable::default(),
+        // No limit of its own: the front-end that uses the engine bounds its clients (`connect`
+        // sets `--max-sessions`; in `serve` these are the sessions of the gateway's clients).
+        sessions: SessionTable::new(Limits::global(usize::MAX)),
         max_body,
         shutdown,
         transport: up.transport,
@@ -102,6 +110,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
     let local = listener.local_addr().map_err(|source| StartError::Listen { addr: opts.listen, source })?;
     let guard = Guard::new(local.ip().is_loopback(), &opts.allow_hosts, &opts.allow_origins);
     let proxy = engine(&opts.upstream, &opts.path, guard, opts.max_body, shutdown.clone()).await?;
+    proxy.sessions.set_limits(Limits::global(opts.max_sessions));
     tracing::info!("listening on http://{local}{} → {}", opts.path, proxy.upstream.display);
 
     let sweeper = tokio::spawn(expire_sessions(proxy.clone(), opts.session_ttl));
@@ -127,6 +136,16 @@ impl Proxy {
             tracing::info!("ending {} upstream session(s)", sessions.len());
             let ends = sessions.iter().map(|s| self.end_upstream_session(s));
             let _ = tokio::time::timeout(Duration::from_secs(5), futures_join_all(ends)).await;
+        }
+    }
+}
+
+impl Proxy {
+    /// Ends upstream the sessions evicted to make room for a new one, as an expiry would.
+    pub(crate) async fn end_evicted(&self, evicted: Vec<Arc<Session<proxy::UpstreamSession>>>) {
+        for s in evicted {
+            tracing::info!(session = s.label(), "session evicted: the session limit was reached");
+            self.end_upstream_session(&s).await;
         }
     }
 }

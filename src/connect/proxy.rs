@@ -225,7 +225,7 @@ impl Proxy {
 
     async fn delete(&self, client: &HeaderMap) -> Outcome {
         let session = self.session_of(client).map_err(fail)?;
-        self.sessions.remove(&session.id);
+        self.sessions.remove(session.id());
         self.end_upstream_session(&session).await;
         tracing::info!(session = session.label(), "session ended by the client");
         Ok(status_only(StatusCode::OK))

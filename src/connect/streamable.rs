@@ -9,7 +9,7 @@ use http::{HeaderMap, Method, Response, StatusCode};
 
 use super::proxy::{Proxy, UpstreamSession};
 use super::relay::Pending;
-use crate::error::{Error, Kind};
+use crate::error::Error;
 use crate::http::body::{self, Body};
 use crate::mcp::headers::{LAST_EVENT_ID, SESSION_ID};
 use crate::mcp::session::Session;
@@ -50,10 +50,19 @@ impl Proxy {
             return Ok(Err(self.relay(resp, None, pending, false)));
         }
         let upstream_id = resp.headers().get(SESSION_ID).cloned();
-        let session = self
-            .sessions
-            .create(body, UpstreamSession::Streamable(State::new(upstream_id)))
-            .map_err(|e| Error::new(Kind::Internal, e.to_string()))?;
+        let created =
+            match self.sessions.create(super::CLIENT, &body, UpstreamSession::Streamable(State::new(upstream_id))) {
+                Ok(created) => created,
+                Err(e) => {
+                    // The upstream opened a session the client will never use: end it now.
+                    if let Some(id) = resp.headers().get(SESSION_ID).cloned() {
+                        self.streamable_delete(id, "refused").await;
+                    }
+                    return Err(e.into());
+                }
+            };
+        self.end_evicted(created.evicted).await;
+        let session = created.session;
         tracing::info!(session = session.label(), upstream = %self.upstream.display, "session started");
         Ok(Ok(self.relay(resp, Some(&session.header), pending, false)))
     }
@@ -109,11 +118,15 @@ impl Proxy {
     /// Ends the session upstream (DELETE), best effort.
     pub(super) async fn streamable_end(&self, session: &Session<UpstreamSession>, state: &State) {
         let Some(id) = state.upstream_id() else { return };
+        self.streamable_delete(id, session.label()).await;
+    }
+
+    async fn streamable_delete(&self, id: HeaderValue, label: &str) {
         let mut hdrs = HeaderMap::new();
         hdrs.insert(SESSION_ID, id);
         hdrs.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
         if let Err(e) = self.upstream.send(Method::DELETE, &self.upstream.url, hdrs, Bytes::new()).await {
-            tracing::debug!(session = session.label(), "ending the upstream session failed: {e}");
+            tracing::debug!(session = label, "ending the upstream session failed: {e}");
         }
     }
 }

@@ -19,6 +19,7 @@ fn status(kind: Kind) -> StatusCode {
         Kind::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
         Kind::UpstreamUnreachable | Kind::UpstreamProtocol | Kind::Credential => StatusCode::BAD_GATEWAY,
         Kind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        Kind::TooManySessions => StatusCode::SERVICE_UNAVAILABLE,
         Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -39,6 +40,7 @@ pub fn code(kind: Kind) -> i64 {
         Kind::UpstreamTimeout => codes::UPSTREAM_TIMEOUT,
         Kind::UpstreamProtocol => codes::UPSTREAM_PROTOCOL,
         Kind::Credential => codes::CREDENTIAL_UNAVAILABLE,
+        Kind::TooManySessions => codes::SESSION_LIMIT,
         Kind::Internal => -32603,
     }
 }

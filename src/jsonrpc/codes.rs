@@ -8,5 +8,8 @@ pub const UPSTREAM_TIMEOUT: i64 = -32002;
 pub const UPSTREAM_PROTOCOL: i64 = -32003;
 pub const CREDENTIAL_UNAVAILABLE: i64 = -32004;
 pub const SESSION_NOT_FOUND: i64 = -32005;
+/// The gateway holds as many sessions as it may (`maxSessions`, `maxSessionsPerClient`) and none
+/// is idle; HTTP 503.
+pub const SESSION_LIMIT: i64 = -32006;
 /// 2026-07-28: a standard header (`Mcp-Method`, `Mcp-Name`) is missing or disagrees with the body.
 pub const HEADER_MISMATCH: i64 = -32020;

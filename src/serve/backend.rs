@@ -6,8 +6,9 @@ use serde_json::Value;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
+use super::queue::{self, Class, Item};
 use super::session::Client;
 use crate::mcp::session::Session;
 
@@ -20,9 +21,24 @@ pub enum Event {
     Request { method: String, params: Value, reply: oneshot::Sender<Value> },
 }
 
+impl Item for Event {
+    fn class(&self) -> Class {
+        match self {
+            Event::Notification(m) => Class::of(m, ""),
+            Event::Request { .. } => Class::Keep,
+        }
+    }
+}
+
+/// Where a call's events go (bounded: `queue` says what gives way).
+pub type Events = queue::Sender<Event>;
+
+/// A call's events, for the one who follows it.
+pub type EventFeed = queue::Receiver<Event>;
+
 /// A call in flight.
 pub struct Call {
-    pub events: mpsc::UnboundedReceiver<Event>,
+    pub events: EventFeed,
     /// The JSON-RPC response (its `id` is replaced with the client's by the router).
     pub response: oneshot::Receiver<Value>,
     /// The id the server knows the call by (for `notifications/cancelled`).
@@ -61,7 +77,7 @@ pub type RawCallFuture<'a> = Pin<Box<dyn std::future::Future<Output = Result<Raw
 
 /// A call sent as it came, in flight.
 pub struct RawCall {
-    pub events: mpsc::UnboundedReceiver<Event>,
+    pub events: EventFeed,
     pub response: oneshot::Receiver<Reply>,
     pub upstream_id: Value,
 }
@@ -76,15 +92,27 @@ pub struct Unsolicited {
     pub reply: Option<oneshot::Sender<Value>>,
 }
 
+impl Item for Unsolicited {
+    fn class(&self) -> Class {
+        if self.reply.is_some() {
+            return Class::Keep;
+        }
+        Class::of(&self.message, &format!("{} {}", self.backend, self.session.as_deref().unwrap_or("")))
+    }
+}
+
+/// Where backends send what they send on their own (bounded: `queue` says what gives way).
+pub type UnsolicitedTx = queue::Sender<Unsolicited>;
+
 /// The notifications that say a server's listings changed.
 pub const LIST_CHANGED: [&str; 3] =
     ["notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed"];
 
 /// Tells the router that `backend`'s listings changed (it came, went, or was reconfigured).
-pub fn announce_lists_changed(tx: &mpsc::UnboundedSender<Unsolicited>, backend: &str) {
+pub fn announce_lists_changed(tx: &UnsolicitedTx, backend: &str) {
     for method in LIST_CHANGED {
         let message = serde_json::json!({"jsonrpc": "2.0", "method": method});
-        let _ = tx.send(Unsolicited { backend: backend.to_owned(), session: None, message, reply: None });
+        tx.push(Unsolicited { backend: backend.to_owned(), session: None, message, reply: None });
     }
 }
 
@@ -183,6 +211,34 @@ pub trait Link: Send + Sync {
     /// How many times the server was restarted.
     fn restarts(&self) -> u64 {
         0
+    }
+
+    /// While the server is down: how long until the next attempt to start it.
+    fn retry_in(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// The server could not be started (and has not come up since): calls fail at once.
+    fn start_failed(&self) -> bool {
+        false
+    }
+
+    /// Waits until the server is ready, at most until `deadline`; false if it is not (down, or
+    /// still starting then). Polled: this waits only on a listing's bounded start-up wait.
+    fn wait_ready<'a>(
+        &'a self,
+        deadline: tokio::time::Instant,
+    ) -> Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
+        Box::pin(async move {
+            loop {
+                match self.health() {
+                    Health::Ready => return true,
+                    Health::Down(_) => return false,
+                    Health::Starting if tokio::time::Instant::now() >= deadline => return false,
+                    Health::Starting => tokio::time::sleep(std::time::Duration::from_millis(25)).await,
+                }
+            }
+        })
     }
 
     /// One upstream connection serves every client (a shared stdio child): what one client

@@ -33,7 +33,7 @@ pub struct ChildLink {
     /// How long the child may take to answer `initialize`.
     start_timeout: Duration,
     state: Mutex<State>,
-    unsolicited: mpsc::UnboundedSender<Unsolicited>,
+    unsolicited: super::backend::UnsolicitedTx,
     stop: CancellationToken,
     /// Restarts so far (for metrics).
     pub restarts: AtomicU64,
@@ -41,6 +41,9 @@ pub struct ChildLink {
     ready: tokio::sync::Notify,
     /// The supervisor gave up: calls fail at once.
     gave_up: std::sync::atomic::AtomicBool,
+    /// The last start failed before the server was ready (not found, crashed, refused
+    /// `initialize`): calls fail at once until a restart succeeds, rather than wait for it.
+    failed: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -48,6 +51,8 @@ struct State {
     conn: Option<Arc<Conn>>,
     health: Option<Health>,
     info: Option<ServerInfo>,
+    /// When the next start is due (while down, between attempts).
+    retry_at: Option<tokio::time::Instant>,
 }
 
 /// Where a call's response goes: parsed, or as the line it came in (`Link::call_raw`).
@@ -77,7 +82,7 @@ struct Conn {
 }
 
 struct Pending {
-    events: mpsc::UnboundedSender<Event>,
+    events: super::backend::Events,
     response: Option<Responder>,
     client_token: Option<Value>,
     client: Weak<Session<Client>>,
@@ -91,7 +96,7 @@ impl ChildLink {
         spec: Spec,
         restart: Restart,
         start_timeout: Duration,
-        unsolicited: mpsc::UnboundedSender<Unsolicited>,
+        unsolicited: super::backend::UnsolicitedTx,
     ) -> Arc<ChildLink> {
         let link = Arc::new(ChildLink {
             name: name.to_owned(),
@@ -105,6 +110,7 @@ impl ChildLink {
             restarts: AtomicU64::new(0),
             ready: tokio::sync::Notify::new(),
             gave_up: Default::default(),
+            failed: Default::default(),
         });
         tokio::spawn(link.clone().supervise());
         link
@@ -131,7 +137,7 @@ impl ChildLink {
                 Health::Down(r) => r,
                 _ => "starting".into(),
             };
-            if self.gave_up.load(Ordering::Relaxed) || self.stop.is_cancelled() {
+            if self.gave_up.load(Ordering::Relaxed) || self.failed.load(Ordering::Relaxed) || self.stop.is_cancelled() {
                 return Err(CallError::unavailable(&self.name, why()));
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -147,10 +153,22 @@ impl ChildLink {
             if self.stop.is_cancelled() {
                 return;
             }
-            self.set(|s| s.health = Some(Health::Starting));
+            // A server that could not start stays "down" (with its reason) while it is tried
+            // again: it is not coming up until it answers.
+            if !self.failed.load(Ordering::Relaxed) {
+                self.set(|s| {
+                    s.health = Some(Health::Starting);
+                    s.retry_at = None;
+                });
+            }
             let reason = match self.run_once(&mut failures).await {
                 Ok(reason) => reason,
-                Err(e) => e,
+                Err(e) => {
+                    // It never came up: whoever waits for it is told now, not at the timeout.
+                    self.failed.store(true, Ordering::Relaxed);
+                    self.ready.notify_waiters();
+                    e
+                }
             };
             if self.stop.is_cancelled() {
                 return;
@@ -165,8 +183,11 @@ impl ChildLink {
                 self.ready.notify_waiters();
                 return;
             }
-            self.set(|s| s.health = Some(Health::Down(reason)));
             let delay = backoff(self.restart, failures);
+            self.set(|s| {
+                s.health = Some(Health::Down(reason));
+                s.retry_at = Some(tokio::time::Instant::now() + delay);
+            });
             tracing::info!(server = %self.name, "restarting in {delay:?} (attempt {failures} of {})", self.restart.max_attempts);
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
@@ -225,6 +246,7 @@ impl ChildLink {
         };
         conn.write(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}));
         *failures = 0;
+        self.failed.store(false, Ordering::Relaxed);
         tracing::info!(server = %self.name, pid, "stdio server ready");
         self.set(|s| {
             s.conn = Some(conn.clone());
@@ -329,11 +351,11 @@ impl ChildLink {
                     if let (Some(t), Some(params)) = (p.client_token.clone(), msg.get_mut("params")) {
                         params["progressToken"] = t;
                     }
-                    let _ = p.events.send(Event::Notification(msg));
+                    p.events.push(Event::Notification(msg));
                 }
             }
             (Some(_), None) => {
-                let _ = self.unsolicited.send(Unsolicited {
+                self.unsolicited.push(Unsolicited {
                     backend: self.name.clone(),
                     session: self.session.clone(),
                     message: msg,
@@ -355,7 +377,7 @@ impl ChildLink {
                 match target {
                     Some(events) => {
                         let (tx, rx) = oneshot::channel();
-                        let _ = events.send(Event::Request { method, params, reply: tx });
+                        events.push(Event::Request { method, params, reply: tx });
                         tokio::spawn(async move {
                             let answer = rx.await.unwrap_or_else(|_| json!({"error":{"code":-32603,"message":"the client went away"}}));
                             let mut out = json!({"jsonrpc":"2.0","id":id});
@@ -384,8 +406,8 @@ impl Conn {
         response: Responder,
         client_token: Option<Value>,
         client: Weak<Session<Client>>,
-    ) -> mpsc::UnboundedReceiver<Event> {
-        let (events, rx) = mpsc::unbounded_channel();
+    ) -> super::backend::EventFeed {
+        let (events, rx) = super::queue::bounded(super::queue::CALL);
         let p = Pending { events, response: Some(response), client_token, client, started: Instant::now() };
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(key, p);
         rx
@@ -493,6 +515,15 @@ impl Link for ChildLink {
 
     fn restarts(&self) -> u64 {
         self.restarts.load(Ordering::Relaxed)
+    }
+
+    fn retry_in(&self) -> Option<Duration> {
+        let at = self.state.lock().unwrap_or_else(|p| p.into_inner()).retry_at?;
+        Some(at.saturating_duration_since(tokio::time::Instant::now()))
+    }
+
+    fn start_failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed) || self.gave_up.load(Ordering::Relaxed)
     }
 
     fn shared(&self) -> bool {

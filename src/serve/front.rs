@@ -59,7 +59,7 @@ impl Gateway {
         // 4. The MCP methods; a POST says it carries JSON and takes an answer we give.
         let mut resp = match parts.method {
             Method::POST => match crate::http::negotiate::check_post(&parts.headers) {
-                Ok(()) => self.post(view, &parts.headers, body).await,
+                Ok(()) => self.post(view, &parts.headers, body, peer).await,
                 Err(e) => wire::error(&e, None),
             },
             Method::GET => self.get(&view, &parts.headers),
@@ -93,7 +93,7 @@ impl Gateway {
             "/admin/reload" => not_allowed(&parts.method, "POST"),
             _ if !read_only => not_allowed(&parts.method, "GET"),
             "/metrics" => {
-                let mut resp = text(StatusCode::OK, self.metrics.render(&self.router));
+                let mut resp = text(StatusCode::OK, self.metrics.render(self));
                 // What Prometheus scrapers expect of the text format.
                 resp.headers_mut()
                     .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
@@ -113,7 +113,13 @@ impl Gateway {
             .ok_or_else(|| Error::new(Kind::SessionNotFound, "session not found; initialize a new session"))
     }
 
-    async fn post<B>(self: &Arc<Self>, view: View, headers: &HeaderMap, body: B) -> Response<Body>
+    async fn post<B>(
+        self: &Arc<Self>,
+        view: View,
+        headers: &HeaderMap,
+        body: B,
+        peer: std::net::SocketAddr,
+    ) -> Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Send,
         B::Error: Into<body::BoxError>,
@@ -174,10 +180,20 @@ impl Gateway {
         }
         if method.as_deref() == Some("initialize") {
             let version = params.get("protocolVersion").and_then(Value::as_str).unwrap_or("2025-03-26").to_owned();
-            let session = match self.sessions.create(bytes.clone(), Client::new(view.clone(), params)) {
-                Ok(s) => s,
-                Err(e) => return wire::error(&Error::new(Kind::Internal, e.to_string()), None),
+            // Nothing to replay: servers are initialized by the gateway, from the params kept.
+            let created = match self.sessions.create(peer.ip(), &[], Client::new(view.clone(), params)) {
+                Ok(created) => created,
+                Err(e) => {
+                    tracing::warn!(client = %peer.ip(), "session refused: {e}");
+                    let raw = id.as_ref().and_then(|i| serde_json::value::to_raw_value(i).ok());
+                    return wire::error(&e.into(), raw.as_deref());
+                }
             };
+            for old in created.evicted {
+                tracing::info!(session = old.label(), "session evicted: the session limit was reached");
+                self.end(&old);
+            }
+            let session = created.session;
             session.upstream.set_bearer(headers.get(http::header::AUTHORIZATION));
             tracing::info!(session = session.label(), "session started");
             let mut resp = json_reply(&id, self.router.initialize(&view, &version));
@@ -371,11 +387,11 @@ impl Gateway {
         }
         // Streamed: progress and logs as they come, then the answer, all through one channel
         // (one writer keeps the order).
-        let (values, mut rx) = mpsc::unbounded_channel::<Value>();
-        let (tx, body_rx) = mpsc::unbounded_channel::<Bytes>();
+        let (values, mut rx) = super::queue::bounded::<Value>(super::queue::CALL);
+        let (tx, body_rx) = mpsc::channel::<Bytes>(STREAM_BUFFER);
         tokio::spawn(async move {
             while let Some(v) = rx.recv().await {
-                if tx.send(sse::encode(v.to_string().as_bytes(), None)).is_err() {
+                if tx.send(sse::encode(v.to_string().as_bytes(), None)).await.is_err() {
                     break;
                 }
             }
@@ -385,9 +401,9 @@ impl Gateway {
             let reply = gateway.modern(view, &method, params, Some(&values)).await;
             gateway.metrics.record("gateway", &method, outcome(&reply.answer), started.elapsed());
             for e in reply.events {
-                let _ = values.send(e);
+                values.push(e);
             }
-            let _ = values.send(with_id(reply.answer, &id));
+            values.push(with_id(reply.answer, &id));
         });
         let mut resp = Response::new(http_body_util::BodyExt::boxed_unsync(Channel { rx: body_rx }));
         resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -493,7 +509,7 @@ impl Gateway {
             drop(in_flight);
             return json_reply(&Some(id), answer);
         }
-        let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+        let (tx, rx) = mpsc::channel::<Bytes>(STREAM_BUFFER);
         let session = session.clone();
         let gateway = self.clone();
         let method = method.to_owned();
@@ -502,7 +518,8 @@ impl Gateway {
             gateway.metrics.record(&backend, &method, outcome(&answer), started.elapsed());
             let reply = with_id(answer, &in_flight.id);
             drop(in_flight);
-            let _ = tx.send(sse::encode(reply.to_string().as_bytes(), None));
+            // The response is never dropped: it waits for room like everything before it.
+            let _ = tx.send(sse::encode(reply.to_string().as_bytes(), None)).await;
         });
         let mut resp = Response::new(http_body_util::BodyExt::boxed_unsync(Channel { rx }));
         resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -567,17 +584,22 @@ impl Gateway {
         let Some(mut feed) = session.upstream.take_stream() else {
             return wire::error(&Error::new(Kind::BadRequest, "this session's event stream is open already"), None);
         };
-        let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+        let (tx, rx) = mpsc::channel::<Bytes>(STREAM_BUFFER);
         let back = session.clone();
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             loop {
-                tokio::select! {
+                let m = tokio::select! {
                     m = feed.recv() => match m {
-                        Some(m) => if tx.send(sse::encode(m.to_string().as_bytes(), None)).is_err() { break },
+                        Some(m) => m,
                         None => break,
                     },
                     () = tx.closed() => break,
+                    () = shutdown.cancelled() => break,
+                };
+                // A slow reader holds this send; meanwhile the feed gives way as `queue` says.
+                tokio::select! {
+                    r = tx.send(sse::encode(m.to_string().as_bytes(), None)) => if r.is_err() { break },
                     () = shutdown.cancelled() => break,
                 }
             }
@@ -602,29 +624,40 @@ impl Gateway {
 
     /// Ends a session here and at every server that keeps one for it.
     pub fn end(&self, s: &Session<Client>) {
-        self.sessions.remove(&s.id);
+        self.sessions.remove(s.id());
         for b in self.router.visible(&View::All) {
             b.link.forget(s);
         }
     }
 
+    /// `/healthz` (always 200: the process serves) and `/readyz`: each server's state, and 503
+    /// unless enough servers are ready (`mcpgate.ready`: any, or all).
     fn health(&self, ready: bool) -> Response<Body> {
         let mut servers = serde_json::Map::new();
-        let mut all_ready = true;
+        let (mut up, mut total) = (0, 0);
         for b in self.router.visible(&View::All) {
             let h = b.link.health();
-            all_ready &= h == Health::Ready;
-            servers.insert(
-                b.cfg.name.clone(),
-                match h {
-                    Health::Ready => json!({"status": "ready"}),
-                    Health::Starting => json!({"status": "starting"}),
-                    Health::Down(why) => json!({"status": "down", "reason": why}),
-                },
-            );
+            total += 1;
+            up += usize::from(h == Health::Ready);
+            let mut state = match h {
+                Health::Ready => json!({"status": "ready"}),
+                Health::Starting => json!({"status": "starting"}),
+                // Never came up since the last start (not found, crashed at once), or went down.
+                Health::Down(why) => {
+                    json!({"status": if b.link.start_failed() { "failed" } else { "down" }, "reason": why})
+                }
+            };
+            if let Some(wait) = b.link.retry_in() {
+                state["retryInMs"] = json!(wait.as_millis() as u64);
+            }
+            servers.insert(b.cfg.name.clone(), state);
         }
-        let state = if all_ready { "ok" } else { "degraded" };
-        let code = if ready && !all_ready { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+        let enough = match self.router.config().gateway.ready {
+            crate::config::Ready::Any => up > 0 || total == 0,
+            crate::config::Ready::All => up == total,
+        };
+        let state = if up == total { "ok" } else { "degraded" };
+        let code = if ready && !enough { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
         let mut resp = text(code, json!({"status": state, "servers": servers}).to_string() + "\n");
         resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         resp
@@ -641,7 +674,7 @@ enum First<T> {
 }
 
 async fn first<T>(
-    events: &mut mpsc::UnboundedReceiver<Event>,
+    events: &mut super::backend::EventFeed,
     response: &mut tokio::sync::oneshot::Receiver<T>,
     backend: &str,
     (deadline, timeout): (tokio::time::Instant, std::time::Duration),
@@ -692,36 +725,38 @@ async fn follow(
     call: super::backend::Call,
     (deadline, timeout): (tokio::time::Instant, std::time::Duration),
     first: Option<Event>,
-    out: Option<&mpsc::UnboundedSender<Bytes>>,
+    out: Option<&mpsc::Sender<Bytes>>,
 ) -> Value {
     let mut events = call.events;
     let response = call.response;
     tokio::pin!(response);
     let deadline = tokio::time::sleep_until(deadline);
     tokio::pin!(deadline);
-    let send = |m: Value| {
+    // A client that reads its stream slowly holds `send`: the call's events queue up behind it,
+    // bounded as `queue` says.
+    let send = async |m: Value| {
         if let Some(tx) = out {
-            let _ = tx.send(sse::encode(m.to_string().as_bytes(), None));
+            let _ = tx.send(sse::encode(m.to_string().as_bytes(), None)).await;
         }
     };
-    let deliver = |ev: Event| match ev {
-        Event::Notification(m) => send(m),
+    let deliver = async |ev: Event| match ev {
+        Event::Notification(m) => send(m).await,
         Event::Request { method, params, reply } => {
             let m = session.upstream.request(&method, params, reply);
             match out {
-                Some(_) => send(m),
+                Some(_) => send(m).await,
                 None => session.upstream.send(m),
             }
         }
     };
     if let Some(ev) = first {
-        deliver(ev);
+        deliver(ev).await;
     }
     loop {
         tokio::select! {
             biased;
             ev = events.recv() => match ev {
-                Some(ev) => deliver(ev),
+                Some(ev) => deliver(ev).await,
                 None => {
                     // The events are done; the response may still come.
                     let r = tokio::select! {
@@ -733,9 +768,9 @@ async fn follow(
             },
             r = &mut response => {
                 // What the server sent before its response comes first.
-                while let Ok(ev) = events.try_recv() {
+                while let Some(ev) = events.try_recv() {
                     if let Event::Notification(m) = ev {
-                        send(m);
+                        send(m).await;
                     }
                 }
                 return r.unwrap_or_else(|_| dropped(backend));
@@ -837,8 +872,11 @@ fn text(code: StatusCode, s: String) -> Response<Body> {
 
 /// A response body fed by a channel (an SSE stream the gateway writes).
 struct Channel {
-    rx: mpsc::UnboundedReceiver<Bytes>,
+    rx: mpsc::Receiver<Bytes>,
 }
+
+/// SSE events written ahead of a client that reads slowly; past this, the writer waits.
+const STREAM_BUFFER: usize = 16;
 
 impl http_body::Body for Channel {
     type Data = Bytes;

@@ -1,13 +1,14 @@
 //! `/metrics` in the Prometheus text format: requests by server, method and outcome, their
-//! latency as a histogram, restarts of stdio servers, listing-cache hits and misses. A few
-//! counters under one lock: the hot path records one entry per request.
+//! latency as a histogram, restarts of stdio servers, listing-cache hits and misses, and the
+//! gateway's limits with what they turned away (sessions evicted and refused, notifications
+//! dropped, stderr lines cut). A few counters under one lock: the hot path records one entry per
+//! request.
 
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::router::Router;
 use crate::hash::Fast;
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -98,7 +99,8 @@ impl Metrics {
         rows
     }
 
-    pub fn render(&self, router: &Router) -> String {
+    pub fn render(&self, gateway: &super::Gateway) -> String {
+        let router = &gateway.router;
         let mut out = String::new();
         let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
         let rows = self.rows();
@@ -150,7 +152,82 @@ impl Metrics {
             "# HELP mcpgate_listing_cache_hits_total Listings answered from the cache.\n# TYPE mcpgate_listing_cache_hits_total counter\nmcpgate_listing_cache_hits_total {hits}\n\
              # HELP mcpgate_listing_cache_misses_total Listings fetched from a server.\n# TYPE mcpgate_listing_cache_misses_total counter\nmcpgate_listing_cache_misses_total {misses}\n"
         );
+        limits(&mut out, gateway);
         out
+    }
+}
+
+/// The limits, how full they are, and what they turned away.
+fn limits(out: &mut String, gateway: &super::Gateway) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let sessions = &gateway.sessions;
+    let l = sessions.limits();
+    let rows: [(&str, &str, &str, String); 12] = [
+        ("mcpgate_sessions_open", "gauge", "Client sessions open.", sessions.len().to_string()),
+        ("mcpgate_sessions_max", "gauge", "maxSessions: client sessions open at most.", l.total.to_string()),
+        (
+            "mcpgate_sessions_per_client_max",
+            "gauge",
+            "maxSessionsPerClient: sessions of one client address at most.",
+            l.per_client.to_string(),
+        ),
+        (
+            "mcpgate_sessions_evicted_total",
+            "counter",
+            "Idle sessions ended to make room for new ones.",
+            sessions.evicted.load(Relaxed).to_string(),
+        ),
+        (
+            "mcpgate_sessions_refused_total",
+            "counter",
+            "New sessions refused (503): over a limit with none idle.",
+            sessions.refused.load(Relaxed).to_string(),
+        ),
+        (
+            "mcpgate_notifications_dropped_total",
+            "counter",
+            "Notifications dropped from a full queue (logs and progress first).",
+            super::queue::DROPPED.load(Relaxed).to_string(),
+        ),
+        (
+            "mcpgate_notifications_superseded_total",
+            "counter",
+            "Notifications replaced in a queue by a newer one saying the same.",
+            super::queue::SUPERSEDED.load(Relaxed).to_string(),
+        ),
+        (
+            "mcpgate_session_queue_max",
+            "gauge",
+            "Messages waiting for one client's GET stream at most.",
+            super::queue::SESSION.to_string(),
+        ),
+        (
+            "mcpgate_call_queue_max",
+            "gauge",
+            "Messages of one call waiting for its client at most.",
+            super::queue::CALL.to_string(),
+        ),
+        (
+            "mcpgate_child_stderr_line_max_bytes",
+            "gauge",
+            "Bytes of a stdio server's stderr line logged at most.",
+            crate::transport::stdio_child::STDERR_LINE.to_string(),
+        ),
+        (
+            "mcpgate_child_stderr_lines_cut_total",
+            "counter",
+            "Stdio servers' stderr lines cut at the limit.",
+            crate::transport::stdio_child::STDERR_TRUNCATED.load(Relaxed).to_string(),
+        ),
+        (
+            "mcpgate_listing_cache_entries",
+            "gauge",
+            "Listings cached (one per server and kind at most).",
+            gateway.router.cached_listings().to_string(),
+        ),
+    ];
+    for (name, kind, help, value) in rows {
+        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
     }
 }
 

@@ -8,6 +8,7 @@ mod child;
 mod front;
 mod metrics;
 mod modern;
+mod queue;
 mod reload;
 mod remote;
 mod router;
@@ -21,7 +22,6 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use backend::{Link, Unsolicited};
@@ -56,7 +56,7 @@ pub struct Gateway {
     shutdown: CancellationToken,
     config_path: PathBuf,
     /// Where backends send what they send on their own (new backends too, after a reload).
-    unsolicited: mpsc::UnboundedSender<Unsolicited>,
+    unsolicited: backend::UnsolicitedTx,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
     /// The session 2026-07-28 clients of each view share towards the servers, and the calls
@@ -81,10 +81,10 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
     let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
     let local = listener.local_addr().map_err(|source| StartError::Listen { addr, source })?;
     let guard = Guard::new(local.ip().is_loopback(), &cfg.gateway.allow_hosts, &cfg.gateway.allow_origins);
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = queue::bounded(queue::DISPATCH);
     let gateway = Arc::new(Gateway {
         router: Router::new(cfg.clone()),
-        sessions: SessionTable::default(),
+        sessions: SessionTable::new(cfg.gateway.sessions),
         guard: Shared::new(guard),
         loopback: local.ip().is_loopback(),
         edge: Edge::new(cfg.gateway.limits.clone()),
@@ -95,7 +95,8 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
         unsolicited: tx.clone(),
         reloading: tokio::sync::Mutex::new(()),
         modern_clients: Default::default(),
-        sessions_modern: SessionTable::default(),
+        // One session per view (`modern_client`): bounded by the configuration.
+        sessions_modern: SessionTable::new(crate::mcp::session::Limits::global(usize::MAX)),
         parked: Default::default(),
     });
     for server in cfg.servers.iter().filter(|s| s.enabled) {
@@ -150,7 +151,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
 pub(crate) async fn start_backend(
     server: &Server,
     cfg: &Config,
-    tx: mpsc::UnboundedSender<Unsolicited>,
+    tx: backend::UnsolicitedTx,
     shutdown: CancellationToken,
 ) -> Result<Arc<dyn Link>, String> {
     match &server.transport {
@@ -233,7 +234,7 @@ fn oauth_config(o: &config::OAuth, url: &http::Uri, timeout: Duration) -> crate:
 }
 
 /// Takes what servers send on their own to the clients it concerns.
-async fn dispatch(gateway: Arc<Gateway>, mut rx: mpsc::UnboundedReceiver<Unsolicited>) {
+async fn dispatch(gateway: Arc<Gateway>, mut rx: queue::Receiver<Unsolicited>) {
     while let Some(u) = rx.recv().await {
         let method = u.message.get("method").and_then(Value::as_str).unwrap_or("").to_owned();
         let is_request = u.message.get("id").is_some() && !method.is_empty();
@@ -257,10 +258,22 @@ async fn dispatch(gateway: Arc<Gateway>, mut rx: mpsc::UnboundedReceiver<Unsolic
             // A server-wide fact: told once to everyone who sees the server (a client's own
             // upstream session reports it too, but the gateway's session already did).
             if u.session.is_none() {
-                for s in gateway.sessions.snapshot().into_iter().filter(|s| sees(s)) {
+                gateway.sessions.for_each(|s| {
+                    if sees(s) {
+                        s.upstream.send(u.message.clone());
+                    }
+                });
+            }
+            continue;
+        }
+        // The common case (a log line, say, for everyone who sees the server): told in place,
+        // without a list of the sessions per message.
+        if u.session.is_none() && !is_request && method != "notifications/resources/updated" {
+            gateway.sessions.for_each(|s| {
+                if sees(s) {
                     s.upstream.send(u.message.clone());
                 }
-            }
+            });
             continue;
         }
         let targets: Vec<_> = match &u.session {

@@ -10,12 +10,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::Gateway;
 use super::backend::{Call, Event};
+use super::queue;
 use super::router::{LISTINGS, Routed};
 use super::session::{Client, View};
 use crate::mcp::modern::{META_CAPABILITIES, META_CLIENT_INFO, META_LOG_LEVEL, META_SERVER_INFO, META_VERSION};
@@ -57,7 +57,7 @@ impl Gateway {
         }
         let init = json!({"protocolVersion":"2025-11-25","capabilities":{"elicitation":{},"sampling":{},"roots":{}},
             "clientInfo":{"name":"mcpgate (for 2026-07-28 clients)","version":env!("CARGO_PKG_VERSION")}});
-        let s = self.sessions_modern.create(Bytes::new(), Client::new(view.clone(), init)).ok()?;
+        let s = self.sessions_modern.create(crate::connect::CLIENT, &[], Client::new(view.clone(), init)).ok()?.session;
         all.insert(view.clone(), s.clone());
         Some(s)
     }
@@ -68,7 +68,7 @@ impl Gateway {
         view: View,
         method: &str,
         mut params: Value,
-        live: Option<&mpsc::UnboundedSender<Value>>,
+        live: Option<&queue::Sender<Value>>,
     ) -> Reply {
         let meta = params.get("_meta").cloned().unwrap_or_default();
         let caps = meta.get(META_CAPABILITIES).cloned().unwrap_or_else(|| json!({}));
@@ -149,21 +149,18 @@ impl Gateway {
         mut call: Call,
         timeout: Duration,
         caps: &Value,
-        live: Option<&mpsc::UnboundedSender<Value>>,
+        live: Option<&queue::Sender<Value>>,
     ) -> Reply {
-        let mut events = Vec::new();
-        let note = |m: Value, events: &mut Vec<Value>| match live {
-            Some(tx) => {
-                let _ = tx.send(m);
-            }
-            None => events.push(m),
-        };
+        // Without a live stream, notifications wait for the answer, as bounded as on a stream.
+        let (kept, mut kept_rx) = queue::bounded::<Value>(queue::CALL);
+        let out = live.unwrap_or(&kept);
+        let events_of = |rx: &mut queue::Receiver<Value>| std::iter::from_fn(|| rx.try_recv()).collect::<Vec<_>>();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             tokio::select! {
                 biased;
                 ev = call.events.recv() => match ev {
-                    Some(Event::Notification(m)) => note(m, &mut events),
+                    Some(Event::Notification(m)) => { out.push(m); }
                     Some(Event::Request { method, params, reply }) => {
                         if !declared(caps, &method, &params) {
                             let _ = reply.send(json!({"error":{"code":-32601,"message":format!("the client did not declare what {method} needs")}}));
@@ -181,7 +178,7 @@ impl Gateway {
                             state,
                             ParkedCall { backend, call, reply, key, timeout, since: Instant::now() },
                         );
-                        return Reply { events, answer };
+                        return Reply { events: events_of(&mut kept_rx), answer };
                     }
                     None => {
                         let r = tokio::time::timeout_at(deadline, &mut call.response).await;
@@ -190,18 +187,18 @@ impl Gateway {
                             Ok(Err(_)) => err(crate::jsonrpc::codes::UPSTREAM_UNAVAILABLE, &format!("server {backend} dropped the call")),
                             Err(_) => err(crate::jsonrpc::codes::UPSTREAM_TIMEOUT, &format!("server {backend} did not answer within {timeout:?}")),
                         };
-                        return Reply { events, answer: complete(answer) };
+                        return Reply { events: events_of(&mut kept_rx), answer: complete(answer) };
                     }
                 },
                 r = &mut call.response => {
-                    while let Ok(Event::Notification(m)) = call.events.try_recv() {
-                        note(m, &mut events);
+                    while let Some(Event::Notification(m)) = call.events.try_recv() {
+                        out.push(m);
                     }
                     let answer = r.unwrap_or_else(|_| err(crate::jsonrpc::codes::UPSTREAM_UNAVAILABLE, &format!("server {backend} dropped the call")));
-                    return Reply { events, answer: complete(answer) };
+                    return Reply { events: events_of(&mut kept_rx), answer: complete(answer) };
                 }
                 () = tokio::time::sleep_until(deadline) => {
-                    return Reply { events, answer: err(crate::jsonrpc::codes::UPSTREAM_TIMEOUT, &format!("server {backend} did not answer within {timeout:?}")) };
+                    return Reply { events: events_of(&mut kept_rx), answer: err(crate::jsonrpc::codes::UPSTREAM_TIMEOUT, &format!("server {backend} did not answer within {timeout:?}")) };
                 }
             }
         }

@@ -70,6 +70,11 @@ impl Gateway {
         // The listener's rules apply from the next request on (a new connection, for the caps).
         self.guard.set(Guard::new(self.loopback, &next.gateway.allow_hosts, &next.gateway.allow_origins));
         self.edge.set(next.gateway.limits.clone());
+        // Lower limits take effect now: idle sessions over them end as an expiry would.
+        for old in self.sessions.set_limits(next.gateway.sessions) {
+            tracing::info!(session = old.label(), "session evicted: the session limits were lowered");
+            self.end(&old);
+        }
         // Start what is new or changed.
         let restarted: std::collections::HashSet<&str> = applied.restarted.iter().map(String::as_str).collect();
         let mut added = Vec::new();

@@ -15,7 +15,7 @@ use http::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderValue};
 use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::backend::{Call, CallError, Event, Health, Link, Passthrough, ServerInfo, Unsolicited};
@@ -39,7 +39,7 @@ pub struct RemoteLink {
     sessions: Mutex<HashMap<String, Arc<Upstream>, crate::hash::Fast>>,
     opening: tokio::sync::Mutex<()>,
     state: Mutex<(Health, Option<ServerInfo>)>,
-    unsolicited: mpsc::UnboundedSender<Unsolicited>,
+    unsolicited: super::backend::UnsolicitedTx,
     next: AtomicU64,
     stop: CancellationToken,
 }
@@ -57,7 +57,7 @@ impl RemoteLink {
         name: &str,
         proxy: Arc<Proxy>,
         forward_token: bool,
-        unsolicited: mpsc::UnboundedSender<Unsolicited>,
+        unsolicited: super::backend::UnsolicitedTx,
     ) -> Arc<RemoteLink> {
         let link = Arc::new(RemoteLink {
             name: name.to_owned(),
@@ -261,9 +261,9 @@ impl RemoteLink {
         params: Value,
     ) -> Result<Call, CallError> {
         let Some(modern) = self.modern.get() else { return Err(CallError::unavailable(&self.name, "not discovered")) };
-        let init = client.map(|c| c.upstream.init.clone()).unwrap_or_else(|| json!({"capabilities":{}}));
+        let init = client.map(|c| c.upstream.init()).unwrap_or_else(|| json!({"capabilities":{}}));
         let env = crate::mcp::modern::ClientEnvelope::from_initialize(&init, &modern.version);
-        let (events_tx, events) = mpsc::unbounded_channel();
+        let (events_tx, events) = super::queue::bounded(super::queue::CALL);
         let (response_tx, response) = oneshot::channel();
         let upstream_id = format!("mcpgate-{}", self.next.fetch_add(1, Ordering::Relaxed));
         let modern = crate::connect::modern::ModernUpstream::new(self.proxy.clone(), PATH, &modern.version);
@@ -295,7 +295,7 @@ impl crate::connect::modern::Asker for NoClient {
 
 /// A client's call: the server's questions become events of the call, as with 2025 servers.
 struct ToEvents {
-    events: mpsc::UnboundedSender<Event>,
+    events: super::backend::Events,
 }
 
 impl crate::connect::modern::Asker for ToEvents {
@@ -306,9 +306,9 @@ impl crate::connect::modern::Asker for ToEvents {
     ) -> Pin<Box<dyn std::future::Future<Output = Result<Value, String>> + Send + '_>> {
         Box::pin(async move {
             let (tx, rx) = oneshot::channel();
-            self.events
-                .send(Event::Request { method: method.clone(), params, reply: tx })
-                .map_err(|_| "the call ended".to_owned())?;
+            if !self.events.push(Event::Request { method: method.clone(), params, reply: tx }) {
+                return Err("the call ended".to_owned());
+            }
             let answer = rx.await.map_err(|_| "the client went away".to_owned())?;
             answer.get("result").cloned().ok_or_else(|| {
                 format!("the client refused {method}: {}", answer.get("error").cloned().unwrap_or_default())
@@ -316,7 +316,7 @@ impl crate::connect::modern::Asker for ToEvents {
         })
     }
     fn notify(&self, msg: Value) {
-        let _ = self.events.send(Event::Notification(msg));
+        self.events.push(Event::Notification(msg));
     }
 }
 
@@ -395,13 +395,7 @@ async fn read_messages(resp: Response<Body>, mut each: impl FnMut(Value) -> bool
 }
 
 /// Keeps the session's GET stream open; what arrives on it goes to the router.
-async fn listen(
-    proxy: Arc<Proxy>,
-    name: String,
-    key: String,
-    up: Arc<Upstream>,
-    out: mpsc::UnboundedSender<Unsolicited>,
-) {
+async fn listen(proxy: Arc<Proxy>, name: String, key: String, up: Arc<Upstream>, out: super::backend::UnsolicitedTx) {
     let mut last: Option<String> = None;
     let mut delay = Duration::from_millis(500);
     while !up.stop.is_cancelled() {
@@ -439,7 +433,7 @@ async fn listen(
                         }
                         _ => None,
                     };
-                    out.send(Unsolicited { backend: name.clone(), session: session.clone(), message: m, reply }).is_ok()
+                    out.push(Unsolicited { backend: name.clone(), session: session.clone(), message: m, reply })
                 });
                 tokio::select! {
                     l = read => last = l.or(last),
@@ -470,7 +464,7 @@ impl Link for RemoteLink {
         let method = method.to_owned();
         Box::pin(async move {
             let (key, init) = match &client {
-                Some(c) => (c.id.clone(), c.upstream.init.clone()),
+                Some(c) => (c.id().to_owned(), c.upstream.init()),
                 None => (String::new(), gateway_init()),
             };
             let up = self.open(&key, &init, client.as_deref()).await?;
@@ -491,7 +485,7 @@ impl Link for RemoteLink {
             if let Some(r) = refusal(&resp) {
                 return Err(CallError::refused(&self.name, r));
             }
-            let (events_tx, events) = mpsc::unbounded_channel();
+            let (events_tx, events) = super::queue::bounded(super::queue::CALL);
             let (response_tx, response) = oneshot::channel();
             let proxy = self.proxy.clone();
             let reply_to = RequestTarget { proxy, session: up.session.clone(), version: up.version.clone() };
@@ -510,12 +504,12 @@ impl Link for RemoteLink {
                             let (tx, rx) = oneshot::channel();
                             let method = m.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
                             let params = m.get("params").cloned().unwrap_or_else(|| json!({}));
-                            let _ = events_tx.send(Event::Request { method, params, reply: tx });
+                            events_tx.push(Event::Request { method, params, reply: tx });
                             let target = reply_to.clone();
                             tokio::spawn(async move { target.answer(server_id, rx).await });
                         }
                         (true, None) => {
-                            let _ = events_tx.send(Event::Notification(m));
+                            events_tx.push(Event::Notification(m));
                         }
                         _ => {}
                     }
@@ -532,7 +526,7 @@ impl Link for RemoteLink {
     }
 
     fn notify(&self, client: &Arc<Session<Client>>, method: &str, params: Value) {
-        let up = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get(&client.id).cloned();
+        let up = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get(client.id()).cloned();
         let Some(up) = up else { return };
         let body = json!({"jsonrpc":"2.0","method":method,"params":params}).to_string();
         let req = self.request(Method::POST, Bytes::from(body), Some(&up));
@@ -548,10 +542,10 @@ impl Link for RemoteLink {
         if self.modern.get().is_some() {
             return Passthrough::No;
         }
-        let Some(up) = self.opened(&client.id) else {
+        let Some(up) = self.opened(client.id()) else {
             return Passthrough::Opening(Box::pin(async move {
                 // Through the message path, which says why, when this fails.
-                let up = self.open(&client.id, &client.upstream.init, Some(client)).await.ok()?;
+                let up = self.open(client.id(), &client.upstream.init(), Some(client)).await.ok()?;
                 if self.modern.get().is_some() {
                     return None;
                 }
@@ -565,7 +559,7 @@ impl Link for RemoteLink {
     }
 
     fn forget(&self, client: &Session<Client>) {
-        let up = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&client.id);
+        let up = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(client.id());
         if let Some(up) = up {
             up.stop.cancel();
             let mut req = self.request(Method::DELETE, Bytes::new(), Some(&up));

@@ -28,6 +28,13 @@ pub const LISTINGS: &[(&str, &str)] = &[
     ("resources/templates/list", "resourceTemplates"),
 ];
 
+/// How long a merged listing waits for servers that are still starting.
+const START_WAIT: Duration = Duration::from_secs(2);
+/// Items of one server's listing kept at most; the rest are left out (and logged).
+const MAX_LISTING_ITEMS: usize = 10_000;
+/// A listing larger than this (as JSON) is served but not cached: fetched again when asked.
+const MAX_CACHED_BYTES: usize = 4 * 1024 * 1024;
+
 struct Listing {
     items: Vec<Value>,
     fetched: Instant,
@@ -118,6 +125,11 @@ impl Router {
             .retain(|(b, kind), _| !(b == backend && kinds.contains(kind)));
     }
 
+    /// Listings in the cache, for `/metrics` (at most four per server: one of each kind).
+    pub fn cached_listings(&self) -> usize {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// Restarts per server, for `/metrics`.
     pub fn restarts(&self) -> Vec<(String, u64)> {
         self.backends
@@ -186,12 +198,17 @@ impl Router {
                 ttl = Duration::ZERO;
             }
             items.extend(result.get(kind).and_then(Value::as_array).cloned().unwrap_or_default());
+            if items.len() > MAX_LISTING_ITEMS {
+                tracing::warn!(server = %b.cfg.name, "more than {MAX_LISTING_ITEMS} {kind}; the rest are left out");
+                items.truncate(MAX_LISTING_ITEMS);
+                break;
+            }
             cursor = result.get("nextCursor").filter(|c| !c.is_null()).cloned();
             if cursor.is_none() {
                 break;
             }
         }
-        if shared {
+        if shared && serde_json::to_vec(&items).map_or(0, |v| v.len()) <= MAX_CACHED_BYTES {
             self.cache
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -230,8 +247,17 @@ impl Router {
         let mut seen: HashMap<String, String> = HashMap::new();
         let visible = self.visible(view);
         let alone = visible.len() == 1;
+        // One wait for servers still starting, shared by all of them: a server that cannot
+        // start never holds the others' listing for longer.
+        let starting_until = tokio::time::Instant::now() + START_WAIT;
         for b in visible {
             if !has_capability(&*b.link, method) || (client.is_none() && b.cfg.forward_client_token) {
+                continue;
+            }
+            // A lone server's listing waits for it (or fails with its reason); among several,
+            // one that is not ready is left out, and comes in with a `list_changed` when it is.
+            if !alone && !b.link.wait_ready(starting_until).await {
+                tracing::debug!(server = %b.cfg.name, "not ready: left out of the {kind} listing");
                 continue;
             }
             let items = match self.listing(&b, method, kind, client).await {
@@ -400,9 +426,15 @@ impl Router {
                         ("resources/unsubscribe", true) => *n = n.saturating_sub(1),
                         _ => {}
                     }
+                    let still = *n;
+                    if still == 0 {
+                        // Kept only while someone subscribes: the table does not grow with every
+                        // URI ever named.
+                        counts.remove(&(b.cfg.name.clone(), uri.clone()));
+                    }
                     // A server shared by several clients keeps sending updates while one of them
                     // still wants them: the others' unsubscribe stops here.
-                    if method == "resources/unsubscribe" && *n > 0 && b.link.shared() {
+                    if method == "resources/unsubscribe" && still > 0 && b.link.shared() {
                         return Routed::Answer(json!({"result": {}}));
                     }
                 }

@@ -6,7 +6,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
+
+use super::queue;
 
 /// Which servers a client sees: all (the merged endpoint) or one (`/servers/<name>/mcp`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -17,11 +19,13 @@ pub enum View {
 
 pub struct Client {
     pub view: View,
-    /// The client's `initialize` params (its capabilities decide what servers may ask of it).
-    pub init: Value,
-    /// Messages for the client's GET stream.
-    outbound: mpsc::UnboundedSender<Value>,
-    outbound_rx: Mutex<Option<mpsc::UnboundedReceiver<Value>>>,
+    /// The client's `initialize` params (its capabilities decide what servers may ask of it),
+    /// as compact JSON text: read rarely (a server's question, opening an upstream session),
+    /// and a tree of maps would cost every idle session a kilobyte more.
+    init: Box<serde_json::value::RawValue>,
+    /// Messages for the client's GET stream (bounded: `queue` says what gives way).
+    outbound: queue::Sender<Value>,
+    outbound_rx: Mutex<Option<queue::Receiver<Value>>>,
     /// Server→client requests sent to this client, by the id the gateway gave them.
     waiting: Mutex<HashMap<String, oneshot::Sender<Value>>>,
     next_id: AtomicU64,
@@ -35,10 +39,11 @@ pub struct Client {
 
 impl Client {
     pub fn new(view: View, init: Value) -> Client {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = queue::bounded(queue::SESSION);
         Client {
             view,
-            init,
+            init: serde_json::value::to_raw_value(&init)
+                .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned()),
             outbound: tx,
             outbound_rx: Mutex::new(Some(rx)),
             waiting: Mutex::new(HashMap::new()),
@@ -73,22 +78,27 @@ impl Client {
         self.bearer.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    pub fn capability(&self, name: &str) -> bool {
-        self.init.pointer(&format!("/capabilities/{name}")).is_some_and(|v| !v.is_null())
+    /// The client's `initialize` params.
+    pub fn init(&self) -> Value {
+        serde_json::from_str(self.init.get()).unwrap_or_else(|_| Value::Object(Default::default()))
     }
 
-    /// Queues a message for the GET stream (kept until one opens).
+    pub fn capability(&self, name: &str) -> bool {
+        self.init().pointer(&format!("/capabilities/{name}")).is_some_and(|v| !v.is_null())
+    }
+
+    /// Queues a message for the GET stream (kept until one opens, within the queue's bounds).
     pub fn send(&self, msg: Value) {
-        let _ = self.outbound.send(msg);
+        self.outbound.push(msg);
     }
 
     /// The GET stream's feed; one stream at a time (a second GET gets 409).
-    pub fn take_stream(&self) -> Option<mpsc::UnboundedReceiver<Value>> {
+    pub fn take_stream(&self) -> Option<queue::Receiver<Value>> {
         self.outbound_rx.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// A GET stream ended: its feed goes back for the next one (nothing queued is lost).
-    pub fn return_stream(&self, rx: mpsc::UnboundedReceiver<Value>) {
+    pub fn return_stream(&self, rx: queue::Receiver<Value>) {
         *self.outbound_rx.lock().unwrap_or_else(|p| p.into_inner()) = Some(rx);
     }
 

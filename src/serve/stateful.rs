@@ -9,9 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::mpsc;
 
-use super::backend::{Call, CallError, Health, Link, ServerInfo, Unsolicited};
+use super::backend::{Call, CallError, Health, Link, ServerInfo};
 use super::child::ChildLink;
 use super::session::Client;
 use crate::config::Restart;
@@ -23,7 +22,7 @@ pub struct StatefulLink {
     spec: Spec,
     restart: Restart,
     start_timeout: Duration,
-    unsolicited: mpsc::UnboundedSender<Unsolicited>,
+    unsolicited: super::backend::UnsolicitedTx,
     shared: Arc<ChildLink>,
     per_client: Mutex<HashMap<String, Arc<ChildLink>>>,
 }
@@ -34,7 +33,7 @@ impl StatefulLink {
         spec: Spec,
         restart: Restart,
         start_timeout: Duration,
-        unsolicited: mpsc::UnboundedSender<Unsolicited>,
+        unsolicited: super::backend::UnsolicitedTx,
     ) -> Arc<StatefulLink> {
         let shared = ChildLink::start(name, None, spec.clone(), restart, start_timeout, unsolicited.clone());
         Arc::new(StatefulLink {
@@ -51,18 +50,18 @@ impl StatefulLink {
     /// The client's own child, started on first use (its calls wait for it to be ready).
     fn child(&self, client: &Session<Client>) -> Arc<ChildLink> {
         let mut all = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = all.get(&client.id) {
+        if let Some(c) = all.get(client.id()) {
             return c.clone();
         }
         let c = ChildLink::start(
             &self.name,
-            Some(client.id.clone()),
+            Some(client.id().to_owned()),
             self.spec.clone(),
             self.restart,
             self.start_timeout,
             self.unsolicited.clone(),
         );
-        all.insert(client.id.clone(), c.clone());
+        all.insert(client.id().to_owned(), c.clone());
         tracing::info!(server = %self.name, session = client.label(), "started a child for this client");
         c
     }
@@ -89,7 +88,7 @@ impl Link for StatefulLink {
     }
 
     fn notify(&self, client: &Arc<Session<Client>>, method: &str, params: Value) {
-        let child = self.per_client.lock().unwrap_or_else(|p| p.into_inner()).get(&client.id).cloned();
+        let child = self.per_client.lock().unwrap_or_else(|p| p.into_inner()).get(client.id()).cloned();
         if let Some(c) = child {
             c.notify(client, method, params);
         }
@@ -100,7 +99,7 @@ impl Link for StatefulLink {
     }
 
     fn forget(&self, client: &Session<Client>) {
-        let child = self.per_client.lock().unwrap_or_else(|p| p.into_inner()).remove(&client.id);
+        let child = self.per_client.lock().unwrap_or_else(|p| p.into_inner()).remove(client.id());
         if let Some(c) = child {
             tokio::spawn(async move { c.stop(Duration::from_secs(5)).await });
         }
@@ -112,6 +111,14 @@ impl Link for StatefulLink {
 
     fn restarts(&self) -> u64 {
         self.shared.restarts()
+    }
+
+    fn retry_in(&self) -> Option<Duration> {
+        self.shared.retry_in()
+    }
+
+    fn start_failed(&self) -> bool {
+        self.shared.start_failed()
     }
 
     fn stop(&self, grace: Duration) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {

@@ -1,16 +1,31 @@
 //! A local MCP server as a child process: newline-delimited JSON-RPC on its stdin/stdout, its
 //! stderr into mcpgate's log. The child leads its own process group, so stopping it stops what
 //! it started too (`npx` and `uvx` run the real server as a grandchild).
+//!
+//! What the child writes is bounded on the way in: a message line up to `MAX_LINE`, at most
+//! `STDOUT_AHEAD` lines read ahead of the gateway (then the child waits, as a pipe makes it), and
+//! stderr in lines of at most `STDERR_LINE` bytes, the rest of a longer line discarded as it
+//! streams, never held whole.
 
 use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 
 /// Largest line read from a child (a message); a longer one ends the child.
 const MAX_LINE: usize = 16 * 1024 * 1024;
+/// Lines read from a child's stdout ahead of the gateway taking them.
+const STDOUT_AHEAD: usize = 64;
+/// Longest stderr line logged; the rest of a longer one is discarded.
+pub const STDERR_LINE: usize = 8 * 1024;
+/// A read buffer that grew past this for one long message is given back afterwards.
+const KEEP_BUFFER: usize = 64 * 1024;
+
+/// Stderr lines cut at `STDERR_LINE` (process-wide, for `/metrics`).
+pub static STDERR_TRUNCATED: AtomicU64 = AtomicU64::new(0);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spec {
@@ -26,7 +41,7 @@ pub struct Spec {
 pub struct Running {
     pub pid: i32,
     pub stdin: mpsc::UnboundedSender<Bytes>,
-    pub stdout: mpsc::UnboundedReceiver<Bytes>,
+    pub stdout: mpsc::Receiver<Bytes>,
     pub exited: oneshot::Receiver<String>,
 }
 
@@ -45,7 +60,7 @@ pub fn spawn(spec: &Spec) -> std::io::Result<Running> {
     let mut child = cmd.spawn()?;
     let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
     let (stdin_tx, mut stdin_rx) = mpsc::unbounded_channel::<Bytes>();
-    let (stdout_tx, stdout_rx) = mpsc::unbounded_channel::<Bytes>();
+    let (stdout_tx, stdout_rx) = mpsc::channel::<Bytes>(STDOUT_AHEAD);
     let (exit_tx, exit_rx) = oneshot::channel();
     let mut stdin = child.stdin.take();
     tokio::spawn(async move {
@@ -82,10 +97,13 @@ pub fn spawn(spec: &Spec) -> std::io::Result<Running> {
                     }
                     Ok(_) => {
                         let trimmed = line.trim_ascii();
-                        if !trimmed.is_empty() && stdout_tx.send(Bytes::copy_from_slice(trimmed)).is_err() {
+                        if !trimmed.is_empty() && stdout_tx.send(Bytes::copy_from_slice(trimmed)).await.is_err() {
                             break;
                         }
                     }
+                }
+                if line.capacity() > KEEP_BUFFER {
+                    line = Vec::new();
                 }
             }
         });
@@ -93,10 +111,16 @@ pub fn spawn(spec: &Spec) -> std::io::Result<Running> {
     if let Some(err) = child.stderr.take() {
         let name = spec.name.clone();
         tokio::spawn(async move {
-            let mut lines = BufReader::new(err).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                tracing::debug!(server = %name, "stderr: {}", line.chars().take(2000).collect::<String>());
-            }
+            stderr_lines(BufReader::new(err), |line, cut| {
+                let text = String::from_utf8_lossy(line);
+                if cut {
+                    STDERR_TRUNCATED.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(server = %name, "stderr: {text}… (cut at {STDERR_LINE} bytes)");
+                } else {
+                    tracing::debug!(server = %name, "stderr: {text}");
+                }
+            })
+            .await;
         });
     }
     tokio::spawn(async move {
@@ -107,6 +131,34 @@ pub fn spawn(spec: &Spec) -> std::io::Result<Running> {
         let _ = exit_tx.send(how);
     });
     Ok(Running { pid, stdin: stdin_tx, stdout: stdout_rx, exited: exit_rx })
+}
+
+/// Calls `each` with every line of `reader` (without its newline) and whether it was cut: at
+/// most `STDERR_LINE` bytes of a line are kept, the rest skipped as it arrives.
+async fn stderr_lines(mut reader: impl AsyncBufRead + Unpin, mut each: impl FnMut(&[u8], bool)) {
+    let mut line = Vec::new();
+    let mut cut = false;
+    loop {
+        let buf = match reader.fill_buf().await {
+            Ok(b) if !b.is_empty() => b,
+            _ => break,
+        };
+        let end = buf.iter().position(|b| *b == b'\n');
+        let chunk = &buf[..end.unwrap_or(buf.len())];
+        let room = STDERR_LINE - line.len();
+        cut |= chunk.len() > room;
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let used = end.map_or(buf.len(), |i| i + 1);
+        reader.consume(used);
+        if end.is_some() {
+            each(&line, cut);
+            line.clear();
+            cut = false;
+        }
+    }
+    if !line.is_empty() || cut {
+        each(&line, cut);
+    }
 }
 
 fn describe(status: ExitStatus) -> String {
@@ -135,4 +187,22 @@ pub async fn stop_group(pid: i32, grace: Duration) {
     }
     // SAFETY: as above.
     unsafe { libc::killpg(pid, libc::SIGKILL) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn stderr_lines_are_cut_at_the_limit_and_the_rest_skipped() {
+        let long = vec![b'x'; STDERR_LINE * 3 + 5];
+        let mut input = b"first\n".to_vec();
+        input.extend_from_slice(&long);
+        input.extend_from_slice(b"\nlast");
+        // A small buffer: the long line arrives in many pieces, as from a pipe.
+        let reader = BufReader::with_capacity(1000, &input[..]);
+        let mut seen = Vec::new();
+        stderr_lines(reader, |l, cut| seen.push((l.len(), cut))).await;
+        assert_eq!(seen, [(5, false), (STDERR_LINE, true), (4, false)]);
+    }
 }

@@ -15,5 +15,6 @@ mod harness;
 mod idp;
 mod keychain;
 mod serve;
+mod serve_limits;
 mod stdio_bridge;
 mod stdio_login;

@@ -25,8 +25,9 @@ fn stdio_everything(dir: &Path) -> Value {
 
 /// Three event loops, more than CI's cores: a session's connections (its POSTs, its GET stream)
 /// land on different loops, so every test here also checks that nothing depends on sharing one.
+/// `/readyz` answers 200 once every server is ready.
 fn write_config(path: &Path, servers: Value) {
-    let cfg = json!({"mcpgate": {"threads": 3}, "mcpServers": servers});
+    let cfg = json!({"mcpgate": {"threads": 3, "ready": "all"}, "mcpServers": servers});
     std::fs::write(path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
 }
 
