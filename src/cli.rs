@@ -45,6 +45,8 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once at start: the size of a variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// A local proxy in front of one MCP server that fetches, refreshes and injects its credential.
     Connect(ConnectArgs),

@@ -54,6 +54,18 @@ pub struct Gateway {
     pub sessions: crate::mcp::session::Limits,
     /// When `/readyz` says the gateway is ready.
     pub ready: Ready,
+    /// Lets `POST /admin/reload` in from beyond loopback with `Authorization: Bearer <token>`.
+    pub admin_token: Option<Secret>,
+}
+
+/// A secret from the configuration: compared, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 /// When the gateway counts as ready (`/readyz` 200).

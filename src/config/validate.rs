@@ -278,6 +278,7 @@ const GATEWAY_KEYS: &[&str] = &[
     "maxSessions",
     "maxSessionsPerClient",
     "ready",
+    "adminToken",
 ];
 
 /// More event loops than this is a typo, not a machine.
@@ -335,6 +336,7 @@ fn default_gateway() -> Gateway {
         limits: crate::http::limits::Limits::default(),
         sessions: crate::mcp::session::Limits::default(),
         ready: super::Ready::Any,
+        admin_token: None,
     }
 }
 
@@ -396,6 +398,12 @@ fn gateway(c: &mut Check, node: &Node) -> Option<Gateway> {
             "maxSessionsPerClient" => match c.count(n, &path) {
                 Some(0) => c.fail(&path, n.pos, "must be at least 1"),
                 Some(v) => g.sessions.per_client = v as usize,
+                None => {}
+            },
+            // Compared in constant time; a short one could be guessed. Never printed.
+            "adminToken" => match c.string(n, &path) {
+                Some(t) if t.len() >= 16 => g.admin_token = Some(super::Secret(t)),
+                Some(_) => c.fail(&path, n.pos, "must be at least 16 characters (a short token can be guessed)"),
                 None => {}
             },
             "ready" => match c.string(n, &path).as_deref() {

@@ -36,6 +36,8 @@ pub struct Conn {
     client: IpAddr,
     /// When it began waiting for a request, in µs since `epoch()` + 1; 0 while it is busy.
     idle_since: AtomicU64,
+    /// How long, in µs, it may wait so (`sweep` closes it after that).
+    idle_limit: AtomicU64,
     /// Tells the connection's task to close it.
     close: Notify,
 }
@@ -71,7 +73,12 @@ impl Conns {
         }
         let id = t.next;
         t.next += 1;
-        let conn = Arc::new(Conn { client, idle_since: AtomicU64::new(0), close: Notify::new() });
+        let conn = Arc::new(Conn {
+            client,
+            idle_since: AtomicU64::new(0),
+            idle_limit: AtomicU64::new(0),
+            close: Notify::new(),
+        });
         t.open.insert(id, conn.clone());
         *t.per_client.entry(client).or_default() += 1;
         Ok(Ticket { conns: self.clone(), id, conn })
@@ -85,6 +92,34 @@ impl Conns {
             self.shed.fetch_add(1, Ordering::Relaxed);
         }
         shed
+    }
+
+    /// Closes, every `every`, the connections that waited for a request longer than they may.
+    /// One sweep for all connections instead of a timer set and cancelled around every request's
+    /// wait: the idle limit is kept to within `every`.
+    pub async fn sweep(self: Arc<Self>, every: std::time::Duration, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = stop.cancelled() => return,
+            }
+            let now = now_us();
+            let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+            let expired: Vec<u64> = t
+                .open
+                .iter()
+                .filter(|(_, c)| {
+                    let since = c.idle_since.load(Ordering::Acquire);
+                    since != 0 && now.saturating_sub(since) > c.idle_limit.load(Ordering::Relaxed)
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            for id in expired {
+                if let Some(conn) = t.remove(id) {
+                    conn.close.notify_one();
+                }
+            }
+        }
     }
 
     pub fn open(&self) -> usize {
@@ -144,10 +179,11 @@ pub struct Ticket {
 }
 
 impl Ticket {
-    /// The connection waits for a request from now on: it may be closed to make room.
-    pub fn idle(&self) {
-        let since = epoch().elapsed().as_micros() as u64 + 1;
-        self.conn.idle_since.store(since, Ordering::Release);
+    /// The connection waits for a request from now on, for `limit` at most: it may be closed to
+    /// make room, and is closed by `Conns::sweep` once the limit has passed.
+    pub fn idle(&self, limit: std::time::Duration) {
+        self.conn.idle_limit.store(limit.as_micros() as u64, Ordering::Relaxed);
+        self.conn.idle_since.store(now_us(), Ordering::Release);
     }
 
     /// A request began.
@@ -197,14 +233,17 @@ impl Drop for Held {
     }
 }
 
-fn epoch() -> Instant {
+/// µs since the first call, plus one (0 means "busy").
+fn now_us() -> u64 {
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
+    EPOCH.get_or_init(Instant::now).elapsed().as_micros() as u64 + 1
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const LONG: std::time::Duration = std::time::Duration::from_secs(3600);
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::from([127, 0, 0, last])
@@ -219,9 +258,9 @@ mod tests {
         let c = conns.admit(ip(1), &limits, 3).unwrap();
         // Full, and nobody idle: refused.
         assert_eq!(conns.admit(ip(2), &limits, 3).err(), Some(Full::Gateway));
-        b.idle();
+        b.idle(LONG);
         std::thread::sleep(std::time::Duration::from_millis(2));
-        a.idle();
+        a.idle(LONG);
         let d = conns.admit(ip(2), &limits, 3).unwrap();
         // b waited longest: it was told to close, and its place is d's.
         assert!(futures_now(b.closing()));
@@ -238,15 +277,33 @@ mod tests {
         let conns = Arc::new(Conns::default());
         let limits = Limits { max_connections_per_client: 2, ..Limits::default() };
         let other = conns.admit(ip(9), &limits, 100).unwrap();
-        other.idle();
+        other.idle(LONG);
         let a = conns.admit(ip(1), &limits, 100).unwrap();
         let _b = conns.admit(ip(1), &limits, 100).unwrap();
         assert_eq!(conns.admit(ip(1), &limits, 100).err(), Some(Full::Client));
-        a.idle();
+        a.idle(LONG);
         let _c = conns.admit(ip(1), &limits, 100).unwrap();
         assert!(futures_now(a.closing()));
         // The other client's idle connection was not touched.
         assert!(!futures_now(other.closing()));
+    }
+
+    #[tokio::test]
+    async fn connections_idle_past_their_limit_are_swept() {
+        let conns = Arc::new(Conns::default());
+        let limits = Limits::default();
+        let quick = conns.admit(ip(1), &limits, 10).unwrap();
+        let patient = conns.admit(ip(1), &limits, 10).unwrap();
+        let busy = conns.admit(ip(1), &limits, 10).unwrap();
+        quick.idle(std::time::Duration::from_millis(1));
+        patient.idle(LONG);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let sweeper = tokio::spawn(conns.clone().sweep(std::time::Duration::from_millis(5), stop.clone()));
+        tokio::time::timeout(std::time::Duration::from_secs(5), quick.closing()).await.unwrap();
+        assert!(!futures_now(patient.closing()) && !futures_now(busy.closing()));
+        assert_eq!(conns.open(), 2);
+        stop.cancel();
+        sweeper.await.unwrap();
     }
 
     #[test]

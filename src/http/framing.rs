@@ -64,19 +64,23 @@ pub fn request_coding(value: &[u8]) -> Coding {
 /// `Ok(None)` if the line is not complete yet, `Err` if it is malformed. httparse does the
 /// parsing; this adds what it lets through: an empty or space-led size (it reads `\r\n` and
 /// ` \r\n` as 0), and an endless extension (a line is at most `MAX_LINE` bytes).
-pub fn chunk_size(buf: &[u8]) -> Result<Option<(usize, u64)>, ()> {
+pub fn chunk_size(buf: &[u8]) -> Result<Option<(usize, u64)>, BadChunk> {
     const MAX_LINE: usize = 4096;
     match buf.first() {
         None => return Ok(None),
-        Some(b) if !b.is_ascii_hexdigit() => return Err(()),
+        Some(b) if !b.is_ascii_hexdigit() => return Err(BadChunk),
         Some(_) => {}
     }
     match httparse::parse_chunk_size(buf) {
         Ok(httparse::Status::Complete((len, size))) if len <= MAX_LINE => Ok(Some((len, size))),
         Ok(httparse::Status::Partial) if buf.len() <= MAX_LINE => Ok(None),
-        _ => Err(()),
+        _ => Err(BadChunk),
     }
 }
+
+/// A chunk-size line that is not hex digits, whitespace and an extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadChunk;
 
 #[cfg(test)]
 mod tests {
@@ -138,12 +142,12 @@ mod tests {
         assert_eq!(chunk_size(b"a"), Ok(None));
         assert_eq!(chunk_size(b""), Ok(None));
         for bad in [&b"\r\n"[..], b" a\r\n", b"+a\r\n", b"-1\r\n", b"g\r\n", b"a\n", b"1 1\r\n", b"0x1\r\n"] {
-            assert_eq!(chunk_size(bad), Err(()), "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(chunk_size(bad), Err(BadChunk), "{:?}", String::from_utf8_lossy(bad));
         }
         // More hex digits than a u64 holds.
-        assert_eq!(chunk_size(b"10000000000000000\r\n"), Err(()));
+        assert_eq!(chunk_size(b"10000000000000000\r\n"), Err(BadChunk));
         let mut long = b"1;".to_vec();
         long.extend(std::iter::repeat_n(b'x', 5000));
-        assert_eq!(chunk_size(&long), Err(()));
+        assert_eq!(chunk_size(&long), Err(BadChunk));
     }
 }

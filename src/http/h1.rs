@@ -40,6 +40,10 @@ const ONE_WRITE: u64 = 256 * 1024;
 const READ_CHUNK: usize = 8 * 1024;
 /// A body's buffer grows by at most this much ahead of what has arrived.
 const BODY_STEP: usize = 64 * 1024;
+/// Bodies up to this size live in the connection's read buffer and are bounded by the connection
+/// cap; only larger ones are held against the budget for bodies (every MCP call would otherwise
+/// touch one counter shared by all event loops).
+const SMALL_BODY: usize = 16 * 1024;
 
 /// How a connection served here ended.
 pub enum Ended {
@@ -70,20 +74,21 @@ where
     let stopping = conn.shutdown.cancelled();
     tokio::pin!(stopping);
     let mut first = true;
+    let mut edge = conn.edge.cached();
     loop {
-        let limits = conn.edge.get();
+        // Borrowed, not cloned: no reference count shared by the event loops is touched.
+        let limits: &Limits = edge.get();
         // 1. Idle until a request begins: the gateway may shut down or need this place meanwhile.
+        //    Past its limit the connection is closed without a word, as nginx does (the table's
+        //    sweep tells it so: no timer is set and cancelled around every wait).
         if buf.is_empty() {
-            let wait = if first { limits.head_timeout } else { limits.idle_timeout };
-            conn.ticket.idle();
+            conn.ticket.idle(if first { limits.head_timeout } else { limits.idle_timeout });
             buf.reserve(READ_CHUNK);
             tokio::select! {
                 biased;
                 r = stream.read_buf(&mut buf) => if !matches!(r, Ok(n) if n > 0) { return Ended::Closed },
                 () = &mut stopping => return Ended::Closed,
                 () = conn.ticket.closing() => return Ended::Closed,
-                // As nginx: an idle connection is closed without a word.
-                () = tokio::time::sleep(wait) => return Ended::Closed,
             }
             conn.ticket.busy();
         }
@@ -98,17 +103,17 @@ where
             Parsed::H2c => return Ended::H2c(stream, buf.freeze()),
             Parsed::Refused(status, why) => {
                 tracing::debug!(peer = %conn.peer, "request refused with {status}: {why}");
-                return refuse(stream, status, &limits).await;
+                return refuse(stream, status, limits).await;
             }
             Parsed::Partial => return Ended::Closed,
         };
         // 3. The body, within its limits.
-        let (body, _held) = match read_body(&mut stream, &mut buf, &head, &limits, conn.ticket).await {
+        let (body, _held) = match read_body(&mut stream, &mut buf, &head, limits, conn.ticket).await {
             Ok(read) => read,
             Err(Refusal::Closed) => return Ended::Closed,
             Err(Refusal::Status(status, why)) => {
                 tracing::debug!(peer = %conn.peer, "request refused with {status}: {why}");
-                return refuse(stream, status, &limits).await;
+                return refuse(stream, status, limits).await;
             }
         };
         // An oversized body was not read: the connection cannot carry another request.
@@ -165,7 +170,10 @@ async fn read_body(
         BodyFraming::Length(n) if n > limits.max_body as u64 => Ok((RequestBody::too_large(n), None)),
         BodyFraming::Length(n) => {
             let n = n as usize;
-            let held = ticket.conns().hold(n, limits.max_buffered_bodies).ok_or_else(busy)?;
+            let held = match n {
+                0..=SMALL_BODY => None,
+                _ => Some(ticket.conns().hold(n, limits.max_buffered_bodies).ok_or_else(busy)?),
+            };
             if head.expects_continue && buf.len() < n {
                 continue_now(stream, limits).await?;
             }
@@ -174,10 +182,10 @@ async fn read_body(
                 buf.reserve((n - buf.len()).min(BODY_STEP));
                 read_more(stream, buf, deadline, limits).await?;
             }
-            Ok((RequestBody::whole(buf.split_to(n).freeze()), Some(held)))
+            Ok((RequestBody::whole(buf.split_to(n).freeze()), held))
         }
         BodyFraming::Chunked => {
-            let mut held = ticket.conns().hold(0, limits.max_buffered_bodies).ok_or_else(busy)?;
+            let mut held: Option<Held> = None;
             if head.expects_continue && buf.is_empty() {
                 continue_now(stream, limits).await?;
             }
@@ -193,7 +201,7 @@ async fn read_body(
                             break size;
                         }
                         Ok(None) => read_more(stream, buf, deadline, limits).await?,
-                        Err(()) => return Err(Refusal::Status(StatusCode::BAD_REQUEST, "a chunk size is malformed")),
+                        Err(_) => return Err(Refusal::Status(StatusCode::BAD_REQUEST, "a chunk size is malformed")),
                     }
                 };
                 if size == 0 {
@@ -203,7 +211,15 @@ async fn read_body(
                     return Ok((RequestBody::too_large(body.len() as u64 + size), None));
                 }
                 let size = size as usize;
-                if !held.grow(size, limits.max_buffered_bodies) {
+                let fits = match held.as_mut() {
+                    Some(h) => h.grow(size, limits.max_buffered_bodies),
+                    None if body.len() + size <= SMALL_BODY => true,
+                    None => {
+                        held = ticket.conns().hold(body.len() + size, limits.max_buffered_bodies);
+                        held.is_some()
+                    }
+                };
+                if !fits {
                     return Err(busy());
                 }
                 while buf.len() < size + 2 {
@@ -231,7 +247,7 @@ async fn read_body(
                     None => read_more(stream, buf, deadline, limits).await?,
                 }
             }
-            Ok((RequestBody::whole(body.freeze()), Some(held)))
+            Ok((RequestBody::whole(body.freeze()), held))
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct Head {
     pub expects_continue: bool,
 }
 
+// One per request, never stored: boxing `Head` would cost an allocation each time.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Parsed {
     Head(Head),

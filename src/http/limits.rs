@@ -5,6 +5,7 @@
 //! The values are shared by every event loop and may be replaced by a reload (`Shared::set`);
 //! a connection reads them as each request begins.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -60,29 +61,69 @@ impl Limits {
 }
 
 /// A value every event loop reads and a reload may replace (the limits, the Host/Origin
-/// guard): readers take an `Arc` of the current one as a request begins.
+/// guard). Readers keep a `Cached` copy and look at a version number per request: a plain load
+/// of a word nobody writes between reloads, where taking the lock and the `Arc` each time would
+/// make two event loops fight over one cache line on every request.
 #[derive(Debug)]
 pub struct Shared<T> {
-    current: Arc<RwLock<Arc<T>>>,
+    inner: Arc<Inner<T>>,
+}
+
+#[derive(Debug)]
+struct Inner<T> {
+    version: AtomicU64,
+    current: RwLock<Arc<T>>,
 }
 
 impl<T> Clone for Shared<T> {
     fn clone(&self) -> Self {
-        Shared { current: self.current.clone() }
+        Shared { inner: self.inner.clone() }
     }
 }
 
 impl<T> Shared<T> {
     pub fn new(value: T) -> Self {
-        Shared { current: Arc::new(RwLock::new(Arc::new(value))) }
+        Shared { inner: Arc::new(Inner { version: AtomicU64::new(0), current: RwLock::new(Arc::new(value)) }) }
     }
 
     pub fn get(&self) -> Arc<T> {
-        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.inner.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn set(&self, value: T) {
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(value);
+        *self.inner.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(value);
+        self.inner.version.fetch_add(1, Ordering::Release);
+    }
+
+    /// A copy to keep, refreshed by `Cached::get` when a reload replaced the value.
+    pub fn cached(&self) -> Cached<T> {
+        let version = self.inner.version.load(Ordering::Acquire);
+        Cached { shared: self.clone(), version, value: self.get() }
+    }
+}
+
+/// A reader's copy of a `Shared` value.
+#[derive(Debug)]
+pub struct Cached<T> {
+    shared: Shared<T>,
+    version: u64,
+    value: Arc<T>,
+}
+
+impl<T> Cached<T> {
+    /// Whether this is a copy of `shared`'s value.
+    pub fn is_of(&self, shared: &Shared<T>) -> bool {
+        Arc::ptr_eq(&self.shared.inner, &shared.inner)
+    }
+
+    /// The current value: the copy kept, unless a reload replaced it since.
+    pub fn get(&mut self) -> &Arc<T> {
+        let now = self.shared.inner.version.load(Ordering::Acquire);
+        if now != self.version {
+            self.version = now;
+            self.value = self.shared.get();
+        }
+        &self.value
     }
 }
 
@@ -126,6 +167,16 @@ mod tests {
         assert_eq!(connection_cap(100, 256), 100);
         assert_eq!(connection_cap(4096, 1 << 20), 4096);
         assert_eq!(connection_cap(4096, 20), 8);
+    }
+
+    #[test]
+    fn a_cached_copy_follows_a_reload() {
+        let shared = Shared::new(1);
+        let mut cached = shared.cached();
+        assert_eq!(**cached.get(), 1);
+        shared.set(2);
+        assert_eq!(**cached.get(), 2);
+        assert_eq!(*shared.get(), 2);
     }
 
     #[test]

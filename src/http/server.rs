@@ -120,6 +120,8 @@ where
     }
     // The descriptors allow so many connections; the configured cap may be lower.
     let descriptors = limits::descriptors();
+    // Idle connections past their limit are closed by one sweep, four times a second.
+    let sweeper = tokio::spawn(front.conns.clone().sweep(Duration::from_millis(250), front.shutdown.clone()));
     let mut noisy = Noisy::default();
     loop {
         let (stream, peer) = tokio::select! {
@@ -163,6 +165,7 @@ where
     }
     drop(listener);
     drop(lanes);
+    sweeper.abort();
     tracing::info!("stopped accepting; draining in-flight requests (up to {:?})", front.grace);
     for d in drained {
         let _ = d.await;

@@ -22,6 +22,7 @@ use super::router::{LISTINGS, Routed};
 use super::session::{Client, View};
 use crate::error::{Error, Kind};
 use crate::http::body::{self, Body, ReadError};
+use crate::http::limits::Cached;
 use crate::http::{guard, wire};
 use crate::jsonrpc::codes;
 use crate::mcp::headers::SESSION_ID;
@@ -38,7 +39,7 @@ impl Gateway {
         let (parts, body) = req.into_parts();
         // 1. Host and Origin (DNS rebinding, cross-site browsers), for every route, before
         //    anything else is looked at.
-        if let Err(refusal) = self.guard.get().check(&parts.headers, parts.uri.authority().map(|a| a.as_str())) {
+        if let Err(refusal) = self.check_guard(&parts) {
             tracing::warn!("refused: {refusal}");
             return wire::error(&Error::new(Kind::Forbidden, refusal.to_string()), None);
         }
@@ -72,9 +73,35 @@ impl Gateway {
         resp
     }
 
+    /// The Host/Origin guard in force, through this event loop's copy of it (a reload replaces
+    /// it; reading the shared one on every request would make the loops contend for it).
+    fn check_guard(&self, parts: &http::request::Parts) -> Result<(), guard::Refusal> {
+        thread_local! {
+            static GUARD: std::cell::RefCell<Option<Cached<guard::Guard>>> = const { std::cell::RefCell::new(None) };
+        }
+        GUARD.with_borrow_mut(|cached| {
+            let cached = match cached {
+                Some(c) if c.is_of(&self.guard) => c,
+                other => other.insert(self.guard.cached()),
+            };
+            cached.get().check(&parts.headers, parts.uri.authority().map(|a| a.as_str()))
+        })
+    }
+
+    /// Whether the request carries the configured `adminToken` as its bearer token.
+    fn admin_token_given(&self, headers: &HeaderMap) -> bool {
+        let config = self.router.config();
+        let Some(token) = &config.gateway.admin_token else { return false };
+        let given = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        given
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .is_some_and(|t| crate::oauth_client::pkce::same_secret(t, &token.0))
+    }
+
     /// Health, readiness, metrics and reload: for probes, scrapers and the operator, never for a
     /// browser page (a request with any `Origin` is refused: CORS would not protect a reload,
-    /// which needs no preflight). Reloading is for a process on this machine only.
+    /// which needs no preflight). Reloading is for a process on this machine, or a caller with the
+    /// configured `adminToken`.
     async fn operational(self: &Arc<Self>, parts: &http::request::Parts, peer: std::net::SocketAddr) -> Response<Body> {
         if parts.headers.contains_key(http::header::ORIGIN) {
             tracing::warn!(path = parts.uri.path(), "refused: a browser page asked for an operational endpoint");
@@ -82,7 +109,9 @@ impl Gateway {
         }
         let read_only = matches!(parts.method, Method::GET | Method::HEAD);
         match parts.uri.path() {
-            "/admin/reload" if !peer.ip().is_loopback() => text(StatusCode::NOT_FOUND, "not found\n".into()),
+            "/admin/reload" if !peer.ip().is_loopback() && !self.admin_token_given(&parts.headers) => {
+                text(StatusCode::NOT_FOUND, "not found\n".into())
+            }
             "/admin/reload" if parts.method == Method::POST => {
                 let result = self.reload().await;
                 let code = if result.is_ok() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
@@ -284,7 +313,7 @@ impl Gateway {
             Passthrough::Ready(destination) => destination,
             Passthrough::Opening(opening) => opening.await?,
         };
-        let mut resp = engine.forward(to, bytes.clone(), &payload).await;
+        let mut resp = engine.forward(to, bytes.clone(), payload).await;
         if let Some(m) = method {
             let ok = if resp.status().is_success() { "ok" } else { "error" };
             self.metrics.record(&b.cfg.name, m, ok, started.elapsed());

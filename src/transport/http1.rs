@@ -548,7 +548,7 @@ fn chunked(buf: &mut BytesMut, state: Chunk) -> Result<Step, BoxError> {
                 Step::Next(if size == 0 { Chunk::Trailers } else { Chunk::Data(size) })
             }
             Ok(None) => Step::More,
-            Err(()) => return Err("the upstream sent a bad chunk size".into()),
+            Err(_) => return Err("the upstream sent a bad chunk size".into()),
         },
         Chunk::Data(left) => {
             if buf.is_empty() {

@@ -218,3 +218,58 @@ async fn three_hundred_idle_sockets_under_256_descriptors_never_keep_a_client_ou
         assert!(!out.contains("panicked"), "{out}");
     }
 }
+
+/// (VmRSS, VmHWM) of a process, in MiB.
+fn memory_mb(p: &Proc) -> (f64, f64) {
+    let pid = p.child.id().expect("the process runs");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {status}"));
+        line.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() / 1024.0
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// 32 connections each declaring a 4 MiB body, sending 1 MiB of it and stalling: before, each
+/// held a buffer of its declared size (RSS +124–141 MB). Now a buffer grows with what arrives,
+/// bodies in memory are bounded by `maxBufferedBodies` (the rest are refused with 503), and the
+/// stalled ones end at the body timeout.
+#[tokio::test]
+async fn stalled_large_bodies_hold_no_more_than_the_budget() {
+    let dir = tempdir("edge-stalled-bodies");
+    for (name, p) in listeners(&dir, None).await {
+        let addr = addr_of(&p);
+        let (before, _) = memory_mb(&p);
+        let mut conns = Vec::new();
+        for _ in 0..32 {
+            let mut s = from_crowd(&addr).await;
+            let head = format!(
+                "POST /mcp HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                4 * 1024 * 1024 - 1
+            );
+            s.write_all(head.as_bytes()).await.unwrap();
+            // A refused connection may close mid-write: that is the point.
+            let _ = s.write_all(&vec![b' '; 1024 * 1024]).await;
+            conns.push(s);
+        }
+        // Every one of them ends: refused at once (503), or at the body timeout (408).
+        let mut refused = 0;
+        for mut s in conns {
+            let (got, closed) = until_closed(&mut s, Duration::from_secs(10)).await;
+            assert!(closed.is_some(), "{name}: a stalled body was kept open");
+            assert!(
+                got.starts_with("HTTP/1.1 503 ") || got.starts_with("HTTP/1.1 408 ") || got.is_empty(),
+                "{name}: {got:?}"
+            );
+            refused += usize::from(got.starts_with("HTTP/1.1 503 "));
+        }
+        let (after, peak) = memory_mb(&p);
+        println!(
+            "{name}: RSS {before:.1} MiB before, peak {peak:.1} MiB, {after:.1} MiB after; {refused} of 32 refused"
+        );
+        // 64 MiB of declared bodies at most are read into (16 of 4 MiB); each holds what it was
+        // sent (1 MiB), in a buffer at most twice that.
+        assert!(refused >= 16, "{name}: only {refused} refused: the budget for bodies did not hold");
+        assert!(peak - before < 48.0, "{name}: peak RSS grew by {:.1} MiB", peak - before);
+    }
+}

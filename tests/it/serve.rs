@@ -513,7 +513,7 @@ async fn the_front_refuses_foreign_hosts_origins_oversized_bodies_and_unknown_se
 /// exist (the gateway listens on every interface here, and is reached over the machine's own
 /// non-loopback address, as a neighbour would).
 #[tokio::test]
-async fn reload_is_refused_from_beyond_loopback() {
+async fn reload_is_refused_from_beyond_loopback_without_the_admin_token() {
     let out = std::process::Command::new("sh")
         .arg("-c")
         .arg("ip -4 -o addr show scope global | awk '{print $4}' | cut -d/ -f1 | head -1")
@@ -525,7 +525,7 @@ async fn reload_is_refused_from_beyond_loopback() {
     let config = dir.join("mcpgate.json");
     std::fs::write(
         &config,
-        json!({"mcpgate": {"allowHosts": [ip]}, "mcpServers": {"local": stdio_everything(&dir)}}).to_string(),
+        json!({"mcpgate": {"allowHosts": [ip], "adminToken": "an-admin-token-of-32-characters!"}, "mcpServers": {"local": stdio_everything(&dir)}}).to_string(),
     )
     .unwrap();
     let mut cmd = tokio::process::Command::new(mcpgate_bin());
@@ -534,6 +534,18 @@ async fn reload_is_refused_from_beyond_loopback() {
     let port = gw.url.rsplit(':').next().unwrap().trim_end_matches("/mcp").to_owned();
     let far = request("POST", &format!("http://{ip}:{port}/admin/reload"), &[], "").await;
     assert_eq!(far.status, 404, "{}", far.body);
+    // From beyond loopback, only with the configured token.
+    let wrong = [("authorization", "Bearer an-admin-token-of-32-characters?")];
+    let far = request("POST", &format!("http://{ip}:{port}/admin/reload"), &wrong, "").await;
+    assert_eq!(far.status, 404, "{}", far.body);
+    let right = [("authorization", "Bearer an-admin-token-of-32-characters!")];
+    let far = request("POST", &format!("http://{ip}:{port}/admin/reload"), &right, "").await;
+    assert_eq!(far.status, 200, "{}", far.body);
+    // Never from a browser page, token or not.
+    let page = [right[0], ("origin", "http://127.0.0.1")];
+    let near = request("POST", &format!("http://127.0.0.1:{port}/admin/reload"), &page, "").await;
+    assert_eq!(near.status, 403, "{}", near.body);
+    assert!(!gw.output().contains("an-admin-token"), "{}", gw.output());
     let near = request("POST", &format!("http://127.0.0.1:{port}/admin/reload"), &[], "").await;
     assert_eq!(near.status, 200, "{}", near.body);
 }
