@@ -4,12 +4,18 @@
 //! - a response → the POST stream of the request it answers;
 //! - a progress notification → the POST stream of the request that carries its token;
 //! - anything else (server→client requests, other notifications) → the client's GET stream,
-//!   else an open POST stream, else kept (bounded) until a GET stream opens.
+//!   else an open POST stream, else kept until a GET stream opens.
+//!
+//! Every one of those is a bounded queue (`mcp::queue`: logs and progress give way first,
+//! responses never; while no GET stream is open, only what must not be lost is kept), and a
+//! client stream takes from its queue 16 events ahead of the client. So an upstream flooding a
+//! client that does not read costs a bounded amount, and the upstream's event stream is read
+//! on (one slow client of a session does not hold up the answers to its other requests).
 //!
 //! A lost stream (the upstream restarted) is reopened and the session re-initialized with the
 //! client's original `initialize` on the next request.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -30,15 +36,19 @@ use super::relay::Unanswered;
 use crate::error::{Error, Kind};
 use crate::http::body::{self, Body, BoxError};
 use crate::jsonrpc::{self, Kind as MsgKind, Payload, codes};
+use crate::mcp::queue::{self, Class};
 use crate::mcp::session::Session;
 use crate::transport::legacy_sse::Link;
 use crate::transport::sse;
 use crate::upstream::Upstream;
 
-type Sender = mpsc::UnboundedSender<Bytes>;
+type Sender = queue::Sender<Bytes>;
+type Feed = queue::Receiver<Bytes>;
 
-/// Messages kept for a GET stream that is not open yet.
-const BACKLOG_LIMIT: usize = 1000;
+/// Messages read from the upstream's event stream ahead of routing them (routing never waits).
+const LINK_AHEAD: usize = 64;
+/// Events a client stream's body holds ahead of the client reading them.
+const STREAM_AHEAD: usize = 16;
 
 #[derive(Default)]
 pub struct State {
@@ -46,12 +56,21 @@ pub struct State {
     routes: Arc<Mutex<Routes>>,
 }
 
-#[derive(Default)]
 struct Routes {
     waiting: HashMap<String, Sender>,
     progress: HashMap<String, Sender>,
-    stream: Option<Sender>,
-    backlog: VecDeque<Bytes>,
+    /// What goes to the client's GET stream, and its feed while no stream is open (taken by
+    /// the stream, given back when it ends).
+    stream: Sender,
+    idle_feed: Option<Feed>,
+}
+
+impl Default for Routes {
+    fn default() -> Routes {
+        let (stream, feed) = queue::bounded(queue::SESSION);
+        feed.listen(false);
+        Routes { waiting: HashMap::new(), progress: HashMap::new(), stream, idle_feed: Some(feed) }
+    }
 }
 
 impl Routes {
@@ -66,31 +85,23 @@ impl Routes {
             },
             _ => None,
         };
-        let mut msg = msg;
-        if let Some(tx) = target {
-            match tx.send(msg) {
-                Ok(()) => return,
-                Err(back) => msg = back.0,
-            }
+        let class = Class::of_raw(&msg, "");
+        let to = |tx: &Sender| tx.push_as(class.clone(), || msg.clone());
+        if target.as_ref().is_some_and(to) {
+            return;
         }
-        if let Some(tx) = &self.stream {
-            match tx.send(msg) {
-                Ok(()) => return,
-                Err(back) => {
-                    self.stream = None;
-                    msg = back.0;
-                }
-            }
+        let stream_open = self.idle_feed.is_none();
+        if stream_open && to(&self.stream) {
+            return;
         }
         if let Some(tx) = self.waiting.values().next()
-            && tx.send(msg.clone()).is_ok()
+            && to(tx)
         {
             return;
         }
-        if self.backlog.len() < BACKLOG_LIMIT {
-            self.backlog.push_back(msg);
-        } else {
-            tracing::warn!("dropping a server message: no client stream has been open for {BACKLOG_LIMIT} messages");
+        // Kept for a GET stream to come, as far as the queue keeps anything nobody listens to.
+        if !stream_open {
+            to(&self.stream);
         }
     }
 
@@ -98,9 +109,32 @@ impl Routes {
     fn fail_all(&mut self, message: &str) {
         for (id, tx) in self.waiting.drain() {
             let raw = RawValue::from_string(id).ok();
-            let _ = tx.send(jsonrpc::error_response(raw.as_deref(), codes::UPSTREAM_UNAVAILABLE, message));
+            tx.push(jsonrpc::error_response(raw.as_deref(), codes::UPSTREAM_UNAVAILABLE, message));
         }
     }
+}
+
+/// Carries a queue's messages into a channel a body polls, `STREAM_AHEAD` at a time: while the
+/// client does not read, the carrier waits and the queue gives way as its policy says. `done`
+/// gets the feed back when the body is gone.
+fn carry(mut feed: Feed, done: impl FnOnce(Feed) + Send + 'static) -> mpsc::Receiver<Bytes> {
+    let (tx, rx) = mpsc::channel(STREAM_AHEAD);
+    tokio::spawn(async move {
+        loop {
+            let msg = tokio::select! {
+                m = feed.recv() => match m {
+                    Some(m) => m,
+                    None => break,
+                },
+                () = tx.closed() => break,
+            };
+            if tx.send(msg).await.is_err() {
+                break;
+            }
+        }
+        done(feed);
+    });
+    rx
 }
 
 fn lock(routes: &Mutex<Routes>) -> std::sync::MutexGuard<'_, Routes> {
@@ -127,8 +161,8 @@ impl Drop for Registration {
 }
 
 impl State {
-    fn register(&self, ids: Vec<String>, tokens: Vec<String>) -> (Registration, mpsc::UnboundedReceiver<Bytes>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    fn register(&self, ids: Vec<String>, tokens: Vec<String>) -> (Registration, mpsc::Receiver<Bytes>) {
+        let (tx, feed) = queue::bounded(queue::CALL);
         let mut r = lock(&self.routes);
         for id in &ids {
             r.waiting.insert(id.clone(), tx.clone());
@@ -136,7 +170,8 @@ impl State {
         for t in &tokens {
             r.progress.insert(t.clone(), tx.clone());
         }
-        (Registration { routes: self.routes.clone(), ids, tokens }, rx)
+        drop(r);
+        (Registration { routes: self.routes.clone(), ids, tokens }, carry(feed, drop))
     }
 
     /// The live link, (re)opened if needed. A link that was lost is re-initialized by
@@ -147,9 +182,10 @@ impl State {
             return Ok(l.clone());
         }
         let was_open = current.is_some();
-        let (tx, rx) = mpsc::unbounded_channel();
-        let link = Arc::new(Link::open(up, tx).await?);
+        let (tx, rx) = mpsc::channel(LINK_AHEAD);
+        // Routing first: the link hands over what came with its endpoint event as it opens.
         tokio::spawn(route(rx, self.routes.clone(), up.display.to_string()));
+        let link = Arc::new(Link::open(up, tx).await?);
         if was_open {
             tracing::info!(upstream = %up.display, "upstream event stream lost; re-initializing the session");
             self.ask(up, &link, initialize.clone()).await?;
@@ -180,7 +216,7 @@ impl State {
     }
 }
 
-async fn route(mut rx: mpsc::UnboundedReceiver<Bytes>, routes: Arc<Mutex<Routes>>, display: String) {
+async fn route(mut rx: mpsc::Receiver<Bytes>, routes: Arc<Mutex<Routes>>, display: String) {
     while let Some(msg) = rx.recv().await {
         lock(&routes).deliver(msg);
     }
@@ -244,14 +280,15 @@ impl Proxy {
         state: &State,
     ) -> Result<Response<Body>, Error> {
         state.link(&self.upstream, &session.initialize).await?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        {
-            let mut r = lock(&state.routes);
-            for m in r.backlog.drain(..) {
-                let _ = tx.send(m);
-            }
-            r.stream = Some(tx);
-        }
+        let Some(feed) = lock(&state.routes).idle_feed.take() else {
+            return Err(Error::new(Kind::BadRequest, "this session's event stream is open already"));
+        };
+        feed.listen(true);
+        let routes = state.routes.clone();
+        let rx = carry(feed, move |feed| {
+            feed.listen(false);
+            lock(&routes).idle_feed = Some(feed);
+        });
         let stream = GetStream { rx, stop: Box::pin(self.shutdown.clone().cancelled_owned()) };
         Ok(sse_response(stream.boxed_unsync()))
     }
@@ -266,7 +303,7 @@ fn sse_response(body: Body) -> Response<Body> {
 
 /// The answer stream of one POST: ends once every request in it is answered.
 struct PostStream {
-    rx: mpsc::UnboundedReceiver<Bytes>,
+    rx: mpsc::Receiver<Bytes>,
     outstanding: Unanswered,
     _registration: Registration,
     idle: Duration,
@@ -310,7 +347,7 @@ impl HttpBody for PostStream {
 
 /// The client's GET stream: open until the client leaves or the gateway shuts down.
 struct GetStream {
-    rx: mpsc::UnboundedReceiver<Bytes>,
+    rx: mpsc::Receiver<Bytes>,
     stop: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 

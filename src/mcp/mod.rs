@@ -3,4 +3,5 @@
 pub mod era;
 pub mod headers;
 pub mod modern;
+pub mod queue;
 pub mod session;

@@ -25,7 +25,7 @@ impl Item for Event {
     fn class(&self) -> Class {
         match self {
             Event::Notification(m) => Class::of(m, ""),
-            Event::Request { .. } => Class::Keep,
+            Event::Request { .. } => Class::Request,
         }
     }
 }
@@ -95,7 +95,7 @@ pub struct Unsolicited {
 impl Item for Unsolicited {
     fn class(&self) -> Class {
         if self.reply.is_some() {
-            return Class::Keep;
+            return Class::Request;
         }
         Class::of(&self.message, &format!("{} {}", self.backend, self.session.as_deref().unwrap_or("")))
     }

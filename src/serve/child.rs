@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::backend::{
@@ -73,7 +73,7 @@ impl Responder {
 /// One running child.
 struct Conn {
     pid: i32,
-    stdin: mpsc::UnboundedSender<Bytes>,
+    stdin: stdio_child::Stdin,
     next: AtomicU64,
     /// Calls in flight, by our id (as JSON text).
     pending: Mutex<HashMap<String, Pending>>,
@@ -413,8 +413,21 @@ impl Conn {
         rx
     }
 
+    /// Writes a message of the gateway's own (a notification, an answer to the child); one the
+    /// child has no room for is dropped: it is not reading anyway.
     fn write(&self, msg: &Value) {
-        let _ = self.stdin.send(Bytes::from(msg.to_string()));
+        if let Err(e) = self.stdin.send(Bytes::from(msg.to_string())) {
+            tracing::debug!(pid = self.pid, "a message to a stdio server was not sent: {e}");
+        }
+    }
+
+    /// Sends a call registered under `key`; if the child has no room for it, the call is
+    /// forgotten and fails now.
+    fn send_call(&self, server: &str, key: &str, line: Bytes) -> Result<(), CallError> {
+        let Err(e) = self.stdin.send(line) else { return Ok(()) };
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, v| v.as_str() != key);
+        Err(CallError::unavailable(server, e))
     }
 
     fn fail_all(&self, why: &str) {
@@ -456,8 +469,10 @@ impl Link for ChildLink {
                 conn.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(ours.to_string(), id.to_string());
             }
             let (response_tx, response) = oneshot::channel();
-            let events = conn.register(id.to_string(), Responder::Value(response_tx), client_token, client);
-            conn.write(&json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}));
+            let key = id.to_string();
+            let events = conn.register(key.clone(), Responder::Value(response_tx), client_token, client);
+            let line = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}).to_string();
+            conn.send_call(&self.name, &key, Bytes::from(line))?;
             Ok(Call { events, response, upstream_id: id })
         })
     }
@@ -484,8 +499,8 @@ impl Link for ChildLink {
             let id = format!("\"mcpgate-{n}\"");
             let line = crate::jsonrpc::splice_line(body, span, id.as_bytes());
             let (response_tx, response) = oneshot::channel();
-            let events = conn.register(id, Responder::Line(response_tx), None, client);
-            let _ = conn.stdin.send(Bytes::from(line));
+            let events = conn.register(id.clone(), Responder::Line(response_tx), None, client);
+            conn.send_call(&self.name, &id, Bytes::from(line))?;
             Ok(RawCall { events, response, upstream_id: Value::String(format!("mcpgate-{n}")) })
         }))
     }

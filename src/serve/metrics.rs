@@ -162,7 +162,7 @@ fn limits(out: &mut String, gateway: &super::Gateway) {
     use std::sync::atomic::Ordering::Relaxed;
     let sessions = &gateway.sessions;
     let l = sessions.limits();
-    let rows: [(&str, &str, &str, String); 12] = [
+    let rows: [(&str, &str, &str, String); 17] = [
         ("mcpgate_sessions_open", "gauge", "Client sessions open.", sessions.len().to_string()),
         ("mcpgate_sessions_max", "gauge", "maxSessions: client sessions open at most.", l.total.to_string()),
         (
@@ -196,6 +196,24 @@ fn limits(out: &mut String, gateway: &super::Gateway) {
             super::queue::SUPERSEDED.load(Relaxed).to_string(),
         ),
         (
+            "mcpgate_server_requests_refused_total",
+            "counter",
+            "Server→client requests refused: a queue already held as many as it may.",
+            super::queue::REFUSED.load(Relaxed).to_string(),
+        ),
+        (
+            "mcpgate_notifications_queued",
+            "gauge",
+            "Droppable notifications waiting for clients, in all queues.",
+            super::queue::CLIENTS.queued().to_string(),
+        ),
+        (
+            "mcpgate_notifications_queued_max",
+            "gauge",
+            "Droppable notifications waiting for clients at most (then each queue keeps its floor).",
+            super::queue::CLIENTS.limit().to_string(),
+        ),
+        (
             "mcpgate_session_queue_max",
             "gauge",
             "Messages waiting for one client's GET stream at most.",
@@ -206,6 +224,18 @@ fn limits(out: &mut String, gateway: &super::Gateway) {
             "gauge",
             "Messages of one call waiting for its client at most.",
             super::queue::CALL.to_string(),
+        ),
+        (
+            "mcpgate_child_stdin_max_bytes",
+            "gauge",
+            "Bytes waiting for a stdio server to read its stdin at most (then calls fail at once).",
+            crate::transport::stdio_child::STDIN_AHEAD.to_string(),
+        ),
+        (
+            "mcpgate_child_stdin_refused_total",
+            "counter",
+            "Messages not sent to a stdio server that was not reading its stdin.",
+            crate::transport::stdio_child::STDIN_REFUSED.load(Relaxed).to_string(),
         ),
         (
             "mcpgate_child_stderr_line_max_bytes",

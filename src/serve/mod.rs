@@ -8,7 +8,7 @@ mod child;
 mod front;
 mod metrics;
 mod modern;
-mod queue;
+use crate::mcp::queue;
 mod reload;
 mod remote;
 mod router;
@@ -81,7 +81,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
     let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
     let local = listener.local_addr().map_err(|source| StartError::Listen { addr, source })?;
     let guard = Guard::new(local.ip().is_loopback(), &cfg.gateway.allow_hosts, &cfg.gateway.allow_origins);
-    let (tx, rx) = queue::bounded(queue::DISPATCH);
+    let (tx, rx) = queue::unbudgeted(queue::DISPATCH);
     let gateway = Arc::new(Gateway {
         router: Router::new(cfg.clone()),
         sessions: SessionTable::new(cfg.gateway.sessions),
@@ -237,6 +237,8 @@ fn oauth_config(o: &config::OAuth, url: &http::Uri, timeout: Duration) -> crate:
 async fn dispatch(gateway: Arc<Gateway>, mut rx: queue::Receiver<Unsolicited>) {
     while let Some(u) = rx.recv().await {
         let method = u.message.get("method").and_then(Value::as_str).unwrap_or("").to_owned();
+        // As each session's queue would class it, once for all of them.
+        let class = queue::Class::of(&u.message, "");
         let is_request = u.message.get("id").is_some() && !method.is_empty();
         let sees = |s: &crate::mcp::session::Session<Client>| match &s.upstream.view {
             View::All => true,
@@ -260,7 +262,7 @@ async fn dispatch(gateway: Arc<Gateway>, mut rx: queue::Receiver<Unsolicited>) {
             if u.session.is_none() {
                 gateway.sessions.for_each(|s| {
                     if sees(s) {
-                        s.upstream.send(u.message.clone());
+                        s.upstream.send_shared(&class, &u.message);
                     }
                 });
             }
@@ -271,7 +273,7 @@ async fn dispatch(gateway: Arc<Gateway>, mut rx: queue::Receiver<Unsolicited>) {
         if u.session.is_none() && !is_request && method != "notifications/resources/updated" {
             gateway.sessions.for_each(|s| {
                 if sees(s) {
-                    s.upstream.send(u.message.clone());
+                    s.upstream.send_shared(&class, &u.message);
                 }
             });
             continue;
@@ -286,7 +288,7 @@ async fn dispatch(gateway: Arc<Gateway>, mut rx: queue::Receiver<Unsolicited>) {
                 .iter()
                 .filter(|s| s.upstream.subscriptions.lock().unwrap_or_else(|p| p.into_inner()).contains(uri))
             {
-                s.upstream.send(u.message.clone());
+                s.upstream.send_shared(&class, &u.message);
             }
             continue;
         }
@@ -306,7 +308,7 @@ async fn dispatch(gateway: Arc<Gateway>, mut rx: queue::Receiver<Unsolicited>) {
             continue;
         }
         for s in targets {
-            s.upstream.send(u.message.clone());
+            s.upstream.send_shared(&class, &u.message);
         }
     }
 }

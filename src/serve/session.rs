@@ -40,6 +40,8 @@ pub struct Client {
 impl Client {
     pub fn new(view: View, init: Value) -> Client {
         let (tx, rx) = queue::bounded(queue::SESSION);
+        // No GET stream open yet: logs and the like have nobody to go to.
+        rx.listen(false);
         Client {
             view,
             init: serde_json::value::to_raw_value(&init)
@@ -87,18 +89,29 @@ impl Client {
         self.init().pointer(&format!("/capabilities/{name}")).is_some_and(|v| !v.is_null())
     }
 
-    /// Queues a message for the GET stream (kept until one opens, within the queue's bounds).
+    /// Queues a message for the GET stream (kept until one opens, within the queue's bounds:
+    /// while none is open, only what must not be lost or replaces its like).
     pub fn send(&self, msg: Value) {
         self.outbound.push(msg);
     }
 
-    /// The GET stream's feed; one stream at a time (a second GET gets 409).
-    pub fn take_stream(&self) -> Option<queue::Receiver<Value>> {
-        self.outbound_rx.lock().unwrap_or_else(|p| p.into_inner()).take()
+    /// `send` for a message told to many sessions, of a class known already: copied only for
+    /// those that keep it.
+    pub fn send_shared(&self, class: &queue::Class, msg: &Value) {
+        self.outbound.push_as(class.clone(), || msg.clone());
     }
 
-    /// A GET stream ended: its feed goes back for the next one (nothing queued is lost).
+    /// The GET stream's feed; one stream at a time (a second GET gets 409).
+    pub fn take_stream(&self) -> Option<queue::Receiver<Value>> {
+        let rx = self.outbound_rx.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        rx.listen(true);
+        Some(rx)
+    }
+
+    /// A GET stream ended: its feed goes back for the next one (nothing queued is lost; until
+    /// the next one opens, logs and the like are not kept).
     pub fn return_stream(&self, rx: queue::Receiver<Value>) {
+        rx.listen(false);
         *self.outbound_rx.lock().unwrap_or_else(|p| p.into_inner()) = Some(rx);
     }
 

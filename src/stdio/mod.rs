@@ -7,6 +7,12 @@
 //! Requests run concurrently (a long tool call must not block the client's answer to an
 //! elicitation it triggers); notifications and responses are sent in order, one after another.
 //! After `initialize`, a GET stream carries what the server sends on its own.
+//!
+//! What waits for the client to read its stdout is a bounded queue (`mcp::queue`, `OUT`
+//! messages): a server flooding logs to a client that does not read drops the oldest logs,
+//! never a response. Responses answer the client's own requests; while `OUT` of them wait,
+//! stdin is not read, so a client that writes requests and never reads is slowed to its own
+//! pace instead of growing the bridge.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,7 +23,6 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +31,7 @@ use crate::http::body::Body;
 use crate::http::guard::Guard;
 use crate::jsonrpc::{self, Payload, codes};
 use crate::mcp::headers::{LAST_EVENT_ID, PROTOCOL_VERSION, SESSION_ID};
+use crate::mcp::queue;
 use crate::transport::sse;
 
 mod modern;
@@ -38,6 +44,9 @@ const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 const DRAIN: Duration = Duration::from_secs(30);
 /// How many times a response stream that ended unanswered is resumed.
 const RESUME_ATTEMPTS: usize = 5;
+/// Messages waiting for the client to read its stdout, at most; as many responses waiting stop
+/// the reading of stdin until the client reads.
+const OUT: usize = 1024;
 
 /// How a response stream ended: what resuming it needs.
 #[derive(Default)]
@@ -55,7 +64,7 @@ pub struct Options {
 
 struct Bridge {
     proxy: Arc<Proxy>,
-    out: mpsc::UnboundedSender<Bytes>,
+    out: queue::Sender<Bytes>,
     session: Mutex<Option<HeaderValue>>,
     version: Mutex<Option<HeaderValue>>,
     listening: Mutex<bool>,
@@ -70,7 +79,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
     if opts.banner {
         tracing::info!("bridging stdio ↔ {}", proxy.upstream.display);
     }
-    let (out, lines_out) = mpsc::unbounded_channel();
+    let (out, lines_out) = queue::bounded(OUT);
     let writer = tokio::spawn(write_lines(lines_out));
     let bridge = Arc::new(Bridge {
         proxy,
@@ -85,6 +94,12 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
     let mut stdin = BufReader::new(tokio::io::stdin());
     let mut line = Vec::new();
     loop {
+        // Finished requests are let go of as they finish, not kept until stdin closes.
+        while in_flight.try_join_next().is_some() {}
+        // The client is not reading its stdout: neither is the bridge reading its stdin.
+        while bridge.out.responses() >= OUT && !shutdown.is_cancelled() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         line.clear();
         let mut limited = (&mut stdin).take(MAX_MESSAGE as u64 + 1);
         let read = tokio::select! {
@@ -120,7 +135,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
 /// a progress notification it reads in the same chunk as its request's result is dropped. It does
 /// that with servers it launches directly too: the last of three progress notifications was lost
 /// in 5 of 12 parallel runs against server-everything's own stdio mode, 7 of 12 through this bridge.)
-async fn write_lines(mut lines: mpsc::UnboundedReceiver<Bytes>) {
+async fn write_lines(mut lines: queue::Receiver<Bytes>) {
     let mut stdout = tokio::io::stdout();
     while let Some(line) = lines.recv().await {
         let written = async {
@@ -151,7 +166,7 @@ impl Bridge {
         } else {
             msg
         };
-        let _ = self.out.send(msg);
+        self.out.push(msg);
     }
 
     async fn dispatch(self: Arc<Self>, body: Bytes, in_flight: &mut JoinSet<()>) {

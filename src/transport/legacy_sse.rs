@@ -2,8 +2,9 @@
 //! event stream carries every server→client message, and whose first `endpoint` event names
 //! the URL to POST client messages to.
 //!
-//! A `Link` is one such connection. It hands every message it receives to a channel; who
-//! waits for what is the business of the session that owns the link.
+//! A `Link` is one such connection. It hands every message it receives to a bounded channel
+//! (when it is full, the link stops reading and the upstream's sends wait, as TCP makes them);
+//! who waits for what is the business of the session that owns the link.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,7 +36,7 @@ impl Drop for Link {
 impl Link {
     /// Opens the event stream and waits for the `endpoint` event. Every later `message` event's
     /// data goes to `sink`; the sink is dropped when the stream ends.
-    pub async fn open(upstream: &Upstream, sink: mpsc::UnboundedSender<Bytes>) -> Result<Link, Error> {
+    pub async fn open(upstream: &Upstream, sink: mpsc::Sender<Bytes>) -> Result<Link, Error> {
         let mut hdrs = HeaderMap::new();
         hdrs.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
         let resp = upstream.send(Method::GET, &upstream.url, hdrs, Bytes::new()).await?;
@@ -82,7 +83,7 @@ impl Link {
         // Messages that came in the same chunk as the endpoint event.
         for ev in events.drain(..) {
             if is_message(&ev) {
-                let _ = sink.send(Bytes::from(ev.data));
+                let _ = sink.send(Bytes::from(ev.data)).await;
             }
         }
         let alive = Arc::new(AtomicBool::new(true));
@@ -94,7 +95,7 @@ impl Link {
                 if let Some(data) = frame.data_ref() {
                     parser.feed(data, &mut events);
                     for ev in events.drain(..) {
-                        if is_message(&ev) && sink.send(Bytes::from(ev.data)).is_err() {
+                        if is_message(&ev) && sink.send(Bytes::from(ev.data)).await.is_err() {
                             flag.store(false, Ordering::Release);
                             return;
                         }

@@ -6,14 +6,22 @@
 //! `STDOUT_AHEAD` lines read ahead of the gateway (then the child waits, as a pipe makes it), and
 //! stderr in lines of at most `STDERR_LINE` bytes, the rest of a longer line discarded as it
 //! streams, never held whole.
+//!
+//! What goes to the child is bounded too: messages wait for it to read its stdin within
+//! `STDIN_AHEAD` bytes, and one that does not fit is refused at once (`Stdin::send`). Refusing
+//! rather than waiting for room: a child that stopped reading is stuck for every client sharing
+//! it, and a caller waiting for room would only learn so at its timeout, its connection and body
+//! held meanwhile; refused, it gets an error it can act on now. A healthy child never sees the
+//! limit: a megabyte is thousands of ordinary calls.
 
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot};
 
 /// Largest line read from a child (a message); a longer one ends the child.
 const MAX_LINE: usize = 16 * 1024 * 1024;
@@ -24,8 +32,52 @@ pub const STDERR_LINE: usize = 8 * 1024;
 /// A read buffer that grew past this for one long message is given back afterwards.
 const KEEP_BUFFER: usize = 64 * 1024;
 
+/// Bytes of messages waiting for a child to read its stdin, at most (a larger message waits
+/// alone).
+pub const STDIN_AHEAD: usize = 1024 * 1024;
+
 /// Stderr lines cut at `STDERR_LINE` (process-wide, for `/metrics`).
 pub static STDERR_TRUNCATED: AtomicU64 = AtomicU64::new(0);
+/// Messages refused because a child was `STDIN_AHEAD` bytes behind (process-wide, for `/metrics`).
+pub static STDIN_REFUSED: AtomicU64 = AtomicU64::new(0);
+
+/// A child's stdin: messages (lines without their newline) queued for the writer, each holding
+/// its bytes' worth of room until it is written.
+#[derive(Clone)]
+pub struct Stdin {
+    tx: mpsc::UnboundedSender<(Bytes, OwnedSemaphorePermit)>,
+    room: Arc<Semaphore>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StdinError {
+    #[error("its input is closed")]
+    Closed,
+    #[error("it is not reading its input ({} KiB wait for it); not sent", STDIN_AHEAD / 1024)]
+    Behind,
+}
+
+impl Stdin {
+    /// Queues one message, or refuses it at once when the child is `STDIN_AHEAD` bytes behind.
+    pub fn send(&self, line: Bytes) -> Result<(), StdinError> {
+        // Clamped: a message larger than the whole room waits alone rather than never.
+        let need = u32::try_from(line.len().clamp(1, STDIN_AHEAD)).unwrap_or(u32::MAX);
+        let permit = self.room.clone().try_acquire_many_owned(need).map_err(|e| match e {
+            TryAcquireError::Closed => StdinError::Closed,
+            TryAcquireError::NoPermits => {
+                STDIN_REFUSED.fetch_add(1, Ordering::Relaxed);
+                StdinError::Behind
+            }
+        })?;
+        self.tx.send((line, permit)).map_err(|_| StdinError::Closed)
+    }
+
+    /// A stdin whose messages go to `rx` (tests, and `spawn`).
+    fn new() -> (Stdin, mpsc::UnboundedReceiver<(Bytes, OwnedSemaphorePermit)>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Stdin { tx, room: Arc::new(Semaphore::new(STDIN_AHEAD)) }, rx)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spec {
@@ -40,7 +92,7 @@ pub struct Spec {
 /// A started child: send lines in, receive lines out, learn when it exits.
 pub struct Running {
     pub pid: i32,
-    pub stdin: mpsc::UnboundedSender<Bytes>,
+    pub stdin: Stdin,
     pub stdout: mpsc::Receiver<Bytes>,
     pub exited: oneshot::Receiver<String>,
 }
@@ -59,25 +111,33 @@ pub fn spawn(spec: &Spec) -> std::io::Result<Running> {
     }
     let mut child = cmd.spawn()?;
     let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
-    let (stdin_tx, mut stdin_rx) = mpsc::unbounded_channel::<Bytes>();
+    let (stdin_tx, mut stdin_rx) = Stdin::new();
     let (stdout_tx, stdout_rx) = mpsc::channel::<Bytes>(STDOUT_AHEAD);
     let (exit_tx, exit_rx) = oneshot::channel();
     let mut stdin = child.stdin.take();
     tokio::spawn(async move {
         let mut framed = Vec::new();
-        while let Some(line) = stdin_rx.recv().await {
+        let mut held = Vec::new();
+        while let Some((line, permit)) = stdin_rx.recv().await {
             let Some(w) = stdin.as_mut() else { break };
             // Whatever else is queued goes in the same write: one syscall for many messages
             // when clients are busy, none held back when they are not.
             framed.clear();
             framed.extend_from_slice(&line);
             framed.push(b'\n');
-            while let Ok(more) = stdin_rx.try_recv() {
+            held.push(permit);
+            while let Ok((more, permit)) = stdin_rx.try_recv() {
                 framed.extend_from_slice(&more);
                 framed.push(b'\n');
+                held.push(permit);
             }
             if w.write_all(&framed).await.is_err() || w.flush().await.is_err() {
                 break;
+            }
+            // Written: their room is free again.
+            held.clear();
+            if framed.capacity() > KEEP_BUFFER {
+                framed = Vec::new();
             }
         }
         // Dropping stdin closes it: the child's signal to stop.
@@ -192,6 +252,26 @@ pub async fn stop_group(pid: i32, grace: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stdin_refuses_what_does_not_fit_and_takes_it_once_written() {
+        let (stdin, mut rx) = Stdin::new();
+        let line = Bytes::from(vec![b'x'; 100 * 1024]);
+        for _ in 0..10 {
+            stdin.send(line.clone()).unwrap();
+        }
+        assert_eq!(stdin.send(line.clone()), Err(StdinError::Behind));
+        // One written (its permit dropped): room for one more.
+        drop(rx.try_recv().unwrap());
+        stdin.send(line.clone()).unwrap();
+        // A message larger than the whole room waits alone.
+        while rx.try_recv().is_ok() {}
+        stdin.send(Bytes::from(vec![b'x'; 3 * STDIN_AHEAD])).unwrap();
+        assert_eq!(stdin.send(Bytes::from_static(b"{}")), Err(StdinError::Behind));
+        // The writer gone (the child exited): what waited is freed, and nothing more goes in.
+        drop(rx);
+        assert_eq!(stdin.send(Bytes::from_static(b"{}")), Err(StdinError::Closed));
+    }
 
     #[tokio::test]
     async fn stderr_lines_are_cut_at_the_limit_and_the_rest_skipped() {

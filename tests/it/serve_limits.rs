@@ -13,16 +13,18 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use crate::harness::*;
 
-/// A stdio MCP server in a few lines of Node: `echo`; `flood` (200,000 notifications around
-/// its answer: logs, and progress when the call asks for it); `shout` (one 100 MB stderr line).
+/// A stdio MCP server in a few lines of Node: `echo`; `flood` (2 × `count` notifications, 100,000
+/// unless told, around its answer: logs, and progress when the call asks for it); `shout` (one
+/// 100 MB stderr line); `deafen` (answers, then never reads its stdin again).
 const SERVER: &str = r#"
 const fs = require("fs");
 const out = (m) => fs.writeSync(1, JSON.stringify(m) + "\n");
 let buf = "";
+let deaf = false;
 process.stdin.on("data", (d) => {
   buf += d;
   let i;
-  while ((i = buf.indexOf("\n")) >= 0) {
+  while (!deaf && (i = buf.indexOf("\n")) >= 0) {
     const line = buf.slice(0, i); buf = buf.slice(i + 1);
     if (line.trim()) handle(JSON.parse(line));
   }
@@ -32,16 +34,22 @@ function handle(m) {
     out({jsonrpc: "2.0", id: m.id, result: {protocolVersion: "2025-06-18",
       capabilities: {tools: {}, logging: {}}, serverInfo: {name: "limits", version: "1"}}});
   } else if (m.method === "tools/list") {
-    out({jsonrpc: "2.0", id: m.id, result: {tools: ["echo", "flood", "shout"].map((name) =>
+    out({jsonrpc: "2.0", id: m.id, result: {tools: ["echo", "flood", "shout", "deafen"].map((name) =>
       ({name, inputSchema: {type: "object"}}))}});
   } else if (m.method === "tools/call") {
     const token = m.params._meta && m.params._meta.progressToken;
     if (m.params.name === "flood") {
-      for (let n = 0; n < 100000; n++) {
+      const count = (m.params.arguments && m.params.arguments.count) || 100000;
+      for (let n = 0; n < count; n++) {
         out({jsonrpc: "2.0", method: "notifications/message", params: {level: "info", data: "log line " + n + " ".repeat(200)}});
         if (token !== undefined) out({jsonrpc: "2.0", method: "notifications/progress", params: {progressToken: token, progress: n}});
         else out({jsonrpc: "2.0", method: "notifications/message", params: {level: "debug", data: "more " + n + " ".repeat(200)}});
       }
+    } else if (m.params.name === "deafen") {
+      deaf = true;
+      process.stdin.pause();
+      // A paused stdin does not keep node running.
+      setInterval(() => {}, 1 << 30);
     } else if (m.params.name === "shout") {
       const mb = Buffer.alloc(1024 * 1024, 120);
       for (let n = 0; n < 100; n++) fs.writeSync(2, mb);
@@ -90,19 +98,9 @@ fn addr(gw: &Proc) -> SocketAddr {
     base(&gw.url).trim_start_matches("http://").parse().unwrap()
 }
 
-/// (VmRSS, VmHWM) of a process, in bytes.
+/// (VmRSS, VmHWM) of the gateway, in bytes.
 fn memory(gw: &Proc) -> (u64, u64) {
-    let pid = gw.child.id().expect("the gateway runs");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        let line = status.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {status}"));
-        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-fn mb(bytes: u64) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0)
+    memory_of(gw.child.id().expect("the gateway runs"))
 }
 
 /// One value of `/metrics`.
@@ -346,7 +344,7 @@ async fn limits_servers_that_cannot_start_leave_the_listing_at_once_and_readyz_n
         .map(|t| t["name"].as_str().unwrap().to_owned())
         .collect();
     eprintln!("merged tools/list with two servers that cannot start: {took:?}");
-    assert_eq!(names, ["good__echo", "good__flood", "good__shout"]);
+    assert_eq!(names, ["good__echo", "good__flood", "good__shout", "good__deafen"]);
     assert!(took < Duration::from_secs(3), "the listing waited {took:?}");
     // A call to one of them fails now, with the reason, not at the timeout.
     let started = Instant::now();
@@ -371,4 +369,143 @@ async fn limits_servers_that_cannot_start_leave_the_listing_at_once_and_readyz_n
     let r = request("POST", &format!("{}/admin/reload", base(&gw.url)), &[], "").await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(request("GET", &readyz, &[], "").await.status, 503);
+}
+
+/// A stdio server that stops reading its stdin: what waits for it is bounded (1 MiB), and the
+/// calls that do not fit fail at once with the reason, on the lone server's fast path and on the
+/// message path (a progress token) alike — not at the timeout, and not by growing the gateway
+/// by the 128 MB the clients send.
+#[tokio::test]
+async fn limits_a_stdio_server_that_stops_reading_fails_calls_at_once_and_memory_stays_flat() {
+    let dir = tempdir("limits-deaf");
+    let mut deaf = server(&dir);
+    deaf["timeout"] = json!(3);
+    let gw = gateway(&dir, json!({}), json!({"a": deaf})).await;
+    let sid = open_session(&gw.url, &[]).await;
+    let deafen = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"deafen","arguments":{}}}"#;
+    assert_eq!(call(&gw.url, &sid, &[], deafen).await.message()["result"]["content"][0]["text"], "done deafen");
+    let padding = std::sync::Arc::new("x".repeat(128 * 1024));
+    let calls = 1000usize;
+    let at_once = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let grew = growth(&gw, async {
+        let one = |i: usize| {
+            let meta = if i.is_multiple_of(2) { r#","_meta":{"progressToken":"p"}"# } else { "" };
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"echo","arguments":{{"pad":"{padding}"}}{meta}}}}}"#
+            );
+            let (url, sid, at_once) = (gw.url.clone(), sid.clone(), at_once.clone());
+            async move {
+                let started = Instant::now();
+                let answer = call(&url, &sid, &[], &body).await.message();
+                let message = answer["error"]["message"].as_str().unwrap_or_default().to_owned();
+                if message.contains("not reading its input") {
+                    assert_eq!(answer["error"]["code"], -32001, "{answer}");
+                    assert!(started.elapsed() < Duration::from_secs(2), "refused after {:?}", started.elapsed());
+                    at_once.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                } else {
+                    // Queued before the room ran out: it waits for the server, up to the timeout.
+                    assert!(answer["error"].is_object(), "the deaf server answered: {answer}");
+                }
+            }
+        };
+        // 50 clients at a time.
+        let mut running = tokio::task::JoinSet::new();
+        for i in 0..calls {
+            if running.len() >= 50 {
+                running.join_next().await.unwrap().unwrap();
+            }
+            running.spawn(one(i));
+        }
+        while let Some(done) = running.join_next().await {
+            done.unwrap();
+        }
+    })
+    .await;
+    let refused = metric(&gw, "mcpgate_child_stdin_refused_total").await;
+    let at_once = at_once.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "{calls} calls of 128 KiB to a server not reading: {at_once} refused at once, RSS grew {:.1} MB",
+        mb(grew)
+    );
+    assert!(at_once >= calls - 50, "only {at_once} of {calls} calls were refused at once");
+    assert_eq!(refused, at_once as u64);
+    assert!(grew < 40 * 1024 * 1024, "RSS grew {:.1} MB", mb(grew));
+}
+
+/// A server logging to 10,000 sessions that have no GET stream open: the logs have nobody to go
+/// to and are not kept (dropped, counted), so memory stays flat; a session that listens still
+/// gets them. (Before, each idle session kept 256: about 300 KB of these, 3 GB for 10,000. The
+/// flood comes in steps, memory read after each, so a regression fails at the first.)
+#[tokio::test]
+async fn limits_a_log_flood_to_10_000_idle_sessions_leaves_memory_flat() {
+    let dir = tempdir("limits-idle-sessions");
+    let settings = json!({"maxSessions": 10_001, "maxSessionsPerClient": 10_001});
+    let gw = gateway(&dir, settings, json!({"a": server(&dir)})).await;
+    let to = addr(&gw);
+    let mut conns = Vec::new();
+    for _ in 0..4 {
+        conns.push(Conn::open(to, LOCAL).await);
+    }
+    for i in 0..10_000 {
+        let (status, _, body) = conns[i % 4].post(None, INITIALIZE).await;
+        assert_eq!(status, 200, "initialize {i}: {body}");
+    }
+    // One more session, listening.
+    let (_, sid, _) = conns[0].post(None, INITIALIZE).await;
+    let sid = sid.unwrap();
+    let mut listening = hold(to, LOCAL, &sid).await;
+    let (base, _) = memory(&gw);
+    let dropped_before = metric(&gw, "mcpgate_notifications_dropped_total").await;
+    let (steps, per_step) = (15u64, 20u64);
+    for step in 1..=steps {
+        // `flood` sends two logs per count: 40 a step, each to 10,000 idle sessions.
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":{step},"method":"tools/call","params":{{"name":"flood","arguments":{{"count":{per_step}}}}}}}"#
+        );
+        let json_only = [
+            ("content-type", "application/json"),
+            ("accept", "application/json"),
+            ("mcp-session-id", sid.as_str()),
+            ("mcp-protocol-version", "2025-06-18"),
+        ];
+        let r = request("POST", &gw.url, &json_only, &body).await;
+        assert_eq!(r.message()["result"]["content"][0]["text"], "done flood", "{}", r.body);
+        let expected = dropped_before + step * 2 * per_step * 10_000;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while metric(&gw, "mcpgate_notifications_dropped_total").await < expected && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (rss, _) = memory(&gw);
+        assert!(
+            rss < base + 30 * 1024 * 1024,
+            "after {} logs to 10,000 idle sessions RSS grew {:.1} MB",
+            step * 2 * per_step,
+            mb(rss.saturating_sub(base))
+        );
+    }
+    let (rss, hwm) = memory(&gw);
+    let dropped = metric(&gw, "mcpgate_notifications_dropped_total").await - dropped_before;
+    eprintln!(
+        "{} logs to 10,000 idle sessions: {dropped} dropped, RSS {:.1} MB (grew {:.1} MB), peak {:.1} MB",
+        steps * 2 * per_step,
+        mb(rss),
+        mb(rss.saturating_sub(base)),
+        mb(hwm)
+    );
+    assert!(dropped >= steps * 2 * per_step * 10_000, "{dropped} dropped");
+    // Only the listening session holds logs (its stream is not read yet): its queue's worth.
+    let queued = metric(&gw, "mcpgate_notifications_queued").await;
+    assert!(queued <= 256, "{queued} notifications queued: an idle session kept logs");
+    // The session that listens got them.
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&seen).contains("log line") {
+        let mut chunk = [0u8; 16384];
+        let n = tokio::time::timeout_at(deadline.into(), listening.read(&mut chunk))
+            .await
+            .expect("the listening session got no log")
+            .unwrap();
+        assert!(n > 0, "the GET stream ended");
+        seen.extend_from_slice(&chunk[..n]);
+    }
 }
