@@ -528,27 +528,16 @@ enum Step {
 
 /// One step of decoding a chunked body from `buf`.
 fn chunked(buf: &mut BytesMut, state: Chunk) -> Result<Step, BoxError> {
-    const LINE: usize = 4096;
-    let line = |buf: &mut BytesMut| -> Result<Option<BytesMut>, BoxError> {
-        match buf.windows(2).position(|w| w == b"\r\n") {
-            Some(i) => {
-                let l = buf.split_to(i);
-                buf.advance(2);
-                Ok(Some(l))
-            }
-            None if buf.len() > LINE => Err("the upstream sent a chunk line too long".into()),
-            None => Ok(None),
-        }
-    };
+    use crate::http::framing::{self, MAX_TRAILERS, Malformed};
     Ok(match state {
         // Hex digits only, as on the server side (`framing::chunk_size`).
-        Chunk::Size => match crate::http::framing::chunk_size(buf) {
+        Chunk::Size => match framing::chunk_size(buf) {
             Ok(Some((len, size))) => {
                 buf.advance(len);
                 Step::Next(if size == 0 { Chunk::Trailers } else { Chunk::Data(size) })
             }
             Ok(None) => Step::More,
-            Err(()) => return Err("the upstream sent a bad chunk size".into()),
+            Err(Malformed) => return Err("the upstream sent a bad chunk size".into()),
         },
         Chunk::Data(left) => {
             if buf.is_empty() {
@@ -568,10 +557,15 @@ fn chunked(buf: &mut BytesMut, state: Chunk) -> Result<Step, BoxError> {
             buf.advance(2);
             Step::Next(Chunk::Size)
         }
-        Chunk::Trailers => match line(buf)? {
-            None => Step::More,
-            Some(l) if l.is_empty() => Step::End,
-            Some(_) => Step::Next(Chunk::Trailers),
+        // Dropped, but read as fields, as on the server side (`framing::trailers`).
+        Chunk::Trailers => match framing::trailers(buf) {
+            Ok(Some(len)) if len <= MAX_TRAILERS => {
+                buf.advance(len);
+                Step::End
+            }
+            Ok(None) if buf.len() <= MAX_TRAILERS => Step::More,
+            Ok(_) => return Err("the upstream sent trailer fields too large".into()),
+            Err(Malformed) => return Err("the upstream sent malformed trailer fields".into()),
         },
     })
 }
@@ -683,9 +677,13 @@ mod tests {
             assert_eq!(out, b"Wikipedia", "split {step}");
             assert!(buf.is_empty());
         }
-        // Sizes are hex digits: no sign, no padding, no empty size.
-        for bad in [&b"+5\r\n"[..], b" 5\r\n", b"\r\n", b"5 5\r\n", b"\xc2\xa05\r\n"] {
+        // Sizes are hex digits: no sign, no padding, no empty size, no bare LF in an extension.
+        for bad in [&b"+5\r\n"[..], b" 5\r\n", b"\r\n", b"5 5\r\n", b"\xc2\xa05\r\n", b"5;a\nb\r\n"] {
             assert!(chunked(&mut BytesMut::from(bad), Chunk::Size).is_err(), "{bad:?}");
+        }
+        // Trailers are fields ending in CRLF.
+        for bad in [&b"bad\r\n\r\n"[..], b"x: a\0b\r\n\r\n", b"x: 1\n\r\n"] {
+            assert!(chunked(&mut BytesMut::from(bad), Chunk::Trailers).is_err(), "{bad:?}");
         }
     }
 
