@@ -60,27 +60,58 @@ pub fn request_coding(value: &[u8]) -> Coding {
     if trim_ows(value).eq_ignore_ascii_case(b"chunked") { Coding::Chunked } else { Coding::Other }
 }
 
+/// A chunk-size line or trailer section that is no such thing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Malformed;
+
 /// The chunk-size line at the start of `buf`: `Ok(Some((line length with its CRLF, size)))`,
 /// `Ok(None)` if the line is not complete yet, `Err` if it is malformed. httparse does the
 /// parsing; this adds what it lets through: an empty or space-led size (it reads `\r\n` and
-/// ` \r\n` as 0), and an endless extension (a line is at most `MAX_LINE` bytes).
-pub fn chunk_size(buf: &[u8]) -> Result<Option<(usize, u64)>, BadChunk> {
+/// ` \r\n` as 0), a bare LF in an extension (it takes any byte there; hyper and nginx refuse
+/// it, and a peer that ends the line at that LF reads the chunk's data elsewhere), and an endless
+/// extension (a line is at most `MAX_LINE` bytes).
+pub fn chunk_size(buf: &[u8]) -> Result<Option<(usize, u64)>, Malformed> {
     const MAX_LINE: usize = 4096;
     match buf.first() {
         None => return Ok(None),
-        Some(b) if !b.is_ascii_hexdigit() => return Err(BadChunk),
+        Some(b) if !b.is_ascii_hexdigit() => return Err(Malformed),
         Some(_) => {}
     }
     match httparse::parse_chunk_size(buf) {
+        // httparse ends the line at its CRLF: an LF before that is a bare one.
+        Ok(httparse::Status::Complete((len, _))) if buf[..len - 2].contains(&b'\n') => Err(Malformed),
         Ok(httparse::Status::Complete((len, size))) if len <= MAX_LINE => Ok(Some((len, size))),
+        Ok(httparse::Status::Partial) if buf.contains(&b'\n') => Err(Malformed),
         Ok(httparse::Status::Partial) if buf.len() <= MAX_LINE => Ok(None),
-        _ => Err(BadChunk),
+        _ => Err(Malformed),
     }
 }
 
-/// A chunk-size line that is not hex digits, whitespace and an extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BadChunk;
+/// Trailer fields take at most this many bytes (hyper's limit).
+pub const MAX_TRAILERS: usize = 16 * 1024;
+
+/// The trailer section at the start of `buf` (what follows the last chunk, through the empty
+/// line that ends it): `Ok(Some(its length))`, `Ok(None)` if it is not complete yet, `Err` if it
+/// is malformed. Its fields are dropped, but they must be fields, as in a head and as hyper
+/// reads them (httparse's rules, at most 100), each line ending in CRLF: a peer that ends lines
+/// at a bare LF, or skips a line that is no field, sees the message end elsewhere. How large a
+/// section may grow (`MAX_TRAILERS`) is the caller's to check.
+pub fn trailers(buf: &[u8]) -> Result<Option<usize>, Malformed> {
+    let end =
+        if buf.starts_with(b"\r\n") { Some(2) } else { buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4) };
+    // The section, or as much of it as has come: checked all the same, so that a bad line is
+    // refused without waiting for the rest. (What follows it is the next request's.)
+    let section = &buf[..end.unwrap_or(buf.len())];
+    if section.iter().enumerate().any(|(i, b)| *b == b'\n' && (i == 0 || section[i - 1] != b'\r')) {
+        return Err(Malformed);
+    }
+    let mut fields = [httparse::EMPTY_HEADER; 100];
+    match (end, httparse::parse_headers(section, &mut fields)) {
+        (Some(end), Ok(httparse::Status::Complete((len, _)))) if len == end => Ok(Some(end)),
+        (None, Ok(httparse::Status::Partial)) => Ok(None),
+        _ => Err(Malformed),
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -142,12 +173,45 @@ mod tests {
         assert_eq!(chunk_size(b"a"), Ok(None));
         assert_eq!(chunk_size(b""), Ok(None));
         for bad in [&b"\r\n"[..], b" a\r\n", b"+a\r\n", b"-1\r\n", b"g\r\n", b"a\n", b"1 1\r\n", b"0x1\r\n"] {
-            assert_eq!(chunk_size(bad), Err(BadChunk), "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(chunk_size(bad), Err(Malformed), "{:?}", String::from_utf8_lossy(bad));
         }
         // More hex digits than a u64 holds.
-        assert_eq!(chunk_size(b"10000000000000000\r\n"), Err(BadChunk));
+        assert_eq!(chunk_size(b"10000000000000000\r\n"), Err(Malformed));
         let mut long = b"1;".to_vec();
         long.extend(std::iter::repeat_n(b'x', 5000));
-        assert_eq!(chunk_size(&long), Err(BadChunk));
+        assert_eq!(chunk_size(&long), Err(Malformed));
+        // A bare LF in an extension, whole or still arriving: hyper ends nothing there, a peer
+        // that ends the line at it would read `b\r\n` as data.
+        assert_eq!(chunk_size(b"1;a\nb\r\n"), Err(Malformed));
+        assert_eq!(chunk_size(b"1;a\nb"), Err(Malformed));
+        assert_eq!(chunk_size(b"1;a\x00b\r\n"), Ok(Some((7, 1))));
+    }
+
+    #[test]
+    fn trailers_are_fields_ending_in_crlf() {
+        assert_eq!(trailers(b"\r\n"), Ok(Some(2)));
+        assert_eq!(trailers(b"\r\nGET / HTTP/1.1\r\n"), Ok(Some(2)));
+        assert_eq!(trailers(b"x-t: 1\r\n\r\n"), Ok(Some(10)));
+        assert_eq!(trailers(b"x-t: 1\r\ny: \r\n\r\nnext"), Ok(Some(15)));
+        // A request after them may end its lines as it likes.
+        assert_eq!(trailers(b"\r\nGET / HTTP/1.1\nhost: a\n\n"), Ok(Some(2)));
+        assert_eq!(trailers(b"x-t: 1\r\n\r\nGET / HTTP/1.1\nhost: a\n\n"), Ok(Some(10)));
+        for partial in [&b""[..], b"\r", b"x-t: 1", b"x-t: 1\r\n", b"x-t: 1\r\n\r"] {
+            assert_eq!(trailers(partial), Ok(None), "{:?}", String::from_utf8_lossy(partial));
+        }
+        for bad in [
+            &b"bad\r\n\r\n"[..],
+            b"x-t: a\0b\r\n\r\n",
+            b" x: fold\r\n\r\n",
+            b"x t: 1\r\n\r\n",
+            b": 1\r\n\r\n",
+            b"x-t: 1\n\r\n",
+            b"x-t: 1\nx-u: 2\r\n\r\n",
+            b"\n",
+            b"x-t: 1\n",
+            b"bad\r\n",
+        ] {
+            assert_eq!(trailers(bad), Err(Malformed), "{:?}", String::from_utf8_lossy(bad));
+        }
     }
 }

@@ -31,6 +31,7 @@ use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use super::conns::{Held, Ticket};
+use super::framing::{self, Malformed};
 use super::head::{self, BodyFraming, Head, MAX_HEAD, Parsed};
 use super::limits::{Edge, Limits};
 use crate::http::body::{Body, RequestBody};
@@ -195,13 +196,15 @@ async fn read_body(
                 let deadline = started + limits.body_deadline(body.len() as u64);
                 // The size line, the data and its CRLF, as they arrive.
                 let size = loop {
-                    match super::framing::chunk_size(buf) {
+                    match framing::chunk_size(buf) {
                         Ok(Some((len, size))) => {
                             buf.advance(len);
                             break size;
                         }
                         Ok(None) => read_more(stream, buf, deadline, limits).await?,
-                        Err(_) => return Err(Refusal::Status(StatusCode::BAD_REQUEST, "a chunk size is malformed")),
+                        Err(Malformed) => {
+                            return Err(Refusal::Status(StatusCode::BAD_REQUEST, "a chunk size is malformed"));
+                        }
                     }
                 };
                 if size == 0 {
@@ -234,17 +237,19 @@ async fn read_body(
             }
             // Trailer fields are read and dropped (none of them may frame or route).
             let deadline = Instant::now() + limits.head_timeout;
+            let too_large = || Refusal::Status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "trailers too large");
             loop {
-                match buf.windows(2).position(|w| w == b"\r\n") {
-                    Some(0) => {
-                        buf.advance(2);
+                match framing::trailers(buf) {
+                    Ok(Some(len)) if len > framing::MAX_TRAILERS => return Err(too_large()),
+                    Ok(Some(len)) => {
+                        buf.advance(len);
                         break;
                     }
-                    Some(i) => buf.advance(i + 2),
-                    None if buf.len() > MAX_HEAD => {
-                        return Err(Refusal::Status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "trailers too large"));
+                    Ok(None) if buf.len() > framing::MAX_TRAILERS => return Err(too_large()),
+                    Ok(None) => read_more(stream, buf, deadline, limits).await?,
+                    Err(Malformed) => {
+                        return Err(Refusal::Status(StatusCode::BAD_REQUEST, "the trailer fields are malformed"));
                     }
-                    None => read_more(stream, buf, deadline, limits).await?,
                 }
             }
             Ok((RequestBody::whole(body.freeze()), held))

@@ -4,6 +4,8 @@
 pub mod body;
 pub mod conns;
 pub mod date;
+#[cfg(test)]
+mod differential;
 pub mod framing;
 pub mod guard;
 pub mod h1;

@@ -352,6 +352,11 @@ fn parse_head(buf: &[u8], head_only: bool) -> Result<Parsed, BoxError> {
             continue;
         }
         if name == TRANSFER_ENCODING {
+            // Codings are tokens: a value with other bytes (NBSP, U+3000 around `chunked`) is
+            // one no peer reads alike — hyper takes it for no coding at all.
+            if !h.value.iter().all(|b| b.is_ascii_graphic() || *b == b' ' || *b == b'\t') {
+                return Err("the upstream sent a bad Transfer-Encoding".into());
+            }
             said.transfer_encoding = Some(h.value);
             continue;
         }
@@ -359,6 +364,10 @@ fn parse_head(buf: &[u8], head_only: bool) -> Result<Parsed, BoxError> {
         let value = HeaderValue::from_maybe_shared(head.slice(at..at + h.value.len()))
             .map_err(|_| "the upstream sent a bad header value")?;
         headers.append(name, value);
+    }
+    // RFC 9112 §6.1: an HTTP/1.0 message with a coding has faulty framing (HTTP/1.0 has none).
+    if parsed.version == Some(0) && said.transfer_encoding.is_some() {
+        return Err("the upstream sent Transfer-Encoding in an HTTP/1.0 response".into());
     }
     let (mut parts, ()) = Response::new(()).into_parts();
     parts.status = status;
@@ -405,8 +414,8 @@ impl FramingHeaders<'_> {
             return Framing::Done;
         }
         if let Some(te) = self.transfer_encoding {
-            let last = std::str::from_utf8(te).unwrap_or("").rsplit(',').next().unwrap_or("").trim();
-            return if last.eq_ignore_ascii_case("chunked") { Framing::Chunked(Chunk::Size) } else { Framing::Close };
+            let last = te.rsplit(|b| *b == b',').next().map_or(&b""[..], crate::http::framing::trim_ows);
+            return if last.eq_ignore_ascii_case(b"chunked") { Framing::Chunked(Chunk::Size) } else { Framing::Close };
         }
         match self.length {
             Some(0) => Framing::Done,
@@ -528,27 +537,16 @@ enum Step {
 
 /// One step of decoding a chunked body from `buf`.
 fn chunked(buf: &mut BytesMut, state: Chunk) -> Result<Step, BoxError> {
-    const LINE: usize = 4096;
-    let line = |buf: &mut BytesMut| -> Result<Option<BytesMut>, BoxError> {
-        match buf.windows(2).position(|w| w == b"\r\n") {
-            Some(i) => {
-                let l = buf.split_to(i);
-                buf.advance(2);
-                Ok(Some(l))
-            }
-            None if buf.len() > LINE => Err("the upstream sent a chunk line too long".into()),
-            None => Ok(None),
-        }
-    };
+    use crate::http::framing::{self, MAX_TRAILERS, Malformed};
     Ok(match state {
         // Hex digits only, as on the server side (`framing::chunk_size`).
-        Chunk::Size => match crate::http::framing::chunk_size(buf) {
+        Chunk::Size => match framing::chunk_size(buf) {
             Ok(Some((len, size))) => {
                 buf.advance(len);
                 Step::Next(if size == 0 { Chunk::Trailers } else { Chunk::Data(size) })
             }
             Ok(None) => Step::More,
-            Err(_) => return Err("the upstream sent a bad chunk size".into()),
+            Err(Malformed) => return Err("the upstream sent a bad chunk size".into()),
         },
         Chunk::Data(left) => {
             if buf.is_empty() {
@@ -568,10 +566,15 @@ fn chunked(buf: &mut BytesMut, state: Chunk) -> Result<Step, BoxError> {
             buf.advance(2);
             Step::Next(Chunk::Size)
         }
-        Chunk::Trailers => match line(buf)? {
-            None => Step::More,
-            Some(l) if l.is_empty() => Step::End,
-            Some(_) => Step::Next(Chunk::Trailers),
+        // Dropped, but read as fields, as on the server side (`framing::trailers`).
+        Chunk::Trailers => match framing::trailers(buf) {
+            Ok(Some(len)) if len <= MAX_TRAILERS => {
+                buf.advance(len);
+                Step::End
+            }
+            Ok(None) if buf.len() <= MAX_TRAILERS => Step::More,
+            Ok(_) => return Err("the upstream sent trailer fields too large".into()),
+            Err(Malformed) => return Err("the upstream sent malformed trailer fields".into()),
         },
     })
 }
@@ -683,9 +686,13 @@ mod tests {
             assert_eq!(out, b"Wikipedia", "split {step}");
             assert!(buf.is_empty());
         }
-        // Sizes are hex digits: no sign, no padding, no empty size.
-        for bad in [&b"+5\r\n"[..], b" 5\r\n", b"\r\n", b"5 5\r\n", b"\xc2\xa05\r\n"] {
+        // Sizes are hex digits: no sign, no padding, no empty size, no bare LF in an extension.
+        for bad in [&b"+5\r\n"[..], b" 5\r\n", b"\r\n", b"5 5\r\n", b"\xc2\xa05\r\n", b"5;a\nb\r\n"] {
             assert!(chunked(&mut BytesMut::from(bad), Chunk::Size).is_err(), "{bad:?}");
+        }
+        // Trailers are fields ending in CRLF.
+        for bad in [&b"bad\r\n\r\n"[..], b"x: a\0b\r\n\r\n", b"x: 1\n\r\n"] {
+            assert!(chunked(&mut BytesMut::from(bad), Chunk::Trailers).is_err(), "{bad:?}");
         }
     }
 
@@ -710,6 +717,12 @@ mod tests {
         assert!(f("content-length: \u{a0}5\r\n").is_err());
         assert!(f("content-length: 5\u{3000}\r\n").is_err());
         assert_eq!(f("content-length: 5, 5\r\n").unwrap(), Some(Framing::Length(5)));
+        // A coding is a token: padded with Unicode spaces it is refused (hyper would read such a
+        // body to the close, we would have decoded it), as is one in an HTTP/1.0 response.
+        assert!(f("transfer-encoding: \u{a0}chunked\r\n").is_err());
+        assert!(f("transfer-encoding: gzip\u{3000}, chunked\r\n").is_err());
+        assert_eq!(f("transfer-encoding: gzip ,\tchunked \r\n").unwrap(), Some(Framing::Chunked(Chunk::Size)));
+        assert!(parse_head(b"HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", false).is_err());
         // Framed two ways: read by the coding, never reused.
         assert!(!reusable("transfer-encoding: chunked\r\ncontent-length: 5\r\n"));
         assert!(reusable("transfer-encoding: chunked\r\n"));
