@@ -355,6 +355,9 @@ pub struct ConnectArgs {
     /// Client connections open at once (the longest-idle one is closed to make room).
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+    /// Event loops serving client connections (default: one per core, nginx's `worker_processes auto`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
 }
 
 fn parse_positive_duration(s: &str) -> Result<Duration, String> {
@@ -388,6 +391,7 @@ impl ConnectArgs {
                 max_body: self.max_body,
                 ..Default::default()
             },
+            threads: self.threads.map(usize::from),
         })
     }
 }

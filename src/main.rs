@@ -14,9 +14,10 @@ fn main() -> ExitCode {
         cli.log.quiet |= args.silent;
     }
     mcpgate::log::init(&cli.log);
-    // `connect` is one user's local proxy: a single-threaded runtime serves it with no cross-thread
-    // task hand-offs, which measured 29.7k vs 21.0k req/s against the work-stealing runtime on the
-    // benchmark at concurrency 32 (docs/benchmarks.md). Multi-core scaling is `serve`'s business.
+    // A single-threaded runtime: no task is handed between threads, which measured 29.7k vs 21.0k
+    // req/s against the work-stealing runtime at concurrency 32 (docs/benchmarks.md). `connect` and
+    // `serve` use more cores as nginx does, with an event loop per core of their own
+    // (src/http/server.rs); `stdio` serves one client on this one.
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

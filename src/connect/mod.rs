@@ -55,6 +55,8 @@ pub struct Options {
     pub shutdown_grace: Duration,
     /// Timeouts and room for client connections.
     pub limits: crate::http::limits::Limits,
+    /// Event loops serving client connections (`None`: one per core).
+    pub threads: Option<usize>,
 }
 
 /// The client every session is counted against: `connect` serves one user on loopback, so its
@@ -119,11 +121,15 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
         move |req, _peer| proxy.clone().handle(req)
     };
     let front = Front { shutdown, grace: opts.shutdown_grace, edge: Edge::new(opts.limits), conns: Default::default() };
-    // One user's proxy: one event loop (see src/main.rs).
-    drop(crate::http::server::serve(listener, handler, front, 1).await);
+    // An event loop per core, as `serve` has (see docs/ARCHITECTURE.md, Runtime): a client with
+    // many connections at once is served by every core, each connection on one loop.
+    let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // Kept until the sessions are ended: what requests started on the other loops runs there.
+    let loops = crate::http::server::serve(listener, handler, front, threads).await;
     sweeper.abort();
 
     proxy.end_all_sessions().await;
+    drop(loops);
     tracing::info!("stopped");
     Ok(())
 }
