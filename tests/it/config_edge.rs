@@ -394,18 +394,6 @@ fn large_config(local: Option<&serde_json::Value>) -> String {
     text
 }
 
-/// npm's server-everything as a stdio child, from a path unique to `dir`.
-fn stdio_everything(dir: &Path) -> serde_json::Value {
-    let link = dir.join("everything-stdio.js");
-    let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(
-        repo().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
-        &link,
-    )
-    .unwrap();
-    json!({"command": node(), "args": [link, "stdio"]})
-}
-
 async fn serve_ready(config: &Path) -> Proc {
     let mut cmd = tokio::process::Command::new(mcpgate_bin());
     cmd.args(["serve", "--config"]).arg(config).args(["--listen", "127.0.0.1:0"]);

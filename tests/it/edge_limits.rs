@@ -221,13 +221,9 @@ async fn three_hundred_idle_sockets_under_256_descriptors_never_keep_a_client_ou
 
 /// (VmRSS, VmHWM) of a process, in MiB.
 fn memory_mb(p: &Proc) -> (f64, f64) {
-    let pid = p.child.id().expect("the process runs");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        let line = status.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {status}"));
-        line.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() / 1024.0
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    let (rss, hwm) = memory_of(p.child.id().expect("the process runs"));
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    (mib(rss), mib(hwm))
 }
 
 /// 32 connections each declaring a 4 MiB body, sending 1 MiB of it and stalling: before, each

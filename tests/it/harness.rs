@@ -277,3 +277,16 @@ pub fn memory_of(pid: u32) -> (u64, u64) {
 pub fn mb(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
+
+/// npm's server-everything as a stdio server in a `serve` config, run from a path unique to `dir`
+/// (so a test can find and kill its process).
+pub fn stdio_everything(dir: &Path) -> serde_json::Value {
+    let link = dir.join("everything-stdio.js");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(
+        repo().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
+        &link,
+    )
+    .unwrap();
+    serde_json::json!({"command": node(), "args": [link, "stdio"]})
+}

@@ -11,18 +11,6 @@ use serde_json::{Value, json};
 use crate::harness::*;
 use crate::idp::until;
 
-/// The stdio everything server, run from a path unique to `dir` (so a test can find and kill it).
-fn stdio_everything(dir: &Path) -> Value {
-    let link = dir.join("everything-stdio.js");
-    let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(
-        repo().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
-        &link,
-    )
-    .unwrap();
-    json!({"command": node(), "args": [link, "stdio"]})
-}
-
 /// Three event loops, more than CI's cores: a session's connections (its POSTs, its GET stream)
 /// land on different loops, so every test here also checks that nothing depends on sharing one.
 /// `/readyz` answers 200 once every server is ready.

@@ -199,17 +199,7 @@ impl Ours {
             let _ = s.write_all(wire).await;
             let _ = s.shutdown().await;
         };
-        let fetch = async {
-            let resp = match client.request(req).await {
-                Ok(resp) => resp,
-                Err(e) => return Read::Refused(e.to_string()),
-            };
-            let status = resp.status().as_u16();
-            match resp.into_body().collect().await {
-                Ok(b) => Read::Body(status, b.to_bytes().to_vec()),
-                Err(e) => Read::Refused(format!("{status}, then the body: {e}")),
-            }
-        };
+        let fetch = async { read_response(client.request(req).await).await };
         tokio::join!(upstream, fetch).1
     }
 }
@@ -255,15 +245,7 @@ pub(super) async fn hyper_fetches(wire: &[u8]) -> Read {
     };
     let fetch = async move {
         let req = Request::get("/mcp").header("host", "a").body(Empty::<Bytes>::new()).expect("a valid request");
-        let resp = match sender.send_request(req).await {
-            Ok(resp) => resp,
-            Err(e) => return Read::Refused(e.to_string()),
-        };
-        let status = resp.status().as_u16();
-        match resp.into_body().collect().await {
-            Ok(b) => Read::Body(status, b.to_bytes().to_vec()),
-            Err(e) => Read::Refused(format!("{status}, then the body: {e}")),
-        }
+        read_response(sender.send_request(req).await).await
     };
     tokio::join!(conn, upstream, fetch).2
 }
@@ -277,4 +259,22 @@ pub(super) fn refusal(read: &Read) -> &str {
 
 pub(super) async fn within<T>(what: &str, f: impl Future<Output = T>) -> Result<T, TestCaseError> {
     tokio::time::timeout(HANG, f).await.map_err(|_| TestCaseError::fail(format!("{what} hung")))
+}
+
+/// What a client read: the status and the whole body, or why it gave up.
+async fn read_response<B, E>(sent: Result<Response<B>, E>) -> Read
+where
+    B: http_body::Body,
+    B::Error: std::fmt::Display,
+    E: std::fmt::Display,
+{
+    let resp = match sent {
+        Ok(resp) => resp,
+        Err(e) => return Read::Refused(e.to_string()),
+    };
+    let status = resp.status().as_u16();
+    match resp.into_body().collect().await {
+        Ok(b) => Read::Body(status, b.to_bytes().to_vec()),
+        Err(e) => Read::Refused(format!("{status}, then the body: {e}")),
+    }
 }
