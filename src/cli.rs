@@ -379,7 +379,6 @@ impl ConnectArgs {
             allow_origins: self.allow_origin,
             session_ttl: self.session_ttl,
             max_sessions: usize::try_from(self.max_sessions).unwrap_or(usize::MAX),
-            shutdown_grace: self.shutdown_grace,
             // One user on loopback: no limit per client address; the rest as nginx has it.
             limits: crate::http::limits::Limits {
                 idle_timeout: self.idle_timeout,
@@ -389,6 +388,7 @@ impl ConnectArgs {
                 max_connections: self.max_connections as usize,
                 max_connections_per_client: 0,
                 max_body: self.max_body,
+                shutdown_grace: self.shutdown_grace,
                 ..Default::default()
             },
             threads: self.threads.map(usize::from),

@@ -45,10 +45,9 @@ pub struct Gateway {
     pub allow_origins: Vec<String>,
     pub max_body: usize,
     pub session_ttl: Duration,
-    pub shutdown_grace: Duration,
     /// Threads serving client connections, each with its own event loop (`None`: one per core).
     pub threads: Option<usize>,
-    /// Timeouts and room for client connections (`maxBody` included).
+    /// Timeouts and room for client connections (`maxBody` and `shutdownGrace` included).
     pub limits: crate::http::limits::Limits,
     /// Open client sessions at most, in all and per client address.
     pub sessions: crate::mcp::session::Limits,

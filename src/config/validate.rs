@@ -331,7 +331,6 @@ fn default_gateway() -> Gateway {
         allow_origins: Vec::new(),
         max_body: 4 * 1024 * 1024,
         session_ttl: Duration::from_secs(3600),
-        shutdown_grace: Duration::from_secs(10),
         threads: None,
         limits: crate::http::limits::Limits::default(),
         sessions: crate::mcp::session::Limits::default(),
@@ -370,7 +369,7 @@ fn gateway(c: &mut Check, node: &Node) -> Option<Gateway> {
             }
             "cacheTtl" => g.cache_ttl = c.duration(n, &path).unwrap_or(g.cache_ttl),
             "sessionTtl" => g.session_ttl = c.duration(n, &path).unwrap_or(g.session_ttl),
-            "shutdownGrace" => g.shutdown_grace = c.duration(n, &path).unwrap_or(g.shutdown_grace),
+            "shutdownGrace" => g.limits.shutdown_grace = c.duration(n, &path).unwrap_or(g.limits.shutdown_grace),
             "allowHosts" => g.allow_hosts = c.strings(n, &path),
             "allowOrigins" => g.allow_origins = c.strings(n, &path),
             "maxBody" => g.max_body = c.count(n, &path).map(|v| v as usize).unwrap_or(g.max_body),

@@ -52,8 +52,7 @@ pub struct Options {
     pub session_ttl: Duration,
     /// Open sessions at most (idle ones are evicted, oldest first, to make room).
     pub max_sessions: usize,
-    pub shutdown_grace: Duration,
-    /// Timeouts and room for client connections.
+    /// Timeouts and room for client connections, the shutdown grace included.
     pub limits: crate::http::limits::Limits,
     /// Event loops serving client connections (`None`: one per core).
     pub threads: Option<usize>,
@@ -120,7 +119,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
         let proxy = proxy.clone();
         move |req, _peer| proxy.clone().handle(req)
     };
-    let front = Front { shutdown, grace: opts.shutdown_grace, edge: Edge::new(opts.limits), conns: Default::default() };
+    let front = Front { shutdown, edge: Edge::new(opts.limits), conns: Default::default() };
     // An event loop per core, as `serve` has (see docs/ARCHITECTURE.md, Runtime): a client with
     // many connections at once is served by every core, each connection on one loop.
     let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

@@ -34,6 +34,9 @@ pub struct Limits {
     pub max_buffered_bodies: usize,
     /// The largest request body (413 beyond it).
     pub max_body: usize,
+    /// How long requests in flight may take to finish once shutdown begins; the connections
+    /// still open then are closed. Read when shutdown begins, so a reload applies to it.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Limits {
@@ -48,6 +51,7 @@ impl Default for Limits {
             max_connections_per_client: 1024,
             max_buffered_bodies: 64 * 1024 * 1024,
             max_body: 4 * 1024 * 1024,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }

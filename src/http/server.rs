@@ -42,8 +42,6 @@ type Accepted = (std::net::TcpStream, SocketAddr, Ticket);
 #[derive(Clone)]
 pub struct Front {
     pub shutdown: CancellationToken,
-    /// How long in-flight requests may take to finish once `shutdown` fires.
-    pub grace: Duration,
     pub edge: Edge,
     pub conns: Arc<Conns>,
 }
@@ -72,8 +70,8 @@ struct Lane {
 }
 
 /// Serves `handler` on `listener` with `threads` event loops (the caller's and `threads - 1`
-/// more) until `front.shutdown` fires, then stops accepting and waits up to `front.grace` for
-/// in-flight requests to finish.
+/// more) until `front.shutdown` fires, then stops accepting and waits up to the limits' `shutdown_grace`
+/// (as it is then: a reload may have changed it) for in-flight requests to finish.
 pub async fn serve<F, Fut>(listener: TcpListener, handler: F, front: Front, threads: usize) -> Loops
 where
     F: Fn(Request<RequestBody>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
@@ -166,7 +164,7 @@ where
     drop(listener);
     drop(lanes);
     sweeper.abort();
-    tracing::info!("stopped accepting; draining in-flight requests (up to {:?})", front.grace);
+    tracing::info!("stopped accepting; draining in-flight requests (up to {:?})", front.edge.get().shutdown_grace);
     for d in drained {
         let _ = d.await;
     }
@@ -251,7 +249,7 @@ where
     drop(alive);
     tokio::select! {
         _ = all_closed.recv() => tracing::debug!("all connections drained"),
-        () = tokio::time::sleep(front.grace) => tracing::warn!("grace period over; closing the remaining connections"),
+        () = tokio::time::sleep(front.edge.get().shutdown_grace) => tracing::warn!("grace period over; closing the remaining connections"),
     }
 }
 

@@ -59,6 +59,8 @@ pub struct Gateway {
     unsolicited: backend::UnsolicitedTx,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
+    /// Wakes the session sweeper when a reload changed `sessionTtl`.
+    ttl_changed: tokio::sync::Notify,
     /// The session 2026-07-28 clients of each view share towards the servers, and the calls
     /// waiting for their input.
     modern_clients: std::sync::Mutex<std::collections::HashMap<View, Arc<crate::mcp::session::Session<Client>>>>,
@@ -94,6 +96,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
         config_path: opts.config.clone(),
         unsolicited: tx.clone(),
         reloading: tokio::sync::Mutex::new(()),
+        ttl_changed: tokio::sync::Notify::new(),
         modern_clients: Default::default(),
         // One session per view (`modern_client`): bounded by the configuration.
         sessions_modern: SessionTable::new(crate::mcp::session::Limits::global(usize::MAX)),
@@ -115,7 +118,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
     }
     drop(tx);
     tokio::spawn(dispatch(gateway.clone(), rx));
-    tokio::spawn(expire_sessions(gateway.clone(), cfg.gateway.session_ttl));
+    tokio::spawn(expire_sessions(gateway.clone()));
     tokio::spawn(reload::on_sighup(gateway.clone()));
     tokio::spawn(reload::watch(gateway.clone(), opts.config.clone()));
     let names: Vec<&str> = cfg.servers.iter().filter(|s| s.enabled).map(|s| s.name.as_str()).collect();
@@ -127,8 +130,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
         move |req, peer: SocketAddr| gateway.clone().handle(req, peer)
     };
     // Kept until the backends are stopped: what requests started on the other loops runs there.
-    let front =
-        Front { shutdown, grace: cfg.gateway.shutdown_grace, edge: gateway.edge.clone(), conns: gateway.conns.clone() };
+    let front = Front { shutdown, edge: gateway.edge.clone(), conns: gateway.conns.clone() };
     let loops = crate::http::server::serve(listener, handler, front, threads).await;
     let backends: Vec<Arc<Backend>> =
         gateway.router.backends.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
@@ -313,11 +315,16 @@ async fn dispatch(gateway: Arc<Gateway>, mut rx: queue::Receiver<Unsolicited>) {
     }
 }
 
-/// Ends sessions idle for longer than `ttl`.
-async fn expire_sessions(gateway: Arc<Gateway>, ttl: Duration) {
-    let every = (ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+/// Ends sessions idle for longer than `sessionTtl`, as the configuration says now: a reload that
+/// changes it wakes this, so a shorter limit applies at once.
+async fn expire_sessions(gateway: Arc<Gateway>) {
     loop {
-        tokio::time::sleep(every).await;
+        let ttl = gateway.router.config().gateway.session_ttl;
+        let every = (ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = gateway.ttl_changed.notified() => continue,
+        }
         for s in gateway.sessions.expire(ttl) {
             tracing::info!(session = s.label(), "session expired after {ttl:?} idle");
             gateway.end(&s);

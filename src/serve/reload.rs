@@ -34,6 +34,7 @@ impl Gateway {
         };
         let _one = self.reloading.lock().await;
         let old = self.router.config();
+        let old_ttl = old.gateway.session_ttl;
         if next.gateway.listen != old.gateway.listen {
             tracing::warn!(
                 "mcpgate.listen changed ({} → {}): that takes a restart; the rest is applied",
@@ -69,7 +70,12 @@ impl Gateway {
         tokio::task::spawn_blocking(move || drop((replaced, old)));
         // The listener's rules apply from the next request on (a new connection, for the caps).
         self.guard.set(Guard::new(self.loopback, &next.gateway.allow_hosts, &next.gateway.allow_origins));
+        // Read when shutdown begins: a changed `shutdownGrace` needs nothing more.
         self.edge.set(next.gateway.limits.clone());
+        if next.gateway.session_ttl != old_ttl {
+            tracing::info!("mcpgate.sessionTtl is now {:?}", next.gateway.session_ttl);
+            self.ttl_changed.notify_one();
+        }
         // Lower limits take effect now: idle sessions over them end as an expiry would.
         for old in self.sessions.set_limits(next.gateway.sessions) {
             tracing::info!(session = old.label(), "session evicted: the session limits were lowered");

@@ -17,5 +17,6 @@ mod idp;
 mod keychain;
 mod serve;
 mod serve_limits;
+mod serve_reload;
 mod stdio_bridge;
 mod stdio_login;

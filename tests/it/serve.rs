@@ -14,19 +14,19 @@ use crate::idp::until;
 /// Three event loops, more than CI's cores: a session's connections (its POSTs, its GET stream)
 /// land on different loops, so every test here also checks that nothing depends on sharing one.
 /// `/readyz` answers 200 once every server is ready.
-fn write_config(path: &Path, servers: Value) {
+pub(crate) fn write_config(path: &Path, servers: Value) {
     let cfg = json!({"mcpgate": {"threads": 3, "ready": "all"}, "mcpServers": servers});
     std::fs::write(path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
 }
 
-async fn serve(config: &Path) -> Proc {
+pub(crate) async fn serve(config: &Path) -> Proc {
     let mut cmd = tokio::process::Command::new(mcpgate_bin());
     cmd.args(["serve", "--config"]).arg(config).args(["--listen", "127.0.0.1:0", "-v"]);
     Proc::start("mcpgate serve", cmd).await
 }
 
 /// `mcpgate serve` with `servers` (its config file in `dir`), once every server is ready.
-async fn serve_ready(dir: &Path, servers: Value) -> Proc {
+pub(crate) async fn serve_ready(dir: &Path, servers: Value) -> Proc {
     let config = dir.join("mcpgate.json");
     write_config(&config, servers);
     let gw = serve(&config).await;
@@ -43,7 +43,7 @@ async fn serve_ready(dir: &Path, servers: Value) -> Proc {
     gw
 }
 
-fn base(url: &str) -> String {
+pub(crate) fn base(url: &str) -> String {
     url.trim_end_matches("/mcp").to_owned()
 }
 
