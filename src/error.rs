@@ -31,6 +31,8 @@ pub enum Kind {
     NotAcceptable,
     /// The session limits are reached and no session is idle to make room.
     TooManySessions,
+    /// The session's own event stream is open already (one at a time, as the SDKs have it).
+    Conflict,
     /// Could not connect, or the connection broke.
     UpstreamUnreachable,
     /// No answer within the configured time.
@@ -65,7 +67,8 @@ impl Error {
             | Kind::MethodNotAllowed
             | Kind::UnsupportedMediaType
             | Kind::NotAcceptable
-            | Kind::TooManySessions => Origin::Client,
+            | Kind::TooManySessions
+            | Kind::Conflict => Origin::Client,
             Kind::UpstreamUnreachable | Kind::UpstreamTimeout | Kind::UpstreamProtocol => Origin::Upstream,
             Kind::Credential | Kind::Internal => Origin::Internal,
         }

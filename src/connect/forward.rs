@@ -13,14 +13,15 @@ use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Response};
 use http_body::Body as _;
 
-use super::proxy::{Proxy, UpstreamSession, is_event_stream};
+use super::proxy::{Proxy, UpstreamSession};
+use crate::transport::answer::is_event_stream;
 use super::relay::Pending;
 use super::streamable::{Sent, State, set_session};
 use crate::error::{Error, Kind};
 use crate::http::body::{self, Body, ReadError};
 use crate::http::wire;
 use crate::jsonrpc::Payload;
-use crate::mcp::headers::PROTOCOL_VERSION;
+use crate::mcp::headers::{LAST_EVENT_ID, PROTOCOL_VERSION, SESSION_ID};
 use crate::mcp::session::Session;
 use crate::transport::http_client::ResponseBody;
 use crate::upstream::Varying;
@@ -104,6 +105,18 @@ impl Proxy {
             Some(n) if n <= WHOLE => self.whole(resp).await,
             _ => Ok(self.relay(resp, None, None, false)),
         }
+    }
+
+    /// A client's `GET` with `Last-Event-ID` in session `to.session`: the event ids it holds
+    /// are the upstream's (its streams were relayed as they came), so the stream it resumes is
+    /// the upstream's to replay.
+    pub async fn resume(&self, to: Forward, last_event_id: HeaderValue) -> Response<Body> {
+        let mut client = to.headers();
+        client.remove(CONTENT_TYPE);
+        client.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        client.insert(SESSION_ID, to.session);
+        client.insert(LAST_EVENT_ID, last_event_id);
+        self.get(&client).await.unwrap_or_else(|(e, id)| wire::error(&e, id.as_deref()))
     }
 
     /// A short JSON answer, read here and handed on whole: most answers are one, and already

@@ -281,7 +281,7 @@ impl Proxy {
     ) -> Result<Response<Body>, Error> {
         state.link(&self.upstream, &session.initialize).await?;
         let Some(feed) = lock(&state.routes).idle_feed.take() else {
-            return Err(Error::new(Kind::BadRequest, "this session's event stream is open already"));
+            return Err(Error::new(Kind::Conflict, "this session's event stream is open already"));
         };
         feed.listen(true);
         let routes = state.routes.clone();

@@ -12,13 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderValue};
 use http::{Method, Request};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use serde_json::{Value, json};
 
 use super::Proxy;
 use crate::mcp::headers::{METHOD, NAME, PROTOCOL_VERSION};
 use crate::mcp::modern::{self, ClientEnvelope, Outcome};
-use crate::transport::sse;
 
 /// Most rounds of input a request may need (the SDK's limit is 10).
 const MAX_ROUNDS: usize = 10;
@@ -129,35 +128,28 @@ impl ModernUpstream {
         }
         let resp = self.proxy.clone().handle(req).await;
         let status = resp.status();
-        let is_sse = resp.headers().get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-        let mut body = resp.into_body();
-        if !is_sse {
-            let bytes = body
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .map_err(|e| format!("reading the server's answer failed: {e}"))?;
-            return match serde_json::from_slice::<Value>(&bytes) {
-                Ok(v) if v.get("result").is_some() || v.get("error").is_some() => Ok(v),
-                _ => Err(format!("the server answered HTTP {status}")),
-            };
-        }
-        let mut parser = sse::Parser::new();
-        let mut events = Vec::new();
-        while let Some(Ok(frame)) = body.frame().await {
-            let Some(data) = frame.data_ref() else { continue };
-            parser.feed(data, &mut events);
-            for ev in events.drain(..) {
-                let Ok(msg) = serde_json::from_str::<Value>(&ev.data) else { continue };
-                if msg.get("id").and_then(Value::as_str) == Some(id.as_str()) && msg.get("method").is_none() {
-                    return Ok(msg);
-                }
-                if msg.get("method").is_some() && msg.get("id").is_none() && progress.admit(&msg) {
-                    asker.notify(msg);
-                }
+        let mut answer = None;
+        let end = crate::transport::answer::read(resp, crate::transport::answer::MAX_JSON, |bytes| {
+            let Ok(msg) = serde_json::from_slice::<Value>(&bytes) else { return true };
+            // A leg carries one request: the response on its stream is its answer.
+            if msg.get("method").is_none() && (msg.get("result").is_some() || msg.get("error").is_some()) {
+                answer = Some(msg);
+                return false;
             }
+            if msg.get("method").is_some() && msg.get("id").is_none() && progress.admit(&msg) {
+                asker.notify(msg);
+            }
+            true
+        })
+        .await;
+        if let Some(answer) = answer {
+            return Ok(answer);
         }
-        Err(format!("the server ended the response stream (HTTP {status}) without answering"))
+        Err(match end.broken {
+            Some(e) => format!("reading the server's answer failed: {e}"),
+            None if end.messages == 0 => format!("the server answered HTTP {status}"),
+            None => format!("the server ended the response stream (HTTP {status}) without answering"),
+        })
     }
 }
 

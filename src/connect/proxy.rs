@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::transport::http_client::ResponseBody;
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue, ORIGIN};
+use http::header::{HeaderValue, ORIGIN};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
@@ -54,7 +54,7 @@ pub struct Proxy {
 }
 
 /// A request's outcome before it is written: a response, or an error answering a JSON-RPC id.
-type Outcome = Result<Response<Body>, (Error, Option<Box<RawValue>>)>;
+pub(super) type Outcome = Result<Response<Body>, (Error, Option<Box<RawValue>>)>;
 
 fn fail(e: Error) -> (Error, Option<Box<RawValue>>) {
     (e, None)
@@ -211,7 +211,7 @@ impl Proxy {
         }
     }
 
-    async fn get(&self, client: &HeaderMap) -> Outcome {
+    pub(super) async fn get(&self, client: &HeaderMap) -> Outcome {
         let session = self.session_of(client).map_err(fail)?;
         match &session.upstream {
             UpstreamSession::Streamable(state) => {
@@ -260,7 +260,7 @@ impl Proxy {
         open_ended: bool,
     ) -> Response<Body> {
         let (parts, incoming) = resp.into_parts();
-        let is_sse = is_event_stream(&parts.headers);
+        let is_sse = crate::transport::answer::is_event_stream(&parts.headers);
         let (idle, stop, pending) = if open_ended {
             (None, Some(self.shutdown.clone().cancelled_owned()), None)
         } else {
@@ -279,11 +279,6 @@ impl Proxy {
         }
         Response::from_parts(parts, body)
     }
-}
-
-/// Whether a response is an event stream (its body may carry more than one message).
-pub(super) fn is_event_stream(headers: &HeaderMap) -> bool {
-    headers.get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
 }
 
 /// Sets the gateway's session id on a response (already filtered, or built here).

@@ -6,7 +6,6 @@ use crate::transport::http_client::ResponseBody;
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Method, Response};
-use http_body_util::BodyExt;
 use serde::Deserialize;
 
 use super::proxy::UpstreamSession;
@@ -15,7 +14,7 @@ use crate::error::Error;
 use crate::jsonrpc;
 use crate::mcp::headers::{PROTOCOL_VERSION, SESSION_ID};
 use crate::mcp::session::Session;
-use crate::transport::sse;
+use crate::transport::answer;
 use crate::upstream::Upstream;
 
 const MAX_INIT_RESPONSE: usize = 4 * 1024 * 1024;
@@ -72,24 +71,13 @@ pub async fn rebuild(
 /// The first JSON-RPC message of a response, whether sent as JSON or as an SSE stream (which
 /// is not read past that message).
 async fn first_message(resp: Response<ResponseBody>) -> Result<Bytes, String> {
-    let is_sse = resp.headers().get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    let mut body = resp.into_body();
-    if !is_sse {
-        let bytes = crate::http::body::read_limited(body, MAX_INIT_RESPONSE).await.map_err(|e| format!("{e:?}"))?;
-        return Ok(bytes);
-    }
-    let mut parser = sse::Parser::new();
-    let mut events = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| e.to_string())?;
-        if let Some(data) = frame.data_ref() {
-            parser.feed(data, &mut events);
-            if let Some(ev) = events.iter().find(|e| !e.data.trim().is_empty()) {
-                return Ok(Bytes::from(ev.data.clone()));
-            }
-        }
-    }
-    Err("the stream ended before the initialize result".into())
+    let mut first = None;
+    let end = answer::read(resp, MAX_INIT_RESPONSE, |m| {
+        first = Some(m);
+        false
+    })
+    .await;
+    first.ok_or_else(|| end.broken.unwrap_or_else(|| "the stream ended before the initialize result".into()))
 }
 
 fn negotiated_version(answer: &[u8]) -> Option<String> {

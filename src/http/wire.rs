@@ -20,6 +20,7 @@ fn status(kind: Kind) -> StatusCode {
         Kind::UpstreamUnreachable | Kind::UpstreamProtocol | Kind::Credential => StatusCode::BAD_GATEWAY,
         Kind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         Kind::TooManySessions => StatusCode::SERVICE_UNAVAILABLE,
+        Kind::Conflict => StatusCode::CONFLICT,
         Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -31,7 +32,8 @@ pub fn code(kind: Kind) -> i64 {
         | Kind::PayloadTooLarge
         | Kind::MethodNotAllowed
         | Kind::UnsupportedMediaType
-        | Kind::NotAcceptable => codes::INVALID_REQUEST,
+        | Kind::NotAcceptable
+        | Kind::Conflict => codes::INVALID_REQUEST,
 
         Kind::Parse => codes::PARSE_ERROR,
         Kind::HeaderMismatch => codes::HEADER_MISMATCH,

@@ -25,7 +25,7 @@ use crate::http::body::{self, Body, ReadError};
 use crate::http::limits::Cached;
 use crate::http::{guard, wire};
 use crate::jsonrpc::codes;
-use crate::mcp::headers::SESSION_ID;
+use crate::mcp::headers::{LAST_EVENT_ID, SESSION_ID};
 use crate::mcp::session::Session;
 use crate::transport::sse;
 
@@ -63,7 +63,7 @@ impl Gateway {
                 Ok(()) => self.post(view, &parts.headers, body, peer).await,
                 Err(e) => wire::error(&e, None),
             },
-            Method::GET => self.get(&view, &parts.headers),
+            Method::GET => self.get(&view, &parts.headers).await,
             Method::DELETE => self.delete(&view, &parts.headers),
             _ => {
                 wire::error(&Error::new(Kind::MethodNotAllowed, format!("{} is not an MCP method", parts.method)), None)
@@ -248,8 +248,7 @@ impl Gateway {
                 accepted()
             }
             (Some(m), Some(_)) => {
-                let sse = accepts_sse(headers);
-                self.request(&session, m, params, id.clone().unwrap_or(Value::Null), sse).await
+                self.request(&session, m, params, id.clone().unwrap_or(Value::Null), Form::of(headers)).await
             }
             (None, None) => wire::error(&Error::new(Kind::BadRequest, "not a JSON-RPC message"), None),
         };
@@ -305,7 +304,7 @@ impl Gateway {
         if let (Some(m), Some(client_id)) = (method, msg.id)
             && let Some(call) = b.link.call_raw(&session, bytes, msg)
         {
-            return Some(self.send_raw(&session, &b, m, client_id, call, accepts_sse(headers)).await);
+            return Some(self.send_raw(&session, &b, m, client_id, call, Form::of(headers)).await);
         }
         let started = Instant::now();
         let (engine, to) = match b.link.passthrough(&session, version.cloned()) {
@@ -330,14 +329,14 @@ impl Gateway {
         method: &str,
         client_id: &serde_json::value::RawValue,
         call: impl std::future::Future<Output = Result<super::backend::RawCall, super::backend::CallError>>,
-        sse: bool,
+        form: Form,
     ) -> Response<Body> {
         // From before the wait for a (re)starting child: the client waits that long too.
         let started = Instant::now();
         let mut resp = match call.await {
             Ok(call) => {
                 let limits = (started, b.cfg.timeout);
-                self.raw_call(session, &b.cfg.name, method, client_id, call, sse, limits).await
+                self.raw_call(session, &b.cfg.name, method, client_id, call, form, limits).await
             }
             Err(e) => {
                 self.metrics.record(&b.cfg.name, method, "error", started.elapsed());
@@ -384,7 +383,7 @@ impl Gateway {
         let payload = crate::jsonrpc::Payload::parse(&renamed).ok()?;
         let renamed_msg = payload.single()?;
         let call = b.link.call_raw(&session, &renamed, renamed_msg)?;
-        Some(self.send_raw(&session, &b, method, client_id, call, accepts_sse(headers)).await)
+        Some(self.send_raw(&session, &b, method, client_id, call, Form::of(headers)).await)
     }
 
     async fn modern_post(
@@ -472,10 +471,10 @@ impl Gateway {
         method: &str,
         params: Value,
         id: Value,
-        sse: bool,
+        form: Form,
     ) -> Response<Body> {
         let started = Instant::now();
-        let reply = |answer: Value| if sse { sse_reply(&id, answer) } else { json_reply(&Some(id.clone()), answer) };
+        let reply = |answer: Value| form.reply(session, &id, answer);
         if method == "ping" {
             return reply(json!({"result": {}}));
         }
@@ -509,7 +508,7 @@ impl Gateway {
                     First::Answer(answer) | First::Failed(answer) => answer,
                     First::Event(ev) => {
                         let follow = Follow { backend, call, deadline: (deadline, timeout), first: ev, in_flight };
-                        return self.stream(session, method, follow, sse, started).await;
+                        return self.stream(session, method, follow, form, started).await;
                     }
                 };
                 self.metrics.record(&backend, method, outcome(&answer), started.elapsed());
@@ -527,32 +526,32 @@ impl Gateway {
         session: &Arc<Session<Client>>,
         method: &str,
         f: Follow,
-        sse: bool,
+        form: Form,
         started: Instant,
     ) -> Response<Body> {
         let Follow { backend, call, deadline, first, in_flight } = f;
-        if !sse {
+        let Form::Sse { prime } = form else {
             let answer = follow(session, &backend, call, deadline, Some(first), None).await;
             self.metrics.record(&backend, method, outcome(&answer), started.elapsed());
             let id = in_flight.id.clone();
             drop(in_flight);
             return json_reply(&Some(id), answer);
-        }
-        let (tx, rx) = mpsc::channel::<Bytes>(STREAM_BUFFER);
+        };
+        // Resumable: a client that loses the stream midway gets the rest with `Last-Event-ID`.
+        let log = session.upstream.streams.open(prime);
+        let resp = log.clone().response(session.upstream.streams.clone());
         let session = session.clone();
         let gateway = self.clone();
         let method = method.to_owned();
         tokio::spawn(async move {
-            let answer = follow(&session, &backend, call, deadline, Some(first), Some(&tx)).await;
+            let answer = follow(&session, &backend, call, deadline, Some(first), Some(&log)).await;
             gateway.metrics.record(&backend, &method, outcome(&answer), started.elapsed());
             let reply = with_id(answer, &in_flight.id);
             drop(in_flight);
             // The response is never dropped: it waits for room like everything before it.
-            let _ = tx.send(sse::encode(reply.to_string().as_bytes(), None)).await;
+            log.send(reply.to_string().as_bytes()).await;
+            log.finish();
         });
-        let mut resp = Response::new(http_body_util::BodyExt::boxed_unsync(Channel { rx }));
-        resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-        resp.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         resp
     }
 
@@ -567,7 +566,7 @@ impl Gateway {
         method: &str,
         client_id: &serde_json::value::RawValue,
         call: super::backend::RawCall,
-        sse: bool,
+        form: Form,
         (started, timeout): (Instant, std::time::Duration),
     ) -> Response<Body> {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -579,7 +578,7 @@ impl Gateway {
                 self.metrics.record(backend, method, if line.error { "error" } else { "ok" }, started.elapsed());
                 drop(in_flight);
                 let msg = crate::jsonrpc::splice_line(&line.bytes, line.id, client_id.get().as_bytes());
-                return if sse { sse_body(sse::encode(&msg, None)) } else { json_body(msg) };
+                return form.reply_raw(session, msg);
             }
             First::Answer(Reply::Value(answer)) | First::Failed(answer) => answer,
             First::Event(ev) => {
@@ -593,16 +592,17 @@ impl Gateway {
                 let call = super::backend::Call { events, response: rx, upstream_id };
                 let f =
                     Follow { backend: backend.to_owned(), call, deadline: (deadline, timeout), first: ev, in_flight };
-                return self.stream(session, method, f, sse, started).await;
+                return self.stream(session, method, f, form, started).await;
             }
         };
         self.metrics.record(backend, method, outcome(&answer), started.elapsed());
         drop(in_flight);
-        if sse { sse_reply(&id, answer) } else { json_reply(&Some(id), answer) }
+        form.reply(session, &id, answer)
     }
 
-    /// The session's stream of what servers send on their own.
-    fn get(&self, view: &View, headers: &HeaderMap) -> Response<Body> {
+    /// The session's stream of what servers send on their own; with `Last-Event-ID`, the rest
+    /// of a stream the client lost midway.
+    async fn get(&self, view: &View, headers: &HeaderMap) -> Response<Body> {
         let session = match self.session(view, headers) {
             Ok(s) => s,
             Err(e) => return wire::error(&e, None),
@@ -610,8 +610,14 @@ impl Gateway {
         if !accepts_sse(headers) {
             return status(StatusCode::NOT_ACCEPTABLE);
         }
+        if let Some(last) = headers.get(LAST_EVENT_ID)
+            && let Some(mut resp) = self.resume(view, &session, headers, last).await
+        {
+            resp.headers_mut().insert(SESSION_ID, session.header.clone());
+            return resp;
+        }
         let Some(mut feed) = session.upstream.take_stream() else {
-            return wire::error(&Error::new(Kind::BadRequest, "this session's event stream is open already"), None);
+            return wire::error(&Error::new(Kind::Conflict, "this session's event stream is open already"), None);
         };
         let (tx, rx) = mpsc::channel::<Bytes>(STREAM_BUFFER);
         let back = session.clone();
@@ -638,6 +644,30 @@ impl Gateway {
         resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
         resp.headers_mut().insert(SESSION_ID, session.header.clone());
         resp
+    }
+
+    /// A stream resumed by its `Last-Event-ID`: one the gateway wrote (its ids are
+    /// `<stream>-<seq>`), else, for a client that sees one remote server as it is, the server's
+    /// own (relayed with the server's ids). `None`: unknown here; a new stream serves it.
+    async fn resume(
+        &self,
+        view: &View,
+        session: &Arc<Session<Client>>,
+        headers: &HeaderMap,
+        last: &HeaderValue,
+    ) -> Option<Response<Body>> {
+        if let Some(log) = last.to_str().ok().and_then(|l| session.upstream.streams.resume(l)) {
+            tracing::debug!(session = session.label(), "stream resumed after event {last:?}");
+            return Some(log.response(session.upstream.streams.clone()));
+        }
+        let b = self.router.alone(view)?;
+        let version = headers.get(crate::mcp::headers::PROTOCOL_VERSION).cloned();
+        let (engine, to) = match b.link.passthrough(session, version) {
+            Passthrough::No => return None,
+            Passthrough::Ready(destination) => destination,
+            Passthrough::Opening(opening) => opening.await?,
+        };
+        Some(engine.resume(to, last.clone()).await)
     }
 
     fn delete(&self, view: &View, headers: &HeaderMap) -> Response<Body> {
@@ -754,7 +784,7 @@ async fn follow(
     call: super::backend::Call,
     (deadline, timeout): (tokio::time::Instant, std::time::Duration),
     first: Option<Event>,
-    out: Option<&mpsc::Sender<Bytes>>,
+    out: Option<&super::stream::Log>,
 ) -> Value {
     let mut events = call.events;
     let response = call.response;
@@ -764,8 +794,8 @@ async fn follow(
     // A client that reads its stream slowly holds `send`: the call's events queue up behind it,
     // bounded as `queue` says.
     let send = async |m: Value| {
-        if let Some(tx) = out {
-            let _ = tx.send(sse::encode(m.to_string().as_bytes(), None)).await;
+        if let Some(log) = out {
+            log.send(m.to_string().as_bytes()).await;
         }
     };
     let deliver = async |ev: Event| match ev {
@@ -859,8 +889,48 @@ fn accepts_sse(headers: &HeaderMap) -> bool {
     headers.get(ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"))
 }
 
-fn sse_reply(id: &Value, answer: Value) -> Response<Body> {
-    sse_body(sse::encode(with_id(answer, id).to_string().as_bytes(), None))
+/// How a client takes a request's answer: JSON, or an event stream (`Accept`).
+#[derive(Clone, Copy)]
+enum Form {
+    Json,
+    /// `prime`: the stream opens with an event of an id and no data (SEP-1699), for clients of
+    /// 2025-11-25 or later (earlier SDKs take an event without data for a broken message, and
+    /// the SDK servers send it to those clients only, too).
+    Sse { prime: bool },
+}
+
+impl Form {
+    fn of(headers: &HeaderMap) -> Form {
+        if !accepts_sse(headers) {
+            return Form::Json;
+        }
+        let version = headers.get(crate::mcp::headers::PROTOCOL_VERSION).map(HeaderValue::as_bytes);
+        Form::Sse { prime: version.is_some_and(|v| v >= b"2025-11-25".as_slice()) }
+    }
+
+    /// An answer of the gateway's, with the client's id.
+    fn reply(self, session: &Arc<Session<Client>>, id: &Value, answer: Value) -> Response<Body> {
+        match self {
+            Form::Json => json_reply(&Some(id.clone()), answer),
+            Form::Sse { .. } => self.reply_raw(session, with_id(answer, id).to_string().into_bytes()),
+        }
+    }
+
+    /// A message as it will be sent (a server's line with the client's id spliced in).
+    fn reply_raw(self, session: &Arc<Session<Client>>, msg: Vec<u8>) -> Response<Body> {
+        match self {
+            Form::Json => json_body(msg),
+            Form::Sse { prime: false } => sse_body(sse::encode(&msg, None)),
+            // A stream of its own, with ids, so that a client cut off while it is written can
+            // resume it.
+            Form::Sse { prime: true } => {
+                let log = session.upstream.streams.open(true);
+                log.push(&msg);
+                log.finish();
+                log.response(session.upstream.streams.clone())
+            }
+        }
+    }
 }
 
 /// One SSE event as the whole body.

@@ -14,6 +14,7 @@ mod remote;
 mod router;
 mod session;
 mod stateful;
+mod stream;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderValue};
 use http::{Method, Request, Response};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -24,7 +24,7 @@ use crate::connect::Proxy;
 use crate::http::body::Body;
 use crate::mcp::headers::{LAST_EVENT_ID, PROTOCOL_VERSION, SESSION_ID};
 use crate::mcp::session::Session;
-use crate::transport::sse;
+use crate::transport::answer;
 
 const PATH: &str = "/mcp";
 
@@ -354,44 +354,35 @@ async fn first_response(resp: Response<Body>, id: &str) -> Option<Value> {
 
 /// Reads every message of a response, JSON or SSE, until `each` returns false; the last event id.
 async fn read_messages(resp: Response<Body>, mut each: impl FnMut(Value) -> bool) -> Option<String> {
-    let is_sse = resp.headers().get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    let mut body = resp.into_body();
-    if !is_sse {
-        if let Ok(bytes) = body.collect().await.map(|c| c.to_bytes()) {
-            match serde_json::from_slice::<Value>(&bytes) {
-                Ok(Value::Array(batch)) => {
-                    for m in batch {
-                        if !each(m) {
-                            break;
-                        }
-                    }
-                }
-                Ok(m) => {
-                    each(m);
-                }
-                Err(_) => {}
-            }
-        }
-        return None;
+    answer::read(resp, answer::MAX_JSON, |bytes| messages(&bytes, &mut each)).await.last_event_id
+}
+
+/// Hands each message of a payload (one, or a batch) to `each`; false once `each` said so.
+fn messages(bytes: &[u8], each: &mut impl FnMut(Value) -> bool) -> bool {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Array(batch)) => batch.into_iter().all(each),
+        Ok(m) => each(m),
+        Err(_) => true,
     }
-    let mut parser = sse::Parser::new();
-    let mut events = Vec::new();
-    let mut last = None;
-    while let Some(Ok(frame)) = body.frame().await {
-        let Some(data) = frame.data_ref() else { continue };
-        parser.feed(data, &mut events);
-        for ev in events.drain(..) {
-            if ev.id.is_some() {
-                last = ev.id.clone();
-            }
-            if let Ok(m) = serde_json::from_str::<Value>(&ev.data)
-                && !each(m)
-            {
-                return last;
-            }
-        }
+}
+
+/// A GET for an event stream of the session `up`: its own, or with `last`, the rest of one.
+fn stream_request(up: &Upstream, last: Option<HeaderValue>) -> Request<ReqBody> {
+    let mut req = Request::new(Full::new(Bytes::new()));
+    *req.uri_mut() = http::Uri::from_static(PATH);
+    let h = req.headers_mut();
+    h.insert(HOST, HeaderValue::from_static("localhost"));
+    h.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+    if let Some(s) = &up.session {
+        h.insert(SESSION_ID, s.clone());
     }
-    last
+    if let Some(v) = &up.version {
+        h.insert(PROTOCOL_VERSION, v.clone());
+    }
+    if let Some(last) = last {
+        h.insert(LAST_EVENT_ID, last);
+    }
+    req
 }
 
 /// Keeps the session's GET stream open; what arrives on it goes to the router.
@@ -399,20 +390,7 @@ async fn listen(proxy: Arc<Proxy>, name: String, key: String, up: Arc<Upstream>,
     let mut last: Option<String> = None;
     let mut delay = Duration::from_millis(500);
     while !up.stop.is_cancelled() {
-        let mut req = Request::new(Full::new(Bytes::new()));
-        *req.uri_mut() = http::Uri::from_static(PATH);
-        let h = req.headers_mut();
-        h.insert(HOST, HeaderValue::from_static("localhost"));
-        h.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
-        if let Some(s) = &up.session {
-            h.insert(SESSION_ID, s.clone());
-        }
-        if let Some(v) = &up.version {
-            h.insert(PROTOCOL_VERSION, v.clone());
-        }
-        if let Some(id) = last.as_deref().and_then(|i| HeaderValue::try_from(i).ok()) {
-            h.insert(LAST_EVENT_ID, id);
-        }
+        let req = stream_request(&up, last.as_deref().and_then(|i| HeaderValue::try_from(i).ok()));
         let resp = tokio::select! {
             r = proxy.clone().handle(req) => r,
             () = up.stop.cancelled() => return,
@@ -489,9 +467,13 @@ impl Link for RemoteLink {
             let (response_tx, response) = oneshot::channel();
             let proxy = self.proxy.clone();
             let reply_to = RequestTarget { proxy, session: up.session.clone(), version: up.version.clone() };
+            let resume = ResumeTarget { proxy: self.proxy.clone(), up: up.clone(), stop: self.stop.clone() };
             tokio::spawn(async move {
                 let mut response_tx = Some(response_tx);
-                read_messages(resp, |m| {
+                // A server may end the stream before it answers (SEP-1699): resumed with
+                // `Last-Event-ID`, so the client's stream goes on as if nothing happened.
+                let reopen = |last, wait| resume.reopen(last, wait);
+                answer::read_resuming(resp, answer::MAX_JSON, reopen, |bytes| messages(&bytes, &mut |m: Value| {
                     let has_method = m.get("method").is_some();
                     match (has_method, m.get("id").cloned()) {
                         (false, Some(v)) if v.as_str() == Some(id.as_str()) => {
@@ -514,7 +496,7 @@ impl Link for RemoteLink {
                         _ => {}
                     }
                     true
-                })
+                }))
                 .await;
                 if let Some(tx) = response_tx {
                     let err = json!({"error":{"code":crate::jsonrpc::codes::UPSTREAM_PROTOCOL,"message":format!("the server answered HTTP {status} without a response")}});
@@ -578,6 +560,24 @@ impl Link for RemoteLink {
             self.stop.cancel();
             self.proxy.end_all_sessions().await;
         })
+    }
+}
+
+/// Where a stream of a client's upstream session is resumed.
+struct ResumeTarget {
+    proxy: Arc<Proxy>,
+    up: Arc<Upstream>,
+    stop: CancellationToken,
+}
+
+impl ResumeTarget {
+    /// A `GET` with `Last-Event-ID` after `wait`; `None` when the gateway stops meanwhile.
+    async fn reopen(&self, last: HeaderValue, wait: Duration) -> Option<Response<Body>> {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = self.stop.cancelled() => return None,
+        }
+        Some(self.proxy.clone().handle(stream_request(&self.up, Some(last))).await)
     }
 }
 

@@ -35,6 +35,8 @@ pub struct Client {
     bearer: Mutex<Option<http::HeaderValue>>,
     /// Calls in flight, by the client's request id (as JSON text): the server and its id there.
     in_flight: Mutex<HashMap<String, (String, Value)>>,
+    /// The SSE streams written for its calls, kept for resumption when it leaves one midway.
+    pub streams: std::sync::Arc<super::stream::Streams>,
 }
 
 impl Client {
@@ -53,6 +55,7 @@ impl Client {
             subscriptions: Mutex::new(HashSet::new()),
             bearer: Mutex::new(None),
             in_flight: Mutex::new(HashMap::new()),
+            streams: Default::default(),
         }
     }
 

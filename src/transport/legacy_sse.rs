@@ -40,7 +40,7 @@ impl Link {
         let mut hdrs = HeaderMap::new();
         hdrs.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
         let resp = upstream.send(Method::GET, &upstream.url, hdrs, Bytes::new()).await?;
-        let is_sse = resp.headers().get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        let is_sse = super::answer::is_event_stream(resp.headers());
         if !resp.status().is_success() || !is_sse {
             return Err(Error::protocol(
                 &upstream.display,

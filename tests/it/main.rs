@@ -18,5 +18,6 @@ mod keychain;
 mod serve;
 mod serve_limits;
 mod serve_reload;
+mod serve_resume;
 mod stdio_bridge;
 mod stdio_login;
