@@ -1,30 +1,111 @@
-//! The official conformance suite (`@modelcontextprotocol/conformance` 0.1.16, `server --suite all`)
-//! against our fixture server directly, and through `mcpgate connect`: the scores must be equal
-//! and every check must pass.
+//! The official conformance suite's server scenarios against our fixture server directly, and through
+//! `mcpgate connect` and `mcpgate serve`: `@modelcontextprotocol/conformance` 0.1.16 (`server --suite
+//! all`), where the scores must be equal and every check must pass, and 0.2.0-alpha.12 at
+//! `--requirements 2025-11-25`, where every scenario must score the same (passed, failed, warnings,
+//! skipped, and the ids of the checks that failed or warned) and no check may fail. And its client
+//! scenarios with `mcpgate stdio` as the client.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::harness::*;
 
-/// Runs tests/conformance/run-suite.sh and returns (passed, failed) checks.
-async fn suite(url: &str) -> (u32, u32, String) {
-    let out = tokio::time::timeout(
-        Duration::from_secs(240),
-        tokio::process::Command::new("bash")
-            .arg(repo().join("tests/conformance/run-suite.sh"))
-            .arg(url)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("the conformance suite finished in time")
-    .expect("the conformance suite ran");
+/// Which suite tests/conformance/run-suite.sh runs.
+#[derive(Clone, Copy)]
+enum Suite {
+    /// 0.1.16, `server --suite all`.
+    Pinned,
+    /// 0.2.0-alpha.12 (`conformance-next`), `server --requirements 2025-11-25`.
+    Next,
+}
+
+/// One run of the suite, as run-suite.sh summarizes it.
+struct Score {
+    passed: u32,
+    failed: u32,
+    /// Per scenario: "P passed, F failed, W warnings[, S skipped]" and, sorted, "STATUS check-id" for
+    /// each check that failed or warned (without its message, which may name a port or a session).
+    scenarios: BTreeMap<String, (String, Vec<String>)>,
+    stdout: String,
+}
+
+/// Runs tests/conformance/run-suite.sh.
+async fn run_suite(suite: Suite, url: &str) -> Score {
+    let mut cmd = tokio::process::Command::new("bash");
+    cmd.arg(repo().join("tests/conformance/run-suite.sh"));
+    if let Suite::Next = suite {
+        cmd.arg("--next");
+    }
+    let out = tokio::time::timeout(Duration::from_secs(240), cmd.arg(url).kill_on_drop(true).output())
+        .await
+        .expect("the conformance suite finished in time")
+        .expect("the conformance suite ran");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let line = stdout.lines().rev().find(|l| l.starts_with("conformance: ")).unwrap_or_else(|| {
         panic!("no score line; stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr))
     });
     let nums: Vec<u32> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
-    (nums[0], nums[1], stdout)
+    let mut scenarios = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for l in stdout.lines() {
+        if let Some((name, counts)) =
+            l.strip_prefix("✓ ").or_else(|| l.strip_prefix("✗ ")).and_then(|r| r.split_once(": "))
+        {
+            scenarios.insert(name.to_string(), (counts.to_string(), Vec::new()));
+            current = Some(name.to_string());
+        } else if let Some(check) =
+            l.strip_prefix("    ").filter(|c| c.starts_with("FAILURE ") || c.starts_with("WARNING "))
+        {
+            let id = check.split_once(':').map_or(check, |(id, _)| id);
+            let name = current.as_ref().expect("a check line follows its scenario's line");
+            scenarios.get_mut(name).unwrap().1.push(id.to_string());
+        } else {
+            current = None;
+        }
+    }
+    for (_, checks) in scenarios.values_mut() {
+        checks.sort();
+    }
+    Score { passed: nums[0], failed: nums[1], scenarios, stdout }
+}
+
+/// Runs tests/conformance/run-suite.sh (0.1.16) and returns (passed, failed) checks.
+async fn suite(url: &str) -> (u32, u32, String) {
+    let score = run_suite(Suite::Pinned, url).await;
+    (score.passed, score.failed, score.stdout)
+}
+
+/// The scenarios whose results differ between `a` and `b`, each with both sides, or "" when none do.
+fn differences(a: &Score, b: &Score) -> String {
+    let names: std::collections::BTreeSet<&String> = a.scenarios.keys().chain(b.scenarios.keys()).collect();
+    let mut out = String::new();
+    for name in names {
+        let (x, y) = (a.scenarios.get(name), b.scenarios.get(name));
+        if x != y {
+            out += &format!("{name}:\n  direct:  {x:?}\n  through: {y:?}\n");
+        }
+    }
+    out
+}
+
+/// 0.2.0-alpha.12 against the fixture directly: no check fails, and at least the 33 scenarios and 81
+/// checks it ran when this test was written.
+async fn next_direct(url: &str) -> Score {
+    let direct = run_suite(Suite::Next, url).await;
+    assert_eq!(direct.failed, 0, "the fixture itself fails checks:\n{}", direct.stdout);
+    assert!(direct.passed >= 81, "expected at least 81 checks, got {}:\n{}", direct.passed, direct.stdout);
+    assert!(direct.scenarios.len() >= 33, "expected at least 33 scenarios:\n{}", direct.stdout);
+    direct
+}
+
+/// `mcpgate serve` fronting `upstream` as its one server "fixture".
+async fn serve_fixture(upstream: &str) -> Proc {
+    let dir = tempdir("conformance-serve");
+    let config = dir.join("mcpgate.json");
+    std::fs::write(&config, serde_json::json!({"mcpServers": {"fixture": {"url": upstream}}}).to_string()).unwrap();
+    let mut cmd = tokio::process::Command::new(mcpgate_bin());
+    cmd.args(["serve", "--config"]).arg(&config).args(["--listen", "127.0.0.1:0"]);
+    Proc::start("mcpgate serve", cmd).await
 }
 
 #[tokio::test]
@@ -72,12 +153,7 @@ async fn conformance_suite_scores_the_same_through_serve_merged_and_per_server()
     let (direct_pass, direct_fail, direct_out) = suite(&upstream.url).await;
     assert_eq!(direct_fail, 0, "the fixture itself fails checks:\n{direct_out}");
     assert!(direct_pass >= 44, "expected at least 44 checks, got {direct_pass}:\n{direct_out}");
-    let dir = tempdir("conformance-serve");
-    let config = dir.join("mcpgate.json");
-    std::fs::write(&config, serde_json::json!({"mcpServers": {"fixture": {"url": upstream.url}}}).to_string()).unwrap();
-    let mut cmd = tokio::process::Command::new(mcpgate_bin());
-    cmd.args(["serve", "--config"]).arg(&config).args(["--listen", "127.0.0.1:0"]);
-    let gw = Proc::start("mcpgate serve", cmd).await;
+    let gw = serve_fixture(&upstream.url).await;
     let per_server = gw.url.replace("/mcp", "/servers/fixture/mcp");
     for url in [gw.url.clone(), per_server] {
         let (pass, fail, out) = suite(&url).await;
@@ -85,6 +161,64 @@ async fn conformance_suite_scores_the_same_through_serve_merged_and_per_server()
             (pass, fail),
             (direct_pass, 0),
             "through mcpgate serve at {url}:\n{out}\nmcpgate log:\n{}",
+            gw.output()
+        );
+    }
+}
+
+/// 0.2.0-alpha.12 at `--requirements 2025-11-25` through `mcpgate connect`: every scenario scores what
+/// it scores directly, and no check fails.
+#[tokio::test]
+async fn conformance_next_scores_the_same_through_connect_as_direct() {
+    let upstream = fixture(&[]).await;
+    let direct = next_direct(&upstream.url).await;
+    let gw = connect(&upstream.url, &[]).await;
+    let through = run_suite(Suite::Next, &gw.url).await;
+    let diff = differences(&direct, &through);
+    assert!(
+        diff.is_empty() && through.failed == 0,
+        "through mcpgate connect, differences:\n{diff}\n{}\nmcpgate log:\n{}",
+        through.stdout,
+        gw.output()
+    );
+}
+
+/// 0.2.0-alpha.12 at `--requirements 2025-11-25` through `mcpgate serve`, the merged endpoint and
+/// `/servers/fixture/mcp`: every scenario scores what it scores directly, and no check fails.
+#[tokio::test]
+#[ignore = "issue 14: Last-Event-ID replay through serve"]
+async fn conformance_next_scores_the_same_through_serve_merged_and_per_server() {
+    next_through_serve(false).await;
+}
+
+/// The same as the test above, except that it lets `server-sse-polling`'s check
+/// `server-sse-disconnect-resume` warn through serve where it passes directly (serve refuses a GET
+/// with Last-Event-ID: issue 14), so that every other scenario is held to direct's score meanwhile.
+/// Remove it when the test above no longer needs its `#[ignore]`.
+#[tokio::test]
+async fn conformance_next_scores_the_same_through_serve_but_for_last_event_id_replay() {
+    next_through_serve(true).await;
+}
+
+async fn next_through_serve(allow_no_replay: bool) {
+    let upstream = fixture(&[]).await;
+    let direct = next_direct(&upstream.url).await;
+    let gw = serve_fixture(&upstream.url).await;
+    let per_server = gw.url.replace("/mcp", "/servers/fixture/mcp");
+    for url in [gw.url.clone(), per_server] {
+        let mut through = run_suite(Suite::Next, &url).await;
+        if allow_no_replay {
+            let known =
+                ("2 passed, 0 failed, 1 warnings".to_string(), vec!["WARNING server-sse-disconnect-resume".into()]);
+            if through.scenarios.get("server-sse-polling") == Some(&known) {
+                through.scenarios.insert("server-sse-polling".into(), direct.scenarios["server-sse-polling"].clone());
+            }
+        }
+        let diff = differences(&direct, &through);
+        assert!(
+            diff.is_empty() && through.failed == 0,
+            "through mcpgate serve at {url}, differences:\n{diff}\n{}\nmcpgate log:\n{}",
+            through.stdout,
             gw.output()
         );
     }
