@@ -269,14 +269,20 @@ impl Bridge {
     /// as it is (with the negotiated version learnt); `Err` names the revision to speak to a
     /// modern-only server. A 400, 404 or 405 that is no modern error is relayed too: the engine
     /// has tried HTTP+SSE already (`--transport auto`), and the client sees the refusal.
+    ///
+    /// Some legacy servers check the header on `initialize` too, against the revisions they know:
+    /// one older than the client refuses it (400), where without the header it would negotiate.
+    /// Such a refusal is followed by the `initialize` once more, without the header, as before.
     async fn initialize(&self, init: Bytes) -> Result<Response<Body>, &'static str> {
-        let mut req = self.request(Method::POST, init.clone());
-        req.headers_mut().remove(PROTOCOL_VERSION);
-        if let Some(v) = asked_version(&init) {
-            req.headers_mut().insert(PROTOCOL_VERSION, v);
+        let asked = asked_version(&init);
+        let (mut resp, mut answer) = self.send_initialize(init.clone(), asked.clone()).await;
+        let mut detected = era::detect(resp.status().as_u16(), &answer);
+        if detected == Detected::HttpSse && resp.status() == StatusCode::BAD_REQUEST && asked.is_some() {
+            tracing::debug!("initialize with MCP-Protocol-Version refused (400); sending it again without");
+            (resp, answer) = self.send_initialize(init, None).await;
+            detected = era::detect(resp.status().as_u16(), &answer);
         }
-        let (resp, answer) = read_answer(self.proxy.clone().handle(req).await).await;
-        match era::detect(resp.status().as_u16(), &answer) {
+        match detected {
             Detected::Modern(version) => {
                 if resp.status().is_success() {
                     self.forget_engine_session(resp.headers().get(SESSION_ID).cloned()).await;
@@ -290,6 +296,17 @@ impl Bridge {
                 Ok(resp)
             }
         }
+    }
+
+    /// One `initialize` through the engine, with `version` as `MCP-Protocol-Version` (or none),
+    /// read as far as its answer (`read_answer`).
+    async fn send_initialize(&self, init: Bytes, version: Option<HeaderValue>) -> (Response<Body>, Bytes) {
+        let mut req = self.request(Method::POST, init);
+        req.headers_mut().remove(PROTOCOL_VERSION);
+        if let Some(v) = version {
+            req.headers_mut().insert(PROTOCOL_VERSION, v);
+        }
+        read_answer(self.proxy.clone().handle(req).await).await
     }
 
     /// The engine opened a session for an `initialize` a modern-only server answered with a

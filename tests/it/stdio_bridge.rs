@@ -108,6 +108,17 @@ async fn stdout_is_protocol_only_and_eof_drains_then_exits() {
     assert_eq!(deletes, 1, "the upstream session is ended at EOF");
 }
 
+/// A legacy server that checks `MCP-Protocol-Version` on `initialize` too, and does not know the
+/// revision the client asks for, refuses the bridge's first `initialize` (400, no modern error):
+/// asked again without the header, as before the bridge sent one, it negotiates a revision it has.
+#[tokio::test]
+async fn legacy_server_refusing_the_revision_header_on_initialize() {
+    let upstream = fixture(&["--refuse-initialize-version", "2025-11-25"]).await;
+    let r = via_stdio(&upstream.url, &[], &["info", "tools", "close"]).await;
+    assert_eq!(r["info"]["server"], "mcpgate-conformance-fixture", "{r}");
+    assert!(r["tools"].as_array().unwrap().iter().any(|t| t == "test_simple_text"), "{r}");
+}
+
 /// A legacy (2025) stdio client through the bridge to a modern-only (2026-07-28) server: the
 /// server refuses `initialize`, the bridge answers it from `server/discover`, sends every request
 /// in the modern form, and turns input-required results into elicitation and sampling requests
