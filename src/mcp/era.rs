@@ -39,6 +39,99 @@ pub fn era_of(header: Option<&str>) -> Result<Era, UnsupportedVersion> {
     Err(UnsupportedVersion(v.chars().take(40).collect()))
 }
 
+/// What an upstream's answer to a legacy `initialize` says about the era it speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detected {
+    /// Use the answer as it is: a legacy server's result (or an error of its own), or a failure
+    /// that says nothing about the era (401/403 are the credential's business, 5xx the server's).
+    AsIs,
+    /// A server that speaks only the modern era, and the modern revision to speak to it.
+    Modern(&'static str),
+    /// 400, 404 or 405 without a modern error: no Streamable HTTP endpoint here, which is the
+    /// spec's sign to try HTTP+SSE (what `connect` does with `--transport auto`).
+    HttpSse,
+}
+
+/// The era of an upstream, from its answer to a legacy `initialize`: the HTTP status, and the
+/// JSON-RPC message that answered (a JSON body, or the data of the event that answered; empty
+/// when there was none). No I/O.
+///
+/// A server is taken for modern only on evidence no legacy server gives, since every legacy
+/// server implements `initialize` and knows no modern revision:
+/// - an error whose `data.supported` lists a modern revision this gateway speaks (`-32022`,
+///   `UnsupportedProtocolVersion`, is the spec's; any code counts);
+/// - `-32020` (`HeaderMismatch`, a 2026-07-28 code) with 400, as the spec answers it;
+/// - `-32601` (method not found): `initialize` is unknown only to a modern-only server;
+/// - a result that is a modern one: `protocolVersion` a modern revision, or no
+///   `protocolVersion` and `supportedVersions` (the shape of `server/discover`'s result).
+///
+/// Errors count with 2xx and with 4xx other than 401/403; the status alone decides the rest.
+pub fn detect(status: u16, answer: &[u8]) -> Detected {
+    let msg = answering_message(answer);
+    let result = msg.as_ref().and_then(|m| m.get("result"));
+    let error = msg.as_ref().and_then(|m| m.get("error")).and_then(|e| modern_error(status, e));
+    match (status, result, error) {
+        (200..=299, Some(r), _) => modern_result(r).map_or(Detected::AsIs, Detected::Modern),
+        (401 | 403, _, _) => Detected::AsIs,
+        (200..=299 | 400..=499, _, Some(said)) => said,
+        (400 | 404 | 405, _, None) => Detected::HttpSse,
+        _ => Detected::AsIs,
+    }
+}
+
+/// The response message in a body: the object itself, or the first response of a batch.
+fn answering_message(answer: &[u8]) -> Option<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_slice(answer).ok()?;
+    let is_response = |m: &serde_json::Value| m.get("result").is_some() || m.get("error").is_some();
+    match v {
+        serde_json::Value::Array(items) => items.into_iter().find(is_response),
+        v if is_response(&v) => Some(v),
+        _ => None,
+    }
+}
+
+/// What an error says if it is a modern server's: `Modern` with the revision to speak, or
+/// `AsIs` when it names none this gateway speaks (the refusal is then the client's best answer).
+fn modern_error(status: u16, error: &serde_json::Value) -> Option<Detected> {
+    const METHOD_NOT_FOUND: i64 = -32601;
+    let supported = error.get("data").and_then(|d| d.get("supported")).and_then(serde_json::Value::as_array);
+    if let Some(v) = supported.and_then(|s| shared_modern(s)) {
+        return Some(Detected::Modern(v));
+    }
+    match error.get("code").and_then(serde_json::Value::as_i64)? {
+        super::modern::UNSUPPORTED_VERSION => Some(Detected::AsIs),
+        crate::jsonrpc::codes::HEADER_MISMATCH if status == 400 => Some(Detected::Modern(newest_modern())),
+        METHOD_NOT_FOUND => Some(Detected::Modern(newest_modern())),
+        _ => None,
+    }
+}
+
+/// The modern revision to speak to a server whose `initialize` result is a modern one.
+fn modern_result(result: &serde_json::Value) -> Option<&'static str> {
+    match result.get("protocolVersion") {
+        Some(v) => {
+            let v = v.as_str()?;
+            KNOWN_VERSIONS.iter().copied().find(|k| *k == v && era_of(Some(k)) == Ok(Era::Modern))
+        }
+        None => shared_modern(result.get("supportedVersions")?.as_array()?),
+    }
+}
+
+/// The newest modern revision both this gateway and `list` name.
+fn shared_modern(list: &[serde_json::Value]) -> Option<&'static str> {
+    modern_known().find(|k| list.iter().any(|v| v.as_str() == Some(k)))
+}
+
+/// The newest modern revision this gateway speaks.
+fn newest_modern() -> &'static str {
+    modern_known().next().unwrap_or(FIRST_MODERN)
+}
+
+/// The modern revisions this gateway speaks, newest first.
+fn modern_known() -> impl Iterator<Item = &'static str> {
+    KNOWN_VERSIONS.iter().rev().copied().filter(|k| era_of(Some(k)) == Ok(Era::Modern))
+}
+
 fn is_date(v: &str) -> bool {
     let b = v.as_bytes();
     b.len() == 10
@@ -50,6 +143,55 @@ fn is_date(v: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each answer a legacy `initialize` may get, and what it says.
+    #[test]
+    fn detection() {
+        use Detected::*;
+        let m = Modern("2026-07-28");
+        #[rustfmt::skip]
+        let cases: &[(&str, u16, &str, Detected)] = &[
+            // Legacy servers answer it.
+            ("legacy result", 200, r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"s","version":"1"}}}"#, AsIs),
+            ("legacy result in a batch", 200, r#"[{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-03-26"}}]"#, AsIs),
+            ("dual-era result", 200, r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","supportedVersions":["2026-07-28"]}}"#, AsIs),
+            ("legacy error of its own", 200, r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"bad params"}}"#, AsIs),
+            ("empty 200", 200, "", AsIs),
+            ("not JSON", 200, "<html>hi</html>", AsIs),
+            ("legacy custom error with 400", 400, r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"Bad Request: Unsupported protocol version: 2025-11-25"}}"#, HttpSse),
+            // The spec's sign to try HTTP+SSE.
+            ("bare 400", 400, "", HttpSse),
+            ("404 page", 404, "Not Found", HttpSse),
+            ("405", 405, "", HttpSse),
+            // Auth and server failures say nothing of the era, whatever the body.
+            ("401", 401, r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"x"}}"#, AsIs),
+            ("403", 403, r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32022,"data":{"supported":["2026-07-28"]}}}"#, AsIs),
+            ("500", 500, r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"x"}}"#, AsIs),
+            ("other 4xx", 415, "", AsIs),
+            // -32022 and its list.
+            ("-32022", 400, r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32022,"message":"x","data":{"supported":["2026-07-28"],"requested":"2025-11-25"}}}"#, m),
+            ("-32022 with 200", 200, r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32022,"message":"x","data":{"supported":["2026-07-28"]}}}"#, m),
+            ("-32022 naming only revisions we do not speak", 400, r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32022,"data":{"supported":["2027-01-01"]}}}"#, AsIs),
+            ("-32022 naming only legacy revisions", 400, r#"{"error":{"code":-32022,"data":{"supported":["2025-06-18"]}}}"#, AsIs),
+            ("another code listing a modern revision", 400, r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"Unsupported protocol version","data":{"supported":["2026-07-28"]}}}"#, m),
+            // -32020: a 2026-07-28 code, on 400 as the spec answers it.
+            ("-32020", 400, r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32020,"message":"Missing MCP-Protocol-Version header"}}"#, m),
+            ("-32020 without an id", 400, r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32020,"message":"Header mismatch"}}"#, m),
+            ("-32020 with 200", 200, r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32020,"message":"x"}}"#, AsIs),
+            // -32601: only a modern-only server does not know `initialize`.
+            ("-32601 with 404", 404, r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"Method not found"}}"#, m),
+            ("-32601 with 200", 200, r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"Method not found"}}"#, m),
+            ("-32601 with 400", 400, r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"Method not found"}}"#, m),
+            // A modern result.
+            ("modern protocolVersion", 200, r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2026-07-28","capabilities":{}}}"#, m),
+            ("discover-shaped", 200, r#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"complete","supportedVersions":["2026-07-28"],"capabilities":{"tools":{}},"_meta":{"io.modelcontextprotocol/serverInfo":{"name":"s","version":"1"}}}}"#, m),
+            ("discover-shaped, nothing shared", 200, r#"{"jsonrpc":"2.0","id":1,"result":{"supportedVersions":["2027-01-01"]}}"#, AsIs),
+            ("unknown newer protocolVersion", 200, r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2027-01-01"}}"#, AsIs),
+        ];
+        for (name, status, body, want) in cases {
+            assert_eq!(detect(*status, body.as_bytes()), *want, "{name}");
+        }
+    }
 
     #[test]
     fn eras() {

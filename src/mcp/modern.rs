@@ -16,12 +16,8 @@ pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 pub const UNSUPPORTED_VERSION: i64 = -32022;
 
 /// The modern revision a server's refusal of a legacy request offers (`-32022` whose
-/// `data.supported` lists a modern revision this gateway speaks), if it is one.
-pub fn offered_modern_version(body: &[u8]) -> Option<String> {
-    offered_in(&serde_json::from_slice(body).ok()?)
-}
-
-/// The same, from a message already parsed.
+/// `data.supported` lists a modern revision this gateway speaks), if it is one: how `serve` tells
+/// a modern-only server. (The stdio bridge reads the whole answer with `era::detect`.)
 pub fn offered_in(v: &Value) -> Option<String> {
     let error = v.get("error")?;
     if error.get("code")?.as_i64()? != UNSUPPORTED_VERSION {
@@ -182,11 +178,11 @@ mod tests {
 
     #[test]
     fn refusal_offers_modern() {
-        let body = br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32022,"message":"x","data":{"supported":["2026-07-28"],"requested":"2025-11-25"}}}"#;
-        assert_eq!(offered_modern_version(body).as_deref(), Some("2026-07-28"));
-        assert_eq!(offered_modern_version(br#"{"error":{"code":-32022,"data":{"supported":["2025-06-18"]}}}"#), None);
-        assert_eq!(offered_modern_version(br#"{"error":{"code":-32000,"message":"no session"}}"#), None);
-        assert_eq!(offered_modern_version(b"not json"), None);
+        let body = json!({"jsonrpc":"2.0","id":1,"error":{"code":-32022,"message":"x","data":{"supported":["2026-07-28"],"requested":"2025-11-25"}}});
+        assert_eq!(offered_in(&body).as_deref(), Some("2026-07-28"));
+        assert_eq!(offered_in(&json!({"error":{"code":-32022,"data":{"supported":["2025-06-18"]}}})), None);
+        assert_eq!(offered_in(&json!({"error":{"code":-32000,"message":"no session"}})), None);
+        assert_eq!(offered_in(&json!("not an answer")), None);
     }
 
     #[test]

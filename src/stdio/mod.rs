@@ -14,12 +14,16 @@
 //! stdin is not read, so a client that writes requests and never reads is slowed to its own
 //! pace instead of growing the bridge.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body::Frame;
 use http_body_util::{BodyExt, Empty, Full};
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -27,9 +31,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::connect::{Proxy, StartError, UpstreamOptions};
-use crate::http::body::Body;
+use crate::http::body::{Body, BoxError};
 use crate::http::guard::Guard;
 use crate::jsonrpc::{self, Payload, codes};
+use crate::mcp::era::{self, Detected, Era};
 use crate::mcp::headers::{LAST_EVENT_ID, PROTOCOL_VERSION, SESSION_ID};
 use crate::mcp::queue;
 use crate::transport::sse;
@@ -222,17 +227,14 @@ impl Bridge {
         is_init: bool,
         id: Option<Box<serde_json::value::RawValue>>,
     ) {
-        let init_body = is_init.then(|| body.clone());
-        let mut resp = self.proxy.clone().handle(self.request(Method::POST, body)).await;
-        if let Some(init) = init_body.filter(|_| resp.status() == StatusCode::BAD_REQUEST) {
-            // A modern-only server refuses `initialize` and says what it speaks.
-            let (parts, body) = resp.into_parts();
-            let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-            if let Some(version) = crate::mcp::modern::offered_modern_version(&bytes) {
-                return self.start_modern(&init, version).await;
+        let resp = if is_init {
+            match self.initialize(body.clone()).await {
+                Ok(resp) => resp,
+                Err(version) => return self.start_modern(&body, version.to_owned()).await,
             }
-            resp = Response::from_parts(parts, crate::http::body::full(bytes));
-        }
+        } else {
+            self.proxy.clone().handle(self.request(Method::POST, body)).await
+        };
         let ok = resp.status().is_success();
         let status = resp.status();
         if pending.is_empty() {
@@ -246,14 +248,7 @@ impl Bridge {
         if is_init && ok {
             *self.session.lock().unwrap_or_else(|p| p.into_inner()) = resp.headers().get(SESSION_ID).cloned();
         }
-        let mut first = true;
-        let end = self
-            .relay(resp, &mut pending, false, |msg| {
-                if is_init && ok && std::mem::take(&mut first) {
-                    self.learn_version(msg);
-                }
-            })
-            .await;
+        let end = self.relay(resp, &mut pending, false).await;
         if end.relayed == 0 && !ok && status != StatusCode::ACCEPTED {
             // Not a JSON-RPC answer (e.g. an upstream's bare 401): answer the request ourselves.
             let message = format!("upstream answered HTTP {status}");
@@ -266,6 +261,61 @@ impl Bridge {
         if is_init && ok {
             self.clone().start_listening();
         }
+    }
+
+    /// Sends the client's `initialize`, with the revision it asks for in `MCP-Protocol-Version`
+    /// (so that a modern-only server can tell what it is talking to), and tells the server's era
+    /// from the answer (`era::detect`). A legacy server's answer comes back whole, to be relayed
+    /// as it is (with the negotiated version learnt); `Err` names the revision to speak to a
+    /// modern-only server. A 400, 404 or 405 that is no modern error is relayed too: the engine
+    /// has tried HTTP+SSE already (`--transport auto`), and the client sees the refusal.
+    ///
+    /// Some legacy servers check the header on `initialize` too, against the revisions they know:
+    /// one older than the client refuses it (400), where without the header it would negotiate.
+    /// Such a refusal is followed by the `initialize` once more, without the header, as before.
+    async fn initialize(&self, init: Bytes) -> Result<Response<Body>, &'static str> {
+        let asked = asked_version(&init);
+        let (mut resp, mut answer) = self.send_initialize(init.clone(), asked.clone()).await;
+        let mut detected = era::detect(resp.status().as_u16(), &answer);
+        if detected == Detected::HttpSse && resp.status() == StatusCode::BAD_REQUEST && asked.is_some() {
+            tracing::debug!("initialize with MCP-Protocol-Version refused (400); sending it again without");
+            (resp, answer) = self.send_initialize(init, None).await;
+            detected = era::detect(resp.status().as_u16(), &answer);
+        }
+        match detected {
+            Detected::Modern(version) => {
+                if resp.status().is_success() {
+                    self.forget_engine_session(resp.headers().get(SESSION_ID).cloned()).await;
+                }
+                Err(version)
+            }
+            Detected::AsIs | Detected::HttpSse => {
+                if resp.status().is_success() {
+                    self.learn_version(&answer);
+                }
+                Ok(resp)
+            }
+        }
+    }
+
+    /// One `initialize` through the engine, with `version` as `MCP-Protocol-Version` (or none),
+    /// read as far as its answer (`read_answer`).
+    async fn send_initialize(&self, init: Bytes, version: Option<HeaderValue>) -> (Response<Body>, Bytes) {
+        let mut req = self.request(Method::POST, init);
+        req.headers_mut().remove(PROTOCOL_VERSION);
+        if let Some(v) = version {
+            req.headers_mut().insert(PROTOCOL_VERSION, v);
+        }
+        read_answer(self.proxy.clone().handle(req).await).await
+    }
+
+    /// The engine opened a session for an `initialize` a modern-only server answered with a
+    /// 2xx: it is of no use (the modern era has none), so it is ended, in-process.
+    async fn forget_engine_session(&self, id: Option<HeaderValue>) {
+        let Some(id) = id else { return };
+        let mut req = self.request(Method::DELETE, Bytes::new());
+        req.headers_mut().insert(SESSION_ID, id);
+        drop(self.proxy.clone().handle(req).await);
     }
 
     /// A response stream ended before answering every request. Since 2025-11-25 a server may
@@ -287,7 +337,7 @@ impl Bridge {
                 tracing::debug!("resuming a response stream was refused ({})", resp.status());
                 break;
             }
-            let next = self.relay(resp, &mut pending, true, |_| {}).await;
+            let next = self.relay(resp, &mut pending, true).await;
             if pending.is_empty() {
                 return;
             }
@@ -309,18 +359,12 @@ impl Bridge {
 
     /// Writes every JSON-RPC message of a response (JSON body or SSE events) to stdout, crossing
     /// answered requests off `pending`; with `until_answered`, stops reading once none is left
-    /// (a resumed stream may stay open). `seen` looks at each message first.
-    async fn relay(
-        &self,
-        resp: Response<Body>,
-        pending: &mut Vec<String>,
-        until_answered: bool,
-        mut seen: impl FnMut(&[u8]),
-    ) -> StreamEnd {
-        let is_sse = resp.headers().get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    /// (a resumed stream may stay open).
+    async fn relay(&self, resp: Response<Body>, pending: &mut Vec<String>, until_answered: bool) -> StreamEnd {
+        let is_sse = is_event_stream(resp.headers());
         let mut body = resp.into_body();
         let mut end = StreamEnd::default();
-        let mut deliver = |msg: Bytes, end: &mut StreamEnd, pending: &mut Vec<String>| {
+        let deliver = |msg: Bytes, end: &mut StreamEnd, pending: &mut Vec<String>| {
             let Ok(payload) = Payload::parse(&msg) else { return };
             for m in payload.messages() {
                 if m.kind() == jsonrpc::Kind::Response
@@ -329,7 +373,6 @@ impl Bridge {
                     pending.retain(|p| p != id.get());
                 }
             }
-            seen(&msg);
             self.emit(msg);
             end.relayed += 1;
         };
@@ -406,8 +449,7 @@ impl Bridge {
                 match resp.status() {
                     StatusCode::OK => {
                         backoff = Duration::from_millis(500);
-                        last_event =
-                            self.relay(resp, &mut Vec::new(), false, |_| {}).await.last_event_id.or(last_event);
+                        last_event = self.relay(resp, &mut Vec::new(), false).await.last_event_id.or(last_event);
                     }
                     // The server offers no GET stream: nothing to listen to.
                     StatusCode::METHOD_NOT_ALLOWED => return,
@@ -422,5 +464,71 @@ impl Bridge {
                 }
             }
         });
+    }
+}
+
+fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers.get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+}
+
+/// The revision a client's `initialize` asks for, as the header for it: a legacy revision this
+/// gateway knows (the engine refuses any other, and a modern one on `initialize` is a
+/// contradiction modern servers refuse with -32020).
+fn asked_version(init: &[u8]) -> Option<HeaderValue> {
+    let init: serde_json::Value = serde_json::from_slice(init).ok()?;
+    let asked = init.pointer("/params/protocolVersion")?.as_str()?;
+    (era::era_of(Some(asked)) == Ok(Era::Legacy)).then(|| HeaderValue::from_str(asked).ok())?
+}
+
+/// Reads a response as far as its JSON-RPC response message (a JSON body whole; an event stream
+/// up to the event that carries it) and gives it back whole, to be relayed as it is, with that
+/// message (empty when there is none).
+async fn read_answer(resp: Response<Body>) -> (Response<Body>, Bytes) {
+    let (parts, mut body) = resp.into_parts();
+    if !is_event_stream(&parts.headers) {
+        let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        return (Response::from_parts(parts, crate::http::body::full(bytes.clone())), bytes);
+    }
+    let mut read = VecDeque::new();
+    let mut parser = sse::Parser::new();
+    let mut events = Vec::new();
+    let mut answer = Bytes::new();
+    let mut rest = None;
+    // A body that fails ends where it failed, as `relay` would read it.
+    while let Some(Ok(frame)) = body.frame().await {
+        let Some(data) = frame.data_ref() else { continue };
+        read.push_back(data.clone());
+        parser.feed(data, &mut events);
+        let response = |ev: &sse::Event| {
+            Payload::parse(ev.data.as_bytes())
+                .is_ok_and(|p| p.messages().iter().any(|m| m.kind() == jsonrpc::Kind::Response))
+        };
+        if let Some(ev) = events.drain(..).find(response) {
+            answer = Bytes::from(ev.data);
+            rest = Some(body);
+            break;
+        }
+    }
+    (Response::from_parts(parts, ReadAhead { read, rest }.boxed_unsync()), answer)
+}
+
+/// A body read ahead: what was read, then the rest.
+struct ReadAhead {
+    read: VecDeque<Bytes>,
+    rest: Option<Body>,
+}
+
+impl http_body::Body for ReadAhead {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(data) = self.read.pop_front() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        match self.rest.as_mut() {
+            Some(rest) => Pin::new(rest).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
     }
 }

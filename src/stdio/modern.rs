@@ -1,6 +1,7 @@
-//! A legacy stdio client in front of a modern-only (2026-07-28) server. The server refuses the
-//! client's `initialize` with `-32022` and the revisions it supports; from then on the bridge
-//! speaks the modern era upstream and the legacy one downstream:
+//! A legacy stdio client in front of a modern-only (2026-07-28) server. The server's answer to
+//! the client's `initialize` says it is one (`era::detect`: `-32022` and the revisions it
+//! supports, `-32020`, `-32601`, or a modern result); from then on the bridge speaks the modern
+//! era upstream and the legacy one downstream:
 //!
 //! - `initialize` is answered here from the server's `server/discover`;
 //! - each request goes out statelessly with the `_meta` envelope and `Mcp-Method`/`Mcp-Name`;
@@ -82,8 +83,8 @@ impl Asker for ToClient<'_> {
 }
 
 impl Bridge {
-    /// The server refused `initialize` and offered `version`: ask it what it is (`server/discover`)
-    /// and answer the client's `initialize` from that.
+    /// The server's answer to `initialize` says it speaks only the modern era, `version` of it:
+    /// ask it what it is (`server/discover`) and answer the client's `initialize` from that.
     pub(super) async fn start_modern(self: Arc<Self>, init: &[u8], version: String) {
         let init: Value = serde_json::from_slice(init).unwrap_or_default();
         let client_id = init.get("id").cloned().unwrap_or(Value::Null);

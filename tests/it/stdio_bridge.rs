@@ -108,15 +108,24 @@ async fn stdout_is_protocol_only_and_eof_drains_then_exits() {
     assert_eq!(deletes, 1, "the upstream session is ended at EOF");
 }
 
+/// A legacy server that checks `MCP-Protocol-Version` on `initialize` too, and does not know the
+/// revision the client asks for, refuses the bridge's first `initialize` (400, no modern error):
+/// asked again without the header, as before the bridge sent one, it negotiates a revision it has.
+#[tokio::test]
+async fn legacy_server_refusing_the_revision_header_on_initialize() {
+    let upstream = fixture(&["--refuse-initialize-version", "2025-11-25"]).await;
+    let r = via_stdio(&upstream.url, &[], &["info", "tools", "close"]).await;
+    assert_eq!(r["info"]["server"], "mcpgate-conformance-fixture", "{r}");
+    assert!(r["tools"].as_array().unwrap().iter().any(|t| t == "test_simple_text"), "{r}");
+}
+
 /// A legacy (2025) stdio client through the bridge to a modern-only (2026-07-28) server: the
 /// server refuses `initialize`, the bridge answers it from `server/discover`, sends every request
 /// in the modern form, and turns input-required results into elicitation and sampling requests
 /// to the client, whose answers go back in the retried request.
 #[tokio::test]
 async fn legacy_stdio_client_through_the_bridge_to_a_modern_only_server() {
-    let mut cmd = tokio::process::Command::new(node());
-    cmd.arg(repo().join("tests/fixtures/modern-server.mjs"));
-    let upstream = Proc::start("modern fixture", cmd).await;
+    let upstream = modern_fixture("32022").await;
     let r = via_stdio(&upstream.url, &[], &["info", "tools", "echo", "progress", "elicit", "sampling", "close"]).await;
     assert_eq!(r["info"]["server"], "mcpgate-modern-fixture");
     assert!(r["tools"].as_array().unwrap().iter().any(|t| t == "trigger-elicitation-request"), "{r}");
@@ -125,4 +134,47 @@ async fn legacy_stdio_client_through_the_bridge_to_a_modern_only_server() {
     assert_eq!(r["elicit"]["asked"], 1);
     assert_eq!(r["elicit"]["text"], "Hello, Ada Lovelace (state asked)");
     assert_eq!(r["sampling"], "LLM said: sampled by the test client");
+}
+
+/// The modern-only fixture, answering a legacy `initialize` as `--legacy-initialize` says.
+async fn modern_fixture(legacy_initialize: &str) -> Proc {
+    let mut cmd = tokio::process::Command::new(node());
+    cmd.arg(repo().join("tests/fixtures/modern-server.mjs")).args(["--legacy-initialize", legacy_initialize]);
+    Proc::start("modern fixture", cmd).await
+}
+
+/// A legacy stdio client through the bridge to a modern-only server that answers a bare
+/// `initialize` as `legacy_initialize` says: the bridge must take it for modern all the same and
+/// serve the client (a call with an input-required round included). The fixture logs the
+/// `MCP-Protocol-Version` of each legacy `initialize`: the bridge's first one carries the
+/// revision the client asked for (the SDK client's latest, 2025-11-25).
+async fn modern_only_answering_initialize_with(legacy_initialize: &str) {
+    let upstream = modern_fixture(legacy_initialize).await;
+    let r = via_stdio(&upstream.url, &[], &["info", "echo", "elicit", "close"]).await;
+    assert_eq!(r["info"]["server"], "mcpgate-modern-fixture", "{r}");
+    assert_eq!(r["echo"], "Echo: hello through mcpgate");
+    assert_eq!(r["elicit"]["text"], "Hello, Ada Lovelace (state asked)");
+    let log = upstream.output();
+    let first = log.lines().find_map(|l| l.strip_prefix("legacy initialize, MCP-Protocol-Version: "));
+    assert_eq!(first, Some("2025-11-25"), "the first initialize names the client's revision:\n{log}");
+}
+
+/// (a) 400 with -32020 (`HeaderMismatch`), as a server that wants its standard headers answers.
+#[tokio::test]
+async fn modern_only_server_refusing_initialize_with_header_mismatch() {
+    modern_only_answering_initialize_with("32020").await;
+}
+
+/// (b) 404 with -32601: `initialize` is a method the server does not have. (404 is also what
+/// sends `connect` to try HTTP+SSE, which fails here; the bridge must not stop at that.)
+#[tokio::test]
+async fn modern_only_server_not_knowing_initialize() {
+    modern_only_answering_initialize_with("32601").await;
+}
+
+/// (c) 200 with a modern result: `server/discover`'s, from a server that takes `initialize`
+/// for discovery.
+#[tokio::test]
+async fn modern_only_server_answering_initialize_with_a_discover_result() {
+    modern_only_answering_initialize_with("result").await;
 }
