@@ -186,34 +186,13 @@ async fn conformance_next_scores_the_same_through_connect_as_direct() {
 /// 0.2.0-alpha.12 at `--requirements 2025-11-25` through `mcpgate serve`, the merged endpoint and
 /// `/servers/fixture/mcp`: every scenario scores what it scores directly, and no check fails.
 #[tokio::test]
-#[ignore = "issue 14: Last-Event-ID replay through serve"]
 async fn conformance_next_scores_the_same_through_serve_merged_and_per_server() {
-    next_through_serve(false).await;
-}
-
-/// The same as the test above, except that it lets `server-sse-polling`'s check
-/// `server-sse-disconnect-resume` warn through serve where it passes directly (serve refuses a GET
-/// with Last-Event-ID: issue 14), so that every other scenario is held to direct's score meanwhile.
-/// Remove it when the test above no longer needs its `#[ignore]`.
-#[tokio::test]
-async fn conformance_next_scores_the_same_through_serve_but_for_last_event_id_replay() {
-    next_through_serve(true).await;
-}
-
-async fn next_through_serve(allow_no_replay: bool) {
     let upstream = fixture(&[]).await;
     let direct = next_direct(&upstream.url).await;
     let gw = serve_fixture(&upstream.url).await;
     let per_server = gw.url.replace("/mcp", "/servers/fixture/mcp");
     for url in [gw.url.clone(), per_server] {
-        let mut through = run_suite(Suite::Next, &url).await;
-        if allow_no_replay {
-            let known =
-                ("2 passed, 0 failed, 1 warnings".to_string(), vec!["WARNING server-sse-disconnect-resume".into()]);
-            if through.scenarios.get("server-sse-polling") == Some(&known) {
-                through.scenarios.insert("server-sse-polling".into(), direct.scenarios["server-sse-polling"].clone());
-            }
-        }
+        let through = run_suite(Suite::Next, &url).await;
         let diff = differences(&direct, &through);
         assert!(
             diff.is_empty() && through.failed == 0,
