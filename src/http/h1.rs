@@ -347,7 +347,7 @@ async fn write_response(
         _ if bodiless => {}
         Some(n) => {
             out.extend_from_slice(b"content-length: ");
-            crate::transport::http1::decimal(&mut out, n);
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
             out.extend_from_slice(b"\r\n");
         }
         None if chunked => header(&mut out, "transfer-encoding", b"chunked"),
