@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use super::{AuthError, urlenc};
+use super::AuthError;
 
 pub struct Listener {
     listener: TcpListener,
@@ -120,8 +120,8 @@ fn handle(req: &Request<Incoming>, path: &str, expect: &Expect) -> Answer {
     if req.uri().path() != path {
         return (page(StatusCode::NOT_FOUND, "Not found", "This address is only for signing in."), None);
     }
-    let query = urlenc::parse_query(req.uri().query().unwrap_or(""));
-    let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let query: Vec<_> = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).collect();
+    let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_ref());
     // A redirect for another login (or forged): refuse it and keep waiting for the user's.
     // In time independent of where they differ.
     if !get("state").is_some_and(|s| bool::from(s.as_bytes().ct_eq(expect.state.as_bytes()))) {
