@@ -10,7 +10,6 @@ pub mod config;
 pub mod connect;
 pub mod credentials;
 pub mod error;
-pub mod hash;
 pub mod http;
 pub mod jsonrpc;
 pub mod log;

@@ -11,7 +11,7 @@ use http_body_util::Full;
 use crate::cli::{LogoutArgs, StatusArgs};
 use crate::connect::UpstreamOptions;
 use crate::credentials::Source;
-use crate::http::date::rfc3339;
+use crate::credentials::token::rfc3339;
 use crate::oauth_client::record::Public;
 use crate::oauth_client::{Challenge, OAuth};
 use crate::store::{Kind, Store};

@@ -108,6 +108,22 @@ fn epoch(n: f64) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::from_secs_f64(secs))
 }
 
+// RFC 3339 both ways, on Howard Hinnant's day-count algorithms: mcpgate's one copy of a calendar
+// (HTTP dates are httpdate's, which has no RFC 3339 and no parts to build one from). No crate for
+// these two functions: the leanest that reads offsets, jiff 1.0 with default features off (no
+// time-zone data), is about 111,000 lines in two crates, 11 s of CPU in a clean debug build, and
+// made a stripped release binary that parses and prints one timestamp 242 KB larger (2.4% of
+// mcpgate's) — for some 40 lines here (docs/ARCHITECTURE.md, Dependencies). A time without an
+// offset (`az`'s local `expiresOn`) needs the system's time-zone rules either way: `mktime`.
+
+/// `2026-12-01T20:02:27Z`: when a token expires, as `mcpgate status` prints it.
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
 /// `YYYY-MM-DD[T ]HH:MM:SS[.frac][Z|±HH:MM]`; without a zone it is local time (as `az` prints it).
 pub fn parse_datetime(s: &str) -> Option<SystemTime> {
     let s = s.trim();
@@ -153,14 +169,27 @@ pub fn parse_datetime(s: &str) -> Option<SystemTime> {
     u64::try_from(secs).ok().map(|s| UNIX_EPOCH + Duration::from_secs(s))
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+/// Days since 1970-01-01 of a proleptic Gregorian date (Hinnant's `days_from_civil`).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let era = y.div_euclid(400);
     let yoe = y - era * 400;
     let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
+    era * 146_097 + doe - 719_468
+}
+
+/// The inverse: days since 1970-01-01 to (year, month, day) (Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
 /// Local wall-clock time to epoch seconds, through the C library's time-zone rules.
@@ -220,6 +249,21 @@ mod tests {
         assert_eq!(parse_command_output("not a token", now), Err(TokenParseError::NotAToken));
         assert_eq!(parse_command_output(r#"{"token_type":"x"}"#, now), Err(TokenParseError::NoTokenField));
         assert!(matches!(parse_command_output("{", now), Err(TokenParseError::BadJson(_))));
+    }
+
+    #[test]
+    fn rfc3339_both_ways() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(at(1_704_164_645)), "2024-01-02T03:04:05Z");
+        assert_eq!(rfc3339(at(951_782_400)), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(at(1_798_761_599)), "2026-12-31T23:59:59Z");
+        assert_eq!(parse_datetime("2024-01-02T05:04:05+02:00"), Some(at(1_704_164_645)));
+        assert_eq!(parse_datetime("2024-01-02T03:04:05.5z"), Some(at(1_704_164_645)));
+        // Every day from 1970 to 2100 and back, leap days and century years included.
+        for day in 0..47_482u64 {
+            let t = at(day * 86_400 + day % 86_400);
+            assert_eq!(parse_datetime(&rfc3339(t)), Some(t), "{}", rfc3339(t));
+        }
     }
 
     #[test]

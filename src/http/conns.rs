@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use rustc_hash::FxBuildHasher;
 use tokio::sync::Notify;
 
 use super::limits::Limits;
@@ -27,7 +28,8 @@ pub struct Conns {
 #[derive(Default)]
 struct Table {
     next: u64,
-    open: HashMap<u64, Arc<Conn>, crate::hash::Fast>,
+    /// Keyed by our own counter: the Fx hash is safe here (see `mcp::session`'s table).
+    open: HashMap<u64, Arc<Conn>, FxBuildHasher>,
     per_client: HashMap<IpAddr, usize>,
 }
 

@@ -17,8 +17,10 @@
 //! taken from the handler; a client that hangs up mid-stream ends the stream; pipelined requests
 //! are answered in order; on shutdown an idle connection closes, a busy one after its answer.
 
+use std::cell::RefCell;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
@@ -333,7 +335,7 @@ async fn write_response(
         header(&mut out, name.as_str(), value.as_bytes());
     }
     if !parts.headers.contains_key(DATE) {
-        super::date::with(|d| header(&mut out, "date", d.as_bytes()));
+        with_date(|d| header(&mut out, "date", d.as_bytes()));
     }
     // A stream to an HTTP/1.0 client ends with the connection.
     let until_close = how.http10 && exact.is_none() && !bodiless;
@@ -347,7 +349,7 @@ async fn write_response(
         _ if bodiless => {}
         Some(n) => {
             out.extend_from_slice(b"content-length: ");
-            crate::transport::http1::decimal(&mut out, n);
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
             out.extend_from_slice(b"\r\n");
         }
         None if chunked => header(&mut out, "transfer-encoding", b"chunked"),
@@ -402,6 +404,24 @@ async fn write_response(
     Ok(())
 }
 
+thread_local! {
+    static NOW: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+/// Calls `f` with the `Date` an origin server sends (RFC 9110 §6.6.1: an IMF-fixdate, `Sun, 06
+/// Nov 1994 08:49:37 GMT`), formatted by httpdate once a second per thread.
+fn with_date<R>(f: impl FnOnce(&str) -> R) -> R {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    NOW.with_borrow_mut(|(at, text)| {
+        if *at != now {
+            *at = now;
+            text.clear();
+            let _ = write!(text, "{}", httpdate::HttpDate::from(UNIX_EPOCH + Duration::from_secs(now)));
+        }
+        f(text)
+    })
+}
+
 fn header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
@@ -424,5 +444,20 @@ async fn hung_up(stream: &TcpStream, buf: &mut BytesMut) -> std::io::Result<()> 
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn the_date_is_an_imf_fixdate_of_now() {
+        let before = SystemTime::now() - Duration::from_secs(1);
+        let date = super::with_date(str::to_owned);
+        assert_eq!(date.len(), 29, "{date}");
+        assert!(date.ends_with(" GMT"), "{date}");
+        let t = httpdate::parse_http_date(&date).unwrap();
+        assert!(t >= before && t <= SystemTime::now(), "{date}");
     }
 }

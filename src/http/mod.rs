@@ -3,7 +3,6 @@
 
 pub mod body;
 pub mod conns;
-pub mod date;
 #[cfg(test)]
 mod differential;
 pub mod framing;

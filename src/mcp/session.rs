@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::HeaderValue;
+use rustc_hash::FxBuildHasher;
 
 pub struct Session<S> {
     /// The id (32 lowercase hex characters) as a header value, ready to send back.
@@ -114,8 +115,13 @@ pub struct SessionTable<S> {
 }
 
 struct Inner<S> {
-    /// Keyed by the id's 128 bits (no string per session; see `key`).
-    map: HashMap<u128, Arc<Session<S>>, crate::hash::Fast>,
+    /// Keyed by the id's 128 bits (no string per session; see `key`). The Fx hash (rustc's own,
+    /// from `rustc-hash`) rather than SipHash, which resists keys chosen to collide at several
+    /// times the cost, and every request looks here. This table needs no such resistance, nor do
+    /// the others that use `FxBuildHasher` (upstream sessions, connections, metrics): their keys
+    /// are ids the gateway generated at random or names from the configuration, so a client can
+    /// look up what it likes but never fill a table with keys of its choosing.
+    map: HashMap<u128, Arc<Session<S>>, FxBuildHasher>,
     /// Each client address's sessions. The standard hash: these keys are the clients' choice.
     clients: HashMap<IpAddr, Vec<u128>>,
     limits: Limits,

@@ -13,10 +13,11 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use super::{AuthError, pkce, urlenc};
+use super::AuthError;
 
 pub struct Listener {
     listener: TcpListener,
@@ -119,10 +120,11 @@ fn handle(req: &Request<Incoming>, path: &str, expect: &Expect) -> Answer {
     if req.uri().path() != path {
         return (page(StatusCode::NOT_FOUND, "Not found", "This address is only for signing in."), None);
     }
-    let query = urlenc::parse_query(req.uri().query().unwrap_or(""));
-    let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let query: Vec<_> = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).collect();
+    let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_ref());
     // A redirect for another login (or forged): refuse it and keep waiting for the user's.
-    if !get("state").is_some_and(|s| pkce::same_secret(s, &expect.state)) {
+    // In time independent of where they differ.
+    if !get("state").is_some_and(|s| bool::from(s.as_bytes().ct_eq(expect.state.as_bytes()))) {
         tracing::warn!("refused a sign-in redirect whose state does not match this login");
         return (
             page(

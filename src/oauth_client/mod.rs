@@ -17,7 +17,6 @@ pub mod jwt;
 pub mod pkce;
 pub mod registration;
 pub mod token;
-pub mod urlenc;
 
 pub(crate) mod record;
 
@@ -554,7 +553,7 @@ impl OAuth {
         if let Some(r) = self.resource(&found) {
             params.push(("resource", r));
         }
-        let url = urlenc::with_query(&authorize, params);
+        let url = with_query(&authorize, params);
         browser::open(&self.cfg.browser, &url, &self.server_name());
         let expect = callback::Expect {
             state,
@@ -668,6 +667,20 @@ pub fn union_scopes(have: &str, want: &str) -> String {
     out.join(" ")
 }
 
+/// `base` with the pairs form-encoded onto its query (after what it has: an authorization
+/// endpoint may carry parameters of its own).
+fn with_query<'a>(base: &str, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut url = base.to_owned();
+    let start = match url.find('?') {
+        Some(q) => q + 1,
+        None => {
+            url.push('?');
+            url.len()
+        }
+    };
+    form_urlencoded::Serializer::for_suffix(url, start).extend_pairs(pairs).finish()
+}
+
 /// Renews the token at two thirds of its lifetime, so no request waits. Ends with the credential.
 async fn refresh_ahead(oauth: Weak<OAuth>) {
     let mut failures = 0u32;
@@ -716,5 +729,17 @@ mod tests {
         assert_eq!(union_scopes("a b", "b c"), "a b c");
         assert_eq!(union_scopes("", "x"), "x");
         assert_eq!(union_scopes("a", ""), "a");
+    }
+
+    #[test]
+    fn authorization_urls_keep_the_endpoints_own_query() {
+        let pairs = [("scope", "a b"), ("redirect_uri", "http://127.0.0.1:3000/cb?x=1&y")];
+        let encoded = "scope=a+b&redirect_uri=http%3A%2F%2F127.0.0.1%3A3000%2Fcb%3Fx%3D1%26y";
+        assert_eq!(with_query("https://as/authorize", pairs), format!("https://as/authorize?{encoded}"));
+        assert_eq!(
+            with_query("https://as/authorize?tenant=1", pairs),
+            format!("https://as/authorize?tenant=1&{encoded}")
+        );
+        assert_eq!(with_query("https://as/authorize?", pairs), format!("https://as/authorize?{encoded}"));
     }
 }

@@ -10,10 +10,10 @@ use base64::Engine;
 use http::HeaderValue;
 use serde::{Deserialize, Serialize};
 
+use super::AuthError;
 use super::discovery::ServerMetadata;
 use super::http::Http;
 use super::jwt::SigningKey;
-use super::{AuthError, urlenc};
 
 /// How the client proves itself at the token endpoint (RFC 7591 §2 names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -131,7 +131,7 @@ pub async fn request(
         form.push(("resource", resource.to_owned()));
     }
     let basic = authenticate(client, server, &mut form)?;
-    let body = urlenc::form(form.iter().map(|(k, v)| (*k, v.as_str())));
+    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(&form).finish();
     let now = SystemTime::now();
     let reply = http.post_form(&server.token_endpoint, body, basic).await?;
     if reply.status.is_server_error() {
@@ -207,7 +207,8 @@ pub async fn exchange_id_token(
     if let Some(s) = scope.filter(|s| !s.is_empty()) {
         form.push(("scope", s));
     }
-    let reply = http.post_form(idp_token_endpoint, urlenc::form(form), None).await?;
+    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+    let reply = http.post_form(idp_token_endpoint, body, None).await?;
     if reply.status.is_server_error() {
         return Err(AuthError::transient(format!("the identity provider's token exchange answered {}", reply.status)));
     }
@@ -247,7 +248,8 @@ fn authenticate(
         }
         AuthMethod::ClientSecretBasic => {
             // RFC 6749 §2.3.1: both parts form-encoded before base64.
-            let pair = format!("{}:{}", urlenc::encode(&client.id), urlenc::encode(&secret()?));
+            let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let pair = format!("{}:{}", encode(&client.id), encode(&secret()?));
             let value = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair));
             let mut header = HeaderValue::try_from(value)
                 .map_err(|_| AuthError::refused("the client credentials cannot be sent in a header"))?;

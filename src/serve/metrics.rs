@@ -9,7 +9,7 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::hash::Fast;
+use rustc_hash::FxBuildHasher;
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -17,7 +17,9 @@ const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 #[derive(Default)]
 pub struct Metrics {
     /// By server, then method: server keys are allocated once, on first sight, not per request.
-    by: Mutex<HashMap<String, HashMap<&'static str, Entry, Fast>, Fast>>,
+    /// Configured names and a fixed set of method labels: the Fx hash is safe here (see
+    /// `mcp::session`'s table).
+    by: Mutex<HashMap<String, HashMap<&'static str, Entry, FxBuildHasher>, FxBuildHasher>>,
 }
 
 #[derive(Clone)]

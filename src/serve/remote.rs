@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderValue};
 use http::{Method, Request, Response};
 use http_body_util::Full;
+use rustc_hash::FxBuildHasher;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -35,8 +36,9 @@ pub struct RemoteLink {
     modern: std::sync::OnceLock<crate::connect::modern::ModernUpstream>,
     /// Sends each client's own `Authorization` (the server validates users itself).
     forward_token: bool,
-    /// Upstream sessions by the gateway's client session id ("" is the gateway's own).
-    sessions: Mutex<HashMap<String, Arc<Upstream>, crate::hash::Fast>>,
+    /// Upstream sessions by the gateway's client session id ("" is the gateway's own): ids it
+    /// issued, so the Fx hash is safe here (see `mcp::session`'s table).
+    sessions: Mutex<HashMap<String, Arc<Upstream>, FxBuildHasher>>,
     opening: tokio::sync::Mutex<()>,
     state: Mutex<(Health, Option<ServerInfo>)>,
     unsolicited: super::backend::UnsolicitedTx,

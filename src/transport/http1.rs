@@ -245,7 +245,7 @@ fn encode(method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Resu
     }
     if !body.is_empty() || !matches!(*method, Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS) {
         out.extend_from_slice(b"content-length: ");
-        decimal(&mut out, body.len() as u64);
+        out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
@@ -253,21 +253,6 @@ fn encode(method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Resu
         out.extend_from_slice(body);
     }
     Ok(out)
-}
-
-/// Appends `n` in decimal, without the allocation `to_string` makes.
-pub(crate) fn decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 /// `Host` for `uri`: its host and a port other than 80 — never the authority as written, which
@@ -630,15 +615,6 @@ mod tests {
         ] {
             let uri: Uri = url.parse().unwrap();
             assert_eq!(host_header(&uri).unwrap(), host, "{url}");
-        }
-    }
-
-    #[test]
-    fn decimals() {
-        for n in [0u64, 7, 10, 1234, u64::MAX] {
-            let mut out = Vec::new();
-            decimal(&mut out, n);
-            assert_eq!(out, n.to_string().as_bytes());
         }
     }
 

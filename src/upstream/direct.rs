@@ -93,7 +93,7 @@ impl Upstream {
             }
         }
         head.extend_from_slice(b"content-length: ");
-        http1::decimal(&mut head, body.len() as u64);
+        head.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
         head.extend_from_slice(b"\r\n\r\n");
         if small {
             head.extend_from_slice(body);

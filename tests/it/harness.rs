@@ -251,19 +251,6 @@ pub fn tempdir(name: &str) -> PathBuf {
     dir
 }
 
-/// Percent-encodes a form value.
-pub fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// (VmRSS, VmHWM) of a process, in bytes (VmHWM: the peak so far).
 pub fn memory_of(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

@@ -355,7 +355,10 @@ async fn refusals_keep_their_challenge_and_the_callers_token_goes_only_where_all
     );
     let gw = serve(&config).await;
     // The caller's token, for a (client credentials at the provider).
-    let form = format!("grant_type=client_credentials&resource={}", crate::harness::urlencode(&a.url));
+    let form = format!(
+        "grant_type=client_credentials&resource={}",
+        form_urlencoded::byte_serialize(a.url.as_bytes()).collect::<String>()
+    );
     let auth = format!(
         "Basic {}",
         base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "mcpgate-m2m:m2m-secret")
