@@ -14,16 +14,12 @@
 //! stdin is not read, so a client that writes requests and never reads is slowed to its own
 //! pace instead of growing the bridge.
 
-use std::collections::VecDeque;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderValue};
-use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body::Frame;
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -31,13 +27,13 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::connect::{Proxy, StartError, UpstreamOptions};
-use crate::http::body::{Body, BoxError};
+use crate::http::body::Body;
 use crate::http::guard::Guard;
 use crate::jsonrpc::{self, Payload, codes};
 use crate::mcp::era::{self, Detected, Era};
 use crate::mcp::headers::{LAST_EVENT_ID, PROTOCOL_VERSION, SESSION_ID};
 use crate::mcp::queue;
-use crate::transport::sse;
+use crate::transport::answer;
 
 mod modern;
 
@@ -47,20 +43,9 @@ pub(crate) const PATH: &str = "/mcp";
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// How long in-flight requests may finish after stdin closes.
 const DRAIN: Duration = Duration::from_secs(30);
-/// How many times a response stream that ended unanswered is resumed.
-const RESUME_ATTEMPTS: usize = 5;
 /// Messages waiting for the client to read its stdout, at most; as many responses waiting stop
 /// the reading of stdin until the client reads.
 const OUT: usize = 1024;
-
-/// How a response stream ended: what resuming it needs.
-#[derive(Default)]
-struct StreamEnd {
-    last_event_id: Option<String>,
-    /// The server's `retry` (ms): how long to wait before resuming.
-    retry: Option<u64>,
-    relayed: usize,
-}
 
 pub struct Options {
     pub upstream: UpstreamOptions,
@@ -181,15 +166,15 @@ impl Bridge {
         if let Some(m) = self.modern.get().cloned() {
             return self.modern_dispatch(m, body, in_flight).await;
         }
-        let (is_init, pending, id) = match Payload::parse(&body) {
-            Ok(p) => (p.is_initialize(), p.request_ids(), p.error_id().map(ToOwned::to_owned)),
+        let (is_init, pending) = match Payload::parse(&body) {
+            Ok(p) => (p.is_initialize(), p.request_ids()),
             Err(e) => {
                 self.emit(jsonrpc::error_response(None, codes::PARSE_ERROR, &e.to_string()));
                 return;
             }
         };
         let has_requests = !pending.is_empty();
-        let exchange = self.clone().exchange(body, pending, is_init, id);
+        let exchange = self.clone().exchange(body, pending, is_init);
         if has_requests {
             in_flight.spawn(exchange);
         } else {
@@ -225,40 +210,45 @@ impl Bridge {
         body: Bytes,
         mut pending: Vec<String>,
         is_init: bool,
-        id: Option<Box<serde_json::value::RawValue>>,
     ) {
-        let resp = if is_init {
-            match self.initialize(body.clone()).await {
-                Ok(resp) => resp,
+        let status = if is_init {
+            let answer = match self.initialize(body.clone()).await {
+                Ok(answer) => answer,
                 Err(version) => return self.start_modern(&body, version.to_owned()).await,
+            };
+            if answer.status.is_success() {
+                *self.session.lock().unwrap_or_else(|p| p.into_inner()) = answer.session.clone();
             }
+            for m in answer.messages {
+                self.deliver(m, &mut pending);
+            }
+            answer.status
         } else {
-            self.proxy.clone().handle(self.request(Method::POST, body)).await
-        };
-        let ok = resp.status().is_success();
-        let status = resp.status();
-        if pending.is_empty() {
-            // Notifications and responses get 202 and no answer; a server that answers anyway
-            // (some reply 200 with an id-less body) must not put that on stdout.
-            if !ok {
-                tracing::debug!("the server answered a notification or response with {status}");
+            let resp = self.proxy.clone().handle(self.request(Method::POST, body)).await;
+            let status = resp.status();
+            if pending.is_empty() {
+                // Notifications and responses get 202 and no answer; a server that answers anyway
+                // (some reply 200 with an id-less body) must not put that on stdout.
+                if !status.is_success() {
+                    tracing::debug!("the server answered a notification or response with {status}");
+                }
+                return;
             }
-            return;
+            self.relay(resp, &mut pending).await;
+            status
+        };
+        // Resumed as far as it could be (`relay`): what is still unanswered never will be. An
+        // answer that was no JSON-RPC (an upstream's bare 401, say) is said to be what it was.
+        let why = if status.is_success() || status == StatusCode::ACCEPTED {
+            "the server ended the response stream without answering".to_owned()
+        } else {
+            format!("upstream answered HTTP {status}")
+        };
+        for id in pending {
+            let raw = serde_json::value::RawValue::from_string(id).ok();
+            self.emit(jsonrpc::error_response(raw.as_deref(), codes::UPSTREAM_PROTOCOL, &why));
         }
-        if is_init && ok {
-            *self.session.lock().unwrap_or_else(|p| p.into_inner()) = resp.headers().get(SESSION_ID).cloned();
-        }
-        let end = self.relay(resp, &mut pending, false).await;
-        if end.relayed == 0 && !ok && status != StatusCode::ACCEPTED {
-            // Not a JSON-RPC answer (e.g. an upstream's bare 401): answer the request ourselves.
-            let message = format!("upstream answered HTTP {status}");
-            self.emit(jsonrpc::error_response(id.as_deref(), codes::UPSTREAM_PROTOCOL, &message));
-            pending.clear();
-        }
-        if !pending.is_empty() {
-            self.resume(end, pending).await;
-        }
-        if is_init && ok {
+        if is_init && status.is_success() {
             self.clone().start_listening();
         }
     }
@@ -273,40 +263,53 @@ impl Bridge {
     /// Some legacy servers check the header on `initialize` too, against the revisions they know:
     /// one older than the client refuses it (400), where without the header it would negotiate.
     /// Such a refusal is followed by the `initialize` once more, without the header, as before.
-    async fn initialize(&self, init: Bytes) -> Result<Response<Body>, &'static str> {
+    async fn initialize(&self, init: Bytes) -> Result<InitAnswer, &'static str> {
         let asked = asked_version(&init);
-        let (mut resp, mut answer) = self.send_initialize(init.clone(), asked.clone()).await;
-        let mut detected = era::detect(resp.status().as_u16(), &answer);
-        if detected == Detected::HttpSse && resp.status() == StatusCode::BAD_REQUEST && asked.is_some() {
+        let mut answer = self.send_initialize(init.clone(), asked.clone()).await;
+        let mut detected = era::detect(answer.status.as_u16(), &answer.response);
+        if detected == Detected::HttpSse && answer.status == StatusCode::BAD_REQUEST && asked.is_some() {
             tracing::debug!("initialize with MCP-Protocol-Version refused (400); sending it again without");
-            (resp, answer) = self.send_initialize(init, None).await;
-            detected = era::detect(resp.status().as_u16(), &answer);
+            answer = self.send_initialize(init, None).await;
+            detected = era::detect(answer.status.as_u16(), &answer.response);
         }
         match detected {
             Detected::Modern(version) => {
-                if resp.status().is_success() {
-                    self.forget_engine_session(resp.headers().get(SESSION_ID).cloned()).await;
+                if answer.status.is_success() {
+                    self.forget_engine_session(answer.session).await;
                 }
                 Err(version)
             }
             Detected::AsIs | Detected::HttpSse => {
-                if resp.status().is_success() {
-                    self.learn_version(&answer);
+                if answer.status.is_success() {
+                    self.learn_version(&answer.response);
                 }
-                Ok(resp)
+                Ok(answer)
             }
         }
     }
 
     /// One `initialize` through the engine, with `version` as `MCP-Protocol-Version` (or none),
-    /// read as far as its answer (`read_answer`).
-    async fn send_initialize(&self, init: Bytes, version: Option<HeaderValue>) -> (Response<Body>, Bytes) {
+    /// read as far as its response (a server ends the stream there).
+    async fn send_initialize(&self, init: Bytes, version: Option<HeaderValue>) -> InitAnswer {
         let mut req = self.request(Method::POST, init);
         req.headers_mut().remove(PROTOCOL_VERSION);
         if let Some(v) = version {
             req.headers_mut().insert(PROTOCOL_VERSION, v);
         }
-        read_answer(self.proxy.clone().handle(req).await).await
+        let resp = self.proxy.clone().handle(req).await;
+        let (status, session) = (resp.status(), resp.headers().get(SESSION_ID).cloned());
+        let (mut messages, mut response) = (Vec::new(), Bytes::new());
+        answer::read(resp, answer::MAX_JSON, |m| {
+            let is_response = Payload::parse(&m)
+                .is_ok_and(|p| p.messages().iter().any(|m| m.kind() == jsonrpc::Kind::Response));
+            if is_response {
+                response = m.clone();
+            }
+            messages.push(m);
+            !is_response
+        })
+        .await;
+        InitAnswer { status, session, messages, response }
     }
 
     /// The engine opened a session for an `initialize` a modern-only server answered with a
@@ -318,91 +321,38 @@ impl Bridge {
         drop(self.proxy.clone().handle(req).await);
     }
 
-    /// A response stream ended before answering every request. Since 2025-11-25 a server may
-    /// close a stream on purpose and expect the client to resume it: wait the stream's `retry`,
-    /// then GET with `Last-Event-ID`, until the answers arrive (a few attempts). Without an event
-    /// id there is nothing to resume: the requests are answered with an error, never left hanging.
-    async fn resume(&self, mut end: StreamEnd, mut pending: Vec<String>) {
-        for _ in 0..RESUME_ATTEMPTS {
-            let Some(last) = end.last_event_id.clone().and_then(|i| HeaderValue::try_from(i).ok()) else { break };
-            let wait = Duration::from_millis(end.retry.unwrap_or(1000).min(30_000));
+    /// Writes every JSON-RPC message of a response (JSON body or SSE events) to stdout, crossing
+    /// answered requests off `pending`, until none is left. A stream that ends first is resumed
+    /// (`answer::read_resuming`: since 2025-11-25 a server may end one on purpose and expect
+    /// the client to resume it with `Last-Event-ID`).
+    async fn relay(&self, resp: Response<Body>, pending: &mut Vec<String>) -> answer::End {
+        let reopen = |last: HeaderValue, wait: Duration| async move {
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
-                () = self.shutdown.cancelled() => return,
+                () = self.shutdown.cancelled() => return None,
             }
             let mut req = self.stream_request();
             req.headers_mut().insert(LAST_EVENT_ID, last);
-            let resp = self.proxy.clone().handle(req).await;
-            if resp.status() != StatusCode::OK {
-                tracing::debug!("resuming a response stream was refused ({})", resp.status());
-                break;
-            }
-            let next = self.relay(resp, &mut pending, true).await;
-            if pending.is_empty() {
-                return;
-            }
-            end = StreamEnd {
-                last_event_id: next.last_event_id.or(end.last_event_id),
-                retry: next.retry.or(end.retry),
-                relayed: 0,
-            };
-        }
-        for id in pending {
-            let raw = serde_json::value::RawValue::from_string(id).ok();
-            self.emit(jsonrpc::error_response(
-                raw.as_deref(),
-                codes::UPSTREAM_PROTOCOL,
-                "the server ended the response stream without answering",
-            ));
-        }
+            Some(self.proxy.clone().handle(req).await)
+        };
+        answer::read_resuming(resp, answer::MAX_JSON, reopen, |m| {
+            self.deliver(m, pending);
+            !pending.is_empty()
+        })
+        .await
     }
 
-    /// Writes every JSON-RPC message of a response (JSON body or SSE events) to stdout, crossing
-    /// answered requests off `pending`; with `until_answered`, stops reading once none is left
-    /// (a resumed stream may stay open).
-    async fn relay(&self, resp: Response<Body>, pending: &mut Vec<String>, until_answered: bool) -> StreamEnd {
-        let is_sse = is_event_stream(resp.headers());
-        let mut body = resp.into_body();
-        let mut end = StreamEnd::default();
-        let deliver = |msg: Bytes, end: &mut StreamEnd, pending: &mut Vec<String>| {
-            let Ok(payload) = Payload::parse(&msg) else { return };
-            for m in payload.messages() {
-                if m.kind() == jsonrpc::Kind::Response
-                    && let Some(id) = m.id
-                {
-                    pending.retain(|p| p != id.get());
-                }
-            }
-            self.emit(msg);
-            end.relayed += 1;
-        };
-        if !is_sse {
-            if let Ok(bytes) = body.collect().await.map(|c| c.to_bytes()) {
-                deliver(bytes, &mut end, pending);
-            }
-            return end;
-        }
-        let mut parser = sse::Parser::new();
-        let mut events = Vec::new();
-        while let Some(Ok(frame)) = body.frame().await {
-            let Some(data) = frame.data_ref() else { continue };
-            parser.feed(data, &mut events);
-            for ev in events.drain(..) {
-                if ev.id.is_some() {
-                    end.last_event_id = ev.id.clone();
-                }
-                if ev.retry.is_some() {
-                    end.retry = ev.retry;
-                }
-                if !ev.data.trim().is_empty() {
-                    deliver(Bytes::from(ev.data), &mut end, pending);
-                }
-            }
-            if until_answered && pending.is_empty() {
-                break;
+    /// One message to stdout; a response crosses its request off `pending`.
+    fn deliver(&self, msg: Bytes, pending: &mut Vec<String>) {
+        let Ok(payload) = Payload::parse(&msg) else { return };
+        for m in payload.messages() {
+            if m.kind() == jsonrpc::Kind::Response
+                && let Some(id) = m.id
+            {
+                pending.retain(|p| p != id.get());
             }
         }
-        end
+        self.emit(msg);
     }
 
     /// A GET for an event stream of the session.
@@ -449,7 +399,12 @@ impl Bridge {
                 match resp.status() {
                     StatusCode::OK => {
                         backoff = Duration::from_millis(500);
-                        last_event = self.relay(resp, &mut Vec::new(), false).await.last_event_id.or(last_event);
+                        let end = answer::read(resp, answer::MAX_JSON, |m| {
+                            self.deliver(m, &mut Vec::new());
+                            true
+                        })
+                        .await;
+                        last_event = end.last_event_id.or(last_event);
                     }
                     // The server offers no GET stream: nothing to listen to.
                     StatusCode::METHOD_NOT_ALLOWED => return,
@@ -467,10 +422,6 @@ impl Bridge {
     }
 }
 
-fn is_event_stream(headers: &HeaderMap) -> bool {
-    headers.get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
-}
-
 /// The revision a client's `initialize` asks for, as the header for it: a legacy revision this
 /// gateway knows (the engine refuses any other, and a modern one on `initialize` is a
 /// contradiction modern servers refuse with -32020).
@@ -480,55 +431,13 @@ fn asked_version(init: &[u8]) -> Option<HeaderValue> {
     (era::era_of(Some(asked)) == Ok(Era::Legacy)).then(|| HeaderValue::from_str(asked).ok())?
 }
 
-/// Reads a response as far as its JSON-RPC response message (a JSON body whole; an event stream
-/// up to the event that carries it) and gives it back whole, to be relayed as it is, with that
-/// message (empty when there is none).
-async fn read_answer(resp: Response<Body>) -> (Response<Body>, Bytes) {
-    let (parts, mut body) = resp.into_parts();
-    if !is_event_stream(&parts.headers) {
-        let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-        return (Response::from_parts(parts, crate::http::body::full(bytes.clone())), bytes);
-    }
-    let mut read = VecDeque::new();
-    let mut parser = sse::Parser::new();
-    let mut events = Vec::new();
-    let mut answer = Bytes::new();
-    let mut rest = None;
-    // A body that fails ends where it failed, as `relay` would read it.
-    while let Some(Ok(frame)) = body.frame().await {
-        let Some(data) = frame.data_ref() else { continue };
-        read.push_back(data.clone());
-        parser.feed(data, &mut events);
-        let response = |ev: &sse::Event| {
-            Payload::parse(ev.data.as_bytes())
-                .is_ok_and(|p| p.messages().iter().any(|m| m.kind() == jsonrpc::Kind::Response))
-        };
-        if let Some(ev) = events.drain(..).find(response) {
-            answer = Bytes::from(ev.data);
-            rest = Some(body);
-            break;
-        }
-    }
-    (Response::from_parts(parts, ReadAhead { read, rest }.boxed_unsync()), answer)
-}
-
-/// A body read ahead: what was read, then the rest.
-struct ReadAhead {
-    read: VecDeque<Bytes>,
-    rest: Option<Body>,
-}
-
-impl http_body::Body for ReadAhead {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if let Some(data) = self.read.pop_front() {
-            return Poll::Ready(Some(Ok(Frame::data(data))));
-        }
-        match self.rest.as_mut() {
-            Some(rest) => Pin::new(rest).poll_frame(cx),
-            None => Poll::Ready(None),
-        }
-    }
+/// What the engine answered to an `initialize`.
+struct InitAnswer {
+    status: StatusCode,
+    /// The engine's session, when it opened one.
+    session: Option<HeaderValue>,
+    /// The messages of the answer up to its response, the response included.
+    messages: Vec<Bytes>,
+    /// The response (empty when there was none).
+    response: Bytes,
 }
