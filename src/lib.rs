@@ -20,6 +20,7 @@ pub mod serve;
 pub mod shutdown;
 pub mod stdio;
 pub mod store;
+pub mod token;
 pub mod transport;
 pub mod upstream;
 pub mod url;

@@ -11,7 +11,7 @@ use http_body_util::Full;
 use crate::cli::{LogoutArgs, StatusArgs};
 use crate::connect::UpstreamOptions;
 use crate::credentials::Source;
-use crate::credentials::token::rfc3339;
+use crate::token::rfc3339;
 use crate::oauth_client::record::Public;
 use crate::oauth_client::{Challenge, OAuth};
 use crate::store::{Kind, Store};
@@ -38,7 +38,7 @@ pub async fn login(up: UpstreamOptions) -> Result<(), String> {
 /// The server's challenge to an unauthenticated request (Streamable HTTP POST, else an SSE GET).
 async fn probe(up: &UpstreamOptions) -> Result<Challenge, String> {
     let client = crate::transport::http_client::build(up.connect_timeout);
-    let shown = crate::upstream::display_url(&up.url);
+    let shown = crate::url::display(&up.url);
     let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"mcpgate-login","version":"1"}}}"#;
     let mut last = StatusCode::OK;
     for (method, accept, body) in

@@ -85,7 +85,7 @@ fn check(path: &std::path::Path) -> Result<(), String> {
                         format!("stdio: {}", command.split_whitespace().next().unwrap_or_default())
                     }
                     mcpgate::config::Transport::Remote { url, kind, .. } => {
-                        format!("{kind:?}: {}", mcpgate::upstream::display_url(url))
+                        format!("{kind:?}: {}", mcpgate::url::display(url))
                     }
                 };
                 let _ = writeln!(out, "  {}{} ({what})", s.name, if s.enabled { "" } else { " [disabled]" });

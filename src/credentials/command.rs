@@ -5,7 +5,7 @@
 use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
-use super::token::{self, IssuedToken};
+use crate::token::{self, IssuedToken};
 
 #[derive(Debug, Clone)]
 pub struct CommandSpec {

@@ -5,7 +5,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::token::{self, IssuedToken};
+use crate::token::{self, IssuedToken};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {

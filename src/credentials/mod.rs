@@ -7,7 +7,6 @@
 
 mod command;
 mod file;
-pub mod token;
 
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, SystemTime};
@@ -16,7 +15,7 @@ use http::HeaderValue;
 
 use crate::oauth_client::OAuth;
 pub use command::CommandSpec;
-use token::IssuedToken;
+use crate::token::{self, Current, IssuedToken};
 
 /// Where the bearer token comes from.
 #[derive(Debug, Clone)]
@@ -37,7 +36,7 @@ impl Source {
             Source::Env(var) => format!("environment variable {var}"),
             Source::File(p) => format!("token file {}", p.display()),
             Source::Command(c) => format!("token command `{}`", c.program_name()),
-            Source::OAuth(c) => format!("OAuth sign-in to {}", crate::upstream::display_url(&c.server)),
+            Source::OAuth(c) => format!("OAuth sign-in to {}", crate::url::display(&c.server)),
         }
     }
 }
@@ -67,47 +66,6 @@ struct Inner {
     /// Held while a refresh runs: the single flight.
     refreshing: tokio::sync::Mutex<()>,
     file: Option<file::Watch>,
-}
-
-/// The token in use, as a ready header, and when to renew it.
-#[derive(Clone)]
-pub(crate) struct Current {
-    pub(crate) header: HeaderValue,
-    /// When to refresh ahead of expiry (two thirds of the lifetime), if the expiry is known.
-    pub(crate) refresh_at: Option<SystemTime>,
-    /// After this the token is not used any more: requests wait for a fresh one.
-    pub(crate) stale_at: Option<SystemTime>,
-}
-
-impl Current {
-    /// Not stale yet.
-    pub(crate) fn usable(&self) -> bool {
-        self.stale_at.is_none_or(|t| SystemTime::now() < t)
-    }
-
-    /// A placeholder that is never usable (a stored token that is not a valid header).
-    pub(crate) fn invalid() -> Self {
-        Current {
-            header: HeaderValue::from_static("Bearer -"),
-            refresh_at: None,
-            stale_at: Some(SystemTime::UNIX_EPOCH),
-        }
-    }
-
-    pub(crate) fn new(token: &IssuedToken, fetched: SystemTime) -> Result<Self, String> {
-        let mut header = HeaderValue::try_from(format!("Bearer {}", token.value))
-            .map_err(|_| "yields a token that is not a valid header value".to_owned())?;
-        header.set_sensitive(true);
-        let (refresh_at, stale_at) = match token.expires_at {
-            Some(exp) => {
-                let life = exp.duration_since(fetched).unwrap_or_default();
-                let margin = (life / 10).min(Duration::from_secs(30));
-                (Some(fetched + life * 2 / 3), Some(exp - margin))
-            }
-            None => (None, None),
-        };
-        Ok(Current { header, refresh_at, stale_at })
-    }
 }
 
 impl Credentials {

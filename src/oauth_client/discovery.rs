@@ -146,7 +146,7 @@ async fn first_document(http: &Http, urls: &[String]) -> Result<Option<(String, 
 }
 
 fn shorten(url: &str) -> String {
-    url.parse::<Uri>().map(|u| crate::upstream::display_url(&u)).unwrap_or_else(|_| "<url>".into())
+    url.parse::<Uri>().map(|u| crate::url::display(&u)).unwrap_or_else(|_| "<url>".into())
 }
 
 /// Discovers the authorization server for the MCP server at `server`.
@@ -175,7 +175,7 @@ pub async fn discover(http: &Http, server: &Uri, challenge: Option<&Challenge>) 
         return Err(AuthError::refused(format!(
             "the protected-resource metadata names the resource {:?}, which is not this server ({}); refusing to sign in",
             prm.resource,
-            crate::upstream::display_url(server)
+            crate::url::display(server)
         )));
     }
     let issuer = prm.authorization_servers.first().cloned().ok_or_else(|| {

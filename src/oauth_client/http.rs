@@ -73,7 +73,7 @@ impl Http {
         auth: Option<HeaderValue>,
     ) -> Result<Reply, AuthError> {
         let uri = self.check(url).await?;
-        let shown = crate::upstream::display_url(&uri);
+        let shown = crate::url::display(&uri);
         let mut req = Request::new(Full::new(Bytes::new()));
         *req.method_mut() = method;
         *req.uri_mut() = uri;

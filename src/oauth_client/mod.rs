@@ -33,8 +33,8 @@ use record::TokenRecord;
 use registration::Registered;
 use token::{AuthMethod, Client, Grant, Tokens};
 
-use crate::credentials::Current;
-use crate::credentials::token::IssuedToken;
+use crate::token::Current;
+use crate::token::IssuedToken;
 use crate::store::{Kind as StoreKind, Store};
 
 /// What an OAuth failure means for the stored credential and for the user.
@@ -140,7 +140,7 @@ pub struct Config {
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("oauth::Config")
-            .field("server", &crate::upstream::display_url(&self.server))
+            .field("server", &crate::url::display(&self.server))
             .field("issuer", &self.issuer)
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
@@ -214,7 +214,7 @@ impl OAuth {
     }
 
     pub fn server_name(&self) -> String {
-        crate::upstream::display_url(&self.cfg.server)
+        crate::url::display(&self.cfg.server)
     }
 
     fn snapshot(&self) -> State {

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::discovery::{Found, ServerMetadata};
 use super::registration::Registered;
 use super::token::Tokens;
-use crate::credentials::Current;
-use crate::credentials::token::IssuedToken;
+use crate::token::Current;
+use crate::token::IssuedToken;
 use crate::store::Record;
 
 /// No `Debug`: it holds tokens.

@@ -177,7 +177,7 @@ pub async fn request(
     let expires_at = expires_in
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(|s| now + Duration::from_secs_f64(s.min(10.0 * 365.0 * 86400.0)))
-        .or_else(|| crate::credentials::token::jwt_expiry(&ok.access_token));
+        .or_else(|| crate::token::jwt_expiry(&ok.access_token));
     Ok(Tokens { access_token: ok.access_token, expires_at, refresh_token: ok.refresh_token, scope: ok.scope })
 }
 

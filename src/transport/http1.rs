@@ -30,7 +30,8 @@ use http_body_util::Full;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::http_client::{BoxError, HttpClient};
+use crate::http::body::BoxError;
+use std::sync::Arc;
 
 /// Below the keep-alive timeout of the servers MCP runs on (Node's and uvicorn's: 5 s). Counted
 /// from the last request's start, so a connection that carried a long stream is not reused
@@ -103,10 +104,16 @@ impl Conn {
     }
 }
 
+/// Whoever keeps a client's idle connections, one pool per thread (`http_client::HttpClient`'s
+/// settings): reached again after each wait, since a task may not hold a pool across one.
+pub trait Home: Send + Sync {
+    fn with_pool(&self, f: &mut dyn FnMut(&mut Pool));
+}
+
 /// Sends `req` (an `http://` URI) on one of this thread's connections, opening one if none is
 /// free, and reads the response head.
 pub async fn send(
-    client: &HttpClient,
+    client: &Arc<dyn Home>,
     req: Request<Full<Bytes>>,
     connect_timeout: Duration,
 ) -> Result<Response<ResponseBody>, BoxError> {
@@ -134,12 +141,13 @@ pub fn body_in_head(body: &[u8]) -> bool {
 /// Sends a request already encoded (by `encode`, or by a caller that renders its own head) and
 /// reads the response head.
 pub async fn send_encoded(
-    client: &HttpClient,
+    client: &Arc<dyn Home>,
     req: Wire<'_>,
     connect_timeout: Duration,
 ) -> Result<Response<ResponseBody>, BoxError> {
     let Wire { head: wire, body, uri, authority, head_only } = req;
-    let reused = client.with_pool(|p| p.take(&authority, Instant::now()));
+    let mut reused = None;
+    client.with_pool(&mut |p| reused = p.take(&authority, Instant::now()));
     let mut conn = match reused {
         Some(mut conn) => match write(&mut conn, wire, body).await {
             Ok(()) => conn,
@@ -437,11 +445,11 @@ struct Own {
     conn: Option<Conn>,
     framing: Framing,
     /// Where the connection goes back to (`None`: not reused).
-    home: Option<HttpClient>,
+    home: Option<Arc<dyn Home>>,
 }
 
 impl ResponseBody {
-    fn new(conn: Conn, framing: Framing, home: Option<&HttpClient>) -> Self {
+    fn new(conn: Conn, framing: Framing, home: Option<&Arc<dyn Home>>) -> Self {
         let mut own = Own { conn: Some(conn), framing, home: home.cloned() };
         if framing == Framing::Done {
             own.finish();
@@ -461,7 +469,12 @@ impl Own {
         if let (Some(conn), Some(home)) = (self.conn.take(), self.home.take())
             && conn.buf.is_empty()
         {
-            home.with_pool(|p| p.put(conn));
+            let mut conn = Some(conn);
+            home.with_pool(&mut |p| {
+                if let Some(conn) = conn.take() {
+                    p.put(conn);
+                }
+            });
         }
     }
 

@@ -28,7 +28,7 @@ use tokio::net::TcpStream;
 pub use super::http1::ResponseBody;
 use super::http1::{self, Pool};
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::http::body::BoxError;
 
 pub type Pending = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, BoxError>> + Send>>;
 
@@ -63,8 +63,8 @@ impl HttpClient {
     /// carry its kilobytes, copied each time one of them is boxed or moved.
     pub fn request(&self, req: Request<Full<Bytes>>) -> Pending {
         if req.uri().scheme_str() == Some("http") {
-            let client = self.clone();
-            return Box::pin(async move { http1::send(&client, req, client.shared.connect_timeout).await });
+            let (home, timeout): (Arc<dyn http1::Home>, _) = (self.shared.clone(), self.shared.connect_timeout);
+            return Box::pin(async move { http1::send(&home, req, timeout).await });
         }
         let pending = self.local(|l| l.other.request(req));
         Box::pin(async move { Ok(pending.await?.map(ResponseBody::hyper)) })
@@ -72,30 +72,44 @@ impl HttpClient {
 
     /// Sends a request encoded by the caller to an `http://` URL, on this thread's pool.
     pub async fn send_plain(&self, wire: http1::Wire<'_>) -> Result<Response<ResponseBody>, BoxError> {
-        http1::send_encoded(self, wire, self.shared.connect_timeout).await
+        let home: Arc<dyn http1::Home> = self.shared.clone();
+        http1::send_encoded(&home, wire, self.shared.connect_timeout).await
     }
 
     fn local<R>(&self, f: impl FnOnce(&mut Local) -> R) -> R {
-        let me = Arc::as_ptr(&self.shared);
+        self.shared.local(f)
+    }
+}
+
+impl Settings {
+    fn local<R>(self: &Arc<Self>, f: impl FnOnce(&mut Local) -> R) -> R {
+        let me = Arc::as_ptr(self);
         LOCAL.with_borrow_mut(|all| {
             if let Some(i) = all.iter().position(|(w, _)| std::ptr::eq(w.as_ptr(), me)) {
                 return f(&mut all[i].1);
             }
             // First use on this thread; forget the connections of clients gone since.
             all.retain(|(w, _)| w.strong_count() > 0);
-            let mut local = Local { plain: Pool::default(), other: legacy(self.shared.connector.clone()) };
+            let mut local = Local { plain: Pool::default(), other: legacy(self.connector.clone()) };
             let r = f(&mut local);
-            all.push((Arc::downgrade(&self.shared), local));
+            all.push((Arc::downgrade(self), local));
             r
         })
     }
 }
 
-impl HttpClient {
-    /// This thread's idle `http://` connections (reached again after each wait: a task may not
-    /// hold them across one).
-    pub(super) fn with_pool<R>(&self, f: impl FnOnce(&mut Pool) -> R) -> R {
-        self.local(|l| f(&mut l.plain))
+impl http1::Home for Settings {
+    fn with_pool(&self, f: &mut dyn FnMut(&mut Pool)) {
+        let me: *const Settings = self;
+        LOCAL.with_borrow_mut(|all| {
+            if let Some(i) = all.iter().position(|(w, _)| std::ptr::eq(w.as_ptr(), me)) {
+                f(&mut all[i].1.plain);
+            } else {
+                // Not yet used on this thread (a body finished on another one): a pool of its
+                // own comes with the first request sent here.
+                f(&mut Pool::default());
+            }
+        })
     }
 }
 

@@ -35,7 +35,7 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(url: Uri, client: HttpClient, credentials: Credentials, headers: HeaderMap, timeout: Duration) -> Self {
-        let display = display_url(&url).into();
+        let display = crate::url::display(&url).into();
         let direct = direct::render(&url, &headers);
         Upstream { url, display, client, credentials, headers, timeout, direct }
     }
@@ -140,7 +140,7 @@ impl Upstream {
 }
 
 /// scheme://host[:port]/path — no user info, no query (either may hold a secret).
-pub use crate::url::display as display_url;
+
 
 /// Parses `K: V` as given to `--header`. Errors never show the text: a header that does not
 /// parse may still hold its secret (`Authorization Bearer …` without the colon).
@@ -168,7 +168,7 @@ mod tests {
         assert!(parse_url("not a url").is_err());
         assert!(parse_url("http://127.0.0.1:65616/mcp").is_err());
         let u = parse_url("https://user:pw@example.com:8443/mcp?key=secret").unwrap();
-        assert_eq!(display_url(&u), "https://example.com:8443/mcp");
+        assert_eq!(crate::url::display(&u), "https://example.com:8443/mcp");
     }
 
     #[test]

@@ -1,9 +1,13 @@
-//! A token as a credential source hands it over: the value and, when known, when it expires.
+//! A token as a credential source hands it over (the value and, when known, when it expires),
+//! and as it is used (`Current`: the ready header and when to renew it). Shared by the sources
+//! (`credentials`) and the OAuth client (`oauth_client`), which is one of them.
 //! Parses what token commands print: a bare token, or JSON in the shapes `az`, `gcloud` and
 //! OAuth token endpoints use; without an expiry field, a JWT's `exp` claim.
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::HeaderValue;
 
 use base64::Engine;
 use serde_json::Value;
@@ -17,6 +21,47 @@ pub struct IssuedToken {
 impl fmt::Debug for IssuedToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IssuedToken").field("value", &"<redacted>").field("expires_at", &self.expires_at).finish()
+    }
+}
+
+/// The token in use, as a ready header, and when to renew it.
+#[derive(Clone)]
+pub(crate) struct Current {
+    pub(crate) header: HeaderValue,
+    /// When to refresh ahead of expiry (two thirds of the lifetime), if the expiry is known.
+    pub(crate) refresh_at: Option<SystemTime>,
+    /// After this the token is not used any more: requests wait for a fresh one.
+    pub(crate) stale_at: Option<SystemTime>,
+}
+
+impl Current {
+    /// Not stale yet.
+    pub(crate) fn usable(&self) -> bool {
+        self.stale_at.is_none_or(|t| SystemTime::now() < t)
+    }
+
+    /// A placeholder that is never usable (a stored token that is not a valid header).
+    pub(crate) fn invalid() -> Self {
+        Current {
+            header: HeaderValue::from_static("Bearer -"),
+            refresh_at: None,
+            stale_at: Some(SystemTime::UNIX_EPOCH),
+        }
+    }
+
+    pub(crate) fn new(token: &IssuedToken, fetched: SystemTime) -> Result<Self, String> {
+        let mut header = HeaderValue::try_from(format!("Bearer {}", token.value))
+            .map_err(|_| "yields a token that is not a valid header value".to_owned())?;
+        header.set_sensitive(true);
+        let (refresh_at, stale_at) = match token.expires_at {
+            Some(exp) => {
+                let life = exp.duration_since(fetched).unwrap_or_default();
+                let margin = (life / 10).min(Duration::from_secs(30));
+                (Some(fetched + life * 2 / 3), Some(exp - margin))
+            }
+            None => (None, None),
+        };
+        Ok(Current { header, refresh_at, stale_at })
     }
 }
 
