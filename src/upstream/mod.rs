@@ -139,9 +139,6 @@ impl Upstream {
     }
 }
 
-/// scheme://host[:port]/path — no user info, no query (either may hold a secret).
-
-
 /// Parses `K: V` as given to `--header`. Errors never show the text: a header that does not
 /// parse may still hold its secret (`Authorization Bearer …` without the colon).
 pub fn parse_header(raw: &str) -> Result<(HeaderName, HeaderValue), String> {
