@@ -11,10 +11,10 @@ use http_body_util::Full;
 use crate::cli::{LogoutArgs, StatusArgs};
 use crate::connect::UpstreamOptions;
 use crate::credentials::Source;
-use crate::token::rfc3339;
 use crate::oauth_client::record::Public;
 use crate::oauth_client::{Challenge, OAuth};
 use crate::store::{Kind, Store};
+use crate::token::rfc3339;
 
 /// Signs in now: asks the server (unauthenticated) for its challenge, then runs the sign-in.
 pub async fn login(up: UpstreamOptions) -> Result<(), String> {

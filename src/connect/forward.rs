@@ -14,7 +14,6 @@ use http::{HeaderMap, HeaderValue, Method, Response};
 use http_body::Body as _;
 
 use super::proxy::{Proxy, UpstreamSession};
-use crate::transport::answer::is_event_stream;
 use super::relay::Pending;
 use super::streamable::{Sent, State, set_session};
 use crate::error::{Error, Kind};
@@ -23,6 +22,7 @@ use crate::http::wire;
 use crate::jsonrpc::Payload;
 use crate::mcp::headers::{LAST_EVENT_ID, PROTOCOL_VERSION, SESSION_ID};
 use crate::mcp::session::Session;
+use crate::transport::answer::is_event_stream;
 use crate::transport::http_client::ResponseBody;
 use crate::upstream::Varying;
 

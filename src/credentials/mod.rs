@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime};
 use http::HeaderValue;
 
 use crate::oauth_client::OAuth;
-pub use command::CommandSpec;
 use crate::token::{self, Current, IssuedToken};
+pub use command::CommandSpec;
 
 /// Where the bearer token comes from.
 #[derive(Debug, Clone)]

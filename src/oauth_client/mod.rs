@@ -33,9 +33,9 @@ use record::TokenRecord;
 use registration::Registered;
 use token::{AuthMethod, Client, Grant, Tokens};
 
+use crate::store::{Kind as StoreKind, Store};
 use crate::token::Current;
 use crate::token::IssuedToken;
-use crate::store::{Kind as StoreKind, Store};
 
 /// What an OAuth failure means for the stored credential and for the user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

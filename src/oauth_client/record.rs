@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use super::discovery::{Found, ServerMetadata};
 use super::registration::Registered;
 use super::token::Tokens;
+use crate::store::Record;
 use crate::token::Current;
 use crate::token::IssuedToken;
-use crate::store::Record;
 
 /// No `Debug`: it holds tokens.
 #[derive(Clone)]

@@ -898,7 +898,9 @@ enum Form {
     /// `prime`: the stream opens with an event of an id and no data (SEP-1699), for clients of
     /// 2025-11-25 or later (earlier SDKs take an event without data for a broken message, and
     /// the SDK servers send it to those clients only, too).
-    Sse { prime: bool },
+    Sse {
+        prime: bool,
+    },
 }
 
 impl Form {

@@ -475,30 +475,32 @@ impl Link for RemoteLink {
                 // A server may end the stream before it answers (SEP-1699): resumed with
                 // `Last-Event-ID`, so the client's stream goes on as if nothing happened.
                 let reopen = |last, wait| resume.reopen(last, wait);
-                answer::read_resuming(resp, answer::MAX_JSON, reopen, |bytes| messages(&bytes, &mut |m: Value| {
-                    let has_method = m.get("method").is_some();
-                    match (has_method, m.get("id").cloned()) {
-                        (false, Some(v)) if v.as_str() == Some(id.as_str()) => {
-                            if let Some(tx) = response_tx.take() {
-                                let _ = tx.send(m);
+                answer::read_resuming(resp, answer::MAX_JSON, reopen, |bytes| {
+                    messages(&bytes, &mut |m: Value| {
+                        let has_method = m.get("method").is_some();
+                        match (has_method, m.get("id").cloned()) {
+                            (false, Some(v)) if v.as_str() == Some(id.as_str()) => {
+                                if let Some(tx) = response_tx.take() {
+                                    let _ = tx.send(m);
+                                }
+                                return false;
                             }
-                            return false;
+                            (true, Some(server_id)) => {
+                                let (tx, rx) = oneshot::channel();
+                                let method = m.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
+                                let params = m.get("params").cloned().unwrap_or_else(|| json!({}));
+                                events_tx.push(Event::Request { method, params, reply: tx });
+                                let target = reply_to.clone();
+                                tokio::spawn(async move { target.answer(server_id, rx).await });
+                            }
+                            (true, None) => {
+                                events_tx.push(Event::Notification(m));
+                            }
+                            _ => {}
                         }
-                        (true, Some(server_id)) => {
-                            let (tx, rx) = oneshot::channel();
-                            let method = m.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
-                            let params = m.get("params").cloned().unwrap_or_else(|| json!({}));
-                            events_tx.push(Event::Request { method, params, reply: tx });
-                            let target = reply_to.clone();
-                            tokio::spawn(async move { target.answer(server_id, rx).await });
-                        }
-                        (true, None) => {
-                            events_tx.push(Event::Notification(m));
-                        }
-                        _ => {}
-                    }
-                    true
-                }))
+                        true
+                    })
+                })
                 .await;
                 if let Some(tx) = response_tx {
                     let err = json!({"error":{"code":crate::jsonrpc::codes::UPSTREAM_PROTOCOL,"message":format!("the server answered HTTP {status} without a response")}});

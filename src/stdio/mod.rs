@@ -205,12 +205,7 @@ impl Bridge {
     }
 
     /// Sends one stdin message; `pending` holds the ids of the requests in it.
-    async fn exchange(
-        self: Arc<Self>,
-        body: Bytes,
-        mut pending: Vec<String>,
-        is_init: bool,
-    ) {
+    async fn exchange(self: Arc<Self>, body: Bytes, mut pending: Vec<String>, is_init: bool) {
         let status = if is_init {
             let answer = match self.initialize(body.clone()).await {
                 Ok(answer) => answer,
@@ -300,8 +295,8 @@ impl Bridge {
         let (status, session) = (resp.status(), resp.headers().get(SESSION_ID).cloned());
         let (mut messages, mut response) = (Vec::new(), Bytes::new());
         answer::read(resp, answer::MAX_JSON, |m| {
-            let is_response = Payload::parse(&m)
-                .is_ok_and(|p| p.messages().iter().any(|m| m.kind() == jsonrpc::Kind::Response));
+            let is_response =
+                Payload::parse(&m).is_ok_and(|p| p.messages().iter().any(|m| m.kind() == jsonrpc::Kind::Response));
             if is_response {
                 response = m.clone();
             }
