@@ -39,8 +39,20 @@ pub enum Kind {
     UpstreamTimeout,
     /// The upstream answered something that is not MCP.
     UpstreamProtocol,
-    /// No usable upstream credential.
+    /// No usable upstream credential: none could be had, or the server refused the one sent
+    /// (the refusal, with its challenge, travels with the error).
     Credential,
+    /// The gateway routes no such method (a listing it does not know, a method no one server
+    /// takes).
+    MethodNotFound,
+    /// The request names what nobody offers (a tool, prompt or resource), or lacks what it
+    /// needs (a retry without its answer).
+    InvalidParams,
+    /// A server's own error, relayed with its code.
+    Server(i64),
+    /// A server's request to the client got no answer: the client went away, never answered,
+    /// or is not there to ask.
+    Unanswered,
     Internal,
 }
 
@@ -49,11 +61,44 @@ pub enum Kind {
 pub struct Error {
     pub kind: Kind,
     pub message: String,
+    /// An upstream's 401 or 403 that nothing here could cure, kept for the client.
+    pub refusal: Option<Box<Refusal>>,
+}
+
+/// An upstream's 401 or 403, as it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub www_authenticate: Option<String>,
 }
 
 impl Error {
     pub fn new(kind: Kind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into() }
+        Error { kind, message: message.into(), refusal: None }
+    }
+
+    /// A server of `serve` that cannot be reached, or does not run.
+    pub fn unavailable(server: &str, why: impl std::fmt::Display) -> Self {
+        Error::new(Kind::UpstreamUnreachable, format!("server {server} is unavailable: {why}"))
+    }
+
+    /// A server of `serve` ended a call without an answer (it died, or dropped it).
+    pub fn dropped(server: &str) -> Self {
+        Error::new(Kind::UpstreamUnreachable, format!("server {server} dropped the call"))
+    }
+
+    /// A server of `serve` did not answer a call within its `timeout`.
+    pub fn late(server: &str, timeout: Duration) -> Self {
+        Error::new(Kind::UpstreamTimeout, format!("server {server} did not answer within {timeout:?}"))
+    }
+
+    /// A server of `serve` refused the credential (401/403); the challenge goes to the client.
+    pub fn refused(server: &str, refusal: Refusal) -> Self {
+        let message = format!(
+            "server {server} refused the request (HTTP {}): it needs a credential mcpgate does not have",
+            refusal.status
+        );
+        Error { kind: Kind::Credential, message, refusal: Some(Box::new(refusal)) }
     }
 
     pub fn origin(&self) -> Origin {
@@ -68,8 +113,13 @@ impl Error {
             | Kind::UnsupportedMediaType
             | Kind::NotAcceptable
             | Kind::TooManySessions
-            | Kind::Conflict => Origin::Client,
-            Kind::UpstreamUnreachable | Kind::UpstreamTimeout | Kind::UpstreamProtocol => Origin::Upstream,
+            | Kind::Conflict
+            | Kind::MethodNotFound
+            | Kind::InvalidParams
+            | Kind::Unanswered => Origin::Client,
+            Kind::UpstreamUnreachable | Kind::UpstreamTimeout | Kind::UpstreamProtocol | Kind::Server(_) => {
+                Origin::Upstream
+            }
             Kind::Credential | Kind::Internal => Origin::Internal,
         }
     }

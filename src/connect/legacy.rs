@@ -35,7 +35,7 @@ use super::proxy::{Proxy, UpstreamSession};
 use super::relay::Unanswered;
 use crate::error::{Error, Kind};
 use crate::http::body::{self, Body, BoxError};
-use crate::jsonrpc::{self, Kind as MsgKind, Payload, codes};
+use crate::jsonrpc::{self, Kind as MsgKind, Payload};
 use crate::mcp::queue::{self, Class};
 use crate::mcp::session::Session;
 use crate::transport::legacy_sse::Link;
@@ -109,7 +109,7 @@ impl Routes {
     fn fail_all(&mut self, message: &str) {
         for (id, tx) in self.waiting.drain() {
             let raw = RawValue::from_string(id).ok();
-            tx.push(jsonrpc::error_response(raw.as_deref(), codes::UPSTREAM_UNAVAILABLE, message));
+            tx.push(crate::http::wire::message(&Error::new(Kind::UpstreamUnreachable, message), raw.as_deref()));
         }
     }
 }
@@ -338,7 +338,7 @@ impl HttpBody for PostStream {
             this.done = true;
             let message = format!("the upstream sent nothing for {:?}; giving up on this request", this.idle);
             tracing::warn!("{message}");
-            let events = this.outstanding.error_events(codes::UPSTREAM_TIMEOUT, &message).unwrap_or_default();
+            let events = this.outstanding.error_events(Kind::UpstreamTimeout, &message).unwrap_or_default();
             return Poll::Ready(Some(Ok(Frame::data(events))));
         }
         Poll::Pending

@@ -13,6 +13,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::error::{Error, Kind};
+use crate::http::wire;
 use crate::transport::http_client::ResponseBody;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -21,7 +23,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::http::body::BoxError;
-use crate::jsonrpc::{self, Kind, Payload, codes};
+use crate::jsonrpc::{Kind as MsgKind, Payload};
 use crate::transport::sse;
 
 /// The requests of one POST that have no answer yet (their ids as raw JSON text).
@@ -40,21 +42,22 @@ impl Unanswered {
     pub fn observe(&mut self, message: &[u8]) {
         let Ok(payload) = Payload::parse(message) else { return };
         for m in payload.messages() {
-            if let (Kind::Response, Some(id)) = (m.kind(), m.id) {
+            if let (MsgKind::Response, Some(id)) = (m.kind(), m.id) {
                 self.0.retain(|p| p != id.get());
             }
         }
     }
 
     /// One SSE error event per unanswered request, so the client is not left waiting.
-    pub fn error_events(&self, code: i64, message: &str) -> Option<Bytes> {
+    pub fn error_events(&self, kind: Kind, message: &str) -> Option<Bytes> {
         if self.0.is_empty() {
             return None;
         }
         let mut out = BytesMut::new();
         for id in &self.0 {
             let raw = RawValue::from_string(id.clone()).ok();
-            out.extend_from_slice(&sse::encode(&jsonrpc::error_response(raw.as_deref(), code, message), None));
+            let e = Error::new(kind, message);
+            out.extend_from_slice(&sse::encode(&wire::message(&e, raw.as_deref()), None));
         }
         Some(out.freeze())
     }
@@ -108,10 +111,10 @@ impl Relay {
     }
 
     /// Ends the stream, with error events for what is still unanswered if we know of any.
-    fn finish(&mut self, code: i64, message: String) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn finish(&mut self, kind: Kind, message: String) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.done = true;
         tracing::warn!("{message}");
-        match self.pending.as_ref().and_then(|p| p.unanswered.error_events(code, &message)) {
+        match self.pending.as_ref().and_then(|p| p.unanswered.error_events(kind, &message)) {
             Some(events) => Poll::Ready(Some(Ok(Frame::data(events)))),
             None => Poll::Ready(Some(Err(message.into()))),
         }
@@ -151,7 +154,7 @@ impl HttpBody for Relay {
                     this.upstream,
                     crate::error::chain(&*e)
                 );
-                return this.finish(codes::UPSTREAM_UNAVAILABLE, msg);
+                return this.finish(Kind::UpstreamUnreachable, msg);
             }
             Poll::Ready(None) => {
                 this.done = true;
@@ -163,7 +166,7 @@ impl HttpBody for Relay {
             let deadline = this.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
             if deadline.as_mut().poll(cx).is_ready() {
                 let msg = format!("upstream {} sent nothing for {idle:?}; giving up on this response", this.upstream);
-                return this.finish(codes::UPSTREAM_TIMEOUT, msg);
+                return this.finish(Kind::UpstreamTimeout, msg);
             }
         }
         Poll::Pending

@@ -1,27 +1,34 @@
-//! Errors to the wire: the one place an `Error` becomes an HTTP status and a JSON-RPC body.
+//! Errors to the wire: the one place an `Error` becomes an HTTP status and a JSON-RPC error —
+//! as an HTTP response (`error`), as a message (`message`, for a stream or a child's stdin), or
+//! as the error member of an answer the gateway passes on (`answer`).
 
+use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
 use serde_json::value::RawValue;
+use serde_json::{Value, json};
 
 use crate::error::{Error, Kind};
 use crate::http::body::{self, Body};
-use crate::jsonrpc::{self, codes};
+use crate::jsonrpc::codes;
 
 fn status(kind: Kind) -> StatusCode {
     match kind {
-        Kind::Parse | Kind::BadRequest | Kind::HeaderMismatch => StatusCode::BAD_REQUEST,
+        Kind::Parse | Kind::BadRequest | Kind::HeaderMismatch | Kind::InvalidParams => StatusCode::BAD_REQUEST,
+        Kind::MethodNotFound => StatusCode::NOT_FOUND,
         Kind::Forbidden => StatusCode::FORBIDDEN,
         Kind::SessionNotFound => StatusCode::NOT_FOUND,
         Kind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         Kind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Kind::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
-        Kind::UpstreamUnreachable | Kind::UpstreamProtocol | Kind::Credential => StatusCode::BAD_GATEWAY,
+        Kind::UpstreamUnreachable | Kind::UpstreamProtocol | Kind::Credential | Kind::Server(_) => {
+            StatusCode::BAD_GATEWAY
+        }
         Kind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         Kind::TooManySessions => StatusCode::SERVICE_UNAVAILABLE,
         Kind::Conflict => StatusCode::CONFLICT,
-        Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        Kind::Internal | Kind::Unanswered => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -43,21 +50,67 @@ pub fn code(kind: Kind) -> i64 {
         Kind::UpstreamProtocol => codes::UPSTREAM_PROTOCOL,
         Kind::Credential => codes::CREDENTIAL_UNAVAILABLE,
         Kind::TooManySessions => codes::SESSION_LIMIT,
-        Kind::Internal => -32603,
+        Kind::MethodNotFound => codes::METHOD_NOT_FOUND,
+        Kind::InvalidParams => codes::INVALID_PARAMS,
+        Kind::Server(code) => code,
+        Kind::Internal | Kind::Unanswered => codes::INTERNAL_ERROR,
     }
+}
+
+/// What the wire says of `err`: internal failures are logged here, and only named.
+fn message_of(err: &Error) -> &str {
+    if err.kind == Kind::Internal {
+        tracing::error!("internal error: {}", err.message);
+        return "internal error";
+    }
+    err.message.as_str()
+}
+
+/// The error member of an answer, `{"error": {code, message, data?}}`: an upstream's refusal
+/// travels in `data` (its status and challenge), for the front to answer with.
+pub fn answer(err: &Error) -> Value {
+    let mut e = json!({"code": code(err.kind), "message": message_of(err)});
+    if let Some(r) = &err.refusal {
+        e["data"] = json!({"status": r.status, "wwwAuthenticate": r.www_authenticate});
+    }
+    json!({"error": e})
+}
+
+/// A whole JSON-RPC error message answering `id` (null when unknown), as bytes on one line:
+/// the id as the request wrote it.
+pub fn message(err: &Error, id: Option<&RawValue>) -> Bytes {
+    let id = id.map_or("null", RawValue::get);
+    let message = serde_json::to_string(message_of(err)).unwrap_or_else(|_| "\"error\"".into());
+    let code = code(err.kind);
+    Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message}}}}}"#))
 }
 
 /// The response for `err`, answering the request `id` (null when unknown or not a request).
 pub fn error(err: &Error, id: Option<&RawValue>) -> Response<Body> {
-    if err.kind == Kind::Internal {
-        tracing::error!("internal error: {}", err.message);
-    }
-    let message = if err.kind == Kind::Internal { "internal error" } else { err.message.as_str() };
-    let mut resp = Response::new(body::full(jsonrpc::error_response(id, code(err.kind), message)));
+    let mut resp = Response::new(body::full(message(err, id)));
     *resp.status_mut() = status(err.kind);
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if err.kind == Kind::MethodNotAllowed {
         resp.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static("GET, POST, DELETE, OPTIONS"));
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_message_keeps_the_raw_id_and_says_only_what_is_not_internal() {
+        let p = crate::jsonrpc::Payload::parse(br#"{"jsonrpc":"2.0","id":"x\"1","method":"ping"}"#).unwrap();
+        let body = message(&Error::new(Kind::Server(-32000), "boom \"quoted\""), p.error_id());
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!((v["id"].clone(), v["error"]["code"].clone()), (json!("x\"1"), json!(-32000)));
+        assert_eq!(v["error"]["message"], "boom \"quoted\"");
+        let v: Value = serde_json::from_slice(&message(&Error::new(Kind::Internal, "a secret path"), None)).unwrap();
+        assert_eq!(v["error"]["message"], "internal error");
+        let refused =
+            Error::refused("s", crate::error::Refusal { status: 401, www_authenticate: Some("Bearer".into()) });
+        assert_eq!(answer(&refused)["error"]["data"], json!({"status": 401, "wwwAuthenticate": "Bearer"}));
+    }
 }

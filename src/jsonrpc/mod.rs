@@ -200,13 +200,6 @@ pub fn splice_line(msg: &[u8], span: std::ops::Range<usize>, with: &[u8]) -> Vec
     out
 }
 
-/// An error response; `id` is the raw id of the request it answers (null when unknown).
-pub fn error_response(id: Option<&RawValue>, code: i64, message: &str) -> Bytes {
-    let id = id.map_or("null", RawValue::get);
-    let message = serde_json::to_string(message).unwrap_or_else(|_| "\"error\"".into());
-    Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message}}}}}"#))
-}
-
 /// A notification with no params, e.g. `notifications/initialized`.
 pub fn notification(method: &str) -> Bytes {
     let method = serde_json::to_string(method).unwrap_or_default();
@@ -270,14 +263,5 @@ mod tests {
         let m = p.single().unwrap();
         assert_eq!(m.method(), Some("resources/read"));
         assert_eq!(m.target_name().as_deref(), Some("file:///a"));
-    }
-
-    #[test]
-    fn error_body_keeps_raw_id() {
-        let p = Payload::parse(br#"{"jsonrpc":"2.0","id":"x\"1","method":"ping"}"#).unwrap();
-        let body = error_response(p.error_id(), -32000, "boom \"quoted\"");
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(v["id"], "x\"1");
-        assert_eq!(v["error"]["message"], "boom \"quoted\"");
     }
 }

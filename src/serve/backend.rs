@@ -66,14 +66,17 @@ impl Reply {
         match self {
             Reply::Value(v) => v,
             Reply::Line(l) => serde_json::from_slice(&l.bytes).unwrap_or_else(|_| {
-                serde_json::json!({"error": {"code": crate::jsonrpc::codes::UPSTREAM_PROTOCOL, "message": "the server's answer is not JSON"}})
+                let e =
+                    crate::error::Error::new(crate::error::Kind::UpstreamProtocol, "the server's answer is not JSON");
+                crate::http::wire::answer(&e)
             }),
         }
     }
 }
 
 /// A raw call on its way: `Link::call_raw`'s answer.
-pub type RawCallFuture<'a> = Pin<Box<dyn std::future::Future<Output = Result<RawCall, CallError>> + Send + 'a>>;
+pub type RawCallFuture<'a> =
+    Pin<Box<dyn std::future::Future<Output = Result<RawCall, crate::error::Error>> + Send + 'a>>;
 
 /// A call sent as it came, in flight.
 pub struct RawCall {
@@ -125,54 +128,6 @@ pub struct ServerInfo {
     pub protocol_version: String,
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct CallError {
-    /// The JSON-RPC error code to answer with.
-    pub code: i64,
-    pub message: String,
-    /// The upstream refused the credential: its status and challenge, kept for the client.
-    pub refusal: Option<Refusal>,
-}
-
-/// An upstream's 401 or 403, as it was.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub status: u16,
-    pub www_authenticate: Option<String>,
-}
-
-impl CallError {
-    pub fn new(code: i64, message: impl Into<String>) -> CallError {
-        CallError { code, message: message.into(), refusal: None }
-    }
-
-    pub fn unavailable(server: &str, why: impl std::fmt::Display) -> CallError {
-        CallError::new(crate::jsonrpc::codes::UPSTREAM_UNAVAILABLE, format!("server {server} is unavailable: {why}"))
-    }
-
-    /// The upstream refused the credential (401/403); the challenge goes to the client.
-    pub fn refused(server: &str, refusal: Refusal) -> CallError {
-        CallError {
-            code: crate::jsonrpc::codes::CREDENTIAL_UNAVAILABLE,
-            message: format!(
-                "server {server} refused the request (HTTP {}): it needs a credential mcpgate does not have",
-                refusal.status
-            ),
-            refusal: Some(refusal),
-        }
-    }
-
-    /// As a JSON-RPC error answer; the refusal travels in `data`.
-    pub fn to_answer(&self) -> Value {
-        let mut e = serde_json::json!({"code": self.code, "message": self.message});
-        if let Some(r) = &self.refusal {
-            e["data"] = serde_json::json!({"status": r.status, "wwwAuthenticate": r.www_authenticate});
-        }
-        serde_json::json!({"error": e})
-    }
-}
-
 /// Where a lone server's passthrough message goes: the engine that takes it, and the session.
 pub type Destination<'a> = (&'a crate::connect::Proxy, crate::connect::Forward);
 
@@ -194,7 +149,7 @@ pub trait Link: Send + Sync {
         client: Option<&Arc<Session<Client>>>,
         method: &str,
         params: Value,
-    ) -> Pin<Box<dyn std::future::Future<Output = Result<Call, CallError>> + Send + '_>>;
+    ) -> Pin<Box<dyn std::future::Future<Output = Result<Call, crate::error::Error>> + Send + '_>>;
 
     /// Sends a notification on behalf of `client` (`notifications/cancelled` and the like).
     fn notify(&self, client: &Arc<Session<Client>>, method: &str, params: Value);

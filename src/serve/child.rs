@@ -16,11 +16,11 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{
-    Call, CallError, Event, Health, Line, Link, RawCall, RawCallFuture, Reply, ServerInfo, Unsolicited,
-};
+use super::backend::{Call, Event, Health, Line, Link, RawCall, RawCallFuture, Reply, ServerInfo, Unsolicited};
 use super::session::Client;
 use crate::config::Restart;
+use crate::error::{Error, Kind};
+use crate::http::wire;
 use crate::mcp::session::Session;
 use crate::transport::stdio_child::{self, Spec};
 
@@ -126,7 +126,7 @@ impl ChildLink {
 
     /// The running child; while it starts or restarts, waits for it (up to the start timeout),
     /// so a client never sees the restart — unless the supervisor gave up.
-    async fn await_conn(&self) -> Result<Arc<Conn>, CallError> {
+    async fn await_conn(&self) -> Result<Arc<Conn>, Error> {
         let deadline = tokio::time::Instant::now() + self.start_timeout;
         loop {
             let notified = self.ready.notified();
@@ -138,10 +138,10 @@ impl ChildLink {
                 _ => "starting".into(),
             };
             if self.gave_up.load(Ordering::Relaxed) || self.failed.load(Ordering::Relaxed) || self.stop.is_cancelled() {
-                return Err(CallError::unavailable(&self.name, why()));
+                return Err(Error::unavailable(&self.name, why()));
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Err(CallError::unavailable(&self.name, why()));
+                return Err(Error::unavailable(&self.name, why()));
             }
         }
     }
@@ -379,7 +379,9 @@ impl ChildLink {
                         let (tx, rx) = oneshot::channel();
                         events.push(Event::Request { method, params, reply: tx });
                         tokio::spawn(async move {
-                            let answer = rx.await.unwrap_or_else(|_| json!({"error":{"code":-32603,"message":"the client went away"}}));
+                            let answer = rx.await.unwrap_or_else(|_| {
+                                wire::answer(&Error::new(Kind::Unanswered, "the client went away"))
+                            });
                             let mut out = json!({"jsonrpc":"2.0","id":id});
                             for k in ["result", "error"] {
                                 if let Some(v) = answer.get(k) {
@@ -390,7 +392,13 @@ impl ChildLink {
                         });
                     }
                     None if method == "ping" => conn.write(&json!({"jsonrpc":"2.0","id":id,"result":{}})),
-                    None => conn.write(&json!({"jsonrpc":"2.0","id":id,"error":{"code":-32603,"message":"no client request is in flight to answer this"}})),
+                    None => {
+                        let e = Error::new(Kind::Unanswered, "no client request is in flight to answer this");
+                        let mut m = wire::answer(&e);
+                        m["jsonrpc"] = json!("2.0");
+                        m["id"] = id;
+                        conn.write(&m)
+                    }
                 }
             }
             (None, None) => {}
@@ -423,11 +431,11 @@ impl Conn {
 
     /// Sends a call registered under `key`; if the child has no room for it, the call is
     /// forgotten and fails now.
-    fn send_call(&self, server: &str, key: &str, line: Bytes) -> Result<(), CallError> {
+    fn send_call(&self, server: &str, key: &str, line: Bytes) -> Result<(), Error> {
         let Err(e) = self.stdin.send(line) else { return Ok(()) };
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
         self.tokens.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, v| v.as_str() != key);
-        Err(CallError::unavailable(server, e))
+        Err(Error::unavailable(server, e))
     }
 
     fn fail_all(&self, why: &str) {
@@ -435,7 +443,7 @@ impl Conn {
             self.pending.lock().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, p)| p).collect();
         for mut p in drained {
             if let Some(r) = p.response.take() {
-                r.fail(json!({"error":{"code":crate::jsonrpc::codes::UPSTREAM_UNAVAILABLE,"message":why}}));
+                r.fail(wire::answer(&Error::new(Kind::UpstreamUnreachable, why)));
             }
         }
     }
@@ -455,7 +463,7 @@ impl Link for ChildLink {
         client: Option<&Arc<Session<Client>>>,
         method: &str,
         mut params: Value,
-    ) -> Pin<Box<dyn std::future::Future<Output = Result<Call, CallError>> + Send + '_>> {
+    ) -> Pin<Box<dyn std::future::Future<Output = Result<Call, Error>> + Send + '_>> {
         let client = client.map(Arc::downgrade).unwrap_or_default();
         let method = method.to_owned();
         Box::pin(async move {

@@ -330,7 +330,7 @@ impl Gateway {
         b: &super::router::Backend,
         method: &str,
         client_id: &serde_json::value::RawValue,
-        call: impl std::future::Future<Output = Result<super::backend::RawCall, super::backend::CallError>>,
+        call: impl std::future::Future<Output = Result<super::backend::RawCall, Error>>,
         form: Form,
     ) -> Response<Body> {
         // From before the wait for a (re)starting child: the client waits that long too.
@@ -343,7 +343,7 @@ impl Gateway {
             Err(e) => {
                 self.metrics.record(&b.cfg.name, method, "error", started.elapsed());
                 let id = serde_json::from_str(client_id.get()).ok();
-                json_reply(&id, e.to_answer())
+                json_reply(&id, crate::http::wire::answer(&e))
             }
         };
         resp.headers_mut().insert(SESSION_ID, session.header.clone());
@@ -610,7 +610,7 @@ impl Gateway {
             Err(e) => return wire::error(&e, None),
         };
         if !accepts_sse(headers) {
-            return status(StatusCode::NOT_ACCEPTABLE);
+            return wire::error(&Error::new(Kind::NotAcceptable, "a GET takes text/event-stream"), None);
         }
         if let Some(last) = headers.get(LAST_EVENT_ID)
             && let Some(mut resp) = self.resume(view, &session, headers, last).await
@@ -842,11 +842,11 @@ async fn follow(
 }
 
 fn dropped(backend: &str) -> Value {
-    json!({"error":{"code":codes::UPSTREAM_UNAVAILABLE,"message":format!("server {backend} dropped the call")}})
+    wire::answer(&Error::dropped(backend))
 }
 
 fn timed_out(backend: &str, timeout: std::time::Duration) -> Value {
-    json!({"error":{"code":codes::UPSTREAM_TIMEOUT,"message":format!("server {backend} did not answer within {timeout:?}")}})
+    wire::answer(&Error::late(backend, timeout))
 }
 
 fn outcome(answer: &Value) -> &'static str {
@@ -874,7 +874,7 @@ fn json_reply(id: &Option<Value>, answer: Value) -> Response<Body> {
     resp
 }
 
-/// An answer carrying an upstream's 401/403 (see `CallError::refused`) as that HTTP response:
+/// An answer carrying an upstream's 401/403 (see `Error::refused`) as that HTTP response:
 /// the status and `WWW-Authenticate` as the server sent them, the JSON-RPC error as the body.
 fn refused(answer: &Value, id: &Value) -> Option<Response<Body>> {
     let data = answer.pointer("/error/data")?;

@@ -304,8 +304,10 @@ async fn dispatch(gateway: Arc<Gateway>, mut rx: queue::Receiver<Unsolicited>) {
                     s.upstream.send(msg);
                 }
                 None => {
-                    let _ =
-                        reply.send(serde_json::json!({"error":{"code":-32603,"message":"no client to answer this"}}));
+                    let _ = reply.send(crate::http::wire::answer(&crate::error::Error::new(
+                        crate::error::Kind::Unanswered,
+                        "no client to answer this",
+                    )));
                 }
             }
             continue;

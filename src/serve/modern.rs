@@ -18,6 +18,7 @@ use super::backend::{Call, Event};
 use super::queue;
 use super::router::{LISTINGS, Routed};
 use super::session::{Client, View};
+use crate::error::{Error, Kind};
 use crate::mcp::modern::{META_CAPABILITIES, META_CLIENT_INFO, META_LOG_LEVEL, META_SERVER_INFO, META_VERSION};
 use crate::mcp::session::Session;
 
@@ -75,10 +76,10 @@ impl Gateway {
         if meta.get(META_VERSION).is_none() {
             return Reply {
                 events: vec![],
-                answer: err(
-                    -32602,
+                answer: err(Error::new(
+                    Kind::InvalidParams,
                     "a 2026-07-28 request carries _meta with io.modelcontextprotocol/protocolVersion and clientCapabilities",
-                ),
+                )),
             };
         }
         // The envelope is ours to read; legacy servers behind get what they know.
@@ -88,7 +89,10 @@ impl Gateway {
             }
         }
         let Some(client) = self.modern_client(&view) else {
-            return Reply { events: vec![], answer: err(-32603, "internal error") };
+            return Reply {
+                events: vec![],
+                answer: err(Error::new(Kind::Internal, "no modern client session for this view")),
+            };
         };
         let cfg = self.router.config();
         let ttl = cfg.gateway.cache_ttl.as_millis() as u64;
@@ -126,12 +130,15 @@ impl Gateway {
                         let answer = params.get("inputResponses").and_then(|r| r.get(&p.key)).cloned();
                         let reply = match answer {
                             Some(result) => json!({"result": result}),
-                            None => json!({"error": {"code": -32602, "message": "the retry carried no answer"}}),
+                            None => err(Error::new(Kind::InvalidParams, "the retry carried no answer")),
                         };
                         let _ = p.reply.send(reply);
                         return self.drive(p.backend, p.call, p.timeout, &caps, live).await;
                     }
-                    return Reply { events: vec![], answer: err(-32602, "unknown or expired requestState") };
+                    return Reply {
+                        events: vec![],
+                        answer: err(Error::new(Kind::InvalidParams, "unknown or expired requestState")),
+                    };
                 }
                 match self.router.route(&client, method, params).await {
                     Routed::Answer(answer) => Reply { events: vec![], answer: complete(answer) },
@@ -163,7 +170,7 @@ impl Gateway {
                     Some(Event::Notification(m)) => { out.push(m); }
                     Some(Event::Request { method, params, reply }) => {
                         if !declared(caps, &method, &params) {
-                            let _ = reply.send(json!({"error":{"code":-32601,"message":format!("the client did not declare what {method} needs")}}));
+                            let _ = reply.send(err(Error::new(Kind::MethodNotFound, format!("the client did not declare what {method} needs"))));
                             continue;
                         }
                         let state = crate::mcp::session::new_id().unwrap_or_default();
@@ -184,8 +191,8 @@ impl Gateway {
                         let r = tokio::time::timeout_at(deadline, &mut call.response).await;
                         let answer = match r {
                             Ok(Ok(a)) => a,
-                            Ok(Err(_)) => err(crate::jsonrpc::codes::UPSTREAM_UNAVAILABLE, &format!("server {backend} dropped the call")),
-                            Err(_) => err(crate::jsonrpc::codes::UPSTREAM_TIMEOUT, &format!("server {backend} did not answer within {timeout:?}")),
+                            Ok(Err(_)) => err(Error::dropped(&backend)),
+                            Err(_) => err(Error::late(&backend, timeout)),
                         };
                         return Reply { events: events_of(&mut kept_rx), answer: complete(answer) };
                     }
@@ -194,11 +201,11 @@ impl Gateway {
                     while let Some(Event::Notification(m)) = call.events.try_recv() {
                         out.push(m);
                     }
-                    let answer = r.unwrap_or_else(|_| err(crate::jsonrpc::codes::UPSTREAM_UNAVAILABLE, &format!("server {backend} dropped the call")));
+                    let answer = r.unwrap_or_else(|_| err(Error::dropped(&backend)));
                     return Reply { events: events_of(&mut kept_rx), answer: complete(answer) };
                 }
                 () = tokio::time::sleep_until(deadline) => {
-                    return Reply { events: events_of(&mut kept_rx), answer: err(crate::jsonrpc::codes::UPSTREAM_TIMEOUT, &format!("server {backend} did not answer within {timeout:?}")) };
+                    return Reply { events: events_of(&mut kept_rx), answer: err(Error::late(&backend, timeout)) };
                 }
             }
         }
@@ -213,7 +220,7 @@ impl Parked {
             calls.iter().filter(|(_, c)| c.since.elapsed() > PARKED_FOR).map(|(k, _)| k.clone()).collect();
         for k in old {
             if let Some(c) = calls.remove(&k) {
-                let _ = c.reply.send(json!({"error":{"code":-32603,"message":"the client never answered"}}));
+                let _ = c.reply.send(err(Error::new(Kind::Unanswered, "the client never answered")));
             }
         }
     }
@@ -243,6 +250,7 @@ fn complete(mut answer: Value) -> Value {
     answer
 }
 
-fn err(code: i64, message: &str) -> Value {
-    json!({"error": {"code": code, "message": message}})
+/// An answer of the gateway's own that is an error.
+fn err(e: Error) -> Value {
+    crate::http::wire::answer(&e)
 }

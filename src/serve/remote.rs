@@ -19,10 +19,12 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{Call, CallError, Event, Health, Link, Passthrough, ServerInfo, Unsolicited};
+use super::backend::{Call, Event, Health, Link, Passthrough, ServerInfo, Unsolicited};
 use super::session::Client;
 use crate::connect::Proxy;
+use crate::error::{Error, Kind};
 use crate::http::body::Body;
+use crate::http::wire;
 use crate::mcp::headers::{LAST_EVENT_ID, PROTOCOL_VERSION, SESSION_ID};
 use crate::mcp::session::Session;
 use crate::transport::answer;
@@ -159,12 +161,7 @@ impl RemoteLink {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
     }
 
-    async fn open(
-        &self,
-        key: &str,
-        init: &Value,
-        client: Option<&Session<Client>>,
-    ) -> Result<Arc<Upstream>, CallError> {
+    async fn open(&self, key: &str, init: &Value, client: Option<&Session<Client>>) -> Result<Arc<Upstream>, Error> {
         if let Some(up) = self.opened(key) {
             return Ok(up);
         }
@@ -177,7 +174,7 @@ impl RemoteLink {
         let resp = self.proxy.clone().handle(self.request_as(Method::POST, Bytes::from(body), None, client)).await;
         let status = resp.status();
         if let Some(r) = refusal(&resp) {
-            return Err(CallError::refused(&self.name, r));
+            return Err(Error::refused(&self.name, r));
         }
         let session = resp.headers().get(SESSION_ID).cloned();
         let answer = first_response(resp, &id).await;
@@ -191,7 +188,7 @@ impl RemoteLink {
                     .and_then(|a| a.get("error").cloned())
                     .map(|e| e.to_string())
                     .unwrap_or_else(|| format!("HTTP {status}"));
-                return Err(CallError::unavailable(&self.name, format!("initialize failed: {why}")));
+                return Err(Error::unavailable(&self.name, format!("initialize failed: {why}")));
             }
         };
         let info = ServerInfo {
@@ -224,7 +221,7 @@ impl RemoteLink {
 
 impl RemoteLink {
     /// A modern-only server: no session to open; `server/discover` says what it is.
-    async fn open_modern(&self, key: &str, init: &Value, version: &str) -> Result<Arc<Upstream>, CallError> {
+    async fn open_modern(&self, key: &str, init: &Value, version: &str) -> Result<Arc<Upstream>, Error> {
         let modern =
             self.modern.get_or_init(|| crate::connect::modern::ModernUpstream::new(self.proxy.clone(), PATH, version));
         if self.info().is_none() {
@@ -232,9 +229,9 @@ impl RemoteLink {
             let found = modern
                 .call(&env, None, "server/discover", json!({}), &NoClient)
                 .await
-                .map_err(|e| CallError::unavailable(&self.name, e))?;
+                .map_err(|e| Error::unavailable(&self.name, e))?;
             let Some(result) = found.get("result") else {
-                return Err(CallError::unavailable(
+                return Err(Error::unavailable(
                     &self.name,
                     format!("server/discover failed: {}", found.get("error").cloned().unwrap_or_default()),
                 ));
@@ -256,13 +253,8 @@ impl RemoteLink {
     }
 
     /// A call to a modern-only server, through as many rounds of input as it needs.
-    fn modern_call(
-        &self,
-        client: Option<&Arc<Session<Client>>>,
-        method: String,
-        params: Value,
-    ) -> Result<Call, CallError> {
-        let Some(modern) = self.modern.get() else { return Err(CallError::unavailable(&self.name, "not discovered")) };
+    fn modern_call(&self, client: Option<&Arc<Session<Client>>>, method: String, params: Value) -> Result<Call, Error> {
+        let Some(modern) = self.modern.get() else { return Err(Error::unavailable(&self.name, "not discovered")) };
         let init = client.map(|c| c.upstream.init()).unwrap_or_else(|| json!({"capabilities":{}}));
         let env = crate::mcp::modern::ClientEnvelope::from_initialize(&init, &modern.version);
         let (events_tx, events) = super::queue::bounded(super::queue::CALL);
@@ -273,7 +265,7 @@ impl RemoteLink {
             let asker = ToEvents { events: events_tx };
             let answer = match modern.call(&env, None, &method, params, &asker).await {
                 Ok(a) => a,
-                Err(e) => json!({"error":{"code":crate::jsonrpc::codes::UPSTREAM_PROTOCOL,"message":e}}),
+                Err(e) => wire::answer(&Error::new(Kind::UpstreamProtocol, e)),
             };
             let _ = response_tx.send(answer);
         });
@@ -328,9 +320,9 @@ fn gateway_init() -> Value {
 }
 
 /// An upstream's 401/403, with its challenge.
-fn refusal(resp: &Response<Body>) -> Option<super::backend::Refusal> {
+fn refusal(resp: &Response<Body>) -> Option<crate::error::Refusal> {
     let status = resp.status().as_u16();
-    matches!(status, 401 | 403).then(|| super::backend::Refusal {
+    matches!(status, 401 | 403).then(|| crate::error::Refusal {
         status,
         www_authenticate: resp
             .headers()
@@ -439,7 +431,7 @@ impl Link for RemoteLink {
         client: Option<&Arc<Session<Client>>>,
         method: &str,
         params: Value,
-    ) -> Pin<Box<dyn std::future::Future<Output = Result<Call, CallError>> + Send + '_>> {
+    ) -> Pin<Box<dyn std::future::Future<Output = Result<Call, Error>> + Send + '_>> {
         let client = client.cloned();
         let method = method.to_owned();
         Box::pin(async move {
@@ -463,7 +455,7 @@ impl Link for RemoteLink {
             // A refused credential reaches the client as such, challenge included — never as an
             // empty success.
             if let Some(r) = refusal(&resp) {
-                return Err(CallError::refused(&self.name, r));
+                return Err(Error::refused(&self.name, r));
             }
             let (events_tx, events) = super::queue::bounded(super::queue::CALL);
             let (response_tx, response) = oneshot::channel();
@@ -503,7 +495,10 @@ impl Link for RemoteLink {
                 })
                 .await;
                 if let Some(tx) = response_tx {
-                    let err = json!({"error":{"code":crate::jsonrpc::codes::UPSTREAM_PROTOCOL,"message":format!("the server answered HTTP {status} without a response")}});
+                    let err = wire::answer(&Error::new(
+                        Kind::UpstreamProtocol,
+                        format!("the server answered HTTP {status} without a response"),
+                    ));
                     let _ = tx.send(err);
                 }
             });
@@ -595,7 +590,7 @@ struct RequestTarget {
 
 impl RequestTarget {
     async fn answer(self, server_id: Value, rx: oneshot::Receiver<Value>) {
-        let answer = rx.await.unwrap_or_else(|_| json!({"error":{"code":-32603,"message":"the client went away"}}));
+        let answer = rx.await.unwrap_or_else(|_| wire::answer(&Error::new(Kind::Unanswered, "the client went away")));
         let mut out = json!({"jsonrpc":"2.0","id":server_id});
         for k in ["result", "error"] {
             if let Some(v) = answer.get(k) {

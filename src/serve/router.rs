@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::backend::{Call, CallError, Link};
+use super::backend::{Call, Link};
 use super::session::{Client, View};
 use crate::config::{self, Config, Server};
+use crate::error::Error;
+use crate::error::Kind;
 use crate::mcp::session::Session;
 
 pub struct Backend {
@@ -57,8 +59,9 @@ pub enum Routed {
     Call { backend: String, call: Call, timeout: Duration },
 }
 
-fn error(code: i64, message: impl Into<String>) -> Value {
-    json!({"error": {"code": code, "message": message.into()}})
+/// An answer of the gateway's own that is an error.
+fn error(kind: Kind, message: impl Into<String>) -> Value {
+    crate::http::wire::answer(&crate::error::Error::new(kind, message))
 }
 
 impl Router {
@@ -147,7 +150,7 @@ impl Router {
         method: &str,
         kind: &'static str,
         client: Option<&Arc<Session<Client>>>,
-    ) -> Result<Vec<Value>, CallError> {
+    ) -> Result<Vec<Value>, Error> {
         let shared = !b.cfg.forward_client_token;
         if shared {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -169,20 +172,20 @@ impl Router {
             let resp = tokio::time::timeout(b.cfg.timeout, call.response)
                 .await
                 .map_err(|_| {
-                    CallError::new(
-                        crate::jsonrpc::codes::UPSTREAM_TIMEOUT,
+                    Error::new(
+                        crate::error::Kind::UpstreamTimeout,
                         format!("server {} did not list its {kind} within {:?}", b.cfg.name, b.cfg.timeout),
                     )
                 })?
-                .map_err(|_| CallError::unavailable(&b.cfg.name, "the call was dropped"))?;
+                .map_err(|_| Error::unavailable(&b.cfg.name, "the call was dropped"))?;
             let Some(result) = resp.get("result") else {
                 let e = resp.get("error").cloned().unwrap_or_default();
                 // A server without this capability answers -32601: an empty listing.
                 if e.get("code").and_then(Value::as_i64) == Some(-32601) {
                     break;
                 }
-                return Err(CallError::new(
-                    e.get("code").and_then(Value::as_i64).unwrap_or(-32603),
+                return Err(Error::new(
+                    crate::error::Kind::Server(e.get("code").and_then(Value::as_i64).unwrap_or(-32603)),
                     format!(
                         "server {}: {}",
                         b.cfg.name,
@@ -240,7 +243,7 @@ impl Router {
 
     async fn merge(&self, view: &View, client: Option<&Arc<Session<Client>>>, method: &str) -> (Value, Vec<String>) {
         let Some((_, kind)) = LISTINGS.iter().find(|(m, _)| *m == method) else {
-            return (error(-32601, "unknown listing"), Vec::new());
+            return (error(Kind::MethodNotFound, "unknown listing"), Vec::new());
         };
         let mut out = Vec::new();
         let mut problems = Vec::new();
@@ -263,7 +266,7 @@ impl Router {
             let items = match self.listing(&b, method, kind, client).await {
                 Ok(items) => items,
                 // A lone server's failure is the listing's: never an empty success.
-                Err(e) if alone => return (e.to_answer(), problems),
+                Err(e) if alone => return (crate::http::wire::answer(&e), problems),
                 Err(e) => {
                     // One server down does not empty everyone's listing (it is left out, logged,
                     // and /readyz reports it).
@@ -403,7 +406,7 @@ impl Router {
                     }
                     _ => {
                         return Routed::Answer(error(
-                            -32602,
+                            Kind::InvalidParams,
                             format!("unknown {}: {name}", if method == "tools/call" { "tool" } else { "prompt" }),
                         ));
                     }
@@ -412,7 +415,7 @@ impl Router {
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                 let uri = params.get("uri").and_then(Value::as_str).unwrap_or_default().to_owned();
                 let Some(b) = self.by_uri(client, &uri).await else {
-                    return Routed::Answer(error(-32602, format!("no server offers the resource {uri}")));
+                    return Routed::Answer(error(Kind::InvalidParams, format!("no server offers the resource {uri}")));
                 };
                 if method != "resources/read" {
                     let had = {
@@ -450,7 +453,9 @@ impl Router {
                                 params["ref"]["name"] = Value::String(inner);
                                 Some(b)
                             }
-                            None => return Routed::Answer(error(-32602, format!("unknown prompt: {name}"))),
+                            None => {
+                                return Routed::Answer(error(Kind::InvalidParams, format!("unknown prompt: {name}")));
+                            }
                         }
                     }
                     _ => {
@@ -465,14 +470,17 @@ impl Router {
                 if visible.len() == 1 {
                     visible.into_iter().next()
                 } else {
-                    return Routed::Answer(error(-32601, format!("{method} cannot be routed to one server")));
+                    return Routed::Answer(error(
+                        Kind::MethodNotFound,
+                        format!("{method} cannot be routed to one server"),
+                    ));
                 }
             }
         };
-        let Some(b) = target else { return Routed::Answer(error(-32602, "no server to route this to")) };
+        let Some(b) = target else { return Routed::Answer(error(Kind::InvalidParams, "no server to route this to")) };
         match b.link.call(Some(client), method, params).await {
             Ok(call) => Routed::Call { backend: b.cfg.name.clone(), call, timeout: b.cfg.timeout },
-            Err(e) => Routed::Answer(e.to_answer()),
+            Err(e) => Routed::Answer(crate::http::wire::answer(&e)),
         }
     }
 

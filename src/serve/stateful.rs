@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::backend::{Call, CallError, Health, Link, ServerInfo};
+use super::backend::{Call, Health, Link, ServerInfo};
 use super::child::ChildLink;
 use super::session::Client;
 use crate::config::Restart;
+use crate::error::Error;
 use crate::mcp::session::Session;
 use crate::transport::stdio_child::Spec;
 
@@ -73,7 +74,7 @@ impl Link for StatefulLink {
         client: Option<&Arc<Session<Client>>>,
         method: &str,
         params: Value,
-    ) -> Pin<Box<dyn std::future::Future<Output = Result<Call, CallError>> + Send + '_>> {
+    ) -> Pin<Box<dyn std::future::Future<Output = Result<Call, Error>> + Send + '_>> {
         let client = client.cloned();
         let method = method.to_owned();
         Box::pin(async move {

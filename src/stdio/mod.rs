@@ -27,9 +27,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::connect::{Proxy, StartError, UpstreamOptions};
+use crate::error::{Error, Kind};
 use crate::http::body::Body;
 use crate::http::guard::Guard;
-use crate::jsonrpc::{self, Payload, codes};
+use crate::http::wire;
+use crate::jsonrpc::{self, Payload};
 use crate::mcp::era::{self, Detected, Era};
 use crate::mcp::headers::{LAST_EVENT_ID, PROTOCOL_VERSION, SESSION_ID};
 use crate::mcp::queue;
@@ -99,7 +101,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
         match read {
             Ok(0) => break,
             Ok(_) if line.len() > MAX_MESSAGE => {
-                bridge.emit(jsonrpc::error_response(None, codes::INVALID_REQUEST, "message too large"));
+                bridge.emit(wire::message(&Error::new(Kind::BadRequest, "message too large"), None));
                 // Skip the rest of the oversized line.
                 let mut rest = Vec::new();
                 let _ = stdin.read_until(b'\n', &mut rest).await;
@@ -169,7 +171,7 @@ impl Bridge {
         let (is_init, pending) = match Payload::parse(&body) {
             Ok(p) => (p.is_initialize(), p.request_ids()),
             Err(e) => {
-                self.emit(jsonrpc::error_response(None, codes::PARSE_ERROR, &e.to_string()));
+                self.emit(wire::message(&Error::new(Kind::Parse, e.to_string()), None));
                 return;
             }
         };
@@ -241,7 +243,7 @@ impl Bridge {
         };
         for id in pending {
             let raw = serde_json::value::RawValue::from_string(id).ok();
-            self.emit(jsonrpc::error_response(raw.as_deref(), codes::UPSTREAM_PROTOCOL, &why));
+            self.emit(wire::message(&Error::new(Kind::UpstreamProtocol, why.clone()), raw.as_deref()));
         }
         if is_init && status.is_success() {
             self.clone().start_listening();

@@ -24,7 +24,8 @@ use tokio::sync::oneshot;
 
 use super::{Bridge, PATH};
 use crate::connect::modern::{Asker, ModernUpstream};
-use crate::jsonrpc::codes;
+use crate::error::{Error, Kind};
+use crate::http::wire;
 use crate::mcp::modern::{self, ClientEnvelope};
 
 /// How long the client may take to answer an input request (a person may be typing).
@@ -109,7 +110,7 @@ impl Bridge {
                 }
                 None => json!({"jsonrpc":"2.0","id":client_id,"error":a.get("error").cloned().unwrap_or_default()}),
             },
-            Err(e) => error(&client_id, codes::UPSTREAM_PROTOCOL, &e),
+            Err(e) => error(&client_id, Error::new(Kind::UpstreamProtocol, e)),
         };
         self.emit(answer.to_string());
     }
@@ -122,7 +123,7 @@ impl Bridge {
         in_flight: &mut tokio::task::JoinSet<()>,
     ) {
         let Ok(msg) = serde_json::from_slice::<Value>(&body) else {
-            self.emit(crate::jsonrpc::error_response(None, codes::PARSE_ERROR, "not JSON"));
+            self.emit(wire::message(&Error::new(Kind::Parse, "not JSON"), None));
             return;
         };
         let method = msg.get("method").and_then(Value::as_str).map(str::to_owned);
@@ -150,19 +151,23 @@ impl Bridge {
             }
             (Some("resources/subscribe" | "resources/unsubscribe"), Some(id)) => {
                 self.emit(
-                    error(&id, -32601, "subscriptions are not offered through this bridge to a modern server")
-                        .to_string(),
+                    error(
+                        &id,
+                        Error::new(
+                            Kind::MethodNotFound,
+                            "subscriptions are not offered through this bridge to a modern server",
+                        ),
+                    )
+                    .to_string(),
                 );
             }
             (Some("initialize"), Some(id)) => {
-                self.emit(error(&id, codes::INVALID_REQUEST, "already initialized").to_string())
+                self.emit(error(&id, Error::new(Kind::BadRequest, "already initialized")).to_string())
             }
             (Some(_), Some(_)) => {
                 in_flight.spawn(self.clone().modern_call(m, msg));
             }
-            (None, None) => {
-                self.emit(crate::jsonrpc::error_response(None, codes::INVALID_REQUEST, "not a JSON-RPC message"))
-            }
+            (None, None) => self.emit(wire::message(&Error::new(Kind::BadRequest, "not a JSON-RPC message"), None)),
         }
     }
 
@@ -184,12 +189,16 @@ impl Bridge {
                 }
                 out
             }
-            Err(e) => error(&client_id, codes::UPSTREAM_PROTOCOL, &e),
+            Err(e) => error(&client_id, Error::new(Kind::UpstreamProtocol, e)),
         };
         self.emit(out.to_string());
     }
 }
 
-fn error(id: &Value, code: i64, message: &str) -> Value {
-    json!({"jsonrpc":"2.0","id":id,"error":{"code":code,"message":message}})
+/// An error message answering `id`.
+fn error(id: &Value, e: Error) -> Value {
+    let mut m = wire::answer(&e);
+    m["jsonrpc"] = json!("2.0");
+    m["id"] = id.clone();
+    m
 }
