@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 use super::Gateway;
 use super::backend::{Event, Health, Passthrough, Reply};
+use super::dispatch::Target;
 use super::router::{LISTINGS, Routed};
 use super::session::{Client, View};
 use crate::error::{Error, Kind};
@@ -171,155 +172,156 @@ impl Gateway {
                 );
             }
         };
-        // Parsed once for the paths that forward messages as they came; what is not JSON-RPC
-        // gets its error from the message path below.
-        if let Ok(payload) = crate::jsonrpc::Payload::parse(&bytes) {
-            // Not JSON-RPC 2.0: refused at once, whatever server it was meant for.
-            if let Err(e) = payload.check_version() {
-                return wire::error(&Error::new(Kind::BadRequest, e.to_string()), payload.error_id());
-            }
-            // The fast path: a client that sees one server, unprefixed, talks to it as it is —
-            // its messages forwarded as they came (listings and the handshake still the gateway's).
-            if let Some(resp) = self.pass(&view, headers, &bytes, &payload).await {
-                return resp;
-            }
-            if let Some(resp) = self.routed_raw(&view, headers, &bytes, &payload).await {
-                return resp;
-            }
-        }
-        let msg: Value = match serde_json::from_slice(&bytes) {
-            Ok(v @ Value::Object(_)) => v,
-            Ok(Value::Array(_)) => {
-                return wire::error(
-                    &Error::new(Kind::BadRequest, "batches are not supported; send one message per request"),
-                    None,
-                );
-            }
-            _ => return wire::error(&Error::new(Kind::Parse, "the body is not a JSON-RPC message"), None),
+        // 1. Parsed once: the envelope, borrowed from the body (params stay raw until needed).
+        let Ok(payload) = crate::jsonrpc::Payload::parse(&bytes) else {
+            return wire::error(&Error::new(Kind::Parse, "the body is not a JSON-RPC message"), None);
         };
-        let id = msg.get("id").cloned();
-        let method = msg.get("method").and_then(Value::as_str).map(str::to_owned);
-        let params = msg.get("params").cloned().unwrap_or_else(|| json!({}));
-        // 2026-07-28: stateless; the standard headers must mirror the body.
-        let version = headers.get(crate::mcp::headers::PROTOCOL_VERSION).and_then(|v| v.to_str().ok());
-        match crate::mcp::era::era_of(version) {
-            Err(e) => return wire::error(&Error::new(Kind::BadRequest, e.to_string()), None),
-            Ok(crate::mcp::era::Era::Modern) => {
-                return self.modern_post(view, headers, &bytes, id, method, params).await;
-            }
-            Ok(crate::mcp::era::Era::Legacy) => {}
+        // Not JSON-RPC 2.0: refused at once, whatever server it was meant for.
+        if let Err(e) = payload.check_version() {
+            return wire::error(&Error::new(Kind::BadRequest, e.to_string()), payload.error_id());
         }
-        if method.as_deref() == Some("initialize") {
-            let version = params.get("protocolVersion").and_then(Value::as_str).unwrap_or("2025-03-26").to_owned();
-            // Nothing to replay: servers are initialized by the gateway, from the params kept.
-            let created = match self.sessions.create(peer.ip(), &[], Client::new(view.clone(), params)) {
-                Ok(created) => created,
-                Err(e) => {
-                    tracing::warn!(client = %peer.ip(), "session refused: {e}");
-                    let raw = id.as_ref().and_then(|i| serde_json::value::to_raw_value(i).ok());
-                    return wire::error(&e.into(), raw.as_deref());
-                }
-            };
-            for old in created.evicted {
-                tracing::info!(session = old.label(), "session evicted: the session limit was reached");
-                self.end(&old);
-            }
-            let session = created.session;
-            session.upstream.set_bearer(headers.get(http::header::AUTHORIZATION));
-            tracing::info!(session = session.label(), "session started");
-            let mut resp = json_reply(&id, self.router.initialize(&view, &version));
-            resp.headers_mut().insert(SESSION_ID, session.header.clone());
-            return resp;
+        let Some(msg) = payload.single() else {
+            let e = Error::new(Kind::BadRequest, "batches are not supported; send one message per request");
+            return wire::error(&e, None);
+        };
+        // 2. The era, from `MCP-Protocol-Version`.
+        let version = headers.get(crate::mcp::headers::PROTOCOL_VERSION).and_then(|v| v.to_str().ok());
+        let era = match crate::mcp::era::era_of(version) {
+            Ok(era) => era,
+            Err(e) => return wire::error(&Error::new(Kind::BadRequest, e.to_string()), msg.id),
+        };
+        // 3. Who answers it, and whether policy lets it through: decided once, for every era and
+        //    endpoint (dispatch.rs).
+        let target = self.router.target(&view, msg);
+        // 4. A 2026-07-28 client: stateless, no session.
+        if era == crate::mcp::era::Era::Modern {
+            return self.modern_post(view, headers, msg, target).await;
+        }
+        // 5. The session: `initialize` opens one, everything else names one.
+        if msg.method() == Some("initialize") {
+            return self.initialize(view, headers, msg, peer);
         }
         let session = match self.session(&view, headers) {
             Ok(s) => s,
+            Err(e) => return wire::error(&e, msg.id),
+        };
+        // The caller's token as last sent, for servers that take it.
+        session.upstream.set_bearer(headers.get(http::header::AUTHORIZATION));
+        // 6. Carried out: as it came where the server takes it so, else as a message.
+        let mut resp = self.carry(&session, headers, &bytes, &payload, target).await;
+        resp.headers_mut().insert(SESSION_ID, session.header.clone());
+        resp
+    }
+
+    /// Opens a client session; the gateway answers `initialize` itself (servers are initialized
+    /// by the gateway, with the params kept).
+    fn initialize(
+        &self,
+        view: View,
+        headers: &HeaderMap,
+        msg: &crate::jsonrpc::Envelope<'_>,
+        peer: std::net::SocketAddr,
+    ) -> Response<Body> {
+        let params = params_of(msg);
+        let version = params.get("protocolVersion").and_then(Value::as_str).unwrap_or("2025-03-26").to_owned();
+        let created = match self.sessions.create(peer.ip(), &[], Client::new(view.clone(), params)) {
+            Ok(created) => created,
             Err(e) => {
-                return wire::error(&e, id.as_ref().and_then(|i| serde_json::value::to_raw_value(i).ok()).as_deref());
+                tracing::warn!(client = %peer.ip(), "session refused: {e}");
+                return wire::error(&e.into(), msg.id);
             }
         };
-        let mut resp = match (method.as_deref(), &id) {
+        for old in created.evicted {
+            tracing::info!(session = old.label(), "session evicted: the session limit was reached");
+            self.end(&old);
+        }
+        let session = created.session;
+        session.upstream.set_bearer(headers.get(http::header::AUTHORIZATION));
+        tracing::info!(session = session.label(), "session started");
+        let mut resp = json_reply(&id_of(msg), self.router.initialize(&view, &version));
+        resp.headers_mut().insert(SESSION_ID, session.header.clone());
+        resp
+    }
+
+    /// Carries out the decision for a legacy client's message in its session: the server's own
+    /// as it came when its transport takes it so (`pass`, `routed_raw`), else as a message.
+    async fn carry(
+        self: &Arc<Self>,
+        session: &Arc<Session<Client>>,
+        headers: &HeaderMap,
+        bytes: &Bytes,
+        payload: &crate::jsonrpc::Payload<'_>,
+        target: Target,
+    ) -> Response<Body> {
+        let Some(msg) = payload.single() else { return wire::error(&Error::new(Kind::BadRequest, "a batch"), None) };
+        match &target {
+            Target::Refused(e) => {
+                let id = id_of(msg).unwrap_or(Value::Null);
+                return Form::of(headers).reply(session, &id, wire::answer(e));
+            }
+            Target::Lone(b) => {
+                if let Some(resp) = self.pass(session, headers, bytes, payload, b).await {
+                    return resp;
+                }
+            }
+            Target::Named { backend, inner } => {
+                if let Some(resp) = self.routed_raw(session, headers, bytes, msg, backend, inner).await {
+                    return resp;
+                }
+            }
+            Target::Gateway | Target::Router => {}
+        }
+        let id = id_of(msg);
+        match (msg.method(), &id) {
             // The client's answer to a server's request.
             (None, Some(_)) => {
-                if !session.upstream.answer(msg) {
+                let answer = serde_json::from_slice(bytes).unwrap_or(Value::Null);
+                if !session.upstream.answer(answer) {
                     tracing::debug!(session = session.label(), "an answer to no request of ours");
                 }
                 accepted()
             }
             (Some(m), None) => {
-                self.notification(&session, m, params);
+                self.notification(session, m, params_of(msg));
                 accepted()
             }
-            (Some(m), Some(_)) => {
-                self.request(&session, m, params, id.clone().unwrap_or(Value::Null), Form::of(headers)).await
+            (Some(m), Some(id)) => {
+                self.request(session, m, params_of(msg), id.clone(), Form::of(headers), target).await
             }
             (None, None) => wire::error(&Error::new(Kind::BadRequest, "not a JSON-RPC message"), None),
-        };
-        resp.headers_mut().insert(SESSION_ID, session.header.clone());
-        resp
+        }
     }
 
-    /// Forwards a legacy message untouched when the view has one unprefixed server that can take
-    /// it so; `None` sends it down the message path.
+    /// A message to the server the client sees alone, untouched where its transport allows:
+    /// written to a stdio child with only the id swapped (`Link::call_raw`), or sent to a remote
+    /// server in the client's upstream session (`Proxy::forward`). `None`: the message path.
     async fn pass(
         self: &Arc<Self>,
-        view: &View,
+        session: &Arc<Session<Client>>,
         headers: &HeaderMap,
         bytes: &Bytes,
         payload: &crate::jsonrpc::Payload<'_>,
+        b: &Arc<super::router::Backend>,
     ) -> Option<Response<Body>> {
-        let b = self.router.alone(view)?;
         let msg = payload.single()?;
         let method = msg.method();
-        // What the gateway answers itself, and what its session must see.
-        if matches!(
-            method,
-            Some(
-                "initialize"
-                    | "notifications/initialized"
-                    | "ping"
-                    | "logging/setLevel"
-                    | "resources/subscribe"
-                    | "resources/unsubscribe"
-            )
-        ) || method.is_some_and(|m| LISTINGS.iter().any(|(l, _)| *l == m))
-            || method.is_some_and(|m| m.starts_with("server/"))
-        {
-            return None;
-        }
-        let version = headers.get(crate::mcp::headers::PROTOCOL_VERSION);
-        if crate::mcp::era::era_of(version.and_then(|v| v.to_str().ok())) != Ok(crate::mcp::era::Era::Legacy) {
-            return None;
-        }
-        // An answer to a question of the gateway's own (a server's request it relayed) is its.
-        if method.is_none() && msg.id.is_some_and(|id| id.get().starts_with("\"mcpgate-")) {
-            return None;
-        }
-        // A tool the configuration hides is as unknown here as in the listing.
-        if method == Some("tools/call")
-            && !b.cfg.tools.is_open()
-            && !msg.target_name().is_some_and(|t| b.cfg.tools.allows(&t))
-        {
-            return None;
-        }
-        let session = self.session(view, headers).ok()?;
-        session.upstream.set_bearer(headers.get(http::header::AUTHORIZATION));
         if let (Some(m), Some(client_id)) = (method, msg.id)
-            && let Some(call) = b.link.call_raw(&session, bytes, msg)
+            && let Some(call) = b.link.call_raw(session, bytes, msg)
         {
-            return Some(self.send_raw(&session, &b, m, client_id, call, Form::of(headers)).await);
+            return Some(self.send_raw(session, b, m, client_id, call, Form::of(headers)).await);
         }
         let started = Instant::now();
-        let (engine, to) = match b.link.passthrough(&session, version.cloned()) {
+        let version = headers.get(crate::mcp::headers::PROTOCOL_VERSION).cloned();
+        let (engine, to) = match b.link.passthrough(session, version) {
             Passthrough::No => return None,
             Passthrough::Ready(destination) => destination,
             Passthrough::Opening(opening) => opening.await?,
         };
-        let mut resp = engine.forward(to, bytes.clone(), payload).await;
+        let resp = engine.forward(to, bytes.clone(), payload).await;
         if let Some(m) = method {
             let ok = if resp.status().is_success() { "ok" } else { "error" };
             self.metrics.record(&b.cfg.name, m, ok, started.elapsed());
         }
-        resp.headers_mut().insert(SESSION_ID, session.header.clone());
         Some(resp)
     }
 
@@ -355,63 +357,55 @@ impl Gateway {
     /// swapped in the bytes and the answer comes back as it wrote it; `None`: the message path.
     async fn routed_raw(
         self: &Arc<Self>,
-        view: &View,
+        session: &Arc<Session<Client>>,
         headers: &HeaderMap,
         bytes: &Bytes,
-        payload: &crate::jsonrpc::Payload<'_>,
+        msg: &crate::jsonrpc::Envelope<'_>,
+        b: &Arc<super::router::Backend>,
+        inner: &str,
     ) -> Option<Response<Body>> {
         #[derive(serde::Deserialize)]
         struct Named<'a> {
             #[serde(borrow)]
             name: &'a serde_json::value::RawValue,
         }
-        let msg = payload.single()?;
-        let method = msg.method().filter(|m| matches!(*m, "tools/call" | "prompts/get"))?;
-        let client_id = msg.id?;
-        let version = headers.get(crate::mcp::headers::PROTOCOL_VERSION);
-        if crate::mcp::era::era_of(version.and_then(|v| v.to_str().ok())) != Ok(crate::mcp::era::Era::Legacy) {
+        let (method, client_id) = (msg.method()?, msg.id?);
+        if !b.link.takes_raw() {
             return None;
         }
         let raw_name = serde_json::from_str::<Named>(msg.params?.get()).ok()?.name;
-        let name: String = serde_json::from_str(raw_name.get()).ok()?;
-        let (b, inner) = self.router.by_name(view, &name)?;
-        // Hidden tools are refused by the message path, which says so.
-        if !b.link.takes_raw() || method == "tools/call" && !b.cfg.tools.allows(&inner) {
-            return None;
-        }
-        let session = self.session(view, headers).ok()?;
         let span = crate::jsonrpc::span_of(bytes, raw_name.get())?;
-        let renamed = crate::jsonrpc::splice_line(bytes, span, serde_json::to_string(&inner).ok()?.as_bytes());
+        let renamed = crate::jsonrpc::splice_line(bytes, span, serde_json::to_string(inner).ok()?.as_bytes());
         let payload = crate::jsonrpc::Payload::parse(&renamed).ok()?;
         let renamed_msg = payload.single()?;
-        let call = b.link.call_raw(&session, &renamed, renamed_msg)?;
-        Some(self.send_raw(&session, &b, method, client_id, call, Form::of(headers)).await)
+        let call = b.link.call_raw(session, &renamed, renamed_msg)?;
+        Some(self.send_raw(session, b, method, client_id, call, Form::of(headers)).await)
     }
 
+    /// A 2026-07-28 client's message: the standard headers must mirror the body; answered
+    /// statelessly, as JSON or as a stream of what the call brings.
     async fn modern_post(
         self: &Arc<Self>,
         view: View,
         headers: &HeaderMap,
-        bytes: &Bytes,
-        id: Option<Value>,
-        method: Option<String>,
-        params: Value,
+        msg: &crate::jsonrpc::Envelope<'_>,
+        target: Target,
     ) -> Response<Body> {
-        let raw_id = id.as_ref().and_then(|i| serde_json::value::to_raw_value(i).ok());
-        if let Ok(payload) = crate::jsonrpc::Payload::parse(bytes)
-            && let Some(msg) = payload.single()
-            && let Err(e) = crate::mcp::headers::check_modern(headers, msg)
-        {
-            return wire::error(&Error::new(Kind::HeaderMismatch, e.to_string()), raw_id.as_deref());
+        if let Err(e) = crate::mcp::headers::check_modern(headers, msg) {
+            return wire::error(&Error::new(Kind::HeaderMismatch, e.to_string()), msg.id);
         }
-        let (Some(method), Some(id)) = (method, id) else {
+        let (Some(method), Some(id)) = (msg.method().map(str::to_owned), id_of(msg)) else {
             // Notifications and responses have nothing to go to in a stateless exchange.
             return accepted();
         };
+        if let Target::Refused(e) = &target {
+            return json_reply(&Some(id), wire::answer(e));
+        }
+        let params = params_of(msg);
         let started = Instant::now();
         if !accepts_sse(headers) {
             // A client that takes JSON only gets the answer alone.
-            let reply = self.modern(view, &method, params, None).await;
+            let reply = self.modern(view, &method, params, None, target).await;
             self.metrics.record("gateway", &method, outcome(&reply.answer), started.elapsed());
             return json_reply(&Some(id), reply.answer);
         }
@@ -428,7 +422,7 @@ impl Gateway {
         });
         let gateway = self.clone();
         tokio::spawn(async move {
-            let reply = gateway.modern(view, &method, params, Some(&values)).await;
+            let reply = gateway.modern(view, &method, params, Some(&values), target).await;
             gateway.metrics.record("gateway", &method, outcome(&reply.answer), started.elapsed());
             for e in reply.events {
                 values.push(e);
@@ -474,6 +468,7 @@ impl Gateway {
         params: Value,
         id: Value,
         form: Form,
+        target: Target,
     ) -> Response<Body> {
         let started = Instant::now();
         let reply = |answer: Value| form.reply(session, &id, answer);
@@ -491,7 +486,7 @@ impl Gateway {
         if method == "logging/setLevel" {
             return reply(self.router.set_level(session, params).await);
         }
-        match self.router.route(session, method, params).await {
+        match self.router.route(session, &target, method, params).await {
             Routed::Answer(answer) => {
                 self.metrics.record("gateway", method, outcome(&answer), started.elapsed());
                 if let (View::One(_), Some(resp)) = (&session.upstream.view, refused(&answer, &id)) {
@@ -618,7 +613,7 @@ impl Gateway {
             resp.headers_mut().insert(SESSION_ID, session.header.clone());
             return resp;
         }
-        let Some(mut feed) = session.upstream.take_stream() else {
+        let Some(mut feed) = session.upstream.take_stream(STREAM_HANDOVER).await else {
             return wire::error(&Error::new(Kind::Conflict, "this session's event stream is open already"), None);
         };
         let (tx, rx) = mpsc::channel::<Bytes>(STREAM_BUFFER);
@@ -632,11 +627,13 @@ impl Gateway {
                         None => break,
                     },
                     () = tx.closed() => break,
+                    () = back.upstream.superseded() => break,
                     () = shutdown.cancelled() => break,
                 };
                 // A slow reader holds this send; meanwhile the feed gives way as `queue` says.
                 tokio::select! {
                     r = tx.send(sse::encode(m.to_string().as_bytes(), None)) => if r.is_err() { break },
+                    () = back.upstream.superseded() => break,
                     () = shutdown.cancelled() => break,
                 }
             }
@@ -867,6 +864,16 @@ fn with_id(mut answer: Value, id: &Value) -> Value {
     out
 }
 
+/// A message's id, as a value.
+fn id_of(msg: &crate::jsonrpc::Envelope<'_>) -> Option<Value> {
+    msg.id.map(|raw| serde_json::from_str(raw.get()).unwrap_or(Value::Null))
+}
+
+/// A message's params, as a value (`{}` when it has none).
+fn params_of(msg: &crate::jsonrpc::Envelope<'_>) -> Value {
+    msg.params.and_then(|raw| serde_json::from_str(raw.get()).ok()).unwrap_or_else(|| json!({}))
+}
+
 fn json_reply(id: &Option<Value>, answer: Value) -> Response<Body> {
     let msg = with_id(answer, id.as_ref().unwrap_or(&Value::Null));
     let mut resp = Response::new(body::full(msg.to_string()));
@@ -980,6 +987,9 @@ struct Channel {
 
 /// SSE events written ahead of a client that reads slowly; past this, the writer waits.
 const STREAM_BUFFER: usize = 16;
+
+/// How long a new GET stream waits for the open one to hand over its feed (409 after that).
+const STREAM_HANDOVER: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl http_body::Body for Channel {
     type Data = Bytes;

@@ -5,6 +5,7 @@
 
 mod backend;
 mod child;
+mod dispatch;
 mod front;
 mod metrics;
 mod modern;

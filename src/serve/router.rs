@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::backend::{Call, Link};
+use super::dispatch::Target;
 use super::session::{Client, View};
 use crate::config::{self, Config, Server};
 use crate::error::Error;
@@ -393,26 +394,27 @@ impl Router {
         json!({"result": r})
     }
 
-    /// Routes one client request (initialize and the listings are answered by the caller).
-    pub async fn route(&self, client: &Arc<Session<Client>>, method: &str, mut params: Value) -> Routed {
+    /// Sends one client request to the server `target` names (decided in `dispatch`; the
+    /// listings and the handshake are the caller's), finding it here for `Target::Router`.
+    pub async fn route(
+        &self,
+        client: &Arc<Session<Client>>,
+        target: &Target,
+        method: &str,
+        mut params: Value,
+    ) -> Routed {
         let view = client.upstream.view.clone();
-        let target = match method {
-            "tools/call" | "prompts/get" => {
-                let name = params.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
-                match self.by_name(&view, &name) {
-                    Some((b, inner)) if method == "prompts/get" || b.cfg.tools.allows(&inner) => {
-                        params["name"] = Value::String(inner);
-                        Some(b)
-                    }
-                    _ => {
-                        return Routed::Answer(error(
-                            Kind::InvalidParams,
-                            format!("unknown {}: {name}", if method == "tools/call" { "tool" } else { "prompt" }),
-                        ));
-                    }
-                }
+        let target = match (target, method) {
+            (Target::Refused(e), _) => return Routed::Answer(crate::http::wire::answer(e)),
+            (Target::Named { backend, inner }, _) => {
+                params["name"] = Value::String(inner.clone());
+                Some(backend.clone())
             }
-            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            (Target::Lone(b), m) if !matches!(m, "resources/subscribe" | "resources/unsubscribe") => Some(b.clone()),
+            (Target::Gateway, _) => {
+                return Routed::Answer(error(Kind::MethodNotFound, format!("{method} is not routed to a server")));
+            }
+            (_, "resources/read" | "resources/subscribe" | "resources/unsubscribe") => {
                 let uri = params.get("uri").and_then(Value::as_str).unwrap_or_default().to_owned();
                 let Some(b) = self.by_uri(client, &uri).await else {
                     return Routed::Answer(error(Kind::InvalidParams, format!("no server offers the resource {uri}")));
@@ -443,7 +445,7 @@ impl Router {
                 }
                 Some(b)
             }
-            "completion/complete" => {
+            (_, "completion/complete") => {
                 let r = params.get("ref").cloned().unwrap_or_default();
                 match r.get("type").and_then(Value::as_str) {
                     Some("ref/prompt") => {

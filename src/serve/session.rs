@@ -26,6 +26,9 @@ pub struct Client {
     /// Messages for the client's GET stream (bounded: `queue` says what gives way).
     outbound: queue::Sender<Value>,
     outbound_rx: Mutex<Option<queue::Receiver<Value>>>,
+    /// A newer GET stream asks the open one to end; the open one says it has.
+    stream_superseded: tokio::sync::Notify,
+    stream_returned: tokio::sync::Notify,
     /// Server→client requests sent to this client, by the id the gateway gave them.
     waiting: Mutex<HashMap<String, oneshot::Sender<Value>>>,
     next_id: AtomicU64,
@@ -50,6 +53,8 @@ impl Client {
                 .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned()),
             outbound: tx,
             outbound_rx: Mutex::new(Some(rx)),
+            stream_superseded: tokio::sync::Notify::new(),
+            stream_returned: tokio::sync::Notify::new(),
             waiting: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             subscriptions: Mutex::new(HashSet::new()),
@@ -104,11 +109,29 @@ impl Client {
         self.outbound.push_as(class.clone(), || msg.clone());
     }
 
-    /// The GET stream's feed; one stream at a time (a second GET gets 409).
-    pub fn take_stream(&self) -> Option<queue::Receiver<Value>> {
-        let rx = self.outbound_rx.lock().unwrap_or_else(|p| p.into_inner()).take()?;
-        rx.listen(true);
-        Some(rx)
+    /// The GET stream's feed, one stream at a time. The newest GET wins: a stream still open
+    /// (perhaps on a connection its client left without the gateway knowing yet) is told to
+    /// end, and its feed is handed over when it has; `None` if that takes longer than `wait`.
+    pub async fn take_stream(&self, wait: std::time::Duration) -> Option<queue::Receiver<Value>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let returned = self.stream_returned.notified();
+            if let Some(rx) = self.outbound_rx.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                rx.listen(true);
+                return Some(rx);
+            }
+            self.stream_superseded.notify_waiters();
+            // Told again now and then: the open stream listens only between its sends.
+            let again = (tokio::time::Instant::now() + std::time::Duration::from_millis(50)).min(deadline);
+            if tokio::time::timeout_at(again, returned).await.is_err() && tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+        }
+    }
+
+    /// Resolves when a newer GET stream wants this one's feed.
+    pub async fn superseded(&self) {
+        self.stream_superseded.notified().await;
     }
 
     /// A GET stream ended: its feed goes back for the next one (nothing queued is lost; until
@@ -116,6 +139,7 @@ impl Client {
     pub fn return_stream(&self, rx: queue::Receiver<Value>) {
         rx.listen(false);
         *self.outbound_rx.lock().unwrap_or_else(|p| p.into_inner()) = Some(rx);
+        self.stream_returned.notify_waiters();
     }
 
     /// A server→client request, as the client will see it, and registers where its answer goes.

@@ -1,0 +1,83 @@
+//! The one dispatch decision of `serve`: for a message, parsed once, who answers it — the
+//! gateway itself, a server the client sees alone, one of several servers by its prefixed name,
+//! or the router when the call is made — and whether policy lets it through. Every message of
+//! every era and endpoint is decided here (`Gateway::post` for legacy clients, the same call
+//! for 2026-07-28 ones), so a rule written here holds on every path: the hidden-tool rule now,
+//! the caller's rights next.
+
+use std::sync::Arc;
+
+use super::router::{Backend, LISTINGS, Router};
+use super::session::View;
+use crate::error::{Error, Kind};
+use crate::jsonrpc::Envelope;
+
+/// The methods the gateway answers itself, whatever server the client sees: the handshake, the
+/// merged listings (from the cache), liveness, the log level it passes to every server, and
+/// the 2026-07-28 discovery (every `server/` method).
+const ANSWERED_HERE: &[&str] = &["initialize", "notifications/initialized", "ping", "logging/setLevel"];
+
+/// Who answers a message.
+pub enum Target {
+    /// The gateway (`ANSWERED_HERE`, the listings, answers to its own questions, and on the
+    /// merged endpoint every notification and answer: it knows where each goes).
+    Gateway,
+    /// The one server the client sees, unprefixed: what the gateway need not rewrite goes to it
+    /// as it came.
+    Lone(Arc<Backend>),
+    /// One of several servers, named with its prefix (`tools/call`, `prompts/get`); `inner` is
+    /// the name the server knows.
+    Named { backend: Arc<Backend>, inner: String },
+    /// The router finds the server when the call is made: a resource by its URI, a completion
+    /// by its ref, a subscription (counted per server), anything else by being the only one.
+    Router,
+    /// Refused by policy, with the answer to give.
+    Refused(Error),
+}
+
+impl Router {
+    /// Decides who answers `msg`, for a client that sees `view`.
+    pub fn target(&self, view: &View, msg: &Envelope<'_>) -> Target {
+        let method = msg.method();
+        let here = method.is_some_and(|m| {
+            ANSWERED_HERE.contains(&m) || LISTINGS.iter().any(|(l, _)| *l == m) || m.starts_with("server/")
+        });
+        // An answer to a question of the gateway's own (a server's request it relayed, under an
+        // id of its own) is the gateway's to route back.
+        let ours = method.is_none() && msg.id.is_some_and(|id| id.get().starts_with("\"mcpgate-"));
+        if here || ours {
+            return Target::Gateway;
+        }
+        if matches!(method, Some("resources/subscribe" | "resources/unsubscribe")) {
+            return Target::Router;
+        }
+        if let Some(b) = self.alone(view) {
+            // A tool the configuration hides is as unknown as in the listing.
+            if method == Some("tools/call")
+                && !b.cfg.tools.is_open()
+                && !msg.target_name().is_some_and(|t| b.cfg.tools.allows(&t))
+            {
+                return Target::Refused(unknown("tool", msg));
+            }
+            return Target::Lone(b);
+        }
+        match method {
+            Some(m @ ("tools/call" | "prompts/get")) => {
+                let what = if m == "tools/call" { "tool" } else { "prompt" };
+                let name = msg.target_name().unwrap_or_default();
+                match self.by_name(view, &name) {
+                    Some((backend, inner)) if m == "prompts/get" || backend.cfg.tools.allows(&inner) => {
+                        Target::Named { backend, inner }
+                    }
+                    _ => Target::Refused(unknown(what, msg)),
+                }
+            }
+            Some(_) if msg.id.is_some() => Target::Router,
+            _ => Target::Gateway,
+        }
+    }
+}
+
+fn unknown(what: &str, msg: &Envelope<'_>) -> Error {
+    Error::new(Kind::InvalidParams, format!("unknown {what}: {}", msg.target_name().unwrap_or_default()))
+}
