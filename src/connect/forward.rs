@@ -63,7 +63,7 @@ impl Proxy {
             None => Err(Error::new(Kind::SessionNotFound, "session not found; initialize a new session")),
             Some(session) => match &session.upstream {
                 UpstreamSession::Streamable(state) if self.upstream.direct() => {
-                    self.direct(&to, &session, state, bytes, payload).await
+                    self.direct(&to, None, &session, state, bytes, payload).await
                 }
                 _ => {
                     let pending = Pending::new(payload.request_ids());
@@ -74,9 +74,13 @@ impl Proxy {
         outcome.unwrap_or_else(|e| wire::error(&e, payload.error_id()))
     }
 
-    async fn direct(
+    /// A POST in an open Streamable HTTP session, its head the upstream's pre-rendered one plus
+    /// what varies: the session, version and credential (`to`), and the `client`'s own headers
+    /// that pass the header policy (`connect`; `serve` sends none of its clients').
+    pub(super) async fn direct(
         &self,
         to: &Forward,
+        client: Option<&HeaderMap>,
         session: &Session<UpstreamSession>,
         state: &State,
         bytes: Bytes,
@@ -86,16 +90,19 @@ impl Proxy {
         // The credential wins over the caller's token, as in `exchange` (which drops the
         // client's `Authorization` whenever mcpgate supplies one).
         let credential = self.upstream.authorization().await?;
+        let passes = client.map(|c| super::headers::Passes::of(c, self.upstream.supplies_authorization()));
+        let test = |name: &http::HeaderName| passes.as_ref().is_some_and(|p| p.test(name));
         let varying = Varying {
             session: stale.as_ref(),
             version: to.version.as_ref(),
             authorization: credential.as_ref().or(to.bearer.as_ref()),
+            extra: client.map(|c| (c, &test as &crate::upstream::Rule<'_>)),
         };
         let resp = self.upstream.send_direct(varying, &bytes).await?;
         if matches!(resp.status().as_u16(), 400 | 401 | 403 | 404) {
             let sent = Sent { session, state, stale, pending: Pending::new(payload.request_ids()) };
             // Boxed: rare, and it would size every direct call's future otherwise.
-            return Box::pin(self.refused(resp, to, credential, bytes, sent)).await;
+            return Box::pin(self.refused(resp, to, client, credential, bytes, sent)).await;
         }
         if is_event_stream(resp.headers()) {
             // The ids are kept to answer them with errors if the stream breaks off.
@@ -144,12 +151,13 @@ impl Proxy {
         &self,
         resp: Response<ResponseBody>,
         to: &Forward,
+        client: Option<&HeaderMap>,
         credential: Option<HeaderValue>,
         bytes: Bytes,
         sent: Sent<'_>,
     ) -> Result<Response<Body>, Error> {
         tracing::debug!(upstream = %self.upstream.display, status = resp.status().as_u16(), "a direct request was refused; going on as an exchange would");
-        let client = to.headers();
+        let client = client.cloned().unwrap_or_else(|| to.headers());
         let retry = self.upstream.may_recover(credential.as_ref()).then(|| {
             let mut h = self.upstream_headers(&client);
             set_session(&mut h, sent.stale.as_ref());

@@ -43,21 +43,36 @@ fn connection_tokens(h: &HeaderMap) -> Vec<String> {
 
 /// The client's request headers as they go upstream.
 pub fn to_upstream(client: &HeaderMap, drop_authorization: bool) -> HeaderMap {
-    let named = connection_tokens(client);
+    let passes = Passes::of(client, drop_authorization);
     let mut out = HeaderMap::with_capacity(client.len() + 2);
     for (k, v) in client {
+        if passes.test(k) {
+            out.append(k, v.clone());
+        }
+    }
+    out
+}
+
+/// The rule for one request: which of the client's headers go upstream.
+pub struct Passes {
+    named: Vec<String>,
+    drop_authorization: bool,
+}
+
+impl Passes {
+    pub fn of(client: &HeaderMap, drop_authorization: bool) -> Passes {
+        Passes { named: connection_tokens(client), drop_authorization }
+    }
+
+    pub fn test(&self, k: &HeaderName) -> bool {
         let owned = *k == header::HOST
             || *k == header::CONTENT_LENGTH
             || *k == header::ORIGIN
             || *k == header::ACCEPT_ENCODING
             || *k == SESSION_ID
-            || (drop_authorization && *k == header::AUTHORIZATION);
-        if owned || is_hop_by_hop(k, &named) || is_forwarding(k) {
-            continue;
-        }
-        out.append(k, v.clone());
+            || (self.drop_authorization && *k == header::AUTHORIZATION);
+        !(owned || is_hop_by_hop(k, &self.named) || is_forwarding(k))
     }
-    out
 }
 
 /// Filters the upstream's response headers in place before they go to the client (the session

@@ -170,6 +170,15 @@ impl Proxy {
         pending: Option<Pending>,
     ) -> Result<Response<Body>, Error> {
         match &session.upstream {
+            // The head rendered once, where the client's request is one it can carry.
+            UpstreamSession::Streamable(state) if self.upstream.direct() && crate::upstream::fits(client) => {
+                let to = super::Forward {
+                    session: session.header.clone(),
+                    version: client.get(PROTOCOL_VERSION).cloned(),
+                    bearer: client.get(http::header::AUTHORIZATION).cloned(),
+                };
+                self.direct(&to, Some(client), session, state, bytes, payload).await
+            }
             UpstreamSession::Streamable(state) => {
                 self.exchange(Method::POST, client, bytes, session, state, pending).await
             }

@@ -64,6 +64,22 @@ pub struct Varying<'a> {
     pub session: Option<&'a HeaderValue>,
     pub version: Option<&'a HeaderValue>,
     pub authorization: Option<&'a HeaderValue>,
+    /// The caller's other headers, with the rule that says which of them go upstream (the
+    /// headers a direct request sets itself never do).
+    pub extra: Option<(&'a HeaderMap, &'a Rule<'a>)>,
+}
+
+/// Which of a caller's headers go upstream.
+pub type Rule<'r> = dyn Fn(&HeaderName) -> bool + Sync + 'r;
+
+/// Whether a client's request may go direct: it asks for what the fixed head asks for (its
+/// `Content-Type` and `Accept` are the ones a direct request sends).
+pub fn fits(client: &HeaderMap) -> bool {
+    let is = |name: HeaderName, want: &[u8]| {
+        let mut all = client.get_all(name).iter();
+        all.next().is_some_and(|v| v.as_bytes() == want) && all.next().is_none()
+    };
+    is(CONTENT_TYPE, b"application/json") && is(ACCEPT, b"application/json, text/event-stream")
 }
 
 impl Upstream {
@@ -90,6 +106,13 @@ impl Upstream {
         for (name, value) in parts {
             if let Some(v) = value {
                 line(&mut head, &name, v);
+            }
+        }
+        if let Some((client, passes)) = varying.extra {
+            for (name, value) in client {
+                if !OWN.contains(name) && passes(name) {
+                    line(&mut head, name, value);
+                }
             }
         }
         head.extend_from_slice(b"content-length: ");

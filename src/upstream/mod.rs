@@ -17,7 +17,7 @@ use crate::error::{Error, Kind, chain};
 use crate::oauth_client::Challenge;
 use crate::transport::http_client::HttpClient;
 
-pub use direct::Varying;
+pub use direct::{Rule, Varying, fits};
 
 pub struct Upstream {
     pub url: Uri,
