@@ -43,6 +43,8 @@ pub struct HttpClient {
 struct Settings {
     connector: Connector,
     connect_timeout: Duration,
+    /// Itself, to register a thread's connections under (`Home::with_pool` gets `&self` only).
+    me: Weak<Settings>,
 }
 
 /// A client's connections on one thread: `http://` ones in our pool, the rest (TLS, HTTP/2 by
@@ -82,8 +84,9 @@ impl HttpClient {
 }
 
 impl Settings {
-    fn local<R>(self: &Arc<Self>, f: impl FnOnce(&mut Local) -> R) -> R {
-        let me = Arc::as_ptr(self);
+    /// This thread's connections of this client, made on first use here.
+    fn local<R>(&self, f: impl FnOnce(&mut Local) -> R) -> R {
+        let me: *const Settings = self;
         LOCAL.with_borrow_mut(|all| {
             if let Some(i) = all.iter().position(|(w, _)| std::ptr::eq(w.as_ptr(), me)) {
                 return f(&mut all[i].1);
@@ -92,7 +95,7 @@ impl Settings {
             all.retain(|(w, _)| w.strong_count() > 0);
             let mut local = Local { plain: Pool::default(), other: legacy(self.connector.clone()) };
             let r = f(&mut local);
-            all.push((Arc::downgrade(self), local));
+            all.push((self.me.clone(), local));
             r
         })
     }
@@ -100,16 +103,7 @@ impl Settings {
 
 impl http1::Home for Settings {
     fn with_pool(&self, f: &mut dyn FnMut(&mut Pool)) {
-        let me: *const Settings = self;
-        LOCAL.with_borrow_mut(|all| {
-            if let Some(i) = all.iter().position(|(w, _)| std::ptr::eq(w.as_ptr(), me)) {
-                f(&mut all[i].1.plain);
-            } else {
-                // Not yet used on this thread (a body finished on another one): a pool of its
-                // own comes with the first request sent here.
-                f(&mut Pool::default());
-            }
-        })
+        self.local(|l| f(&mut l.plain));
     }
 }
 
@@ -165,7 +159,7 @@ pub fn build(connect_timeout: Duration) -> HttpClient {
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
     let connector = Connector { http, tls: Arc::new(OnceLock::new()) };
-    HttpClient { shared: Arc::new(Settings { connector, connect_timeout }) }
+    HttpClient { shared: Arc::new_cyclic(|me| Settings { connector, connect_timeout, me: me.clone() }) }
 }
 
 fn legacy(connector: Connector) -> Legacy {
