@@ -3,6 +3,10 @@
 //! driven by the official SDK client and raw HTTP: merged listings, routed calls, server→client
 //! requests to the client that caused them, progress kept apart, faults and live reload.
 
+mod limits;
+mod reload;
+mod resume;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
