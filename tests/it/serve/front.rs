@@ -1,5 +1,5 @@
 //! The gateway's own front: the Host/Origin guard, body and session checks on the MCP
-//! endpoints, `/admin/reload` kept to this machine.
+//! endpoints, `/admin/reload` kept to this machine, and `/metrics` in the form scrapers expect.
 
 use serde_json::json;
 
@@ -76,3 +76,18 @@ async fn reload_is_refused_from_beyond_loopback_without_the_admin_token() {
     assert_eq!(near.status, 200, "{}", near.body);
 }
 
+/// `/metrics` says it is Prometheus's text format, version 0.0.4, as scrapers expect; and the
+/// operational endpoints are not for browser pages.
+#[tokio::test]
+async fn metrics_answer_in_the_prometheus_text_format() {
+    let dir = tempdir("serve-metrics");
+    let gw = serve_ready(&dir, json!({"local": echo_server(&dir)})).await;
+    let metrics = format!("{}/metrics", base(&gw.url));
+    let r = request("GET", &metrics, &[], "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"), "{:?}", r.headers);
+    assert!(r.body.contains("# TYPE mcpgate_requests_total counter"), "{}", r.body);
+    assert!(r.body.contains("mcpgate_upstream_up{server=\"local\"} 1"), "{}", r.body);
+    let r = request("GET", &metrics, &[("origin", "http://127.0.0.1")], "").await;
+    assert_eq!(r.status, 403, "{}", r.body);
+}

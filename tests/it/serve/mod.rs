@@ -29,7 +29,7 @@
 //! | a modern (2026-07-28) client | modern_clients.rs | `a_modern_client_reaches_legacy_servers_on_every_route` | `a_modern_client_reaches_legacy_servers_on_every_route` | `a_modern_client_reaches_legacy_servers_on_every_route` | `a_modern_client_reaches_legacy_servers_on_every_route` |
 //! | a modern-only server, legacy client | modern_clients.rs | n/a: stdio children are spoken to in 2025 only (no modern-only stdio server) | n/a: stdio children are spoken to in 2025 only (no modern-only stdio server) | `a_legacy_client_reaches_a_modern_only_server_on_every_remote_route` | `a_legacy_client_reaches_a_modern_only_server_on_every_remote_route` |
 //!
-//! Also here, on the routes they concern: the front's guard and `/admin/reload`
+//! Also here, on the routes they concern: the front's guard, `/admin/reload` and `/metrics`
 //! (front.rs); three upstreams of three kinds, legacy HTTP+SSE among them (routing.rs); two
 //! clients' elicitations and progress kept apart (elicitation.rs); a lone stdio server spoken to as
 //! it is (lone_stdio.rs); names left out of listings (listings.rs); live reload (reload.rs);
