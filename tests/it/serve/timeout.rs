@@ -2,6 +2,7 @@
 //! `timeout`, and the gateway goes on serving. Real time, kept short (a one-second limit): the
 //! servers are other processes, so tokio's paused clock cannot stand in for theirs.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -31,6 +32,33 @@ async fn a_call_past_the_servers_timeout_ends_in_a_timeout_error_on_every_route(
             let r = call_text(&url, &sid, "local2__echo", json!({"message": "ok"})).await;
             assert_eq!(text_of(&r), "Echo: ok", "{route}: {r}");
         }
+    })
+    .await;
+}
+
+/// A remote server that keeps the call's stream open with SSE comments (the SDKs' keep-alive,
+/// every 15 s by default; here every 200 ms) but does not answer for four seconds: the call still
+/// ends at the server's `timeout` (one second), alone and merged — comments are not an answer.
+#[tokio::test]
+async fn a_stream_kept_alive_by_comments_still_ends_at_the_timeout_on_every_remote_route() {
+    let dir = tempdir("serve-timeout-keepalive");
+    let upstream = fixture(&["--keep-alive-ms", "200"]).await;
+    let gw =
+        serve_ready(&dir, json!({"remote": {"url": upstream.url, "timeout": "1s"}, "local": echo_server(&dir)})).await;
+    let ctx = Arc::new((gw, upstream));
+    on_routes(&ctx, &REMOTE, |ctx, route| async move {
+        let gw = &ctx.0;
+        let url = route.url(&gw.url);
+        let sid = session(&url).await;
+        let r = call_text(&url, &sid, &route.name("test_simple_text"), json!({})).await;
+        assert!(text_of(&r).contains("simple text"), "{route}: {r}");
+        let started = Instant::now();
+        let name = route.name("slow_progress");
+        let slow = call_text(&url, &sid, &name, json!({"steps": 1, "delayMs": 4000}));
+        let r = tokio::time::timeout(Duration::from_secs(10), slow).await.expect("an answer within 10 s");
+        let took = started.elapsed();
+        assert_eq!(r["error"]["code"], -32002, "{route}: after {took:?}: {r}");
+        assert!(took < Duration::from_secs(3), "{route}: after {took:?}");
     })
     .await;
 }
