@@ -4,10 +4,12 @@
 //! speaks no HTTP: it has no status or challenge to refuse with.)
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::json;
 
 use super::*;
+use crate::idp::until;
 
 /// A protected server (its tokens from an OpenID provider) that the gateway has no credential
 /// for, alone and merged: listing and calling it are refused with its challenge.
@@ -20,6 +22,12 @@ async fn a_refusal_keeps_its_challenge_on_every_remote_route() {
     let config = dir.join("mcpgate.json");
     write_config(&config, json!({"remote": {"url": server.url}, "local": echo_server(&dir)}));
     let gw = serve(&config).await;
+    // `remote` never gets ready (it refuses the gateway too); `local` does.
+    let readyz = format!("{}/readyz", base(&gw.url));
+    let local = until(Duration::from_secs(30), || async {
+        request("GET", &readyz, &[], "").await.json()["servers"]["local"]["status"] == "ready"
+    });
+    assert!(local.await, "{}", gw.output());
     let resource = server.url.replace("/mcp", "");
     let ctx = Arc::new((gw, server, provider, resource));
     on_routes(&ctx, &REMOTE, |ctx, route| async move {
