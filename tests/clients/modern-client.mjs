@@ -1,5 +1,6 @@
 // A modern-era (2026-07-28) MCP client on the official v2 TypeScript SDK, driven by the Rust tests.
 // Usage: node modern-client.mjs URL [progress] [elicit]   Prints one JSON object: { protocol, tools, echo, progress?, elicit? }.
+// Through a gateway that prefixes tool names (`mcpgate serve`): MCP_TOOL_PREFIX=server__.
 // With `elicit`, it also calls server-everything's trigger-elicitation-request: the server's question
 // comes back as an input-required result, the client's handler answers it, and the retry carries the answer.
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
@@ -14,20 +15,21 @@ client.setRequestHandler('elicitation/create', async () => {
   asked += 1;
   return { action: 'accept', content: { name: 'Grace Hopper', check: true, integer: 7 } };
 });
+const tool = (name) => (process.env.MCP_TOOL_PREFIX ?? '') + name;
 const transport = new StreamableHTTPClientTransport(new URL(process.argv[2]));
 try {
   await client.connect(transport);
   const tools = (await client.listTools()).tools.map((t) => t.name);
-  const echo = (await client.callTool({ name: 'echo', arguments: { message: 'modern through mcpgate' } })).content[0].text;
+  const echo = (await client.callTool({ name: tool('echo'), arguments: { message: 'modern through mcpgate' } })).content[0].text;
   const protocol = client.getNegotiatedProtocolVersion?.() ?? transport.protocolVersion ?? null;
   const out = { protocol, tools, echo };
   if (process.argv.includes('progress')) {
     const seen = [];
-    const r = await client.callTool({ name: 'trigger-long-running-operation', arguments: { duration: 0.6, steps: 3 } }, { onprogress: (p) => seen.push(p.progress) });
+    const r = await client.callTool({ name: tool('trigger-long-running-operation'), arguments: { duration: 0.6, steps: 3 } }, { onprogress: (p) => seen.push(p.progress) });
     out.progress = { progress: seen, text: r.content[0].text };
   }
   if (process.argv.includes('elicit')) {
-    const r = await client.callTool({ name: 'trigger-elicitation-request', arguments: {} });
+    const r = await client.callTool({ name: tool('trigger-elicitation-request'), arguments: {} });
     out.elicit = { asked, text: r.content.map((c) => c.text ?? '').join('\n') };
   }
   process.stdout.write(JSON.stringify(out) + '\n');

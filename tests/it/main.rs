@@ -16,8 +16,5 @@ mod harness;
 mod idp;
 mod keychain;
 mod serve;
-mod serve_limits;
-mod serve_reload;
-mod serve_resume;
 mod stdio_bridge;
 mod stdio_login;

@@ -12,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::harness::*;
+use crate::idp::until;
 
 /// A stdio MCP server in a few lines of Node: `echo`; `flood` (2 × `count` notifications, 100,000
 /// unless told, around its answer: logs, and progress when the call asks for it); `shout` (one
@@ -77,16 +78,8 @@ async fn gateway(dir: &Path, settings: Value, servers: Value) -> Proc {
     cmd.args(["serve", "--config"]).arg(&config).args(["--listen", "127.0.0.1:0"]);
     let gw = Proc::start("mcpgate serve", cmd).await;
     let readyz = format!("{}/readyz", base(&gw.url));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while request("GET", &readyz, &[], "").await.status != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "not ready: {}\n{}",
-            request("GET", &readyz, &[], "").await.body,
-            gw.output()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let ready = until(Duration::from_secs(30), || async { request("GET", &readyz, &[], "").await.status == 200 }).await;
+    assert!(ready, "not ready: {}\n{}", request("GET", &readyz, &[], "").await.body, gw.output());
     gw
 }
 
@@ -310,11 +303,9 @@ async fn limits_a_100_mb_stderr_line_leaves_memory_flat() {
         let r = call(&gw.url, &sid, &[], shout).await;
         assert_eq!(r.message()["result"]["content"][0]["text"], "done shout", "{}", r.body);
         // The line is read to its end: the metric counts it once it is whole.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while metric(&gw, "mcpgate_child_stderr_lines_cut_total").await == 0 {
-            assert!(Instant::now() < deadline, "the long stderr line was never cut");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let cut =
+            until(Duration::from_secs(30), || async { metric(&gw, "mcpgate_child_stderr_lines_cut_total").await > 0 });
+        assert!(cut.await, "the long stderr line was never cut");
     })
     .await;
     eprintln!("100 MB stderr line: RSS grew {:.1} MB", mb(grew));
@@ -471,10 +462,11 @@ async fn limits_a_log_flood_to_10_000_idle_sessions_leaves_memory_flat() {
         let r = request("POST", &gw.url, &json_only, &body).await;
         assert_eq!(r.message()["result"]["content"][0]["text"], "done flood", "{}", r.body);
         let expected = dropped_before + step * 2 * per_step * 10_000;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while metric(&gw, "mcpgate_notifications_dropped_total").await < expected && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        // (Past the limit, the memory is read all the same.)
+        until(Duration::from_secs(10), || async {
+            metric(&gw, "mcpgate_notifications_dropped_total").await >= expected
+        })
+        .await;
         let (rss, _) = memory(&gw);
         assert!(
             rss < base + 30 * 1024 * 1024,

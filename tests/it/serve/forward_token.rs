@@ -1,0 +1,120 @@
+//! `forwardClientToken`: a remote server that opts in gets the caller's own bearer token, and no
+//! other server does. (A stdio child has no HTTP request to carry one.)
+
+use serde_json::{Value, json};
+
+use super::*;
+
+/// The caller's own token goes to the server that opted in (`a`), and to no other (`b`, which
+/// refuses the caller for want of a token, keeping its challenge; `c`, the same server as `a`
+/// with the gateway's own client credentials) — merged on `/mcp` and alone on each server's own
+/// endpoint.
+#[tokio::test]
+async fn the_callers_token_goes_only_where_allowed_on_every_remote_route() {
+    use crate::idp::{idp, protected, seen};
+    let provider = idp(&[], 3600).await;
+    let a = protected(&provider.url, &[]).await;
+    let b = protected(&provider.url, &[]).await;
+    let dir = tempdir("serve-refusals");
+    let config = dir.join("mcpgate.json");
+    let m2m =
+        json!({"oauth": {"clientId": "mcpgate-m2m", "clientSecret": "m2m-secret", "grant": "client-credentials"}});
+    write_config(
+        &config,
+        json!({"a": {"url": a.url, "forwardClientToken": true}, "b": {"url": b.url}, "c": {"url": a.url, "auth": m2m}}),
+    );
+    let gw = serve(&config).await;
+    // The caller's token, for a (client credentials at the provider).
+    let form = format!(
+        "grant_type=client_credentials&resource={}",
+        form_urlencoded::byte_serialize(a.url.as_bytes()).collect::<String>()
+    );
+    let auth = format!(
+        "Basic {}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "mcpgate-m2m:m2m-secret")
+    );
+    let t = request(
+        "POST",
+        &format!("{}/token", provider.url),
+        &[("content-type", "application/x-www-form-urlencoded"), ("authorization", &auth)],
+        &form,
+    )
+    .await;
+    let token = t.json()["access_token"].as_str().unwrap_or_else(|| panic!("{}", t.body)).to_owned();
+    let bearer = format!("Bearer {token}");
+    let sid = open_session(&gw.url, &[("authorization", &bearer)]).await;
+    let r = call(
+        &gw.url,
+        &sid,
+        &[("authorization", &bearer)],
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"a__whoami","arguments":{}}}"#,
+    )
+    .await
+    .message();
+    let who: Value = serde_json::from_str(
+        r["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("{r}\n{}", gw.output())),
+    )
+    .unwrap();
+    assert_eq!((who["aud"].as_str(), who["client_id"].as_str()), (Some(a.url.as_str()), Some("mcpgate-m2m")));
+    let r = call(
+        &gw.url,
+        &sid,
+        &[("authorization", &bearer)],
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"b__whoami","arguments":{}}}"#,
+    )
+    .await
+    .message();
+    assert_eq!(r["error"]["code"], -32004, "{r}");
+    assert_eq!(r["error"]["data"]["status"], 401, "{r}");
+    assert!(r["error"]["data"]["wwwAuthenticate"].as_str().unwrap().contains("resource_metadata"), "{r}");
+    assert!(seen(&b).await.is_empty(), "b never saw the caller's token: {:?}", seen(&b).await);
+    // c: the same server, with the gateway's own client credentials instead.
+    let r = call(
+        &gw.url,
+        &sid,
+        &[],
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"c__whoami","arguments":{}}}"#,
+    )
+    .await
+    .message();
+    let who: Value = serde_json::from_str(
+        r["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("{r}\n{}", gw.output())),
+    )
+    .unwrap();
+    assert_eq!(who["client_id"], "mcpgate-m2m");
+    // b's own endpoint: its 401 and challenge as they were.
+    let one = gw.url.replace("/mcp", "/servers/b/mcp");
+    let sid = open_session(&one, &[]).await;
+    let r = call(&one, &sid, &[], r#"{"jsonrpc":"2.0","id":4,"method":"tools/list"}"#).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let challenge = r.header("www-authenticate").expect("the challenge");
+    assert!(challenge.contains("resource_metadata") && challenge.contains(&b.url.replace("/mcp", "")), "{challenge}");
+    // Alone: a's own endpoint takes the caller's token to a (its messages forwarded as they
+    // came); b's does not, and b answers as it answers anyone without a token.
+    let alone = gw.url.replace("/mcp", "/servers/a/mcp");
+    let sid = open_session(&alone, &[("authorization", &bearer)]).await;
+    let r = call(
+        &alone,
+        &sid,
+        &[("authorization", &bearer)],
+        r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"whoami","arguments":{}}}"#,
+    )
+    .await;
+    let m = r.message();
+    let who: Value = serde_json::from_str(
+        m["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("a alone: {}\n{}", r.body, gw.output())),
+    )
+    .unwrap();
+    assert_eq!((who["aud"].as_str(), who["client_id"].as_str()), (Some(a.url.as_str()), Some("mcpgate-m2m")));
+    let alone = gw.url.replace("/mcp", "/servers/b/mcp");
+    let sid = open_session(&alone, &[("authorization", &bearer)]).await;
+    let r = call(
+        &alone,
+        &sid,
+        &[("authorization", &bearer)],
+        r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoami","arguments":{}}}"#,
+    )
+    .await;
+    assert_eq!(r.status, 401, "b alone: {}", r.body);
+    assert!(seen(&b).await.is_empty(), "b alone never saw the caller's token: {:?}", seen(&b).await);
+}

@@ -1,0 +1,93 @@
+//! The gateway's own front: the Host/Origin guard, body and session checks on the MCP
+//! endpoints, `/admin/reload` kept to this machine, and `/metrics` in the form scrapers expect.
+
+use serde_json::json;
+
+use super::*;
+
+/// The gateway's endpoint applies the front-end rules: a foreign Host or Origin is refused (DNS
+/// rebinding, web pages), an oversized body gets 413, an unknown session 404, no session 400.
+#[tokio::test]
+async fn the_front_refuses_foreign_hosts_origins_oversized_bodies_and_unknown_sessions() {
+    let dir = tempdir("serve-front");
+    let config = dir.join("mcpgate.json");
+    std::fs::write(
+        &config,
+        json!({"mcpgate": {"maxBody": 1024}, "mcpServers": {"local": stdio_everything(&dir)}}).to_string(),
+    )
+    .unwrap();
+    let gw = serve(&config).await;
+    let mut h = MCP_HEADERS.to_vec();
+    h.push(("host", "evil.example"));
+    assert_eq!(request("POST", &gw.url, &h, INITIALIZE).await.status, 403);
+    let mut h = MCP_HEADERS.to_vec();
+    h.push(("origin", "https://evil.example"));
+    assert_eq!(request("POST", &gw.url, &h, INITIALIZE).await.status, 403);
+    let big = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#, "x".repeat(4096));
+    assert_eq!(request("POST", &gw.url, MCP_HEADERS, &big).await.status, 413);
+    assert_eq!(
+        request("POST", &gw.url, MCP_HEADERS, r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).await.status,
+        400
+    );
+    let r = call(&gw.url, "0123456789abcdef0123456789abcdef", &[], r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(request("GET", &gw.url.replace("/mcp", "/servers/nobody/mcp"), &[], "").await.status, 404);
+}
+
+/// `POST /admin/reload` is for processes on this machine only: from another address it does not
+/// exist (the gateway listens on every interface here, and is reached over the machine's own
+/// non-loopback address, as a neighbour would).
+#[tokio::test]
+async fn reload_is_refused_from_beyond_loopback_without_the_admin_token() {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ip -4 -o addr show scope global | awk '{print $4}' | cut -d/ -f1 | head -1")
+        .output()
+        .unwrap();
+    let ip = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(!ip.is_empty(), "this test needs a non-loopback IPv4 address on the machine");
+    let dir = tempdir("serve-admin");
+    let config = dir.join("mcpgate.json");
+    std::fs::write(
+        &config,
+        json!({"mcpgate": {"allowHosts": [ip], "adminToken": "an-admin-token-of-32-characters!"}, "mcpServers": {"local": stdio_everything(&dir)}}).to_string(),
+    )
+    .unwrap();
+    let mut cmd = tokio::process::Command::new(mcpgate_bin());
+    cmd.args(["serve", "--config"]).arg(&config).args(["--listen", "0.0.0.0:0"]);
+    let gw = Proc::start("mcpgate serve", cmd).await;
+    let port = gw.url.rsplit(':').next().unwrap().trim_end_matches("/mcp").to_owned();
+    let far = request("POST", &format!("http://{ip}:{port}/admin/reload"), &[], "").await;
+    assert_eq!(far.status, 404, "{}", far.body);
+    // From beyond loopback, only with the configured token.
+    let wrong = [("authorization", "Bearer an-admin-token-of-32-characters?")];
+    let far = request("POST", &format!("http://{ip}:{port}/admin/reload"), &wrong, "").await;
+    assert_eq!(far.status, 404, "{}", far.body);
+    let right = [("authorization", "Bearer an-admin-token-of-32-characters!")];
+    let far = request("POST", &format!("http://{ip}:{port}/admin/reload"), &right, "").await;
+    assert_eq!(far.status, 200, "{}", far.body);
+    // Never from a browser page, token or not.
+    let page = [right[0], ("origin", "http://127.0.0.1")];
+    let near = request("POST", &format!("http://127.0.0.1:{port}/admin/reload"), &page, "").await;
+    assert_eq!(near.status, 403, "{}", near.body);
+    assert!(!gw.output().contains("an-admin-token"), "{}", gw.output());
+    let near = request("POST", &format!("http://127.0.0.1:{port}/admin/reload"), &[], "").await;
+    assert_eq!(near.status, 200, "{}", near.body);
+}
+
+/// `/metrics` says it is Prometheus's text format, version 0.0.4, as scrapers expect; and the
+/// operational endpoints are not for browser pages.
+#[tokio::test]
+async fn metrics_answer_in_the_prometheus_text_format() {
+    let dir = tempdir("serve-metrics");
+    let gw = serve_ready(&dir, json!({"local": echo_server(&dir)})).await;
+    let metrics = format!("{}/metrics", base(&gw.url));
+    let r = request("GET", &metrics, &[], "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"), "{:?}", r.headers);
+    assert!(r.body.contains("# TYPE mcpgate_requests_total counter"), "{}", r.body);
+    assert!(r.body.contains("mcpgate_upstream_up{server=\"local\"} 1"), "{}", r.body);
+    let r = request("GET", &metrics, &[("origin", "http://127.0.0.1")], "").await;
+    assert_eq!(r.status, 403, "{}", r.body);
+}

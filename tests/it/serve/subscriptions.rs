@@ -1,0 +1,69 @@
+//! Subscriptions: each subscriber gets the updates of what it subscribed to, and one client's
+//! unsubscribe does not stop them for another — on a stdio server that all clients share (the
+//! gateway keeps the subscription upstream while anyone wants it) and on a remote server (a
+//! session upstream per client).
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::*;
+
+/// (Re)starts server-everything's simulated updates from the session `sid`, so that one goes
+/// out at once: off first if they were on (on a stdio server they are one switch for everyone).
+async fn restart_updates(url: &str, sid: &str, tool: &str) {
+    let r = call_text(url, sid, tool, json!({})).await;
+    let r = if text_of(&r).starts_with("Stopped") { call_text(url, sid, tool, json!({})).await } else { r };
+    assert!(text_of(&r).starts_with("Started"), "{r}");
+}
+
+/// On every route, two clients subscribed to the same resource: both hear its update; then `a`
+/// unsubscribes, and the next update reaches `b` only.
+#[tokio::test]
+async fn subscriptions_are_kept_per_client_on_every_route() {
+    // Apart: each server-everything on an endpoint of its own, so each route's resource URIs
+    // are its server's alone.
+    let m = Matrix::start("serve-subscribe", json!({}), json!({}), true).await;
+    on_routes(&m, &ROUTES, |m, route| async move {
+        let url = m.url(route);
+        let (a, b) = (session(&url).await, session(&url).await);
+        let list = call(&url, &a, &[], r#"{"jsonrpc":"2.0","id":1,"method":"resources/list"}"#).await.message();
+        let uri = list["result"]["resources"]
+            .as_array()
+            .and_then(|l| l.iter().filter_map(|r| r["uri"].as_str()).find(|u| u.starts_with("demo://")))
+            .unwrap_or_else(|| panic!("{route}: {list}"))
+            .to_owned();
+        let sub = |id: u32, m: &str| json!({"jsonrpc":"2.0","id":id,"method":m,"params":{"uri":uri}}).to_string();
+        for s in [&a, &b] {
+            let r = call(&url, s, &[], &sub(2, "resources/subscribe")).await.message();
+            assert!(r["result"].is_object(), "{route}: {r}");
+        }
+        let toggle = route.name("toggle-subscriber-updates");
+        // Both subscribed: both hear the first update (sent at once by the toggle; on a remote
+        // server each client's session has its own).
+        restart_updates(&url, &a, &toggle).await;
+        if !route.stdio() {
+            restart_updates(&url, &b, &toggle).await;
+        }
+        let updated =
+            |m: &Value| m["method"] == "notifications/resources/updated" && m["params"]["uri"] == uri.as_str();
+        let (mut sa, mut sb) = (Sse::get(&url, &a).await, Sse::get(&url, &b).await);
+        for (s, who) in [(&mut sa, "a"), (&mut sb, "b")] {
+            let heard = s.until(Duration::from_secs(10), updated).await;
+            assert!(heard.is_ok(), "{route}: {who} did not hear the update: {heard:?}\n{}", m.output());
+        }
+        // a leaves; the next update reaches b, not a.
+        let r = call(&url, &a, &[], &sub(3, "resources/unsubscribe")).await.message();
+        assert!(r["result"].is_object(), "{route}: {r}");
+        restart_updates(&url, &a, &toggle).await;
+        if !route.stdio() {
+            restart_updates(&url, &b, &toggle).await;
+        }
+        let heard = sb.until(Duration::from_secs(10), updated).await;
+        assert!(heard.is_ok(), "{route}: b still subscribed: {heard:?}\n{}", m.output());
+        // Sent to a at the same time if at all: by now it would be on a's stream.
+        let not = sa.until(Duration::from_millis(500), updated).await;
+        assert!(not.is_err(), "{route}: a unsubscribed, yet heard {not:?}");
+    })
+    .await;
+}
