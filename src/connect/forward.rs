@@ -37,6 +37,9 @@ pub struct Forward {
     pub version: Option<HeaderValue>,
     /// The caller's own token, for a server that validates its users itself.
     pub bearer: Option<HeaderValue>,
+    /// The upstream's timeout bounds a whole call (`serve`: a server's `timeout`), not each
+    /// silence of its stream (`connect --timeout`).
+    pub whole_call: bool,
 }
 
 impl Forward {
@@ -63,6 +66,7 @@ impl Proxy {
             None => Err(Error::new(Kind::SessionNotFound, "session not found; initialize a new session")),
             Some(session) => match &session.upstream {
                 UpstreamSession::Streamable(state) if self.upstream.direct() => {
+                    state.observe(payload);
                     self.direct(&to, None, &session, state, bytes, payload).await
                 }
                 _ => {
@@ -105,8 +109,22 @@ impl Proxy {
             return Box::pin(self.refused(resp, to, client, credential, bytes, sent)).await;
         }
         if is_event_stream(resp.headers()) {
-            // The ids are kept to answer them with errors if the stream breaks off.
-            return Ok(self.relay(resp, None, Pending::new(payload.request_ids()), false));
+            // The ids are kept to answer them with errors if the stream breaks off; the stream
+            // of a single request ends when the client cancels it.
+            let ids = payload.request_ids();
+            let stop = match ids.as_slice() {
+                [id] => Some(state.watch(id)),
+                _ => None,
+            };
+            let (parts, incoming) = resp.into_parts();
+            let display = self.upstream.display.clone();
+            let mut relay =
+                super::relay::Relay::new(incoming, Some(self.upstream.timeout), stop, Pending::new(ids), display);
+            if to.whole_call {
+                relay = relay.bounding_the_whole();
+            }
+            let resp = Response::from_parts(parts, http_body_util::BodyExt::boxed_unsync(relay));
+            return Ok(self.with_session(resp, None));
         }
         match resp.body().size_hint().exact() {
             Some(n) if n <= WHOLE => self.whole(resp).await,

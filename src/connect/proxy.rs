@@ -172,14 +172,17 @@ impl Proxy {
         match &session.upstream {
             // The head rendered once, where the client's request is one it can carry.
             UpstreamSession::Streamable(state) if self.upstream.direct() && crate::upstream::fits(client) => {
+                state.observe(payload);
                 let to = super::Forward {
                     session: session.header.clone(),
                     version: client.get(PROTOCOL_VERSION).cloned(),
                     bearer: client.get(http::header::AUTHORIZATION).cloned(),
+                    whole_call: false,
                 };
                 self.direct(&to, Some(client), session, state, bytes, payload).await
             }
             UpstreamSession::Streamable(state) => {
+                state.observe(payload);
                 self.exchange(Method::POST, client, bytes, session, state, pending).await
             }
             // Boxed: its future would otherwise size every Streamable HTTP exchange's.

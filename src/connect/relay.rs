@@ -97,6 +97,9 @@ pub struct Relay {
     pending: Option<Pending>,
     upstream: std::sync::Arc<str>,
     done: bool,
+    /// `idle` bounds the whole response, not each silence: what arrives does not put the
+    /// deadline off (a server's keep-alive comments must not stretch a call past its timeout).
+    whole: bool,
 }
 
 impl Relay {
@@ -107,7 +110,13 @@ impl Relay {
         pending: Option<Pending>,
         upstream: std::sync::Arc<str>,
     ) -> Self {
-        Relay { inner, idle, deadline: None, stop: stop.map(Box::pin), pending, upstream, done: false }
+        Relay { inner, idle, deadline: None, stop: stop.map(Box::pin), pending, upstream, done: false, whole: false }
+    }
+
+    /// `idle` bounds the whole response from the first wait on.
+    pub fn bounding_the_whole(mut self) -> Self {
+        self.whole = true;
+        self
     }
 
     /// Ends the stream, with error events for what is still unanswered if we know of any.
@@ -142,7 +151,7 @@ impl HttpBody for Relay {
                     if let Some(p) = &mut this.pending {
                         p.observe(data);
                     }
-                    if let (Some(idle), Some(deadline)) = (this.idle, this.deadline.as_mut()) {
+                    if let (Some(idle), Some(deadline), false) = (this.idle, this.deadline.as_mut(), this.whole) {
                         deadline.as_mut().reset(Instant::now() + idle);
                     }
                 }
@@ -165,7 +174,11 @@ impl HttpBody for Relay {
         if let Some(idle) = this.idle {
             let deadline = this.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
             if deadline.as_mut().poll(cx).is_ready() {
-                let msg = format!("upstream {} sent nothing for {idle:?}; giving up on this response", this.upstream);
+                let msg = if this.whole {
+                    format!("upstream {} did not answer within {idle:?}; giving up on this response", this.upstream)
+                } else {
+                    format!("upstream {} sent nothing for {idle:?}; giving up on this response", this.upstream)
+                };
                 return this.finish(Kind::UpstreamTimeout, msg);
             }
         }

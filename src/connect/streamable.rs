@@ -19,11 +19,56 @@ pub struct State {
     upstream_id: std::sync::RwLock<Option<HeaderValue>>,
     /// Held while the upstream session is rebuilt: one rebuild at a time.
     pub(super) rebuilding: tokio::sync::Mutex<()>,
+    /// The streams relayed for requests, by the request's id: a client's cancellation of one
+    /// ends its stream (the server need not answer a cancelled request, and most do not). The
+    /// last `WATCHED` only: a stream that ended long ago has nothing to end.
+    watched: std::sync::Mutex<std::collections::VecDeque<(Box<str>, tokio_util::sync::CancellationToken)>>,
 }
+
+/// Streams per session a cancellation can end.
+const WATCHED: usize = 64;
 
 impl State {
     pub fn new(upstream_id: Option<HeaderValue>) -> Self {
-        State { upstream_id: std::sync::RwLock::new(upstream_id), rebuilding: tokio::sync::Mutex::new(()) }
+        State {
+            upstream_id: std::sync::RwLock::new(upstream_id),
+            rebuilding: tokio::sync::Mutex::new(()),
+            watched: Default::default(),
+        }
+    }
+
+    /// What ends the stream relayed for the request `id` (its raw JSON text) when the client
+    /// cancels it.
+    pub(super) fn watch(&self, id: &str) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        let token = tokio_util::sync::CancellationToken::new();
+        let mut watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());
+        if watched.len() == WATCHED {
+            watched.pop_front();
+        }
+        watched.push_back((id.into(), token.clone()));
+        token.cancelled_owned()
+    }
+
+    /// A message the client sends in this session: a `notifications/cancelled` ends the stream
+    /// of the request it names.
+    pub(super) fn observe(&self, payload: &crate::jsonrpc::Payload<'_>) {
+        #[derive(serde::Deserialize)]
+        struct Cancelled<'a> {
+            #[serde(borrow, rename = "requestId")]
+            id: &'a serde_json::value::RawValue,
+        }
+        for m in payload.messages() {
+            if m.method() != Some("notifications/cancelled") {
+                continue;
+            }
+            let Some(c) = m.params.and_then(|p| serde_json::from_str::<Cancelled>(p.get()).ok()) else { continue };
+            let mut watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(i) = watched.iter().position(|(id, _)| **id == *c.id.get())
+                && let Some((_, token)) = watched.remove(i)
+            {
+                token.cancel();
+            }
+        }
     }
 
     pub fn upstream_id(&self) -> Option<HeaderValue> {

@@ -107,6 +107,13 @@ impl Item for Unsolicited {
 /// Where backends send what they send on their own (bounded: `queue` says what gives way).
 pub type UnsolicitedTx = queue::Sender<Unsolicited>;
 
+/// What the gateway declares it can do when it opens a session of its own with a server (a
+/// shared child's, a remote server's listing session): what its clients may be asked, relayed
+/// to them, so that a server lists what it offers to such clients.
+pub fn gateway_capabilities() -> serde_json::Value {
+    serde_json::json!({"elicitation": {}, "sampling": {}})
+}
+
 /// The notifications that say a server's listings changed.
 pub const LIST_CHANGED: [&str; 3] =
     ["notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed"];

@@ -207,7 +207,7 @@ impl ChildLink {
         // The handshake, bounded.
         let init = json!({"jsonrpc":"2.0","id":"mcpgate-init","method":"initialize","params":{
             "protocolVersion":"2025-11-25",
-            "capabilities":{"elicitation":{},"sampling":{}},
+            "capabilities": super::backend::gateway_capabilities(),
             "clientInfo":{"name":"mcpgate","version":env!("CARGO_PKG_VERSION")}}});
         conn.write(&init);
         let deadline = tokio::time::sleep(self.start_timeout);

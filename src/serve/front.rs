@@ -337,15 +337,18 @@ impl Gateway {
     ) -> Response<Body> {
         // From before the wait for a (re)starting child: the client waits that long too.
         let started = Instant::now();
+        let id: Value = serde_json::from_str(client_id.get()).unwrap_or(Value::Null);
+        // Tracked from before it is sent: a cancellation may overtake the server's id for it.
+        session.upstream.sending(&id);
         let mut resp = match call.await {
             Ok(call) => {
                 let limits = (started, b.cfg.timeout);
                 self.raw_call(session, &b.cfg.name, method, client_id, call, form, limits).await
             }
             Err(e) => {
+                session.upstream.untrack(&id);
                 self.metrics.record(&b.cfg.name, method, "error", started.elapsed());
-                let id = serde_json::from_str(client_id.get()).ok();
-                json_reply(&id, crate::http::wire::answer(&e))
+                json_reply(&Some(id), crate::http::wire::answer(&e))
             }
         };
         resp.headers_mut().insert(SESSION_ID, session.header.clone());
@@ -447,12 +450,9 @@ impl Gateway {
             // To the server running the call, under the id it knows the call by.
             "notifications/cancelled" => {
                 let Some(request) = params.get("requestId") else { return };
-                if let Some((backend, upstream_id)) = session.upstream.untrack(request)
-                    && let Some(b) = self.router.backend(&backend)
-                {
-                    let mut p = params.clone();
-                    p["requestId"] = upstream_id;
-                    b.link.notify(session, method, p);
+                // A call still on its way to its server is cancelled once it is there (`track`).
+                if let Some((backend, upstream_id)) = session.upstream.cancel(request) {
+                    cancel(&self.router, session, &backend, upstream_id, params.clone());
                 }
             }
             other => tracing::debug!(session = session.label(), "notification {other} not forwarded"),
@@ -486,8 +486,11 @@ impl Gateway {
         if method == "logging/setLevel" {
             return reply(self.router.set_level(session, params).await);
         }
+        // Tracked from before it is sent: a cancellation may overtake the server's id for it.
+        session.upstream.sending(&id);
         match self.router.route(session, &target, method, params).await {
             Routed::Answer(answer) => {
+                session.upstream.untrack(&id);
                 self.metrics.record("gateway", method, outcome(&answer), started.elapsed());
                 if let (View::One(_), Some(resp)) = (&session.upstream.view, refused(&answer, &id)) {
                     // One server's own endpoint: its refusal as it sent it.
@@ -497,7 +500,7 @@ impl Gateway {
             }
             Routed::Call { backend, call, timeout } => {
                 let deadline = tokio::time::Instant::now() + timeout;
-                let in_flight = InFlight::track(session, &id, &backend, call.upstream_id.clone());
+                let in_flight = InFlight::track(&self.router, session, &id, &backend, call.upstream_id.clone());
                 let mut call = call;
                 // Most calls are answered before the server sends anything else: then one body,
                 // written at once, with no task and no channel.
@@ -510,6 +513,10 @@ impl Gateway {
                 };
                 self.metrics.record(&backend, method, outcome(&answer), started.elapsed());
                 drop(in_flight);
+                if let (View::One(_), Some(resp)) = (&session.upstream.view, refused(&answer, &id)) {
+                    // One server's own endpoint: its refusal as it sent it.
+                    return resp;
+                }
                 reply(answer)
             }
         }
@@ -568,7 +575,7 @@ impl Gateway {
     ) -> Response<Body> {
         let deadline = tokio::time::Instant::now() + timeout;
         let id: Value = serde_json::from_str(client_id.get()).unwrap_or(Value::Null);
-        let in_flight = InFlight::track(session, &id, backend, call.upstream_id.clone());
+        let in_flight = InFlight::track(&self.router, session, &id, backend, call.upstream_id.clone());
         let super::backend::RawCall { mut events, mut response, upstream_id } = call;
         let answer = match first(&mut events, &mut response, backend, (deadline, timeout)).await {
             First::Answer(Reply::Line(line)) => {
@@ -762,9 +769,33 @@ struct InFlight {
 }
 
 impl InFlight {
-    fn track(session: &Arc<Session<Client>>, id: &Value, backend: &str, upstream_id: Value) -> Self {
-        session.upstream.track(id, backend, upstream_id);
+    fn track(
+        router: &super::router::Router,
+        session: &Arc<Session<Client>>,
+        id: &Value,
+        backend: &str,
+        upstream_id: Value,
+    ) -> Self {
+        if session.upstream.track(id, backend, upstream_id.clone()) {
+            let params = json!({"requestId": id, "reason": "cancelled while the call was being sent"});
+            cancel(router, session, backend, upstream_id, params);
+        }
         InFlight { session: session.clone(), id: id.clone() }
+    }
+}
+
+/// Passes a client's `notifications/cancelled` to the server running the call, under the id
+/// the server knows it by.
+fn cancel(
+    router: &super::router::Router,
+    session: &Arc<Session<Client>>,
+    backend: &str,
+    upstream_id: Value,
+    mut params: Value,
+) {
+    if let Some(b) = router.backend(backend) {
+        params["requestId"] = upstream_id;
+        b.link.notify(session, "notifications/cancelled", params);
     }
 }
 

@@ -261,14 +261,20 @@ async fn dispatch(gateway: Arc<Gateway>, mut rx: queue::Receiver<Unsolicited>) {
                 let g = gateway.clone();
                 tokio::spawn(async move { g.router.check_names().await });
             }
-            // A server-wide fact: told once to everyone who sees the server (a client's own
-            // upstream session reports it too, but the gateway's session already did).
-            if u.session.is_none() {
-                gateway.sessions.for_each(|s| {
+            // A server-wide fact: told once to everyone who sees the server. A change a client's
+            // own upstream session reports (its list may differ from the others') is told to it;
+            // queued once even when the gateway's session reported it too (the queue keeps one).
+            match &u.session {
+                None => gateway.sessions.for_each(|s| {
                     if sees(s) {
                         s.upstream.send_shared(&class, &u.message);
                     }
-                });
+                }),
+                Some(id) => {
+                    if let Some(s) = gateway.sessions.get(id) {
+                        s.upstream.send_shared(&class, &u.message);
+                    }
+                }
             }
             continue;
         }

@@ -30,6 +30,8 @@ use crate::mcp::session::Session;
 use crate::transport::answer;
 
 const PATH: &str = "/mcp";
+/// How long opening a session waits for its event stream to open.
+const LISTEN_WAIT: Duration = Duration::from_secs(2);
 
 pub struct RemoteLink {
     name: String,
@@ -46,6 +48,9 @@ pub struct RemoteLink {
     unsolicited: super::backend::UnsolicitedTx,
     next: AtomicU64,
     stop: CancellationToken,
+    /// Calls whose answer is being read, by the id the server knows them by: a cancelled one
+    /// ends at once (the server need not answer it, and most do not).
+    reading: Arc<Mutex<HashMap<String, tokio::task::AbortHandle, FxBuildHasher>>>,
 }
 
 struct Upstream {
@@ -74,6 +79,7 @@ impl RemoteLink {
             unsolicited,
             next: AtomicU64::new(1),
             stop: CancellationToken::new(),
+            reading: Arc::default(),
         });
         if forward_token {
             // Without a user's token there is nothing to ask on everyone's behalf: each client's
@@ -153,6 +159,7 @@ impl RemoteLink {
             session: up.session.clone()?,
             version: version.or_else(|| up.version.clone()),
             bearer: if self.forward_token { client.upstream.bearer() } else { None },
+            whole_call: true,
         })
     }
 
@@ -208,13 +215,18 @@ impl RemoteLink {
             super::backend::announce_lists_changed(&self.unsolicited, &self.name);
         }
         self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_owned(), up.clone());
+        let (listening, ready) = oneshot::channel();
         tokio::spawn(listen(
             self.proxy.clone(),
             self.name.clone(),
             key.to_owned(),
             up.clone(),
             self.unsolicited.clone(),
+            listening,
         ));
+        // The session's event stream first: what the server sends on it about the client's
+        // first call (a list change, say) would be lost on a stream not yet open.
+        let _ = tokio::time::timeout(LISTEN_WAIT, ready).await;
         Ok(up)
     }
 }
@@ -316,7 +328,7 @@ impl crate::connect::modern::Asker for ToEvents {
 
 /// What the gateway says of itself when it opens a session of its own.
 fn gateway_init() -> Value {
-    json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "mcpgate", "version": env!("CARGO_PKG_VERSION")}})
+    json!({"protocolVersion": "2025-11-25", "capabilities": super::backend::gateway_capabilities(), "clientInfo": {"name": "mcpgate", "version": env!("CARGO_PKG_VERSION")}})
 }
 
 /// An upstream's 401/403, with its challenge.
@@ -380,7 +392,15 @@ fn stream_request(up: &Upstream, last: Option<HeaderValue>) -> Request<ReqBody> 
 }
 
 /// Keeps the session's GET stream open; what arrives on it goes to the router.
-async fn listen(proxy: Arc<Proxy>, name: String, key: String, up: Arc<Upstream>, out: super::backend::UnsolicitedTx) {
+async fn listen(
+    proxy: Arc<Proxy>,
+    name: String,
+    key: String,
+    up: Arc<Upstream>,
+    out: super::backend::UnsolicitedTx,
+    listening: oneshot::Sender<()>,
+) {
+    let mut listening = Some(listening);
     let mut last: Option<String> = None;
     let mut delay = Duration::from_millis(500);
     while !up.stop.is_cancelled() {
@@ -389,6 +409,10 @@ async fn listen(proxy: Arc<Proxy>, name: String, key: String, up: Arc<Upstream>,
             r = proxy.clone().handle(req) => r,
             () = up.stop.cancelled() => return,
         };
+        // Open, or refused: either way the session's first call need not wait for it.
+        if let Some(tx) = listening.take() {
+            let _ = tx.send(());
+        }
         match resp.status().as_u16() {
             200 => {
                 delay = Duration::from_millis(500);
@@ -446,23 +470,30 @@ impl Link for RemoteLink {
             let id = format!("mcpgate-{}", self.next.fetch_add(1, Ordering::Relaxed));
             let upstream_id = id.clone();
             let body = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}).to_string();
-            let resp = self
-                .proxy
-                .clone()
-                .handle(self.request_as(Method::POST, Bytes::from(body), Some(&up), client.as_deref()))
-                .await;
-            let status = resp.status();
-            // A refused credential reaches the client as such, challenge included — never as an
-            // empty success.
-            if let Some(r) = refusal(&resp) {
-                return Err(Error::refused(&self.name, r));
-            }
+            let request = self.request_as(Method::POST, Bytes::from(body), Some(&up), client.as_deref());
+            let name = self.name.clone();
             let (events_tx, events) = super::queue::bounded(super::queue::CALL);
             let (response_tx, response) = oneshot::channel();
             let proxy = self.proxy.clone();
             let reply_to = RequestTarget { proxy, session: up.session.clone(), version: up.version.clone() };
             let resume = ResumeTarget { proxy: self.proxy.clone(), up: up.clone(), stop: self.stop.clone() };
-            tokio::spawn(async move {
+            let reading = self.reading.clone();
+            let key = upstream_id.clone();
+            // Registered before the task can end, so that its own removal comes after.
+            let mut calls = self.reading.lock().unwrap_or_else(|p| p.into_inner());
+            // Sent from the task: the call is the caller's (and cancellable) from the start, not
+            // only once the server's head arrives (some servers send it with their first event).
+            let engine = self.proxy.clone();
+            let task = tokio::spawn(async move {
+                let resp = engine.handle(request).await;
+                let status = resp.status();
+                // A refused credential reaches the client as such, challenge included — never as
+                // an empty success.
+                if let Some(r) = refusal(&resp) {
+                    let _ = response_tx.send(wire::answer(&Error::refused(&name, r)));
+                    reading.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                    return;
+                }
                 let mut response_tx = Some(response_tx);
                 // A server may end the stream before it answers (SEP-1699): resumed with
                 // `Last-Event-ID`, so the client's stream goes on as if nothing happened.
@@ -501,12 +532,23 @@ impl Link for RemoteLink {
                     ));
                     let _ = tx.send(err);
                 }
+                reading.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
             });
+            calls.insert(upstream_id.clone(), task.abort_handle());
+            drop(calls);
             Ok(Call { events, response, upstream_id: Value::String(upstream_id) })
         })
     }
 
     fn notify(&self, client: &Arc<Session<Client>>, method: &str, params: Value) {
+        if method == "notifications/cancelled"
+            && let Some(id) = params.get("requestId").and_then(Value::as_str)
+            && let Some(task) = self.reading.lock().unwrap_or_else(|p| p.into_inner()).remove(id)
+        {
+            // The call ends here: its answer is no longer read (the front answers the client
+            // that its server dropped the call, which a client that cancelled ignores).
+            task.abort();
+        }
         let up = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get(client.id()).cloned();
         let Some(up) = up else { return };
         let body = json!({"jsonrpc":"2.0","method":method,"params":params}).to_string();

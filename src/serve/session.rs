@@ -10,6 +10,14 @@ use tokio::sync::oneshot;
 
 use super::queue;
 
+/// Where a client's call is.
+enum Flight {
+    /// On its way to its server; `cancelled` when the client cancelled it meanwhile.
+    Sending { cancelled: bool },
+    /// With `backend`, which knows it as `upstream_id`.
+    Sent { backend: String, upstream_id: Value },
+}
+
 /// Which servers a client sees: all (the merged endpoint) or one (`/servers/<name>/mcp`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum View {
@@ -36,8 +44,8 @@ pub struct Client {
     pub subscriptions: Mutex<HashSet<String>>,
     /// The client's own bearer token, as last sent (for servers that take the caller's token).
     bearer: Mutex<Option<http::HeaderValue>>,
-    /// Calls in flight, by the client's request id (as JSON text): the server and its id there.
-    in_flight: Mutex<HashMap<String, (String, Value)>>,
+    /// Calls in flight, by the client's request id (as JSON text).
+    in_flight: Mutex<HashMap<String, Flight>>,
     /// The SSE streams written for its calls, kept for resumption when it leaves one midway.
     pub streams: std::sync::Arc<super::stream::Streams>,
 }
@@ -64,15 +72,46 @@ impl Client {
         }
     }
 
-    pub fn track(&self, client_id: &Value, backend: &str, upstream_id: Value) {
+    /// A call of the client's is on its way to a server (sent, perhaps, before the server's
+    /// id for it is known): a cancellation now is kept for `track`.
+    pub fn sending(&self, client_id: &Value) {
         self.in_flight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(client_id.to_string(), (backend.to_owned(), upstream_id));
+            .insert(client_id.to_string(), Flight::Sending { cancelled: false });
     }
 
+    /// The call is with `backend` under `upstream_id`; true if the client cancelled it while it
+    /// was being sent: the caller passes the cancellation on now.
+    pub fn track(&self, client_id: &Value, backend: &str, upstream_id: Value) -> bool {
+        let mut flights = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let sent = Flight::Sent { backend: backend.to_owned(), upstream_id };
+        matches!(flights.insert(client_id.to_string(), sent), Some(Flight::Sending { cancelled: true }))
+    }
+
+    /// The call ended (or was cancelled): where it was, if it had reached its server.
     pub fn untrack(&self, client_id: &Value) -> Option<(String, Value)> {
-        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&client_id.to_string())
+        match self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&client_id.to_string())? {
+            Flight::Sent { backend, upstream_id } => Some((backend, upstream_id)),
+            Flight::Sending { .. } => None,
+        }
+    }
+
+    /// The client cancelled `client_id`: where the call is, if it has reached its server; a
+    /// call still being sent is marked, and `track` says so.
+    pub fn cancel(&self, client_id: &Value) -> Option<(String, Value)> {
+        let mut flights = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let key = client_id.to_string();
+        match flights.get_mut(&key)? {
+            Flight::Sending { cancelled } => {
+                *cancelled = true;
+                None
+            }
+            Flight::Sent { .. } => match flights.remove(&key)? {
+                Flight::Sent { backend, upstream_id } => Some((backend, upstream_id)),
+                Flight::Sending { .. } => None,
+            },
+        }
     }
 
     /// Remembers the `Authorization` of the client's latest request (it may refresh it).
