@@ -15,11 +15,15 @@ use crate::jsonrpc::Envelope;
 /// The methods the gateway answers itself, whatever server the client sees: the handshake, the
 /// merged listings (from the cache), liveness, the log level it passes to every server, and
 /// the 2026-07-28 discovery (every `server/` method).
-const ANSWERED_HERE: &[&str] = &["initialize", "notifications/initialized", "ping", "logging/setLevel"];
+fn answered_here(method: &str) -> bool {
+    matches!(method, "initialize" | "notifications/initialized" | "ping" | "logging/setLevel")
+        || LISTINGS.iter().any(|(l, _)| *l == method)
+        || method.starts_with("server/")
+}
 
 /// Who answers a message.
 pub enum Target {
-    /// The gateway (`ANSWERED_HERE`, the listings, answers to its own questions, and on the
+    /// The gateway (`answered_here`: the handshake, `ping`, the listings; answers to its own questions, and on the
     /// merged endpoint every notification and answer: it knows where each goes).
     Gateway,
     /// The one server the client sees, unprefixed: what the gateway need not rewrite goes to it
@@ -39,9 +43,7 @@ impl Router {
     /// Decides who answers `msg`, for a client that sees `view`.
     pub fn target(&self, view: &View, msg: &Envelope<'_>) -> Target {
         let method = msg.method();
-        let here = method.is_some_and(|m| {
-            ANSWERED_HERE.contains(&m) || LISTINGS.iter().any(|(l, _)| *l == m) || m.starts_with("server/")
-        });
+        let here = method.is_some_and(answered_here);
         // An answer to a question of the gateway's own (a server's request it relayed, under an
         // id of its own) is the gateway's to route back.
         let ours = method.is_none() && msg.id.is_some_and(|id| id.get().starts_with("\"mcpgate-"));

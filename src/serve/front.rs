@@ -208,7 +208,8 @@ impl Gateway {
         // The caller's token as last sent, for servers that take it.
         session.upstream.set_bearer(headers.get(http::header::AUTHORIZATION));
         // 6. Carried out: as it came where the server takes it so, else as a message.
-        let mut resp = self.carry(&session, headers, &bytes, &payload, target).await;
+        let form = Form::with(headers, version);
+        let mut resp = self.carry(&session, (headers, form), &bytes, &payload, target).await;
         resp.headers_mut().insert(SESSION_ID, session.header.clone());
         resp
     }
@@ -248,7 +249,7 @@ impl Gateway {
     async fn carry(
         self: &Arc<Self>,
         session: &Arc<Session<Client>>,
-        headers: &HeaderMap,
+        (headers, form): (&HeaderMap, Form),
         bytes: &Bytes,
         payload: &crate::jsonrpc::Payload<'_>,
         target: Target,
@@ -257,15 +258,15 @@ impl Gateway {
         match &target {
             Target::Refused(e) => {
                 let id = id_of(msg).unwrap_or(Value::Null);
-                return Form::of(headers).reply(session, &id, wire::answer(e));
+                return form.reply(session, &id, wire::answer(e));
             }
             Target::Lone(b) => {
-                if let Some(resp) = self.pass(session, headers, bytes, payload, b).await {
+                if let Some(resp) = self.pass(session, (headers, form), bytes, payload, b).await {
                     return resp;
                 }
             }
             Target::Named { backend, inner } => {
-                if let Some(resp) = self.routed_raw(session, headers, bytes, msg, backend, inner).await {
+                if let Some(resp) = self.routed_raw(session, form, bytes, msg, backend, inner).await {
                     return resp;
                 }
             }
@@ -285,9 +286,7 @@ impl Gateway {
                 self.notification(session, m, params_of(msg));
                 accepted()
             }
-            (Some(m), Some(id)) => {
-                self.request(session, m, params_of(msg), id.clone(), Form::of(headers), target).await
-            }
+            (Some(m), Some(id)) => self.request(session, m, params_of(msg), id.clone(), form, target).await,
             (None, None) => wire::error(&Error::new(Kind::BadRequest, "not a JSON-RPC message"), None),
         }
     }
@@ -298,7 +297,7 @@ impl Gateway {
     async fn pass(
         self: &Arc<Self>,
         session: &Arc<Session<Client>>,
-        headers: &HeaderMap,
+        (headers, form): (&HeaderMap, Form),
         bytes: &Bytes,
         payload: &crate::jsonrpc::Payload<'_>,
         b: &Arc<super::router::Backend>,
@@ -308,7 +307,7 @@ impl Gateway {
         if let (Some(m), Some(client_id)) = (method, msg.id)
             && let Some(call) = b.link.call_raw(session, bytes, msg)
         {
-            return Some(self.send_raw(session, b, m, client_id, call, Form::of(headers)).await);
+            return Some(self.send_raw(session, b, m, client_id, call, form).await);
         }
         let started = Instant::now();
         let version = headers.get(crate::mcp::headers::PROTOCOL_VERSION).cloned();
@@ -339,20 +338,19 @@ impl Gateway {
         let started = Instant::now();
         let id: Value = serde_json::from_str(client_id.get()).unwrap_or(Value::Null);
         // Tracked from before it is sent: a cancellation may overtake the server's id for it.
-        session.upstream.sending(&id);
-        let mut resp = match call.await {
+        let key = id.to_string();
+        session.upstream.sending(&key);
+        match call.await {
             Ok(call) => {
                 let limits = (started, b.cfg.timeout);
-                self.raw_call(session, &b.cfg.name, method, client_id, call, form, limits).await
+                self.raw_call(session, &b.cfg.name, method, (client_id, id, key), call, form, limits).await
             }
             Err(e) => {
-                session.upstream.untrack(&id);
+                session.upstream.untrack(&key);
                 self.metrics.record(&b.cfg.name, method, "error", started.elapsed());
                 json_reply(&Some(id), crate::http::wire::answer(&e))
             }
-        };
-        resp.headers_mut().insert(SESSION_ID, session.header.clone());
-        resp
+        }
     }
 
     /// A `tools/call` or `prompts/get` for one of several servers, named with its prefix: when
@@ -361,7 +359,7 @@ impl Gateway {
     async fn routed_raw(
         self: &Arc<Self>,
         session: &Arc<Session<Client>>,
-        headers: &HeaderMap,
+        form: Form,
         bytes: &Bytes,
         msg: &crate::jsonrpc::Envelope<'_>,
         b: &Arc<super::router::Backend>,
@@ -382,7 +380,7 @@ impl Gateway {
         let payload = crate::jsonrpc::Payload::parse(&renamed).ok()?;
         let renamed_msg = payload.single()?;
         let call = b.link.call_raw(session, &renamed, renamed_msg)?;
-        Some(self.send_raw(session, b, method, client_id, call, Form::of(headers)).await)
+        Some(self.send_raw(session, b, method, client_id, call, form).await)
     }
 
     /// A 2026-07-28 client's message: the standard headers must mirror the body; answered
@@ -451,7 +449,7 @@ impl Gateway {
             "notifications/cancelled" => {
                 let Some(request) = params.get("requestId") else { return };
                 // A call still on its way to its server is cancelled once it is there (`track`).
-                if let Some((backend, upstream_id)) = session.upstream.cancel(request) {
+                if let Some((backend, upstream_id)) = session.upstream.cancel(&request.to_string()) {
                     cancel(&self.router, session, &backend, upstream_id, params.clone());
                 }
             }
@@ -487,10 +485,11 @@ impl Gateway {
             return reply(self.router.set_level(session, params).await);
         }
         // Tracked from before it is sent: a cancellation may overtake the server's id for it.
-        session.upstream.sending(&id);
+        let key = id.to_string();
+        session.upstream.sending(&key);
         match self.router.route(session, &target, method, params).await {
             Routed::Answer(answer) => {
-                session.upstream.untrack(&id);
+                session.upstream.untrack(&key);
                 self.metrics.record("gateway", method, outcome(&answer), started.elapsed());
                 if let (View::One(_), Some(resp)) = (&session.upstream.view, refused(&answer, &id)) {
                     // One server's own endpoint: its refusal as it sent it.
@@ -500,7 +499,7 @@ impl Gateway {
             }
             Routed::Call { backend, call, timeout } => {
                 let deadline = tokio::time::Instant::now() + timeout;
-                let in_flight = InFlight::track(&self.router, session, &id, &backend, call.upstream_id.clone());
+                let in_flight = InFlight::track(&self.router, session, (&id, key), &backend, call.upstream_id.clone());
                 let mut call = call;
                 // Most calls are answered before the server sends anything else: then one body,
                 // written at once, with no task and no channel.
@@ -568,14 +567,13 @@ impl Gateway {
         session: &Arc<Session<Client>>,
         backend: &str,
         method: &str,
-        client_id: &serde_json::value::RawValue,
+        (client_id, id, key): (&serde_json::value::RawValue, Value, String),
         call: super::backend::RawCall,
         form: Form,
         (started, timeout): (Instant, std::time::Duration),
     ) -> Response<Body> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let id: Value = serde_json::from_str(client_id.get()).unwrap_or(Value::Null);
-        let in_flight = InFlight::track(&self.router, session, &id, backend, call.upstream_id.clone());
+        let in_flight = InFlight::track(&self.router, session, (&id, key), backend, call.upstream_id.clone());
         let super::backend::RawCall { mut events, mut response, upstream_id } = call;
         let answer = match first(&mut events, &mut response, backend, (deadline, timeout)).await {
             First::Answer(Reply::Line(line)) => {
@@ -766,21 +764,23 @@ struct Follow {
 struct InFlight {
     session: Arc<Session<Client>>,
     id: Value,
+    /// The id as the session's table of calls knows it (`id` as JSON text).
+    key: String,
 }
 
 impl InFlight {
     fn track(
         router: &super::router::Router,
         session: &Arc<Session<Client>>,
-        id: &Value,
+        (id, key): (&Value, String),
         backend: &str,
         upstream_id: Value,
     ) -> Self {
-        if session.upstream.track(id, backend, upstream_id.clone()) {
+        if session.upstream.track(&key, backend, upstream_id.clone()) {
             let params = json!({"requestId": id, "reason": "cancelled while the call was being sent"});
             cancel(router, session, backend, upstream_id, params);
         }
-        InFlight { session: session.clone(), id: id.clone() }
+        InFlight { session: session.clone(), id: id.clone(), key }
     }
 }
 
@@ -801,7 +801,7 @@ fn cancel(
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.session.upstream.untrack(&self.id);
+        self.session.upstream.untrack(&self.key);
     }
 }
 
@@ -942,12 +942,12 @@ enum Form {
 }
 
 impl Form {
-    fn of(headers: &HeaderMap) -> Form {
+    /// From the request's `Accept` and its `MCP-Protocol-Version` (`version`).
+    fn with(headers: &HeaderMap, version: Option<&str>) -> Form {
         if !accepts_sse(headers) {
             return Form::Json;
         }
-        let version = headers.get(crate::mcp::headers::PROTOCOL_VERSION).map(HeaderValue::as_bytes);
-        Form::Sse { prime: version.is_some_and(|v| v >= b"2025-11-25".as_slice()) }
+        Form::Sse { prime: version.is_some_and(|v| v >= "2025-11-25") }
     }
 
     /// An answer of the gateway's, with the client's id.

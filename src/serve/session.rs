@@ -74,40 +74,45 @@ impl Client {
 
     /// A call of the client's is on its way to a server (sent, perhaps, before the server's
     /// id for it is known): a cancellation now is kept for `track`.
-    pub fn sending(&self, client_id: &Value) {
+    pub fn sending(&self, key: &str) {
         self.in_flight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(client_id.to_string(), Flight::Sending { cancelled: false });
+            .insert(key.to_owned(), Flight::Sending { cancelled: false });
     }
 
-    /// The call is with `backend` under `upstream_id`; true if the client cancelled it while it
-    /// was being sent: the caller passes the cancellation on now.
-    pub fn track(&self, client_id: &Value, backend: &str, upstream_id: Value) -> bool {
+    /// The call (`key`: its id as JSON text) is with `backend` under `upstream_id`; true if the
+    /// client cancelled it while it was being sent: the caller passes the cancellation on now.
+    pub fn track(&self, key: &str, backend: &str, upstream_id: Value) -> bool {
         let mut flights = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
         let sent = Flight::Sent { backend: backend.to_owned(), upstream_id };
-        matches!(flights.insert(client_id.to_string(), sent), Some(Flight::Sending { cancelled: true }))
+        match flights.get_mut(key) {
+            Some(flight) => matches!(std::mem::replace(flight, sent), Flight::Sending { cancelled: true }),
+            None => {
+                flights.insert(key.to_owned(), sent);
+                false
+            }
+        }
     }
 
     /// The call ended (or was cancelled): where it was, if it had reached its server.
-    pub fn untrack(&self, client_id: &Value) -> Option<(String, Value)> {
-        match self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&client_id.to_string())? {
+    pub fn untrack(&self, key: &str) -> Option<(String, Value)> {
+        match self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(key)? {
             Flight::Sent { backend, upstream_id } => Some((backend, upstream_id)),
             Flight::Sending { .. } => None,
         }
     }
 
-    /// The client cancelled `client_id`: where the call is, if it has reached its server; a
-    /// call still being sent is marked, and `track` says so.
-    pub fn cancel(&self, client_id: &Value) -> Option<(String, Value)> {
+    /// The client cancelled the call `key`: where it is, if it has reached its server; a call
+    /// still being sent is marked, and `track` says so.
+    pub fn cancel(&self, key: &str) -> Option<(String, Value)> {
         let mut flights = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        let key = client_id.to_string();
-        match flights.get_mut(&key)? {
+        match flights.get_mut(key)? {
             Flight::Sending { cancelled } => {
                 *cancelled = true;
                 None
             }
-            Flight::Sent { .. } => match flights.remove(&key)? {
+            Flight::Sent { .. } => match flights.remove(key)? {
                 Flight::Sent { backend, upstream_id } => Some((backend, upstream_id)),
                 Flight::Sending { .. } => None,
             },
