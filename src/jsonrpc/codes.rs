@@ -14,5 +14,8 @@ pub const SESSION_NOT_FOUND: i64 = -32005;
 /// The gateway holds as many sessions as it may (`maxSessions`, `maxSessionsPerClient`) and none
 /// is idle; HTTP 503.
 pub const SESSION_LIMIT: i64 = -32006;
+/// 2026-07-28: `UnsupportedProtocolVersion`, with `data.supported` (what a modern-only server
+/// answers a legacy request with).
+pub const UNSUPPORTED_VERSION: i64 = -32022;
 /// 2026-07-28: a standard header (`Mcp-Method`, `Mcp-Name`) is missing or disagrees with the body.
 pub const HEADER_MISMATCH: i64 = -32020;

@@ -99,7 +99,7 @@ fn modern_error(status: u16, error: &serde_json::Value) -> Option<Detected> {
         return Some(Detected::Modern(v));
     }
     match error.get("code").and_then(serde_json::Value::as_i64)? {
-        super::modern::UNSUPPORTED_VERSION => Some(Detected::AsIs),
+        crate::jsonrpc::codes::UNSUPPORTED_VERSION => Some(Detected::AsIs),
         crate::jsonrpc::codes::HEADER_MISMATCH if status == 400 => Some(Detected::Modern(newest_modern())),
         METHOD_NOT_FOUND => Some(Detected::Modern(newest_modern())),
         _ => None,

@@ -12,8 +12,7 @@ pub const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities"
 pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
 pub const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
-/// `UnsupportedProtocolVersion`, with `data.supported`.
-pub const UNSUPPORTED_VERSION: i64 = -32022;
+pub use crate::jsonrpc::codes::UNSUPPORTED_VERSION;
 
 /// The modern revision a server's refusal of a legacy request offers (`-32022` whose
 /// `data.supported` lists a modern revision this gateway speaks), if it is one: how `serve` tells

@@ -80,6 +80,28 @@ impl Router {
     }
 }
 
+impl Target {
+    /// The server decided here, with the name it knows a prefixed tool or prompt by: what the
+    /// router sends to without looking further (`None`: the router finds it).
+    pub fn server(&self) -> Option<(&Arc<Backend>, Option<&str>)> {
+        match self {
+            Target::Lone(b) => Some((b, None)),
+            Target::Named { backend, inner } => Some((backend, Some(inner))),
+            Target::Gateway | Target::Router | Target::Refused(_) => None,
+        }
+    }
+
+    /// The answer for a target that is no server's (refused, or the gateway's own method, which
+    /// its caller answers before it could get here).
+    pub fn not_routed(&self, method: &str) -> Option<Error> {
+        match self {
+            Target::Refused(e) => Some(e.clone()),
+            Target::Gateway => Some(Error::new(Kind::MethodNotFound, format!("{method} is not routed to a server"))),
+            Target::Lone(_) | Target::Named { .. } | Target::Router => None,
+        }
+    }
+}
+
 fn unknown(what: &str, msg: &Envelope<'_>) -> Error {
     Error::new(Kind::InvalidParams, format!("unknown {what}: {}", msg.target_name().unwrap_or_default()))
 }

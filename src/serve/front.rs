@@ -487,7 +487,11 @@ impl Gateway {
         // Tracked from before it is sent: a cancellation may overtake the server's id for it.
         let key = id.to_string();
         session.upstream.sending(&key);
-        match self.router.route(session, &target, method, params).await {
+        let routed = match target.not_routed(method) {
+            Some(e) => Routed::Answer(wire::answer(&e)),
+            None => self.router.route(session, target.server(), method, params).await,
+        };
+        match routed {
             Routed::Answer(answer) => {
                 session.upstream.untrack(&key);
                 self.metrics.record("gateway", method, outcome(&answer), started.elapsed());

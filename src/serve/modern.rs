@@ -143,7 +143,11 @@ impl Gateway {
                         answer: err(Error::new(Kind::InvalidParams, "unknown or expired requestState")),
                     };
                 }
-                match self.router.route(&client, &target, method, params).await {
+                let routed = match target.not_routed(method) {
+                    Some(e) => Routed::Answer(crate::http::wire::answer(&e)),
+                    None => self.router.route(&client, target.server(), method, params).await,
+                };
+                match routed {
                     Routed::Answer(answer) => Reply { events: vec![], answer: complete(answer) },
                     Routed::Call { backend, call, timeout } => self.drive(backend, call, timeout, &caps, live).await,
                 }

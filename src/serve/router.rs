@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::backend::{Call, Link};
-use super::dispatch::Target;
 use super::session::{Client, View};
 use crate::config::{self, Config, Server};
 use crate::error::Error;
@@ -394,27 +393,25 @@ impl Router {
         json!({"result": r})
     }
 
-    /// Sends one client request to the server `target` names (decided in `dispatch`; the
-    /// listings and the handshake are the caller's), finding it here for `Target::Router`.
+    /// Sends one client request to `server` when the dispatch step decided it (with the name
+    /// the server knows, for a prefixed one), else to the server found here: by URI, by a
+    /// completion's ref, or the only one (the listings and the handshake are the caller's).
     pub async fn route(
         &self,
         client: &Arc<Session<Client>>,
-        target: &Target,
+        server: Option<(&Arc<Backend>, Option<&str>)>,
         method: &str,
         mut params: Value,
     ) -> Routed {
         let view = client.upstream.view.clone();
-        let target = match (target, method) {
-            (Target::Refused(e), _) => return Routed::Answer(crate::http::wire::answer(e)),
-            (Target::Named { backend, inner }, _) => {
-                params["name"] = Value::String(inner.clone());
+        let target = match (server, method) {
+            (Some((backend, inner)), _) => {
+                if let Some(inner) = inner {
+                    params["name"] = Value::String(inner.to_owned());
+                }
                 Some(backend.clone())
             }
-            (Target::Lone(b), m) if !matches!(m, "resources/subscribe" | "resources/unsubscribe") => Some(b.clone()),
-            (Target::Gateway, _) => {
-                return Routed::Answer(error(Kind::MethodNotFound, format!("{method} is not routed to a server")));
-            }
-            (_, "resources/read" | "resources/subscribe" | "resources/unsubscribe") => {
+            (None, "resources/read" | "resources/subscribe" | "resources/unsubscribe") => {
                 let uri = params.get("uri").and_then(Value::as_str).unwrap_or_default().to_owned();
                 let Some(b) = self.by_uri(client, &uri).await else {
                     return Routed::Answer(error(Kind::InvalidParams, format!("no server offers the resource {uri}")));
@@ -445,7 +442,7 @@ impl Router {
                 }
                 Some(b)
             }
-            (_, "completion/complete") => {
+            (None, "completion/complete") => {
                 let r = params.get("ref").cloned().unwrap_or_default();
                 match r.get("type").and_then(Value::as_str) {
                     Some("ref/prompt") => {

@@ -10,6 +10,10 @@ use tokio::sync::oneshot;
 
 use super::queue;
 
+/// Cancellations kept for calls not here yet, per session, and for how long.
+const EARLY: usize = 8;
+const EARLY_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Where a client's call is.
 enum Flight {
     /// On its way to its server; `cancelled` when the client cancelled it meanwhile.
@@ -46,6 +50,8 @@ pub struct Client {
     bearer: Mutex<Option<http::HeaderValue>>,
     /// Calls in flight, by the client's request id (as JSON text).
     in_flight: Mutex<HashMap<String, Flight>>,
+    /// Cancellations of calls not here yet, and when they came.
+    early: Mutex<Vec<(String, std::time::Instant)>>,
     /// The SSE streams written for its calls, kept for resumption when it leaves one midway.
     pub streams: std::sync::Arc<super::stream::Streams>,
 }
@@ -68,6 +74,7 @@ impl Client {
             subscriptions: Mutex::new(HashSet::new()),
             bearer: Mutex::new(None),
             in_flight: Mutex::new(HashMap::new()),
+            early: Mutex::new(Vec::new()),
             streams: Default::default(),
         }
     }
@@ -75,10 +82,20 @@ impl Client {
     /// A call of the client's is on its way to a server (sent, perhaps, before the server's
     /// id for it is known): a cancellation now is kept for `track`.
     pub fn sending(&self, key: &str) {
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.to_owned(), Flight::Sending { cancelled: false });
+        let cancelled = self.cancelled_before(key);
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_owned(), Flight::Sending { cancelled });
+    }
+
+    /// Whether the client cancelled `key` before the gateway had its call (the cancellation
+    /// overtook the request on another connection).
+    fn cancelled_before(&self, key: &str) -> bool {
+        let mut early = self.early.lock().unwrap_or_else(|p| p.into_inner());
+        if early.is_empty() {
+            return false;
+        }
+        early.retain(|(_, at)| at.elapsed() < EARLY_FOR);
+        let found = early.iter().position(|(k, _)| k == key);
+        found.map(|i| early.remove(i)).is_some()
     }
 
     /// The call (`key`: its id as JSON text) is with `backend` under `upstream_id`; true if the
@@ -107,7 +124,18 @@ impl Client {
     /// still being sent is marked, and `track` says so.
     pub fn cancel(&self, key: &str) -> Option<(String, Value)> {
         let mut flights = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        match flights.get_mut(key)? {
+        let Some(flight) = flights.get_mut(key) else {
+            // Not here yet, perhaps: kept briefly for the call it names (`sending`). Briefly: a
+            // late cancellation of a call that ended must not cancel a later one of the same id.
+            drop(flights);
+            let mut early = self.early.lock().unwrap_or_else(|p| p.into_inner());
+            if early.len() == EARLY {
+                early.remove(0);
+            }
+            early.push((key.to_owned(), std::time::Instant::now()));
+            return None;
+        };
+        match flight {
             Flight::Sending { cancelled } => {
                 *cancelled = true;
                 None
