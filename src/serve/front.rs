@@ -209,7 +209,7 @@ impl Gateway {
         session.upstream.set_bearer(headers.get(http::header::AUTHORIZATION));
         // 6. Carried out: as it came where the server takes it so, else as a message.
         let form = Form::with(headers, version);
-        let mut resp = self.carry(&session, (headers, form), &bytes, &payload, target).await;
+        let mut resp = self.carry(&session, (headers, form), &bytes, (&payload, msg), target).await;
         resp.headers_mut().insert(SESSION_ID, session.header.clone());
         resp
     }
@@ -251,17 +251,16 @@ impl Gateway {
         session: &Arc<Session<Client>>,
         (headers, form): (&HeaderMap, Form),
         bytes: &Bytes,
-        payload: &crate::jsonrpc::Payload<'_>,
+        (payload, msg): (&crate::jsonrpc::Payload<'_>, &crate::jsonrpc::Envelope<'_>),
         target: Target,
     ) -> Response<Body> {
-        let Some(msg) = payload.single() else { return wire::error(&Error::new(Kind::BadRequest, "a batch"), None) };
         match &target {
             Target::Refused(e) => {
                 let id = id_of(msg).unwrap_or(Value::Null);
                 return form.reply(session, &id, wire::answer(e));
             }
             Target::Lone(b) => {
-                if let Some(resp) = self.pass(session, (headers, form), bytes, payload, b).await {
+                if let Some(resp) = self.pass(session, (headers, form), bytes, (payload, msg), b).await {
                     return resp;
                 }
             }
@@ -299,10 +298,9 @@ impl Gateway {
         session: &Arc<Session<Client>>,
         (headers, form): (&HeaderMap, Form),
         bytes: &Bytes,
-        payload: &crate::jsonrpc::Payload<'_>,
+        (payload, msg): (&crate::jsonrpc::Payload<'_>, &crate::jsonrpc::Envelope<'_>),
         b: &Arc<super::router::Backend>,
     ) -> Option<Response<Body>> {
-        let msg = payload.single()?;
         let method = msg.method();
         if let (Some(m), Some(client_id)) = (method, msg.id)
             && let Some(call) = b.link.call_raw(session, bytes, msg)
