@@ -1,6 +1,12 @@
-//! Messages from a front end in this process (`serve`) that has read, parsed and checked them
-//! already and holds one of this engine's sessions: the path from the session on, without the
-//! HTTP layers before it (they were the front end's).
+//! Messages from callers in this process (`serve`, `stdio`, the modern-era caller): the engine
+//! entered after its HTTP layers (Host and Origin, route, CORS), which belong to the caller's
+//! own front end. A caller says what a message comes with in a `Forward` — the engine session,
+//! the protocol version, its own token — never by building an HTTP request:
+//!
+//! - `send`: any message, served as a POST of it would be (initialize, modern, in a session);
+//! - `forward`: a message parsed and checked already, in an open session (`serve`'s hot path);
+//! - `listen`: the session's event stream, or with `Last-Event-ID` the rest of one;
+//! - `end`: the session ends, upstream too.
 //!
 //! The common case — an open Streamable HTTP session on an `http://` upstream — goes direct:
 //! the request head is the upstream's pre-rendered one plus what varies (`Upstream::send_direct`),
@@ -20,7 +26,7 @@ use crate::error::{Error, Kind};
 use crate::http::body::{self, Body, ReadError};
 use crate::http::wire;
 use crate::jsonrpc::Payload;
-use crate::mcp::headers::{LAST_EVENT_ID, PROTOCOL_VERSION, SESSION_ID};
+use crate::mcp::headers::{LAST_EVENT_ID, METHOD, NAME, PROTOCOL_VERSION, SESSION_ID};
 use crate::mcp::session::Session;
 use crate::transport::answer::is_event_stream;
 use crate::transport::http_client::ResponseBody;
@@ -29,40 +35,57 @@ use crate::upstream::Varying;
 /// Answers up to this size are read whole before they are handed on (larger ones stream).
 const WHOLE: u64 = 256 * 1024;
 
-/// Where a message goes and what the front end adds to it.
+/// Where a message goes and what the caller adds to it.
+#[derive(Clone, Default)]
 pub struct Forward {
-    /// This engine's session id.
-    pub session: HeaderValue,
+    /// This engine's session id (none for `initialize` and for the 2026-07-28 era).
+    pub session: Option<HeaderValue>,
     /// The `MCP-Protocol-Version` the message is sent with.
     pub version: Option<HeaderValue>,
     /// The caller's own token, for a server that validates its users itself.
     pub bearer: Option<HeaderValue>,
+    /// A 2026-07-28 request's `Mcp-Method` and `Mcp-Name` (they mirror its body).
+    pub method: Option<HeaderValue>,
+    pub name: Option<HeaderValue>,
     /// The upstream's timeout bounds a whole call (`serve`: a server's `timeout`), not each
     /// silence of its stream (`connect --timeout`).
     pub whole_call: bool,
 }
 
 impl Forward {
-    /// The headers the message would have come with, had it come over HTTP.
+    /// The headers the message would have come with, had it come over HTTP: what the engine
+    /// reads past its HTTP layers (it passes no other header of an in-process caller on).
     fn headers(&self) -> HeaderMap {
-        let mut h = HeaderMap::with_capacity(4);
+        let mut h = HeaderMap::with_capacity(6);
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
-        if let Some(v) = &self.version {
-            h.insert(PROTOCOL_VERSION, v.clone());
-        }
-        if let Some(token) = &self.bearer {
-            h.insert(AUTHORIZATION, token.clone());
+        let optional = [
+            (SESSION_ID, &self.session),
+            (PROTOCOL_VERSION, &self.version),
+            (AUTHORIZATION, &self.bearer),
+            (METHOD, &self.method),
+            (NAME, &self.name),
+        ];
+        for (name, value) in optional {
+            if let Some(v) = value {
+                h.insert(name, v.clone());
+            }
         }
         h
     }
 }
 
 impl Proxy {
+    /// Any message, served as a POST of it to the engine would be.
+    pub async fn send(&self, to: &Forward, bytes: Bytes) -> Response<Body> {
+        self.message(&to.headers(), bytes).await.unwrap_or_else(|(e, id)| wire::error(&e, id.as_deref()))
+    }
+
     /// Sends `bytes` (parsed as `payload`, a legacy-era message) in session `to.session` and
     /// answers with what the upstream says.
     pub async fn forward(&self, to: Forward, bytes: Bytes, payload: &Payload<'_>) -> Response<Body> {
-        let outcome = match self.sessions.get(to.session.to_str().unwrap_or("")) {
+        let session = to.session.as_ref().and_then(|s| self.sessions.get(s.to_str().unwrap_or("")));
+        let outcome = match session {
             None => Err(Error::new(Kind::SessionNotFound, "session not found; initialize a new session")),
             Some(session) => match &session.upstream {
                 UpstreamSession::Streamable(state) if self.upstream.direct() => {
@@ -132,16 +155,22 @@ impl Proxy {
         }
     }
 
-    /// A client's `GET` with `Last-Event-ID` in session `to.session`: the event ids it holds
-    /// are the upstream's (its streams were relayed as they came), so the stream it resumes is
-    /// the upstream's to replay.
-    pub async fn resume(&self, to: Forward, last_event_id: HeaderValue) -> Response<Body> {
+    /// The event stream of session `to.session`; with `last` (a `Last-Event-ID`), the rest of
+    /// the stream that event was on. Event ids a client holds are the upstream's (streams are
+    /// relayed as they came), so the stream it resumes is the upstream's to replay.
+    pub async fn listen(&self, to: &Forward, last: Option<HeaderValue>) -> Response<Body> {
         let mut client = to.headers();
         client.remove(CONTENT_TYPE);
         client.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
-        client.insert(SESSION_ID, to.session);
-        client.insert(LAST_EVENT_ID, last_event_id);
+        if let Some(last) = last {
+            client.insert(LAST_EVENT_ID, last);
+        }
         self.get(&client).await.unwrap_or_else(|(e, id)| wire::error(&e, id.as_deref()))
+    }
+
+    /// Ends session `to.session`, upstream too; false when there was no such session.
+    pub async fn end(&self, to: &Forward) -> bool {
+        self.delete(&to.headers()).await.is_ok()
     }
 
     /// A short JSON answer, read here and handed on whole: most answers are one, and already

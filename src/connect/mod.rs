@@ -2,6 +2,7 @@
 //! server that wants short-lived tokens. Wires the listener, the upstream and its credential,
 //! and runs until SIGINT/SIGTERM, then drains and ends the upstream sessions.
 
+mod endpoint;
 mod forward;
 mod headers;
 mod legacy;
@@ -74,8 +75,6 @@ pub enum StartError {
 /// start-up. Front-ends (the HTTP listener here, stdio) hand it requests.
 pub async fn engine(
     up: &UpstreamOptions,
-    path: &str,
-    guard: Guard,
     max_body: usize,
     shutdown: CancellationToken,
 ) -> Result<Arc<Proxy>, StartError> {
@@ -91,8 +90,6 @@ pub async fn engine(
         up.timeout,
     );
     Ok(Arc::new(Proxy {
-        path: path.to_owned(),
-        guard,
         upstream,
         // No limit of its own: the front-end that uses the engine bounds its clients (`connect`
         // sets `--max-sessions`; in `serve` these are the sessions of the gateway's clients).
@@ -110,14 +107,14 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
         TcpListener::bind(opts.listen).await.map_err(|source| StartError::Listen { addr: opts.listen, source })?;
     let local = listener.local_addr().map_err(|source| StartError::Listen { addr: opts.listen, source })?;
     let guard = Guard::new(local.ip().is_loopback(), &opts.allow_hosts, &opts.allow_origins);
-    let proxy = engine(&opts.upstream, &opts.path, guard, opts.max_body, shutdown.clone()).await?;
+    let proxy = engine(&opts.upstream, opts.max_body, shutdown.clone()).await?;
     proxy.sessions.set_limits(Limits::global(opts.max_sessions));
     tracing::info!("listening on http://{local}{} → {}", opts.path, proxy.upstream.display);
 
     let sweeper = tokio::spawn(expire_sessions(proxy.clone(), opts.session_ttl));
     let handler = {
-        let proxy = proxy.clone();
-        move |req, _peer| proxy.clone().handle(req)
+        let local = Arc::new(endpoint::Local { proxy: proxy.clone(), path: opts.path.clone(), guard });
+        move |req, peer| crate::http::endpoint::handle(local.clone(), req, peer)
     };
     let front = Front { shutdown, edge: Edge::new(opts.limits), conns: Default::default() };
     // An event loop per core, as `serve` has (see docs/ARCHITECTURE.md, Runtime): a client with

@@ -10,13 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderValue};
-use http::{Method, Request};
-use http_body_util::Full;
+use http::header::HeaderValue;
 use serde_json::{Value, json};
 
-use super::Proxy;
-use crate::mcp::headers::{METHOD, NAME, PROTOCOL_VERSION};
+use super::{Forward, Proxy};
 use crate::mcp::modern::{self, ClientEnvelope, Outcome};
 
 /// Most rounds of input a request may need (the SDK's limit is 10).
@@ -33,7 +30,6 @@ pub trait Asker: Send + Sync {
 
 pub struct ModernUpstream {
     proxy: Arc<Proxy>,
-    path: String,
     next: AtomicU64,
     pub version: String,
 }
@@ -42,8 +38,8 @@ pub struct ModernUpstream {
 pub type Answer = Value;
 
 impl ModernUpstream {
-    pub fn new(proxy: Arc<Proxy>, path: &str, version: &str) -> ModernUpstream {
-        ModernUpstream { proxy, path: path.to_owned(), next: AtomicU64::new(1), version: version.to_owned() }
+    pub fn new(proxy: Arc<Proxy>, version: &str) -> ModernUpstream {
+        ModernUpstream { proxy, next: AtomicU64::new(1), version: version.to_owned() }
     }
 
     /// A request through as many rounds of input as the server needs.
@@ -110,23 +106,13 @@ impl ModernUpstream {
         env.apply(&mut params, log_level);
         let id = format!("mcpgate-m{}", self.next.fetch_add(1, Ordering::Relaxed));
         let body = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}).to_string();
-        let mut req = Request::new(Full::new(Bytes::from(body)));
-        *req.method_mut() = Method::POST;
-        *req.uri_mut() = self.path.parse().unwrap_or_else(|_| http::Uri::from_static("/mcp"));
-        let h = req.headers_mut();
-        h.insert(HOST, HeaderValue::from_static("localhost"));
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        h.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
-        if let Ok(v) = HeaderValue::try_from(env.version.as_str()) {
-            h.insert(PROTOCOL_VERSION, v);
-        }
-        if let Ok(v) = HeaderValue::try_from(method) {
-            h.insert(METHOD, v);
-        }
-        if let Some(v) = name.and_then(|n| HeaderValue::try_from(modern::header_name_value(n)).ok()) {
-            h.insert(NAME, v);
-        }
-        let resp = self.proxy.clone().handle(req).await;
+        let to = Forward {
+            version: HeaderValue::try_from(env.version.as_str()).ok(),
+            method: HeaderValue::try_from(method).ok(),
+            name: name.and_then(|n| HeaderValue::try_from(modern::header_name_value(n)).ok()),
+            ..Default::default()
+        };
+        let resp = self.proxy.send(&to, Bytes::from(body)).await;
         let status = resp.status();
         let mut answer = None;
         let end = crate::transport::answer::read(resp, crate::transport::answer::MAX_JSON, |bytes| {

@@ -1,23 +1,20 @@
-//! The `connect` request path: one client-facing Streamable HTTP endpoint in front of one
-//! upstream. The layers a request passes, in order, are written once in `Proxy::handle`; what
-//! happens upstream depends on the upstream's transport (`streamable`, `legacy`).
+//! The engine: one upstream, and the sessions of the clients that reach it — over HTTP (the
+//! layers of `http::endpoint`, then `Local`) or in-process (`forward`). What happens upstream
+//! depends on the upstream's transport (`streamable`, `legacy`).
 
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
 
 use crate::transport::http_client::ResponseBody;
 use bytes::Bytes;
-use http::header::{HeaderValue, ORIGIN};
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::header::HeaderValue;
+use http::{HeaderMap, Method, Response, StatusCode};
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
 use super::headers;
 use super::relay::{Pending, Relay};
 use crate::error::{Error, Kind};
-use crate::http::body::{self, Body, ReadError};
-use crate::http::guard::{self, Guard};
-use crate::http::wire;
+use crate::http::body::{self, Body};
 use crate::jsonrpc::Payload;
 use crate::mcp::era::{self, Era};
 use crate::mcp::headers::{PROTOCOL_VERSION, SESSION_ID, check_modern};
@@ -42,8 +39,6 @@ pub enum UpstreamSession {
 }
 
 pub struct Proxy {
-    pub path: String,
-    pub guard: Guard,
     pub upstream: Upstream,
     pub sessions: SessionTable<UpstreamSession>,
     pub max_body: usize,
@@ -61,73 +56,13 @@ fn fail(e: Error) -> (Error, Option<Box<RawValue>>) {
 }
 
 impl Proxy {
-    /// Serves one request. Generic over the body so front-ends other than HTTP (stdio) can hand
-    /// requests to the same path in-process.
-    pub async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Response<Body>
-    where
-        B: http_body::Body<Data = Bytes> + Send,
-        B::Error: Into<crate::http::body::BoxError>,
-    {
-        let started = Instant::now();
-        let (parts, body) = req.into_parts();
-        // 1. Host and Origin (DNS rebinding, cross-site browsers), for every route, before
-        //    anything else is looked at.
-        if let Err(refusal) = self.guard.check(&parts.headers, parts.uri.authority().map(|a| a.as_str())) {
-            tracing::warn!("refused: {refusal}");
-            return wire::error(&Error::new(Kind::Forbidden, refusal.to_string()), None);
-        }
-        // 2. Route: the MCP endpoint and a liveness probe (for probes, not browser pages);
-        //    nothing else exists.
-        if parts.uri.path() == "/healthz" && parts.method == Method::GET && !parts.headers.contains_key(ORIGIN) {
-            return Response::new(body::full("ok\n"));
-        }
-        if parts.uri.path() != self.path {
-            return status_only(StatusCode::NOT_FOUND);
-        }
-        // 3. CORS preflight, answered here.
-        if parts.method == Method::OPTIONS {
-            return guard::preflight(&parts.headers);
-        }
-        // 4. The MCP methods; a POST says it carries JSON and takes an answer we give. The body
-        //    limit applies while reading (413); the credential, the 401 retry and the upstream
-        //    timeout live in `Upstream::send`.
-        let outcome = match parts.method {
-            Method::POST => match crate::http::negotiate::check_post(&parts.headers) {
-                Ok(()) => self.post(&parts.headers, body).await,
-                Err(e) => Err(fail(e)),
-            },
-            Method::GET => self.get(&parts.headers).await,
-            Method::DELETE => self.delete(&parts.headers).await,
-            _ => Err(fail(Error::new(Kind::MethodNotAllowed, format!("{} is not an MCP method", parts.method)))),
-        };
-        let mut resp = outcome.unwrap_or_else(|(e, id)| wire::error(&e, id.as_deref()));
-        // 5. CORS response headers for browser clients.
-        guard::cors(&parts.headers, resp.headers_mut());
-        tracing::debug!(method = %parts.method, status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
-        resp
-    }
-
     pub(super) fn upstream_headers(&self, client: &HeaderMap) -> HeaderMap {
         headers::to_upstream(client, self.upstream.supplies_authorization())
     }
 
-    async fn post<B>(&self, client: &HeaderMap, body: B) -> Outcome
-    where
-        B: http_body::Body<Data = Bytes> + Send,
-        B::Error: Into<crate::http::body::BoxError>,
-    {
-        let bytes = match body::read_limited(body, self.max_body).await {
-            Ok(b) => b,
-            Err(ReadError::TooLarge) => {
-                return Err(fail(Error::new(
-                    Kind::PayloadTooLarge,
-                    format!("the request body exceeds {} bytes", self.max_body),
-                )));
-            }
-            Err(ReadError::Broken(e)) => {
-                return Err(fail(Error::new(Kind::BadRequest, format!("reading the request body failed: {e}"))));
-            }
-        };
+    /// One POSTed message, read whole: to the upstream statelessly (2026-07-28), as a new
+    /// session (`initialize`), or in the client's session.
+    pub(super) async fn message(&self, client: &HeaderMap, bytes: Bytes) -> Outcome {
         let payload = Payload::parse(&bytes).map_err(|e| fail(Error::new(Kind::Parse, e.to_string())))?;
         let id = payload.error_id().map(ToOwned::to_owned);
         let with_id = |e: Error| (e, id.clone());
@@ -174,10 +109,9 @@ impl Proxy {
             UpstreamSession::Streamable(state) if self.upstream.direct() && crate::upstream::fits(client) => {
                 state.observe(payload);
                 let to = super::Forward {
-                    session: session.header.clone(),
                     version: client.get(PROTOCOL_VERSION).cloned(),
                     bearer: client.get(http::header::AUTHORIZATION).cloned(),
-                    whole_call: false,
+                    ..Default::default()
                 };
                 self.direct(&to, Some(client), session, state, bytes, payload).await
             }
@@ -235,7 +169,7 @@ impl Proxy {
         .map_err(fail)
     }
 
-    async fn delete(&self, client: &HeaderMap) -> Outcome {
+    pub(super) async fn delete(&self, client: &HeaderMap) -> Outcome {
         let session = self.session_of(client).map_err(fail)?;
         self.sessions.remove(session.id());
         self.end_upstream_session(&session).await;

@@ -5,6 +5,7 @@ pub mod body;
 pub mod conns;
 #[cfg(test)]
 mod differential;
+pub mod endpoint;
 pub mod framing;
 pub mod guard;
 pub mod h1;

@@ -1,7 +1,8 @@
 //! The gateway's Streamable HTTP endpoints: `/mcp` (every server, merged) and
 //! `/servers/<name>/mcp` (one server as it is), plus `/healthz`, `/readyz` and `/metrics`.
-//! A request's path, in order: route → Host/Origin → CORS preflight → method → body (limited)
-//! → session → the router. Answers the gateway can give itself are JSON; a call to a server is
+//! A request passes the layers of `http::endpoint` (Host/Origin → route → CORS preflight →
+//! method → body, limited), then `Gateway::post`: parsed once → era → target (`dispatch.rs`) →
+//! session → the server. Answers the gateway can give itself are JSON; a call to a server is
 //! an SSE stream carrying what the server sends for it (progress, its requests to the client)
 //! and then the response.
 
@@ -12,7 +13,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Response, StatusCode};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
@@ -23,7 +24,8 @@ use super::dispatch::Target;
 use super::router::{LISTINGS, Routed};
 use super::session::{Client, View};
 use crate::error::{Error, Kind};
-use crate::http::body::{self, Body, ReadError};
+use crate::http::body::{self, Body};
+use crate::http::endpoint::{Endpoint, Route};
 use crate::http::limits::Cached;
 use crate::http::{guard, wire};
 use crate::jsonrpc::codes;
@@ -31,49 +33,9 @@ use crate::mcp::headers::{LAST_EVENT_ID, SESSION_ID};
 use crate::mcp::session::Session;
 use crate::transport::sse;
 
-impl Gateway {
-    /// Serves one HTTP request.
-    pub async fn handle<B>(self: Arc<Self>, req: Request<B>, peer: std::net::SocketAddr) -> Response<Body>
-    where
-        B: http_body::Body<Data = Bytes> + Send,
-        B::Error: Into<body::BoxError>,
-    {
-        let (parts, body) = req.into_parts();
-        // 1. Host and Origin (DNS rebinding, cross-site browsers), for every route, before
-        //    anything else is looked at.
-        if let Err(refusal) = self.check_guard(&parts) {
-            tracing::warn!("refused: {refusal}");
-            return wire::error(&Error::new(Kind::Forbidden, refusal.to_string()), None);
-        }
-        // 2. Route: the operational endpoints, the merged endpoint, one server's.
-        let path = parts.uri.path();
-        let view = match path {
-            "/mcp" => View::All,
-            "/healthz" | "/readyz" | "/metrics" | "/admin/reload" => return self.operational(&parts, peer).await,
-            p => match p.strip_prefix("/servers/").and_then(|r| r.strip_suffix("/mcp")) {
-                Some(name) if self.router.backend(name).is_some() => View::One(name.to_owned()),
-                _ => return text(StatusCode::NOT_FOUND, "not found\n".into()),
-            },
-        };
-        // 3. CORS preflight.
-        if parts.method == Method::OPTIONS {
-            return guard::preflight(&parts.headers);
-        }
-        // 4. The MCP methods; a POST says it carries JSON and takes an answer we give.
-        let mut resp = match parts.method {
-            Method::POST => match crate::http::negotiate::check_post(&parts.headers) {
-                Ok(()) => self.post(view, &parts.headers, body, peer).await,
-                Err(e) => wire::error(&e, None),
-            },
-            Method::GET => self.get(&view, &parts.headers).await,
-            Method::DELETE => self.delete(&view, &parts.headers),
-            _ => {
-                wire::error(&Error::new(Kind::MethodNotAllowed, format!("{} is not an MCP method", parts.method)), None)
-            }
-        };
-        guard::cors(&parts.headers, resp.headers_mut());
-        resp
-    }
+/// `serve`'s endpoints behind the layers every request passes (`http::endpoint::handle`).
+impl Endpoint for Gateway {
+    type View = View;
 
     /// The Host/Origin guard in force, through this event loop's copy of it (a reload replaces
     /// it; reading the shared one on every request would make the loops contend for it).
@@ -90,6 +52,44 @@ impl Gateway {
         })
     }
 
+    /// The merged endpoint, one server's, or the operational endpoints.
+    async fn route(self: &Arc<Self>, parts: &http::request::Parts, peer: std::net::SocketAddr) -> Route<View> {
+        Route::Mcp(match parts.uri.path() {
+            "/mcp" => View::All,
+            "/healthz" | "/readyz" | "/metrics" | "/admin/reload" => {
+                return Route::Answered(self.operational(parts, peer).await);
+            }
+            p => match p.strip_prefix("/servers/").and_then(|r| r.strip_suffix("/mcp")) {
+                Some(name) if self.router.backend(name).is_some() => View::One(name.to_owned()),
+                _ => return Route::Answered(text(StatusCode::NOT_FOUND, "not found\n".into())),
+            },
+        })
+    }
+
+    fn max_body(&self) -> usize {
+        self.router.config().gateway.max_body
+    }
+
+    async fn post(
+        self: &Arc<Self>,
+        view: View,
+        headers: &HeaderMap,
+        bytes: Bytes,
+        peer: std::net::SocketAddr,
+    ) -> Response<Body> {
+        Gateway::post(self, view, headers, bytes, peer).await
+    }
+
+    async fn get(&self, view: View, headers: &HeaderMap) -> Response<Body> {
+        Gateway::get(self, &view, headers).await
+    }
+
+    async fn delete(&self, view: View, headers: &HeaderMap) -> Response<Body> {
+        Gateway::delete(self, &view, headers)
+    }
+}
+
+impl Gateway {
     /// Whether the request carries the configured `adminToken` as its bearer token.
     fn admin_token_given(&self, headers: &HeaderMap) -> bool {
         let config = self.router.config();
@@ -145,33 +145,14 @@ impl Gateway {
             .ok_or_else(|| Error::new(Kind::SessionNotFound, "session not found; initialize a new session"))
     }
 
-    async fn post<B>(
+    /// A POSTed message's path through the gateway, top to bottom.
+    async fn post(
         self: &Arc<Self>,
         view: View,
         headers: &HeaderMap,
-        body: B,
+        bytes: Bytes,
         peer: std::net::SocketAddr,
-    ) -> Response<Body>
-    where
-        B: http_body::Body<Data = Bytes> + Send,
-        B::Error: Into<body::BoxError>,
-    {
-        let max = self.router.config().gateway.max_body;
-        let bytes = match body::read_limited(body, max).await {
-            Ok(b) => b,
-            Err(ReadError::TooLarge) => {
-                return wire::error(
-                    &Error::new(Kind::PayloadTooLarge, format!("the request body exceeds {max} bytes")),
-                    None,
-                );
-            }
-            Err(ReadError::Broken(e)) => {
-                return wire::error(
-                    &Error::new(Kind::BadRequest, format!("reading the request body failed: {e}")),
-                    None,
-                );
-            }
-        };
+    ) -> Response<Body> {
         // 1. Parsed once: the envelope, borrowed from the body (params stay raw until needed).
         let Ok(payload) = crate::jsonrpc::Payload::parse(&bytes) else {
             return wire::error(&Error::new(Kind::Parse, "the body is not a JSON-RPC message"), None);
@@ -673,7 +654,7 @@ impl Gateway {
             Passthrough::Ready(destination) => destination,
             Passthrough::Opening(opening) => opening.await?,
         };
-        Some(engine.resume(to, last.clone()).await)
+        Some(engine.listen(&to, Some(last.clone())).await)
     }
 
     fn delete(&self, view: &View, headers: &HeaderMap) -> Response<Body> {

@@ -129,7 +129,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
     tracing::info!("listening on http://{local}/mcp → {} ({threads} event loops)", names.join(", "));
     let handler = {
         let gateway = gateway.clone();
-        move |req, peer: SocketAddr| gateway.clone().handle(req, peer)
+        move |req, peer: SocketAddr| crate::http::endpoint::handle(gateway.clone(), req, peer)
     };
     // Kept until the backends are stopped: what requests started on the other loops runs there.
     let front = Front { shutdown, edge: gateway.edge.clone(), conns: gateway.conns.clone() };
@@ -203,9 +203,7 @@ pub(crate) async fn start_backend(
                 connect_timeout: Duration::from_secs(10),
                 transport,
             };
-            let proxy = crate::connect::engine(&up, "/mcp", Guard::new(true, &[], &[]), cfg.gateway.max_body, shutdown)
-                .await
-                .map_err(|e| e.to_string())?;
+            let proxy = crate::connect::engine(&up, cfg.gateway.max_body, shutdown).await.map_err(|e| e.to_string())?;
             Ok(remote::RemoteLink::start(&server.name, proxy, server.forward_client_token, tx))
         }
     }

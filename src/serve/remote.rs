@@ -11,9 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderValue};
-use http::{Method, Request, Response};
-use http_body_util::Full;
+use http::Response;
+use http::header::HeaderValue;
 use rustc_hash::FxBuildHasher;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -21,15 +20,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::backend::{Call, Event, Health, Link, Passthrough, ServerInfo, Unsolicited};
 use super::session::Client;
-use crate::connect::Proxy;
+use crate::connect::{Forward, Proxy};
 use crate::error::{Error, Kind};
 use crate::http::body::Body;
 use crate::http::wire;
-use crate::mcp::headers::{LAST_EVENT_ID, PROTOCOL_VERSION, SESSION_ID};
+use crate::mcp::headers::SESSION_ID;
 use crate::mcp::session::Session;
 use crate::transport::answer;
 
-const PATH: &str = "/mcp";
 /// How long opening a session waits for its event stream to open.
 const LISTEN_WAIT: Duration = Duration::from_secs(2);
 
@@ -59,7 +57,12 @@ struct Upstream {
     stop: CancellationToken,
 }
 
-type ReqBody = Full<Bytes>;
+impl Upstream {
+    /// What a message in this session comes with, as the gateway's own.
+    fn to(&self) -> Forward {
+        Forward { session: self.session.clone(), version: self.version.clone(), ..Default::default() }
+    }
+}
 
 impl RemoteLink {
     pub fn start(
@@ -111,56 +114,24 @@ impl RemoteLink {
         }
     }
 
-    fn request(&self, method: Method, body: Bytes, up: Option<&Upstream>) -> Request<ReqBody> {
-        self.request_as(method, body, up, None)
-    }
-
-    /// A request to the engine, with the client's own token when this server takes it.
-    fn request_as(
-        &self,
-        method: Method,
-        body: Bytes,
-        up: Option<&Upstream>,
-        client: Option<&Session<Client>>,
-    ) -> Request<ReqBody> {
-        let mut req = Request::new(Full::new(body));
-        *req.method_mut() = method;
-        *req.uri_mut() = http::Uri::from_static(PATH);
-        let h = req.headers_mut();
-        h.insert(HOST, HeaderValue::from_static("localhost"));
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        h.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
-        if let Some(up) = up {
-            if let Some(s) = &up.session {
-                h.insert(SESSION_ID, s.clone());
-            }
-            if let Some(v) = &up.version {
-                h.insert(PROTOCOL_VERSION, v.clone());
-            }
+    /// What a message in session `up` comes with: the client's own token when this server
+    /// takes it.
+    fn to(&self, up: Option<&Upstream>, client: Option<&Session<Client>>) -> Forward {
+        Forward {
+            bearer: if self.forward_token { client.and_then(|c| c.upstream.bearer()) } else { None },
+            ..up.map(Upstream::to).unwrap_or_default()
         }
-        if self.forward_token
-            && let Some(token) = client.and_then(|c| c.upstream.bearer())
-        {
-            h.insert(http::header::AUTHORIZATION, token);
-        }
-        req
     }
 
     /// Where a passthrough message of `client` goes in the engine: its session there, the
     /// version the client speaks on this request as it said it (transparent) or else the
     /// session's, and the client's own token when this server takes it.
-    fn forward_to(
-        &self,
-        client: &Session<Client>,
-        up: &Upstream,
-        version: Option<HeaderValue>,
-    ) -> Option<crate::connect::Forward> {
-        Some(crate::connect::Forward {
-            session: up.session.clone()?,
-            version: version.or_else(|| up.version.clone()),
-            bearer: if self.forward_token { client.upstream.bearer() } else { None },
-            whole_call: true,
-        })
+    fn forward_to(&self, client: &Session<Client>, up: &Upstream, version: Option<HeaderValue>) -> Option<Forward> {
+        up.session.as_ref()?;
+        let mut to = self.to(Some(up), Some(client));
+        to.version = version.or(to.version);
+        to.whole_call = true;
+        Some(to)
     }
 
     /// The upstream session for `key`, if it is open.
@@ -178,7 +149,7 @@ impl RemoteLink {
         }
         let id = format!("mcpgate-init-{}", self.next.fetch_add(1, Ordering::Relaxed));
         let body = json!({"jsonrpc":"2.0","id":id,"method":"initialize","params":init}).to_string();
-        let resp = self.proxy.clone().handle(self.request_as(Method::POST, Bytes::from(body), None, client)).await;
+        let resp = self.proxy.send(&self.to(None, client), Bytes::from(body)).await;
         let status = resp.status();
         if let Some(r) = refusal(&resp) {
             return Err(Error::refused(&self.name, r));
@@ -207,7 +178,7 @@ impl RemoteLink {
         let version = HeaderValue::try_from(info.protocol_version.as_str()).ok();
         let up = Arc::new(Upstream { session, version, stop: self.stop.child_token() });
         let note = json!({"jsonrpc":"2.0","method":"notifications/initialized"}).to_string();
-        drop(self.proxy.clone().handle(self.request_as(Method::POST, Bytes::from(note), Some(&up), client)).await);
+        drop(self.proxy.send(&self.to(Some(&up), client), Bytes::from(note)).await);
         if key.is_empty() {
             *self.state.lock().unwrap_or_else(|p| p.into_inner()) = (Health::Ready, Some(info));
             tracing::info!(server = %self.name, "remote server ready");
@@ -220,7 +191,7 @@ impl RemoteLink {
             self.proxy.clone(),
             self.name.clone(),
             key.to_owned(),
-            up.clone(),
+            (up.clone(), self.to(Some(&up), client)),
             self.unsolicited.clone(),
             listening,
         ));
@@ -235,7 +206,7 @@ impl RemoteLink {
     /// A modern-only server: no session to open; `server/discover` says what it is.
     async fn open_modern(&self, key: &str, init: &Value, version: &str) -> Result<Arc<Upstream>, Error> {
         let modern =
-            self.modern.get_or_init(|| crate::connect::modern::ModernUpstream::new(self.proxy.clone(), PATH, version));
+            self.modern.get_or_init(|| crate::connect::modern::ModernUpstream::new(self.proxy.clone(), version));
         if self.info().is_none() {
             let env = crate::mcp::modern::ClientEnvelope::from_initialize(init, &modern.version);
             let found = modern
@@ -272,7 +243,7 @@ impl RemoteLink {
         let (events_tx, events) = super::queue::bounded(super::queue::CALL);
         let (response_tx, response) = oneshot::channel();
         let upstream_id = format!("mcpgate-{}", self.next.fetch_add(1, Ordering::Relaxed));
-        let modern = crate::connect::modern::ModernUpstream::new(self.proxy.clone(), PATH, &modern.version);
+        let modern = crate::connect::modern::ModernUpstream::new(self.proxy.clone(), &modern.version);
         tokio::spawn(async move {
             let asker = ToEvents { events: events_tx };
             let answer = match modern.call(&env, None, &method, params, &asker).await {
@@ -372,41 +343,22 @@ fn messages(bytes: &[u8], each: &mut impl FnMut(Value) -> bool) -> bool {
     }
 }
 
-/// A GET for an event stream of the session `up`: its own, or with `last`, the rest of one.
-fn stream_request(up: &Upstream, last: Option<HeaderValue>) -> Request<ReqBody> {
-    let mut req = Request::new(Full::new(Bytes::new()));
-    *req.uri_mut() = http::Uri::from_static(PATH);
-    let h = req.headers_mut();
-    h.insert(HOST, HeaderValue::from_static("localhost"));
-    h.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
-    if let Some(s) = &up.session {
-        h.insert(SESSION_ID, s.clone());
-    }
-    if let Some(v) = &up.version {
-        h.insert(PROTOCOL_VERSION, v.clone());
-    }
-    if let Some(last) = last {
-        h.insert(LAST_EVENT_ID, last);
-    }
-    req
-}
-
 /// Keeps the session's GET stream open; what arrives on it goes to the router.
 async fn listen(
     proxy: Arc<Proxy>,
     name: String,
     key: String,
-    up: Arc<Upstream>,
+    (up, to): (Arc<Upstream>, Forward),
     out: super::backend::UnsolicitedTx,
     listening: oneshot::Sender<()>,
 ) {
     let mut listening = Some(listening);
-    let mut last: Option<String> = None;
+    let mut last_seen: Option<String> = None;
     let mut delay = Duration::from_millis(500);
     while !up.stop.is_cancelled() {
-        let req = stream_request(&up, last.as_deref().and_then(|i| HeaderValue::try_from(i).ok()));
+        let last = last_seen.as_deref().and_then(|i| HeaderValue::try_from(i).ok());
         let resp = tokio::select! {
-            r = proxy.clone().handle(req) => r,
+            r = proxy.listen(&to, last) => r,
             () = up.stop.cancelled() => return,
         };
         // Open, or refused: either way the session's first call need not wait for it.
@@ -417,8 +369,7 @@ async fn listen(
             200 => {
                 delay = Duration::from_millis(500);
                 let session = (!key.is_empty()).then(|| key.clone());
-                let target =
-                    RequestTarget { proxy: proxy.clone(), session: up.session.clone(), version: up.version.clone() };
+                let target = RequestTarget { proxy: proxy.clone(), to: to.clone() };
                 let read = read_messages(resp, |m| {
                     // A request on the stream: the client's answer goes back upstream.
                     let reply = match (m.get("method").is_some(), m.get("id").cloned()) {
@@ -432,7 +383,7 @@ async fn listen(
                     out.push(Unsolicited { backend: name.clone(), session: session.clone(), message: m, reply })
                 });
                 tokio::select! {
-                    l = read => last = l.or(last),
+                    l = read => last_seen = l.or(last_seen),
                     () = up.stop.cancelled() => return,
                 }
             }
@@ -470,13 +421,13 @@ impl Link for RemoteLink {
             let id = format!("mcpgate-{}", self.next.fetch_add(1, Ordering::Relaxed));
             let upstream_id = id.clone();
             let body = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}).to_string();
-            let request = self.request_as(Method::POST, Bytes::from(body), Some(&up), client.as_deref());
+            let to = self.to(Some(&up), client.as_deref());
             let name = self.name.clone();
             let (events_tx, events) = super::queue::bounded(super::queue::CALL);
             let (response_tx, response) = oneshot::channel();
             let proxy = self.proxy.clone();
-            let reply_to = RequestTarget { proxy, session: up.session.clone(), version: up.version.clone() };
-            let resume = ResumeTarget { proxy: self.proxy.clone(), up: up.clone(), stop: self.stop.clone() };
+            let reply_to = RequestTarget { proxy, to: to.clone() };
+            let resume = ResumeTarget { proxy: self.proxy.clone(), to: to.clone(), stop: self.stop.clone() };
             let reading = self.reading.clone();
             let key = upstream_id.clone();
             // Registered before the task can end, so that its own removal comes after.
@@ -485,7 +436,7 @@ impl Link for RemoteLink {
             // only once the server's head arrives (some servers send it with their first event).
             let engine = self.proxy.clone();
             let task = tokio::spawn(async move {
-                let resp = engine.handle(request).await;
+                let resp = engine.send(&to, Bytes::from(body)).await;
                 let status = resp.status();
                 // A refused credential reaches the client as such, challenge included — never as
                 // an empty success.
@@ -552,9 +503,8 @@ impl Link for RemoteLink {
         let up = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get(client.id()).cloned();
         let Some(up) = up else { return };
         let body = json!({"jsonrpc":"2.0","method":method,"params":params}).to_string();
-        let req = self.request(Method::POST, Bytes::from(body), Some(&up));
-        let proxy = self.proxy.clone();
-        tokio::spawn(async move { drop(proxy.handle(req).await) });
+        let (proxy, to) = (self.proxy.clone(), self.to(Some(&up), Some(client)));
+        tokio::spawn(async move { drop(proxy.send(&to, Bytes::from(body)).await) });
     }
 
     fn info(&self) -> Option<ServerInfo> {
@@ -585,10 +535,8 @@ impl Link for RemoteLink {
         let up = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(client.id());
         if let Some(up) = up {
             up.stop.cancel();
-            let mut req = self.request(Method::DELETE, Bytes::new(), Some(&up));
-            req.headers_mut().remove(CONTENT_TYPE);
-            let proxy = self.proxy.clone();
-            tokio::spawn(async move { drop(proxy.handle(req).await) });
+            let (proxy, to) = (self.proxy.clone(), self.to(Some(&up), Some(client)));
+            tokio::spawn(async move { proxy.end(&to).await });
         }
     }
 
@@ -607,7 +555,7 @@ impl Link for RemoteLink {
 /// Where a stream of a client's upstream session is resumed.
 struct ResumeTarget {
     proxy: Arc<Proxy>,
-    up: Arc<Upstream>,
+    to: Forward,
     stop: CancellationToken,
 }
 
@@ -618,7 +566,7 @@ impl ResumeTarget {
             () = tokio::time::sleep(wait) => {}
             () = self.stop.cancelled() => return None,
         }
-        Some(self.proxy.clone().handle(stream_request(&self.up, Some(last))).await)
+        Some(self.proxy.listen(&self.to, Some(last)).await)
     }
 }
 
@@ -626,8 +574,7 @@ impl ResumeTarget {
 #[derive(Clone)]
 struct RequestTarget {
     proxy: Arc<Proxy>,
-    session: Option<HeaderValue>,
-    version: Option<HeaderValue>,
+    to: Forward,
 }
 
 impl RequestTarget {
@@ -639,19 +586,6 @@ impl RequestTarget {
                 out[k] = v.clone();
             }
         }
-        let mut req = Request::new(Full::new(Bytes::from(out.to_string())));
-        *req.method_mut() = Method::POST;
-        *req.uri_mut() = http::Uri::from_static(PATH);
-        let h = req.headers_mut();
-        h.insert(HOST, HeaderValue::from_static("localhost"));
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        h.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
-        if let Some(s) = self.session {
-            h.insert(SESSION_ID, s);
-        }
-        if let Some(v) = self.version {
-            h.insert(PROTOCOL_VERSION, v);
-        }
-        drop(self.proxy.handle(req).await);
+        drop(self.proxy.send(&self.to, Bytes::from(out.to_string())).await);
     }
 }

@@ -18,29 +18,25 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Full};
+use http::header::HeaderValue;
+use http::{Response, StatusCode};
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::connect::{Proxy, StartError, UpstreamOptions};
+use crate::connect::{Forward, Proxy, StartError, UpstreamOptions};
 use crate::error::{Error, Kind};
 use crate::http::body::Body;
-use crate::http::guard::Guard;
 use crate::http::wire;
 use crate::jsonrpc::{self, Payload};
 use crate::mcp::era::{self, Detected, Era};
-use crate::mcp::headers::{LAST_EVENT_ID, PROTOCOL_VERSION, SESSION_ID};
+use crate::mcp::headers::SESSION_ID;
 use crate::mcp::queue;
 use crate::transport::answer;
 
 mod modern;
 
-/// The engine's path; never on a network.
-pub(crate) const PATH: &str = "/mcp";
 /// Largest message accepted on stdin.
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// How long in-flight requests may finish after stdin closes.
@@ -66,8 +62,7 @@ struct Bridge {
 }
 
 pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), StartError> {
-    let proxy =
-        crate::connect::engine(&opts.upstream, PATH, Guard::new(true, &[], &[]), MAX_MESSAGE, shutdown.clone()).await?;
+    let proxy = crate::connect::engine(&opts.upstream, MAX_MESSAGE, shutdown.clone()).await?;
     if opts.banner {
         tracing::info!("bridging stdio ↔ {}", proxy.upstream.display);
     }
@@ -184,26 +179,13 @@ impl Bridge {
         }
     }
 
-    fn request(
-        &self,
-        method: Method,
-        body: Bytes,
-    ) -> Request<http_body_util::combinators::UnsyncBoxBody<Bytes, std::convert::Infallible>> {
-        let body = if body.is_empty() { Empty::new().boxed_unsync() } else { Full::new(body).boxed_unsync() };
-        let mut req = Request::new(body);
-        *req.method_mut() = method;
-        *req.uri_mut() = http::Uri::from_static(PATH);
-        let h = req.headers_mut();
-        h.insert(HOST, HeaderValue::from_static("localhost"));
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        h.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
-        if let Some(s) = self.session.lock().unwrap_or_else(|p| p.into_inner()).clone() {
-            h.insert(SESSION_ID, s);
+    /// What a message comes with: the engine session and the negotiated version.
+    fn to(&self) -> Forward {
+        Forward {
+            session: self.session.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            version: self.version.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            ..Default::default()
         }
-        if let Some(v) = self.version.lock().unwrap_or_else(|p| p.into_inner()).clone() {
-            h.insert(PROTOCOL_VERSION, v);
-        }
-        req
     }
 
     /// Sends one stdin message; `pending` holds the ids of the requests in it.
@@ -221,8 +203,9 @@ impl Bridge {
             }
             answer.status
         } else {
-            let resp = self.proxy.clone().handle(self.request(Method::POST, body)).await;
+            let resp = self.proxy.send(&self.to(), body).await;
             let status = resp.status();
+            tracing::debug!(status = status.as_u16(), requests = pending.len(), "message sent upstream");
             if pending.is_empty() {
                 // Notifications and responses get 202 and no answer; a server that answers anyway
                 // (some reply 200 with an id-less body) must not put that on stdout.
@@ -288,12 +271,8 @@ impl Bridge {
     /// One `initialize` through the engine, with `version` as `MCP-Protocol-Version` (or none),
     /// read as far as its response (a server ends the stream there).
     async fn send_initialize(&self, init: Bytes, version: Option<HeaderValue>) -> InitAnswer {
-        let mut req = self.request(Method::POST, init);
-        req.headers_mut().remove(PROTOCOL_VERSION);
-        if let Some(v) = version {
-            req.headers_mut().insert(PROTOCOL_VERSION, v);
-        }
-        let resp = self.proxy.clone().handle(req).await;
+        let to = Forward { version, ..self.to() };
+        let resp = self.proxy.send(&to, init).await;
         let (status, session) = (resp.status(), resp.headers().get(SESSION_ID).cloned());
         let (mut messages, mut response) = (Vec::new(), Bytes::new());
         answer::read(resp, answer::MAX_JSON, |m| {
@@ -312,10 +291,9 @@ impl Bridge {
     /// The engine opened a session for an `initialize` a modern-only server answered with a
     /// 2xx: it is of no use (the modern era has none), so it is ended, in-process.
     async fn forget_engine_session(&self, id: Option<HeaderValue>) {
-        let Some(id) = id else { return };
-        let mut req = self.request(Method::DELETE, Bytes::new());
-        req.headers_mut().insert(SESSION_ID, id);
-        drop(self.proxy.clone().handle(req).await);
+        if id.is_some() {
+            self.proxy.end(&Forward { session: id, ..self.to() }).await;
+        }
     }
 
     /// Writes every JSON-RPC message of a response (JSON body or SSE events) to stdout, crossing
@@ -328,9 +306,7 @@ impl Bridge {
                 () = tokio::time::sleep(wait) => {}
                 () = self.shutdown.cancelled() => return None,
             }
-            let mut req = self.stream_request();
-            req.headers_mut().insert(LAST_EVENT_ID, last);
-            Some(self.proxy.clone().handle(req).await)
+            Some(self.proxy.listen(&self.to(), Some(last)).await)
         };
         answer::read_resuming(resp, answer::MAX_JSON, reopen, |m| {
             self.deliver(m, pending);
@@ -350,14 +326,6 @@ impl Bridge {
             }
         }
         self.emit(msg);
-    }
-
-    /// A GET for an event stream of the session.
-    fn stream_request(&self) -> Request<http_body_util::combinators::UnsyncBoxBody<Bytes, std::convert::Infallible>> {
-        let mut req = self.request(Method::GET, Bytes::new());
-        req.headers_mut().remove(CONTENT_TYPE);
-        req.headers_mut().insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
-        req
     }
 
     /// Sends `MCP-Protocol-Version` from now on, as the initialize result negotiated it.
@@ -388,11 +356,8 @@ impl Bridge {
             let mut backoff = Duration::from_millis(500);
             let mut last_event: Option<String> = None;
             while !self.shutdown.is_cancelled() {
-                let mut req = self.stream_request();
-                if let Some(id) = last_event.as_deref().and_then(|i| HeaderValue::try_from(i).ok()) {
-                    req.headers_mut().insert(LAST_EVENT_ID, id);
-                }
-                let resp = self.proxy.clone().handle(req).await;
+                let last = last_event.as_deref().and_then(|i| HeaderValue::try_from(i).ok());
+                let resp = self.proxy.listen(&self.to(), last).await;
                 match resp.status() {
                     StatusCode::OK => {
                         backoff = Duration::from_millis(500);

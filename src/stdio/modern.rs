@@ -22,7 +22,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use super::{Bridge, PATH};
+use super::Bridge;
 use crate::connect::modern::{Asker, ModernUpstream};
 use crate::error::{Error, Kind};
 use crate::http::wire;
@@ -96,7 +96,7 @@ impl Bridge {
             log_level: Mutex::new(None),
             next_id: AtomicU64::new(1),
             waiting: Mutex::new(HashMap::new()),
-            upstream: ModernUpstream::new(self.proxy.clone(), PATH, &version),
+            upstream: ModernUpstream::new(self.proxy.clone(), &version),
         });
         tracing::info!(upstream = %self.proxy.upstream.display, "the server speaks only {version}; translating for this {client_version} client");
         let discover =

@@ -1,0 +1,61 @@
+//! `connect`'s client-facing endpoint: one MCP path and a liveness probe on a listener, guarded
+//! by the Host/Origin rules of its address. The layers a request passes are `http::endpoint`'s;
+//! what a message then becomes is the engine's (`Proxy`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::ORIGIN;
+use http::request::Parts;
+use http::{HeaderMap, Method, Response, StatusCode};
+
+use super::Proxy;
+use super::proxy::status_only;
+use crate::http::body::{self, Body};
+use crate::http::endpoint::{Endpoint, Route};
+use crate::http::guard::{Guard, Refusal};
+use crate::http::wire;
+
+pub struct Local {
+    pub proxy: Arc<Proxy>,
+    /// The MCP endpoint's path (`--path`).
+    pub path: String,
+    pub guard: Guard,
+}
+
+impl Endpoint for Local {
+    type View = ();
+
+    fn check_guard(&self, parts: &Parts) -> Result<(), Refusal> {
+        self.guard.check(&parts.headers, parts.uri.authority().map(|a| a.as_str()))
+    }
+
+    /// The MCP endpoint and a liveness probe (for probes, not browser pages); nothing else
+    /// exists.
+    async fn route(self: &Arc<Self>, parts: &Parts, _peer: SocketAddr) -> Route<()> {
+        if parts.uri.path() == "/healthz" && parts.method == Method::GET && !parts.headers.contains_key(ORIGIN) {
+            return Route::Answered(Response::new(body::full("ok\n")));
+        }
+        if parts.uri.path() != self.path {
+            return Route::Answered(status_only(StatusCode::NOT_FOUND));
+        }
+        Route::Mcp(())
+    }
+
+    fn max_body(&self) -> usize {
+        self.proxy.max_body
+    }
+
+    async fn post(self: &Arc<Self>, (): (), headers: &HeaderMap, body: Bytes, _peer: SocketAddr) -> Response<Body> {
+        self.proxy.message(headers, body).await.unwrap_or_else(|(e, id)| wire::error(&e, id.as_deref()))
+    }
+
+    async fn get(&self, (): (), headers: &HeaderMap) -> Response<Body> {
+        self.proxy.get(headers).await.unwrap_or_else(|(e, id)| wire::error(&e, id.as_deref()))
+    }
+
+    async fn delete(&self, (): (), headers: &HeaderMap) -> Response<Body> {
+        self.proxy.delete(headers).await.unwrap_or_else(|(e, id)| wire::error(&e, id.as_deref()))
+    }
+}

@@ -1,0 +1,101 @@
+//! The layers every request to an MCP endpoint passes, in order, written once for `connect` and
+//! `serve` (`handle`). What differs between the two — which Host/Origin rules are in force, which
+//! paths exist, what a message then becomes — is the `Endpoint` each implements.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderMap, Method, Request, Response};
+
+use super::body::{self, Body, ReadError, RequestBody};
+use super::guard::{self, Refusal};
+use super::{negotiate, wire};
+use crate::error::{Error, Kind};
+
+/// An MCP endpoint (or several) behind the layers.
+pub trait Endpoint: Send + Sync + 'static {
+    /// Which MCP endpoint a path names (`connect` has one; `serve` the merged one and one per
+    /// server).
+    type View: Send;
+
+    /// The Host/Origin rules in force.
+    fn check_guard(&self, parts: &Parts) -> Result<(), Refusal>;
+
+    /// The MCP endpoint `parts` names, or the whole answer for any other path (a probe, a
+    /// 404).
+    fn route(self: &Arc<Self>, parts: &Parts, peer: SocketAddr) -> impl Future<Output = Route<Self::View>> + Send;
+
+    /// The largest request body read.
+    fn max_body(&self) -> usize;
+
+    /// A POSTed message, read whole.
+    fn post(
+        self: &Arc<Self>,
+        view: Self::View,
+        headers: &HeaderMap,
+        body: Bytes,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Response<Body>> + Send;
+
+    /// A GET: a session's event stream, or the rest of one.
+    fn get(&self, view: Self::View, headers: &HeaderMap) -> impl Future<Output = Response<Body>> + Send;
+
+    /// A DELETE: the session ends.
+    fn delete(&self, view: Self::View, headers: &HeaderMap) -> impl Future<Output = Response<Body>> + Send;
+}
+
+pub enum Route<V> {
+    Mcp(V),
+    Answered(Response<Body>),
+}
+
+/// Serves one HTTP request.
+pub async fn handle<E: Endpoint>(endpoint: Arc<E>, req: Request<RequestBody>, peer: SocketAddr) -> Response<Body> {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    // 1. Host and Origin (DNS rebinding, cross-site browsers), for every route, before anything
+    //    else is looked at.
+    if let Err(refusal) = endpoint.check_guard(&parts) {
+        tracing::warn!("refused: {refusal}");
+        return wire::error(&Error::new(Kind::Forbidden, refusal.to_string()), None);
+    }
+    // 2. Route: an MCP endpoint, or what the endpoint answers itself (probes, metrics, 404).
+    let view = match endpoint.route(&parts, peer).await {
+        Route::Mcp(view) => view,
+        Route::Answered(resp) => return resp,
+    };
+    // 3. CORS preflight, answered here.
+    if parts.method == Method::OPTIONS {
+        return guard::preflight(&parts.headers);
+    }
+    // 4. The MCP methods. A POST says it carries JSON and takes an answer we give, and its body
+    //    is read whole within the limit (413) before anything looks at it.
+    let mut resp = match parts.method {
+        Method::POST => match negotiate::check_post(&parts.headers) {
+            Ok(()) => match read(body, endpoint.max_body()).await {
+                Ok(bytes) => endpoint.post(view, &parts.headers, bytes, peer).await,
+                Err(e) => wire::error(&e, None),
+            },
+            Err(e) => wire::error(&e, None),
+        },
+        Method::GET => endpoint.get(view, &parts.headers).await,
+        Method::DELETE => endpoint.delete(view, &parts.headers).await,
+        _ => wire::error(&Error::new(Kind::MethodNotAllowed, format!("{} is not an MCP method", parts.method)), None),
+    };
+    // 5. CORS response headers for browser clients.
+    guard::cors(&parts.headers, resp.headers_mut());
+    tracing::debug!(method = %parts.method, status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
+    resp
+}
+
+/// The request body, whole, or why not.
+async fn read(body: RequestBody, max: usize) -> Result<Bytes, Error> {
+    body::read_limited(body, max).await.map_err(|e| match e {
+        ReadError::TooLarge => Error::new(Kind::PayloadTooLarge, format!("the request body exceeds {max} bytes")),
+        ReadError::Broken(e) => Error::new(Kind::BadRequest, format!("reading the request body failed: {e}")),
+    })
+}
