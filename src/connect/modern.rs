@@ -7,13 +7,13 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http::header::HeaderValue;
 use serde_json::{Value, json};
 
 use super::{Forward, Proxy};
+use crate::jsonrpc::ids::Ids;
 use crate::mcp::modern::{self, ClientEnvelope, Outcome};
 
 /// Most rounds of input a request may need (the SDK's limit is 10).
@@ -30,7 +30,7 @@ pub trait Asker: Send + Sync {
 
 pub struct ModernUpstream {
     proxy: Arc<Proxy>,
-    next: AtomicU64,
+    ids: Ids,
     pub version: String,
 }
 
@@ -39,7 +39,7 @@ pub type Answer = Value;
 
 impl ModernUpstream {
     pub fn new(proxy: Arc<Proxy>, version: &str) -> ModernUpstream {
-        ModernUpstream { proxy, next: AtomicU64::new(1), version: version.to_owned() }
+        ModernUpstream { proxy, ids: Ids::default(), version: version.to_owned() }
     }
 
     /// A request through as many rounds of input as the server needs.
@@ -104,7 +104,7 @@ impl ModernUpstream {
         asker: &dyn Asker,
     ) -> Result<Value, String> {
         env.apply(&mut params, log_level);
-        let id = format!("mcpgate-m{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let id = self.ids.next().text();
         let body = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}).to_string();
         let to = Forward {
             version: HeaderValue::try_from(env.version.as_str()).ok(),

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 pub mod codes;
+pub mod ids;
 
 /// One JSON-RPC message, borrowed from the bytes it was parsed from.
 #[derive(Debug, Deserialize)]

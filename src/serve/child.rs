@@ -21,6 +21,7 @@ use super::session::Client;
 use crate::config::Restart;
 use crate::error::{Error, Kind};
 use crate::http::wire;
+use crate::jsonrpc::ids::Ids;
 use crate::mcp::session::Session;
 use crate::transport::stdio_child::{self, Spec};
 
@@ -74,7 +75,7 @@ impl Responder {
 struct Conn {
     pid: i32,
     stdin: stdio_child::Stdin,
-    next: AtomicU64,
+    ids: Ids,
     /// Calls in flight, by our id (as JSON text).
     pending: Mutex<HashMap<String, Pending>>,
     /// Our progress tokens (as JSON text) → the call's id.
@@ -203,9 +204,10 @@ impl ChildLink {
             stdio_child::spawn(&self.spec).map_err(|e| format!("could not be started ({}): {e}", self.spec.command))?;
         let stdio_child::Running { pid, stdin, mut stdout, mut exited } = running;
         let conn =
-            Arc::new(Conn { pid, stdin, next: AtomicU64::new(1), pending: Mutex::default(), tokens: Mutex::default() });
+            Arc::new(Conn { pid, stdin, ids: Ids::default(), pending: Mutex::default(), tokens: Mutex::default() });
         // The handshake, bounded.
-        let init = json!({"jsonrpc":"2.0","id":"mcpgate-init","method":"initialize","params":{
+        let init_id = conn.ids.next().value();
+        let init = json!({"jsonrpc":"2.0","id":init_id,"method":"initialize","params":{
             "protocolVersion":"2025-11-25",
             "capabilities": super::backend::gateway_capabilities(),
             "clientInfo":{"name":"mcpgate","version":env!("CARGO_PKG_VERSION")}}});
@@ -216,7 +218,7 @@ impl ChildLink {
             tokio::select! {
                 line = stdout.recv() => match line {
                     Some(l) => match serde_json::from_slice::<Value>(&l) {
-                        Ok(v) if v.get("id").and_then(Value::as_str) == Some("mcpgate-init") => break v,
+                        Ok(v) if v.get("id") == Some(&init_id) => break v,
                         _ => continue,
                     },
                     None => {
@@ -468,13 +470,14 @@ impl Link for ChildLink {
         let method = method.to_owned();
         Box::pin(async move {
             let conn = self.await_conn().await?;
-            let n = conn.next.fetch_add(1, Ordering::Relaxed);
-            let id = Value::String(format!("mcpgate-{n}"));
+            let id = conn.ids.next().value();
             let client_token = params.pointer("/_meta/progressToken").cloned();
             if client_token.is_some() {
-                let ours = Value::String(format!("mcpgate-p{n}"));
-                params["_meta"]["progressToken"] = ours.clone();
-                conn.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(ours.to_string(), id.to_string());
+                // The request's own id stands for the client's token (tokens are a namespace of
+                // their own): the child is shared, the client's could collide with another's.
+                params["_meta"]["progressToken"] = id.clone();
+                let ours = id.to_string();
+                conn.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(ours.clone(), ours);
             }
             let (response_tx, response) = oneshot::channel();
             let key = id.to_string();
@@ -503,13 +506,13 @@ impl Link for ChildLink {
         let client = Arc::downgrade(client);
         Some(Box::pin(async move {
             let conn = self.await_conn().await?;
-            let n = conn.next.fetch_add(1, Ordering::Relaxed);
-            let id = format!("\"mcpgate-{n}\"");
+            let ours = conn.ids.next();
+            let id = ours.json();
             let line = crate::jsonrpc::splice_line(body, span, id.as_bytes());
             let (response_tx, response) = oneshot::channel();
             let events = conn.register(id.clone(), Responder::Line(response_tx), None, client);
             conn.send_call(&self.name, &id, Bytes::from(line))?;
-            Ok(RawCall { events, response, upstream_id: Value::String(format!("mcpgate-{n}")) })
+            Ok(RawCall { events, response, upstream_id: ours.value() })
         }))
     }
 

@@ -46,7 +46,7 @@ impl Router {
         let here = method.is_some_and(answered_here);
         // An answer to a question of the gateway's own (a server's request it relayed, under an
         // id of its own) is the gateway's to route back.
-        let ours = method.is_none() && msg.id.is_some_and(|id| id.get().starts_with("\"mcpgate-"));
+        let ours = method.is_none() && msg.id.is_some_and(|id| crate::jsonrpc::ids::is_ours(id.get()));
         if here || ours {
             return Target::Gateway;
         }

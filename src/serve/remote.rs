@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +23,7 @@ use crate::connect::{Forward, Proxy};
 use crate::error::{Error, Kind};
 use crate::http::body::Body;
 use crate::http::wire;
+use crate::jsonrpc::ids::Ids;
 use crate::mcp::headers::SESSION_ID;
 use crate::mcp::session::Session;
 use crate::transport::answer;
@@ -44,7 +44,7 @@ pub struct RemoteLink {
     opening: tokio::sync::Mutex<()>,
     state: Mutex<(Health, Option<ServerInfo>)>,
     unsolicited: super::backend::UnsolicitedTx,
-    next: AtomicU64,
+    ids: Ids,
     stop: CancellationToken,
     /// Calls whose answer is being read, by the id the server knows them by: a cancelled one
     /// ends at once (the server need not answer it, and most do not).
@@ -80,7 +80,7 @@ impl RemoteLink {
             opening: tokio::sync::Mutex::new(()),
             state: Mutex::new((Health::Starting, None)),
             unsolicited,
-            next: AtomicU64::new(1),
+            ids: Ids::default(),
             stop: CancellationToken::new(),
             reading: Arc::default(),
         });
@@ -147,7 +147,7 @@ impl RemoteLink {
         if let Some(up) = self.opened(key) {
             return Ok(up);
         }
-        let id = format!("mcpgate-init-{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let id = self.ids.next().text();
         let body = json!({"jsonrpc":"2.0","id":id,"method":"initialize","params":init}).to_string();
         let resp = self.proxy.send(&self.to(None, client), Bytes::from(body)).await;
         let status = resp.status();
@@ -242,7 +242,7 @@ impl RemoteLink {
         let env = crate::mcp::modern::ClientEnvelope::from_initialize(&init, &modern.version);
         let (events_tx, events) = super::queue::bounded(super::queue::CALL);
         let (response_tx, response) = oneshot::channel();
-        let upstream_id = format!("mcpgate-{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let upstream_id = self.ids.next().text();
         let modern = crate::connect::modern::ModernUpstream::new(self.proxy.clone(), &modern.version);
         tokio::spawn(async move {
             let asker = ToEvents { events: events_tx };
@@ -418,7 +418,7 @@ impl Link for RemoteLink {
             if self.modern.get().is_some() {
                 return self.modern_call(client.as_ref(), method, params);
             }
-            let id = format!("mcpgate-{}", self.next.fetch_add(1, Ordering::Relaxed));
+            let id = self.ids.next().text();
             let upstream_id = id.clone();
             let body = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}).to_string();
             let to = self.to(Some(&up), client.as_deref());

@@ -3,12 +3,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::queue;
+use crate::jsonrpc::ids::Ids;
 
 /// Cancellations kept for calls not here yet, per session, and for how long.
 const EARLY: usize = 8;
@@ -43,7 +43,7 @@ pub struct Client {
     stream_returned: tokio::sync::Notify,
     /// Server→client requests sent to this client, by the id the gateway gave them.
     waiting: Mutex<HashMap<String, oneshot::Sender<Value>>>,
-    next_id: AtomicU64,
+    ids: Ids,
     /// Resource URIs the client subscribed to.
     pub subscriptions: Mutex<HashSet<String>>,
     /// The client's own bearer token, as last sent (for servers that take the caller's token).
@@ -70,7 +70,7 @@ impl Client {
             stream_superseded: tokio::sync::Notify::new(),
             stream_returned: tokio::sync::Notify::new(),
             waiting: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
+            ids: Ids::default(),
             subscriptions: Mutex::new(HashSet::new()),
             bearer: Mutex::new(None),
             in_flight: Mutex::new(HashMap::new()),
@@ -216,7 +216,7 @@ impl Client {
 
     /// A server→client request, as the client will see it, and registers where its answer goes.
     pub fn request(&self, method: &str, params: Value, reply: oneshot::Sender<Value>) -> Value {
-        let id = format!("mcpgate-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let id = self.ids.next().text();
         self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), reply);
         serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
     }

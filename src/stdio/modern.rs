@@ -14,7 +14,6 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +25,7 @@ use super::Bridge;
 use crate::connect::modern::{Asker, ModernUpstream};
 use crate::error::{Error, Kind};
 use crate::http::wire;
+use crate::jsonrpc::ids::Ids;
 use crate::mcp::modern::{self, ClientEnvelope};
 
 /// How long the client may take to answer an input request (a person may be typing).
@@ -34,16 +34,10 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
 pub(super) struct Modern {
     envelope: ClientEnvelope,
     log_level: Mutex<Option<String>>,
-    next_id: AtomicU64,
+    ids: Ids,
     /// Requests sent to the client, by id, waiting for its answer.
     waiting: Mutex<HashMap<String, oneshot::Sender<Value>>>,
     upstream: ModernUpstream,
-}
-
-impl Modern {
-    fn id(&self, prefix: &str) -> String {
-        format!("mcpgate-{prefix}-{}", self.next_id.fetch_add(1, Ordering::Relaxed))
-    }
 }
 
 /// The stdio client, as the modern driver's interlocutor.
@@ -59,7 +53,7 @@ impl Asker for ToClient<'_> {
         params: Value,
     ) -> Pin<Box<dyn std::future::Future<Output = Result<Value, String>> + Send + '_>> {
         Box::pin(async move {
-            let id = self.m.id("input");
+            let id = self.m.ids.next().text();
             let (tx, rx) = oneshot::channel();
             self.m.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), tx);
             self.bridge.emit(json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}).to_string());
@@ -94,7 +88,7 @@ impl Bridge {
         let m = Arc::new(Modern {
             envelope: ClientEnvelope::from_initialize(&params, &version),
             log_level: Mutex::new(None),
-            next_id: AtomicU64::new(1),
+            ids: Ids::default(),
             waiting: Mutex::new(HashMap::new()),
             upstream: ModernUpstream::new(self.proxy.clone(), &version),
         });
