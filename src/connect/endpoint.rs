@@ -10,8 +10,7 @@ use http::header::ORIGIN;
 use http::request::Parts;
 use http::{HeaderMap, Method, Response, StatusCode};
 
-use super::Proxy;
-use super::proxy::status_only;
+use super::proxy::{Proxy, status_only};
 use crate::http::body::{self, Body};
 use crate::http::endpoint::{Endpoint, Route};
 use crate::http::guard::{Guard, Refusal};

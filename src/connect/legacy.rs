@@ -14,6 +14,9 @@
 //!
 //! A lost stream (the upstream restarted) is reopened and the session re-initialized with the
 //! client's original `initialize` on the next request.
+//!
+//! The engine (`proxy`) calls `initialize`, `post` and `get` with the upstream and keeps the
+//! `State` in its session table; nothing here knows the engine or its sessions.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -29,15 +32,13 @@ use http_body_util::BodyExt;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::WaitForCancellationFutureOwned;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use super::proxy::{Proxy, UpstreamSession};
 use super::relay::Unanswered;
 use crate::error::{Error, Kind};
 use crate::http::body::{self, Body, BoxError};
 use crate::jsonrpc::{self, Kind as MsgKind, Payload};
 use crate::mcp::queue::{self, Class};
-use crate::mcp::session::Session;
 use crate::transport::legacy_sse::Link;
 use crate::transport::sse;
 use crate::upstream::Upstream;
@@ -223,75 +224,75 @@ async fn route(mut rx: mpsc::Receiver<Bytes>, routes: Arc<Mutex<Routes>>, displa
     lock(&routes).fail_all(&format!("the connection to upstream {display} was lost before it answered"));
 }
 
-impl Proxy {
-    /// `initialize` to a legacy upstream: open its event stream, ask, keep the session.
-    pub(super) async fn legacy_initialize(&self, body: Bytes) -> Result<Response<Body>, Error> {
-        let state = State::default();
-        let link = state.link(&self.upstream, &body).await?;
-        let answer = state.ask(&self.upstream, &link, body.clone()).await?;
-        let created = match self.sessions.create(super::CLIENT, &body, UpstreamSession::Legacy(state)) {
-            Ok(created) => created,
-            Err(e) => return Err(e.into()),
-        };
-        self.end_evicted(created.evicted).await;
-        let session = created.session;
-        tracing::info!(session = session.label(), upstream = %self.upstream.display, "session started (HTTP+SSE upstream)");
-        let mut resp = Response::new(body::full(answer));
-        resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        resp.headers_mut().insert(crate::mcp::headers::SESSION_ID, session.header.clone());
-        Ok(resp)
-    }
+/// `initialize` to a legacy upstream: its event stream opened, the request asked. The state of
+/// the session to keep (the engine makes the client's session of it), and the answer.
+pub(super) async fn initialize(up: &Upstream, body: &Bytes) -> Result<(State, Bytes), Error> {
+    let state = State::default();
+    let link = state.link(up, body).await?;
+    let answer = state.ask(up, &link, body.clone()).await?;
+    Ok((state, answer))
+}
 
-    /// A POST in a session with a legacy upstream: requests get an SSE stream of their
-    /// related messages ending with their answers; notifications and responses get 202.
-    pub(super) async fn legacy_post(
-        &self,
-        session: &Session<UpstreamSession>,
-        state: &State,
-        payload: &Payload<'_>,
-        bytes: Bytes,
-    ) -> Result<Response<Body>, Error> {
-        let link = state.link(&self.upstream, &session.initialize).await?;
-        let ids = payload.request_ids();
-        if ids.is_empty() {
-            link.post(&self.upstream, bytes).await?;
-            let mut resp = Response::new(body::empty());
-            *resp.status_mut() = StatusCode::ACCEPTED;
-            return Ok(resp);
-        }
-        let tokens = payload.messages().iter().filter_map(|m| m.progress_token()).collect();
-        let (registration, rx) = state.register(ids.clone(), tokens);
-        link.post(&self.upstream, bytes).await?;
-        let stream = PostStream {
-            rx,
-            outstanding: Unanswered::new(ids),
-            _registration: registration,
-            idle: self.upstream.timeout,
-            deadline: Box::pin(tokio::time::sleep(self.upstream.timeout)),
-            done: false,
-        };
-        Ok(sse_response(stream.boxed_unsync()))
-    }
+/// The client's answer to its `initialize`, once its session (`session`, our id) is made.
+pub(super) fn initialized(answer: Bytes, session: &HeaderValue) -> Response<Body> {
+    let mut resp = Response::new(body::full(answer));
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(crate::mcp::headers::SESSION_ID, session.clone());
+    resp
+}
 
-    /// The client's GET stream for a session with a legacy upstream.
-    pub(super) async fn legacy_get(
-        &self,
-        session: &Session<UpstreamSession>,
-        state: &State,
-    ) -> Result<Response<Body>, Error> {
-        state.link(&self.upstream, &session.initialize).await?;
-        let Some(feed) = lock(&state.routes).idle_feed.take() else {
-            return Err(Error::new(Kind::Conflict, "this session's event stream is open already"));
-        };
-        feed.listen(true);
-        let routes = state.routes.clone();
-        let rx = carry(feed, move |feed| {
-            feed.listen(false);
-            lock(&routes).idle_feed = Some(feed);
-        });
-        let stream = GetStream { rx, stop: Box::pin(self.shutdown.clone().cancelled_owned()) };
-        Ok(sse_response(stream.boxed_unsync()))
+/// A POST in a session with a legacy upstream: requests get an SSE stream of their related
+/// messages ending with their answers; notifications and responses get 202. `initialize` is
+/// the client's original one, replayed should the upstream's stream have been lost.
+pub(super) async fn post(
+    up: &Upstream,
+    initialize: &Bytes,
+    state: &State,
+    payload: &Payload<'_>,
+    bytes: Bytes,
+) -> Result<Response<Body>, Error> {
+    let link = state.link(up, initialize).await?;
+    let ids = payload.request_ids();
+    if ids.is_empty() {
+        link.post(up, bytes).await?;
+        let mut resp = Response::new(body::empty());
+        *resp.status_mut() = StatusCode::ACCEPTED;
+        return Ok(resp);
     }
+    let tokens = payload.messages().iter().filter_map(|m| m.progress_token()).collect();
+    let (registration, rx) = state.register(ids.clone(), tokens);
+    link.post(up, bytes).await?;
+    let stream = PostStream {
+        rx,
+        outstanding: Unanswered::new(ids),
+        _registration: registration,
+        idle: up.timeout,
+        deadline: Box::pin(tokio::time::sleep(up.timeout)),
+        done: false,
+    };
+    Ok(sse_response(stream.boxed_unsync()))
+}
+
+/// The client's GET stream for a session with a legacy upstream, open until the client leaves
+/// or `shutdown`.
+pub(super) async fn get(
+    up: &Upstream,
+    initialize: &Bytes,
+    state: &State,
+    shutdown: &CancellationToken,
+) -> Result<Response<Body>, Error> {
+    state.link(up, initialize).await?;
+    let Some(feed) = lock(&state.routes).idle_feed.take() else {
+        return Err(Error::new(Kind::Conflict, "this session's event stream is open already"));
+    };
+    feed.listen(true);
+    let routes = state.routes.clone();
+    let rx = carry(feed, move |feed| {
+        feed.listen(false);
+        lock(&routes).idle_feed = Some(feed);
+    });
+    let stream = GetStream { rx, stop: Box::pin(shutdown.clone().cancelled_owned()) };
+    Ok(sse_response(stream.boxed_unsync()))
 }
 
 fn sse_response(body: Body) -> Response<Body> {

@@ -1,7 +1,13 @@
 //! `mcpgate connect URL`: a local proxy that lets a client with a static configuration reach a
 //! server that wants short-lived tokens. Wires the listener, the upstream and its credential,
 //! and runs until SIGINT/SIGTERM, then drains and ends the upstream sessions.
+//!
+//! The modules, each using only those below it: `endpoint` (the HTTP endpoint) and `forward`
+//! (in-process callers) enter `proxy` (the engine and its sessions), which hands each message
+//! to its upstream's transport — `direct` (the hot path) over `streamable` over `rebuild`, or
+//! `legacy` — and those relay with `relay` and `headers`.
 
+mod direct;
 mod endpoint;
 mod forward;
 mod headers;
@@ -12,7 +18,7 @@ mod rebuild;
 mod relay;
 mod streamable;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,14 +26,15 @@ use http::{HeaderMap, Uri};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use forward::Forward;
+pub use direct::Forward;
+pub(crate) use proxy::CLIENT;
 pub use proxy::{Proxy, Transport};
 
 use crate::credentials::{Credentials, Source};
 use crate::http::guard::Guard;
 use crate::http::limits::Edge;
 use crate::http::server::Front;
-use crate::mcp::session::{Limits, Session, SessionTable};
+use crate::mcp::session::{Limits, SessionTable};
 use crate::transport::http_client;
 use crate::upstream::Upstream;
 
@@ -58,10 +65,6 @@ pub struct Options {
     /// Event loops serving client connections (`None`: one per core).
     pub threads: Option<usize>,
 }
-
-/// The client every session is counted against: `connect` serves one user on loopback, so its
-/// limit is global.
-pub(crate) const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -138,16 +141,6 @@ impl Proxy {
             tracing::info!("ending {} upstream session(s)", sessions.len());
             let ends = sessions.iter().map(|s| self.end_upstream_session(s));
             let _ = tokio::time::timeout(Duration::from_secs(5), futures_join_all(ends)).await;
-        }
-    }
-}
-
-impl Proxy {
-    /// Ends upstream the sessions evicted to make room for a new one, as an expiry would.
-    pub(crate) async fn end_evicted(&self, evicted: Vec<Arc<Session<proxy::UpstreamSession>>>) {
-        for s in evicted {
-            tracing::info!(session = s.label(), "session evicted: the session limit was reached");
-            self.end_upstream_session(&s).await;
         }
     }
 }

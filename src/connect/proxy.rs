@@ -1,18 +1,23 @@
 //! The engine: one upstream, and the sessions of the clients that reach it — over HTTP (the
-//! layers of `http::endpoint`, then `Local`) or in-process (`forward`). What happens upstream
-//! depends on the upstream's transport (`streamable`, `legacy`).
+//! layers of `http::endpoint`, then `Local`) or in-process (`forward`). It owns the session
+//! table: it dispatches each message by the kind of its session, makes the sessions (the
+//! transport says what the upstream made of `initialize`) and ends them. What happens upstream
+//! is the transport's (`streamable` with its hot path `direct`, `legacy`), which it hands its
+//! `Line` and the session's upstream state, never itself.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, OnceLock};
 
-use crate::transport::http_client::ResponseBody;
 use bytes::Bytes;
 use http::header::HeaderValue;
 use http::{HeaderMap, Method, Response, StatusCode};
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
-use super::headers;
-use super::relay::{Pending, Relay};
+use super::direct::{self, Forward};
+use super::legacy;
+use super::relay::{Line, Pending};
+use super::streamable::{self, Initialized};
 use crate::error::{Error, Kind};
 use crate::http::body::{self, Body};
 use crate::jsonrpc::Payload;
@@ -32,10 +37,14 @@ pub enum Transport {
     Sse,
 }
 
+/// The client every session is counted against: `connect` serves one user on loopback, so its
+/// limit is global.
+pub(crate) const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+
 /// The upstream side of a client session.
 pub enum UpstreamSession {
-    Streamable(super::streamable::State),
-    Legacy(super::legacy::State),
+    Streamable(streamable::State),
+    Legacy(legacy::State),
 }
 
 pub struct Proxy {
@@ -56,8 +65,9 @@ fn fail(e: Error) -> (Error, Option<Box<RawValue>>) {
 }
 
 impl Proxy {
-    pub(super) fn upstream_headers(&self, client: &HeaderMap) -> HeaderMap {
-        headers::to_upstream(client, self.upstream.supplies_authorization())
+    /// What the transports relay with: the upstream and the shutdown.
+    pub(super) fn line(&self) -> Line<'_> {
+        Line { upstream: &self.upstream, shutdown: &self.shutdown }
     }
 
     /// One POSTed message, read whole: to the upstream statelessly (2026-07-28), as a new
@@ -77,12 +87,13 @@ impl Proxy {
                 with_id(Error::new(Kind::HeaderMismatch, "a modern request carries exactly one message"))
             })?;
             check_modern(client, msg).map_err(|e| with_id(Error::new(Kind::HeaderMismatch, e.to_string())))?;
+            let line = self.line();
             let resp = self
                 .upstream
-                .send(Method::POST, &self.upstream.url, self.upstream_headers(client), bytes.clone())
+                .send(Method::POST, &self.upstream.url, line.upstream_headers(client), bytes.clone())
                 .await
                 .map_err(with_id)?;
-            return Ok(self.relay(resp, None, pending, false));
+            return Ok(line.relay(resp, None, pending, false));
         }
         if payload.is_initialize() {
             return self.initialize(client, bytes, pending).await.map_err(with_id);
@@ -108,19 +119,21 @@ impl Proxy {
             // The head rendered once, where the client's request is one it can carry.
             UpstreamSession::Streamable(state) if self.upstream.direct() && crate::upstream::fits(client) => {
                 state.observe(payload);
-                let to = super::Forward {
+                let to = Forward {
                     version: client.get(PROTOCOL_VERSION).cloned(),
                     bearer: client.get(http::header::AUTHORIZATION).cloned(),
                     ..Default::default()
                 };
-                self.direct(&to, Some(client), session, state, bytes, payload).await
+                direct::post(self.line(), &to, Some(client), session, state, bytes, payload).await
             }
             UpstreamSession::Streamable(state) => {
                 state.observe(payload);
-                self.exchange(Method::POST, client, bytes, session, state, pending).await
+                streamable::exchange(self.line(), Method::POST, client, bytes, session, state, pending).await
             }
             // Boxed: its future would otherwise size every Streamable HTTP exchange's.
-            UpstreamSession::Legacy(state) => Box::pin(self.legacy_post(session, state, payload, bytes)).await,
+            UpstreamSession::Legacy(state) => {
+                Box::pin(legacy::post(&self.upstream, &session.initialize, state, payload, bytes)).await
+            }
         }
     }
 
@@ -157,13 +170,59 @@ impl Proxy {
         }
     }
 
+    /// Forwards `initialize` over Streamable HTTP. `Ok(Err(resp))`: the upstream refused it
+    /// (not 2xx), so no session was made; the caller decides whether to try HTTP+SSE or relay
+    /// the refusal.
+    async fn streamable_initialize(
+        &self,
+        client: &HeaderMap,
+        bytes: Bytes,
+        pending: Option<Pending>,
+    ) -> Result<Result<Response<Body>, Response<Body>>, Error> {
+        let line = self.line();
+        let (resp, id) = match streamable::initialize(line, client, bytes.clone()).await? {
+            Initialized::Opened { resp, id } => (resp, id),
+            Initialized::Refused(resp) => return Ok(Err(line.relay(resp, None, pending, false))),
+        };
+        let created =
+            match self.sessions.create(CLIENT, &bytes, UpstreamSession::Streamable(streamable::State::new(id))) {
+                Ok(created) => created,
+                Err(e) => {
+                    // The upstream opened a session the client will never use: end it now.
+                    if let Some(id) = resp.headers().get(SESSION_ID).cloned() {
+                        streamable::delete(&self.upstream, id, "refused").await;
+                    }
+                    return Err(e.into());
+                }
+            };
+        self.end_evicted(created.evicted).await;
+        let session = created.session;
+        tracing::info!(session = session.label(), upstream = %self.upstream.display, "session started");
+        Ok(Ok(line.relay(resp, Some(&session.header), pending, false)))
+    }
+
+    /// `initialize` to a legacy upstream: open its event stream, ask, keep the session.
+    async fn legacy_initialize(&self, bytes: Bytes) -> Result<Response<Body>, Error> {
+        let (state, answer) = legacy::initialize(&self.upstream, &bytes).await?;
+        let created = match self.sessions.create(CLIENT, &bytes, UpstreamSession::Legacy(state)) {
+            Ok(created) => created,
+            Err(e) => return Err(e.into()),
+        };
+        self.end_evicted(created.evicted).await;
+        let session = created.session;
+        tracing::info!(session = session.label(), upstream = %self.upstream.display, "session started (HTTP+SSE upstream)");
+        Ok(legacy::initialized(answer, &session.header))
+    }
+
     pub(super) async fn get(&self, client: &HeaderMap) -> Outcome {
         let session = self.session_of(client).map_err(fail)?;
         match &session.upstream {
             UpstreamSession::Streamable(state) => {
-                self.exchange(Method::GET, client, Bytes::new(), &session, state, None).await
+                streamable::exchange(self.line(), Method::GET, client, Bytes::new(), &session, state, None).await
             }
-            UpstreamSession::Legacy(state) => self.legacy_get(&session, state).await,
+            UpstreamSession::Legacy(state) => {
+                legacy::get(&self.upstream, &session.initialize, state, &self.shutdown).await
+            }
         }
         .map(|resp| tag(resp, &session.header))
         .map_err(fail)
@@ -180,8 +239,16 @@ impl Proxy {
     /// Ends the session upstream, best effort.
     pub async fn end_upstream_session(&self, session: &Session<UpstreamSession>) {
         match &session.upstream {
-            UpstreamSession::Streamable(state) => self.streamable_end(session, state).await,
+            UpstreamSession::Streamable(state) => streamable::end(&self.upstream, state, session.label()).await,
             UpstreamSession::Legacy(state) => state.close().await,
+        }
+    }
+
+    /// Ends upstream the sessions evicted to make room for a new one, as an expiry would.
+    async fn end_evicted(&self, evicted: Vec<Arc<Session<UpstreamSession>>>) {
+        for s in evicted {
+            tracing::info!(session = s.label(), "session evicted: the session limit was reached");
+            self.end_upstream_session(&s).await;
         }
     }
 
@@ -194,36 +261,6 @@ impl Proxy {
         self.sessions
             .get(id)
             .ok_or_else(|| Error::new(Kind::SessionNotFound, "session not found; initialize a new session"))
-    }
-
-    /// Turns the upstream's response into the client's: the body relayed as it arrives, with
-    /// the timeout and error events of `Relay`.
-    pub(super) fn relay(
-        &self,
-        resp: Response<ResponseBody>,
-        session: Option<&HeaderValue>,
-        pending: Option<Pending>,
-        open_ended: bool,
-    ) -> Response<Body> {
-        let (parts, incoming) = resp.into_parts();
-        let is_sse = crate::transport::answer::is_event_stream(&parts.headers);
-        let (idle, stop, pending) = if open_ended {
-            (None, Some(self.shutdown.clone().cancelled_owned()), None)
-        } else {
-            (Some(self.upstream.timeout), None, pending.filter(|_| is_sse))
-        };
-        let relay = Relay::new(incoming, idle, stop, pending, self.upstream.display.clone());
-        self.with_session(Response::from_parts(parts, http_body_util::BodyExt::boxed_unsync(relay)), session)
-    }
-
-    /// The client's view of an upstream response: headers filtered, our session id.
-    pub(super) fn with_session(&self, resp: Response<Body>, session: Option<&HeaderValue>) -> Response<Body> {
-        let (mut parts, body) = resp.into_parts();
-        headers::to_client(&mut parts.headers);
-        if let Some(id) = session {
-            parts.headers.insert(SESSION_ID, id.clone());
-        }
-        Response::from_parts(parts, body)
     }
 }
 

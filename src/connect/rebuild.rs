@@ -1,6 +1,8 @@
 //! Rebuilding an upstream session the upstream forgot: replay the client's `initialize`, read
 //! its answer, send `notifications/initialized`, and remember the new upstream session id.
-//! One rebuild per session at a time; requests that raced it reuse its result.
+//! One rebuild per session at a time; requests that raced it reuse its result. The id a
+//! Streamable HTTP session is known by upstream (`UpstreamId`) is kept here, with the lock that
+//! makes its rebuilds one at a time; `streamable::State` holds it.
 
 use crate::transport::http_client::ResponseBody;
 use bytes::Bytes;
@@ -8,8 +10,6 @@ use http::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Method, Response};
 use serde::Deserialize;
 
-use super::proxy::UpstreamSession;
-use super::streamable::State;
 use crate::error::Error;
 use crate::jsonrpc;
 use crate::mcp::headers::{PROTOCOL_VERSION, SESSION_ID};
@@ -19,15 +19,40 @@ use crate::upstream::Upstream;
 
 const MAX_INIT_RESPONSE: usize = 4 * 1024 * 1024;
 
-pub async fn rebuild(
+/// The upstream's session id for one client session (none if the upstream gave none): read by
+/// every request, replaced when the session is rebuilt.
+pub struct UpstreamId {
+    id: std::sync::RwLock<Option<HeaderValue>>,
+    /// Held while the upstream session is rebuilt: one rebuild at a time.
+    rebuilding: tokio::sync::Mutex<()>,
+}
+
+impl UpstreamId {
+    pub fn new(id: Option<HeaderValue>) -> Self {
+        UpstreamId { id: std::sync::RwLock::new(id), rebuilding: tokio::sync::Mutex::new(()) }
+    }
+
+    pub fn get(&self) -> Option<HeaderValue> {
+        self.id.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, id: Option<HeaderValue>) {
+        *self.id.write().unwrap_or_else(|p| p.into_inner()) = id;
+    }
+}
+
+/// Rebuilds the upstream session of `session` (its `initialize` replayed) unless a request that
+/// raced this one did already (`id` is no longer `stale`); the upstream session id to use from
+/// now on.
+pub async fn rebuild<S>(
     upstream: &Upstream,
-    session: &Session<UpstreamSession>,
-    state: &State,
+    session: &Session<S>,
+    id: &UpstreamId,
     stale: Option<&HeaderValue>,
     client: &HeaderMap,
 ) -> Result<Option<HeaderValue>, Error> {
-    let _one_at_a_time = state.rebuilding.lock().await;
-    let current = state.upstream_id();
+    let _one_at_a_time = id.rebuilding.lock().await;
+    let current = id.get();
     if current.as_ref() != stale {
         return Ok(current);
     }
@@ -63,7 +88,7 @@ pub async fn rebuild(
     if !done.status().is_success() {
         tracing::warn!(upstream = %upstream.display, status = done.status().as_u16(), "notifications/initialized was refused after re-initializing");
     }
-    state.set_upstream_id(fresh.clone());
+    id.set(fresh.clone());
     tracing::info!(session = session.label(), "upstream session rebuilt");
     Ok(fresh)
 }

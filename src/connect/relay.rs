@@ -7,6 +7,9 @@
 //!
 //! A stream the upstream closes cleanly is passed on as closed: since 2025-11-25 a server may
 //! close a stream on purpose and let the client resume it with `Last-Event-ID`.
+//!
+//! `Line` is what the transports relay with (the upstream and the shutdown, not the engine):
+//! the client's headers as they go upstream, and the upstream's answer as it comes back.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,14 +20,65 @@ use crate::error::{Error, Kind};
 use crate::http::wire;
 use crate::transport::http_client::ResponseBody;
 use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use serde_json::value::RawValue;
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::WaitForCancellationFutureOwned;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::http::body::BoxError;
+use super::headers;
+use crate::http::body::{Body, BoxError};
 use crate::jsonrpc::{Kind as MsgKind, Payload};
+use crate::mcp::headers::SESSION_ID;
 use crate::transport::sse;
+use crate::upstream::Upstream;
+
+/// The engine's line to its upstream, as the transports need it: the upstream (its timeout,
+/// its name in errors, whether it supplies the credential) and the shutdown that ends
+/// open-ended streams. Handed down by value (two references) so that no transport needs to
+/// know the engine.
+#[derive(Clone, Copy)]
+pub struct Line<'a> {
+    pub upstream: &'a Upstream,
+    pub shutdown: &'a CancellationToken,
+}
+
+impl Line<'_> {
+    /// The client's request headers as they go upstream (`headers::to_upstream`).
+    pub fn upstream_headers(self, client: &HeaderMap) -> HeaderMap {
+        headers::to_upstream(client, self.upstream.supplies_authorization())
+    }
+
+    /// Turns the upstream's response into the client's: the body relayed as it arrives, with
+    /// the timeout and error events of `Relay`.
+    pub fn relay(
+        self,
+        resp: Response<ResponseBody>,
+        session: Option<&HeaderValue>,
+        pending: Option<Pending>,
+        open_ended: bool,
+    ) -> Response<Body> {
+        let (parts, incoming) = resp.into_parts();
+        let is_sse = crate::transport::answer::is_event_stream(&parts.headers);
+        let (idle, stop, pending) = if open_ended {
+            (None, Some(self.shutdown.clone().cancelled_owned()), None)
+        } else {
+            (Some(self.upstream.timeout), None, pending.filter(|_| is_sse))
+        };
+        let relay = Relay::new(incoming, idle, stop, pending, self.upstream.display.clone());
+        client_response(Response::from_parts(parts, http_body_util::BodyExt::boxed_unsync(relay)), session)
+    }
+}
+
+/// The client's view of an upstream response: headers filtered, our session id.
+pub fn client_response(resp: Response<Body>, session: Option<&HeaderValue>) -> Response<Body> {
+    let (mut parts, body) = resp.into_parts();
+    headers::to_client(&mut parts.headers);
+    if let Some(id) = session {
+        parts.headers.insert(SESSION_ID, id.clone());
+    }
+    Response::from_parts(parts, body)
+}
 
 /// The requests of one POST that have no answer yet (their ids as raw JSON text).
 pub struct Unanswered(Vec<String>);

@@ -1,24 +1,29 @@
 //! `connect` in front of a Streamable HTTP upstream: requests are forwarded as they are, with
 //! the gateway's session id swapped for the upstream's. An upstream that forgot its session
-//! (it restarted) gets the session rebuilt behind the client's back, and the request again.
+//! (it restarted) gets the session rebuilt behind the client's back (`rebuild`), and the
+//! request again.
+//!
+//! The engine (`proxy`) calls these functions with its `Line` and the session's `State`, and
+//! keeps the sessions itself: `initialize` says what the upstream made of the client's, and the
+//! engine makes the client's session. The hot path of an open session is `direct`'s.
 
 use crate::transport::http_client::ResponseBody;
 use bytes::Bytes;
 use http::header::{ACCEPT, HeaderValue};
 use http::{HeaderMap, Method, Response, StatusCode};
 
-use super::proxy::{Proxy, UpstreamSession};
-use super::relay::Pending;
+use super::rebuild::{self, UpstreamId};
+use super::relay::{Line, Pending, client_response};
 use crate::error::Error;
 use crate::http::body::{self, Body};
 use crate::mcp::headers::{LAST_EVENT_ID, SESSION_ID};
 use crate::mcp::session::Session;
+use crate::upstream::Upstream;
 
 /// The upstream's side of a session.
 pub struct State {
-    upstream_id: std::sync::RwLock<Option<HeaderValue>>,
-    /// Held while the upstream session is rebuilt: one rebuild at a time.
-    pub(super) rebuilding: tokio::sync::Mutex<()>,
+    /// The upstream's session id, and what rebuilds it.
+    upstream_id: UpstreamId,
     /// The streams relayed for requests, by the request's id: a client's cancellation of one
     /// ends its stream (the server need not answer a cancelled request, and most do not). The
     /// last `WATCHED` only: a stream that ended long ago has nothing to end.
@@ -30,11 +35,7 @@ const WATCHED: usize = 64;
 
 impl State {
     pub fn new(upstream_id: Option<HeaderValue>) -> Self {
-        State {
-            upstream_id: std::sync::RwLock::new(upstream_id),
-            rebuilding: tokio::sync::Mutex::new(()),
-            watched: Default::default(),
-        }
+        State { upstream_id: UpstreamId::new(upstream_id), watched: Default::default() }
     }
 
     /// What ends the stream relayed for the request `id` (its raw JSON text) when the client
@@ -72,107 +73,92 @@ impl State {
     }
 
     pub fn upstream_id(&self) -> Option<HeaderValue> {
-        self.upstream_id.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    pub fn set_upstream_id(&self, id: Option<HeaderValue>) {
-        *self.upstream_id.write().unwrap_or_else(|p| p.into_inner()) = id;
+        self.upstream_id.get()
     }
 }
 
-impl Proxy {
-    /// Forwards `initialize`. `Ok(Err(resp))`: the upstream refused it (not 2xx), so no session
-    /// was made; the caller decides whether to try HTTP+SSE or relay the refusal.
-    pub(super) async fn streamable_initialize(
-        &self,
-        client: &HeaderMap,
-        body: Bytes,
-        pending: Option<Pending>,
-    ) -> Result<Result<Response<Body>, Response<Body>>, Error> {
-        let resp =
-            self.upstream.send(Method::POST, &self.upstream.url, self.upstream_headers(client), body.clone()).await?;
-        if !resp.status().is_success() {
-            return Ok(Err(self.relay(resp, None, pending, false)));
-        }
-        let upstream_id = resp.headers().get(SESSION_ID).cloned();
-        let created =
-            match self.sessions.create(super::CLIENT, &body, UpstreamSession::Streamable(State::new(upstream_id))) {
-                Ok(created) => created,
-                Err(e) => {
-                    // The upstream opened a session the client will never use: end it now.
-                    if let Some(id) = resp.headers().get(SESSION_ID).cloned() {
-                        self.streamable_delete(id, "refused").await;
-                    }
-                    return Err(e.into());
-                }
-            };
-        self.end_evicted(created.evicted).await;
-        let session = created.session;
-        tracing::info!(session = session.label(), upstream = %self.upstream.display, "session started");
-        Ok(Ok(self.relay(resp, Some(&session.header), pending, false)))
-    }
+/// What the upstream made of a client's `initialize`.
+pub(super) enum Initialized {
+    /// 2xx: the upstream opened a session (`id`: its session id, if it gave one); the engine
+    /// makes the client's and relays `resp`.
+    Opened { resp: Response<ResponseBody>, id: Option<HeaderValue> },
+    /// Not 2xx: no session was made; the engine decides whether to try HTTP+SSE or relay this.
+    Refused(Response<ResponseBody>),
+}
 
-    /// Forwards a request within a session, rebuilding the upstream session if it was lost.
-    pub(super) async fn exchange(
-        &self,
-        method: Method,
-        client: &HeaderMap,
-        body: Bytes,
-        session: &Session<UpstreamSession>,
-        state: &State,
-        pending: Option<Pending>,
-    ) -> Result<Response<Body>, Error> {
-        let mut hdrs = self.upstream_headers(client);
-        let stale = state.upstream_id();
-        set_session(&mut hdrs, stale.as_ref());
-        let resp = self.upstream.send(method.clone(), &self.upstream.url, hdrs, body.clone()).await?;
-        self.settle(resp, method, client, body, Sent { session, state, stale, pending }).await
+/// Forwards `initialize`.
+pub(super) async fn initialize(line: Line<'_>, client: &HeaderMap, body: Bytes) -> Result<Initialized, Error> {
+    let up = line.upstream;
+    let resp = up.send(Method::POST, &up.url, line.upstream_headers(client), body).await?;
+    if !resp.status().is_success() {
+        return Ok(Initialized::Refused(resp));
     }
+    let id = resp.headers().get(SESSION_ID).cloned();
+    Ok(Initialized::Opened { resp, id })
+}
 
-    /// What follows the upstream's first answer `resp` to an exchange: an upstream that lost
-    /// the session gets it rebuilt and the request again; otherwise the answer is relayed.
-    pub(super) async fn settle(
-        &self,
-        resp: Response<ResponseBody>,
-        method: Method,
-        client: &HeaderMap,
-        body: Bytes,
-        sent: Sent<'_>,
-    ) -> Result<Response<Body>, Error> {
-        let Sent { session, state, stale, pending } = sent;
-        let open_ended = method == Method::GET;
-        if stale.is_none() {
-            return Ok(self.relay(resp, None, pending, open_ended));
-        }
-        match lost_session(resp, self.upstream.timeout).await {
-            Verdict::Kept(resp) => return Ok(self.relay(resp, None, pending, open_ended)),
-            Verdict::Answered(resp) => return Ok(self.with_session(resp, None)),
-            Verdict::Lost => {}
-        }
-        tracing::info!(session = session.label(), "upstream lost the session; re-initializing it");
-        // Boxed: rare, and large enough to weigh on every exchange's future otherwise.
-        let fresh = Box::pin(super::rebuild::rebuild(&self.upstream, session, state, stale.as_ref(), client)).await?;
-        let mut hdrs = self.upstream_headers(client);
-        set_session(&mut hdrs, fresh.as_ref());
-        // Event ids of the lost session mean nothing to the new one.
-        hdrs.remove(LAST_EVENT_ID);
-        let resp = self.upstream.send(method, &self.upstream.url, hdrs, body).await?;
-        Ok(self.relay(resp, None, pending, open_ended))
+/// Forwards a request within a session, rebuilding the upstream session if it was lost.
+pub(super) async fn exchange<S>(
+    line: Line<'_>,
+    method: Method,
+    client: &HeaderMap,
+    body: Bytes,
+    session: &Session<S>,
+    state: &State,
+    pending: Option<Pending>,
+) -> Result<Response<Body>, Error> {
+    let mut hdrs = line.upstream_headers(client);
+    let stale = state.upstream_id();
+    set_session(&mut hdrs, stale.as_ref());
+    let resp = line.upstream.send(method.clone(), &line.upstream.url, hdrs, body.clone()).await?;
+    settle(line, resp, method, client, body, Sent { session, state, stale, pending }).await
+}
+
+/// What follows the upstream's first answer `resp` to an exchange: an upstream that lost
+/// the session gets it rebuilt and the request again; otherwise the answer is relayed.
+pub(super) async fn settle<S>(
+    line: Line<'_>,
+    resp: Response<ResponseBody>,
+    method: Method,
+    client: &HeaderMap,
+    body: Bytes,
+    sent: Sent<'_, S>,
+) -> Result<Response<Body>, Error> {
+    let Sent { session, state, stale, pending } = sent;
+    let up = line.upstream;
+    let open_ended = method == Method::GET;
+    if stale.is_none() {
+        return Ok(line.relay(resp, None, pending, open_ended));
     }
-
-    /// Ends the session upstream (DELETE), best effort.
-    pub(super) async fn streamable_end(&self, session: &Session<UpstreamSession>, state: &State) {
-        let Some(id) = state.upstream_id() else { return };
-        self.streamable_delete(id, session.label()).await;
+    match lost_session(resp, up.timeout).await {
+        Verdict::Kept(resp) => return Ok(line.relay(resp, None, pending, open_ended)),
+        Verdict::Answered(resp) => return Ok(client_response(resp, None)),
+        Verdict::Lost => {}
     }
+    tracing::info!(session = session.label(), "upstream lost the session; re-initializing it");
+    // Boxed: rare, and large enough to weigh on every exchange's future otherwise.
+    let fresh = Box::pin(rebuild::rebuild(up, session, &state.upstream_id, stale.as_ref(), client)).await?;
+    let mut hdrs = line.upstream_headers(client);
+    set_session(&mut hdrs, fresh.as_ref());
+    // Event ids of the lost session mean nothing to the new one.
+    hdrs.remove(LAST_EVENT_ID);
+    let resp = up.send(method, &up.url, hdrs, body).await?;
+    Ok(line.relay(resp, None, pending, open_ended))
+}
 
-    async fn streamable_delete(&self, id: HeaderValue, label: &str) {
-        let mut hdrs = HeaderMap::new();
-        hdrs.insert(SESSION_ID, id);
-        hdrs.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
-        if let Err(e) = self.upstream.send(Method::DELETE, &self.upstream.url, hdrs, Bytes::new()).await {
-            tracing::debug!(session = label, "ending the upstream session failed: {e}");
-        }
+/// Ends the session (`label`, for logs) upstream, best effort.
+pub(super) async fn end(up: &Upstream, state: &State, label: &str) {
+    let Some(id) = state.upstream_id() else { return };
+    delete(up, id, label).await;
+}
+
+/// Ends upstream session `id` (DELETE), best effort.
+pub(super) async fn delete(up: &Upstream, id: HeaderValue, label: &str) {
+    let mut hdrs = HeaderMap::new();
+    hdrs.insert(SESSION_ID, id);
+    hdrs.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
+    if let Err(e) = up.send(Method::DELETE, &up.url, hdrs, Bytes::new()).await {
+        tracing::debug!(session = label, "ending the upstream session failed: {e}");
     }
 }
 
@@ -212,8 +198,8 @@ async fn says_lost_session(resp: Response<ResponseBody>, timeout: std::time::Dur
 }
 
 /// An exchange's request as it was sent: in which session, with which upstream session id.
-pub(super) struct Sent<'a> {
-    pub session: &'a Session<UpstreamSession>,
+pub(super) struct Sent<'a, S> {
+    pub session: &'a Session<S>,
     pub state: &'a State,
     pub stale: Option<HeaderValue>,
     pub pending: Option<Pending>,
