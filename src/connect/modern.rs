@@ -13,6 +13,8 @@ use http::header::HeaderValue;
 use serde_json::{Value, json};
 
 use super::{Forward, Proxy};
+use crate::error::{Error, Kind};
+use crate::http::wire;
 use crate::jsonrpc::ids::Ids;
 use crate::mcp::modern::{self, ClientEnvelope, Outcome};
 
@@ -68,9 +70,10 @@ impl ModernUpstream {
             }
             let resp = self.leg(env, log_level, method, name.as_deref(), p, &mut progress, asker).await?;
             let Some(result) = resp.get("result").cloned() else {
-                return Ok(
-                    json!({"error": resp.get("error").cloned().unwrap_or_else(|| json!({"code":-32603,"message":"no result"}))}),
-                );
+                return Ok(match resp.get("error") {
+                    Some(e) => json!({"error": e}),
+                    None => wire::answer(&Error::new(Kind::UpstreamProtocol, "the server's answer had no result")),
+                });
             };
             match modern::read_result(result).map_err(|e| format!("the server's result is invalid: {e}"))? {
                 Outcome::Complete(result) => return Ok(json!({"result": result})),

@@ -28,7 +28,6 @@ use crate::http::body::{self, Body};
 use crate::http::endpoint::{Endpoint, Route};
 use crate::http::limits::Cached;
 use crate::http::{guard, wire};
-use crate::jsonrpc::codes;
 use crate::mcp::headers::{LAST_EVENT_ID, SESSION_ID};
 use crate::mcp::session::Session;
 use crate::transport::sse;
@@ -872,8 +871,8 @@ fn with_id(mut answer: Value, id: &Value) -> Value {
         }
     }
     if out.get("result").is_none() && out.get("error").is_none() {
-        out["error"] =
-            json!({"code": codes::UPSTREAM_PROTOCOL, "message": "the server's answer had neither result nor error"});
+        let e = Error::new(Kind::UpstreamProtocol, "the server's answer had neither result nor error");
+        out["error"] = wire::answer(&e)["error"].take();
     }
     out
 }
