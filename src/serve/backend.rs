@@ -2,7 +2,7 @@
 //! messages related to them (progress, logging, server→client requests) and then a response;
 //! notifications; and what the server said it is at `initialize`.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -39,29 +39,30 @@ pub type EventFeed = queue::Receiver<Event>;
 /// A call in flight.
 pub struct Call {
     pub events: EventFeed,
-    /// The JSON-RPC response (its `id` is replaced with the client's by the router).
-    pub response: oneshot::Receiver<Value>,
+    /// The response, as the server wrote it where the transport keeps its bytes (`Reply::Line`:
+    /// the client's id is spliced in), else as a value (its `id` replaced by the front).
+    pub response: oneshot::Receiver<Reply>,
     /// The id the server knows the call by (for `notifications/cancelled`).
     pub upstream_id: Value,
 }
 
-/// A response as a stdio server wrote it, for a client that sees that server alone: the line,
-/// where its id is and whether it is an error — the gateway only splices the client's id in.
+/// A response as a stdio server wrote it: the line, where its id is and whether it is an
+/// error — the gateway only splices the client's id in.
 pub struct Line {
     pub bytes: bytes::Bytes,
     pub id: std::ops::Range<usize>,
     pub error: bool,
 }
 
-/// The answer to a call sent as it came (`Link::call_raw`): the server's line, or one the
-/// gateway made (the server died, or answered something that is not a response).
+/// A call's answer: the server's line, or a value (a remote server's answer, or one the gateway
+/// made: the server died, or answered something that is not a response).
 pub enum Reply {
     Line(Line),
     Value(Value),
 }
 
 impl Reply {
-    /// As the message path's answer (`result` or `error`; the id is replaced anyway).
+    /// As a value (`result` or `error`; the id is replaced anyway).
     pub fn into_value(self) -> Value {
         match self {
             Reply::Value(v) => v,
@@ -72,18 +73,57 @@ impl Reply {
             }),
         }
     }
+
+    /// Whether it is an error (for the metrics).
+    pub fn is_error(&self) -> bool {
+        match self {
+            Reply::Line(l) => l.error,
+            Reply::Value(v) => v.get("error").is_some(),
+        }
+    }
 }
 
-/// A raw call on its way: `Link::call_raw`'s answer.
-pub type RawCallFuture<'a> =
-    Pin<Box<dyn std::future::Future<Output = Result<RawCall, crate::error::Error>> + Send + 'a>>;
-
-/// A call sent as it came, in flight.
-pub struct RawCall {
-    pub events: EventFeed,
-    pub response: oneshot::Receiver<Reply>,
-    pub upstream_id: Value,
+/// A request as it goes to a server. The gateway's own requests, and those it must read to
+/// route, are messages; a client's request to a server already decided goes as it came, and
+/// the transport chooses: one that writes bytes (a stdio child) sends them with only the id
+/// swapped (and a prefixed name, `rename`), any other reads them (`into_parts`).
+pub enum Outgoing<'a> {
+    Message { method: &'a str, params: Value },
+    AsItCame { method: &'a str, body: &'a [u8], msg: &'a crate::jsonrpc::Envelope<'a>, rename: Option<&'a str> },
 }
+
+impl<'a> Outgoing<'a> {
+    /// A message with the server's own `name` in its params, for a prefixed one.
+    pub fn renamed(method: &'a str, mut params: Value, rename: Option<&str>) -> Self {
+        if let (Some(inner), Some(p)) = (rename, params.as_object_mut()) {
+            p.insert("name".to_owned(), Value::String(inner.to_owned()));
+        }
+        Outgoing::Message { method, params }
+    }
+
+    pub fn method(&self) -> &'a str {
+        match self {
+            Outgoing::Message { method, .. } | Outgoing::AsItCame { method, .. } => method,
+        }
+    }
+
+    /// The method and the params as a value, the server's own name in them.
+    pub fn into_parts(self) -> (&'a str, Value) {
+        match self {
+            Outgoing::Message { method, params } => (method, params),
+            Outgoing::AsItCame { method, msg, rename, .. } => {
+                let mut params = msg.params.and_then(|p| serde_json::from_str(p.get()).ok()).unwrap_or(json!({}));
+                if let (Some(inner), Some(p)) = (rename, params.as_object_mut()) {
+                    p.insert("name".to_owned(), Value::String(inner.to_owned()));
+                }
+                (method, params)
+            }
+        }
+    }
+}
+
+/// A call on its way: `Link::call`'s answer.
+pub type CallFuture<'a> = Pin<Box<dyn std::future::Future<Output = Result<Call, crate::error::Error>> + Send + 'a>>;
 
 /// Something a server sent outside any call.
 pub struct Unsolicited {
@@ -150,13 +190,10 @@ pub enum Passthrough<'a> {
 
 /// The interface each transport implements.
 pub trait Link: Send + Sync {
-    /// Sends a request on behalf of `client` (`None`: the gateway's own, e.g. a listing).
-    fn call(
-        &self,
-        client: Option<&Arc<Session<Client>>>,
-        method: &str,
-        params: Value,
-    ) -> Pin<Box<dyn std::future::Future<Output = Result<Call, crate::error::Error>> + Send + '_>>;
+    /// Sends a request on behalf of `client` (`None`: the gateway's own, e.g. a listing): the
+    /// one way a request reaches a server, whatever its transport; what it can send as it came
+    /// it sends so (`Outgoing`).
+    fn call<'a>(&'a self, client: Option<&'a Arc<Session<Client>>>, out: Outgoing<'a>) -> CallFuture<'a>;
 
     /// Sends a notification on behalf of `client` (`notifications/cancelled` and the like).
     fn notify(&self, client: &Arc<Session<Client>>, method: &str, params: Value);
@@ -218,23 +255,6 @@ pub trait Link: Send + Sync {
         _version: Option<http::HeaderValue>,
     ) -> Passthrough<'a> {
         Passthrough::No
-    }
-
-    /// Whether `call_raw` may take requests (checked before a request is rewritten for it).
-    fn takes_raw(&self) -> bool {
-        false
-    }
-
-    /// A request `msg` (parsed from `body`, names already the server's own) sent as it came,
-    /// only the id swapped for one of the gateway's, and answered with the server's line as it
-    /// was (`None`: not this request, use `call`).
-    fn call_raw<'a>(
-        &'a self,
-        _client: &'a Arc<Session<Client>>,
-        _body: &'a [u8],
-        _msg: &'a crate::jsonrpc::Envelope<'a>,
-    ) -> Option<RawCallFuture<'a>> {
-        None
     }
 
     /// Stops the server (children: their process group) within `grace`.

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{Call, Event, Health, Line, Link, RawCall, RawCallFuture, Reply, ServerInfo, Unsolicited};
+use super::backend::{Call, CallFuture, Event, Health, Line, Link, Outgoing, Reply, ServerInfo, Unsolicited};
 use super::session::Client;
 use crate::config::Restart;
 use crate::error::{Error, Kind};
@@ -56,21 +56,6 @@ struct State {
     retry_at: Option<tokio::time::Instant>,
 }
 
-/// Where a call's response goes: parsed, or as the line it came in (`Link::call_raw`).
-enum Responder {
-    Value(oneshot::Sender<Value>),
-    Line(oneshot::Sender<Reply>),
-}
-
-impl Responder {
-    fn fail(self, answer: Value) {
-        match self {
-            Responder::Value(tx) => drop(tx.send(answer)),
-            Responder::Line(tx) => drop(tx.send(Reply::Value(answer))),
-        }
-    }
-}
-
 /// One running child.
 struct Conn {
     pid: i32,
@@ -84,7 +69,7 @@ struct Conn {
 
 struct Pending {
     events: super::backend::Events,
-    response: Option<Responder>,
+    response: Option<oneshot::Sender<Reply>>,
     client_token: Option<Value>,
     client: Weak<Session<Client>>,
     started: Instant,
@@ -310,17 +295,10 @@ impl ChildLink {
             let pending = conn.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
             let Some(mut p) = pending else { return };
             conn.tokens.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, v| *v != key);
-            match p.response.take() {
-                Some(Responder::Line(tx)) => {
-                    let Some(id) = crate::jsonrpc::span_of(line, raw_id.get()) else { return };
-                    let _ = tx.send(Reply::Line(Line { bytes: line.clone(), id, error: env.error.is_some() }));
-                }
-                Some(Responder::Value(tx)) => {
-                    if let Ok(msg) = serde_json::from_slice::<Value>(line) {
-                        let _ = tx.send(msg);
-                    }
-                }
-                None => {}
+            if let Some(tx) = p.response.take()
+                && let Some(id) = crate::jsonrpc::span_of(line, raw_id.get())
+            {
+                let _ = tx.send(Reply::Line(Line { bytes: line.clone(), id, error: env.error.is_some() }));
             }
             return;
         }
@@ -338,10 +316,8 @@ impl ChildLink {
                 let pending = conn.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
                 if let Some(mut p) = pending {
                     conn.tokens.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, v| *v != key);
-                    match p.response.take() {
-                        Some(Responder::Value(tx)) => drop(tx.send(msg)),
-                        Some(Responder::Line(tx)) => drop(tx.send(Reply::Value(msg))),
-                        None => {}
+                    if let Some(tx) = p.response.take() {
+                        let _ = tx.send(Reply::Value(msg));
                     }
                 }
             }
@@ -413,7 +389,7 @@ impl Conn {
     fn register(
         &self,
         key: String,
-        response: Responder,
+        response: oneshot::Sender<Reply>,
         client_token: Option<Value>,
         client: Weak<Session<Client>>,
     ) -> super::backend::EventFeed {
@@ -445,7 +421,7 @@ impl Conn {
             self.pending.lock().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, p)| p).collect();
         for mut p in drained {
             if let Some(r) = p.response.take() {
-                r.fail(wire::answer(&Error::new(Kind::UpstreamUnreachable, why)));
+                let _ = r.send(Reply::Value(wire::answer(&Error::new(Kind::UpstreamUnreachable, why))));
             }
         }
     }
@@ -460,14 +436,22 @@ fn backoff(r: Restart, failures: u32) -> Duration {
 }
 
 impl Link for ChildLink {
-    fn call(
-        &self,
-        client: Option<&Arc<Session<Client>>>,
-        method: &str,
-        mut params: Value,
-    ) -> Pin<Box<dyn std::future::Future<Output = Result<Call, Error>> + Send + '_>> {
+    fn call<'a>(&'a self, client: Option<&'a Arc<Session<Client>>>, out: Outgoing<'a>) -> CallFuture<'a> {
         let client = client.map(Arc::downgrade).unwrap_or_default();
-        let method = method.to_owned();
+        // A request as it came is written as it came, only its id (and a prefixed name) swapped.
+        if let Some(raw) = as_it_came(&out) {
+            return Box::pin(async move {
+                let conn = self.await_conn().await?;
+                let ours = conn.ids.next();
+                let id = ours.json();
+                let line = raw.line(id.as_bytes());
+                let (response_tx, response) = oneshot::channel();
+                let events = conn.register(id.clone(), response_tx, None, client);
+                conn.send_call(&self.name, &id, Bytes::from(line))?;
+                Ok(Call { events, response, upstream_id: ours.value() })
+            });
+        }
+        let (method, mut params) = out.into_parts();
         Box::pin(async move {
             let conn = self.await_conn().await?;
             let id = conn.ids.next().value();
@@ -481,39 +465,11 @@ impl Link for ChildLink {
             }
             let (response_tx, response) = oneshot::channel();
             let key = id.to_string();
-            let events = conn.register(key.clone(), Responder::Value(response_tx), client_token, client);
+            let events = conn.register(key.clone(), response_tx, client_token, client);
             let line = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}).to_string();
             conn.send_call(&self.name, &key, Bytes::from(line))?;
             Ok(Call { events, response, upstream_id: id })
         })
-    }
-
-    fn takes_raw(&self) -> bool {
-        true
-    }
-
-    fn call_raw<'a>(
-        &'a self,
-        client: &'a Arc<Session<Client>>,
-        body: &'a [u8],
-        msg: &'a crate::jsonrpc::Envelope<'a>,
-    ) -> Option<RawCallFuture<'a>> {
-        // A progress token must become one of ours (the child is shared): the message path.
-        if msg.params.is_some_and(|p| p.get().contains("progressToken")) {
-            return None;
-        }
-        let span = crate::jsonrpc::span_of(body, msg.id?.get())?;
-        let client = Arc::downgrade(client);
-        Some(Box::pin(async move {
-            let conn = self.await_conn().await?;
-            let ours = conn.ids.next();
-            let id = ours.json();
-            let line = crate::jsonrpc::splice_line(body, span, id.as_bytes());
-            let (response_tx, response) = oneshot::channel();
-            let events = conn.register(id.clone(), Responder::Line(response_tx), None, client);
-            conn.send_call(&self.name, &id, Bytes::from(line))?;
-            Ok(RawCall { events, response, upstream_id: ours.value() })
-        }))
     }
 
     fn notify(&self, _client: &Arc<Session<Client>>, method: &str, params: Value) {
@@ -566,6 +522,53 @@ impl Link for ChildLink {
     }
 }
 
+/// A client's request a child can be sent as it came: its bytes, with where its id (and a
+/// prefixed name) lie, and what goes there.
+struct AsItCame<'a> {
+    body: &'a [u8],
+    id: std::ops::Range<usize>,
+    name: Option<(std::ops::Range<usize>, String)>,
+}
+
+/// `out` as it came, unless it must be read: a progress token must become one of ours (the
+/// child is shared, the client's could collide with another's), and a message of the gateway's
+/// own has no bytes.
+fn as_it_came<'a>(out: &Outgoing<'a>) -> Option<AsItCame<'a>> {
+    #[derive(serde::Deserialize)]
+    struct Named<'a> {
+        #[serde(borrow)]
+        name: &'a serde_json::value::RawValue,
+    }
+    let Outgoing::AsItCame { body, msg, rename, .. } = out else { return None };
+    if msg.params.is_some_and(|p| p.get().contains("progressToken")) {
+        return None;
+    }
+    let id = crate::jsonrpc::span_of(body, msg.id?.get())?;
+    let name = match rename {
+        None => None,
+        Some(inner) => {
+            let raw = serde_json::from_str::<Named>(msg.params?.get()).ok()?.name;
+            Some((crate::jsonrpc::span_of(body, raw.get())?, serde_json::to_string(inner).ok()?))
+        }
+    };
+    Some(AsItCame { body, id, name })
+}
+
+impl AsItCame<'_> {
+    /// The line to write, with the gateway's `id` (and the server's own name) in place.
+    fn line(&self, id: &[u8]) -> Vec<u8> {
+        use crate::jsonrpc::splice_line;
+        let Some((name_span, name)) = &self.name else { return splice_line(self.body, self.id.clone(), id) };
+        // The later span first: the earlier one's offsets stay true.
+        let (first, second) = if self.id.start > name_span.start {
+            ((self.id.clone(), id), (name_span.clone(), name.as_bytes()))
+        } else {
+            ((name_span.clone(), name.as_bytes()), (self.id.clone(), id))
+        };
+        splice_line(&splice_line(self.body, first.0, first.1), second.0, second.1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -577,5 +580,42 @@ mod tests {
             let d = backoff(r, n).as_secs_f64();
             assert!(d >= base * 0.75 - 1e-9 && d <= base * 1.25 + 1e-9, "attempt {n}: {d}");
         }
+    }
+
+    #[test]
+    fn a_request_as_it_came_has_its_id_and_prefixed_name_swapped_and_nothing_else() {
+        // Key order, spacing and unknown keys as the client wrote them; a pretty-printed body
+        // becomes one line.
+        let cases: &[(&str, Option<&str>, &str)] = &[
+            (
+                r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"fs__read","z":1,"arguments":{"b":2,"a":1}}}"#,
+                Some("read"),
+                r#"{"jsonrpc":"2.0","id":"mcpgate-1","method":"tools/call","params":{"name":"read","z":1,"arguments":{"b":2,"a":1}}}"#,
+            ),
+            (
+                // The name before the id.
+                r#"{"params":{"arguments":{},"name":"fs__read"},"method":"tools/call","id":"x","jsonrpc":"2.0"}"#,
+                Some("read"),
+                r#"{"params":{"arguments":{},"name":"read"},"method":"tools/call","id":"mcpgate-1","jsonrpc":"2.0"}"#,
+            ),
+            (
+                "{\"jsonrpc\": \"2.0\",\n \"id\": 1, \"method\": \"tools/call\", \"params\": {\"name\": \"echo\"}}",
+                None,
+                r#"{"jsonrpc": "2.0",  "id": "mcpgate-1", "method": "tools/call", "params": {"name": "echo"}}"#,
+            ),
+        ];
+        for (body, rename, want) in cases {
+            let payload = crate::jsonrpc::Payload::parse(body.as_bytes()).unwrap();
+            let msg = payload.single().unwrap();
+            let out = Outgoing::AsItCame { method: "tools/call", body: body.as_bytes(), msg, rename: *rename };
+            let raw = as_it_came(&out).expect("sent as it came");
+            assert_eq!(String::from_utf8(raw.line(br#""mcpgate-1""#)).unwrap(), *want);
+        }
+        // A progress token must become the gateway's: the message is read instead.
+        let body =
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","_meta":{"progressToken":1}}}"#;
+        let payload = crate::jsonrpc::Payload::parse(body).unwrap();
+        let out = Outgoing::AsItCame { method: "tools/call", body, msg: payload.single().unwrap(), rename: None };
+        assert!(as_it_came(&out).is_none());
     }
 }

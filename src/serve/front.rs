@@ -19,7 +19,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
 
 use super::Gateway;
-use super::backend::{Event, Health, Passthrough, Reply};
+use super::backend::{Event, Health, Outgoing, Passthrough, Reply};
 use super::dispatch::Target;
 use super::router::{LISTINGS, Routed};
 use super::session::{Client, View};
@@ -240,16 +240,11 @@ impl Gateway {
                 return form.reply(session, &id, wire::answer(e));
             }
             Target::Lone(b) => {
-                if let Some(resp) = self.pass(session, (headers, form), bytes, (payload, msg), b).await {
+                if let Some(resp) = self.relay(session, headers, bytes, (payload, msg), b).await {
                     return resp;
                 }
             }
-            Target::Named { backend, inner } => {
-                if let Some(resp) = self.routed_raw(session, form, bytes, msg, backend, inner).await {
-                    return resp;
-                }
-            }
-            Target::Gateway | Target::Router => {}
+            Target::Named { .. } | Target::Gateway | Target::Router => {}
         }
         let id = id_of(msg);
         match (msg.method(), &id) {
@@ -265,28 +260,22 @@ impl Gateway {
                 self.notification(session, m, params_of(msg));
                 accepted()
             }
-            (Some(m), Some(id)) => self.request(session, m, params_of(msg), id.clone(), form, target).await,
+            (Some(m), Some(id)) => self.request(session, m, (bytes, msg), id.clone(), form, target).await,
             (None, None) => wire::error(&Error::new(Kind::BadRequest, "not a JSON-RPC message"), None),
         }
     }
 
-    /// A message to the server the client sees alone, untouched where its transport allows:
-    /// written to a stdio child with only the id swapped (`Link::call_raw`), or sent to a remote
-    /// server in the client's upstream session (`Proxy::forward`). `None`: the message path.
-    async fn pass(
+    /// A message of any kind to a remote server the client sees alone, in the client's upstream
+    /// session, and the server's HTTP answer relayed as it comes (`Proxy::forward`): its
+    /// streams, its ids, its refusals, as the server sent them. `None`: the message path.
+    async fn relay(
         self: &Arc<Self>,
         session: &Arc<Session<Client>>,
-        (headers, form): (&HeaderMap, Form),
+        headers: &HeaderMap,
         bytes: &Bytes,
         (payload, msg): (&crate::jsonrpc::Payload<'_>, &crate::jsonrpc::Envelope<'_>),
         b: &Arc<super::router::Backend>,
     ) -> Option<Response<Body>> {
-        let method = msg.method();
-        if let (Some(m), Some(client_id)) = (method, msg.id)
-            && let Some(call) = b.link.call_raw(session, bytes, msg)
-        {
-            return Some(self.send_raw(session, b, m, client_id, call, form).await);
-        }
         let started = Instant::now();
         let version = headers.get(crate::mcp::headers::PROTOCOL_VERSION).cloned();
         let (engine, to) = match b.link.passthrough(session, version) {
@@ -295,70 +284,11 @@ impl Gateway {
             Passthrough::Opening(opening) => opening.await?,
         };
         let resp = engine.forward(to, bytes.clone(), payload).await;
-        if let Some(m) = method {
+        if let Some(m) = msg.method() {
             let ok = if resp.status().is_success() { "ok" } else { "error" };
             self.metrics.record(&b.cfg.name, m, ok, started.elapsed());
         }
         Some(resp)
-    }
-
-    /// A request whose server takes it as it comes (`Link::call_raw`), sent and answered.
-    async fn send_raw(
-        self: &Arc<Self>,
-        session: &Arc<Session<Client>>,
-        b: &super::router::Backend,
-        method: &str,
-        client_id: &serde_json::value::RawValue,
-        call: impl std::future::Future<Output = Result<super::backend::RawCall, Error>>,
-        form: Form,
-    ) -> Response<Body> {
-        // From before the wait for a (re)starting child: the client waits that long too.
-        let started = Instant::now();
-        let id: Value = serde_json::from_str(client_id.get()).unwrap_or(Value::Null);
-        // Tracked from before it is sent: a cancellation may overtake the server's id for it.
-        let key = id.to_string();
-        session.upstream.sending(&key);
-        match call.await {
-            Ok(call) => {
-                let limits = (started, b.cfg.timeout);
-                self.raw_call(session, &b.cfg.name, method, (client_id, id, key), call, form, limits).await
-            }
-            Err(e) => {
-                session.upstream.untrack(&key);
-                self.metrics.record(&b.cfg.name, method, "error", started.elapsed());
-                json_reply(&Some(id), crate::http::wire::answer(&e))
-            }
-        }
-    }
-
-    /// A `tools/call` or `prompts/get` for one of several servers, named with its prefix: when
-    /// that server takes messages as they come (a shared stdio child), the name and the id are
-    /// swapped in the bytes and the answer comes back as it wrote it; `None`: the message path.
-    async fn routed_raw(
-        self: &Arc<Self>,
-        session: &Arc<Session<Client>>,
-        form: Form,
-        bytes: &Bytes,
-        msg: &crate::jsonrpc::Envelope<'_>,
-        b: &Arc<super::router::Backend>,
-        inner: &str,
-    ) -> Option<Response<Body>> {
-        #[derive(serde::Deserialize)]
-        struct Named<'a> {
-            #[serde(borrow)]
-            name: &'a serde_json::value::RawValue,
-        }
-        let (method, client_id) = (msg.method()?, msg.id?);
-        if !b.link.takes_raw() {
-            return None;
-        }
-        let raw_name = serde_json::from_str::<Named>(msg.params?.get()).ok()?.name;
-        let span = crate::jsonrpc::span_of(bytes, raw_name.get())?;
-        let renamed = crate::jsonrpc::splice_line(bytes, span, serde_json::to_string(inner).ok()?.as_bytes());
-        let payload = crate::jsonrpc::Payload::parse(&renamed).ok()?;
-        let renamed_msg = payload.single()?;
-        let call = b.link.call_raw(session, &renamed, renamed_msg)?;
-        Some(self.send_raw(session, b, method, client_id, call, form).await)
     }
 
     /// A 2026-07-28 client's message: the standard headers must mirror the body; answered
@@ -436,16 +366,18 @@ impl Gateway {
     }
 
     /// A request: answered here (JSON, or one SSE event when the client takes streams, as the
-    /// servers behind do), or by a server over an SSE stream.
+    /// servers behind do), or by a server — as it came, when the dispatch step decided which
+    /// (the transport swaps what it must) — over an SSE stream.
     async fn request(
         self: &Arc<Self>,
         session: &Arc<Session<Client>>,
         method: &str,
-        params: Value,
+        (bytes, msg): (&Bytes, &crate::jsonrpc::Envelope<'_>),
         id: Value,
         form: Form,
         target: Target,
     ) -> Response<Body> {
+        // From before the wait for a (re)starting server: the client waits that long too.
         let started = Instant::now();
         let reply = |answer: Value| form.reply(session, &id, answer);
         if method == "ping" {
@@ -460,16 +392,24 @@ impl Gateway {
             return reply(answer);
         }
         if method == "logging/setLevel" {
-            return reply(self.router.set_level(session, params).await);
+            return reply(self.router.set_level(session, params_of(msg)).await);
         }
         // Tracked from before it is sent: a cancellation may overtake the server's id for it.
         let key = id.to_string();
         session.upstream.sending(&key);
-        let routed = match target.not_routed(method) {
-            Some(e) => Routed::Answer(wire::answer(&e)),
-            None => self.router.route(session, target.server(), method, params).await,
+        let routed = match (target.not_routed(method), target.server()) {
+            (Some(e), _) => Routed::Answer(wire::answer(&e)),
+            (None, Some((b, rename))) => {
+                let out = Outgoing::AsItCame { method, body: bytes, msg, rename };
+                self.router.route(session, Some(b), out).await
+            }
+            (None, None) => {
+                let out = Outgoing::Message { method, params: params_of(msg) };
+                self.router.route(session, None, out).await
+            }
         };
-        match routed {
+        let (backend, mut call, timeout) = match routed {
+            Routed::Call { backend, call, timeout } => (backend, call, timeout),
             Routed::Answer(answer) => {
                 session.upstream.untrack(&key);
                 self.metrics.record("gateway", method, outcome(&answer), started.elapsed());
@@ -477,30 +417,35 @@ impl Gateway {
                     // One server's own endpoint: its refusal as it sent it.
                     return resp;
                 }
-                reply(answer)
+                return reply(answer);
             }
-            Routed::Call { backend, call, timeout } => {
-                let deadline = tokio::time::Instant::now() + timeout;
-                let in_flight = InFlight::track(&self.router, session, (&id, key), &backend, call.upstream_id.clone());
-                let mut call = call;
-                // Most calls are answered before the server sends anything else: then one body,
-                // written at once, with no task and no channel.
-                let answer = match first(&mut call.events, &mut call.response, &backend, (deadline, timeout)).await {
-                    First::Answer(answer) | First::Failed(answer) => answer,
-                    First::Event(ev) => {
-                        let follow = Follow { backend, call, deadline: (deadline, timeout), first: ev, in_flight };
-                        return self.stream(session, method, follow, form, started).await;
-                    }
-                };
-                self.metrics.record(&backend, method, outcome(&answer), started.elapsed());
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        let in_flight = InFlight::track(&self.router, session, (&id, key), &backend, call.upstream_id.clone());
+        // Most calls are answered before the server sends anything else: then one body, written
+        // at once, with no task and no channel.
+        let answer = match first(&mut call.events, &mut call.response, &backend, (deadline, timeout)).await {
+            First::Answer(Reply::Line(line)) => {
+                // As the server wrote it, the client's id spliced in.
+                self.metrics.record(&backend, method, if line.error { "error" } else { "ok" }, started.elapsed());
                 drop(in_flight);
-                if let (View::One(_), Some(resp)) = (&session.upstream.view, refused(&answer, &id)) {
-                    // One server's own endpoint: its refusal as it sent it.
-                    return resp;
-                }
-                reply(answer)
+                let client_id = msg.id.map_or("null", |raw| raw.get());
+                return form
+                    .reply_raw(session, crate::jsonrpc::splice_line(&line.bytes, line.id, client_id.as_bytes()));
             }
+            First::Answer(Reply::Value(answer)) | First::Failed(answer) => answer,
+            First::Event(ev) => {
+                let follow = Follow { backend, call, deadline: (deadline, timeout), first: ev, in_flight };
+                return self.stream(session, method, follow, form, started).await;
+            }
+        };
+        self.metrics.record(&backend, method, outcome(&answer), started.elapsed());
+        drop(in_flight);
+        if let (View::One(_), Some(resp)) = (&session.upstream.view, refused(&answer, &id)) {
+            // One server's own endpoint: its refusal as it sent it.
+            return resp;
         }
+        reply(answer)
     }
 
     /// A call whose server sent something before its answer: to a client that takes streams,
@@ -517,10 +462,10 @@ impl Gateway {
         let Follow { backend, call, deadline, first, in_flight } = f;
         let Form::Sse { prime } = form else {
             let answer = follow(session, &backend, call, deadline, Some(first), None).await;
-            self.metrics.record(&backend, method, outcome(&answer), started.elapsed());
+            self.metrics.record(&backend, method, if answer.is_error() { "error" } else { "ok" }, started.elapsed());
             let id = in_flight.id.clone();
             drop(in_flight);
-            return json_reply(&Some(id), answer);
+            return json_body(written(answer, &id));
         };
         // Resumable: a client that loses the stream midway gets the rest with `Last-Event-ID`.
         let log = session.upstream.streams.open(prime);
@@ -530,58 +475,15 @@ impl Gateway {
         let method = method.to_owned();
         tokio::spawn(async move {
             let answer = follow(&session, &backend, call, deadline, Some(first), Some(&log)).await;
-            gateway.metrics.record(&backend, &method, outcome(&answer), started.elapsed());
-            let reply = with_id(answer, &in_flight.id);
+            let outcome = if answer.is_error() { "error" } else { "ok" };
+            gateway.metrics.record(&backend, &method, outcome, started.elapsed());
+            let reply = written(answer, &in_flight.id);
             drop(in_flight);
             // The response is never dropped: it waits for room like everything before it.
-            log.send(reply.to_string().as_bytes()).await;
+            log.send(&reply).await;
             log.finish();
         });
         resp
-    }
-
-    /// A request sent to a server as it came (`Link::call_raw`): its answer as the server wrote
-    /// it, with the client's id spliced in — or, when the server sends something first, the
-    /// message path's stream.
-    #[allow(clippy::too_many_arguments)]
-    async fn raw_call(
-        self: &Arc<Self>,
-        session: &Arc<Session<Client>>,
-        backend: &str,
-        method: &str,
-        (client_id, id, key): (&serde_json::value::RawValue, Value, String),
-        call: super::backend::RawCall,
-        form: Form,
-        (started, timeout): (Instant, std::time::Duration),
-    ) -> Response<Body> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let in_flight = InFlight::track(&self.router, session, (&id, key), backend, call.upstream_id.clone());
-        let super::backend::RawCall { mut events, mut response, upstream_id } = call;
-        let answer = match first(&mut events, &mut response, backend, (deadline, timeout)).await {
-            First::Answer(Reply::Line(line)) => {
-                self.metrics.record(backend, method, if line.error { "error" } else { "ok" }, started.elapsed());
-                drop(in_flight);
-                let msg = crate::jsonrpc::splice_line(&line.bytes, line.id, client_id.get().as_bytes());
-                return form.reply_raw(session, msg);
-            }
-            First::Answer(Reply::Value(answer)) | First::Failed(answer) => answer,
-            First::Event(ev) => {
-                // From here on, the message path's: the answer parsed when it comes.
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                tokio::spawn(async move {
-                    if let Ok(r) = response.await {
-                        let _ = tx.send(r.into_value());
-                    }
-                });
-                let call = super::backend::Call { events, response: rx, upstream_id };
-                let f =
-                    Follow { backend: backend.to_owned(), call, deadline: (deadline, timeout), first: ev, in_flight };
-                return self.stream(session, method, f, form, started).await;
-            }
-        };
-        self.metrics.record(backend, method, outcome(&answer), started.elapsed());
-        drop(in_flight);
-        form.reply(session, &id, answer)
     }
 
     /// The session's stream of what servers send on their own; with `Last-Event-ID`, the rest
@@ -797,7 +699,7 @@ async fn follow(
     (deadline, timeout): (tokio::time::Instant, std::time::Duration),
     first: Option<Event>,
     out: Option<&super::stream::Log>,
-) -> Value {
+) -> Reply {
     let mut events = call.events;
     let response = call.response;
     tokio::pin!(response);
@@ -834,7 +736,7 @@ async fn follow(
                         r = &mut response => r.ok(),
                         () = &mut deadline => None,
                     };
-                    return r.unwrap_or_else(|| timed_out(backend, timeout));
+                    return r.unwrap_or_else(|| Reply::Value(timed_out(backend, timeout)));
                 }
             },
             r = &mut response => {
@@ -844,9 +746,9 @@ async fn follow(
                         send(m).await;
                     }
                 }
-                return r.unwrap_or_else(|_| dropped(backend));
+                return r.unwrap_or_else(|_| Reply::Value(dropped(backend)));
             }
-            () = &mut deadline => return timed_out(backend, timeout),
+            () = &mut deadline => return Reply::Value(timed_out(backend, timeout)),
         }
     }
 }
@@ -857,6 +759,15 @@ fn dropped(backend: &str) -> Value {
 
 fn timed_out(backend: &str, timeout: std::time::Duration) -> Value {
     wire::answer(&Error::late(backend, timeout))
+}
+
+/// A call's answer as the client gets it: the server's line with the client's id spliced in, or
+/// the value with it.
+fn written(reply: Reply, id: &Value) -> Vec<u8> {
+    match reply {
+        Reply::Line(l) => crate::jsonrpc::splice_line(&l.bytes, l.id, id.to_string().as_bytes()),
+        Reply::Value(v) => with_id(v, id).to_string().into_bytes(),
+    }
 }
 
 fn outcome(answer: &Value) -> &'static str {

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use super::Gateway;
-use super::backend::{Call, Event};
+use super::backend::{Call, Event, Outgoing};
 use super::queue;
 use super::router::{LISTINGS, Routed};
 use super::session::{Client, View};
@@ -145,7 +145,11 @@ impl Gateway {
                 }
                 let routed = match target.not_routed(method) {
                     Some(e) => Routed::Answer(crate::http::wire::answer(&e)),
-                    None => self.router.route(&client, target.server(), method, params).await,
+                    None => {
+                        let server = target.server();
+                        let out = Outgoing::renamed(method, params, server.and_then(|(_, inner)| inner));
+                        self.router.route(&client, server.map(|(b, _)| b), out).await
+                    }
                 };
                 match routed {
                     Routed::Answer(answer) => Reply { events: vec![], answer: complete(answer) },
@@ -197,7 +201,7 @@ impl Gateway {
                     None => {
                         let r = tokio::time::timeout_at(deadline, &mut call.response).await;
                         let answer = match r {
-                            Ok(Ok(a)) => a,
+                            Ok(Ok(a)) => a.into_value(),
                             Ok(Err(_)) => err(Error::dropped(&backend)),
                             Err(_) => err(Error::late(&backend, timeout)),
                         };
@@ -208,7 +212,7 @@ impl Gateway {
                     while let Some(Event::Notification(m)) = call.events.try_recv() {
                         out.push(m);
                     }
-                    let answer = r.unwrap_or_else(|_| err(Error::dropped(&backend)));
+                    let answer = r.map_or_else(|_| err(Error::dropped(&backend)), super::backend::Reply::into_value);
                     return Reply { events: events_of(&mut kept_rx), answer: complete(answer) };
                 }
                 () = tokio::time::sleep_until(deadline) => {

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{Call, Event, Health, Link, Passthrough, ServerInfo, Unsolicited};
+use super::backend::{Call, CallFuture, Event, Health, Link, Outgoing, Passthrough, Reply, ServerInfo, Unsolicited};
 use super::session::Client;
 use crate::connect::{Forward, Proxy};
 use crate::error::{Error, Kind};
@@ -250,7 +250,7 @@ impl RemoteLink {
                 Ok(a) => a,
                 Err(e) => wire::answer(&Error::new(Kind::UpstreamProtocol, e)),
             };
-            let _ = response_tx.send(answer);
+            let _ = response_tx.send(Reply::Value(answer));
         });
         Ok(Call { events, response, upstream_id: Value::String(upstream_id) })
     }
@@ -401,13 +401,9 @@ async fn listen(
 }
 
 impl Link for RemoteLink {
-    fn call(
-        &self,
-        client: Option<&Arc<Session<Client>>>,
-        method: &str,
-        params: Value,
-    ) -> Pin<Box<dyn std::future::Future<Output = Result<Call, Error>> + Send + '_>> {
+    fn call<'a>(&'a self, client: Option<&'a Arc<Session<Client>>>, out: Outgoing<'a>) -> CallFuture<'a> {
         let client = client.cloned();
+        let (method, params) = out.into_parts();
         let method = method.to_owned();
         Box::pin(async move {
             let (key, init) = match &client {
@@ -441,7 +437,7 @@ impl Link for RemoteLink {
                 // A refused credential reaches the client as such, challenge included — never as
                 // an empty success.
                 if let Some(r) = refusal(&resp) {
-                    let _ = response_tx.send(wire::answer(&Error::refused(&name, r)));
+                    let _ = response_tx.send(Reply::Value(wire::answer(&Error::refused(&name, r))));
                     reading.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
                     return;
                 }
@@ -455,7 +451,7 @@ impl Link for RemoteLink {
                         match (has_method, m.get("id").cloned()) {
                             (false, Some(v)) if v.as_str() == Some(id.as_str()) => {
                                 if let Some(tx) = response_tx.take() {
-                                    let _ = tx.send(m);
+                                    let _ = tx.send(Reply::Value(m));
                                 }
                                 return false;
                             }
@@ -481,7 +477,7 @@ impl Link for RemoteLink {
                         Kind::UpstreamProtocol,
                         format!("the server answered HTTP {status} without a response"),
                     ));
-                    let _ = tx.send(err);
+                    let _ = tx.send(Reply::Value(err));
                 }
                 reading.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
             });

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::backend::{Call, Link};
+use super::backend::{Call, Link, Outgoing};
 use super::session::{Client, View};
 use crate::config::{self, Config, Server};
 use crate::error::Error;
@@ -168,7 +168,7 @@ impl Router {
                 Some(c) => json!({"cursor": c}),
                 None => json!({}),
             };
-            let call = b.link.call(if shared { None } else { client }, method, params).await?;
+            let call = b.link.call(if shared { None } else { client }, Outgoing::Message { method, params }).await?;
             let resp = tokio::time::timeout(b.cfg.timeout, call.response)
                 .await
                 .map_err(|_| {
@@ -177,7 +177,8 @@ impl Router {
                         format!("server {} did not list its {kind} within {:?}", b.cfg.name, b.cfg.timeout),
                     )
                 })?
-                .map_err(|_| Error::unavailable(&b.cfg.name, "the call was dropped"))?;
+                .map_err(|_| Error::unavailable(&b.cfg.name, "the call was dropped"))?
+                .into_value();
             let Some(result) = resp.get("result") else {
                 let e = resp.get("error").cloned().unwrap_or_default();
                 // A server without this capability answers -32601: an empty listing.
@@ -393,25 +394,22 @@ impl Router {
         json!({"result": r})
     }
 
-    /// Sends one client request to `server` when the dispatch step decided it (with the name
-    /// the server knows, for a prefixed one), else to the server found here: by URI, by a
+    /// Sends one client request to `server` when the dispatch step decided it (`out` carries
+    /// the name the server knows, for a prefixed one), else to the server found here: by URI, by a
     /// completion's ref, or the only one (the listings and the handshake are the caller's).
     pub async fn route(
         &self,
         client: &Arc<Session<Client>>,
-        server: Option<(&Arc<Backend>, Option<&str>)>,
-        method: &str,
-        mut params: Value,
+        server: Option<&Arc<Backend>>,
+        out: Outgoing<'_>,
     ) -> Routed {
+        if let Some(b) = server {
+            return self.send(client, b, out).await;
+        }
+        let (method, mut params) = out.into_parts();
         let view = client.upstream.view.clone();
-        let target = match (server, method) {
-            (Some((backend, inner)), _) => {
-                if let Some(inner) = inner {
-                    params["name"] = Value::String(inner.to_owned());
-                }
-                Some(backend.clone())
-            }
-            (None, "resources/read" | "resources/subscribe" | "resources/unsubscribe") => {
+        let target = match method {
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                 let uri = params.get("uri").and_then(Value::as_str).unwrap_or_default().to_owned();
                 let Some(b) = self.by_uri(client, &uri).await else {
                     return Routed::Answer(error(Kind::InvalidParams, format!("no server offers the resource {uri}")));
@@ -442,7 +440,7 @@ impl Router {
                 }
                 Some(b)
             }
-            (None, "completion/complete") => {
+            "completion/complete" => {
                 let r = params.get("ref").cloned().unwrap_or_default();
                 match r.get("type").and_then(Value::as_str) {
                     Some("ref/prompt") => {
@@ -477,7 +475,12 @@ impl Router {
             }
         };
         let Some(b) = target else { return Routed::Answer(error(Kind::InvalidParams, "no server to route this to")) };
-        match b.link.call(Some(client), method, params).await {
+        self.send(client, &b, Outgoing::Message { method, params }).await
+    }
+
+    /// Sends a client's request to the server found for it.
+    async fn send(&self, client: &Arc<Session<Client>>, b: &Arc<Backend>, out: Outgoing<'_>) -> Routed {
+        match b.link.call(Some(client), out).await {
             Ok(call) => Routed::Call { backend: b.cfg.name.clone(), call, timeout: b.cfg.timeout },
             Err(e) => Routed::Answer(crate::http::wire::answer(&e)),
         }
@@ -487,7 +490,10 @@ impl Router {
     pub async fn set_level(&self, client: &Arc<Session<Client>>, params: Value) -> Value {
         for b in self.visible(&client.upstream.view) {
             if b.link.info().is_some_and(|i| i.capabilities.get("logging").is_some())
-                && let Ok(call) = b.link.call(Some(client), "logging/setLevel", params.clone()).await
+                && let Ok(call) = b
+                    .link
+                    .call(Some(client), Outgoing::Message { method: "logging/setLevel", params: params.clone() })
+                    .await
             {
                 let _ = tokio::time::timeout(b.cfg.timeout, call.response).await;
             }

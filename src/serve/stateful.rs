@@ -10,11 +10,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::backend::{Call, Health, Link, ServerInfo};
+use super::backend::{CallFuture, Health, Link, Outgoing, ServerInfo};
 use super::child::ChildLink;
 use super::session::Client;
 use crate::config::Restart;
-use crate::error::Error;
 use crate::mcp::session::Session;
 use crate::transport::stdio_child::Spec;
 
@@ -69,21 +68,11 @@ impl StatefulLink {
 }
 
 impl Link for StatefulLink {
-    fn call(
-        &self,
-        client: Option<&Arc<Session<Client>>>,
-        method: &str,
-        params: Value,
-    ) -> Pin<Box<dyn std::future::Future<Output = Result<Call, Error>> + Send + '_>> {
-        let client = client.cloned();
-        let method = method.to_owned();
+    fn call<'a>(&'a self, client: Option<&'a Arc<Session<Client>>>, out: Outgoing<'a>) -> CallFuture<'a> {
         Box::pin(async move {
             match client {
-                None => self.shared.call(None, &method, params).await,
-                Some(c) => {
-                    let child = self.child(&c);
-                    child.call(Some(&c), &method, params).await
-                }
+                None => self.shared.call(None, out).await,
+                Some(c) => self.child(c).call(Some(c), out).await,
             }
         })
     }
