@@ -224,8 +224,9 @@ impl Gateway {
         resp
     }
 
-    /// Carries out the decision for a legacy client's message in its session: the server's own
-    /// as it came when its transport takes it so (`pass`, `routed_raw`), else as a message.
+    /// Carries out the decision for a legacy client's message in its session: relayed to a
+    /// remote server the client sees alone (`relay`), else a request to `request`, an answer to
+    /// the gateway's question to its asker, a notification to the servers it concerns.
     async fn carry(
         self: &Arc<Self>,
         session: &Arc<Session<Client>>,
