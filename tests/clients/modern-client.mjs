@@ -1,5 +1,5 @@
 // A modern-era (2026-07-28) MCP client on the official v2 TypeScript SDK, driven by the Rust tests.
-// Usage: node modern-client.mjs URL [progress] [elicit]   Prints one JSON object: { protocol, tools, echo, progress?, elicit? }.
+// Usage: node modern-client.mjs URL [progress] [elicit] [ping]   Prints one JSON object: { protocol, tools, echo, progress?, elicit?, ping? }.
 // Through a gateway that prefixes tool names (`mcpgate serve`): MCP_TOOL_PREFIX=server__.
 // With `elicit`, it also calls server-everything's trigger-elicitation-request: the server's question
 // comes back as an input-required result, the client's handler answers it, and the retry carries the answer.
@@ -23,6 +23,27 @@ try {
   const echo = (await client.callTool({ name: tool('echo'), arguments: { message: 'modern through mcpgate' } })).content[0].text;
   const protocol = client.getNegotiatedProtocolVersion?.() ?? transport.protocolVersion ?? null;
   const out = { protocol, tools, echo };
+  if (process.argv.includes('ping')) {
+    // 2026-07-28 dropped `ping` (this SDK refuses to send it), but clients still do (FastMCP's
+    // default mode): sent by hand, as such a client sends it.
+    const meta = {
+      'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+      'io.modelcontextprotocol/clientCapabilities': {},
+      'io.modelcontextprotocol/clientInfo': { name: 'ping-by-hand', version: '1.0.0' },
+    };
+    const r = await fetch(process.argv[2], {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-protocol-version': '2026-07-28',
+        'mcp-method': 'ping',
+      },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 'ping-1', method: 'ping', params: { _meta: meta } }),
+    });
+    const text = await r.text();
+    out.ping = { status: r.status, body: text.includes('data:') ? JSON.parse(text.split('data:').pop()) : JSON.parse(text) };
+  }
   if (process.argv.includes('progress')) {
     const seen = [];
     const r = await client.callTool({ name: tool('trigger-long-running-operation'), arguments: { duration: 0.6, steps: 3 } }, { onprogress: (p) => seen.push(p.progress) });

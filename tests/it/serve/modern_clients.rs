@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 use super::*;
 
 /// The official v2 SDK client, probing with `server/discover`, on every route (`MCP_TOOL_PREFIX`
-/// for the merged ones): its requests are stateless, its progress streams, and a server's
-/// elicitation comes to it as an input-required result answered in its retry.
+/// for the merged ones): its requests are stateless, its progress streams, a server's
+/// elicitation comes to it as an input-required result answered in its retry, and its `ping`
+/// is answered.
 #[tokio::test]
 async fn a_modern_client_reaches_legacy_servers_on_every_route() {
     let m = Matrix::start("serve-modern", json!({}), json!({}), false).await;
@@ -21,7 +22,7 @@ async fn a_modern_client_reaches_legacy_servers_on_every_route() {
             tokio::process::Command::new(node())
                 .arg(repo().join("tests/clients/modern-client.mjs"))
                 .arg(m.url(route))
-                .args(["progress", "elicit"])
+                .args(["progress", "elicit", "ping"])
                 .env("MCP_TOOL_PREFIX", route.prefix())
                 .kill_on_drop(true)
                 .output(),
@@ -35,6 +36,10 @@ async fn a_modern_client_reaches_legacy_servers_on_every_route() {
         assert!(out.status.success(), "{route}: {report}\n{}", m.output());
         assert_eq!(report["protocol"], "2026-07-28", "{route}: {report}");
         assert_eq!(report["echo"], "Echo: modern through mcpgate", "{route}: {report}");
+        // Answered by the gateway on every endpoint, though the revision dropped it.
+        assert_eq!(report["ping"]["status"], 200, "{route}: ping: {report}");
+        assert_eq!(report["ping"]["body"]["id"], "ping-1", "{route}: ping: {report}");
+        assert!(report["ping"]["body"]["result"].is_object(), "{route}: ping: {report}");
         assert_eq!(report["elicit"]["asked"], 1, "{route}: {report}");
         assert!(report["elicit"]["text"].as_str().unwrap().contains("Grace Hopper"), "{route}: {report}");
         assert_eq!(report["progress"]["progress"], json!([1, 2, 3]), "{route}: progress streamed: {report}");
