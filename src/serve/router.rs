@@ -143,13 +143,15 @@ impl Router {
             .collect()
     }
 
-    /// One server's listing of `kind`, from the cache or fetched (every page).
+    /// One server's listing of `kind`, from the cache or fetched (every page). A server that
+    /// does not list `kind` (-32601) lists nothing, unless it is to be seen `as_it_is`: then
+    /// its error is the answer, unchanged.
     async fn listing(
         &self,
         b: &Backend,
-        method: &str,
-        kind: &'static str,
+        (method, kind): (&str, &'static str),
         client: Option<&Arc<Session<Client>>>,
+        as_it_is: bool,
     ) -> Result<Vec<Value>, Error> {
         let shared = !b.cfg.forward_client_token;
         if shared {
@@ -181,8 +183,13 @@ impl Router {
                 .into_value();
             let Some(result) = resp.get("result") else {
                 let e = resp.get("error").cloned().unwrap_or_default();
+                let code = e.get("code").and_then(Value::as_i64);
+                let message = e.get("message").and_then(Value::as_str).unwrap_or("listing failed");
+                if as_it_is {
+                    return Err(Error::new(crate::error::Kind::Server(code.unwrap_or(-32603)), message));
+                }
                 // A server without this capability answers -32601: an empty listing.
-                if e.get("code").and_then(Value::as_i64) == Some(-32601) {
+                if code == Some(-32601) {
                     break;
                 }
                 return Err(Error::new(
@@ -251,11 +258,14 @@ impl Router {
         let mut seen: HashMap<String, String> = HashMap::new();
         let visible = self.visible(view);
         let alone = visible.len() == 1;
+        // One server's own endpoint is that server as it is: a listing it lacks is its own
+        // -32601, not an empty success.
+        let as_it_is = matches!(view, View::One(_));
         // One wait for servers still starting, shared by all of them: a server that cannot
         // start never holds the others' listing for longer.
         let starting_until = tokio::time::Instant::now() + START_WAIT;
         for b in visible {
-            if !has_capability(&*b.link, method) || (client.is_none() && b.cfg.forward_client_token) {
+            if (!as_it_is && !has_capability(&*b.link, method)) || (client.is_none() && b.cfg.forward_client_token) {
                 continue;
             }
             // A lone server's listing waits for it (or fails with its reason); among several,
@@ -264,7 +274,7 @@ impl Router {
                 tracing::debug!(server = %b.cfg.name, "not ready: left out of the {kind} listing");
                 continue;
             }
-            let items = match self.listing(&b, method, kind, client).await {
+            let items = match self.listing(&b, (method, kind), client, as_it_is).await {
                 Ok(items) => items,
                 // A lone server's failure is the listing's: never an empty success.
                 Err(e) if alone => return (crate::http::wire::answer(&e), problems),
@@ -326,7 +336,7 @@ impl Router {
             return visible.into_iter().next();
         }
         for b in &visible {
-            if let Ok(items) = self.listing(b, "resources/list", "resources", Some(client)).await
+            if let Ok(items) = self.listing(b, ("resources/list", "resources"), Some(client), false).await
                 && items.iter().any(|r| r.get("uri").and_then(Value::as_str) == Some(uri))
             {
                 return Some(b.clone());
@@ -334,7 +344,9 @@ impl Router {
         }
         let mut best: Option<(Arc<Backend>, usize)> = None;
         for b in &visible {
-            if let Ok(items) = self.listing(b, "resources/templates/list", "resourceTemplates", Some(client)).await {
+            if let Ok(items) =
+                self.listing(b, ("resources/templates/list", "resourceTemplates"), Some(client), false).await
+            {
                 for t in items {
                     let Some(template) = t.get("uriTemplate").and_then(Value::as_str) else { continue };
                     let fixed = template.split('{').next().unwrap_or("");
@@ -486,16 +498,25 @@ impl Router {
         }
     }
 
-    /// `logging/setLevel`: every server the client sees gets it.
+    /// `logging/setLevel`: every server the client sees that logs gets it. One server's own
+    /// endpoint answers as that server does (its -32601 when it does not log).
     pub async fn set_level(&self, client: &Arc<Session<Client>>, params: Value) -> Value {
+        let as_it_is = matches!(client.upstream.view, View::One(_));
         for b in self.visible(&client.upstream.view) {
-            if b.link.info().is_some_and(|i| i.capabilities.get("logging").is_some())
-                && let Ok(call) = b
-                    .link
-                    .call(Some(client), Outgoing::Message { method: "logging/setLevel", params: params.clone() })
-                    .await
-            {
-                let _ = tokio::time::timeout(b.cfg.timeout, call.response).await;
+            if !as_it_is && !b.link.info().is_some_and(|i| i.capabilities.get("logging").is_some()) {
+                continue;
+            }
+            let out = Outgoing::Message { method: "logging/setLevel", params: params.clone() };
+            let answer = match b.link.call(Some(client), out).await {
+                Ok(call) => match tokio::time::timeout(b.cfg.timeout, call.response).await {
+                    Ok(Ok(reply)) => reply.into_value(),
+                    Ok(Err(_)) => crate::http::wire::answer(&Error::dropped(&b.cfg.name)),
+                    Err(_) => crate::http::wire::answer(&Error::late(&b.cfg.name, b.cfg.timeout)),
+                },
+                Err(e) => crate::http::wire::answer(&e),
+            };
+            if as_it_is {
+                return answer;
             }
         }
         json!({"result": {}})

@@ -46,3 +46,39 @@ async fn tools_for_clients_that_answer_requests_are_listed_on_every_route() {
     })
     .await;
 }
+
+/// One server's own endpoint is that server as it is: a listing or `logging/setLevel` it does
+/// not offer is its own error (code and message), where the merged endpoint lists nothing and
+/// answers `logging/setLevel` itself — for a stdio server and for a remote one (the same server
+/// behind a second gateway's own endpoint, which must pass it on unchanged in turn).
+#[tokio::test]
+async fn one_servers_endpoint_answers_what_it_lacks_as_the_server_does() {
+    let dir = tempdir("serve-as-it-is");
+    let inner_dir = dir.join("inner");
+    std::fs::create_dir_all(&inner_dir).unwrap();
+    let inner = serve_ready(&inner_dir, json!({"echo": echo_server(&dir)})).await;
+    let echo_url = format!("{}/servers/echo/mcp", base(&inner.url));
+    let gw = serve_ready(&dir, json!({"local": echo_server(&dir), "remote": {"url": echo_url}})).await;
+    let lacking = [
+        ("prompts/list", r#"{"jsonrpc":"2.0","id":3,"method":"prompts/list"}"#),
+        ("resources/list", r#"{"jsonrpc":"2.0","id":3,"method":"resources/list"}"#),
+        ("resources/templates/list", r#"{"jsonrpc":"2.0","id":3,"method":"resources/templates/list"}"#),
+        ("logging/setLevel", r#"{"jsonrpc":"2.0","id":3,"method":"logging/setLevel","params":{"level":"debug"}}"#),
+    ];
+    for server in ["local", "remote"] {
+        let url = format!("{}/servers/{server}/mcp", base(&gw.url));
+        let sid = open_session(&url, &[]).await;
+        for (method, body) in lacking {
+            let m = call(&url, &sid, &[], body).await.message();
+            assert_eq!(m["error"]["code"], -32601, "{server} {method}: {m}\n{}", gw.output());
+            assert_eq!(m["error"]["message"], format!("no {method}"), "{server} {method}: {m}");
+            assert_eq!(m["id"], 3, "{server} {method}: {m}");
+        }
+    }
+    // The merged endpoint offers what any server offers: nothing here, and no error.
+    let sid = open_session(&gw.url, &[]).await;
+    for (method, body) in lacking {
+        let m = call(&gw.url, &sid, &[], body).await.message();
+        assert!(m["result"].is_object(), "/mcp {method}: {m}");
+    }
+}
