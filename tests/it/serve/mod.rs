@@ -44,6 +44,7 @@
 
 mod cancellation;
 mod elicitation;
+mod fidelity;
 mod forward_token;
 mod front;
 mod hidden_tools;
