@@ -62,7 +62,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// `mcpgate check`: every problem on its own line (`file:line:col: path: message`), or a summary.
+/// `mcpgate check`: every problem on its own line (`file:line:col: path: message`), or a summary:
+/// each server with the prefix of its tools on `/mcp` and its own endpoint.
 /// URLs are printed as `upstream::display_url` shows them, commands by their first word: what a
 /// configuration holds beyond that may be a secret.
 fn check(path: &std::path::Path) -> Result<(), String> {
@@ -88,7 +89,22 @@ fn check(path: &std::path::Path) -> Result<(), String> {
                         format!("{kind:?}: {}", mcpgate::url::display(url))
                     }
                 };
-                let _ = writeln!(out, "  {}{} ({what})", s.name, if s.enabled { "" } else { " [disabled]" });
+                if !s.enabled {
+                    let _ = writeln!(out, "  {} [disabled] ({what})", s.name);
+                    continue;
+                }
+                // How clients name its tools and reach it alone (`"time.v2"` → `time_v2__`).
+                let prefix = mcpgate::config::validate_prefix(s, enabled, &cfg.gateway.separator);
+                let prefix = if prefix.is_empty() { "unprefixed".to_owned() } else { format!("{prefix}<tool>") };
+                let _ = writeln!(
+                    out,
+                    "  {} ({what}): {prefix} on /mcp, alone on /servers/{}/mcp",
+                    s.name,
+                    mcpgate::url::encode_segment(&s.name)
+                );
+            }
+            if !cfg.ignored.is_empty() {
+                let _ = writeln!(out, "  ignored (other clients' keys): {}", cfg.ignored.join(", "));
             }
             out.flush().map_err(|e| format!("cannot write the summary: {e}"))
         }

@@ -92,9 +92,63 @@ pub fn display_text(raw: &str) -> String {
     raw.parse::<Uri>().map(|u| display(&u)).unwrap_or_else(|_| "<not a URL>".into())
 }
 
+/// A path segment for a name (a server's in `/servers/<name>/mcp`): every byte outside RFC 3986's
+/// unreserved characters percent-encoded (`my memory` → `my%20memory`; `time.v2` stays).
+pub fn encode_segment(name: &str) -> std::borrow::Cow<'_, str> {
+    let unreserved = |b: u8| b.is_ascii_alphanumeric() || b"-._~".contains(&b);
+    if name.bytes().all(unreserved) {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len() * 3);
+    for b in name.bytes() {
+        if unreserved(b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A path segment as the name it stands for: `%XX` decoded (either case); `None` for a broken
+/// escape or bytes that are not UTF-8. Without a `%` it is the segment itself, unallocated.
+pub fn decode_segment(segment: &str) -> Option<std::borrow::Cow<'_, str>> {
+    if !segment.contains('%') {
+        return Some(std::borrow::Cow::Borrowed(segment));
+    }
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok().map(std::borrow::Cow::Owned)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_is_a_path_segment_both_ways() {
+        for (name, segment) in
+            [("time.v2", "time.v2"), ("my memory", "my%20memory"), ("a/b?c#d", "a%2Fb%3Fc%23d"), ("é", "%C3%A9")]
+        {
+            assert_eq!(encode_segment(name), segment);
+            assert_eq!(decode_segment(segment).as_deref(), Some(name));
+        }
+        assert_eq!(decode_segment("my%20Memory%2f").as_deref(), Some("my Memory/"));
+        for bad in ["%", "%2", "%zz", "%+1", "%C3"] {
+            assert_eq!(decode_segment(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn ports_hosts_and_schemes_are_checked_whole() {

@@ -1,5 +1,6 @@
-//! `${VAR}` and `${VAR:-default}` in configuration strings, from the environment. `$$` is a
-//! literal `$`; a `$` not followed by `{` stays as it is (shell commands in args keep working).
+//! `${VAR}` and `${VAR:-default}` in configuration strings, from the environment; `${env:VAR}` too,
+//! as Cursor and VS Code write it. `$$` is a literal `$`; a `$` not followed by `{` stays as it is
+//! (shell commands in args keep working).
 //! Errors never quote the string: it may be a header or `env` value, that is, a secret. They
 //! say where in the value the problem is instead.
 
@@ -26,6 +27,13 @@ pub fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String
                 Some((n, d)) => (n, Some(d)),
                 None => (inner, None),
             };
+            if name.starts_with("input:") {
+                return Err(format!(
+                    "the \"${{input:…}}\" at character {} of the value is VS Code's, asked of its user; mcpgate asks nobody: write the value, or ${{VAR}} for an environment variable",
+                    at()
+                ));
+            }
+            let name = name.strip_prefix("env:").unwrap_or(name);
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
                 return Err(format!(
                     "the \"${{…}}\" at character {} of the value does not hold a variable name (letters, digits, _)",
@@ -69,6 +77,10 @@ mod tests {
         assert_eq!(ok("${EMPTY}"), "");
         assert_eq!(ok("$$HOME and $PATH stay"), "$HOME and $PATH stay");
         assert_eq!(ok("no vars"), "no vars");
+        assert_eq!(ok("Bearer ${env:TOKEN}"), "Bearer t0k", "Cursor's and VS Code's form");
+        assert_eq!(ok("${env:MISSING:-d}"), "d");
+        let e = expand("${input:api-key}", &env).unwrap_err();
+        assert!(e.contains("VS Code's") && e.contains("at character 1"), "{e}");
         assert!(expand("${MISSING}", &env).unwrap_err().contains("MISSING is not set"));
         // The value is never quoted back: it may be a secret.
         assert_eq!(expand("Bearer ${SECRET", &env).unwrap_err(), "unclosed \"${\" at character 8 of the value");

@@ -1,8 +1,9 @@
 //! The `serve` configuration: the `mcpServers` object in the shape Claude Desktop, Claude Code
-//! (`.mcp.json`) and Cursor use, so a user's file works unchanged, with mcpgate's own settings
-//! beside it under `"mcpgate"`. Read with positions (`json`), `${VAR}`-expanded (`expand`), and
-//! validated in one pass that reports every problem with its path and line; the result is an
-//! immutable `Config` of precise types.
+//! (`.mcp.json`, `~/.claude.json`) and Cursor use, or VS Code's `servers`, so a user's file works
+//! unchanged — its other top-level keys ignored, its server names kept as written — with
+//! mcpgate's own settings beside it under `"mcpgate"`, checked strictly. Read with positions
+//! (`json`), `${VAR}`-expanded (`expand`), and validated in one pass that reports every problem
+//! with its path and line; the result is an immutable `Config` of precise types.
 
 pub mod expand;
 pub mod json;
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Uri};
 
-pub use validate::{Problem, effective_prefix as validate_prefix, valid_name};
+pub use validate::{Problem, effective_prefix as validate_prefix, name_prefix, valid_name};
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +26,9 @@ pub struct Config {
     /// How many of `servers` are enabled (asked on every request: a file may hold 100,000
     /// disabled servers).
     pub enabled: usize,
+    /// The file's top-level keys that are other clients' (`preferences`, `projects`, `inputs`, …):
+    /// left alone, named in a debug log.
+    pub ignored: Vec<String>,
 }
 
 impl Config {
@@ -208,7 +212,12 @@ impl Invalid {
 /// Reads and validates a configuration file, with the process environment for `${VAR}`.
 pub fn load(path: &Path) -> Result<Config, Invalid> {
     let text = std::fs::read_to_string(path).map_err(|e| Invalid::unreadable(path, format!("cannot be read: {e}")))?;
-    parse(&text, &|k| std::env::var(k).ok()).map_err(|problems| Invalid { file: path.display().to_string(), problems })
+    let cfg = parse(&text, &|k| std::env::var(k).ok())
+        .map_err(|problems| Invalid { file: path.display().to_string(), problems })?;
+    if !cfg.ignored.is_empty() {
+        tracing::debug!("{}: other clients' keys, ignored: {}", path.display(), cfg.ignored.join(", "));
+    }
+    Ok(cfg)
 }
 
 /// Validates a configuration text (pure: the environment comes in as `env`).

@@ -1,7 +1,10 @@
 //! From the positioned JSON tree to a `Config`, collecting every problem on the way (a user fixes
 //! a file in one go, not one error per run). Keys nobody knows are refused, with a suggestion;
-//! keys other MCP clients write into the same file (`disabled`, `autoApprove`, …) are accepted.
+//! keys other MCP clients write into the same file are accepted: at the top (`preferences`,
+//! `projects`, `inputs`, … — all but a likely typo of ours), and in a server's entry those that
+//! change nothing about reaching it (`disabled`, `autoApprove`, …). `mcpgate` stays strict.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt;
@@ -201,7 +204,12 @@ fn join(path: &str, key: &str) -> String {
 }
 
 fn get<'a>(members: Members<'a>, key: &str) -> Option<&'a Node> {
-    members.iter().find(|(k, _, _)| k == key).map(|(_, _, n)| n)
+    get_member(members, key).map(|(_, _, n)| n)
+}
+
+/// A member with its key and the key's position.
+fn get_member<'a>(members: Members<'a>, key: &str) -> Option<(&'a str, &'a Pos, &'a Node)> {
+    members.iter().find(|(k, _, _)| k == key).map(|(k, p, n)| (k.as_str(), p, n))
 }
 
 /// The known key closest to a mistyped one (edit distance ≤ 2, or a case difference).
@@ -255,8 +263,27 @@ const SERVER_KEYS: &[&str] = &[
     "stateful",
     "restart",
 ];
-/// Keys other clients keep in the same file: accepted, and `disabled` honoured.
-const FOREIGN_SERVER_KEYS: &[&str] = &["disabled", "autoApprove", "alwaysAllow", "description", "name", "envFile"];
+/// Keys other clients keep in a server's entry that change nothing about how mcpgate reaches it:
+/// accepted, and `disabled` honoured. Cline's and Windsurf's approvals, VS Code's development
+/// mode (`dev`), gallery install records (`gallery`, `version`) and sandbox rules (`sandbox`:
+/// `sandboxEnabled: true` itself is refused, mcpgate runs no sandbox). `envFile` is accepted
+/// and not read (ARCHITECTURE.md says so).
+const FOREIGN_SERVER_KEYS: &[&str] = &[
+    "disabled",
+    "autoApprove",
+    "alwaysAllow",
+    "description",
+    "name",
+    "envFile",
+    "dev",
+    "gallery",
+    "version",
+    "sandbox",
+    "sandboxEnabled",
+];
+/// Where the servers are: Claude Desktop's, Claude Code's and Cursor's key, and VS Code's
+/// (`.vscode/mcp.json`). A file holds one of them.
+const SECTIONS: &[&str] = &["mcpServers", "servers"];
 const GATEWAY_KEYS: &[&str] = &[
     "listen",
     "separator",
@@ -286,37 +313,72 @@ const MAX_THREADS: u64 = 256;
 
 pub(super) fn config(root: &Node, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<Problem>> {
     let mut c = Check { problems: Vec::new(), more: 0, env };
-    let Some(top) = c.object(root, "", &["mcpServers", "mcpgate"], &["$schema", "inputs", "globalShortcut"]) else {
+    let Value::Object(top) = &root.value else {
+        c.fail("", root.pos, format!("must be an object, not {}", root.kind()));
         return Err(c.finish());
     };
+    let top: Members = top;
+    // The file is often another client's own (Claude Desktop's `preferences`, `~/.claude.json`'s
+    // `projects`, VS Code's `inputs`): keys that are not ours are left alone, unless one looks
+    // like a typo of ours — a misspelt `mcpgate` must not silently leave the defaults in force.
+    let ours = ["mcpgate", SECTIONS[0], SECTIONS[1]];
+    let mut ignored = Vec::new();
+    for (key, pos, _) in top {
+        if ours.contains(&key.as_str()) {
+            continue;
+        }
+        match suggest(key, &ours) {
+            Some(s) => c.fail(&join("", key), *pos, format!("unknown key (did you mean {s:?}?)")),
+            None => ignored.push(key.clone()),
+        }
+    }
     let gateway = match get(top, "mcpgate") {
         Some(n) => gateway(&mut c, n),
         None => Some(default_gateway()),
     };
     let mut servers = Vec::new();
-    match get(top, "mcpServers") {
-        None => c.fail("mcpServers", root.pos, "is missing: the servers to serve go in an \"mcpServers\" object"),
-        Some(node) => match &node.value {
+    let section = match (get_member(top, SECTIONS[0]), get_member(top, SECTIONS[1])) {
+        (Some(a), Some((_, pos, _))) => {
+            c.fail(
+                SECTIONS[1],
+                *pos,
+                format!(
+                    "the servers are in {} already (line {}): a file holds either {} (Claude, Cursor) or {} (VS Code), not both",
+                    SECTIONS[0], a.1.line, SECTIONS[0], SECTIONS[1]
+                ),
+            );
+            Some(a)
+        }
+        (a, b) => a.or(b),
+    };
+    match section {
+        None => c.fail(
+            "mcpServers",
+            root.pos,
+            "is missing: the servers to serve go in an \"mcpServers\" object (or \"servers\", as VS Code writes it)",
+        ),
+        Some((key, _, node)) => match &node.value {
             // Every key is a server's name.
-            Value::Object(members) if members.is_empty() => c.fail("mcpServers", node.pos, "holds no server"),
+            Value::Object(members) if members.is_empty() => c.fail(key, node.pos, "holds no server"),
             Value::Object(members) => {
                 for (name, pos, n) in members {
-                    if let Some(s) = server(&mut c, name, *pos, n) {
-                        servers.push(s);
+                    if let Some(s) = server(&mut c, key, name, *pos, n) {
+                        servers.push((s, *pos));
                     }
                 }
             }
-            _ => c.fail("mcpServers", node.pos, format!("must be an object of servers, not {}", node.kind())),
+            _ => c.fail(key, node.pos, format!("must be an object of servers, not {}", node.kind())),
         },
     }
-    servers.sort_by(|a, b| a.name.cmp(&b.name));
-    if let Some(g) = &gateway {
-        prefixes(&mut c, &servers, &g.separator, top);
+    servers.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    if let (Some(g), Some((key, _, node))) = (&gateway, section) {
+        prefixes(&mut c, &servers, &g.separator, key, node.pos);
     }
     match (gateway, c.seen() == 0) {
         (Some(gateway), true) => {
+            let servers: Vec<Server> = servers.into_iter().map(|(s, _)| s).collect();
             let enabled = servers.iter().filter(|s| s.enabled).count();
-            Ok(Config { gateway, servers, enabled })
+            Ok(Config { gateway, servers, enabled, ignored })
         }
         _ => Err(c.finish()),
     }
@@ -443,14 +505,13 @@ fn gateway(c: &mut Check, node: &Node) -> Option<Gateway> {
     (c.seen() == before).then_some(g)
 }
 
-fn server(c: &mut Check, name: &str, pos: Pos, node: &Node) -> Option<Server> {
-    let path = join("mcpServers", name);
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-        c.fail(
-            &path,
-            pos,
-            "a server name must be letters, digits, _ or - (it becomes part of tool names and of /servers/<name>/mcp)",
-        );
+fn server(c: &mut Check, section: &str, name: &str, pos: Pos, node: &Node) -> Option<Server> {
+    let path = join(section, name);
+    // As Claude accepts them ("my memory", "time.v2"): kept as written, their tools' prefix
+    // made of the safe characters (`name_prefix`). Not empty, and no control characters: a name
+    // is printed in logs and metrics labels.
+    if name.is_empty() || name.chars().any(char::is_control) {
+        c.fail(&path, pos, "a server name must not be empty or hold control characters (line breaks, tabs)");
     }
     let members = c.object(node, &path, SERVER_KEYS, FOREIGN_SERVER_KEYS)?;
     let before = c.seen();
@@ -554,6 +615,15 @@ fn server(c: &mut Check, name: &str, pos: Pos, node: &Node) -> Option<Server> {
         }
     };
 
+    if let Some(n) = field("sandboxEnabled")
+        && c.bool(n, &sub("sandboxEnabled")) == Some(true)
+    {
+        c.fail(
+            &sub("sandboxEnabled"),
+            n.pos,
+            "mcpgate runs no sandbox: this server would run without the one VS Code gives it (set it false to run it as it is)",
+        );
+    }
     let disabled = field("disabled").and_then(|n| c.bool(n, &sub("disabled"))).unwrap_or(false);
     let enabled = field("enabled").and_then(|n| c.bool(n, &sub("enabled"))).unwrap_or(!disabled);
     let timeout = field("timeout").and_then(|n| c.duration(n, &sub("timeout"))).unwrap_or(Duration::from_secs(60));
@@ -672,13 +742,13 @@ fn restart(c: &mut Check, node: &Node, path: &str) -> Restart {
 }
 
 /// Prefixes must keep the servers' names apart: two servers with one prefix would mix their tools.
-/// One pass with a table of the prefixes seen (a file may hold 100,000 servers).
-fn prefixes(c: &mut Check, servers: &[Server], sep: &str, top: Members) {
-    let enabled = servers.iter().filter(|s| s.enabled).count();
-    let pos = get(top, "mcpServers").map(|n| n.pos).unwrap_or(Pos { line: 1, col: 1 });
+/// One pass with a table of the prefixes seen (a file may hold 100,000 servers). Both servers'
+/// paths are named: `"time.v2"` and `time_v2` meet as `time_v2__`.
+fn prefixes(c: &mut Check, servers: &[(Server, Pos)], sep: &str, section: &str, section_pos: Pos) {
+    let enabled = servers.iter().filter(|(s, _)| s.enabled).count();
     let mut seen: HashMap<String, &str> = HashMap::with_capacity(enabled);
     let mut unprefixed = 0;
-    for s in servers.iter().filter(|s| s.enabled) {
+    for (s, pos) in servers.iter().filter(|(s, _)| s.enabled) {
         let p = effective_prefix(s, enabled, sep);
         if p.is_empty() {
             unprefixed += 1;
@@ -686,9 +756,13 @@ fn prefixes(c: &mut Check, servers: &[Server], sep: &str, top: Members) {
         }
         match seen.entry(p) {
             Entry::Occupied(other) => c.fail(
-                &join("mcpServers", &s.name),
-                pos,
-                format!("has the same name prefix ({:?}) as {}: their tools would mix", other.key(), other.get()),
+                &join(section, &s.name),
+                *pos,
+                format!(
+                    "has the same name prefix ({:?}) as {}: their tools would mix (give one a \"prefix\")",
+                    other.key(),
+                    join(section, other.get())
+                ),
             ),
             Entry::Vacant(slot) => {
                 slot.insert(&s.name);
@@ -696,7 +770,7 @@ fn prefixes(c: &mut Check, servers: &[Server], sep: &str, top: Members) {
         }
     }
     if enabled > 1 && unprefixed > 1 {
-        c.fail("mcpServers", pos, "more than one server has an empty prefix: their tool names may collide (collisions are checked again when they list their tools)");
+        c.fail(section, section_pos, "more than one server has an empty prefix: their tool names may collide (collisions are checked again when they list their tools)");
     }
 }
 
@@ -706,8 +780,31 @@ pub fn effective_prefix(s: &Server, enabled_servers: usize, sep: &str) -> String
         Some(p) if p.is_empty() => String::new(),
         Some(p) => format!("{p}{sep}"),
         None if enabled_servers == 1 => String::new(),
-        None => format!("{}{sep}", s.name),
+        None => format!("{}{sep}", name_prefix(&s.name)),
     }
+}
+
+/// A server's name as its tools' and prompts' prefix: as it is when it holds only
+/// `A-Z a-z 0-9 _ -`, else with each run of other characters made one `_` (`"time.v2"` →
+/// `time_v2`, `"my memory"` → `my_memory`). Claude accepts any name; a tool name may hold only
+/// the spec's characters, and `.` and `/` are left out too, so a prefix never looks like a
+/// path or a separator of its own. Case is kept: a name valid before keeps its prefix.
+pub fn name_prefix(name: &str) -> Cow<'_, str> {
+    let safe = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if name.chars().all(safe) {
+        return Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len());
+    let mut in_run = false;
+    for c in name.chars() {
+        if safe(c) {
+            out.push(c);
+        } else if !in_run {
+            out.push('_');
+        }
+        in_run = !safe(c);
+    }
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -752,7 +849,7 @@ mod tests {
         let text = r#"{
   "mcpgate": { "listen": "nowhere", "separatr": ".", "threads": 0 },
   "mcpServers": {
-    "bad name": { "command": "x" },
+    "bad\tname": { "command": "x" },
     "both": { "command": "x", "url": "http://h/mcp" },
     "none": { "args": [] },
     "url": { "url": "htp://x", "headers": {"X": "${MISSING}"} },
@@ -766,7 +863,7 @@ mod tests {
             "2:26: mcpgate.listen: \"nowhere\" is not an address",
             "2:37: mcpgate.separatr: unknown key (did you mean \"separator\"?)",
             "2:65: mcpgate.threads: must be 1 to 256 (or left out: one per core), not 0",
-            "4:5: mcpServers[\"bad name\"]: a server name must be",
+            "4:5: mcpServers[\"bad\\tname\"]: a server name must not be empty or hold control characters",
             "5:38: mcpServers.both.url: a server has either a command",
             "6:13: mcpServers.none: needs a \"command\"",
             "7:21: mcpServers.url.url: htp://x/: the scheme must be http or https, not htp",
@@ -783,7 +880,8 @@ mod tests {
         assert_eq!(problems("{\"mcpServers\": {}}"), ["1:16: mcpServers: holds no server"]);
         let two = r#"{"mcpgate": {"threads": 2}, "mcpServers": {"a": {"command": "x"}}}"#;
         assert_eq!(super::super::parse(two, &env).unwrap().gateway.threads, Some(2));
-        assert!(problems("{\"servers\": {}}")[0].contains("unknown key"));
+        assert_eq!(problems("{\"servers\": {}}"), ["1:13: servers: holds no server"]);
+        assert_eq!(problems("[]"), ["1:1: must be an object, not an array"]);
         assert!(problems("not json")[0].starts_with("1:1:"));
     }
 
@@ -887,5 +985,116 @@ mod tests {
             problems(r#"{"mcpServers": {"a": {"command": "x", "prefix": ""}, "b": {"command": "y", "prefix": ""}}}"#);
         assert!(p.iter().any(|l| l.contains("more than one server has an empty prefix")), "{p:?}");
         assert!(valid_name("github__create_issue") && !valid_name("bad name") && !valid_name(&"x".repeat(129)));
+    }
+
+    /// Names as Claude accepts them are kept; their prefix is made of the characters tool names
+    /// may hold, and two names meeting in one prefix are refused, both named.
+    #[test]
+    fn server_names_are_kept_and_their_prefix_made_safe() {
+        for (name, prefix) in [
+            ("time.v2", "time_v2"),
+            ("my memory", "my_memory"),
+            ("a  . b", "a_b"),
+            ("GitHub-2_x", "GitHub-2_x"),
+            ("café ☕", "caf_"),
+            ("..", "_"),
+        ] {
+            assert_eq!(name_prefix(name), prefix, "{name:?}");
+        }
+        let cfg = super::super::parse(
+            r#"{"mcpServers": {"time.v2": {"command": "x"}, "my memory": {"command": "y"}}}"#,
+            &env,
+        )
+        .unwrap();
+        let names: Vec<&str> = cfg.servers.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["my memory", "time.v2"]);
+        assert_eq!(effective_prefix(&cfg.servers[1], 2, "__"), "time_v2__");
+        assert!(valid_name(&format!("{}tool", effective_prefix(&cfg.servers[0], 2, "__"))));
+        let p = problems(
+            r#"{"mcpServers": {
+  "time_v2": {"command": "x"},
+  "time.v2": {"command": "y"}
+}}"#,
+        );
+        assert_eq!(
+            p,
+            [
+                "2:3: mcpServers.time_v2: has the same name prefix (\"time_v2__\") as mcpServers[\"time.v2\"]: their tools would mix (give one a \"prefix\")"
+            ]
+        );
+        // A prefix of one's own settles it; a disabled server takes no prefix.
+        assert!(
+            problems(r#"{"mcpServers": {"time_v2": {"command": "x"}, "time.v2": {"command": "y", "prefix": "t2"}}}"#)
+                .is_empty()
+        );
+        assert!(
+            problems(r#"{"mcpServers": {"time_v2": {"command": "x"}, "time.v2": {"command": "y", "disabled": true}, "z": {"command": "z"}}}"#)
+                .is_empty()
+        );
+        assert!(problems(r#"{"mcpServers": {"": {"command": "x"}}}"#)[0].contains("must not be empty"));
+    }
+
+    /// Other clients' top-level keys are ignored (and listed); ours stay strict, and a key that
+    /// looks like a typo of ours is not taken for another client's.
+    #[test]
+    fn other_clients_top_level_keys_are_ignored_ours_are_strict() {
+        let text = r#"{
+  "isUsingBuiltInNodeForMcp": true,
+  "preferences": {"quickEntryShortcut": "off"},
+  "globalShortcut": "",
+  "numStartups": 12,
+  "projects": {"/home/me/x": {"mcpServers": {"bad name	": 1}}},
+  "mcpServers": {"time.v2": {"command": "x"}}
+}"#;
+        let cfg = super::super::parse(text, &env).unwrap();
+        assert_eq!(
+            cfg.ignored,
+            ["isUsingBuiltInNodeForMcp", "preferences", "globalShortcut", "numStartups", "projects"]
+        );
+        let typo = r#"{"preferences": {}, "mcpgate": {"separatr": "."}, "mcpServers": {"a": {"command": "x"}}}"#;
+        let p = problems(typo);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("1:33: mcpgate.separatr: unknown key (did you mean \"separator\"?)"), "{p:?}");
+        for (near, says) in
+            [("mcpGate", "mcpgate"), ("mcpgat", "mcpgate"), ("mcpServer", "mcpServers"), ("server", "servers")]
+        {
+            let p = problems(&format!(r#"{{"{near}": {{}}, "mcpServers": {{"a": {{"command": "x"}}}}}}"#));
+            assert!(
+                p.iter().any(|l| l.contains(&format!("{near}: unknown key (did you mean {says:?}?)"))),
+                "{near}: {p:?}"
+            );
+        }
+    }
+
+    /// VS Code's `.vscode/mcp.json`: `servers`, `inputs`, `type` on every server, its own keys.
+    #[test]
+    fn a_vs_code_file_works_unchanged() {
+        let text = r#"{
+  "inputs": [{"type": "promptString", "id": "key", "description": "API key", "password": true}],
+  "servers": {
+    "memory": {"type": "stdio", "command": "npx", "args": ["-y", "@modelcontextprotocol/server-memory"], "envFile": ".env",
+               "dev": {"watch": "src/**/*.ts"}, "sandbox": {"filesystem": {"allowWrite": ["/tmp"]}}, "sandboxEnabled": false},
+    "github": {"type": "http", "url": "https://api.githubcopilot.com/mcp/", "headers": {"X-Tenant": "${env:TENANT}"},
+               "gallery": "https://api.mcp.github.com", "version": "1.0.0"}
+  }
+}"#;
+        let cfg = super::super::parse(text, &env).unwrap();
+        assert_eq!(cfg.ignored, ["inputs"]);
+        let Transport::Remote { headers, .. } = &cfg.servers[0].transport else { panic!() };
+        assert_eq!(headers[0].1.to_str().unwrap(), "acme");
+        let p = problems(r#"{"servers": {"a": {"command": "x", "sandboxEnabled": true, "argz": []}}}"#);
+        assert!(p.iter().any(|l| l.contains("servers.a.sandboxEnabled: mcpgate runs no sandbox")), "{p:?}");
+        assert!(p.iter().any(|l| l.contains("servers.a.argz: unknown key")), "{p:?}");
+        let both = problems(
+            r#"{"mcpServers": {"a": {"command": "x"}},
+"servers": {"b": {"command": "y"}}}"#,
+        );
+        assert_eq!(
+            both,
+            [
+                "2:1: servers: the servers are in mcpServers already (line 1): a file holds either mcpServers (Claude, Cursor) or servers (VS Code), not both"
+            ]
+        );
+        assert!(problems("{}")[0].contains("mcpServers: is missing"));
     }
 }

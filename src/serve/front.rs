@@ -58,8 +58,13 @@ impl Endpoint for Gateway {
             "/healthz" | "/readyz" | "/metrics" | "/admin/reload" => {
                 return Route::Answered(self.operational(parts, peer).await);
             }
-            p => match p.strip_prefix("/servers/").and_then(|r| r.strip_suffix("/mcp")) {
-                Some(name) if self.router.backend(name).is_some() => View::One(name.to_owned()),
+            // The name as configured, percent-encoded where it must be (`/servers/my%20memory/mcp`).
+            p => match p
+                .strip_prefix("/servers/")
+                .and_then(|r| r.strip_suffix("/mcp"))
+                .and_then(crate::url::decode_segment)
+            {
+                Some(name) if self.router.backend(&name).is_some() => View::One(name.into_owned()),
                 _ => return Route::Answered(text(StatusCode::NOT_FOUND, "not found\n".into())),
             },
         })

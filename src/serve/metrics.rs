@@ -104,7 +104,8 @@ impl Metrics {
     pub fn render(&self, gateway: &super::Gateway) -> String {
         let router = &gateway.router;
         let mut out = String::new();
-        let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        // The text format's escapes: a server's name is any name a client accepts.
+        let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
         let rows = self.rows();
         out.push_str("# HELP mcpgate_requests_total Requests answered, by server, method and outcome.\n# TYPE mcpgate_requests_total counter\n");
         for (server, method, e) in &rows {

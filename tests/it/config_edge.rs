@@ -1,7 +1,8 @@
 //! The configuration at its edges: secrets in bad URLs, headers and `env` values never printed
 //! (by `check`, by `connect`/`stdio`/`login` on their command line, in a live reload's answer
-//! and log); ports checked whole; a 10 MB file checked in linear time, and reloaded without
-//! delaying the calls in flight.
+//! and log); ports checked whole; other clients' files (their own top-level keys ignored, server
+//! names as Claude accepts them, VS Code's `servers`) with `mcpgate` still strict; a 10 MB file
+//! checked in linear time, and reloaded without delaying the calls in flight.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -131,6 +132,130 @@ async fn check_names_the_path_of_a_bad_value_and_never_prints_the_secret() {
     assert!(r.stdout.contains("remote (Auto: https://example.com:8443/mcp)"), "{}", r.stdout);
     assert!(r.stdout.contains("local (stdio: node)"), "{}", r.stdout);
     assert!(!r.stdout.contains(SECRET) && !r.stderr.contains(SECRET), "{}{}", r.stdout, r.stderr);
+}
+
+/// Server names as Claude accepts them are kept as written and `check` shows what they become: a
+/// safe prefix for their tools on `/mcp`, their own endpoint percent-encoded; two names that
+/// become one prefix are refused, both named; other clients' top-level keys are listed, ignored.
+#[tokio::test]
+async fn check_shows_each_names_prefix_and_refuses_two_names_with_one() {
+    let dir = tempdir("config-edge-names");
+    let config = dir.join("claude_desktop_config.json");
+    std::fs::write(
+        &config,
+        r#"{
+  "isUsingBuiltInNodeForMcp": true,
+  "preferences": {"menuBarEnabled": false},
+  "mcpServers": {
+    "time.v2": {"command": "node", "args": ["time.js"]},
+    "my memory": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-memory"]},
+    "off": {"command": "node", "disabled": true}
+  }
+}"#,
+    )
+    .unwrap();
+    let r = check(&config, &dir).await;
+    assert!(r.ok, "{}", r.stderr);
+    for line in [
+        "  time.v2 (stdio: node): time_v2__<tool> on /mcp, alone on /servers/time.v2/mcp",
+        "  my memory (stdio: npx): my_memory__<tool> on /mcp, alone on /servers/my%20memory/mcp",
+        "  off [disabled] (stdio: node)",
+        "  ignored (other clients' keys): isUsingBuiltInNodeForMcp, preferences",
+    ] {
+        assert!(r.stdout.lines().any(|l| l == line), "{line:?} in:\n{}", r.stdout);
+    }
+    // A lone server's tools are not prefixed.
+    std::fs::write(&config, r#"{"mcpServers": {"time.v2": {"command": "node"}}}"#).unwrap();
+    let r = check(&config, &dir).await;
+    assert!(
+        r.stdout.contains("  time.v2 (stdio: node): unprefixed on /mcp, alone on /servers/time.v2/mcp"),
+        "{}",
+        r.stdout
+    );
+
+    std::fs::write(
+        &config,
+        r#"{
+  "mcpServers": {
+    "time.v2": {"command": "node"},
+    "time_v2": {"command": "node"}
+  }
+}"#,
+    )
+    .unwrap();
+    let r = check(&config, &dir).await;
+    assert!(!r.ok, "accepted:\n{}", r.stdout);
+    assert!(
+        r.stderr
+            .contains(r#"4:5: mcpServers.time_v2: has the same name prefix ("time_v2__") as mcpServers["time.v2"]"#),
+        "{}",
+        r.stderr
+    );
+}
+
+/// Keys other clients keep at the top of the file are no cover for a mistake in mcpgate's own
+/// section: it is checked as strictly as ever, by `check` and by `serve`, which does not start.
+/// A key that looks like a typo of mcpgate's own is not taken for another client's.
+#[tokio::test]
+async fn an_unknown_top_level_key_does_not_hide_a_typo_in_the_mcpgate_section() {
+    let dir = tempdir("config-edge-strict");
+    let config = dir.join("claude_desktop_config.json");
+    std::fs::write(
+        &config,
+        r#"{
+  "preferences": {"menuBarEnabled": false},
+  "mcpgate": {"listen": "127.0.0.1:0", "separatr": "."},
+  "mcpServers": {"time.v2": {"command": "node"}}
+}"#,
+    )
+    .unwrap();
+    let said = r#"3:40: mcpgate.separatr: unknown key (did you mean "separator"?)"#;
+    let r = check(&config, &dir).await;
+    assert!(!r.ok && r.stderr.contains(said), "{}{}", r.stdout, r.stderr);
+    assert!(!r.stderr.contains("preferences"), "{}", r.stderr);
+    let config_arg = config.to_str().unwrap();
+    let r = mcpgate(&["serve", "--config", config_arg, "--listen", "127.0.0.1:0"], &dir).await;
+    assert!(!r.ok && r.stderr.contains(said), "{}{}", r.stdout, r.stderr);
+
+    std::fs::write(&config, r#"{"preferences": {}, "mcpGate": {}, "mcpServers": {"a": {"command": "node"}}}"#).unwrap();
+    let r = check(&config, &dir).await;
+    assert!(!r.ok && r.stderr.contains(r#"mcpGate: unknown key (did you mean "mcpgate"?)"#), "{}", r.stderr);
+}
+
+/// VS Code's `.vscode/mcp.json` as it is (`servers`, `inputs`, `type`, `${env:…}`); a file with
+/// both `mcpServers` and `servers` is refused, both named.
+#[tokio::test]
+async fn a_vs_code_file_is_read_as_it_is_and_one_with_both_server_keys_refused() {
+    let dir = tempdir("config-edge-vscode");
+    let config = dir.join("mcp.json");
+    std::fs::write(
+        &config,
+        r#"{
+  // VS Code writes JSONC.
+  "inputs": [{"type": "promptString", "id": "token", "description": "Token", "password": true}],
+  "servers": {
+    "memory": {"type": "stdio", "command": "npx", "args": ["-y", "@modelcontextprotocol/server-memory"]},
+    "context7": {"type": "http", "url": "https://mcp.context7.com/mcp", "headers": {"X-Home": "${env:HOME}"}},
+  },
+}"#,
+    )
+    .unwrap();
+    let r = check(&config, &dir).await;
+    assert!(r.ok, "{}", r.stderr);
+    assert!(r.stdout.contains("  memory (stdio: npx): memory__<tool> on /mcp"), "{}", r.stdout);
+    assert!(r.stdout.contains("  ignored (other clients' keys): inputs"), "{}", r.stdout);
+
+    std::fs::write(
+        &config,
+        r#"{
+  "mcpServers": {"a": {"command": "node"}},
+  "servers": {"b": {"command": "node"}}
+}"#,
+    )
+    .unwrap();
+    let r = check(&config, &dir).await;
+    assert!(!r.ok, "accepted:\n{}", r.stdout);
+    assert!(r.stderr.contains("3:3: servers: the servers are in mcpServers already (line 2)"), "{}", r.stderr);
 }
 
 /// The same rule on the command line: each row is an invocation with a secret in a bad URL or

@@ -34,7 +34,8 @@
 //! Also here, on the routes they concern: the front's guard, `/admin/reload` and `/metrics`
 //! (front.rs); three upstreams of three kinds, legacy HTTP+SSE among them (routing.rs); two
 //! clients' elicitations and progress kept apart (elicitation.rs); a lone stdio server spoken to as
-//! it is (lone_stdio.rs); names left out of listings (listings.rs); live reload (reload.rs);
+//! it is (lone_stdio.rs); names left out of listings (listings.rs); other clients' files served
+//! as they are, server names with dots and spaces (client_files.rs); live reload (reload.rs);
 //! SIGTERM (shutdown.rs); the gateway at its limits (limits.rs).
 //!
 //! Nothing waits by sleeping: a test waits for the event it needs — a message on a stream
@@ -43,6 +44,7 @@
 //! processes, which tokio's paused clock cannot reach.
 
 mod cancellation;
+mod client_files;
 mod elicitation;
 mod fidelity;
 mod forward_token;
