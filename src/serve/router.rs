@@ -503,7 +503,7 @@ impl Router {
     pub async fn set_level(&self, client: &Arc<Session<Client>>, params: Value) -> Value {
         let as_it_is = matches!(client.upstream.view, View::One(_));
         for b in self.visible(&client.upstream.view) {
-            if !as_it_is && !b.link.info().is_some_and(|i| i.capabilities.get("logging").is_some()) {
+            if !as_it_is && b.link.info().is_none_or(|i| i.capabilities.get("logging").is_none()) {
                 continue;
             }
             let out = Outgoing::Message { method: "logging/setLevel", params: params.clone() };
