@@ -10,7 +10,7 @@ use http::header::ORIGIN;
 use http::request::Parts;
 use http::{HeaderMap, Method, Response, StatusCode};
 
-use super::proxy::{Proxy, status_only};
+use super::proxy::Proxy;
 use crate::http::body::{self, Body};
 use crate::http::endpoint::{Endpoint, Route};
 use crate::http::guard::{Guard, Refusal};
@@ -37,7 +37,10 @@ impl Endpoint for Local {
             return Route::Answered(Response::new(body::full("ok\n")));
         }
         if parts.uri.path() != self.path {
-            return Route::Answered(status_only(StatusCode::NOT_FOUND));
+            tracing::debug!(path = ?parts.uri.path(), "no such endpoint");
+            let mut resp = Response::new(body::full(format!("not found: MCP is served at {}\n", self.path)));
+            *resp.status_mut() = StatusCode::NOT_FOUND;
+            return Route::Answered(resp);
         }
         Route::Mcp(())
     }

@@ -41,6 +41,12 @@ pub trait Endpoint: Send + Sync + 'static {
         peer: SocketAddr,
     ) -> impl Future<Output = Response<Body>> + Send;
 
+    /// For the request's debug line: where a message goes (a server's name), when known before it
+    /// is sent. Called only with debug logging on.
+    fn destination(&self, _view: &Self::View, _msg: &crate::jsonrpc::Envelope<'_>) -> Option<String> {
+        None
+    }
+
     /// A GET: a session's event stream, or the rest of one.
     fn get(&self, view: Self::View, headers: &HeaderMap) -> impl Future<Output = Response<Body>> + Send;
 
@@ -74,10 +80,16 @@ pub async fn handle<E: Endpoint>(endpoint: Arc<E>, req: Request<RequestBody>, pe
     }
     // 4. The MCP methods. A POST says it carries JSON and takes an answer we give, and its body
     //    is read whole within the limit (413) before anything looks at it.
+    let mut noted = None;
     let mut resp = match parts.method {
         Method::POST => match negotiate::check_post(&parts.headers) {
             Ok(()) => match read(body, endpoint.max_body()).await {
-                Ok(bytes) => endpoint.post(view, &parts.headers, bytes, peer).await,
+                Ok(bytes) => {
+                    if tracing::enabled!(tracing::Level::DEBUG) {
+                        noted = note(&*endpoint, &view, &bytes);
+                    }
+                    endpoint.post(view, &parts.headers, bytes, peer).await
+                }
                 Err(e) => wire::error(&e, None),
             },
             Err(e) => wire::error(&e, None),
@@ -88,8 +100,27 @@ pub async fn handle<E: Endpoint>(endpoint: Arc<E>, req: Request<RequestBody>, pe
     };
     // 5. CORS response headers for browser clients.
     guard::cors(&parts.headers, resp.headers_mut());
-    tracing::debug!(method = %parts.method, status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
+    // One line per request: what, where, to whom, and how it went (never a header's value).
+    let (rpc, server) = noted.unzip();
+    tracing::debug!(
+        method = %parts.method,
+        path = ?parts.uri.path(),
+        rpc = rpc.as_deref().unwrap_or("-"),
+        server = server.flatten().as_deref().unwrap_or("-"),
+        status = resp.status().as_u16(),
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "request"
+    );
     resp
+}
+
+/// A POSTed message's JSON-RPC method (or `response`, or `batch`) and where it goes, for the
+/// debug line.
+fn note<E: Endpoint>(endpoint: &E, view: &E::View, bytes: &[u8]) -> Option<(String, Option<String>)> {
+    let payload = crate::jsonrpc::Payload::parse(bytes).ok()?;
+    let Some(msg) = payload.single() else { return Some(("batch".to_owned(), None)) };
+    let rpc = msg.method().unwrap_or("response").chars().take(64).collect();
+    Some((rpc, endpoint.destination(view, msg)))
 }
 
 /// The request body, whole, or why not.

@@ -65,7 +65,16 @@ impl Endpoint for Gateway {
                 .and_then(crate::url::decode_segment)
             {
                 Some(name) if self.router.backend(&name).is_some() => View::One(name.into_owned()),
-                _ => return Route::Answered(text(StatusCode::NOT_FOUND, "not found\n".into())),
+                Some(name) => {
+                    tracing::debug!(server = ?name, "no such server");
+                    let why = format!("no server is named {name:?}; /readyz lists them\n");
+                    return Route::Answered(text(StatusCode::NOT_FOUND, why));
+                }
+                None => {
+                    tracing::debug!(path = ?p, "no such endpoint");
+                    let why = "not found: MCP is served at /mcp (every server) and /servers/<name>/mcp (one server)\n";
+                    return Route::Answered(text(StatusCode::NOT_FOUND, why.into()));
+                }
             },
         })
     }
@@ -82,6 +91,15 @@ impl Endpoint for Gateway {
         peer: std::net::SocketAddr,
     ) -> Response<Body> {
         Gateway::post(self, view, headers, bytes, peer).await
+    }
+
+    fn destination(&self, view: &View, msg: &crate::jsonrpc::Envelope<'_>) -> Option<String> {
+        Some(match self.router.target(view, msg) {
+            Target::Lone(b) | Target::Named { backend: b, .. } => b.cfg.name.clone(),
+            Target::Gateway => "gateway".to_owned(),
+            Target::Router => "routed".to_owned(),
+            Target::Refused(_) => "refused".to_owned(),
+        })
     }
 
     async fn get(&self, view: View, headers: &HeaderMap) -> Response<Body> {

@@ -91,3 +91,46 @@ async fn metrics_answer_in_the_prometheus_text_format() {
     let r = request("GET", &metrics, &[("origin", "http://127.0.0.1")], "").await;
     assert_eq!(r.status, 403, "{}", r.body);
 }
+
+/// Mistakes leave a trace: a path that is no endpoint gets a 404 naming the ones that are (and
+/// an unknown server's name, that it is unknown); at debug level every client request is one
+/// line — HTTP method, path, JSON-RPC method, the server it went to, status, latency — with no
+/// header's value in it.
+#[tokio::test]
+async fn a_wrong_path_is_told_where_mcp_is_and_each_request_is_one_debug_line() {
+    let dir = tempdir("serve-operable");
+    let gw = serve_ready(&dir, json!({"local": echo_server(&dir), "local2": echo_server(&dir)})).await;
+    for path in ["/mcp/", "/sse", "/", "/MCP"] {
+        let r = request("POST", &format!("{}{path}", base(&gw.url)), MCP_HEADERS, INITIALIZE).await;
+        assert_eq!(r.status, 404, "{path}: {}", r.body);
+        assert!(r.body.contains("/mcp") && r.body.contains("/servers/<name>/mcp"), "{path}: {}", r.body);
+    }
+    let r = request("POST", &format!("{}/servers/nope/mcp", base(&gw.url)), MCP_HEADERS, INITIALIZE).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(r.body.contains("\"nope\""), "{}", r.body);
+
+    let secret = "Bearer never-logged-7f3a";
+    let sid = open_session(&gw.url, &[("authorization", secret)]).await;
+    let m = call(
+        &gw.url,
+        &sid,
+        &[("authorization", secret)],
+        &tool_call(json!(5), "local__echo", json!({"message": "hi"})),
+    )
+    .await
+    .message();
+    assert_eq!(text_of(&m), "Echo: hi", "{m}");
+    let logged = crate::harness::eventually(Duration::from_secs(5), || {
+        gw.output().lines().any(|l| {
+            l.contains("request")
+                && l.contains("rpc=\"tools/call\"")
+                && l.contains("server=\"local\"")
+                && l.contains("path=\"/mcp\"")
+                && l.contains("status=200")
+                && l.contains("elapsed_us=")
+        })
+    })
+    .await;
+    assert!(logged, "no request line for the call:\n{}", gw.output());
+    assert!(!gw.output().contains("never-logged-7f3a"), "a header's value was logged:\n{}", gw.output());
+}
