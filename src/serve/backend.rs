@@ -147,11 +147,26 @@ impl Item for Unsolicited {
 /// Where backends send what they send on their own (bounded: `queue` says what gives way).
 pub type UnsolicitedTx = queue::Sender<Unsolicited>;
 
-/// What the gateway declares it can do when it opens a session of its own with a server (a
-/// shared child's, a remote server's listing session): what its clients may be asked, relayed
-/// to them, so that a server lists what it offers to such clients.
-pub fn gateway_capabilities() -> serde_json::Value {
-    serde_json::json!({"elicitation": {}, "sampling": {}})
+/// What the gateway says of itself when it opens a session of its own with a server (a shared
+/// child's, a remote server's listing session): its `clientInfo`, and as capabilities what any
+/// of its clients may be able to answer — elicitation (form and URL), sampling, roots — so that a
+/// server offers what needs them. A server's question goes to a client that declared it can
+/// answer; one that did not is answered for it with an error naming what it lacks
+/// (`Client::request`).
+pub fn gateway_hello() -> serde_json::Value {
+    serde_json::json!({
+        "capabilities": {"elicitation": {"form": {}, "url": {}}, "sampling": {}, "roots": {"listChanged": true}},
+        "clientInfo": {"name": "mcpgate", "version": env!("CARGO_PKG_VERSION")},
+    })
+}
+
+/// What a client's own server session is told of it (a stateful server's child): the client's
+/// own capabilities and `clientInfo`, as its `initialize` gave them.
+pub fn client_hello(init: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "capabilities": init.get("capabilities").cloned().unwrap_or_else(|| serde_json::json!({})),
+        "clientInfo": init.get("clientInfo").cloned().unwrap_or_else(|| gateway_hello()["clientInfo"].clone()),
+    })
 }
 
 /// The notifications that say a server's listings changed.

@@ -29,6 +29,9 @@ pub struct ChildLink {
     name: String,
     /// The client session this child serves alone (a stateful server), if any.
     session: Option<String>,
+    /// Whom the child is told it serves at `initialize`: that client's capabilities and
+    /// `clientInfo`, or, for a shared child, the gateway's (`backend::gateway_hello`).
+    hello: Value,
     spec: Spec,
     restart: Restart,
     /// How long the child may take to answer `initialize`.
@@ -78,7 +81,7 @@ struct Pending {
 impl ChildLink {
     pub fn start(
         name: &str,
-        session: Option<String>,
+        (session, hello): (Option<String>, Value),
         spec: Spec,
         restart: Restart,
         start_timeout: Duration,
@@ -87,6 +90,7 @@ impl ChildLink {
         let link = Arc::new(ChildLink {
             name: name.to_owned(),
             session,
+            hello,
             spec,
             restart,
             start_timeout,
@@ -194,8 +198,8 @@ impl ChildLink {
         let init_id = conn.ids.next().value();
         let init = json!({"jsonrpc":"2.0","id":init_id,"method":"initialize","params":{
             "protocolVersion":"2025-11-25",
-            "capabilities": super::backend::gateway_capabilities(),
-            "clientInfo":{"name":"mcpgate","version":env!("CARGO_PKG_VERSION")}}});
+            "capabilities": self.hello.get("capabilities").cloned().unwrap_or_else(|| json!({})),
+            "clientInfo": self.hello.get("clientInfo").cloned().unwrap_or_else(|| json!({"name":"mcpgate"}))}});
         conn.write(&init);
         let deadline = tokio::time::sleep(self.start_timeout);
         tokio::pin!(deadline);

@@ -739,7 +739,8 @@ async fn follow(
     let deliver = async |ev: Event| match ev {
         Event::Notification(m) => send(m).await,
         Event::Request { method, params, reply } => {
-            let m = session.upstream.request(&method, params, reply);
+            // A client that cannot answer it: the server was told so already.
+            let Some(m) = session.upstream.request(&method, params, reply) else { return };
             match out {
                 Some(_) => send(m).await,
                 None => session.upstream.send(m),

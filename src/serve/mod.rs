@@ -170,7 +170,8 @@ pub(crate) async fn start_backend(
             if *stateful {
                 return Ok(stateful::StatefulLink::start(&server.name, spec, server.restart, server.timeout, tx));
             }
-            Ok(child::ChildLink::start(&server.name, None, spec, server.restart, server.timeout, tx))
+            let hello = (None, backend::gateway_hello());
+            Ok(child::ChildLink::start(&server.name, hello, spec, server.restart, server.timeout, tx))
         }
         Transport::Remote { url, kind, headers } => {
             let mut map = http::HeaderMap::new();
@@ -302,11 +303,14 @@ async fn dispatch(gateway: Arc<Gateway>, mut rx: queue::Receiver<Unsolicited>) {
         }
         if is_request {
             let Some(reply) = u.reply else { continue };
-            match targets.into_iter().next() {
+            let params = u.message.get("params").cloned().unwrap_or(Value::Null);
+            // A client that can answer it, if any does (else the first says it cannot).
+            let able = targets.iter().position(|s| s.upstream.can_answer(&method, &params).is_ok()).unwrap_or(0);
+            match targets.into_iter().nth(able) {
                 Some(s) => {
-                    let params = u.message.get("params").cloned().unwrap_or(Value::Null);
-                    let msg = s.upstream.request(&method, params, reply);
-                    s.upstream.send(msg);
+                    if let Some(msg) = s.upstream.request(&method, params, reply) {
+                        s.upstream.send(msg);
+                    }
                 }
                 None => {
                     let _ = reply.send(crate::http::wire::answer(&crate::error::Error::new(

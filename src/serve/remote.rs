@@ -299,7 +299,9 @@ impl crate::connect::modern::Asker for ToEvents {
 
 /// What the gateway says of itself when it opens a session of its own.
 fn gateway_init() -> Value {
-    json!({"protocolVersion": "2025-11-25", "capabilities": super::backend::gateway_capabilities(), "clientInfo": {"name": "mcpgate", "version": env!("CARGO_PKG_VERSION")}})
+    let mut init = super::backend::gateway_hello();
+    init["protocolVersion"] = json!("2025-11-25");
+    init
 }
 
 /// An upstream's 401/403, with its challenge.

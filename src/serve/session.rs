@@ -214,11 +214,35 @@ impl Client {
         self.stream_returned.notify_waiters();
     }
 
-    /// A server→client request, as the client will see it, and registers where its answer goes.
-    pub fn request(&self, method: &str, params: Value, reply: oneshot::Sender<Value>) -> Value {
+    /// A server's request to this client, under an id of the gateway's, its answer awaited by
+    /// `reply` — or `None`, and `reply` told why, when the client did not declare it can answer
+    /// such a request (a server asks what the gateway declared for all its clients).
+    pub fn request(&self, method: &str, params: Value, reply: oneshot::Sender<Value>) -> Option<Value> {
+        if let Err(lacking) = self.can_answer(method, &params) {
+            let e = crate::error::Error::new(
+                crate::error::Kind::MethodNotFound,
+                format!("the client cannot answer {method}: it did not declare the {lacking} capability"),
+            );
+            let _ = reply.send(crate::http::wire::answer(&e));
+            return None;
+        }
         let id = self.ids.next().text();
         self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), reply);
-        serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+        Some(serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+    }
+
+    /// Whether the client declared it can answer a server's `method` (`Err`: the capability it
+    /// lacks). An elicitation in URL mode needs `elicitation.url`; one in form mode, any
+    /// `elicitation` (an empty one means form, as before 2025-11-25).
+    pub fn can_answer(&self, method: &str, params: &Value) -> Result<(), &'static str> {
+        let needed = match method {
+            "roots/list" => "roots",
+            "sampling/createMessage" => "sampling",
+            "elicitation/create" if params.get("mode").and_then(Value::as_str) == Some("url") => "elicitation/url",
+            "elicitation/create" => "elicitation",
+            _ => return Ok(()),
+        };
+        if self.capability(needed) { Ok(()) } else { Err(needed) }
     }
 
     /// The client answered one of those requests: hands the answer over. False if no such request.

@@ -35,7 +35,8 @@ impl StatefulLink {
         start_timeout: Duration,
         unsolicited: super::backend::UnsolicitedTx,
     ) -> Arc<StatefulLink> {
-        let shared = ChildLink::start(name, None, spec.clone(), restart, start_timeout, unsolicited.clone());
+        let hello = (None, super::backend::gateway_hello());
+        let shared = ChildLink::start(name, hello, spec.clone(), restart, start_timeout, unsolicited.clone());
         Arc::new(StatefulLink {
             name: name.to_owned(),
             spec,
@@ -55,7 +56,7 @@ impl StatefulLink {
         }
         let c = ChildLink::start(
             &self.name,
-            Some(client.id().to_owned()),
+            (Some(client.id().to_owned()), super::backend::client_hello(&client.upstream.init())),
             self.spec.clone(),
             self.restart,
             self.start_timeout,

@@ -1,14 +1,17 @@
 // An MCP client built on the official TypeScript SDK, driven by the Rust integration tests.
 // Usage: node sdk-client.mjs URL STEP [STEP…]   Prints one JSON object: { step: result, … }.
 // MCP_TRANSPORT=sse speaks HTTP+SSE to URL; MCP_STDIO_COMMAND (below) launches a stdio server instead.
-// Steps: info, tools, echo, progress, elicit, resources, prompts, sampling, wait, close (server-everything's
-// tools); slow, ask, whoami (tests/fixtures/protected-server.mjs's).
+// Steps: info, tools, echo, progress, elicit, url_elicit, resources, prompts, sampling, wait, close
+// (server-everything's tools); slow, ask, whoami (tests/fixtures/protected-server.mjs's); roots_changed,
+// allowed (server-filesystem's list_allowed_directories, waited for until it names MCP_EXPECT_DIR).
+// MCP_ROOTS='["file:///…"]': the client answers roots/list with those; MCP_ELICIT_URL=1: it declares
+// URL-mode elicitation too and accepts a URL elicitation.
 // It exits 1 (with the error in the JSON under "error") at the first failing step.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { ElicitRequestSchema, CreateMessageRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import { ElicitRequestSchema, CreateMessageRequestSchema, ListRootsRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 
 const [url, ...steps] = process.argv.slice(2);
 // Through a gateway that prefixes tool names (`mcpgate serve`): MCP_TOOL_PREFIX=server__.
@@ -20,10 +23,24 @@ const elicitations = [];
 
 const client = new Client(
   { name: 'mcpgate-test-client', version: '1.0.0' },
-  { capabilities: { elicitation: {}, sampling: {}, roots: { listChanged: true } } },
+  {
+    capabilities: {
+      elicitation: process.env.MCP_ELICIT_URL ? { form: {}, url: {} } : {},
+      sampling: {},
+      roots: { listChanged: true },
+    },
+  },
 );
+const rootsAsked = [];
+if (process.env.MCP_ROOTS) {
+  client.setRequestHandler(ListRootsRequestSchema, async () => {
+    rootsAsked.push(Date.now());
+    return { roots: JSON.parse(process.env.MCP_ROOTS).map((uri) => ({ uri, name: 'test root' })) };
+  });
+}
 client.setRequestHandler(ElicitRequestSchema, async (req) => {
   elicitations.push(req.params.message);
+  if (req.params.mode === 'url') return { action: 'accept' };
   // MCP_ELICIT_DELAY_MS: answer late, so that two clients' elicitations are in flight together.
   await new Promise((r) => setTimeout(r, Number(process.env.MCP_ELICIT_DELAY_MS ?? 0)));
   return { action: 'accept', content: { name: elicitName, check: true, integer: 7 } };
@@ -52,6 +69,24 @@ const run = {
   elicit: async () => {
     const result = await client.callTool({ name: tool('trigger-elicitation-request'), arguments: {} });
     return { asked: elicitations.length, text: text(result) };
+  },
+  url_elicit: async () => {
+    const result = await client.callTool({ name: tool('trigger-url-elicitation'), arguments: { url: 'https://example.com/consent' } });
+    return { asked: elicitations.length, text: text(result), isError: !!result.isError };
+  },
+  roots_changed: async () => {
+    await client.sendRootsListChanged();
+    return true;
+  },
+  allowed: async () => {
+    const want = process.env.MCP_EXPECT_DIR ?? '';
+    let last = '';
+    for (let i = 0; i < 100; i++) {
+      last = text(await client.callTool({ name: tool('list_allowed_directories'), arguments: {} }));
+      if (want && last.includes(want)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return { text: last, rootsAsked: rootsAsked.length };
   },
   sampling: async () => text(await client.callTool({ name: tool('trigger-sampling-request'), arguments: { prompt: 'hi', maxTokens: 10 } })),
   resources: async () => {

@@ -28,6 +28,7 @@
 //! | subscriptions | subscriptions.rs | `subscriptions_are_kept_per_client_on_every_route` | `subscriptions_are_kept_per_client_on_every_route` | `subscriptions_are_kept_per_client_on_every_route` | `subscriptions_are_kept_per_client_on_every_route` |
 //! | resumption with `Last-Event-ID` (a lost stream) | resume.rs | `a_lost_stream_resumes_with_last_event_id_on_every_path` | `a_lost_stream_resumes_with_last_event_id_on_every_path` | `a_lost_stream_resumes_with_last_event_id_on_every_path` | `a_lost_stream_resumes_with_last_event_id_on_every_path` |
 //! | resumption of a stream the server ends early | resume.rs | n/a: a stdio server has no stream of its own to end (the gateway writes the client's) | n/a: a stdio server has no stream of its own to end (the gateway writes the client's) | `a_stream_the_server_ends_early_still_brings_the_answer` | `a_stream_the_server_ends_early_still_brings_the_answer` |
+//! | a client's roots and URL elicitation reach the server (the client seen as itself) | client_caps.rs | `a_clients_roots_reach_a_stdio_server_its_own_or_shared`, `a_url_elicitation_reaches_a_client_that_declared_it_and_no_other` | `a_url_elicitation_reaches_a_client_that_declared_it_and_no_other` | **open (issue 15)**: a remote server's session for the client is opened with the client's own `initialize`, but no test yet | **open (issue 15)**: as lone remote |
 //! | a modern (2026-07-28) client | modern_clients.rs | `a_modern_client_reaches_legacy_servers_on_every_route` | `a_modern_client_reaches_legacy_servers_on_every_route` | `a_modern_client_reaches_legacy_servers_on_every_route` | `a_modern_client_reaches_legacy_servers_on_every_route` |
 //! | a modern-only server, legacy client | modern_clients.rs | n/a: stdio children are spoken to in 2025 only (no modern-only stdio server) | n/a: stdio children are spoken to in 2025 only (no modern-only stdio server) | `a_legacy_client_reaches_a_modern_only_server_on_every_remote_route` | `a_legacy_client_reaches_a_modern_only_server_on_every_remote_route` |
 //!
@@ -44,6 +45,7 @@
 //! processes, which tokio's paused clock cannot reach.
 
 mod cancellation;
+mod client_caps;
 mod client_files;
 mod elicitation;
 mod fidelity;
