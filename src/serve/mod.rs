@@ -255,6 +255,9 @@ async fn dispatch(gateway: Arc<Gateway>, mut rx: queue::Receiver<Unsolicited>) {
         };
         if !kinds.is_empty() {
             gateway.router.invalidate(&u.backend, kinds);
+            if let Some(session) = &u.session {
+                gateway.router.diverged(&u.backend, session);
+            }
             if u.session.is_none() && kinds.contains(&"tools") {
                 // A server came, went or changed its tools: report names that must be left out.
                 let g = gateway.clone();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::backend::{Call, Link, Outgoing};
-use super::session::{Client, View};
+use super::session::{Client, Declared, View};
 use crate::config::{self, Config, Server};
 use crate::error::Error;
 use crate::error::Kind;
@@ -46,7 +46,12 @@ struct Listing {
 pub struct Router {
     pub backends: RwLock<BTreeMap<String, Arc<Backend>>>,
     pub config: RwLock<Arc<Config>>,
-    cache: Mutex<HashMap<(String, &'static str), Listing>>,
+    /// By server, kind, and whom it was listed for (`Audience`): servers offer tools by what a
+    /// client can answer, and some list per session.
+    cache: Mutex<HashMap<(String, &'static str, Audience), Listing>>,
+    /// (server, client session): the server told this session alone that a listing changed, so
+    /// the session's listings of that server are its own from now on.
+    diverged: Mutex<std::collections::HashSet<(String, String)>>,
     /// Clients subscribed to each (server, resource URI).
     subscribers: Mutex<HashMap<(String, String), usize>>,
     pub cache_hits: std::sync::atomic::AtomicU64,
@@ -70,6 +75,7 @@ impl Router {
             backends: RwLock::default(),
             config: RwLock::new(config),
             cache: Mutex::default(),
+            diverged: Mutex::default(),
             subscribers: Mutex::default(),
             cache_hits: Default::default(),
             cache_misses: Default::default(),
@@ -125,10 +131,26 @@ impl Router {
         self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|(b, kind), _| !(b == backend && kinds.contains(kind)));
+            .retain(|(b, kind, _), _| !(b == backend && kinds.contains(kind)));
     }
 
-    /// Listings in the cache, for `/metrics` (at most four per server: one of each kind).
+    /// `backend` told `session` alone that a listing changed (its own upstream session did): that
+    /// client's listings of it are its own from now on, never another's from the cache.
+    pub fn diverged(&self, backend: &str, session: &str) {
+        self.diverged.lock().unwrap_or_else(|p| p.into_inner()).insert((backend.to_owned(), session.to_owned()));
+    }
+
+    /// A client session ended: its own listings go.
+    pub fn forget_session(&self, session: &str) {
+        self.diverged.lock().unwrap_or_else(|p| p.into_inner()).retain(|(_, s)| s != session);
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(_, _, audience), _| !matches!(audience, Audience::Session(s) if s == session));
+    }
+
+    /// Listings in the cache, for `/metrics` (four kinds per server, per set of declared
+    /// capabilities among its clients).
     pub fn cached_listings(&self) -> usize {
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
@@ -143,9 +165,11 @@ impl Router {
             .collect()
     }
 
-    /// One server's listing of `kind`, from the cache or fetched (every page). A server that
-    /// does not list `kind` (-32601) lists nothing, unless it is to be seen `as_it_is`: then
-    /// its error is the answer, unchanged.
+    /// One server's listing of `kind` as `client` sees it, from the cache or fetched (every
+    /// page) in the client's own session with the server — so a server that offers tools by what
+    /// a client can answer lists what it offers this client; clients that declared the same are
+    /// served from one cached listing. A server that does not list `kind` (-32601) lists
+    /// nothing, unless it is to be seen `as_it_is`: then its error is the answer, unchanged.
     async fn listing(
         &self,
         b: &Backend,
@@ -153,10 +177,12 @@ impl Router {
         client: Option<&Arc<Session<Client>>>,
         as_it_is: bool,
     ) -> Result<Vec<Value>, Error> {
+        // A listing that depends on the caller's own token is never shared.
         let shared = !b.cfg.forward_client_token;
+        let key = (b.cfg.name.clone(), kind, self.audience(b, client));
         if shared {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(l) = cache.get(&(b.cfg.name.clone(), kind)).filter(|l| l.fetched.elapsed() < l.ttl) {
+            if let Some(l) = cache.get(&key).filter(|l| l.fetched.elapsed() < l.ttl) {
                 self.cache_hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return Ok(l.items.clone());
             }
@@ -170,7 +196,7 @@ impl Router {
                 Some(c) => json!({"cursor": c}),
                 None => json!({}),
             };
-            let call = b.link.call(if shared { None } else { client }, Outgoing::Message { method, params }).await?;
+            let call = b.link.call(client, Outgoing::Message { method, params }).await?;
             let resp = tokio::time::timeout(b.cfg.timeout, call.response)
                 .await
                 .map_err(|_| {
@@ -223,9 +249,20 @@ impl Router {
             self.cache
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert((b.cfg.name.clone(), kind), Listing { items: items.clone(), fetched: Instant::now(), ttl });
+                .insert(key, Listing { items: items.clone(), fetched: Instant::now(), ttl });
         }
         Ok(items)
+    }
+
+    /// Whom a listing of `b` for `client` is for: the session alone once `b` told it a listing
+    /// changed for it alone, else every client that declared what it did.
+    fn audience(&self, b: &Backend, client: Option<&Arc<Session<Client>>>) -> Audience {
+        let Some(c) = client else { return Audience::Declared(Declared::gateway()) };
+        let diverged = self.diverged.lock().unwrap_or_else(|p| p.into_inner());
+        if !diverged.is_empty() && diverged.contains(&(b.cfg.name.clone(), c.id().to_owned())) {
+            return Audience::Session(c.id().to_owned());
+        }
+        Audience::Declared(c.upstream.declared)
     }
 
     /// The merged listing a client sees: names prefixed, filtered, checked, deduplicated.
@@ -532,4 +569,13 @@ fn has_capability(link: &dyn Link, method: &str) -> bool {
         _ => "resources",
     };
     info.capabilities.get(key).is_some()
+}
+
+/// Whom a cached listing is for.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+enum Audience {
+    /// Every client that declared this.
+    Declared(Declared),
+    /// One client session, whose listing the server changed for it alone.
+    Session(String),
 }

@@ -35,6 +35,8 @@ pub struct Client {
     /// as compact JSON text: read rarely (a server's question, opening an upstream session),
     /// and a tree of maps would cost every idle session a kilobyte more.
     init: Box<serde_json::value::RawValue>,
+    /// What it declared it can answer, as far as servers offer tools by it.
+    pub declared: Declared,
     /// Messages for the client's GET stream (bounded: `queue` says what gives way).
     outbound: queue::Sender<Value>,
     outbound_rx: Mutex<Option<queue::Receiver<Value>>>,
@@ -63,6 +65,7 @@ impl Client {
         rx.listen(false);
         Client {
             view,
+            declared: Declared::of(init.get("capabilities").unwrap_or(&Value::Null)),
             init: serde_json::value::to_raw_value(&init)
                 .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned()),
             outbound: tx,
@@ -251,5 +254,24 @@ impl Client {
         let Some(reply) = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&id) else { return false };
         let _ = reply.send(msg);
         true
+    }
+}
+
+/// What a client declared it can answer, as far as servers offer tools by it — elicitation (and
+/// in URL mode), sampling, roots: clients alike in this are offered alike, so one listing serves
+/// them all.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Declared(u8);
+
+impl Declared {
+    pub fn of(capabilities: &Value) -> Declared {
+        let has = |p: &str| capabilities.pointer(p).is_some_and(|v| !v.is_null());
+        let bits = [has("/elicitation"), has("/elicitation/url"), has("/sampling"), has("/roots")];
+        Declared(bits.iter().enumerate().fold(0, |acc, (i, b)| acc | (u8::from(*b) << i)))
+    }
+
+    /// What the gateway declares for its own sessions (`backend::gateway_hello`).
+    pub fn gateway() -> Declared {
+        Declared::of(&super::backend::gateway_hello()["capabilities"])
     }
 }

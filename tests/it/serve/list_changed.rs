@@ -7,27 +7,18 @@ use serde_json::json;
 
 use super::*;
 
-/// On every route: server-everything's `gzip-file-as-resource` adds a resource for the caller
-/// (from a `data:` URL, nothing fetched) and says `notifications/resources/list_changed`; the
-/// client hears it (on the call's stream, or its own GET stream), and on the stdio routes then
-/// finds the resource in its listing and can read it.
+/// On every route: server-everything's `gzip-file-as-resource` adds a resource for the caller's
+/// session (from a `data:` URL, nothing fetched) and says `notifications/resources/list_changed`;
+/// the client hears it (on the call's stream, or its own GET stream), then finds the resource in
+/// its listing and can read it — even after another client, alike in what it declared, listed
+/// in between (on the remote routes, where the server keeps a session per client, that other
+/// client's listing does not have it).
 #[tokio::test]
 async fn a_servers_list_change_reaches_the_client_and_its_next_listing_on_every_route() {
-    change_and_list(&ROUTES, "serve-list-changed", false).await;
+    change_and_list(&ROUTES, "serve-list-changed").await;
 }
 
-/// The listing half on the remote routes: a remote server's listing comes from the gateway's
-/// own upstream session, not the client's, so a resource the server made for one client's
-/// session is not in that client's listing (it is told of the change). Issue 15 makes
-/// listings the client's own; until then this is the known gap it names.
-#[tokio::test]
-#[ignore = "issue 15: a remote server's listing is the gateway session's, not the client's own"]
-async fn a_remote_servers_list_change_for_one_session_reaches_its_listing() {
-    change_and_list(&[Route::LoneRemote, Route::MergedRemote], "serve-list-changed-remote", true).await;
-}
-
-/// `remote_listings`: check the listing on remote routes too (the issue 15 half).
-async fn change_and_list(routes: &'static [Route], name: &str, remote_listings: bool) {
+async fn change_and_list(routes: &'static [Route], name: &str) {
     let m = Matrix::start(name, json!({}), json!({}), false).await;
     on_routes(&m, routes, move |m, route| async move {
         let url = m.url(route);
@@ -59,8 +50,10 @@ async fn change_and_list(routes: &'static [Route], name: &str, remote_listings: 
             let told = events.until(Duration::from_secs(5), is("notifications/resources/list_changed")).await;
             assert!(told.is_ok(), "{route}: not told of the change; the GET stream had {told:?}\n{}", m.output());
         }
-        if !(route.stdio() || remote_listings) {
-            return;
+        // Another client lists first (a listing shared by clients alike would now be its).
+        let other = listed(session(&url).await).await;
+        if !route.stdio() {
+            assert!(!other.contains(&uri), "{route}: another session's resource listed: {other:?}");
         }
         let now = listed(sid.clone()).await;
         assert!(now.contains(&uri), "{route}: {uri} missing from the listing after the change: {now:?}");

@@ -47,6 +47,40 @@ async fn tools_for_clients_that_answer_requests_are_listed_on_every_route() {
     .await;
 }
 
+/// Two clients that declared different capabilities see the tools the server offers each, as
+/// it would direct: a client that declared nothing is not offered server-everything's tools that
+/// would ask it something; one that declared elicitation, sampling and roots is. Where the server
+/// is a stdio child shared by every client, it was told what any client may answer, so it lists
+/// them for both, and the client that cannot answer is told so when a call asks it
+/// (client_caps.rs); a `"stateful"` child is the client's own, told what its client declared.
+#[tokio::test]
+async fn clients_that_declared_different_capabilities_see_what_the_server_offers_each() {
+    let m = Matrix::start("serve-listing-per-client", json!({"stateful": true}), json!({}), false).await;
+    let direct_url = m.remote.lock().await.url.clone();
+    let ctx = Arc::new((m, direct_url));
+    on_routes(&ctx, &ROUTES, |ctx, route| async move {
+        let (m, direct_url) = (&ctx.0, &ctx.1);
+        let url = m.url(route);
+        let asking = ["trigger-elicitation-request", "trigger-sampling-request", "get-roots-list"];
+        // Direct, and through the route: the same offer for each client.
+        let bare = open_session(&url, &[]).await;
+        let all = session(&url).await;
+        let (bare_direct, all_direct) = (open_session(direct_url, &[]).await, session(direct_url).await);
+        let offered = |names: &[String]| -> Vec<String> {
+            asking.iter().filter(|t| names.contains(&route.name(t))).map(|t| (*t).to_owned()).collect()
+        };
+        let direct = |names: Vec<String>| -> Vec<String> {
+            asking.iter().filter(|t| names.iter().any(|n| n == *t)).map(|t| (*t).to_owned()).collect()
+        };
+        let want_bare = direct(tool_names(direct_url, &bare_direct).await);
+        let want_all = direct(tool_names(direct_url, &all_direct).await);
+        assert!(want_bare.is_empty() && want_all.len() == 3, "direct: {want_bare:?} / {want_all:?}");
+        assert_eq!(offered(&tool_names(&url, &all).await), want_all, "{route}: a client that declared all");
+        assert_eq!(offered(&tool_names(&url, &bare).await), want_bare, "{route}: a client that declared nothing");
+    })
+    .await;
+}
+
 /// One server's own endpoint is that server as it is: a listing or `logging/setLevel` it does
 /// not offer is its own error (code and message), where the merged endpoint lists nothing and
 /// answers `logging/setLevel` itself — for a stdio server and for a remote one (the same server
