@@ -1,5 +1,5 @@
 //! The merged view of many servers: one `initialize` answered by the gateway (capabilities
-//! merged), listings merged from a cache shared by every client (names prefixed
+//! merged), listings each client's own, merged from a cache shared by clients alike (names prefixed
 //! `<server><sep><name>`, checked, collisions dropped and reported), and each request routed to
 //! the server that owns its tool, prompt or resource. A client of `/servers/<name>/mcp` sees one
 //! server as it is: no prefixes, its own capabilities.
