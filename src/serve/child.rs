@@ -356,32 +356,40 @@ impl ChildLink {
                         .map(|p| p.events.clone())
                 };
                 let conn = conn.clone();
+                let (tx, rx) = oneshot::channel();
                 match target {
                     Some(events) => {
-                        let (tx, rx) = oneshot::channel();
                         events.push(Event::Request { method, params, reply: tx });
-                        tokio::spawn(async move {
-                            let answer = rx.await.unwrap_or_else(|_| {
-                                wire::answer(&Error::new(Kind::Unanswered, "the client went away"))
-                            });
-                            let mut out = json!({"jsonrpc":"2.0","id":id});
-                            for k in ["result", "error"] {
-                                if let Some(v) = answer.get(k) {
-                                    out[k] = v.clone();
-                                }
-                            }
-                            conn.write(&out);
+                    }
+                    None if method == "ping" => {
+                        conn.write(&json!({"jsonrpc":"2.0","id":id,"result":{}}));
+                        return;
+                    }
+                    // Outside any call: to a client that can answer, as the dispatcher finds one
+                    // (this child's own client, for a stateful server's).
+                    None => {
+                        let message = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params});
+                        let session = self.session.clone();
+                        self.unsolicited.push(Unsolicited {
+                            backend: self.name.clone(),
+                            session,
+                            message,
+                            reply: Some(tx),
                         });
                     }
-                    None if method == "ping" => conn.write(&json!({"jsonrpc":"2.0","id":id,"result":{}})),
-                    None => {
-                        let e = Error::new(Kind::Unanswered, "no client request is in flight to answer this");
-                        let mut m = wire::answer(&e);
-                        m["jsonrpc"] = json!("2.0");
-                        m["id"] = id;
-                        conn.write(&m)
-                    }
                 }
+                tokio::spawn(async move {
+                    let answer = rx
+                        .await
+                        .unwrap_or_else(|_| wire::answer(&Error::new(Kind::Unanswered, "the client went away")));
+                    let mut out = json!({"jsonrpc":"2.0","id":id});
+                    for k in ["result", "error"] {
+                        if let Some(v) = answer.get(k) {
+                            out[k] = v.clone();
+                        }
+                    }
+                    conn.write(&out);
+                });
             }
             (None, None) => {}
         }

@@ -16,6 +16,7 @@ mod router;
 mod session;
 mod stateful;
 mod stream;
+mod uris;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -295,12 +296,28 @@ async fn dispatch(gateway: Arc<Gateway>, mut rx: queue::Receiver<Unsolicited>) {
             None => gateway.sessions.snapshot().into_iter().filter(|s| sees(s)).collect(),
         };
         if method == "notifications/resources/updated" {
+            // To each client that subscribed, under the URI it subscribed with: as the merged
+            // endpoint shows it (`uris`), or as the server wrote it.
             let uri = u.message.pointer("/params/uri").and_then(Value::as_str).unwrap_or_default();
-            for s in targets
-                .iter()
-                .filter(|s| s.upstream.subscriptions.lock().unwrap_or_else(|p| p.into_inner()).contains(uri))
-            {
-                s.upstream.send_shared(&class, &u.message);
+            for s in targets {
+                let shown = gateway.router.client_uri(&s.upstream.view, &u.backend, uri);
+                let theirs = {
+                    let subs = s.upstream.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+                    if subs.contains(&shown) {
+                        shown
+                    } else if subs.contains(uri) {
+                        uri.to_owned()
+                    } else {
+                        continue;
+                    }
+                };
+                if theirs == uri {
+                    s.upstream.send_shared(&class, &u.message);
+                } else {
+                    let mut m = u.message.clone();
+                    m["params"]["uri"] = Value::String(theirs);
+                    s.upstream.send(m);
+                }
             }
             continue;
         }

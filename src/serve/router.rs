@@ -343,6 +343,12 @@ impl Router {
                     }
                     seen.insert(full.clone(), b.cfg.name.clone());
                     item["name"] = Value::String(full);
+                } else if !prefix.is_empty() {
+                    // A resource's URI names its server, as a tool's name does (`uris`).
+                    let key = if *kind == "resources" { "uri" } else { "uriTemplate" };
+                    if let Some(uri) = item.get(key).and_then(Value::as_str) {
+                        item[key] = Value::String(super::uris::namespaced(&config::name_prefix(&b.cfg.name), uri));
+                    }
                 }
                 out.push(item);
             }
@@ -363,6 +369,32 @@ impl Router {
             }
         }
         best.map(|(b, n, _)| (b, n))
+    }
+
+    /// The server of a resource URI as a client names it, and the URI as that server knows it:
+    /// the server a merged endpoint's URI names (`uris`), else the one that lists it.
+    async fn resource(&self, client: &Arc<Session<Client>>, uri: &str) -> Option<(Arc<Backend>, String)> {
+        if let Some((ns, own)) = super::uris::split(uri) {
+            let view = &client.upstream.view;
+            let named = self
+                .visible(view)
+                .into_iter()
+                .find(|b| !self.prefix(view, b).is_empty() && config::name_prefix(&b.cfg.name) == ns);
+            if let Some(b) = named {
+                return Some((b, own.to_owned()));
+            }
+        }
+        self.by_uri(client, uri).await.map(|b| (b, uri.to_owned()))
+    }
+
+    /// A server's resource URI as a client of `view` names it (`uris`, on the merged endpoint).
+    pub fn client_uri(&self, view: &View, backend: &str, uri: &str) -> String {
+        match self.backend(backend) {
+            Some(b) if !self.prefix(view, &b).is_empty() => {
+                super::uris::namespaced(&config::name_prefix(&b.cfg.name), uri)
+            }
+            _ => uri.to_owned(),
+        }
     }
 
     /// The server owning a resource URI: one whose listing has it, else one whose template's
@@ -459,17 +491,19 @@ impl Router {
         let view = client.upstream.view.clone();
         let target = match method {
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                // As the client names it (kept for its subscriptions), and as its server does.
                 let uri = params.get("uri").and_then(Value::as_str).unwrap_or_default().to_owned();
-                let Some(b) = self.by_uri(client, &uri).await else {
+                let Some((b, own)) = self.resource(client, &uri).await else {
                     return Routed::Answer(error(Kind::InvalidParams, format!("no server offers the resource {uri}")));
                 };
+                params["uri"] = Value::String(own.clone());
                 if method != "resources/read" {
                     let had = {
                         let mut subs = client.upstream.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
                         if method == "resources/subscribe" { !subs.insert(uri.clone()) } else { subs.remove(&uri) }
                     };
                     let mut counts = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
-                    let n = counts.entry((b.cfg.name.clone(), uri.clone())).or_default();
+                    let n = counts.entry((b.cfg.name.clone(), own.clone())).or_default();
                     match (method, had) {
                         ("resources/subscribe", false) => *n += 1,
                         ("resources/unsubscribe", true) => *n = n.saturating_sub(1),
@@ -479,7 +513,7 @@ impl Router {
                     if still == 0 {
                         // Kept only while someone subscribes: the table does not grow with every
                         // URI ever named.
-                        counts.remove(&(b.cfg.name.clone(), uri.clone()));
+                        counts.remove(&(b.cfg.name.clone(), own));
                     }
                     // A server shared by several clients keeps sending updates while one of them
                     // still wants them: the others' unsubscribe stops here.
@@ -506,7 +540,11 @@ impl Router {
                     }
                     _ => {
                         let uri = r.get("uri").and_then(Value::as_str).unwrap_or_default().to_owned();
-                        self.by_uri(client, &uri).await
+                        let found = self.resource(client, &uri).await;
+                        if let Some((_, own)) = &found {
+                            params["ref"]["uri"] = Value::String(own.clone());
+                        }
+                        found.map(|(b, _)| b)
                     }
                 }
             }

@@ -37,12 +37,15 @@ async fn change_and_list(routes: &'static [Route], name: &str) {
         };
         // Listed once, so that a stale cached listing would show.
         let file = format!("{route:?}.gz");
-        let uri = format!("demo://resource/session/{file}");
+        let own = format!("demo://resource/session/{file}");
+        // As the client sees it (on the merged endpoint, naming its server).
+        let uri = route.uri(&own);
         assert!(!listed(sid.clone()).await.contains(&uri), "{route}");
         let args = json!({"name": file, "data": "data:text/plain;base64,aGVsbG8=", "outputType": "resourceLink"});
         let reply = call(&url, &sid, &[], &tool_call(json!(5), &route.name("gzip-file-as-resource"), args)).await;
         let r = reply.message();
-        assert!(r["result"]["content"][0]["uri"] == uri.as_str(), "{route}: {r}");
+        // A link in a tool's result is the server's own (a read of it is routed by its URI).
+        assert!(r["result"]["content"][0]["uri"] == own.as_str(), "{route}: {r}");
         // Told on the call's own stream (as the server sent it there), or kept for the
         // session until it listens.
         if !reply.body.contains("notifications/resources/list_changed") {

@@ -329,6 +329,11 @@ impl Route {
     pub fn name(self, name: &str) -> String {
         format!("{}{name}", self.prefix())
     }
+
+    /// A resource URI of the server's as the client sees it (merged: naming its server).
+    pub fn uri(self, uri: &str) -> String {
+        if self.lone() { uri.to_owned() } else { format!("mcpgate://{}/{uri}", self.server()) }
+    }
 }
 
 impl fmt::Display for Route {

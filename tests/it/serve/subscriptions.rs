@@ -30,7 +30,7 @@ async fn subscriptions_are_kept_per_client_on_every_route() {
         let list = call(&url, &a, &[], r#"{"jsonrpc":"2.0","id":1,"method":"resources/list"}"#).await.message();
         let uri = list["result"]["resources"]
             .as_array()
-            .and_then(|l| l.iter().filter_map(|r| r["uri"].as_str()).find(|u| u.starts_with("demo://")))
+            .and_then(|l| l.iter().filter_map(|r| r["uri"].as_str()).find(|u| u.starts_with(&route.uri("demo://"))))
             .unwrap_or_else(|| panic!("{route}: {list}"))
             .to_owned();
         let sub = |id: u32, m: &str| json!({"jsonrpc":"2.0","id":id,"method":m,"params":{"uri":uri}}).to_string();
@@ -66,4 +66,48 @@ async fn subscriptions_are_kept_per_client_on_every_route() {
         assert!(not.is_err(), "{route}: a unsubscribed, yet heard {not:?}");
     })
     .await;
+}
+
+/// Two servers offering the same resource URIs on one merged endpoint (server-everything as a
+/// stdio child and over HTTP): each URI is listed once per server, naming it; each can be read
+/// and subscribed to; and the updates of both arrive, each under the URI its subscriber used.
+#[tokio::test]
+async fn two_servers_with_the_same_resource_uris_are_both_reachable_and_subscribable() {
+    let m = Matrix::start("serve-same-uris", json!({}), json!({}), false).await;
+    let url = m.url(MergedStdio);
+    let sid = session(&url).await;
+    let list = call(&url, &sid, &[], r#"{"jsonrpc":"2.0","id":1,"method":"resources/list"}"#).await.message();
+    let uris: Vec<&str> =
+        list["result"]["resources"].as_array().unwrap().iter().filter_map(|r| r["uri"].as_str()).collect();
+    let own = uris
+        .iter()
+        .find_map(|u| u.strip_prefix("mcpgate://local/").filter(|u| u.starts_with("demo://")))
+        .unwrap_or_else(|| panic!("{list}"))
+        .to_owned();
+    let both = [MergedStdio.uri(&own), MergedRemote.uri(&own)];
+    for uri in &both {
+        assert_eq!(uris.iter().filter(|u| **u == uri.as_str()).count(), 1, "{uri} listed once: {uris:?}");
+        let read = json!({"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri": uri}}).to_string();
+        let r = call(&url, &sid, &[], &read).await.message();
+        assert_eq!(r["result"]["contents"][0]["uri"], own.as_str(), "{uri}: {r}");
+        let sub = json!({"jsonrpc":"2.0","id":3,"method":"resources/subscribe","params":{"uri": uri}}).to_string();
+        let r = call(&url, &sid, &[], &sub).await.message();
+        assert!(r["result"].is_object(), "{uri}: {r}");
+    }
+    let mut events = Sse::get(&url, &sid).await;
+    for route in [MergedStdio, MergedRemote] {
+        restart_updates(&url, &sid, &route.name("toggle-subscriber-updates")).await;
+    }
+    // Both, in whichever order they come.
+    let heard = std::sync::Mutex::new(std::collections::HashSet::new());
+    let got = events
+        .until(Duration::from_secs(10), |m| {
+            let mut heard = heard.lock().unwrap();
+            if m["method"] == "notifications/resources/updated" {
+                heard.insert(m["params"]["uri"].as_str().unwrap_or_default().to_owned());
+            }
+            both.iter().all(|u| heard.contains(u))
+        })
+        .await;
+    assert!(got.is_ok(), "updates heard for {:?} of {both:?}: {got:?}\n{}", heard.lock().unwrap(), m.output());
 }
