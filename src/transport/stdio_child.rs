@@ -285,4 +285,23 @@ mod tests {
         stderr_lines(reader, |l, cut| seen.push((l.len(), cut))).await;
         assert_eq!(seen, [(5, false), (STDERR_LINE, true), (4, false)]);
     }
+
+    /// A line a server writes in pieces (Python's logging to an unbuffered stderr, say) is
+    /// logged once, whole.
+    #[tokio::test]
+    async fn a_line_written_in_pieces_is_logged_whole() {
+        let (mut tx, rx) = tokio::io::duplex(64);
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            for piece in [&b"INFO:server:"[..], b"listening on", b" stdio\nnext", b" line\n"] {
+                tx.write_all(piece).await.unwrap();
+                tx.flush().await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        });
+        let mut seen = Vec::new();
+        stderr_lines(BufReader::new(rx), |l, _| seen.push(String::from_utf8_lossy(l).into_owned())).await;
+        writer.await.unwrap();
+        assert_eq!(seen, ["INFO:server:listening on stdio", "next line"]);
+    }
 }
