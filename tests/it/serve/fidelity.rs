@@ -12,9 +12,10 @@ fn text(v: &Value) -> String {
     serde_json::to_string(v).unwrap()
 }
 
-/// server-everything's tools through each route, and a call's `structuredContent`, are what
-/// the same server says direct: each schema key for key, in order (its output schema lists
-/// `temperature, conditions, humidity`, which sorting would turn round), the prefix aside.
+/// server-everything's tools through each route, a call's result and an elicitation's form are
+/// what the same server says direct: each key for key, in order (its output schema lists
+/// `temperature, conditions, humidity`, which sorting would turn round), the prefix aside — to
+/// a 2025 client, and the listing and `structuredContent` to a 2026-07-28 client too.
 #[tokio::test]
 async fn schemas_and_results_keep_their_key_order_on_every_route() {
     let m = Matrix::start("serve-fidelity", json!({}), json!({}), false).await;
@@ -53,8 +54,37 @@ async fn schemas_and_results_keep_their_key_order_on_every_route() {
         assert_eq!(text(&got["result"]), text(&want["result"]), "{route}: the call's result, and direct");
         let asked = elicitation_form(&url, &sid, &route.name("trigger-elicitation-request")).await;
         assert_eq!(text(&asked), text(form), "{route}: the form the server asks for, and direct");
+        // A 2026-07-28 client (stateless, the `_meta` envelope) gets the same, key for key.
+        let got = modern(&url, "tools/call", &name, json!({"name": name, "arguments": {"location": "Chicago"}})).await;
+        let (got, want) = (&got["result"]["structuredContent"], &want["result"]["structuredContent"]);
+        assert_eq!(text(got), text(want), "{route}: a modern client's structuredContent, and direct");
+        let listed = modern(&url, "tools/list", "", json!({})).await;
+        let tool = listed["result"]["tools"].as_array().unwrap().iter().find(|t| t["name"] == name.as_str()).cloned();
+        let mut tool = tool.unwrap_or_else(|| panic!("{route}: {name} not listed for a modern client: {listed}"));
+        tool["name"] = json!("get-structured-content");
+        let original = direct.iter().find(|t| t["name"] == "get-structured-content").unwrap();
+        assert_eq!(text(&tool), text(original), "{route}: as listed for a modern client, and direct");
     })
     .await;
+}
+
+/// A 2026-07-28 request, stateless, as a modern client sends it; its answer (JSON or the last
+/// event of a stream).
+async fn modern(url: &str, method: &str, name: &str, mut params: Value) -> Value {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}},
+        "io.modelcontextprotocol/clientInfo": {"name": "fidelity", "version": "1"},
+    });
+    let body = json!({"jsonrpc": "2.0", "id": 9, "method": method, "params": params}).to_string();
+    let mut h = MCP_HEADERS.to_vec();
+    h.extend([("mcp-protocol-version", "2026-07-28"), ("mcp-method", method)]);
+    if !name.is_empty() {
+        h.push(("mcp-name", name));
+    }
+    let r = request("POST", url, &h, &body).await;
+    assert_eq!(r.status, 200, "{url} {method}: {}", r.body);
+    r.message()
 }
 
 /// The params of the elicitation request a call of `tool` brings (the form's fields in order).
