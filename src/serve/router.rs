@@ -257,7 +257,10 @@ impl Router {
     /// Whom a listing of `b` for `client` is for: the session alone once `b` told it a listing
     /// changed for it alone, else every client that declared what it did.
     fn audience(&self, b: &Backend, client: Option<&Arc<Session<Client>>>) -> Audience {
-        let Some(c) = client else { return Audience::Declared(Declared::gateway()) };
+        let Some(c) = client else {
+            // The gateway's own session declares what `backend::gateway_hello` does.
+            return Audience::Declared(Declared::of(&super::backend::gateway_hello()["capabilities"]));
+        };
         let diverged = self.diverged.lock().unwrap_or_else(|p| p.into_inner());
         if !diverged.is_empty() && diverged.contains(&(b.cfg.name.clone(), c.id().to_owned())) {
             return Audience::Session(c.id().to_owned());

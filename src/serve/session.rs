@@ -269,9 +269,4 @@ impl Declared {
         let bits = [has("/elicitation"), has("/elicitation/url"), has("/sampling"), has("/roots")];
         Declared(bits.iter().enumerate().fold(0, |acc, (i, b)| acc | (u8::from(*b) << i)))
     }
-
-    /// What the gateway declares for its own sessions (`backend::gateway_hello`).
-    pub fn gateway() -> Declared {
-        Declared::of(&super::backend::gateway_hello()["capabilities"])
-    }
 }
