@@ -25,6 +25,19 @@ pub fn node() -> PathBuf {
     p
 }
 
+/// The Python of the test clients' virtualenv, `.venv-tests/` (tests/clients/requirements.txt:
+/// the official `mcp` SDK and FastMCP, installed by `scripts/test`).
+pub fn python() -> PathBuf {
+    let p = repo().join(".venv-tests/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run `scripts/test` first (or `python3 -m venv .venv-tests && .venv-tests/bin/pip install -r \
+         tests/clients/requirements.txt`)",
+        p.display()
+    );
+    p
+}
+
 pub fn mcpgate_bin() -> &'static str {
     env!("CARGO_BIN_EXE_mcpgate")
 }
@@ -146,6 +159,31 @@ pub async fn sdk_client_env(url: &str, steps: &[&str], env: &[(&str, &str)]) -> 
         panic!("SDK client printed no report; stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr))
     });
     assert!(out.status.success(), "SDK client failed: {report:#}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    report
+}
+
+/// Runs the Python test client (tests/clients/python-client.py) of `kind` (`sdk`: the official
+/// `mcp` SDK's ClientSession; `fastmcp`: fastmcp.Client) through `url` and returns its report.
+pub async fn python_client(url: &str, kind: &str, steps: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
+    let mut cmd = Command::new(python());
+    cmd.arg(repo().join("tests/clients/python-client.py")).arg(url).arg(kind).args(steps).kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("the Python {kind} client timed out at {url}"))
+        .expect("the Python client runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
+        panic!("the Python {kind} client printed no report at {url}; stdout: {stdout}\nstderr: {stderr}")
+    });
+    assert!(
+        out.status.success(),
+        "the Python {kind} client failed at {url}: {}\nstderr: {stderr}",
+        report["error"].as_str().unwrap_or_default()
+    );
     report
 }
 
