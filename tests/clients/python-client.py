@@ -23,6 +23,14 @@ import mcp_types as types
 warnings.simplefilter("ignore")
 
 PREFIX = os.environ.get("MCP_TOOL_PREFIX", "")
+# MCP_URI_PREFIX=mcpgate://server/: how the merged endpoint names this server's resource URIs;
+# reported without it (another server's URIs keep theirs).
+URI_PREFIX = os.environ.get("MCP_URI_PREFIX", "")
+
+
+def own_uri(uri):
+    uri = str(uri)
+    return uri[len(URI_PREFIX) :] if URI_PREFIX and uri.startswith(URI_PREFIX) else uri
 ELICIT_NAME = "Ada Lovelace"
 ROOT = types.Root(uri="file:///tmp/mcpgate-python-root", name="python test root")
 STEP_TIMEOUT = 30
@@ -249,14 +257,14 @@ def steps(c):
         templates = await c.templates()
         read = await c.read(str(listed[0].uri))
         return {
-            "uris": [str(r.uri) for r in listed],
-            "templates": sorted(t.uri_template for t in templates),
-            "first": str(listed[0].uri),
-            "read": [{"uri": str(r.uri), "mimeType": r.mime_type, "text": getattr(r, "text", None)} for r in read],
+            "uris": [own_uri(r.uri) for r in listed],
+            "templates": sorted(own_uri(t.uri_template) for t in templates),
+            "first": own_uri(listed[0].uri),
+            "read": [{"uri": own_uri(r.uri), "mimeType": r.mime_type, "text": getattr(r, "text", None)} for r in read],
         }
 
     async def subscribe():
-        uri = next(str(r.uri) for r in await c.resources() if str(r.uri).startswith("demo://"))
+        uri = next(str(r.uri) for r in await c.resources() if str(r.uri).startswith(URI_PREFIX + "demo://"))
         await c.subscribe(uri)
         if (await toggle_updates(c)).startswith("Stopped"):
             await toggle_updates(c)
@@ -264,7 +272,7 @@ def steps(c):
         if (await toggle_updates(c)).startswith("Started"):
             await toggle_updates(c)
         await c.unsubscribe(uri)
-        return {"uri": uri, "updated": asked.updated[0]}
+        return {"uri": own_uri(uri), "updated": own_uri(asked.updated[0])}
 
     async def progress():
         seen = []

@@ -24,12 +24,13 @@ fn comparable(route: Route, mut report: Value) -> Value {
     if !route.lone()
         && let Some(r) = report.get_mut("resources")
     {
-        // The merged endpoint lists every server's resources, unprefixed (URIs are not
-        // renamed): `remote2`, our fixture, adds its `test://` ones to server-everything's
+        // The merged endpoint lists every server's resources, each URI naming its server
+        // (`mcpgate://<server>/…`, which the client reports without for the route's own server,
+        // `MCP_URI_PREFIX`): `remote2`, our fixture, adds its `test://` ones to server-everything's
         // `demo://` ones. The first listed, and what reading it gave, are compared as they are.
         for key in ["uris", "templates"] {
             if let Some(list) = r[key].as_array_mut() {
-                list.retain(|u| !u.as_str().unwrap_or_default().starts_with("test://"));
+                list.retain(|u| !u.as_str().unwrap_or_default().starts_with("mcpgate://"));
             }
         }
     }
@@ -84,9 +85,10 @@ async fn same_as_direct_on_every_route(kind: &'static str, steps: &'static [&str
     on_routes(&m, &ROUTES, move |m, route| {
         let direct = direct.clone();
         async move {
-            let prefix = route.prefix();
+            let (prefix, uris) = (route.prefix(), route.uri(""));
             let mut all = env.to_vec();
             all.push(("MCP_TOOL_PREFIX", &prefix));
+            all.push(("MCP_URI_PREFIX", &uris));
             let got = python_client(&m.url(route), kind, steps, &all).await;
             check_version(kind, env, Some(route), &got);
             let diff = differences(steps, &comparable(route, (*direct).clone()), &comparable(route, got));
