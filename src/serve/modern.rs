@@ -56,8 +56,11 @@ impl Gateway {
         if let Some(s) = all.get(view) {
             return Some(s.clone());
         }
-        let init = json!({"protocolVersion":"2025-11-25","capabilities":{"elicitation":{},"sampling":{},"roots":{}},
-            "clientInfo":{"name":"mcpgate (for 2026-07-28 clients)","version":env!("CARGO_PKG_VERSION")}});
+        // Stateless clients share one session per view: it declares what any of them may answer
+        // (each request's own `clientCapabilities` decide what its caller is asked).
+        let mut init = super::backend::gateway_hello();
+        init["protocolVersion"] = json!("2025-11-25");
+        init["clientInfo"]["name"] = json!("mcpgate (for 2026-07-28 clients)");
         let s = self.sessions_modern.create(crate::connect::CLIENT, &[], Client::new(view.clone(), init)).ok()?.session;
         all.insert(view.clone(), s.clone());
         Some(s)

@@ -136,12 +136,8 @@ async fn fastmcps_default_client_subscribes_as_direct_on_every_route() {
 /// Direct, FastMCP's default client declares URL elicitation and server-everything offers
 /// `trigger-url-elicitation`; through the gateway (2026-07-28) a remote server sees the session
 /// the gateway opens for modern clients (src/serve/modern.rs, `modern_client`), which declares
-/// `elicitation: {}` (form only) whatever the client declared, so the tool is not offered. (A
-/// shared stdio child is initialized declaring URL elicitation: as direct.)
+/// what any client may answer (URL elicitation among it), so the tool is offered as direct.
 #[tokio::test]
-#[ignore = "issue 15: FastMCP's default client through the gateway (2026-07-28) on a remote route (lone and merged) \
-            is not offered trigger-url-elicitation, which it is direct: the gateway's upstream session for modern \
-            clients declares elicitation without url"]
 async fn fastmcps_default_client_is_offered_what_it_is_offered_direct_on_every_route() {
     same_as_direct_on_every_route("fastmcp", &["info", "tools"], &[]).await;
 }
