@@ -20,7 +20,7 @@ pub const NAME: HeaderName = HeaderName::from_static("mcp-name");
 /// MCP name (non-standard) an allocation of its own.
 pub fn name(raw: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
     use http::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, DATE, HOST, ORIGIN};
-    let is = |known: &HeaderName| raw.eq_ignore_ascii_case(known.as_str().as_bytes());
+    let is = |known: &HeaderName| same_name(raw, known.as_str().as_bytes());
     let known = match raw.len() {
         4 if is(&HOST) => HOST,
         4 if is(&DATE) => DATE,
@@ -37,6 +37,29 @@ pub fn name(raw: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
         _ => return HeaderName::from_bytes(raw),
     };
     Ok(known)
+}
+
+/// `raw` is `known` in any case, `known` being lowercase letters and `-` (as every name `name`
+/// matches is): eight bytes at a time, each letter's case bit ignored where `known` has a
+/// letter (bit 6 set: `a`–`z`; clear: `-`, compared exactly). A byte-by-byte
+/// `eq_ignore_ascii_case` was most of the cost of reading a request's headers.
+fn same_name(raw: &[u8], known: &[u8]) -> bool {
+    const LETTERS: u64 = 0x4040_4040_4040_4040;
+    let n = raw.len();
+    if n != known.len() {
+        return false;
+    }
+    if n < 8 {
+        return raw.eq_ignore_ascii_case(known);
+    }
+    let word = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or_default());
+    let same = |at: usize| {
+        let k = word(known, at);
+        word(raw, at) | ((k & LETTERS) >> 1) == k
+    };
+    // Whole words, then the last eight bytes (overlapping the words before when `n` is not a
+    // multiple of eight).
+    (0..n - 8).step_by(8).all(same) && same(n - 8)
 }
 
 /// Methods whose target must be mirrored in `Mcp-Name`.
@@ -99,6 +122,48 @@ fn decode_sentinel(v: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_names_match_in_any_case_and_nothing_else() {
+        use http::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, DATE, HOST, ORIGIN};
+        let known = [
+            HOST,
+            DATE,
+            ACCEPT,
+            ORIGIN,
+            CONTENT_TYPE,
+            AUTHORIZATION,
+            LAST_EVENT_ID,
+            CONTENT_LENGTH,
+            SESSION_ID,
+            PROTOCOL_VERSION,
+            METHOD,
+            NAME,
+        ];
+        for k in &known {
+            let k = k.as_str();
+            // What `same_name` relies on.
+            assert!(k.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'), "{k}");
+            assert_eq!(name(k.as_bytes()).unwrap(), k);
+            assert_eq!(name(k.to_ascii_uppercase().as_bytes()).unwrap(), k);
+            let mixed: String =
+                k.chars().enumerate().map(|(i, c)| if i % 3 == 0 { c.to_ascii_uppercase() } else { c }).collect();
+            assert_eq!(name(mixed.as_bytes()).unwrap(), k);
+            // One byte off anywhere: another name (or none), never this one.
+            for i in 0..k.len() {
+                for other in [b'_', b'\r', b'.', b'0', b'-', b'x', b'm', b'@', b'`', b'{'] {
+                    let mut raw = k.as_bytes().to_vec();
+                    if raw[i].eq_ignore_ascii_case(&other) {
+                        continue;
+                    }
+                    raw[i] = other;
+                    assert!(!same_name(&raw, k.as_bytes()), "{:?} taken for {k}", String::from_utf8_lossy(&raw));
+                }
+            }
+        }
+        assert_eq!(name(b"Mcp-Session-Idx").unwrap(), "mcp-session-idx");
+        assert!(name(b"mcp session-id").is_err());
+    }
 
     #[test]
     fn names_from_the_wire_are_the_shared_constants_in_any_case() {

@@ -187,8 +187,9 @@ impl Gateway {
             let e = Error::new(Kind::BadRequest, "batches are not supported; send one message per request");
             return wire::error(&e, None);
         };
-        // 2. The era, from `MCP-Protocol-Version`.
-        let version = headers.get(crate::mcp::headers::PROTOCOL_VERSION).and_then(|v| v.to_str().ok());
+        // 2. The era, from `MCP-Protocol-Version` (read once: the relay sends it on as it came).
+        let version_header = headers.get(crate::mcp::headers::PROTOCOL_VERSION);
+        let version = version_header.and_then(|v| v.to_str().ok());
         let era = match crate::mcp::era::era_of(version) {
             Ok(era) => era,
             Err(e) => return wire::error(&Error::new(Kind::BadRequest, e.to_string()), msg.id),
@@ -211,8 +212,7 @@ impl Gateway {
         // The caller's token as last sent, for servers that take it.
         session.upstream.set_bearer(headers.get(http::header::AUTHORIZATION));
         // 6. Carried out: as it came where the server takes it so, else as a message.
-        let form = Form::with(headers, version);
-        let mut resp = self.carry(&session, (headers, form), &bytes, (&payload, msg), target).await;
+        let mut resp = self.carry(&session, (headers, version_header), &bytes, (&payload, msg), target).await;
         resp.headers_mut().insert(SESSION_ID, session.header.clone());
         resp
     }
@@ -250,10 +250,12 @@ impl Gateway {
     /// Carries out the decision for a legacy client's message in its session: relayed to a
     /// remote server the client sees alone (`relay`), else a request to `request`, an answer to
     /// the gateway's question to its asker, a notification to the servers it concerns.
+    /// `version` is the request's `MCP-Protocol-Version`; the form of the gateway's own answer
+    /// is decided only where there is one (a relayed message is answered by its server).
     async fn carry(
         self: &Arc<Self>,
         session: &Arc<Session<Client>>,
-        (headers, form): (&HeaderMap, Form),
+        (headers, version): (&HeaderMap, Option<&HeaderValue>),
         bytes: &Bytes,
         (payload, msg): (&crate::jsonrpc::Payload<'_>, &crate::jsonrpc::Envelope<'_>),
         target: Target,
@@ -261,15 +263,16 @@ impl Gateway {
         match &target {
             Target::Refused(e) => {
                 let id = id_of(msg).unwrap_or(Value::Null);
-                return form.reply(session, &id, wire::answer(e));
+                return Form::with(headers, version).reply(session, &id, wire::answer(e));
             }
             Target::Lone(b) => {
-                if let Some(resp) = self.relay(session, headers, bytes, (payload, msg), b).await {
+                if let Some(resp) = self.relay(session, version, bytes, (payload, msg), b).await {
                     return resp;
                 }
             }
             Target::Named { .. } | Target::Gateway | Target::Router => {}
         }
+        let form = Form::with(headers, version);
         let id = id_of(msg);
         match (msg.method(), &id) {
             // The client's answer to a server's request.
@@ -295,14 +298,13 @@ impl Gateway {
     async fn relay(
         self: &Arc<Self>,
         session: &Arc<Session<Client>>,
-        headers: &HeaderMap,
+        version: Option<&HeaderValue>,
         bytes: &Bytes,
         (payload, msg): (&crate::jsonrpc::Payload<'_>, &crate::jsonrpc::Envelope<'_>),
         b: &Arc<super::router::Backend>,
     ) -> Option<Response<Body>> {
         let started = Instant::now();
-        let version = headers.get(crate::mcp::headers::PROTOCOL_VERSION).cloned();
-        let (engine, to) = match b.link.passthrough(session, version) {
+        let (engine, to) = match b.link.passthrough(session, version.cloned()) {
             Passthrough::No => return None,
             Passthrough::Ready(destination) => destination,
             Passthrough::Opening(opening) => opening.await?,
@@ -862,11 +864,11 @@ enum Form {
 
 impl Form {
     /// From the request's `Accept` and its `MCP-Protocol-Version` (`version`).
-    fn with(headers: &HeaderMap, version: Option<&str>) -> Form {
+    fn with(headers: &HeaderMap, version: Option<&HeaderValue>) -> Form {
         if !accepts_sse(headers) {
             return Form::Json;
         }
-        Form::Sse { prime: version.is_some_and(|v| v >= "2025-11-25") }
+        Form::Sse { prime: version.and_then(|v| v.to_str().ok()).is_some_and(|v| v >= "2025-11-25") }
     }
 
     /// An answer of the gateway's, with the client's id.
