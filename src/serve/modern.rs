@@ -106,9 +106,15 @@ impl Gateway {
             "server/discover" => {
                 let init = self.router.initialize(&view, "2025-11-25");
                 let r = &init["result"];
+                // Subscribing is `subscriptions/listen` in this revision, which the gateway does not
+                // relay yet: not promised (`resources/subscribe` is gone from the revision).
+                let mut capabilities = r["capabilities"].clone();
+                if let Some(c) = capabilities.get_mut("resources").and_then(Value::as_object_mut) {
+                    c.remove("subscribe");
+                }
                 let mut result = json!({
                     "supportedVersions": ["2026-07-28"],
-                    "capabilities": r["capabilities"],
+                    "capabilities": capabilities,
                     "resultType": "complete", "ttlMs": 0, "cacheScope": "private",
                     "_meta": {META_SERVER_INFO: r["serverInfo"]},
                 });

@@ -123,8 +123,8 @@ async fn fastmcps_default_client_gets_what_it_gets_direct_on_every_route() {
 /// Direct (2025-11-25) FastMCP's default client subscribes and hears the update; through the
 /// gateway it speaks 2026-07-28, whose endpoint refuses `resources/subscribe` — the SDK sends no
 /// `Mcp-Name` for it (the revision removed the method), and the gateway relays no
-/// `subscriptions/listen`, the revision's replacement — though the gateway's `server/discover`
-/// offers server-everything's `resources.subscribe` as it is.
+/// `subscriptions/listen`, the revision's replacement (issue 18); the gateway's `server/discover`
+/// no longer promises `resources.subscribe`, but the client subscribes anyway.
 #[tokio::test]
 #[ignore = "issue 15: FastMCP's default client through the gateway (2026-07-28) cannot subscribe, on every route: \
             resources/subscribe -> -32020 \"the Mcp-Name header is required for resources/subscribe\"; direct \
