@@ -1,6 +1,8 @@
 //! `mcpgate serve` with real servers behind it — npm's server-everything as a stdio child and over
 //! Streamable HTTP, our conformance fixture, an OpenID provider's protected servers, a
-//! modern-only server — driven by the official SDK clients and raw HTTP. One file per behaviour.
+//! modern-only server; npm's server-filesystem and server-memory and PyPI's mcp-server-time as
+//! stdio children (bytes.rs) — driven by the official SDK clients and raw HTTP. One file per
+//! behaviour.
 //!
 //! Each behaviour runs on every route a client can take to a server ([`Route`]): the server alone
 //! on its own endpoint (`/servers/<name>/mcp`, unprefixed — where the gateway forwards messages
@@ -31,6 +33,7 @@
 //! | resumption of a stream the server ends early | resume.rs | n/a: a stdio server has no stream of its own to end (the gateway writes the client's) | n/a: a stdio server has no stream of its own to end (the gateway writes the client's) | `a_stream_the_server_ends_early_still_brings_the_answer` | `a_stream_the_server_ends_early_still_brings_the_answer` |
 //! | a client's roots and URL elicitation reach the server (the client seen as itself) | client_caps.rs | `a_clients_roots_reach_a_stdio_server_its_own_or_shared`, `a_url_elicitation_reaches_a_client_that_declared_it_and_no_other` | `a_url_elicitation_reaches_a_client_that_declared_it_and_no_other` | **open (issue 15)**: a remote server's session for the client is opened with the client's own `initialize`, but no test yet | **open (issue 15)**: as lone remote |
 //! | key order kept (schemas, results, forms; both eras), against the server direct | fidelity.rs | `schemas_and_results_keep_their_key_order_on_every_route` | `schemas_and_results_keep_their_key_order_on_every_route` | `schemas_and_results_keep_their_key_order_on_every_route` | `schemas_and_results_keep_their_key_order_on_every_route` |
+//! | every method of four real servers (npm's server-everything, server-filesystem, server-memory; PyPI's mcp-server-time) answers as direct: alone byte for byte (ids aside), merged but for the documented prefixes, key order kept | bytes.rs | `real_servers_answer_through_the_gateway_what_they_answer_direct`; **open (issue 15)**: the lone endpoint rebuilds `initialize`'s result in its own member order (`initialize_on_a_lone_endpoint_is_the_servers_own_answer`, ignored) | `real_servers_answer_through_the_gateway_what_they_answer_direct` | n/a here: three of the four speak stdio only (server-everything remote, key order: fidelity.rs) | n/a here: as lone remote |
 //! | the Python clients (the official `mcp` SDK's `ClientSession`, FastMCP's `Client`, on the handshake and by default): a scripted session (tools, prompts, resources, subscribe, progress, sampling, elicitation, roots) as direct | python_clients.rs | `the_python_sdk_client_gets_what_it_gets_direct_on_every_route`, `fastmcps_client_on_the_handshake_gets_what_it_gets_direct_on_every_route`, `fastmcps_default_client_gets_what_it_gets_direct_on_every_route`; **open (issue 15)**: FastMCP's default client (2026-07-28 through the gateway) cannot subscribe (`fastmcps_default_client_subscribes_as_direct_on_every_route`, ignored) | as lone stdio | as lone stdio, `fastmcps_default_client_is_offered_what_it_is_offered_direct_on_every_route`; **open (issue 15)**: FastMCP's default client's roots never reach the server (`fastmcps_default_client_roots_reach_the_server_as_direct_on_every_route`, ignored) | as lone remote |
 //! | a modern (2026-07-28) client | modern_clients.rs | `a_modern_client_reaches_legacy_servers_on_every_route` | `a_modern_client_reaches_legacy_servers_on_every_route` | `a_modern_client_reaches_legacy_servers_on_every_route` | `a_modern_client_reaches_legacy_servers_on_every_route` |
 //! | a modern-only server, legacy client | modern_clients.rs | n/a: stdio children are spoken to in 2025 only (no modern-only stdio server) | n/a: stdio children are spoken to in 2025 only (no modern-only stdio server) | `a_legacy_client_reaches_a_modern_only_server_on_every_remote_route` | `a_legacy_client_reaches_a_modern_only_server_on_every_remote_route` |
@@ -47,6 +50,7 @@
 //! Timeouts run on the real clock, kept short (a one-second `timeout`): the servers are other
 //! processes, which tokio's paused clock cannot reach.
 
+mod bytes;
 mod cancellation;
 mod client_caps;
 mod client_files;
@@ -77,7 +81,7 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use ::bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
