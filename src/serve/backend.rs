@@ -184,6 +184,9 @@ pub fn announce_lists_changed(tx: &UnsolicitedTx, backend: &str) {
 /// What a server answered to `initialize`.
 #[derive(Debug, Clone, Default)]
 pub struct ServerInfo {
+    /// The result as the server wrote it (its members, their order): what one server's own
+    /// endpoint answers.
+    pub result: Value,
     pub capabilities: Value,
     pub server_info: Value,
     pub instructions: Option<String>,

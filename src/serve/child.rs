@@ -230,6 +230,7 @@ impl ChildLink {
             return Err(format!("refused initialize: {}", answer.get("error").cloned().unwrap_or_default()));
         };
         let info = ServerInfo {
+            result: result.clone(),
             capabilities: result.get("capabilities").cloned().unwrap_or_else(|| json!({})),
             server_info: result.get("serverInfo").cloned().unwrap_or_else(|| json!({})),
             instructions: result.get("instructions").and_then(Value::as_str).map(str::to_owned),

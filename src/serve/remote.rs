@@ -170,6 +170,7 @@ impl RemoteLink {
             }
         };
         let info = ServerInfo {
+            result: result.clone(),
             capabilities: result.get("capabilities").cloned().unwrap_or_else(|| json!({})),
             server_info: result.get("serverInfo").cloned().unwrap_or_else(|| json!({})),
             instructions: result.get("instructions").and_then(Value::as_str).map(str::to_owned),
@@ -221,6 +222,7 @@ impl RemoteLink {
             };
             let legacy = crate::mcp::modern::initialize_result(result, "2025-11-25");
             let info = ServerInfo {
+                result: legacy.clone(),
                 capabilities: legacy.get("capabilities").cloned().unwrap_or_else(|| json!({})),
                 server_info: legacy.get("serverInfo").cloned().unwrap_or_else(|| json!({})),
                 instructions: legacy.get("instructions").and_then(Value::as_str).map(str::to_owned),

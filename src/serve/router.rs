@@ -444,11 +444,13 @@ impl Router {
         if let (View::One(_), Some(b)) = (view, backends.first())
             && let Some(info) = b.link.info()
         {
-            let mut r =
-                json!({"protocolVersion": version, "capabilities": info.capabilities, "serverInfo": info.server_info});
-            if let Some(i) = info.instructions {
-                r["instructions"] = Value::String(i);
+            // The server's own answer as it wrote it, but for the version: the client's, which
+            // the gateway speaks to it.
+            let mut r = info.result;
+            if !r.is_object() {
+                r = json!({"capabilities": info.capabilities, "serverInfo": info.server_info});
             }
+            r["protocolVersion"] = json!(version);
             return json!({"result": r});
         }
         let mut caps = serde_json::Map::new();

@@ -28,8 +28,8 @@
 //!   listing, and a `{}` for the log level (see [`merged_as_direct`]).
 //!
 //! What a server itself answers differently from one run to the next is normalised in that one
-//! field (each [`Norm`] says which). Differences found are listed in [`KNOWN`], each with an
-//! ignored test of its own.
+//! field (each [`Norm`] says which). Differences found would be listed in [`KNOWN`], each with
+//! an ignored test of its own.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -654,11 +654,9 @@ async fn four() -> Four {
 }
 
 /// Differences found (issue 15): each is left out of the test of every answer and asserted by a
-/// test of its own, ignored until fixed: (server, side, request).
-const KNOWN: [(&str, Side, &str); 1] = [
-    // `initialize_on_a_lone_endpoint_is_the_servers_own_answer`
-    ("time", Side::Lone, "initialize"),
-];
+/// test of its own, ignored until fixed: (server, side, request). None now: the one found (a lone
+/// server's `initialize` rebuilt in the gateway's member order) is fixed, and its test runs.
+const KNOWN: [(&str, Side, &str); 0] = [];
 
 /// Every answer of `s` on `side` that differs from direct (`direct`), as (its request, both
 /// answers): each step's, and on `/servers/<name>/mcp` `initialize`'s too (on `/mcp`, the
@@ -708,13 +706,10 @@ async fn real_servers_answer_through_the_gateway_what_they_answer_direct() {
     assert!(all.is_empty(), "{} of {compared} answers differ from direct:\n{}", all.len(), all.join("\n"));
 }
 
-/// A lone server's answer to `initialize` is the server's, as it wrote it. The gateway writes it
-/// anew from what it kept of the child's (src/serve/router.rs, `Router::initialize`):
-/// `protocolVersion, capabilities, serverInfo, instructions`, in that order, whatever the
-/// server's order (mcp-server-time writes `capabilities` first; the npm servers happen to write
-/// the gateway's order), and no other member.
+/// A lone server's answer to `initialize` is the server's, as it wrote it (src/serve/router.rs,
+/// `Router::initialize`: the result the child gave, every member in its order — mcp-server-time
+/// writes `capabilities` first, the npm servers `protocolVersion` — the version the client's).
 #[tokio::test]
-#[ignore = "issue 15: /servers/time/mcp answers initialize as {\"protocolVersion\",\"capabilities\",\"serverInfo\"} where mcp-server-time direct answers {\"capabilities\",\"protocolVersion\",\"serverInfo\"}: the gateway rebuilds a lone server's initialize result in its own member order"]
 async fn initialize_on_a_lone_endpoint_is_the_servers_own_answer() {
     let f = four().await;
     let s = f.servers.iter().find(|s| s.name == "time").unwrap();
