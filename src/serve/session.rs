@@ -231,7 +231,12 @@ impl Client {
         }
         let id = self.ids.next().text();
         self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), reply);
-        Some(serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+        let mut msg = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method});
+        // A request the server sent without params goes without (`null` is not valid params).
+        if !params.is_null() {
+            msg["params"] = params;
+        }
+        Some(msg)
     }
 
     /// Whether the client declared it can answer a server's `method` (`Err`: the capability it

@@ -2,7 +2,8 @@
 // Usage: node sdk-client.mjs URL STEP [STEP…]   Prints one JSON object: { step: result, … }.
 // MCP_TRANSPORT=sse speaks HTTP+SSE to URL; MCP_STDIO_COMMAND (below) launches a stdio server instead.
 // Steps: info, tools, echo, progress, elicit, url_elicit, resources, prompts, sampling, wait, close
-// (server-everything's tools); slow, ask, whoami (tests/fixtures/protected-server.mjs's); roots_changed,
+// (server-everything's tools); slow, ask, whoami (tests/fixtures/protected-server.mjs's); roots_tool
+// (server-everything's get-roots-list), roots_changed,
 // allowed (server-filesystem's list_allowed_directories, waited for until it names MCP_EXPECT_DIR).
 // MCP_ROOTS='["file:///…"]': the client answers roots/list with those; MCP_ELICIT_URL=1: it declares
 // URL-mode elicitation too and accepts a URL elicitation.
@@ -74,6 +75,7 @@ const run = {
     const result = await client.callTool({ name: tool('trigger-url-elicitation'), arguments: { url: 'https://example.com/consent' } });
     return { asked: elicitations.length, text: text(result), isError: !!result.isError };
   },
+  roots_tool: async () => ({ text: text(await client.callTool({ name: tool('get-roots-list'), arguments: {} })), asked: rootsAsked.length }),
   roots_changed: async () => {
     await client.sendRootsListChanged();
     return true;

@@ -55,3 +55,25 @@ async fn a_url_elicitation_reaches_a_client_that_declared_it_and_no_other() {
         assert_eq!(r["url_elicit"]["asked"], 0, "{url}: a client without URL elicitation was asked: {r}");
     }
 }
+
+/// A remote server's session for a client is opened with that client's own `initialize`: the
+/// server asks this client for its roots (server-everything's `get-roots-list` reports them) and
+/// offers it URL elicitation, which reaches it — alone and merged.
+#[tokio::test]
+async fn a_remote_server_sees_the_clients_own_roots_and_url_elicitation() {
+    let m = Matrix::start("serve-remote-caps", json!({}), json!({}), false).await;
+    on_routes(&m, &REMOTE, |m, route| async move {
+        let url = m.url(route);
+        let prefix = route.prefix();
+        let root = "file:///tmp/mcpgate-remote-root";
+        let roots = json!([root]).to_string();
+        let env = [("MCP_TOOL_PREFIX", prefix.as_str()), ("MCP_ROOTS", roots.as_str()), ("MCP_ELICIT_URL", "1")];
+        let r = sdk_client_env(&url, &["roots_tool", "url_elicit"], &env).await;
+        let text = r["roots_tool"]["text"].as_str().unwrap_or_default();
+        assert!(text.contains(root), "{route}: the server reports {text:?}\n{}", m.output());
+        assert!(r["roots_tool"]["asked"].as_u64() >= Some(1), "{route}: {r}");
+        assert_eq!(r["url_elicit"]["asked"], 1, "{route}: {r}");
+        assert_eq!(r["url_elicit"]["isError"], false, "{route}: {r}");
+    })
+    .await;
+}
