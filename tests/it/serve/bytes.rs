@@ -1,7 +1,7 @@
-//! Bytes: real servers answer through the gateway what they answer direct. Four real stdio
+//! Bytes: real servers answer through the gateway what they answer direct. Five real stdio
 //! servers — npm's server-everything, server-filesystem and server-memory, PyPI's
-//! mcp-server-time — are each driven directly over stdio (JSON lines, as the gateway drives
-//! them) and through one `mcpgate serve` with all four, on `/servers/<name>/mcp` and on `/mcp`,
+//! mcp-server-time and mcp-server-fetch (fetching from a local site) — are each driven directly
+//! over stdio (JSON lines, as the gateway drives them) and through one `mcpgate serve` with all, on `/servers/<name>/mcp` and on `/mcp`,
 //! by the same script: the handshake the gateway's client sends, then every method the server
 //! offers (listings, tool calls with structured results, prompts, reads, completions,
 //! subscriptions, ping, the log level) and errors (an unknown tool, prompt, resource; a tool's
@@ -325,6 +325,57 @@ fn time() -> Real {
     }
 }
 
+/// PyPI's mcp-server-fetch, fetching pages of a local site (`site`, on loopback: the server is
+/// told to allow private addresses and not to ask for robots.txt): as markdown, raw, a slice of
+/// it, a missing page; its prompt; an unknown tool.
+fn fetch(site: &str) -> Real {
+    let page = format!("{site}/index.html");
+    let mut script = common();
+    script.extend([
+        tool("fetch", json!({"url": page})),
+        tool("fetch", json!({"url": page, "raw": true})),
+        tool("fetch", json!({"url": page, "max_length": 40, "start_index": 10})),
+        tool("fetch", json!({"url": format!("{site}/missing.html")})),
+        step("prompts/get", json!({"name": "fetch", "arguments": {"url": page}})),
+        tool("nope", json!({})),
+    ]);
+    Real {
+        name: "fetch",
+        command: python(),
+        args: ["-m", "mcp_server_fetch", "--allow-private-ips", "--ignore-robots-txt"].map(String::from).to_vec(),
+        env: vec![],
+        script,
+        state: None,
+    }
+}
+
+/// A local site for mcp-server-fetch: one page, served by Python's own HTTP server on loopback.
+async fn site(dir: &Path) -> (tokio::process::Child, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("index.html"),
+        "<html><head><title>Test page</title></head><body><h1>Hello</h1>\
+         <p>A page for the byte test, with <a href=\"/x\">a link</a> and <b>bold</b> words.</p></body></html>",
+    )
+    .unwrap();
+    let port = free_port();
+    let child = tokio::process::Command::new(python())
+        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let up = crate::harness::eventually(std::time::Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    assert!(up, "the local site did not come up at {url}");
+    (child, url)
+}
+
 /// The parts of a JSON-RPC message compared, as written (raw).
 #[derive(Deserialize)]
 struct Raw<'a> {
@@ -638,19 +689,23 @@ fn created_at(text: &str) -> String {
     out
 }
 
-/// The four servers and a gateway with all of them, each `"stateful"`.
+/// The real servers and a gateway with all of them, each `"stateful"` (and the local site
+/// mcp-server-fetch fetches from).
 struct Four {
     servers: Vec<Real>,
     gw: Proc,
     _dir: PathBuf,
+    _site: tokio::process::Child,
 }
 
 async fn four() -> Four {
     let dir = tempdir("serve-bytes");
-    let servers = vec![everything(), filesystem(&dir.join("files")), memory(&dir.join("memory.jsonl")), time()];
+    let (site_proc, site_url) = site(&dir.join("site")).await;
+    let servers =
+        vec![everything(), filesystem(&dir.join("files")), memory(&dir.join("memory.jsonl")), time(), fetch(&site_url)];
     let config: serde_json::Map<String, Value> = servers.iter().map(|s| (s.name.to_owned(), s.config())).collect();
     let gw = serve_ready(&dir, Value::Object(config)).await;
-    Four { servers, gw, _dir: dir }
+    Four { servers, gw, _dir: dir, _site: site_proc }
 }
 
 /// Differences found (issue 15): each is left out of the test of every answer and asserted by a
@@ -694,6 +749,10 @@ async fn real_servers_answer_through_the_gateway_what_they_answer_direct() {
     let mut compared = 0;
     for s in &f.servers {
         let direct = run(s, Side::Direct, "").await;
+        if s.name == "fetch" {
+            // The page was fetched, not refused: what is compared is a real answer.
+            assert!(direct.steps.iter().any(|a| a.contains("## Hello")), "fetch fetched nothing: {:?}", direct.steps);
+        }
         for side in [Side::Lone, Side::Merged] {
             for (what, both) in differences(s, side, &f.gw.url, &direct).await {
                 if !KNOWN.contains(&(s.name, side, what.as_str())) {
