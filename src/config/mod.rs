@@ -59,6 +59,15 @@ pub struct Gateway {
     pub ready: Ready,
     /// Lets `POST /admin/reload` in from beyond loopback with `Authorization: Bearer <token>`.
     pub admin_token: Option<Secret>,
+    /// Who may call the gateway (`mcpgate.auth`).
+    pub auth: Auth,
+}
+
+/// Who may call the gateway: `mode` `"none"` (anyone who reaches the listener) is for loopback; a
+/// listener beyond it without authentication is refused unless `allowUnauthenticated` says so.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Auth {
+    pub allow_unauthenticated: bool,
 }
 
 /// A secret from the configuration: compared, never printed.

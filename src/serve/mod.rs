@@ -77,6 +77,12 @@ pub enum StartError {
     Config(#[from] config::Invalid),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
+    #[error(
+        "refusing to serve {addr} without authentication: anyone who can reach it could call every server. \
+         Listen on 127.0.0.1 (--listen 127.0.0.1:PORT), or set \"mcpgate\": {{\"auth\": {{\"mode\": \"none\", \
+         \"allowUnauthenticated\": true}}}} to serve it anyway (behind a proxy that authenticates, say)"
+    )]
+    Unauthenticated { addr: SocketAddr },
 }
 
 /// Starts the gateway; returns once it has shut down.
@@ -85,6 +91,16 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
     let addr = opts.listen.unwrap_or(cfg.gateway.listen);
     let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
     let local = listener.local_addr().map_err(|source| StartError::Listen { addr, source })?;
+    // Beyond loopback, every caller is a stranger: without authentication, only when told so.
+    if !local.ip().is_loopback() {
+        if !cfg.gateway.auth.allow_unauthenticated {
+            return Err(StartError::Unauthenticated { addr: local });
+        }
+        tracing::warn!(
+            "serving {local} WITHOUT AUTHENTICATION (mcpgate.auth.allowUnauthenticated): anyone who can reach it can \
+             call every server"
+        );
+    }
     let guard = Guard::new(local.ip().is_loopback(), &cfg.gateway.allow_hosts, &cfg.gateway.allow_origins);
     let (tx, rx) = queue::unbudgeted(queue::DISPATCH);
     let gateway = Arc::new(Gateway {

@@ -45,6 +45,9 @@ impl Gateway {
         if next.gateway.threads != old.gateway.threads {
             tracing::warn!("mcpgate.threads changed: that takes a restart; the rest is applied");
         }
+        if next.gateway.auth != old.gateway.auth {
+            tracing::warn!("mcpgate.auth changed: that takes a restart; the rest is applied");
+        }
         let mut applied = Applied::default();
         let current: Vec<Arc<Backend>> =
             self.router.backends.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();

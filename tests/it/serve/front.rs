@@ -51,7 +51,7 @@ async fn reload_is_refused_from_beyond_loopback_without_the_admin_token() {
     let config = dir.join("mcpgate.json");
     std::fs::write(
         &config,
-        json!({"mcpgate": {"allowHosts": [ip], "adminToken": "an-admin-token-of-32-characters!"}, "mcpServers": {"local": stdio_everything(&dir)}}).to_string(),
+        json!({"mcpgate": {"allowHosts": [ip], "adminToken": "an-admin-token-of-32-characters!", "auth": {"allowUnauthenticated": true}}, "mcpServers": {"local": stdio_everything(&dir)}}).to_string(),
     )
     .unwrap();
     let mut cmd = tokio::process::Command::new(mcpgate_bin());
@@ -133,4 +133,42 @@ async fn a_wrong_path_is_told_where_mcp_is_and_each_request_is_one_debug_line() 
     .await;
     assert!(logged, "no request line for the call:\n{}", gw.output());
     assert!(!gw.output().contains("never-logged-7f3a"), "a header's value was logged:\n{}", gw.output());
+}
+
+/// Beyond loopback every caller is a stranger: `serve` refuses to listen there without
+/// authentication — at once, saying where and how to override — unless the configuration says
+/// `"auth": {"mode": "none", "allowUnauthenticated": true}`, and then it says so loudly.
+#[tokio::test]
+async fn serve_refuses_to_listen_beyond_loopback_without_authentication_unless_told() {
+    let dir = tempdir("serve-unauthenticated");
+    let config = dir.join("mcpgate.json");
+    std::fs::write(&config, json!({"mcpServers": {"local": echo_server(&dir)}}).to_string()).unwrap();
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::process::Command::new(mcpgate_bin())
+            .args(["serve", "--config"])
+            .arg(&config)
+            .args(["--listen", "0.0.0.0:0"])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("serve refuses at once")
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("refusing to serve 0.0.0.0:") && err.contains("without authentication"), "{err}");
+    assert!(err.contains("allowUnauthenticated"), "the override is named: {err}");
+    // Told so: it serves, and says so loudly.
+    let told = json!({"mcpgate": {"auth": {"mode": "none", "allowUnauthenticated": true}}, "mcpServers": {"local": echo_server(&dir)}});
+    std::fs::write(&config, told.to_string()).unwrap();
+    let mut cmd = tokio::process::Command::new(mcpgate_bin());
+    cmd.args(["serve", "--config"]).arg(&config).args(["--listen", "0.0.0.0:0"]);
+    let gw = Proc::start("mcpgate serve", cmd).await;
+    assert!(gw.output().contains("WITHOUT AUTHENTICATION"), "{}", gw.output());
+    // A mode not built yet is refused with its path, not ignored.
+    std::fs::write(&config, json!({"mcpgate": {"auth": {"mode": "jwt"}}, "mcpServers": {}}).to_string()).unwrap();
+    let out = std::process::Command::new(mcpgate_bin()).args(["check", "--config"]).arg(&config).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && said.contains("mcpgate.auth.mode"), "{said}");
 }
