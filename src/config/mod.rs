@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Uri};
 
-pub use validate::{Problem, effective_prefix as validate_prefix, name_prefix, valid_name};
+pub use validate::{Problem, effective_prefix as validate_prefix, name_prefix, resource_namespace, valid_name};
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]

@@ -799,6 +799,39 @@ fn prefixes(c: &mut Check, servers: &[(Server, Pos)], sep: &str, section: &str, 
     if enabled > 1 && unprefixed > 1 {
         c.fail(section, section_pos, "more than one server has an empty prefix: their tool names may collide (collisions are checked again when they list their tools)");
     }
+    // Resource URIs on the merged endpoint name their server (`resource_namespace`): two servers
+    // named alike there would send one's reads to the other. (Those whose tool prefixes meet
+    // were told so above.)
+    let mut namespaces: HashMap<Cow<'_, str>, &Server> = HashMap::with_capacity(enabled);
+    for (s, pos) in servers.iter().filter(|(s, _)| s.enabled) {
+        match namespaces.entry(resource_namespace(s)) {
+            Entry::Occupied(other)
+                if effective_prefix(s, enabled, sep) == effective_prefix(other.get(), enabled, sep) => {}
+            Entry::Occupied(other) => c.fail(
+                &join(section, &s.name),
+                *pos,
+                format!(
+                    "its resource URIs would be named as {}'s (mcpgate://{}/…): give one of them another \"prefix\"",
+                    join(section, &other.get().name),
+                    other.key()
+                ),
+            ),
+            Entry::Vacant(slot) => {
+                slot.insert(s);
+            }
+        }
+    }
+}
+
+/// How the merged endpoint's resource URIs name a server (`mcpgate://<this>/…`): its `prefix`
+/// when one is set and holds only `A-Z a-z 0-9 _ -` (a URI's host), else its name made so.
+pub fn resource_namespace(s: &Server) -> Cow<'_, str> {
+    match &s.prefix {
+        Some(p) if !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') => {
+            Cow::Borrowed(p)
+        }
+        _ => name_prefix(&s.name),
+    }
 }
 
 /// What a server's tool and prompt names start with.
@@ -1011,6 +1044,12 @@ mod tests {
         let p =
             problems(r#"{"mcpServers": {"a": {"command": "x", "prefix": ""}, "b": {"command": "y", "prefix": ""}}}"#);
         assert!(p.iter().any(|l| l.contains("more than one server has an empty prefix")), "{p:?}");
+        // Tool prefixes apart (`a.b__`, `x__`), resource namespaces one: `x`'s prefix is no URI
+        // host, so its name names it — and `y`'s prefix is that name.
+        let p = problems(
+            r#"{"mcpServers": {"x": {"command": "x", "prefix": "a.b"}, "y": {"command": "y", "prefix": "x"}}}"#,
+        );
+        assert!(p.iter().any(|l| l.contains("resource URIs would be named as")), "{p:?}");
         assert!(valid_name("github__create_issue") && !valid_name("bad name") && !valid_name(&"x".repeat(129)));
     }
 

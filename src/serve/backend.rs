@@ -264,6 +264,12 @@ pub trait Link: Send + Sync {
         false
     }
 
+    /// Each client has a server of its own (a stateful server's children, started with that
+    /// client's roots and `clientInfo`): what it lists is that client's alone.
+    fn per_client(&self) -> bool {
+        false
+    }
+
     /// When the client sees this server alone and unprefixed, where its message goes as it
     /// came (with the client's own `MCP-Protocol-Version`, `version`), to be answered as the
     /// server answers. The fast path: nothing parsed or rewritten.

@@ -553,7 +553,8 @@ fn as_it_came<'a>(out: &Outgoing<'a>) -> Option<AsItCame<'a>> {
         name: &'a serde_json::value::RawValue,
     }
     let Outgoing::AsItCame { body, msg, rename, .. } = out else { return None };
-    if msg.params.is_some_and(|p| p.get().contains("progressToken")) {
+    // (Read when in doubt: a key may be written with escapes, `progress\u0054oken`.)
+    if msg.params.is_some_and(|p| p.get().contains("progressToken") || p.get().contains('\\')) {
         return None;
     }
     let id = crate::jsonrpc::span_of(body, msg.id?.get())?;

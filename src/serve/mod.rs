@@ -331,7 +331,9 @@ async fn dispatch(gateway: Arc<Gateway>, mut rx: queue::Receiver<Unsolicited>) {
                     s.upstream.send_shared(&class, &u.message);
                 } else {
                     let mut m = u.message.clone();
-                    m["params"]["uri"] = Value::String(theirs);
+                    if let Some(p) = m.get_mut("params").and_then(Value::as_object_mut) {
+                        p.insert("uri".to_owned(), Value::String(theirs));
+                    }
                     s.upstream.send(m);
                 }
             }
@@ -340,9 +342,20 @@ async fn dispatch(gateway: Arc<Gateway>, mut rx: queue::Receiver<Unsolicited>) {
         if is_request {
             let Some(reply) = u.reply else { continue };
             let params = u.message.get("params").cloned().unwrap_or(Value::Null);
-            // A client that can answer it, if any does (else the first says it cannot).
-            let able = targets.iter().position(|s| s.upstream.can_answer(&method, &params).is_ok()).unwrap_or(0);
-            match targets.into_iter().nth(able) {
+            // A server shared by several clients asking outside any call: which client it means
+            // cannot be known, and the wrong one would hand over its roots, or be asked another's
+            // question — so only when exactly one client that sees it could answer. A client's
+            // own server session (`u.session`) asks that client.
+            let able: Vec<_> = targets.iter().filter(|s| s.upstream.can_answer(&method, &params).is_ok()).collect();
+            if u.session.is_none() && able.len() > 1 {
+                let _ = reply.send(crate::http::wire::answer(&crate::error::Error::new(
+                    crate::error::Kind::Unanswered,
+                    "several clients share this server: a question outside a call has nobody certain to answer it",
+                )));
+                continue;
+            }
+            let able = able.first().map(|a| Arc::clone(a));
+            match able.or_else(|| targets.into_iter().next()) {
                 Some(s) => {
                     if let Some(msg) = s.upstream.request(&method, params, reply) {
                         s.upstream.send(msg);

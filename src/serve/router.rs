@@ -196,8 +196,11 @@ impl Router {
                 Some(c) => json!({"cursor": c}),
                 None => json!({}),
             };
-            let call = b.link.call(client, Outgoing::Message { method, params }).await?;
-            let resp = tokio::time::timeout(b.cfg.timeout, call.response)
+            // A child every client shares lists the same for all: asked as the gateway, so that
+            // nothing it asks meanwhile is taken for this client's.
+            let via = if b.link.shared() { None } else { client };
+            let call = b.link.call(via, Outgoing::Message { method, params }).await?;
+            let resp = tokio::time::timeout(b.cfg.timeout, answer_of(call, via))
                 .await
                 .map_err(|_| {
                     Error::new(
@@ -205,7 +208,7 @@ impl Router {
                         format!("server {} did not list its {kind} within {:?}", b.cfg.name, b.cfg.timeout),
                     )
                 })?
-                .map_err(|_| Error::unavailable(&b.cfg.name, "the call was dropped"))?
+                .ok_or_else(|| Error::unavailable(&b.cfg.name, "the call was dropped"))?
                 .into_value();
             let Some(result) = resp.get("result") else {
                 let e = resp.get("error").cloned().unwrap_or_default();
@@ -254,13 +257,17 @@ impl Router {
         Ok(items)
     }
 
-    /// Whom a listing of `b` for `client` is for: the session alone once `b` told it a listing
-    /// changed for it alone, else every client that declared what it did.
+    /// Whom a listing of `b` for `client` is for: the session alone when `b` is a server of its
+    /// own (a stateful server's child) or once `b` told it a listing changed for it alone, else
+    /// every client that declared what it did.
     fn audience(&self, b: &Backend, client: Option<&Arc<Session<Client>>>) -> Audience {
         let Some(c) = client else {
             // The gateway's own session declares what `backend::gateway_hello` does.
             return Audience::Declared(Declared::of(&super::backend::gateway_hello()["capabilities"]));
         };
+        if b.link.per_client() {
+            return Audience::Session(c.id().to_owned());
+        }
         let diverged = self.diverged.lock().unwrap_or_else(|p| p.into_inner());
         if !diverged.is_empty() && diverged.contains(&(b.cfg.name.clone(), c.id().to_owned())) {
             return Audience::Session(c.id().to_owned());
@@ -350,7 +357,7 @@ impl Router {
                     // A resource's URI names its server, as a tool's name does (`uris`).
                     let key = if *kind == "resources" { "uri" } else { "uriTemplate" };
                     if let Some(uri) = item.get(key).and_then(Value::as_str) {
-                        item[key] = Value::String(super::uris::namespaced(&config::name_prefix(&b.cfg.name), uri));
+                        item[key] = Value::String(super::uris::namespaced(&config::resource_namespace(&b.cfg), uri));
                     }
                 }
                 out.push(item);
@@ -382,7 +389,7 @@ impl Router {
             let named = self
                 .visible(view)
                 .into_iter()
-                .find(|b| !self.prefix(view, b).is_empty() && config::name_prefix(&b.cfg.name) == ns);
+                .find(|b| !self.prefix(view, b).is_empty() && config::resource_namespace(&b.cfg) == ns);
             if let Some(b) = named {
                 return Some((b, own.to_owned()));
             }
@@ -394,7 +401,7 @@ impl Router {
     pub fn client_uri(&self, view: &View, backend: &str, uri: &str) -> String {
         match self.backend(backend) {
             Some(b) if !self.prefix(view, &b).is_empty() => {
-                super::uris::namespaced(&config::name_prefix(&b.cfg.name), uri)
+                super::uris::namespaced(&config::resource_namespace(&b.cfg), uri)
             }
             _ => uri.to_owned(),
         }
@@ -493,6 +500,19 @@ impl Router {
             return self.send(client, b, out).await;
         }
         let (method, mut params) = out.into_parts();
+        // What is read and rewritten below must be an object (`params["uri"] = …` on anything else
+        // would panic): anything else is the client's error.
+        if !params.is_object() {
+            return Routed::Answer(error(Kind::InvalidParams, format!("{method}: params must be an object")));
+        }
+        if matches!(method, "resources/read" | "resources/subscribe" | "resources/unsubscribe")
+            && !params.get("uri").is_some_and(Value::is_string)
+        {
+            return Routed::Answer(error(Kind::InvalidParams, format!("{method}: params.uri must be a string")));
+        }
+        if method == "completion/complete" && !params.get("ref").is_some_and(Value::is_object) {
+            return Routed::Answer(error(Kind::InvalidParams, "completion/complete: params.ref must be an object"));
+        }
         let view = client.upstream.view.clone();
         let target = match method {
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
@@ -621,4 +641,29 @@ enum Audience {
     Declared(Declared),
     /// One client session, whose listing the server changed for it alone.
     Session(String),
+}
+
+/// A call's answer, what the server asks meanwhile put to `client` (on its GET stream: a listing
+/// has no stream of its own) — a child started for the client asks for its roots at once — or,
+/// with no client, answered as refused; its notifications dropped.
+async fn answer_of(call: Call, client: Option<&Arc<Session<Client>>>) -> Option<super::backend::Reply> {
+    let Call { mut events, response, .. } = call;
+    tokio::pin!(response);
+    loop {
+        tokio::select! {
+            r = &mut response => return r.ok(),
+            ev = events.recv() => match ev {
+                Some(super::backend::Event::Request { method, params, reply }) => match client {
+                    Some(c) => {
+                        if let Some(m) = c.upstream.request(&method, params, reply) {
+                            c.upstream.send(m);
+                        }
+                    }
+                    None => drop(reply),
+                },
+                Some(super::backend::Event::Notification(_)) => {}
+                None => return response.await.ok(),
+            },
+        }
+    }
 }

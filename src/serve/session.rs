@@ -247,7 +247,13 @@ impl Client {
             "roots/list" => "roots",
             "sampling/createMessage" => "sampling",
             "elicitation/create" if params.get("mode").and_then(Value::as_str) == Some("url") => "elicitation/url",
-            "elicitation/create" => "elicitation",
+            // Form mode: `elicitation.form`, or an empty `elicitation` (as before 2025-11-25); one
+            // that names only `url` takes no forms.
+            "elicitation/create" => {
+                let e = self.init().pointer("/capabilities/elicitation").cloned().unwrap_or(Value::Null);
+                let form = e.get("form").is_some() || e.as_object().is_some_and(serde_json::Map::is_empty);
+                return if form { Ok(()) } else { Err("elicitation/form") };
+            }
             _ => return Ok(()),
         };
         if self.capability(needed) { Ok(()) } else { Err(needed) }

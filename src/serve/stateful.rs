@@ -89,6 +89,10 @@ impl Link for StatefulLink {
         self.shared.info()
     }
 
+    fn per_client(&self) -> bool {
+        true
+    }
+
     fn forget(&self, client: &Session<Client>) {
         let child = self.per_client.lock().unwrap_or_else(|p| p.into_inner()).remove(client.id());
         if let Some(c) = child {

@@ -1,7 +1,8 @@
 //! Resource URIs on the merged endpoint name their server, as tool names do: two servers may
 //! offer the same URI (two copies of one server, say), and a client must be able to read and
-//! subscribe to each. `mcpgate://<server>/<the server's own URI>` — the server's name as its
-//! tools' prefix has it (`config::name_prefix`: only `A-Z a-z 0-9 _ -`, so a valid host), then
+//! subscribe to each. `mcpgate://<server>/<the server's own URI>` — the server as its tools'
+//! prefix names it (`config::resource_namespace`: its `prefix`, or its name made safe; only
+//! `A-Z a-z 0-9 _ -`, so a valid host, and unique among the servers), then
 //! the URI unchanged, so the form is reversible, readable, and a template stays a template
 //! (`mcpgate://local/demo://resource/{id}`). A URI as the server wrote it is taken too, and
 //! routed to the server that lists it.

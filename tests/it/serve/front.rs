@@ -172,3 +172,39 @@ async fn serve_refuses_to_listen_beyond_loopback_without_authentication_unless_t
     let said = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success() && said.contains("mcpgate.auth.mode"), "{said}");
 }
+
+/// Params that are no object (or a `uri` that is no string, a `ref` that is no object) where
+/// the gateway reads and rewrites them (the merged endpoint; subscriptions everywhere): a -32602
+/// naming what is wrong, and the gateway goes on (a write into such a value would abort the
+/// process); alone, the rest goes to the server as it came.
+#[tokio::test]
+async fn hostile_params_where_the_gateway_rewrites_them_are_refused_and_nothing_breaks() {
+    let dir = tempdir("serve-hostile-params");
+    let gw = serve_ready(&dir, json!({"local": echo_server(&dir), "local2": echo_server(&dir)})).await;
+    let lone = format!("{}/servers/local/mcp", base(&gw.url));
+    let cases = [
+        ("resources/subscribe", "[]"),
+        ("resources/subscribe", "\"x\""),
+        ("resources/unsubscribe", "5"),
+        ("resources/read", "[]"),
+        ("resources/read", r#"{"uri": 5}"#),
+        ("completion/complete", r#"{"ref": 1, "argument": {"name": "a", "value": ""}}"#),
+        ("completion/complete", "[1]"),
+    ];
+    for url in [&gw.url, &lone] {
+        let sid = open_session(url, &[]).await;
+        for (method, params) in cases {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":7,"method":"{method}","params":{params}}}"#);
+            let m = call(url, &sid, &[], &body).await.message();
+            // Alone, what the gateway need not read goes to the server as it came (its own error).
+            let ours = url == &gw.url || method.starts_with("resources/") && method.ends_with("subscribe");
+            if ours {
+                assert_eq!(m["error"]["code"], -32602, "{url} {method} {params}: {m}");
+            } else {
+                assert!(m["error"].is_object(), "{url} {method} {params}: {m}");
+            }
+        }
+        let pong = call(url, &sid, &[], r#"{"jsonrpc":"2.0","id":8,"method":"ping"}"#).await.message();
+        assert!(pong["result"].is_object(), "{url}: the gateway went on: {pong}");
+    }
+}
