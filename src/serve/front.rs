@@ -598,7 +598,7 @@ impl Gateway {
     /// Ends a session here and at every server that keeps one for it.
     pub fn end(&self, s: &Session<Client>) {
         self.sessions.remove(s.id());
-        self.router.forget_session(s.id());
+        self.router.forget_session(s.id(), &s.upstream.subscriptions);
         for b in self.router.visible(&View::All) {
             b.link.forget(s);
         }

@@ -319,9 +319,9 @@ async fn dispatch(gateway: Arc<Gateway>, mut rx: queue::Receiver<Unsolicited>) {
                 let shown = gateway.router.client_uri(&s.upstream.view, &u.backend, uri);
                 let theirs = {
                     let subs = s.upstream.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
-                    if subs.contains(&shown) {
+                    if subs.contains_key(&shown) {
                         shown
-                    } else if subs.contains(uri) {
+                    } else if subs.contains_key(uri) {
                         uri.to_owned()
                     } else {
                         continue;

@@ -140,8 +140,20 @@ impl Router {
         self.diverged.lock().unwrap_or_else(|p| p.into_inner()).insert((backend.to_owned(), session.to_owned()));
     }
 
-    /// A client session ended: its own listings go.
-    pub fn forget_session(&self, session: &str) {
+    /// A client session ended: its own listings go, and its subscriptions stop counting.
+    pub fn forget_session(&self, session: &str, subscriptions: &Mutex<HashMap<String, (String, String)>>) {
+        let subs = std::mem::take(&mut *subscriptions.lock().unwrap_or_else(|p| p.into_inner()));
+        if !subs.is_empty() {
+            let mut counts = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+            for (_, key) in subs {
+                if let Some(n) = counts.get_mut(&key) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        counts.remove(&key);
+                    }
+                }
+            }
+        }
         self.diverged.lock().unwrap_or_else(|p| p.into_inner()).retain(|(_, s)| s != session);
         self.cache
             .lock()
@@ -525,7 +537,18 @@ impl Router {
                 if method != "resources/read" {
                     let had = {
                         let mut subs = client.upstream.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
-                        if method == "resources/subscribe" { !subs.insert(uri.clone()) } else { subs.remove(&uri) }
+                        if method == "resources/subscribe" {
+                            let had = subs.contains_key(&uri);
+                            if !had && subs.len() >= super::session::MAX_SUBSCRIPTIONS {
+                                let max = super::session::MAX_SUBSCRIPTIONS;
+                                let why = format!("this session holds {max} subscriptions already: unsubscribe first");
+                                return Routed::Answer(error(Kind::InvalidParams, why));
+                            }
+                            subs.insert(uri.clone(), (b.cfg.name.clone(), own.clone()));
+                            had
+                        } else {
+                            subs.remove(&uri).is_some()
+                        }
                     };
                     let mut counts = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
                     let n = counts.entry((b.cfg.name.clone(), own.clone())).or_default();

@@ -1,7 +1,7 @@
 //! A client of the gateway: what it said at `initialize`, the stream that carries what servers
 //! send it on their own, and the server→client requests waiting for its answers.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use serde_json::Value;
@@ -46,8 +46,10 @@ pub struct Client {
     /// Server→client requests sent to this client, by the id the gateway gave them.
     waiting: Mutex<HashMap<String, oneshot::Sender<Value>>>,
     ids: Ids,
-    /// Resource URIs the client subscribed to.
-    pub subscriptions: Mutex<HashSet<String>>,
+    /// Resource URIs the client subscribed to (as it names them), each with its server and the
+    /// URI as that server knows it: what the session's end takes back. At most
+    /// `MAX_SUBSCRIPTIONS`.
+    pub subscriptions: Mutex<HashMap<String, (String, String)>>,
     /// The client's own bearer token, as last sent (for servers that take the caller's token).
     bearer: Mutex<Option<http::HeaderValue>>,
     /// Calls in flight, by the client's request id (as JSON text).
@@ -74,7 +76,7 @@ impl Client {
             stream_returned: tokio::sync::Notify::new(),
             waiting: Mutex::new(HashMap::new()),
             ids: Ids::default(),
-            subscriptions: Mutex::new(HashSet::new()),
+            subscriptions: Mutex::new(HashMap::new()),
             bearer: Mutex::new(None),
             in_flight: Mutex::new(HashMap::new()),
             early: Mutex::new(Vec::new()),
@@ -267,6 +269,10 @@ impl Client {
         true
     }
 }
+
+/// Subscriptions one session may hold: each is an entry the gateway keeps (and a server may be
+/// told of) until the session unsubscribes or ends.
+pub const MAX_SUBSCRIPTIONS: usize = 1024;
 
 /// What a client declared it can answer, as far as servers offer tools by it — elicitation (and
 /// in URL mode), sampling, roots: clients alike in this are offered alike, so one listing serves

@@ -111,3 +111,26 @@ async fn two_servers_with_the_same_resource_uris_are_both_reachable_and_subscrib
         .await;
     assert!(got.is_ok(), "updates heard for {:?} of {both:?}: {got:?}\n{}", heard.lock().unwrap(), m.output());
 }
+
+/// One session holds at most 1,024 subscriptions: each is an entry the gateway keeps until the
+/// session unsubscribes or ends (and its end takes them back), so a client cannot grow it
+/// without bound; the next is refused, saying so, and an unsubscribe makes room.
+#[tokio::test]
+async fn a_session_holds_a_bounded_number_of_subscriptions() {
+    let dir = tempdir("serve-subscription-cap");
+    let gw = serve_ready(&dir, json!({"local": echo_server(&dir)})).await;
+    let sid = open_session(&gw.url, &[]).await;
+    let sub = |m: &str, i: usize| {
+        json!({"jsonrpc":"2.0","id":i,"method":m,"params":{"uri": format!("demo://r/{i}")}}).to_string()
+    };
+    for i in 0..1024 {
+        let m = call(&gw.url, &sid, &[], &sub("resources/subscribe", i)).await.message();
+        assert!(!m["error"]["message"].as_str().unwrap_or_default().contains("subscriptions already"), "{i}: {m}");
+    }
+    let m = call(&gw.url, &sid, &[], &sub("resources/subscribe", 1024)).await.message();
+    assert_eq!(m["error"]["code"], -32602, "{m}");
+    assert!(m["error"]["message"].as_str().unwrap().contains("1024 subscriptions"), "{m}");
+    call(&gw.url, &sid, &[], &sub("resources/unsubscribe", 0)).await;
+    let m = call(&gw.url, &sid, &[], &sub("resources/subscribe", 1024)).await.message();
+    assert!(!m["error"]["message"].as_str().unwrap_or_default().contains("subscriptions already"), "{m}");
+}
