@@ -61,6 +61,13 @@ impl Envelope<'_> {
         self.method.as_deref()
     }
 
+    /// The params as a value (`{}` when there are none or they do not parse).
+    pub fn params_value(&self) -> serde_json::Value {
+        self.params
+            .and_then(|raw| serde_json::from_str(raw.get()).ok())
+            .unwrap_or_else(|| serde_json::Value::Object(Default::default()))
+    }
+
     /// The progress token, as raw JSON text: a request's `params._meta.progressToken`, or the
     /// `params.progressToken` of a `notifications/progress`.
     pub fn progress_token(&self) -> Option<String> {

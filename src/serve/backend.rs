@@ -2,7 +2,7 @@
 //! messages related to them (progress, logging, server→client requests) and then a response;
 //! notifications; and what the server said it is at `initialize`.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -112,11 +112,7 @@ impl<'a> Outgoing<'a> {
         match self {
             Outgoing::Message { method, params } => (method, params),
             Outgoing::AsItCame { method, msg, rename, .. } => {
-                let mut params = msg.params.and_then(|p| serde_json::from_str(p.get()).ok()).unwrap_or(json!({}));
-                if let (Some(inner), Some(p)) = (rename, params.as_object_mut()) {
-                    p.insert("name".to_owned(), Value::String(inner.to_owned()));
-                }
-                (method, params)
+                Outgoing::renamed(method, msg.params_value(), rename).into_parts()
             }
         }
     }
@@ -158,6 +154,13 @@ pub fn gateway_hello() -> serde_json::Value {
         "capabilities": {"elicitation": {"form": {}, "url": {}}, "sampling": {}, "roots": {"listChanged": true}},
         "clientInfo": {"name": "mcpgate", "version": env!("CARGO_PKG_VERSION")},
     })
+}
+
+/// The gateway's own `initialize` params: `gateway_hello` at the revision it speaks to servers.
+pub fn gateway_init() -> serde_json::Value {
+    let mut init = gateway_hello();
+    init["protocolVersion"] = serde_json::json!("2025-11-25");
+    init
 }
 
 /// What a client's own server session is told of it (a stateful server's child): the client's

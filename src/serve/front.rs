@@ -226,7 +226,7 @@ impl Gateway {
         msg: &crate::jsonrpc::Envelope<'_>,
         peer: std::net::SocketAddr,
     ) -> Response<Body> {
-        let params = params_of(msg);
+        let params = msg.params_value();
         let version = params.get("protocolVersion").and_then(Value::as_str).unwrap_or("2025-03-26").to_owned();
         let created = match self.sessions.create(peer.ip(), &[], Client::new(view.clone(), params)) {
             Ok(created) => created,
@@ -284,7 +284,7 @@ impl Gateway {
                 accepted()
             }
             (Some(m), None) => {
-                self.notification(session, m, params_of(msg));
+                self.notification(session, m, msg.params_value());
                 accepted()
             }
             (Some(m), Some(id)) => self.request(session, m, (bytes, msg), id.clone(), form, target).await,
@@ -336,7 +336,7 @@ impl Gateway {
         if let Target::Refused(e) = &target {
             return json_reply(&Some(id), wire::answer(e));
         }
-        let params = params_of(msg);
+        let params = msg.params_value();
         let started = Instant::now();
         if !accepts_sse(headers) {
             // A client that takes JSON only gets the answer alone.
@@ -418,7 +418,7 @@ impl Gateway {
             return reply(answer);
         }
         if method == "logging/setLevel" {
-            return reply(self.router.set_level(session, params_of(msg)).await);
+            return reply(self.router.set_level(session, msg.params_value()).await);
         }
         // Tracked from before it is sent: a cancellation may overtake the server's id for it.
         let key = id.to_string();
@@ -430,7 +430,7 @@ impl Gateway {
                 self.router.route(session, Some(b), out).await
             }
             (None, None) => {
-                let out = Outgoing::Message { method, params: params_of(msg) };
+                let out = Outgoing::Message { method, params: msg.params_value() };
                 self.router.route(session, None, out).await
             }
         };
@@ -819,11 +819,6 @@ fn with_id(mut answer: Value, id: &Value) -> Value {
 /// A message's id, as a value.
 fn id_of(msg: &crate::jsonrpc::Envelope<'_>) -> Option<Value> {
     msg.id.map(|raw| serde_json::from_str(raw.get()).unwrap_or(Value::Null))
-}
-
-/// A message's params, as a value (`{}` when it has none).
-fn params_of(msg: &crate::jsonrpc::Envelope<'_>) -> Value {
-    msg.params.and_then(|raw| serde_json::from_str(raw.get()).ok()).unwrap_or_else(|| json!({}))
 }
 
 fn json_reply(id: &Option<Value>, answer: Value) -> Response<Body> {

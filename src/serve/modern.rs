@@ -58,8 +58,7 @@ impl Gateway {
         }
         // Stateless clients share one session per view: it declares what any of them may answer
         // (each request's own `clientCapabilities` decide what its caller is asked).
-        let mut init = super::backend::gateway_hello();
-        init["protocolVersion"] = json!("2025-11-25");
+        let mut init = super::backend::gateway_init();
         init["clientInfo"]["name"] = json!("mcpgate (for 2026-07-28 clients)");
         let s = self.sessions_modern.create(crate::connect::CLIENT, &[], Client::new(view.clone(), init)).ok()?.session;
         all.insert(view.clone(), s.clone());

@@ -98,7 +98,7 @@ impl RemoteLink {
     async fn keep_gateway_session(self: Arc<Self>) {
         let mut delay = Duration::from_secs(1);
         loop {
-            let init = gateway_init();
+            let init = super::backend::gateway_init();
             match self.open("", &init, None).await {
                 Ok(_) => return,
                 Err(e) => {
@@ -299,13 +299,6 @@ impl crate::connect::modern::Asker for ToEvents {
     }
 }
 
-/// What the gateway says of itself when it opens a session of its own.
-fn gateway_init() -> Value {
-    let mut init = super::backend::gateway_hello();
-    init["protocolVersion"] = json!("2025-11-25");
-    init
-}
-
 /// An upstream's 401/403, with its challenge.
 fn refusal(resp: &Response<Body>) -> Option<crate::error::Refusal> {
     let status = resp.status().as_u16();
@@ -412,7 +405,7 @@ impl Link for RemoteLink {
         Box::pin(async move {
             let (key, init) = match &client {
                 Some(c) => (c.id().to_owned(), c.upstream.init()),
-                None => (String::new(), gateway_init()),
+                None => (String::new(), super::backend::gateway_init()),
             };
             let up = self.open(&key, &init, client.as_deref()).await?;
             if self.modern.get().is_some() {
