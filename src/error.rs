@@ -50,6 +50,12 @@ pub enum Kind {
     InvalidParams,
     /// A server's own error, relayed with its code.
     Server(i64),
+    /// The caller presented no valid token (401); the gateway's challenge travels with the error.
+    Unauthenticated,
+    /// The caller's token lacks a scope the gateway requires (403, `insufficient_scope`).
+    InsufficientScope,
+    /// The caller's token cannot be checked now: the issuer's keys could not be had (503).
+    AuthUnavailable,
     /// A server's request to the client got no answer: the client went away, never answered,
     /// or is not there to ask.
     Unanswered,
@@ -92,6 +98,14 @@ impl Error {
         Error::new(Kind::UpstreamTimeout, format!("server {server} did not answer within {timeout:?}"))
     }
 
+    /// The gateway's own refusal of a caller (401/403), with the challenge that says how to get
+    /// a token it takes.
+    pub fn challenge(kind: Kind, message: impl Into<String>, www_authenticate: String) -> Self {
+        let status = if kind == Kind::InsufficientScope { 403 } else { 401 };
+        let refusal = Refusal { status, www_authenticate: Some(www_authenticate) };
+        Error { kind, message: message.into(), refusal: Some(Box::new(refusal)) }
+    }
+
     /// A server of `serve` refused the credential (401/403); the challenge goes to the client.
     pub fn refused(server: &str, refusal: Refusal) -> Self {
         let message = format!(
@@ -116,17 +130,22 @@ impl Error {
             | Kind::Conflict
             | Kind::MethodNotFound
             | Kind::InvalidParams
-            | Kind::Unanswered => Origin::Client,
+            | Kind::Unanswered
+            | Kind::Unauthenticated
+            | Kind::InsufficientScope => Origin::Client,
             Kind::UpstreamUnreachable | Kind::UpstreamTimeout | Kind::UpstreamProtocol | Kind::Server(_) => {
                 Origin::Upstream
             }
-            Kind::Credential | Kind::Internal => Origin::Internal,
+            Kind::Credential | Kind::Internal | Kind::AuthUnavailable => Origin::Internal,
         }
     }
 
     /// Whether the same request may succeed if sent again later.
     pub fn retryable(&self) -> bool {
-        matches!(self.kind, Kind::UpstreamUnreachable | Kind::UpstreamTimeout | Kind::TooManySessions)
+        matches!(
+            self.kind,
+            Kind::UpstreamUnreachable | Kind::UpstreamTimeout | Kind::TooManySessions | Kind::AuthUnavailable
+        )
     }
 
     pub fn unreachable(upstream: &str, cause: impl std::fmt::Display) -> Self {

@@ -5,6 +5,7 @@
 //! protocol knowledge in `mcp` and the envelope codec in `jsonrpc`, and an `upstream` sends it on
 //! through a `transport` with `credentials` injected.
 
+pub mod authn;
 pub mod cli;
 pub mod config;
 pub mod connect;

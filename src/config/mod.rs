@@ -65,9 +65,11 @@ pub struct Gateway {
 
 /// Who may call the gateway: `mode` `"none"` (anyone who reaches the listener) is for loopback; a
 /// listener beyond it without authentication is refused unless `allowUnauthenticated` says so.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// `"jwt"`: bearer tokens from an issuer (`jwt`).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Auth {
     pub allow_unauthenticated: bool,
+    pub jwt: Option<crate::authn::Settings>,
 }
 
 /// A secret from the configuration: compared, never printed.

@@ -15,6 +15,8 @@ use http::{HeaderName, HeaderValue};
 use super::json::{Node, Pos, Value};
 use super::*;
 
+mod auth;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     /// `mcpServers.github.url`
@@ -309,9 +311,6 @@ const GATEWAY_KEYS: &[&str] = &[
     "auth",
 ];
 
-/// The keys of `mcpgate.auth`.
-const AUTH_KEYS: &[&str] = &["mode", "allowUnauthenticated"];
-
 /// More event loops than this is a typo, not a machine.
 const MAX_THREADS: u64 = 256;
 
@@ -472,28 +471,7 @@ fn gateway(c: &mut Check, node: &Node) -> Option<Gateway> {
                 Some(_) => c.fail(&path, n.pos, "must be at least 16 characters (a short token can be guessed)"),
                 None => {}
             },
-            "auth" => {
-                if let Some(auth) = c.object(n, &path, AUTH_KEYS, &[]) {
-                    for (k, pos, v) in auth {
-                        let path = join(&path, k);
-                        match k.as_str() {
-                            "mode" => match c.string(v, &path).as_deref() {
-                                Some("none") | None => {}
-                                Some(m @ ("jwt" | "oauth")) => c.fail(
-                                    &path,
-                                    *pos,
-                                    format!("{m:?} is not available in this version of mcpgate; \"none\" is"),
-                                ),
-                                Some(other) => c.fail(&path, *pos, format!("must be \"none\", not {other:?}")),
-                            },
-                            "allowUnauthenticated" => {
-                                g.auth.allow_unauthenticated = c.bool(v, &path).unwrap_or(false);
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-            }
+            "auth" => g.auth = auth::auth(c, n, &path),
             "ready" => match c.string(n, &path).as_deref() {
                 Some("any") => g.ready = super::Ready::Any,
                 Some("all") => g.ready = super::Ready::All,

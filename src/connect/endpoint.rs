@@ -49,15 +49,22 @@ impl Endpoint for Local {
         self.proxy.max_body
     }
 
-    async fn post(self: &Arc<Self>, (): (), headers: &HeaderMap, body: Bytes, _peer: SocketAddr) -> Response<Body> {
+    async fn post(
+        self: &Arc<Self>,
+        (): (),
+        _: crate::authn::Caller,
+        headers: &HeaderMap,
+        body: Bytes,
+        _peer: SocketAddr,
+    ) -> Response<Body> {
         self.proxy.message(headers, body).await.unwrap_or_else(|(e, id)| wire::error(&e, id.as_deref()))
     }
 
-    async fn get(&self, (): (), headers: &HeaderMap) -> Response<Body> {
+    async fn get(&self, (): (), _: crate::authn::Caller, headers: &HeaderMap) -> Response<Body> {
         self.proxy.get(headers).await.unwrap_or_else(|(e, id)| wire::error(&e, id.as_deref()))
     }
 
-    async fn delete(&self, (): (), headers: &HeaderMap) -> Response<Body> {
+    async fn delete(&self, (): (), _: crate::authn::Caller, headers: &HeaderMap) -> Response<Body> {
         self.proxy.delete(headers).await.unwrap_or_else(|(e, id)| wire::error(&e, id.as_deref()))
     }
 }

@@ -14,6 +14,7 @@ use http::{HeaderMap, Method, Request, Response};
 use super::body::{self, Body, ReadError, RequestBody};
 use super::guard::{self, Refusal};
 use super::{negotiate, wire};
+use crate::authn::Caller;
 use crate::error::{Error, Kind};
 
 /// An MCP endpoint (or several) behind the layers.
@@ -29,13 +30,20 @@ pub trait Endpoint: Send + Sync + 'static {
     /// 404).
     fn route(self: &Arc<Self>, parts: &Parts, peer: SocketAddr) -> impl Future<Output = Route<Self::View>> + Send;
 
+    /// Who calls: the caller the request's credential names, or the refusal (401 with the
+    /// challenge, 403). Without authentication configured, nobody in particular.
+    fn authenticate(&self, _parts: &Parts, _view: &Self::View) -> impl Future<Output = Result<Caller, Error>> + Send {
+        std::future::ready(Ok(Caller::default()))
+    }
+
     /// The largest request body read.
     fn max_body(&self) -> usize;
 
-    /// A POSTed message, read whole.
+    /// A POSTed message, read whole, from `caller`.
     fn post(
         self: &Arc<Self>,
         view: Self::View,
+        caller: Caller,
         headers: &HeaderMap,
         body: Bytes,
         peer: SocketAddr,
@@ -48,10 +56,16 @@ pub trait Endpoint: Send + Sync + 'static {
     }
 
     /// A GET: a session's event stream, or the rest of one.
-    fn get(&self, view: Self::View, headers: &HeaderMap) -> impl Future<Output = Response<Body>> + Send;
+    fn get(&self, view: Self::View, caller: Caller, headers: &HeaderMap)
+    -> impl Future<Output = Response<Body>> + Send;
 
     /// A DELETE: the session ends.
-    fn delete(&self, view: Self::View, headers: &HeaderMap) -> impl Future<Output = Response<Body>> + Send;
+    fn delete(
+        &self,
+        view: Self::View,
+        caller: Caller,
+        headers: &HeaderMap,
+    ) -> impl Future<Output = Response<Body>> + Send;
 }
 
 pub enum Route<V> {
@@ -74,11 +88,21 @@ pub async fn handle<E: Endpoint>(endpoint: Arc<E>, req: Request<RequestBody>, pe
         Route::Mcp(view) => view,
         Route::Answered(resp) => return resp,
     };
-    // 3. CORS preflight, answered here.
+    // 3. CORS preflight, answered here (a browser sends no credential with it).
     if parts.method == Method::OPTIONS {
         return guard::preflight(&parts.headers);
     }
-    // 4. The MCP methods. A POST says it carries JSON and takes an answer we give, and its body
+    // 4. Who calls: the credential checked, or refused with the challenge that says where to
+    //    get one — before the body is read or anything else looks at the request.
+    let caller = match endpoint.authenticate(&parts, &view).await {
+        Ok(caller) => caller,
+        Err(e) => {
+            let mut resp = wire::error(&e, None);
+            guard::cors(&parts.headers, resp.headers_mut());
+            return resp;
+        }
+    };
+    // 5. The MCP methods. A POST says it carries JSON and takes an answer we give, and its body
     //    is read whole within the limit (413) before anything looks at it.
     let mut noted = None;
     let mut resp = match parts.method {
@@ -88,17 +112,17 @@ pub async fn handle<E: Endpoint>(endpoint: Arc<E>, req: Request<RequestBody>, pe
                     if tracing::enabled!(tracing::Level::DEBUG) {
                         noted = note(&*endpoint, &view, &bytes);
                     }
-                    endpoint.post(view, &parts.headers, bytes, peer).await
+                    endpoint.post(view, caller, &parts.headers, bytes, peer).await
                 }
                 Err(e) => wire::error(&e, None),
             },
             Err(e) => wire::error(&e, None),
         },
-        Method::GET => endpoint.get(view, &parts.headers).await,
-        Method::DELETE => endpoint.delete(view, &parts.headers).await,
+        Method::GET => endpoint.get(view, caller, &parts.headers).await,
+        Method::DELETE => endpoint.delete(view, caller, &parts.headers).await,
         _ => wire::error(&Error::new(Kind::MethodNotAllowed, format!("{} is not an MCP method", parts.method)), None),
     };
-    // 5. CORS response headers for browser clients.
+    // 6. CORS response headers for browser clients.
     guard::cors(&parts.headers, resp.headers_mut());
     // One line per request: what, where, to whom, and how it went (never a header's value).
     let (rpc, server) = noted.unzip();

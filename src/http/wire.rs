@@ -28,6 +28,9 @@ fn status(kind: Kind) -> StatusCode {
         Kind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         Kind::TooManySessions => StatusCode::SERVICE_UNAVAILABLE,
         Kind::Conflict => StatusCode::CONFLICT,
+        Kind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Kind::InsufficientScope => StatusCode::FORBIDDEN,
+        Kind::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         Kind::Internal | Kind::Unanswered => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -40,7 +43,9 @@ pub fn code(kind: Kind) -> i64 {
         | Kind::MethodNotAllowed
         | Kind::UnsupportedMediaType
         | Kind::NotAcceptable
-        | Kind::Conflict => codes::INVALID_REQUEST,
+        | Kind::Conflict
+        | Kind::Unauthenticated
+        | Kind::InsufficientScope => codes::INVALID_REQUEST,
 
         Kind::Parse => codes::PARSE_ERROR,
         Kind::HeaderMismatch => codes::HEADER_MISMATCH,
@@ -53,7 +58,7 @@ pub fn code(kind: Kind) -> i64 {
         Kind::MethodNotFound => codes::METHOD_NOT_FOUND,
         Kind::InvalidParams => codes::INVALID_PARAMS,
         Kind::Server(code) => code,
-        Kind::Internal | Kind::Unanswered => codes::INTERNAL_ERROR,
+        Kind::Internal | Kind::Unanswered | Kind::AuthUnavailable => codes::INTERNAL_ERROR,
     }
 }
 
@@ -92,6 +97,13 @@ pub fn error(err: &Error, id: Option<&RawValue>) -> Response<Body> {
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if err.kind == Kind::MethodNotAllowed {
         resp.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static("GET, POST, DELETE, OPTIONS"));
+    }
+    // The gateway's own challenge (an upstream's travels in the JSON-RPC error's data instead).
+    if matches!(err.kind, Kind::Unauthenticated | Kind::InsufficientScope)
+        && let Some(challenge) = err.refusal.as_ref().and_then(|r| r.www_authenticate.as_deref())
+        && let Ok(v) = HeaderValue::from_str(challenge)
+    {
+        resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
     }
     resp
 }

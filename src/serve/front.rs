@@ -23,6 +23,7 @@ use super::backend::{Event, Health, Outgoing, Passthrough, Reply};
 use super::dispatch::Target;
 use super::router::{LISTINGS, Routed};
 use super::session::{Client, View};
+use crate::authn::Caller;
 use crate::error::{Error, Kind};
 use crate::http::body::{self, Body};
 use crate::http::endpoint::{Endpoint, Route};
@@ -55,6 +56,7 @@ impl Endpoint for Gateway {
     async fn route(self: &Arc<Self>, parts: &http::request::Parts, peer: std::net::SocketAddr) -> Route<View> {
         Route::Mcp(match parts.uri.path() {
             "/mcp" => View::All,
+            p if crate::authn::metadata::is_metadata_path(p) => return Route::Answered(self.resource_metadata(parts)),
             "/healthz" | "/readyz" | "/metrics" | "/admin/reload" => {
                 return Route::Answered(self.operational(parts, peer).await);
             }
@@ -79,6 +81,13 @@ impl Endpoint for Gateway {
         })
     }
 
+    async fn authenticate(&self, parts: &http::request::Parts, _view: &View) -> Result<Caller, Error> {
+        match &self.auth {
+            Some(auth) => auth.authenticate(&parts.headers, parts.uri.path()).await,
+            None => Ok(Caller::default()),
+        }
+    }
+
     fn max_body(&self) -> usize {
         self.router.config().gateway.max_body
     }
@@ -86,11 +95,12 @@ impl Endpoint for Gateway {
     async fn post(
         self: &Arc<Self>,
         view: View,
+        caller: Caller,
         headers: &HeaderMap,
         bytes: Bytes,
         peer: std::net::SocketAddr,
     ) -> Response<Body> {
-        Gateway::post(self, view, headers, bytes, peer).await
+        Gateway::post(self, view, &caller, headers, bytes, peer).await
     }
 
     fn destination(&self, view: &View, msg: &crate::jsonrpc::Envelope<'_>) -> Option<String> {
@@ -102,12 +112,12 @@ impl Endpoint for Gateway {
         })
     }
 
-    async fn get(&self, view: View, headers: &HeaderMap) -> Response<Body> {
-        Gateway::get(self, &view, headers).await
+    async fn get(&self, view: View, caller: Caller, headers: &HeaderMap) -> Response<Body> {
+        Gateway::get(self, &view, &caller, headers).await
     }
 
-    async fn delete(&self, view: View, headers: &HeaderMap) -> Response<Body> {
-        Gateway::delete(self, &view, headers)
+    async fn delete(&self, view: View, caller: Caller, headers: &HeaderMap) -> Response<Body> {
+        Gateway::delete(self, &view, &caller, headers)
     }
 }
 
@@ -157,13 +167,28 @@ impl Gateway {
         }
     }
 
-    fn session(&self, view: &View, headers: &HeaderMap) -> Result<Arc<Session<Client>>, Error> {
+    /// The RFC 9728 document (any of its well-known paths), when the gateway authenticates.
+    fn resource_metadata(&self, parts: &http::request::Parts) -> Response<Body> {
+        let Some(auth) = &self.auth else {
+            return text(StatusCode::NOT_FOUND, "not found: this gateway authenticates no one\n".into());
+        };
+        if !matches!(parts.method, Method::GET | Method::HEAD) {
+            return not_allowed(&parts.method, "GET");
+        }
+        let mut resp = text(StatusCode::OK, crate::authn::metadata::document(auth.settings()).to_string());
+        resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp
+    }
+
+    /// The client's session named by `Mcp-Session-Id`: one opened on this endpoint, by this
+    /// caller (another user's session id is as unknown as one never issued).
+    fn session(&self, view: &View, caller: &Caller, headers: &HeaderMap) -> Result<Arc<Session<Client>>, Error> {
         let id = headers.get(SESSION_ID).ok_or_else(|| {
             Error::new(Kind::BadRequest, "the Mcp-Session-Id header is required; send initialize first")
         })?;
         self.sessions
             .get(id.to_str().unwrap_or(""))
-            .filter(|s| s.upstream.view == *view)
+            .filter(|s| s.upstream.view == *view && s.upstream.owner == caller.subject)
             .ok_or_else(|| Error::new(Kind::SessionNotFound, "session not found; initialize a new session"))
     }
 
@@ -171,6 +196,7 @@ impl Gateway {
     async fn post(
         self: &Arc<Self>,
         view: View,
+        caller: &Caller,
         headers: &HeaderMap,
         bytes: Bytes,
         peer: std::net::SocketAddr,
@@ -203,9 +229,9 @@ impl Gateway {
         }
         // 5. The session: `initialize` opens one, everything else names one.
         if msg.method() == Some("initialize") {
-            return self.initialize(view, headers, msg, peer);
+            return self.initialize(view, caller, headers, msg, peer);
         }
-        let session = match self.session(&view, headers) {
+        let session = match self.session(&view, caller, headers) {
             Ok(s) => s,
             Err(e) => return wire::error(&e, msg.id),
         };
@@ -222,19 +248,21 @@ impl Gateway {
     fn initialize(
         &self,
         view: View,
+        caller: &Caller,
         headers: &HeaderMap,
         msg: &crate::jsonrpc::Envelope<'_>,
         peer: std::net::SocketAddr,
     ) -> Response<Body> {
         let params = msg.params_value();
         let version = params.get("protocolVersion").and_then(Value::as_str).unwrap_or("2025-03-26").to_owned();
-        let created = match self.sessions.create(peer.ip(), &[], Client::new(view.clone(), params)) {
-            Ok(created) => created,
-            Err(e) => {
-                tracing::warn!(client = %peer.ip(), "session refused: {e}");
-                return wire::error(&e.into(), msg.id);
-            }
-        };
+        let created =
+            match self.sessions.create(peer.ip(), &[], Client::new(view.clone(), caller.subject.clone(), params)) {
+                Ok(created) => created,
+                Err(e) => {
+                    tracing::warn!(client = %peer.ip(), "session refused: {e}");
+                    return wire::error(&e.into(), msg.id);
+                }
+            };
         for old in created.evicted {
             tracing::info!(session = old.label(), "session evicted: the session limit was reached");
             self.end(&old);
@@ -514,8 +542,8 @@ impl Gateway {
 
     /// The session's stream of what servers send on their own; with `Last-Event-ID`, the rest
     /// of a stream the client lost midway.
-    async fn get(&self, view: &View, headers: &HeaderMap) -> Response<Body> {
-        let session = match self.session(view, headers) {
+    async fn get(&self, view: &View, caller: &Caller, headers: &HeaderMap) -> Response<Body> {
+        let session = match self.session(view, caller, headers) {
             Ok(s) => s,
             Err(e) => return wire::error(&e, None),
         };
@@ -584,8 +612,8 @@ impl Gateway {
         Some(engine.listen(&to, Some(last.clone())).await)
     }
 
-    fn delete(&self, view: &View, headers: &HeaderMap) -> Response<Body> {
-        match self.session(view, headers) {
+    fn delete(&self, view: &View, caller: &Caller, headers: &HeaderMap) -> Response<Body> {
+        match self.session(view, caller, headers) {
             Ok(s) => {
                 self.end(&s);
                 tracing::info!(session = s.label(), "session ended by the client");

@@ -49,6 +49,9 @@ pub struct Gateway {
     sessions: SessionTable<Client>,
     /// Host/Origin rules, replaced by a reload.
     guard: Shared<Guard>,
+    /// Who may call (`mcpgate.auth`'s `jwt` mode); `None`: anyone who reaches the listener. Set
+    /// at start (a reload that changes it says it takes a restart).
+    auth: Option<crate::authn::Authenticator>,
     /// Whether the listener is on loopback (the guard's default for `Host`).
     loopback: bool,
     /// What client connections may take (timeouts, room), replaced by a reload.
@@ -92,7 +95,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
     let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
     let local = listener.local_addr().map_err(|source| StartError::Listen { addr, source })?;
     // Beyond loopback, every caller is a stranger: without authentication, only when told so.
-    if !local.ip().is_loopback() {
+    if !local.ip().is_loopback() && cfg.gateway.auth.jwt.is_none() {
         if !cfg.gateway.auth.allow_unauthenticated {
             return Err(StartError::Unauthenticated { addr: local });
         }
@@ -107,6 +110,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
         router: Router::new(cfg.clone()),
         sessions: SessionTable::new(cfg.gateway.sessions),
         guard: Shared::new(guard),
+        auth: cfg.gateway.auth.jwt.clone().map(crate::authn::Authenticator::new),
         loopback: local.ip().is_loopback(),
         edge: Edge::new(cfg.gateway.limits.clone()),
         conns: Default::default(),

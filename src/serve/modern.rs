@@ -60,7 +60,11 @@ impl Gateway {
         // (each request's own `clientCapabilities` decide what its caller is asked).
         let mut init = super::backend::gateway_init();
         init["clientInfo"]["name"] = json!("mcpgate (for 2026-07-28 clients)");
-        let s = self.sessions_modern.create(crate::connect::CLIENT, &[], Client::new(view.clone(), init)).ok()?.session;
+        let s = self
+            .sessions_modern
+            .create(crate::connect::CLIENT, &[], Client::new(view.clone(), None, init))
+            .ok()?
+            .session;
         all.insert(view.clone(), s.clone());
         Some(s)
     }

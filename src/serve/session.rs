@@ -31,6 +31,8 @@ pub enum View {
 
 pub struct Client {
     pub view: View,
+    /// The user who opened it (`sub`), when the gateway authenticates: only they may use it.
+    pub owner: Option<String>,
     /// The client's `initialize` params (its capabilities decide what servers may ask of it),
     /// as compact JSON text: read rarely (a server's question, opening an upstream session),
     /// and a tree of maps would cost every idle session a kilobyte more.
@@ -61,12 +63,13 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(view: View, init: Value) -> Client {
+    pub fn new(view: View, owner: Option<String>, init: Value) -> Client {
         let (tx, rx) = queue::bounded(queue::SESSION);
         // No GET stream open yet: logs and the like have nobody to go to.
         rx.listen(false);
         Client {
             view,
+            owner,
             declared: Declared::of(init.get("capabilities").unwrap_or(&Value::Null)),
             init: serde_json::value::to_raw_value(&init)
                 .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned()),

@@ -166,11 +166,31 @@ async fn serve_refuses_to_listen_beyond_loopback_without_authentication_unless_t
     cmd.args(["serve", "--config"]).arg(&config).args(["--listen", "0.0.0.0:0"]);
     let gw = Proc::start("mcpgate serve", cmd).await;
     assert!(gw.output().contains("WITHOUT AUTHENTICATION"), "{}", gw.output());
-    // A mode not built yet is refused with its path, not ignored.
-    std::fs::write(&config, json!({"mcpgate": {"auth": {"mode": "jwt"}}, "mcpServers": {}}).to_string()).unwrap();
-    let out = std::process::Command::new(mcpgate_bin()).args(["check", "--config"]).arg(&config).output().unwrap();
-    let said = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success() && said.contains("mcpgate.auth.mode"), "{said}");
+    // With authentication it serves beyond loopback, and says nothing of the kind.
+    let jwt = json!({"mcpgate": {"auth": {"mode": "jwt", "issuer": "https://idp.example/", "publicUrl": "https://mcp.example"}}, "mcpServers": {"local": echo_server(&dir)}});
+    std::fs::write(&config, jwt.to_string()).unwrap();
+    let mut cmd = tokio::process::Command::new(mcpgate_bin());
+    cmd.args(["serve", "--config"]).arg(&config).args(["--listen", "0.0.0.0:0"]);
+    let gw = Proc::start("mcpgate serve", cmd).await;
+    assert!(!gw.output().contains("WITHOUT AUTHENTICATION"), "{}", gw.output());
+    // A mode not built yet is refused with its path, not ignored; so is a jwt mode lacking what it needs.
+    for (auth, path) in [
+        (json!({"mode": "oauth"}), "mcpgate.auth.mode"),
+        (json!({"mode": "jwt"}), "mcpgate.auth.issuer"),
+        (json!({"mode": "jwt", "issuer": "https://idp.example/"}), "mcpgate.auth.publicUrl"),
+    ] {
+        std::fs::write(&config, json!({"mcpgate": {"auth": auth}, "mcpServers": {}}).to_string()).unwrap();
+        let out = std::process::Command::new(mcpgate_bin())
+            .args(["check", "--config"])
+            .arg(&config)
+            .env_remove("OIDC_ISSUER_URL")
+            .env_remove("AUTH0_DOMAIN")
+            .env_remove("MCP_BASE_URL")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success() && said.contains(path), "{auth}: {said}");
+    }
 }
 
 /// Params that are no object (or a `uri` that is no string, a `ref` that is no object) where

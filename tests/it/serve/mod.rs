@@ -50,6 +50,7 @@
 //! Timeouts run on the real clock, kept short (a one-second `timeout`): the servers are other
 //! processes, which tokio's paused clock cannot reach.
 
+mod auth_jwt;
 mod bytes;
 mod cancellation;
 mod client_caps;

@@ -1,0 +1,163 @@
+//! Who calls `serve`: the caller's bearer token, checked as a JWT from the configured issuer,
+//! becomes a `Caller`, or the request is refused with the challenge that says where a token
+//! comes from (RFC 9728, RFC 6750). Checked once per request, in the layers every request passes
+//! (`http::endpoint::handle`), before anything else reads the request.
+
+pub mod bearer;
+mod jwks;
+pub mod jwt;
+pub mod keys;
+pub mod metadata;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderMap;
+use jsonwebtoken::Algorithm;
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Kind};
+use keys::KeySet;
+
+/// The `jwt` mode's settings, validated (`mcpgate.auth`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Tokens' `iss`, exactly.
+    pub issuer: String,
+    /// The gateway's public origin: the protected resource's identifier (`resource`).
+    pub public_url: String,
+    /// A token's `aud` must hold one of these (default: `public_url`).
+    pub audiences: Vec<String>,
+    pub keys: Keys,
+    pub algorithms: Vec<Algorithm>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// Scopes every token must carry (403 `insufficient_scope` otherwise); advertised.
+    pub scopes: Vec<String>,
+}
+
+/// Where the issuer's keys come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Keys {
+    /// The `jwks_uri` of the issuer's metadata.
+    Discover,
+    Url(String),
+    /// A file read at load (air-gapped): never fetched.
+    Static(StaticKeys),
+}
+
+/// Keys read from a file, compared by what the file said (a reload with the same file keeps them).
+#[derive(Clone)]
+pub struct StaticKeys {
+    pub text: String,
+    pub set: Arc<KeySet>,
+}
+
+impl PartialEq for StaticKeys {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl std::fmt::Debug for StaticKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.set.fmt(f)
+    }
+}
+
+/// Who made a request, as the token says. The default is nobody in particular: a gateway
+/// without authentication (loopback).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caller {
+    /// `sub`; `None` when the gateway authenticates no one.
+    pub subject: Option<String>,
+    pub email: Option<String>,
+    /// The OAuth client the token was issued to (`client_id`, or `azp`).
+    pub client_id: Option<String>,
+    pub scopes: Vec<String>,
+}
+
+impl Caller {
+    fn of(claims: &Map<String, Value>) -> Caller {
+        let text = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_owned);
+        // `scope` (RFC 9068, space-separated) or `scp` (a list, or a string, as Entra ID and Okta say it).
+        let scopes = match claims.get("scope").or_else(|| claims.get("scp")) {
+            Some(Value::String(s)) => s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+            _ => Vec::new(),
+        };
+        Caller {
+            subject: text("sub"),
+            email: text("email"),
+            client_id: text("client_id").or_else(|| text("azp")),
+            scopes,
+        }
+    }
+}
+
+/// The `jwt` mode at work: the settings and the issuer's keys.
+pub struct Authenticator {
+    settings: Settings,
+    remote: Option<jwks::Remote>,
+}
+
+impl Authenticator {
+    pub fn new(settings: Settings) -> Authenticator {
+        let remote = match &settings.keys {
+            Keys::Static(_) => None,
+            keys => {
+                let url = if let Keys::Url(u) = keys { Some(u.clone()) } else { None };
+                let issuer: http::Uri = settings.issuer.parse().unwrap_or_default();
+                let timeout = Duration::from_secs(10);
+                let client = crate::transport::http_client::build(timeout);
+                let http = crate::oauth_client::http::Http::for_server(client, &issuer, timeout);
+                Some(jwks::Remote::new(settings.issuer.clone(), url, http))
+            }
+        };
+        Authenticator { settings, remote }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The caller of a request to `endpoint` (its path), or the refusal to answer with.
+    pub async fn authenticate(&self, headers: &HeaderMap, endpoint: &str) -> Result<Caller, Error> {
+        let s = &self.settings;
+        let token = match bearer::of(headers) {
+            bearer::Bearer::Token(t) => t,
+            bearer::Bearer::None => {
+                let why = format!("authentication required: send a bearer token from {}", s.issuer);
+                return Err(Error::challenge(Kind::Unauthenticated, why, metadata::challenge(s, endpoint, None)));
+            }
+            bearer::Bearer::Malformed(why) => return Err(self.invalid(endpoint, why)),
+        };
+        let unverified = jwt::precheck(token, s).map_err(|e| self.invalid(endpoint, &e.to_string()))?;
+        let keys = match (&s.keys, &self.remote) {
+            (Keys::Static(k), _) => k.set.clone(),
+            (_, Some(remote)) => remote.keys(unverified.header.kid.as_deref()).await,
+            (_, None) => Arc::default(),
+        };
+        if keys.is_empty() {
+            let why = "the issuer's signing keys cannot be fetched now; try again";
+            return Err(Error::new(Kind::AuthUnavailable, why));
+        }
+        let claims = jwt::verify(token, &unverified, &keys, s).map_err(|e| self.invalid(endpoint, &e.to_string()))?;
+        let caller = Caller::of(&claims);
+        let missing: Vec<&str> =
+            s.scopes.iter().filter(|want| !caller.scopes.contains(want)).map(String::as_str).collect();
+        if !missing.is_empty() {
+            let why = format!("the token lacks the scope {}", missing.join(" "));
+            tracing::info!(subject = caller.subject.as_deref().unwrap_or("-"), "refused: {why}");
+            let challenge = metadata::challenge(s, endpoint, Some(("insufficient_scope", &why)));
+            return Err(Error::challenge(Kind::InsufficientScope, why, challenge));
+        }
+        Ok(caller)
+    }
+
+    fn invalid(&self, endpoint: &str, why: &str) -> Error {
+        tracing::info!("refused a token: {why}");
+        let challenge = metadata::challenge(&self.settings, endpoint, Some(("invalid_token", why)));
+        Error::challenge(Kind::Unauthenticated, format!("invalid token: {why}"), challenge)
+    }
+}

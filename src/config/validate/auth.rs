@@ -1,0 +1,252 @@
+//! `mcpgate.auth`: who may call the gateway. `mode` `"none"` (loopback, or beyond it only with
+//! `allowUnauthenticated`), or `"jwt"`: tokens from an external issuer, checked against its keys.
+//! Unset fields of the `jwt` mode fall back to the environment names the Auth0 and OpenID proxies'
+//! users already have (`OIDC_ISSUER_URL`, `AUTH0_DOMAIN`, `MCP_BASE_URL`, `AUTH0_AUDIENCE`).
+
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+
+use super::{Check, Members, Node, Value, get, join};
+use crate::authn::{Keys, Settings, StaticKeys};
+use crate::config::Auth;
+
+const KEYS: &[&str] = &[
+    "mode",
+    "allowUnauthenticated",
+    "issuer",
+    "publicUrl",
+    "audience",
+    "jwksUrl",
+    "publicKeyFile",
+    "algorithms",
+    "leeway",
+    "scopes",
+];
+/// The algorithms a public key verifies (RFC 8725 §3.1: an allow-list; HMAC never, its key
+/// would be the public one).
+const ALGORITHMS: &[(&str, Algorithm)] = &[
+    ("RS256", Algorithm::RS256),
+    ("RS384", Algorithm::RS384),
+    ("RS512", Algorithm::RS512),
+    ("PS256", Algorithm::PS256),
+    ("PS384", Algorithm::PS384),
+    ("PS512", Algorithm::PS512),
+    ("ES256", Algorithm::ES256),
+    ("ES384", Algorithm::ES384),
+    ("EdDSA", Algorithm::EdDSA),
+];
+const DEFAULT_ALGORITHMS: &[Algorithm] = &[Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
+const MAX_LEEWAY: Duration = Duration::from_secs(300);
+
+pub(super) fn auth(c: &mut Check, node: &Node, path: &str) -> Auth {
+    let mut auth = Auth::default();
+    let Some(members) = c.object(node, path, KEYS, &[]) else { return auth };
+    let text = |c: &mut Check, k: &str| get(members, k).and_then(|n| c.string(n, &join(path, k)));
+    let mode = text(c, "mode");
+    if let Some(n) = get(members, "allowUnauthenticated") {
+        auth.allow_unauthenticated = c.bool(n, &join(path, "allowUnauthenticated")).unwrap_or(false);
+    }
+    match mode.as_deref() {
+        None | Some("none") => {
+            let jwt_only = KEYS[2..].iter().find(|k| get(members, k).is_some());
+            if let Some(k) = jwt_only {
+                c.fail(&join(path, k), node.pos, "is for \"mode\": \"jwt\"");
+            }
+        }
+        Some("jwt") => {
+            if auth.allow_unauthenticated {
+                c.fail(&join(path, "allowUnauthenticated"), node.pos, "is for \"mode\": \"none\" (jwt authenticates)");
+            }
+            auth.jwt = jwt(c, node, members, path);
+        }
+        Some("oauth") => c.fail(
+            &join(path, "mode"),
+            node.pos,
+            "\"oauth\" is not available in this version of mcpgate; \"none\" and \"jwt\" are",
+        ),
+        Some(other) => c.fail(&join(path, "mode"), node.pos, format!("must be \"none\" or \"jwt\", not {other:?}")),
+    }
+    auth
+}
+
+fn jwt(c: &mut Check, node: &Node, members: Members<'_>, path: &str) -> Option<Settings> {
+    let before = c.seen();
+    let at = |k: &str| get(members, k).map_or(node.pos, |n| n.pos);
+    let text = |c: &mut Check, k: &str| get(members, k).and_then(|n| c.string(n, &join(path, k)));
+    let env = |c: &Check, k: &str| (c.env)(k).filter(|v| !v.is_empty());
+
+    let issuer = text(c, "issuer")
+        .or_else(|| env(c, "OIDC_ISSUER_URL"))
+        .or_else(|| env(c, "AUTH0_DOMAIN").map(|d| format!("https://{}/", d.trim_end_matches('/'))));
+    match &issuer {
+        None => c.fail(&join(path, "issuer"), node.pos, "is required (or OIDC_ISSUER_URL, or AUTH0_DOMAIN)"),
+        Some(i) => {
+            if let Err(e) = crate::url::parse(i) {
+                c.fail(&join(path, "issuer"), at("issuer"), e);
+            }
+        }
+    }
+    let public_url =
+        text(c, "publicUrl").or_else(|| env(c, "MCP_BASE_URL")).map(|u| u.trim_end_matches('/').to_owned());
+    match &public_url {
+        None => c.fail(
+            &join(path, "publicUrl"),
+            node.pos,
+            "is required (or MCP_BASE_URL): the gateway's public origin, such as https://mcp.example.com, which \
+             clients and tokens name as the resource",
+        ),
+        Some(u) => match crate::url::parse(u) {
+            Err(e) => c.fail(&join(path, "publicUrl"), at("publicUrl"), e),
+            Ok(uri) if !matches!(uri.path(), "" | "/") || uri.query().is_some() => c.fail(
+                &join(path, "publicUrl"),
+                at("publicUrl"),
+                "must be an origin (scheme, host, port), with no path",
+            ),
+            Ok(_) => {}
+        },
+    }
+    let audiences = match get(members, "audience") {
+        Some(n) if matches!(n.value, Value::Array(_)) => c.strings(n, &join(path, "audience")),
+        Some(n) => c.string(n, &join(path, "audience")).into_iter().collect(),
+        None => env(c, "AUTH0_AUDIENCE").into_iter().collect(),
+    };
+    if get(members, "audience").is_some() && audiences.iter().all(String::is_empty) {
+        c.fail(&join(path, "audience"), at("audience"), "must name at least one audience");
+    }
+    let keys = match (text(c, "jwksUrl"), text(c, "publicKeyFile")) {
+        (Some(_), Some(_)) => {
+            c.fail(&join(path, "publicKeyFile"), at("publicKeyFile"), "conflicts with jwksUrl: one source of keys");
+            None
+        }
+        (Some(url), None) => match crate::url::parse(&url) {
+            Ok(_) => Some(Keys::Url(url)),
+            Err(e) => {
+                c.fail(&join(path, "jwksUrl"), at("jwksUrl"), e);
+                None
+            }
+        },
+        (None, Some(file)) => {
+            let loaded = std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read {file}: {e}"))
+                .and_then(|text| crate::authn::keys::KeySet::from_file_text(&text).map(|set| (text, set)));
+            match loaded {
+                Ok((text, set)) => Some(Keys::Static(StaticKeys { text, set: set.into() })),
+                Err(e) => {
+                    c.fail(&join(path, "publicKeyFile"), at("publicKeyFile"), e);
+                    None
+                }
+            }
+        }
+        (None, None) => Some(Keys::Discover),
+    };
+    let algorithms = match get(members, "algorithms") {
+        None => DEFAULT_ALGORITHMS.to_vec(),
+        Some(n) => {
+            let p = join(path, "algorithms");
+            let mut algs = Vec::new();
+            for name in c.strings(n, &p) {
+                match ALGORITHMS.iter().find(|(a, _)| *a == name) {
+                    Some((_, alg)) => algs.push(*alg),
+                    None => {
+                        let known: Vec<&str> = ALGORITHMS.iter().map(|(a, _)| *a).collect();
+                        c.fail(
+                            &p,
+                            n.pos,
+                            format!("{name:?} is not accepted (HMAC and none never are); one of {}", known.join(", ")),
+                        )
+                    }
+                }
+            }
+            if algs.is_empty() {
+                c.fail(&p, n.pos, "must name at least one algorithm");
+            }
+            algs
+        }
+    };
+    let leeway = match get(members, "leeway") {
+        None => Duration::from_secs(60),
+        Some(n) => match c.duration(n, &join(path, "leeway")) {
+            Some(d) if d <= MAX_LEEWAY => d,
+            Some(_) => {
+                c.fail(&join(path, "leeway"), n.pos, "must be at most 5m (clock skew, not a grace period)");
+                MAX_LEEWAY
+            }
+            None => MAX_LEEWAY,
+        },
+    };
+    let scopes = get(members, "scopes").map(|n| c.strings(n, &join(path, "scopes"))).unwrap_or_default();
+    if c.seen() != before {
+        return None;
+    }
+    let (issuer, public_url, keys) = (issuer?, public_url?, keys?);
+    let audiences = if audiences.is_empty() { vec![public_url.clone()] } else { audiences };
+    Some(Settings { issuer, public_url, audiences, keys, algorithms, leeway, scopes })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, Problem};
+
+    fn parse(auth: serde_json::Value, env: &[(&str, &str)]) -> Result<Config, Vec<String>> {
+        let servers = serde_json::json!({"s": {"url": "https://mcp.example/mcp"}});
+        let text = serde_json::json!({"mcpgate": {"auth": auth}, "mcpServers": servers}).to_string();
+        let lookup = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
+        crate::config::parse(&text, &lookup).map_err(|p| p.iter().map(Problem::to_string).collect())
+    }
+
+    #[test]
+    fn the_jwt_mode_is_checked_whole_with_every_problem_at_its_path() {
+        let p = parse(
+            serde_json::json!({"mode": "jwt", "algorithms": ["HS256", "none"], "leeway": "1h",
+            "jwksUrl": "https://idp/jwks", "publicKeyFile": "/nonexistent", "publicUrl": "https://gw.example/mcp"}),
+            &[],
+        )
+        .unwrap_err();
+        let has = |path: &str, words: &str| p.iter().any(|x| x.contains(path) && x.contains(words));
+        assert!(has("mcpgate.auth.issuer", "required"), "{p:#?}");
+        assert!(has("mcpgate.auth.publicUrl", "origin"), "{p:#?}");
+        assert!(has("mcpgate.auth.algorithms", "\"HS256\" is not accepted"), "{p:#?}");
+        assert!(has("mcpgate.auth.algorithms", "\"none\" is not accepted"), "{p:#?}");
+        assert!(has("mcpgate.auth.leeway", "at most 5m"), "{p:#?}");
+        assert!(has("mcpgate.auth.publicKeyFile", "conflicts with jwksUrl"), "{p:#?}");
+        let p = parse(serde_json::json!({"mode": "none", "issuer": "https://idp/"}), &[]).unwrap_err();
+        assert!(p.iter().any(|x| x.contains("mcpgate.auth.issuer") && x.contains("\"jwt\"")), "{p:#?}");
+        let p = parse(
+            serde_json::json!({"mode": "jwt", "issuer": "https://idp/", "publicUrl": "https://gw",
+            "publicKeyFile": "/nonexistent/key.pem"}),
+            &[],
+        )
+        .unwrap_err();
+        assert!(p.iter().any(|x| x.contains("mcpgate.auth.publicKeyFile") && x.contains("cannot read")), "{p:#?}");
+    }
+
+    #[test]
+    fn unset_fields_come_from_the_auth0_and_openid_proxies_environment() {
+        let auth0 = [
+            ("AUTH0_DOMAIN", "acme.us.auth0.com"),
+            ("MCP_BASE_URL", "https://gw.example/"),
+            ("AUTH0_AUDIENCE", "https://api"),
+        ];
+        let cfg = parse(serde_json::json!({"mode": "jwt"}), &auth0).unwrap();
+        let s = cfg.gateway.auth.jwt.unwrap();
+        assert_eq!(s.issuer, "https://acme.us.auth0.com/");
+        assert_eq!(s.public_url, "https://gw.example");
+        assert_eq!(s.audiences, vec!["https://api".to_owned()]);
+        let oidc = [("OIDC_ISSUER_URL", "https://login.example/realms/a"), ("MCP_BASE_URL", "https://gw.example")];
+        let s = parse(serde_json::json!({"mode": "jwt"}), &oidc).unwrap().gateway.auth.jwt.unwrap();
+        assert_eq!(
+            (s.issuer.as_str(), s.audiences.clone()),
+            ("https://login.example/realms/a", vec!["https://gw.example".to_owned()])
+        );
+        // The file wins over the environment.
+        let s = parse(serde_json::json!({"mode": "jwt", "issuer": "https://file/"}), &oidc)
+            .unwrap()
+            .gateway
+            .auth
+            .jwt
+            .unwrap();
+        assert_eq!(s.issuer, "https://file/");
+        assert_eq!(s.leeway, std::time::Duration::from_secs(60));
+    }
+}
