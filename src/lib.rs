@@ -17,6 +17,7 @@ pub mod log;
 pub mod login;
 pub mod mcp;
 pub mod oauth_client;
+pub mod policy;
 pub mod serve;
 pub mod shutdown;
 pub mod stdio;

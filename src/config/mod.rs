@@ -70,6 +70,10 @@ pub struct Gateway {
 pub struct Auth {
     pub allow_unauthenticated: bool,
     pub jwt: Option<crate::authn::Settings>,
+    /// Who may use what (`usersFile`): read at start and whenever it changes.
+    pub users_file: Option<PathBuf>,
+    /// What each role grants (`roles`).
+    pub roles: crate::policy::Roles,
 }
 
 /// A secret from the configuration: compared, never printed.

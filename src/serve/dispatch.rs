@@ -2,8 +2,8 @@
 //! gateway itself, a server the client sees alone, one of several servers by its prefixed name,
 //! or the router when the call is made — and whether policy lets it through. Every message of
 //! every era and endpoint is decided here (`Gateway::post` for legacy clients, the same call
-//! for 2026-07-28 ones), so a rule written here holds on every path: the hidden-tool rule now,
-//! the caller's rights next.
+//! for 2026-07-28 ones), so a rule written here holds on every path: the hidden-tool rule and the
+//! caller's rights (`Router::permitted`).
 
 use std::sync::Arc;
 
@@ -11,6 +11,7 @@ use super::router::{Backend, LISTINGS, Router};
 use super::session::View;
 use crate::error::{Error, Kind};
 use crate::jsonrpc::Envelope;
+use crate::policy::{Access, What};
 
 /// The methods the gateway answers itself, whatever server the client sees: the handshake, the
 /// merged listings (from the cache), liveness, the log level it passes to every server, and
@@ -40,8 +41,9 @@ pub enum Target {
 }
 
 impl Router {
-    /// Decides who answers `msg`, for a client that sees `view`.
-    pub fn target(&self, view: &View, msg: &Envelope<'_>) -> Target {
+    /// Decides who answers `msg`, for a client that sees `view` and may use what `access`
+    /// grants.
+    pub fn target(&self, view: &View, access: &Access, msg: &Envelope<'_>) -> Target {
         let method = msg.method();
         let here = method.is_some_and(answered_here);
         // An answer to a question of the gateway's own (a server's request it relayed, under an
@@ -53,28 +55,33 @@ impl Router {
         if matches!(method, Some("resources/subscribe" | "resources/unsubscribe")) {
             return Target::Router;
         }
+        // A tool or prompt the configuration hides, or the caller may not use, is as unknown as
+        // in the listing.
+        let what = match method {
+            Some("tools/call") => Some(What::Tool),
+            Some("prompts/get") => Some(What::Prompt),
+            _ => None,
+        };
         if let Some(b) = self.alone(view) {
-            // A tool the configuration hides is as unknown as in the listing.
-            if method == Some("tools/call")
-                && !b.cfg.tools.is_open()
-                && !msg.target_name().is_some_and(|t| b.cfg.tools.allows(&t))
+            let open = b.cfg.tools.is_open() && access.is_everything();
+            if let Some(what) = what.filter(|_| !open)
+                && !msg.target_name().is_some_and(|t| self.permitted(access, &b, what, &t))
             {
-                return Target::Refused(unknown("tool", msg));
+                return Target::Refused(unknown(what, msg));
             }
             return Target::Lone(b);
         }
-        match method {
-            Some(m @ ("tools/call" | "prompts/get")) => {
-                let what = if m == "tools/call" { "tool" } else { "prompt" };
+        match (method, what) {
+            (_, Some(what)) => {
                 let name = msg.target_name().unwrap_or_default();
                 match self.by_name(view, &name) {
-                    Some((backend, inner)) if m == "prompts/get" || backend.cfg.tools.allows(&inner) => {
+                    Some((backend, inner)) if self.permitted(access, &backend, what, &inner) => {
                         Target::Named { backend, inner }
                     }
                     _ => Target::Refused(unknown(what, msg)),
                 }
             }
-            Some(_) if msg.id.is_some() => Target::Router,
+            (Some(_), None) if msg.id.is_some() => Target::Router,
             _ => Target::Gateway,
         }
     }
@@ -102,6 +109,7 @@ impl Target {
     }
 }
 
-fn unknown(what: &str, msg: &Envelope<'_>) -> Error {
+fn unknown(what: What, msg: &Envelope<'_>) -> Error {
+    let what = if what == What::Tool { "tool" } else { "prompt" };
     Error::new(Kind::InvalidParams, format!("unknown {what}: {}", msg.target_name().unwrap_or_default()))
 }

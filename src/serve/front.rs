@@ -31,6 +31,7 @@ use crate::http::limits::Cached;
 use crate::http::{guard, wire};
 use crate::mcp::headers::{LAST_EVENT_ID, SESSION_ID};
 use crate::mcp::session::Session;
+use crate::policy::Access;
 use crate::transport::sse;
 
 /// `serve`'s endpoints behind the layers every request passes (`http::endpoint::handle`).
@@ -104,7 +105,7 @@ impl Endpoint for Gateway {
     }
 
     fn destination(&self, view: &View, msg: &crate::jsonrpc::Envelope<'_>) -> Option<String> {
-        Some(match self.router.target(view, msg) {
+        Some(match self.router.target(view, &Access::everything(), msg) {
             Target::Lone(b) | Target::Named { backend: b, .. } => b.cfg.name.clone(),
             Target::Gateway => "gateway".to_owned(),
             Target::Router => "routed".to_owned(),
@@ -167,6 +168,21 @@ impl Gateway {
         }
     }
 
+    /// What `caller` may see and use: everything without a users file; else their rights, or a
+    /// 403 for someone the file does not name.
+    fn access(&self, caller: &Caller) -> Result<Access, Error> {
+        match &*self.policy.get() {
+            None => Ok(Access::everything()),
+            Some(policy) => policy.access(caller).map_err(|who| {
+                tracing::info!("refused: {who}");
+                Error::new(
+                    Kind::Forbidden,
+                    format!("{who}: ask the gateway's administrator to add you to its users file"),
+                )
+            }),
+        }
+    }
+
     /// The RFC 9728 document (any of its well-known paths), when the gateway authenticates.
     fn resource_metadata(&self, parts: &http::request::Parts) -> Response<Body> {
         let Some(auth) = &self.auth else {
@@ -220,12 +236,17 @@ impl Gateway {
             Ok(era) => era,
             Err(e) => return wire::error(&Error::new(Kind::BadRequest, e.to_string()), msg.id),
         };
-        // 3. Who answers it, and whether policy lets it through: decided once, for every era and
-        //    endpoint (dispatch.rs).
-        let target = self.router.target(&view, msg);
+        // 3. What the caller may see and use (the users file), then who answers the message and
+        //    whether policy lets it through: decided once, for every era and endpoint
+        //    (dispatch.rs).
+        let access = match self.access(caller) {
+            Ok(access) => access,
+            Err(e) => return wire::error(&e, msg.id),
+        };
+        let target = self.router.target(&view, &access, msg);
         // 4. A 2026-07-28 client: stateless, no session.
         if era == crate::mcp::era::Era::Modern {
-            return self.modern_post(view, headers, msg, target).await;
+            return self.modern_post(view, access, headers, msg, target).await;
         }
         // 5. The session: `initialize` opens one, everything else names one.
         if msg.method() == Some("initialize") {
@@ -238,7 +259,8 @@ impl Gateway {
         // The caller's token as last sent, for servers that take it.
         session.upstream.set_bearer(headers.get(http::header::AUTHORIZATION));
         // 6. Carried out: as it came where the server takes it so, else as a message.
-        let mut resp = self.carry(&session, (headers, version_header), &bytes, (&payload, msg), target).await;
+        let mut resp =
+            self.carry(&session, (headers, version_header), &bytes, (&payload, msg), (target, &access)).await;
         resp.headers_mut().insert(SESSION_ID, session.header.clone());
         resp
     }
@@ -286,7 +308,7 @@ impl Gateway {
         (headers, version): (&HeaderMap, Option<&HeaderValue>),
         bytes: &Bytes,
         (payload, msg): (&crate::jsonrpc::Payload<'_>, &crate::jsonrpc::Envelope<'_>),
-        target: Target,
+        (target, access): (Target, &Access),
     ) -> Response<Body> {
         match &target {
             Target::Refused(e) => {
@@ -315,7 +337,7 @@ impl Gateway {
                 self.notification(session, m, msg.params_value());
                 accepted()
             }
-            (Some(m), Some(id)) => self.request(session, m, (bytes, msg), id.clone(), form, target).await,
+            (Some(m), Some(id)) => self.request(session, m, (bytes, msg), id.clone(), form, (target, access)).await,
             (None, None) => wire::error(&Error::new(Kind::BadRequest, "not a JSON-RPC message"), None),
         }
     }
@@ -350,6 +372,7 @@ impl Gateway {
     async fn modern_post(
         self: &Arc<Self>,
         view: View,
+        access: Access,
         headers: &HeaderMap,
         msg: &crate::jsonrpc::Envelope<'_>,
         target: Target,
@@ -368,7 +391,7 @@ impl Gateway {
         let started = Instant::now();
         if !accepts_sse(headers) {
             // A client that takes JSON only gets the answer alone.
-            let reply = self.modern(view, &method, params, None, target).await;
+            let reply = self.modern(view, &access, &method, params, None, target).await;
             self.metrics.record("gateway", &method, outcome(&reply.answer), started.elapsed());
             return json_reply(&Some(id), reply.answer);
         }
@@ -385,7 +408,7 @@ impl Gateway {
         });
         let gateway = self.clone();
         tokio::spawn(async move {
-            let reply = gateway.modern(view, &method, params, Some(&values), target).await;
+            let reply = gateway.modern(view, &access, &method, params, Some(&values), target).await;
             gateway.metrics.record("gateway", &method, outcome(&reply.answer), started.elapsed());
             for e in reply.events {
                 values.push(e);
@@ -429,7 +452,7 @@ impl Gateway {
         (bytes, msg): (&Bytes, &crate::jsonrpc::Envelope<'_>),
         id: Value,
         form: Form,
-        target: Target,
+        (target, access): (Target, &Access),
     ) -> Response<Body> {
         // From before the wait for a (re)starting server: the client waits that long too.
         let started = Instant::now();
@@ -438,7 +461,7 @@ impl Gateway {
             return reply(json!({"result": {}}));
         }
         if LISTINGS.iter().any(|(m, _)| *m == method) {
-            let answer = self.router.merged(session, method).await;
+            let answer = self.router.merged(session, access, method).await;
             self.metrics.record("gateway", method, outcome(&answer), started.elapsed());
             if let (View::One(_), Some(resp)) = (&session.upstream.view, refused(&answer, &id)) {
                 return resp;

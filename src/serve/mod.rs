@@ -52,6 +52,9 @@ pub struct Gateway {
     /// Who may call (`mcpgate.auth`'s `jwt` mode); `None`: anyone who reaches the listener. Set
     /// at start (a reload that changes it says it takes a restart).
     auth: Option<crate::authn::Authenticator>,
+    /// Who may use what (the users file and roles), replaced when either changes; `None`:
+    /// everyone everything.
+    policy: Shared<Option<crate::policy::Policy>>,
     /// Whether the listener is on loopback (the guard's default for `Host`).
     loopback: bool,
     /// What client connections may take (timeouts, room), replaced by a reload.
@@ -86,6 +89,8 @@ pub enum StartError {
          \"allowUnauthenticated\": true}}}} to serve it anyway (behind a proxy that authenticates, say)"
     )]
     Unauthenticated { addr: SocketAddr },
+    #[error("{0}")]
+    Users(String),
 }
 
 /// Starts the gateway; returns once it has shut down.
@@ -105,12 +110,18 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
         );
     }
     let guard = Guard::new(local.ip().is_loopback(), &cfg.gateway.allow_hosts, &cfg.gateway.allow_origins);
+    let auth = &cfg.gateway.auth;
+    let policy = match &auth.users_file {
+        Some(path) => Some(crate::policy::Policy::load(path, auth.roles.clone()).map_err(StartError::Users)?),
+        None => None,
+    };
     let (tx, rx) = queue::unbudgeted(queue::DISPATCH);
     let gateway = Arc::new(Gateway {
         router: Router::new(cfg.clone()),
         sessions: SessionTable::new(cfg.gateway.sessions),
         guard: Shared::new(guard),
         auth: cfg.gateway.auth.jwt.clone().map(crate::authn::Authenticator::new),
+        policy: Shared::new(policy),
         loopback: local.ip().is_loopback(),
         edge: Edge::new(cfg.gateway.limits.clone()),
         conns: Default::default(),
@@ -144,6 +155,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
     tokio::spawn(expire_sessions(gateway.clone()));
     tokio::spawn(reload::on_sighup(gateway.clone()));
     tokio::spawn(reload::watch(gateway.clone(), opts.config.clone()));
+    tokio::spawn(reload::watch_users(gateway.clone()));
     let names: Vec<&str> = cfg.servers.iter().filter(|s| s.enabled).map(|s| s.name.as_str()).collect();
     // nginx's `worker_processes auto`: an event loop per core (the listing says how many).
     let threads = cfg.gateway.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

@@ -73,6 +73,7 @@ impl Gateway {
     pub async fn modern(
         self: &Arc<Self>,
         view: View,
+        access: &crate::policy::Access,
         method: &str,
         mut params: Value,
         live: Option<&queue::Sender<Value>>,
@@ -127,7 +128,7 @@ impl Gateway {
                 Reply { events: vec![], answer: json!({"result": result}) }
             }
             m if LISTINGS.iter().any(|(l, _)| *l == m) => {
-                let mut answer = self.router.merged(&client, m).await;
+                let mut answer = self.router.merged(&client, access, m).await;
                 if let Some(r) = answer.get_mut("result") {
                     // Private when a server's listing depends on the user's own token.
                     let private = self.router.visible(&view).iter().any(|b| b.cfg.forward_client_token);

@@ -45,9 +45,11 @@ impl Gateway {
         if next.gateway.threads != old.gateway.threads {
             tracing::warn!("mcpgate.threads changed: that takes a restart; the rest is applied");
         }
-        if next.gateway.auth != old.gateway.auth {
+        let (was, now) = (&old.gateway.auth, &next.gateway.auth);
+        if (&was.jwt, was.allow_unauthenticated) != (&now.jwt, now.allow_unauthenticated) {
             tracing::warn!("mcpgate.auth changed: that takes a restart; the rest is applied");
         }
+        let users_changed = (&was.users_file, &was.roles) != (&now.users_file, &now.roles);
         let mut applied = Applied::default();
         let current: Vec<Arc<Backend>> =
             self.router.backends.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
@@ -71,6 +73,9 @@ impl Gateway {
             std::mem::replace(&mut *self.router.config.write().unwrap_or_else(|p| p.into_inner()), next.clone());
         // The old configuration may be large: it is freed off the event loop too.
         tokio::task::spawn_blocking(move || drop((replaced, old)));
+        if users_changed {
+            self.reload_users();
+        }
         // The listener's rules apply from the next request on (a new connection, for the caps).
         self.guard.set(Guard::new(self.loopback, &next.gateway.allow_hosts, &next.gateway.allow_origins));
         // Read when shutdown begins: a changed `shutdownGrace` needs nothing more.
@@ -122,6 +127,20 @@ impl Gateway {
         }
     }
 
+    /// Reads the users file (and the roles in force) again; on a problem the rules in force
+    /// stay, and the log says why.
+    pub fn reload_users(&self) {
+        let auth = self.router.config().gateway.auth.clone();
+        match auth.users_file.as_deref().map(|path| crate::policy::Policy::load(path, auth.roles.clone())) {
+            None => self.policy.set(None),
+            Some(Ok(policy)) => {
+                tracing::info!(users = policy.len(), "users file read");
+                self.policy.set(Some(policy));
+            }
+            Some(Err(e)) => tracing::error!("{e}; the rules in force stay"),
+        }
+    }
+
     /// Reloads and logs the outcome (for the signal and the file watcher).
     pub async fn reload_logged(self: &Arc<Self>, why: &str) {
         match self.reload().await {
@@ -141,9 +160,21 @@ pub async fn on_sighup(gateway: Arc<Gateway>) {
     }
 }
 
-/// Reloads when the file changes: one `stat` a second; a change is applied once the file has
-/// stayed the same for a moment (editors write in several steps).
+/// Reloads when the file changes.
 pub async fn watch(gateway: Arc<Gateway>, path: PathBuf) {
+    on_change(path, || gateway.reload_logged("the configuration file changed")).await
+}
+
+/// Reads the users file again when it changes; a broken one is refused and the rules in force
+/// stay.
+pub async fn watch_users(gateway: Arc<Gateway>) {
+    let Some(path) = gateway.router.config().gateway.auth.users_file.clone() else { return };
+    on_change(path, || async { gateway.reload_users() }).await
+}
+
+/// Calls `changed` whenever the file at `path` changes: one `stat` a second; a change counts
+/// once the file has stayed the same for a moment (editors write in several steps).
+async fn on_change<F: std::future::Future<Output = ()>>(path: PathBuf, mut changed: impl FnMut() -> F) {
     let mut last = stamp(&path);
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -162,7 +193,7 @@ pub async fn watch(gateway: Arc<Gateway>, path: PathBuf) {
             settled = again;
         }
         last = settled;
-        gateway.reload_logged("the configuration file changed").await;
+        changed().await;
     }
 }
 

@@ -16,6 +16,7 @@ use crate::config::{self, Config, Server};
 use crate::error::Error;
 use crate::error::Kind;
 use crate::mcp::session::Session;
+use crate::policy::{Access, What};
 
 pub struct Backend {
     pub cfg: Server,
@@ -97,6 +98,14 @@ impl Router {
 
     pub fn backend(&self, name: &str) -> Option<Arc<Backend>> {
         self.backends.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    }
+
+    /// Whether a tool or prompt (by the name its server knows) is one the configuration shows
+    /// and `access` grants: the rule of listings and calls alike.
+    pub fn permitted(&self, access: &Access, b: &Backend, what: What, own: &str) -> bool {
+        (what == What::Prompt || b.cfg.tools.allows(own))
+            && (access.is_everything()
+                || access.allows(what, &b.cfg.name, own, &format!("{}{own}", self.prefix(&View::All, b))))
     }
 
     fn prefix(&self, view: &View, b: &Backend) -> String {
@@ -288,8 +297,8 @@ impl Router {
     }
 
     /// The merged listing a client sees: names prefixed, filtered, checked, deduplicated.
-    pub async fn merged(&self, client: &Arc<Session<Client>>, method: &str) -> Value {
-        let (answer, problems) = self.merge(&client.upstream.view, Some(client), method).await;
+    pub async fn merged(&self, client: &Arc<Session<Client>>, access: &Access, method: &str) -> Value {
+        let (answer, problems) = self.merge(&client.upstream.view, Some(client), access, method).await;
         for p in problems {
             tracing::debug!("{p}");
         }
@@ -301,14 +310,20 @@ impl Router {
     /// after a reload — not at every client's listing.
     pub async fn check_names(&self) {
         for method in ["tools/list", "prompts/list"] {
-            let (_, problems) = self.merge(&View::All, None, method).await;
+            let (_, problems) = self.merge(&View::All, None, &Access::everything(), method).await;
             for p in problems {
                 tracing::warn!("{p}");
             }
         }
     }
 
-    async fn merge(&self, view: &View, client: Option<&Arc<Session<Client>>>, method: &str) -> (Value, Vec<String>) {
+    async fn merge(
+        &self,
+        view: &View,
+        client: Option<&Arc<Session<Client>>>,
+        access: &Access,
+        method: &str,
+    ) -> (Value, Vec<String>) {
         let Some((_, kind)) = LISTINGS.iter().find(|(m, _)| *m == method) else {
             return (error(Kind::MethodNotFound, "unknown listing"), Vec::new());
         };
@@ -348,7 +363,8 @@ impl Router {
             for mut item in items {
                 if matches!(*kind, "tools" | "prompts") {
                     let Some(name) = item.get("name").and_then(Value::as_str).map(str::to_owned) else { continue };
-                    if *kind == "tools" && !b.cfg.tools.allows(&name) {
+                    let what = if *kind == "tools" { What::Tool } else { What::Prompt };
+                    if !self.permitted(access, &b, what, &name) {
                         continue;
                     }
                     let full = format!("{prefix}{name}");

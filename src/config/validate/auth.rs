@@ -22,6 +22,8 @@ const KEYS: &[&str] = &[
     "algorithms",
     "leeway",
     "scopes",
+    "usersFile",
+    "roles",
 ];
 /// The algorithms a public key verifies (RFC 8725 §3.1: an allow-list; HMAC never, its key
 /// would be the public one).
@@ -59,6 +61,11 @@ pub(super) fn auth(c: &mut Check, node: &Node, path: &str) -> Auth {
                 c.fail(&join(path, "allowUnauthenticated"), node.pos, "is for \"mode\": \"none\" (jwt authenticates)");
             }
             auth.jwt = jwt(c, node, members, path);
+            auth.users_file =
+                text(c, "usersFile").or_else(|| (c.env)("MCP_USERS_PATH").filter(|v| !v.is_empty())).map(Into::into);
+            if let Some(n) = get(members, "roles") {
+                auth.roles = roles(c, n, &join(path, "roles"));
+            }
         }
         Some("oauth") => c.fail(
             &join(path, "mode"),
@@ -68,6 +75,43 @@ pub(super) fn auth(c: &mut Check, node: &Node, path: &str) -> Auth {
         Some(other) => c.fail(&join(path, "mode"), node.pos, format!("must be \"none\" or \"jwt\", not {other:?}")),
     }
     auth
+}
+
+/// `{"dev": {"github": ["get_*"], "git*": {"tools": ["get_*"], "prompts": ["*"]}}}`: per role,
+/// per server (a glob on server names), the tool globs, or the tool and prompt globs.
+fn roles(c: &mut Check, node: &Node, path: &str) -> crate::policy::Roles {
+    let mut roles = Vec::new();
+    let Value::Object(members) = &node.value else {
+        c.fail(path, node.pos, format!("must be an object of roles, not {}", node.kind()));
+        return roles;
+    };
+    for (role, _, servers) in members {
+        let role_path = join(path, role);
+        let Value::Object(servers) = &servers.value else {
+            c.fail(&role_path, servers.pos, "must be an object: server (a glob) → what it grants");
+            continue;
+        };
+        let mut grants = Vec::new();
+        for (server, _, what) in servers {
+            let p = join(&role_path, server);
+            let mut grant = crate::policy::Grant { server: server.clone(), ..Default::default() };
+            match &what.value {
+                Value::Array(_) => grant.tools = c.strings(what, &p),
+                Value::Object(_) => {
+                    if let Some(kinds) = c.object(what, &p, &["tools", "prompts"], &[]) {
+                        for (k, _, v) in kinds {
+                            let list = c.strings(v, &join(&p, k));
+                            if k == "tools" { grant.tools = list } else { grant.prompts = list }
+                        }
+                    }
+                }
+                _ => c.fail(&p, what.pos, "must be an array of tool globs, or {\"tools\": [...], \"prompts\": [...]}"),
+            }
+            grants.push(grant);
+        }
+        roles.push((role.clone(), grants));
+    }
+    roles
 }
 
 fn jwt(c: &mut Check, node: &Node, members: Members<'_>, path: &str) -> Option<Settings> {

@@ -16,7 +16,7 @@ use crate::issuer::{issuer_stats, jwt_issuer, mint, public_pem, rotate, set_down
 
 /// A gateway in `jwt` mode on a port chosen first (its public URL names it), with a stdio server
 /// and, when given, a remote one; `auth` is merged over the mode's settings.
-async fn guarded(dir: &FsPath, issuer: &str, remote: Option<&str>, auth: Value) -> (Proc, String) {
+pub(super) async fn guarded(dir: &FsPath, issuer: &str, remote: Option<&str>, auth: Value) -> (Proc, String) {
     let port = free_port();
     let public = format!("http://127.0.0.1:{port}");
     let mut settings = json!({"mode": "jwt", "issuer": issuer, "publicUrl": public});
@@ -37,11 +37,11 @@ async fn guarded(dir: &FsPath, issuer: &str, remote: Option<&str>, auth: Value) 
     (Proc::start("mcpgate serve", cmd).await, public)
 }
 
-fn bearer(token: &str) -> String {
+pub(super) fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
-async fn initialize(url: &str, token: Option<&str>) -> Reply {
+pub(super) async fn initialize(url: &str, token: Option<&str>) -> Reply {
     let auth = token.map(bearer);
     let mut h = MCP_HEADERS.to_vec();
     if let Some(a) = &auth {

@@ -71,6 +71,7 @@ mod refusals;
 mod reload;
 mod restart;
 mod resume;
+mod rights;
 mod routing;
 mod shutdown;
 mod subscriptions;

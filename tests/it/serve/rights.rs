@@ -1,0 +1,201 @@
+//! Users and rights (`mcpgate.auth.usersFile`, `roles`): with a users file, each user sees and
+//! calls only what is granted — the seed's `allowed_tools` (globs on the names `/mcp` shows) and
+//! their roles' grants (per server, globs on its own names) — on every route (merged and one
+//! server's, stdio and remote), in both eras, from the shared listing cache; what is not granted
+//! is refused as unknown without reaching the server; a user the file does not name gets 403; a
+//! changed file applies at once, a broken one keeps the rules in force.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::auth_jwt::{bearer, guarded};
+use super::*;
+use crate::issuer::{jwt_issuer, mint};
+
+const USERS: &str = r#"{
+  "alice@example.com": {"name": "Alice", "roles": ["reader"], "allowed_tools": ["local__echo", "remote__who*"]},
+  "bob": {"name": "Bob", "roles": ["dev"]}
+}"#;
+
+fn roles() -> Value {
+    json!({"reader": {"local": {"prompts": ["simple-*"]}}, "dev": {"remote": ["echo"], "loc*": ["get-sum"]}})
+}
+
+async fn names(url: &str, token: &str, method: &str, modern: bool) -> BTreeSet<String> {
+    let kind = if method == "tools/list" { "tools" } else { "prompts" };
+    let auth = bearer(token);
+    let r = if modern {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": {"_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}});
+        let mut h = MCP_HEADERS.to_vec();
+        h.extend([("mcp-protocol-version", "2026-07-28"), ("mcp-method", method), ("authorization", &auth)]);
+        request("POST", url, &h, &body.to_string()).await.message()
+    } else {
+        let sid = open_session(url, &[("authorization", &auth)]).await;
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method});
+        call(url, &sid, &[("authorization", &auth)], &body.to_string()).await.message()
+    };
+    let items = r["result"][kind].as_array().unwrap_or_else(|| panic!("{url} {method}: {r}"));
+    items.iter().map(|t| t["name"].as_str().unwrap().to_owned()).collect()
+}
+
+async fn call_tool(url: &str, token: &str, tool: &str, args: Value, modern: bool) -> Value {
+    let auth = bearer(token);
+    let params = json!({"name": tool, "arguments": args});
+    if modern {
+        let mut params = params;
+        params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}});
+        let body = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": params});
+        let mut h = MCP_HEADERS.to_vec();
+        h.extend([
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", tool),
+            ("authorization", &auth),
+        ]);
+        request("POST", url, &h, &body.to_string()).await.message()
+    } else {
+        let sid = open_session(url, &[("authorization", &auth)]).await;
+        let body = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": params});
+        call(url, &sid, &[("authorization", &auth)], &body.to_string()).await.message()
+    }
+}
+
+/// What the stdio child has read, once it has stopped reading (two looks 150 ms apart agree).
+async fn settled(marker: &FsPath) -> u64 {
+    let mut last = bytes_read(marker);
+    loop {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let now = bytes_read(marker);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test]
+async fn each_user_sees_and_calls_only_what_is_granted_on_every_route() {
+    use crate::idp::{idp, protected, seen};
+    let issuer = jwt_issuer().await;
+    let provider = idp(&[], 3600).await;
+    let server = protected(&provider.url, &[]).await;
+    let dir = tempdir("serve-rights");
+    let users = dir.join("users.json");
+    std::fs::write(&users, USERS).unwrap();
+    let marker = dir.join("everything-stdio.js");
+    let (gw, public) =
+        guarded(&dir, &issuer.url, Some(&server.url), json!({"usersFile": users, "roles": roles()})).await;
+    ready(&gw).await;
+    let token = |claims: Value| mint(&issuer, json!({"claims": claims}));
+    let alice = token(json!({"aud": public, "sub": "auth0|alice", "email": "Alice@Example.com"})).await;
+    let bob = token(json!({"aud": public, "sub": "bob"})).await;
+    let eve = token(json!({"aud": public, "sub": "eve", "email": "eve@example.com"})).await;
+    let merged = format!("{public}/mcp");
+    let local = format!("{public}/servers/local/mcp");
+    let remote = format!("{public}/servers/remote/mcp");
+
+    for modern in [false, true] {
+        let era = if modern { "2026-07-28" } else { "2025-06-18" };
+        // Listings, per user, on each endpoint; each twice (the second from the cache, after
+        // the other user's).
+        for _ in 0..2 {
+            assert_eq!(
+                names(&merged, &alice, "tools/list", modern).await,
+                set(&["local__echo", "remote__whoami"]),
+                "{era}"
+            );
+            assert_eq!(
+                names(&merged, &bob, "tools/list", modern).await,
+                set(&["local__get-sum", "remote__echo"]),
+                "{era}"
+            );
+            assert_eq!(names(&local, &alice, "tools/list", modern).await, set(&["echo"]), "{era}");
+            assert_eq!(names(&local, &bob, "tools/list", modern).await, set(&["get-sum"]), "{era}");
+            assert_eq!(names(&remote, &alice, "tools/list", modern).await, set(&["whoami"]), "{era}");
+            assert_eq!(names(&remote, &bob, "tools/list", modern).await, set(&["echo"]), "{era}");
+            assert_eq!(names(&merged, &alice, "prompts/list", modern).await, set(&["local__simple-prompt"]), "{era}");
+            assert_eq!(names(&local, &bob, "prompts/list", modern).await, set(&[]), "{era}");
+        }
+        // Calls: what is listed works; what is not is unknown and never reaches the server.
+        let ok = |r: &Value| r["result"]["content"].is_array();
+        let unknown = |r: &Value, tool: &str| {
+            r["error"]["message"].as_str().is_some_and(|m| m.contains(&format!("unknown tool: {tool}")))
+        };
+        let echo = json!({"message": "hi"});
+        let sum = json!({"a": 1, "b": 2});
+        for (url, user, tool, args, allowed) in [
+            (&merged, &alice, "local__echo", &echo, true),
+            (&merged, &alice, "local__get-sum", &sum, false),
+            (&merged, &alice, "remote__whoami", &json!({}), true),
+            (&merged, &alice, "remote__echo", &echo, false),
+            (&local, &alice, "echo", &echo, true),
+            (&local, &alice, "get-sum", &sum, false),
+            (&remote, &alice, "whoami", &json!({}), true),
+            (&remote, &alice, "echo", &echo, false),
+            (&merged, &bob, "local__get-sum", &sum, true),
+            (&merged, &bob, "local__echo", &echo, false),
+            (&local, &bob, "echo", &echo, false),
+            (&remote, &bob, "echo", &echo, true),
+            (&remote, &bob, "whoami", &json!({}), false),
+        ] {
+            let stdio = url.as_str() == local || tool.starts_with("local__");
+            let before = if stdio { settled(&marker).await } else { seen(&server).await.len() as u64 };
+            let r = call_tool(url, user, tool, args.clone(), modern).await;
+            let what = format!("{era} {url} {tool}: {r}");
+            if allowed {
+                assert!(ok(&r), "{what}");
+            } else {
+                assert!(unknown(&r, tool), "{what}");
+                // Nothing reached the server: a stdio child reads nothing but its stdin (less
+                // than a call's bytes, were anything else read meanwhile); the remote one counts
+                // every request.
+                let after = if stdio { settled(&marker).await } else { seen(&server).await.len() as u64 };
+                let call_bytes = 40 + tool.len() as u64;
+                assert!(
+                    if stdio { after - before < call_bytes } else { after == before },
+                    "{what}: {before} → {after}"
+                );
+            }
+        }
+    }
+
+    // Someone the file does not name: 403, saying so.
+    let mut h = MCP_HEADERS.to_vec();
+    let auth = bearer(&eve);
+    h.push(("authorization", &auth));
+    let r = request("POST", &merged, &h, INITIALIZE).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("eve@example.com is not a user of this gateway"), "{}", r.body);
+
+    // The file changes: Alice loses remote__whoami and gains local__get-sum, at once (an open
+    // session included); a broken file keeps those rules.
+    let sid = open_session(&merged, &[("authorization", &bearer(&alice))]).await;
+    let changed = USERS.replace(r#"["local__echo", "remote__who*"]"#, r#"["local__echo", "local__get-s?m"]"#);
+    std::fs::write(&users, changed).unwrap();
+    let list = r#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#;
+    let now = || async {
+        let r = call(&merged, &sid, &[("authorization", &bearer(&alice))], list).await.message();
+        r["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect::<BTreeSet<_>>()
+    };
+    let applied =
+        crate::idp::until(Duration::from_secs(10), || async { now().await == set(&["local__echo", "local__get-sum"]) })
+            .await;
+    assert!(applied, "{:?}\n{}", now().await, gw.output());
+    std::fs::write(&users, "{ not json").unwrap();
+    let logged =
+        crate::idp::until(Duration::from_secs(10), || async { gw.output().contains("the rules in force stay") }).await;
+    assert!(logged, "{}", gw.output());
+    assert_eq!(now().await, set(&["local__echo", "local__get-sum"]));
+}
