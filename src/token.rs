@@ -169,6 +169,13 @@ pub fn rfc3339(t: SystemTime) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// `2026-12-01T20:02:27.123Z`: with milliseconds (the audit trail's times).
+pub fn rfc3339_millis(t: SystemTime) -> String {
+    let whole = rfc3339(t);
+    let millis = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_millis());
+    format!("{}.{millis:03}Z", whole.trim_end_matches('Z'))
+}
+
 /// `YYYY-MM-DD[T ]HH:MM:SS[.frac][Z|±HH:MM]`; without a zone it is local time (as `az` prints it).
 pub fn parse_datetime(s: &str) -> Option<SystemTime> {
     let s = s.trim();

@@ -61,6 +61,8 @@ pub struct Gateway {
     pub admin_token: Option<Secret>,
     /// Who may call the gateway (`mcpgate.auth`).
     pub auth: Auth,
+    /// Where the audit trail goes (`mcpgate.audit`); `None`: no trail.
+    pub audit: Option<crate::policy::audit::Settings>,
 }
 
 /// Who may call the gateway: `mode` `"none"` (anyone who reaches the listener) is for loopback; a

@@ -309,6 +309,7 @@ const GATEWAY_KEYS: &[&str] = &[
     "ready",
     "adminToken",
     "auth",
+    "audit",
 ];
 
 /// More event loops than this is a typo, not a machine.
@@ -402,6 +403,7 @@ fn default_gateway() -> Gateway {
         ready: super::Ready::Any,
         admin_token: None,
         auth: super::Auth::default(),
+        audit: None,
     }
 }
 
@@ -472,6 +474,7 @@ fn gateway(c: &mut Check, node: &Node) -> Option<Gateway> {
                 None => {}
             },
             "auth" => g.auth = auth::auth(c, n, &path),
+            "audit" => g.audit = auth::audit(c, n, &path),
             "ready" => match c.string(n, &path).as_deref() {
                 Some("any") => g.ready = super::Ready::Any,
                 Some("all") => g.ready = super::Ready::All,

@@ -7,6 +7,7 @@
 //! names. The one rule (`Access::allows`) is asked where listings are made and where calls are
 //! dispatched, for every endpoint and era.
 
+pub mod audit;
 pub mod glob;
 mod users;
 

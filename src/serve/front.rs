@@ -32,6 +32,7 @@ use crate::http::{guard, wire};
 use crate::mcp::headers::{LAST_EVENT_ID, SESSION_ID};
 use crate::mcp::session::Session;
 use crate::policy::Access;
+use crate::policy::audit::Entry;
 use crate::transport::sse;
 
 /// `serve`'s endpoints behind the layers every request passes (`http::endpoint::handle`).
@@ -83,10 +84,21 @@ impl Endpoint for Gateway {
     }
 
     async fn authenticate(&self, parts: &http::request::Parts, _view: &View) -> Result<Caller, Error> {
-        match &self.auth {
-            Some(auth) => auth.authenticate(&parts.headers, parts.uri.path()).await,
-            None => Ok(Caller::default()),
+        let Some(auth) = &self.auth else { return Ok(Caller::default()) };
+        let started = Instant::now();
+        let result = auth.authenticate(&parts.headers, parts.uri.path()).await;
+        // A refusal is written down like any other (no user to name; the request is not read).
+        if let (Err(e), Some(audit)) = (&result, &self.audit) {
+            let how = match e.kind {
+                Kind::InsufficientScope => "insufficient_scope",
+                Kind::AuthUnavailable => "unavailable",
+                _ => "unauthenticated",
+            };
+            let entry =
+                Entry { method: parts.method.to_string(), name: Some(parts.uri.path().to_owned()), ..Entry::default() };
+            audit.write(&entry, None, how, started.elapsed());
         }
+        result
     }
 
     fn max_body(&self) -> usize {
@@ -168,6 +180,16 @@ impl Gateway {
         }
     }
 
+    /// How a request ended: counted (metrics) and, with an audit trail, written down (`entry`,
+    /// for a request that reached a server or was refused) — the one place both happen.
+    fn account(&self, server: &str, method: &str, outcome: &'static str, started: Instant, entry: Option<&Entry>) {
+        let took = started.elapsed();
+        self.metrics.record(server, method, outcome, took);
+        if let (Some(audit), Some(entry)) = (&self.audit, entry) {
+            audit.write(entry, (server != "gateway").then_some(server), outcome, took);
+        }
+    }
+
     /// What `caller` may see and use: everything without a users file; else their rights, or a
     /// 403 for someone the file does not name.
     fn access(&self, caller: &Caller) -> Result<Access, Error> {
@@ -239,14 +261,18 @@ impl Gateway {
         // 3. What the caller may see and use (the users file), then who answers the message and
         //    whether policy lets it through: decided once, for every era and endpoint
         //    (dispatch.rs).
+        let mut entry = self.audit.as_ref().and_then(|a| audit_entry(caller, msg, a.with_arguments()));
         let access = match self.access(caller) {
             Ok(access) => access,
-            Err(e) => return wire::error(&e, msg.id),
+            Err(e) => {
+                self.account("gateway", msg.method().unwrap_or("-"), "forbidden", Instant::now(), entry.as_deref());
+                return wire::error(&e, msg.id);
+            }
         };
         let target = self.router.target(&view, &access, msg);
         // 4. A 2026-07-28 client: stateless, no session.
         if era == crate::mcp::era::Era::Modern {
-            return self.modern_post(view, access, headers, msg, target).await;
+            return self.modern_post(view, (access, entry), headers, msg, target).await;
         }
         // 5. The session: `initialize` opens one, everything else names one.
         if msg.method() == Some("initialize") {
@@ -258,9 +284,12 @@ impl Gateway {
         };
         // The caller's token as last sent, for servers that take it.
         session.upstream.set_bearer(headers.get(http::header::AUTHORIZATION));
+        if let Some(e) = entry.as_mut() {
+            e.session = Some(session.label().to_owned());
+        }
         // 6. Carried out: as it came where the server takes it so, else as a message.
         let mut resp =
-            self.carry(&session, (headers, version_header), &bytes, (&payload, msg), (target, &access)).await;
+            self.carry(&session, (headers, version_header), &bytes, (&payload, msg), (target, &access, entry)).await;
         resp.headers_mut().insert(SESSION_ID, session.header.clone());
         resp
     }
@@ -308,15 +337,16 @@ impl Gateway {
         (headers, version): (&HeaderMap, Option<&HeaderValue>),
         bytes: &Bytes,
         (payload, msg): (&crate::jsonrpc::Payload<'_>, &crate::jsonrpc::Envelope<'_>),
-        (target, access): (Target, &Access),
+        (target, access, entry): (Target, &Access, Option<Box<Entry>>),
     ) -> Response<Body> {
         match &target {
             Target::Refused(e) => {
                 let id = id_of(msg).unwrap_or(Value::Null);
+                self.account("gateway", msg.method().unwrap_or("-"), "refused", Instant::now(), entry.as_deref());
                 return Form::with(headers, version).reply(session, &id, wire::answer(e));
             }
             Target::Lone(b) => {
-                if let Some(resp) = self.relay(session, version, bytes, (payload, msg), b).await {
+                if let Some(resp) = self.relay(session, version, bytes, (payload, msg), (b, entry.as_deref())).await {
                     return resp;
                 }
             }
@@ -337,7 +367,9 @@ impl Gateway {
                 self.notification(session, m, msg.params_value());
                 accepted()
             }
-            (Some(m), Some(id)) => self.request(session, m, (bytes, msg), id.clone(), form, (target, access)).await,
+            (Some(m), Some(id)) => {
+                self.request(session, m, (bytes, msg), id.clone(), form, (target, access, entry)).await
+            }
             (None, None) => wire::error(&Error::new(Kind::BadRequest, "not a JSON-RPC message"), None),
         }
     }
@@ -351,7 +383,7 @@ impl Gateway {
         version: Option<&HeaderValue>,
         bytes: &Bytes,
         (payload, msg): (&crate::jsonrpc::Payload<'_>, &crate::jsonrpc::Envelope<'_>),
-        b: &Arc<super::router::Backend>,
+        (b, entry): (&Arc<super::router::Backend>, Option<&Entry>),
     ) -> Option<Response<Body>> {
         let started = Instant::now();
         let (engine, to) = match b.link.passthrough(session, version.cloned()) {
@@ -362,7 +394,7 @@ impl Gateway {
         let resp = engine.forward(to, bytes.clone(), payload).await;
         if let Some(m) = msg.method() {
             let ok = if resp.status().is_success() { "ok" } else { "error" };
-            self.metrics.record(&b.cfg.name, m, ok, started.elapsed());
+            self.account(&b.cfg.name, m, ok, started, entry);
         }
         Some(resp)
     }
@@ -372,7 +404,7 @@ impl Gateway {
     async fn modern_post(
         self: &Arc<Self>,
         view: View,
-        access: Access,
+        (access, entry): (Access, Option<Box<Entry>>),
         headers: &HeaderMap,
         msg: &crate::jsonrpc::Envelope<'_>,
         target: Target,
@@ -384,15 +416,17 @@ impl Gateway {
             // Notifications and responses have nothing to go to in a stateless exchange.
             return accepted();
         };
+        let started = Instant::now();
         if let Target::Refused(e) = &target {
+            self.account("gateway", &method, "refused", started, entry.as_deref());
             return json_reply(&Some(id), wire::answer(e));
         }
         let params = msg.params_value();
-        let started = Instant::now();
+        let server = target.server().map_or_else(|| "gateway".to_owned(), |(b, _)| b.cfg.name.clone());
         if !accepts_sse(headers) {
             // A client that takes JSON only gets the answer alone.
             let reply = self.modern(view, &access, &method, params, None, target).await;
-            self.metrics.record("gateway", &method, outcome(&reply.answer), started.elapsed());
+            self.account(&server, &method, outcome(&reply.answer), started, entry.as_deref());
             return json_reply(&Some(id), reply.answer);
         }
         // Streamed: progress and logs as they come, then the answer, all through one channel
@@ -409,7 +443,7 @@ impl Gateway {
         let gateway = self.clone();
         tokio::spawn(async move {
             let reply = gateway.modern(view, &access, &method, params, Some(&values), target).await;
-            gateway.metrics.record("gateway", &method, outcome(&reply.answer), started.elapsed());
+            gateway.account(&server, &method, outcome(&reply.answer), started, entry.as_deref());
             for e in reply.events {
                 values.push(e);
             }
@@ -452,7 +486,7 @@ impl Gateway {
         (bytes, msg): (&Bytes, &crate::jsonrpc::Envelope<'_>),
         id: Value,
         form: Form,
-        (target, access): (Target, &Access),
+        (target, access, entry): (Target, &Access, Option<Box<Entry>>),
     ) -> Response<Body> {
         // From before the wait for a (re)starting server: the client waits that long too.
         let started = Instant::now();
@@ -462,7 +496,8 @@ impl Gateway {
         }
         if LISTINGS.iter().any(|(m, _)| *m == method) {
             let answer = self.router.merged(session, access, method).await;
-            self.metrics.record("gateway", method, outcome(&answer), started.elapsed());
+            // The gateway's own answer: counted, not a request that reached a server.
+            self.account("gateway", method, outcome(&answer), started, None);
             if let (View::One(_), Some(resp)) = (&session.upstream.view, refused(&answer, &id)) {
                 return resp;
             }
@@ -489,7 +524,7 @@ impl Gateway {
             Routed::Call { backend, call, timeout } => (backend, call, timeout),
             Routed::Answer(answer) => {
                 session.upstream.untrack(&key);
-                self.metrics.record("gateway", method, outcome(&answer), started.elapsed());
+                self.account("gateway", method, outcome(&answer), started, entry.as_deref());
                 if let (View::One(_), Some(resp)) = (&session.upstream.view, refused(&answer, &id)) {
                     // One server's own endpoint: its refusal as it sent it.
                     return resp;
@@ -504,7 +539,7 @@ impl Gateway {
         let answer = match first(&mut call.events, &mut call.response, &backend, (deadline, timeout)).await {
             First::Answer(Reply::Line(line)) => {
                 // As the server wrote it, the client's id spliced in.
-                self.metrics.record(&backend, method, if line.error { "error" } else { "ok" }, started.elapsed());
+                self.account(&backend, method, if line.error { "error" } else { "ok" }, started, entry.as_deref());
                 drop(in_flight);
                 let client_id = msg.id.map_or("null", |raw| raw.get());
                 return form
@@ -512,11 +547,11 @@ impl Gateway {
             }
             First::Answer(Reply::Value(answer)) | First::Failed(answer) => answer,
             First::Event(ev) => {
-                let follow = Follow { backend, call, deadline: (deadline, timeout), first: ev, in_flight };
+                let follow = Follow { backend, call, deadline: (deadline, timeout), first: ev, in_flight, entry };
                 return self.stream(session, method, follow, form, started).await;
             }
         };
-        self.metrics.record(&backend, method, outcome(&answer), started.elapsed());
+        self.account(&backend, method, outcome(&answer), started, entry.as_deref());
         drop(in_flight);
         if let (View::One(_), Some(resp)) = (&session.upstream.view, refused(&answer, &id)) {
             // One server's own endpoint: its refusal as it sent it.
@@ -536,10 +571,10 @@ impl Gateway {
         form: Form,
         started: Instant,
     ) -> Response<Body> {
-        let Follow { backend, call, deadline, first, in_flight } = f;
+        let Follow { backend, call, deadline, first, in_flight, entry } = f;
         let Form::Sse { prime } = form else {
             let answer = follow(session, &backend, call, deadline, Some(first), None).await;
-            self.metrics.record(&backend, method, if answer.is_error() { "error" } else { "ok" }, started.elapsed());
+            self.account(&backend, method, if answer.is_error() { "error" } else { "ok" }, started, entry.as_deref());
             let id = in_flight.id.clone();
             drop(in_flight);
             return json_body(written(answer, &id));
@@ -553,7 +588,7 @@ impl Gateway {
         tokio::spawn(async move {
             let answer = follow(&session, &backend, call, deadline, Some(first), Some(&log)).await;
             let outcome = if answer.is_error() { "error" } else { "ok" };
-            gateway.metrics.record(&backend, &method, outcome, started.elapsed());
+            gateway.account(&backend, &method, outcome, started, entry.as_deref());
             let reply = written(answer, &in_flight.id);
             drop(in_flight);
             // The response is never dropped: it waits for room like everything before it.
@@ -719,6 +754,7 @@ struct Follow {
     deadline: (tokio::time::Instant, std::time::Duration),
     first: Event,
     in_flight: InFlight,
+    entry: Option<Box<Entry>>,
 }
 
 /// A call the client may cancel by its id: forgotten however its handler ends, also when a
@@ -868,6 +904,22 @@ fn with_id(mut answer: Value, id: &Value) -> Value {
 }
 
 /// A message's id, as a value.
+/// The audit line a request begins (none for notifications and answers): who asks for what.
+fn audit_entry(caller: &Caller, msg: &crate::jsonrpc::Envelope<'_>, with_arguments: bool) -> Option<Box<Entry>> {
+    let method = msg.method()?;
+    msg.id?;
+    let params = msg.params_value();
+    let name = msg.target_name().or_else(|| params.get("uri").and_then(Value::as_str).map(str::to_owned));
+    Some(Box::new(Entry {
+        user: caller.email.clone().or_else(|| caller.subject.clone()),
+        client_id: caller.client_id.clone(),
+        session: None,
+        method: method.to_owned(),
+        name,
+        arguments: if with_arguments { params.get("arguments").cloned() } else { None },
+    }))
+}
+
 fn id_of(msg: &crate::jsonrpc::Envelope<'_>) -> Option<Value> {
     msg.id.map(|raw| serde_json::from_str(raw.get()).unwrap_or(Value::Null))
 }

@@ -55,6 +55,8 @@ pub struct Gateway {
     /// Who may use what (the users file and roles), replaced when either changes; `None`:
     /// everyone everything.
     policy: Shared<Option<crate::policy::Policy>>,
+    /// The audit trail (`mcpgate.audit`), if any; its file is opened again on SIGHUP.
+    audit: Option<crate::policy::audit::Audit>,
     /// Whether the listener is on loopback (the guard's default for `Host`).
     loopback: bool,
     /// What client connections may take (timeouts, room), replaced by a reload.
@@ -90,7 +92,7 @@ pub enum StartError {
     )]
     Unauthenticated { addr: SocketAddr },
     #[error("{0}")]
-    Users(String),
+    Setup(String),
 }
 
 /// Starts the gateway; returns once it has shut down.
@@ -112,7 +114,14 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
     let guard = Guard::new(local.ip().is_loopback(), &cfg.gateway.allow_hosts, &cfg.gateway.allow_origins);
     let auth = &cfg.gateway.auth;
     let policy = match &auth.users_file {
-        Some(path) => Some(crate::policy::Policy::load(path, auth.roles.clone()).map_err(StartError::Users)?),
+        Some(path) => Some(crate::policy::Policy::load(path, auth.roles.clone()).map_err(StartError::Setup)?),
+        None => None,
+    };
+    let audit = match cfg.gateway.audit.clone() {
+        Some(settings) => Some(crate::policy::audit::Audit::open(settings.clone()).map_err(|e| {
+            let file = settings.file.as_deref().map_or("stdout".into(), |f| f.display().to_string());
+            StartError::Setup(format!("mcpgate.audit: cannot open {file}: {e}"))
+        })?),
         None => None,
     };
     let (tx, rx) = queue::unbudgeted(queue::DISPATCH);
@@ -122,6 +131,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
         guard: Shared::new(guard),
         auth: cfg.gateway.auth.jwt.clone().map(crate::authn::Authenticator::new),
         policy: Shared::new(policy),
+        audit,
         loopback: local.ip().is_loopback(),
         edge: Edge::new(cfg.gateway.limits.clone()),
         conns: Default::default(),

@@ -156,6 +156,10 @@ impl Gateway {
 pub async fn on_sighup(gateway: Arc<Gateway>) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
     while hup.recv().await.is_some() {
+        // Log rotation's signal too: the audit file is opened again.
+        if let Some(audit) = &gateway.audit {
+            audit.reopen();
+        }
         gateway.reload_logged("SIGHUP").await;
     }
 }

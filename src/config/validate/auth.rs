@@ -77,6 +77,27 @@ pub(super) fn auth(c: &mut Check, node: &Node, path: &str) -> Auth {
     auth
 }
 
+/// `mcpgate.audit`: `{"file": "/var/log/mcpgate/audit.jsonl"}` (or `"-"`: stdout), and
+/// `"arguments": true` to write argument values too.
+pub(super) fn audit(c: &mut Check, node: &Node, path: &str) -> Option<crate::policy::audit::Settings> {
+    let members = c.object(node, path, &["file", "arguments"], &[])?;
+    let mut settings = crate::policy::audit::Settings { file: None, arguments: false };
+    for (k, _, v) in members {
+        let p = join(path, k);
+        match k.as_str() {
+            "file" => match c.string(v, &p) {
+                Some(f) if f.is_empty() => c.fail(&p, v.pos, "must name a file, or \"-\" for stdout"),
+                Some(f) if f == "-" => {}
+                Some(f) => settings.file = Some(f.into()),
+                None => {}
+            },
+            "arguments" => settings.arguments = c.bool(v, &p).unwrap_or(false),
+            _ => {}
+        }
+    }
+    Some(settings)
+}
+
 /// `{"dev": {"github": ["get_*"], "git*": {"tools": ["get_*"], "prompts": ["*"]}}}`: per role,
 /// per server (a glob on server names), the tool globs, or the tool and prompt globs.
 fn roles(c: &mut Check, node: &Node, path: &str) -> crate::policy::Roles {

@@ -17,6 +17,17 @@ use crate::issuer::{issuer_stats, jwt_issuer, mint, public_pem, rotate, set_down
 /// A gateway in `jwt` mode on a port chosen first (its public URL names it), with a stdio server
 /// and, when given, a remote one; `auth` is merged over the mode's settings.
 pub(super) async fn guarded(dir: &FsPath, issuer: &str, remote: Option<&str>, auth: Value) -> (Proc, String) {
+    guarded_with(dir, issuer, remote, auth, json!({})).await
+}
+
+/// `guarded`, with more of `mcpgate` (`audit`, say).
+pub(super) async fn guarded_with(
+    dir: &FsPath,
+    issuer: &str,
+    remote: Option<&str>,
+    auth: Value,
+    more: Value,
+) -> (Proc, String) {
     let port = free_port();
     let public = format!("http://127.0.0.1:{port}");
     let mut settings = json!({"mode": "jwt", "issuer": issuer, "publicUrl": public});
@@ -30,7 +41,11 @@ pub(super) async fn guarded(dir: &FsPath, issuer: &str, remote: Option<&str>, au
         servers["remote"] = json!({"url": url, "auth": m2m});
     }
     let config = dir.join("mcpgate.json");
-    let cfg = json!({"mcpgate": {"threads": 2, "auth": settings}, "mcpServers": servers});
+    let mut gateway = json!({"threads": 2, "auth": settings});
+    for (k, v) in more.as_object().unwrap() {
+        gateway[k] = v.clone();
+    }
+    let cfg = json!({"mcpgate": gateway, "mcpServers": servers});
     std::fs::write(&config, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
     let mut cmd = tokio::process::Command::new(mcpgate_bin());
     cmd.args(["serve", "--config"]).arg(&config).args(["--listen", &format!("127.0.0.1:{port}"), "-v"]);

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::auth_jwt::{bearer, guarded};
+use super::auth_jwt::{bearer, guarded_with};
 use super::*;
 use crate::issuer::{jwt_issuer, mint};
 
@@ -90,8 +90,10 @@ async fn each_user_sees_and_calls_only_what_is_granted_on_every_route() {
     let users = dir.join("users.json");
     std::fs::write(&users, USERS).unwrap();
     let marker = dir.join("everything-stdio.js");
+    let trail = dir.join("audit.jsonl");
+    let audit = json!({"audit": {"file": trail}});
     let (gw, public) =
-        guarded(&dir, &issuer.url, Some(&server.url), json!({"usersFile": users, "roles": roles()})).await;
+        guarded_with(&dir, &issuer.url, Some(&server.url), json!({"usersFile": users, "roles": roles()}), audit).await;
     ready(&gw).await;
     let token = |claims: Value| mint(&issuer, json!({"claims": claims}));
     let alice = token(json!({"aud": public, "sub": "auth0|alice", "email": "Alice@Example.com"})).await;
@@ -101,6 +103,7 @@ async fn each_user_sees_and_calls_only_what_is_granted_on_every_route() {
     let local = format!("{public}/servers/local/mcp");
     let remote = format!("{public}/servers/remote/mcp");
 
+    let mut expected = Vec::new();
     for modern in [false, true] {
         let era = if modern { "2026-07-28" } else { "2025-06-18" };
         // Listings, per user, on each endpoint; each twice (the second from the cache, after
@@ -149,6 +152,8 @@ async fn each_user_sees_and_calls_only_what_is_granted_on_every_route() {
             let before = if stdio { settled(&marker).await } else { seen(&server).await.len() as u64 };
             let r = call_tool(url, user, tool, args.clone(), modern).await;
             let what = format!("{era} {url} {tool}: {r}");
+            let user = if std::ptr::eq(user, &alice) { "Alice@Example.com" } else { "bob" };
+            expected.push((user, tool.to_owned(), if allowed { "ok" } else { "refused" }));
             if allowed {
                 assert!(ok(&r), "{what}");
             } else {
@@ -166,6 +171,24 @@ async fn each_user_sees_and_calls_only_what_is_granted_on_every_route() {
         }
     }
 
+    // Prompts: what a role grants is got, what it does not is unknown.
+    for (url, user, prompt, allowed) in [
+        (&merged, &alice, "local__simple-prompt", true),
+        (&merged, &alice, "local__args-prompt", false),
+        (&local, &alice, "simple-prompt", true),
+        (&local, &bob, "simple-prompt", false),
+    ] {
+        let auth = bearer(user);
+        let sid = open_session(url, &[("authorization", &auth)]).await;
+        let body = json!({"jsonrpc": "2.0", "id": 4, "method": "prompts/get", "params": {"name": prompt}});
+        let r = call(url, &sid, &[("authorization", &auth)], &body.to_string()).await.message();
+        if allowed {
+            assert!(r["result"]["messages"].is_array(), "{url} {prompt}: {r}");
+        } else {
+            assert_eq!(r["error"]["message"], format!("unknown prompt: {prompt}"), "{url} {prompt}: {r}");
+        }
+    }
+
     // Someone the file does not name: 403, saying so.
     let mut h = MCP_HEADERS.to_vec();
     let auth = bearer(&eve);
@@ -173,6 +196,46 @@ async fn each_user_sees_and_calls_only_what_is_granted_on_every_route() {
     let r = request("POST", &merged, &h, INITIALIZE).await;
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(r.body.contains("eve@example.com is not a user of this gateway"), "{}", r.body);
+
+    // The audit trail: a line per call, allowed or refused, naming who, what, where and how it
+    // went; the refusals of Eve (not a user) and of a request without a token; never a token.
+    let text = std::fs::read_to_string(&trail).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let calls: Vec<(String, String, String)> = lines
+        .iter()
+        .filter(|l| l["method"] == "tools/call")
+        .map(|l| {
+            (
+                l["user"].as_str().unwrap().to_owned(),
+                l["name"].as_str().unwrap().to_owned(),
+                l["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, String)> =
+        expected.iter().map(|(u, t, o)| (u.to_string(), t.clone(), o.to_string())).collect();
+    assert_eq!(calls, expected, "{text}");
+    for l in lines.iter().filter(|l| l["method"] == "tools/call") {
+        let reached = l["outcome"] == "ok";
+        assert_eq!(l["server"].is_string(), reached, "a server only where the call reached one: {l}");
+        assert!(l["time"].as_str().unwrap().ends_with('Z') && l["latency_ms"].is_number(), "{l}");
+        assert!(l.get("arguments").is_none(), "argument values only when configured: {l}");
+    }
+    let legacy_ok = lines.iter().find(|l| l["outcome"] == "ok" && l["session"].is_string());
+    assert!(legacy_ok.is_some(), "a legacy call names its session: {text}");
+    assert!(
+        lines.iter().any(|l| l["outcome"] == "forbidden" && l["user"] == "eve@example.com"),
+        "Eve's refusal: {text}"
+    );
+    let r = request("POST", &merged, MCP_HEADERS, INITIALIZE).await;
+    assert_eq!(r.status, 401);
+    let text = std::fs::read_to_string(&trail).unwrap();
+    assert!(text.lines().last().unwrap().contains(r#""outcome":"unauthenticated""#), "{text}");
+    for token in [&alice, &bob, &eve] {
+        assert!(!text.contains(token.as_str()), "a token in the audit trail");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&trail).unwrap().permissions().mode() & 0o777, 0o600);
 
     // The file changes: Alice loses remote__whoami and gains local__get-sum, at once (an open
     // session included); a broken file keeps those rules.
