@@ -35,6 +35,8 @@ VENVS = {"fastmcp": ("serve-venv-fastmcp", FASTMCP), "mcp-proxy": ("serve-venv-m
 
 MESSAGE = "hello from the benchmark"
 PROTOCOL = "2025-06-18"
+# The `Authorization` header of the target being measured (its checks and wrk's requests), or None.
+AUTH = None
 INIT = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
         "params": {"protocolVersion": PROTOCOL, "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}}
 FIVE = [f"echo{i}" for i in range(1, 6)]
@@ -332,6 +334,8 @@ class TargetError(Exception):
 def post(port, path, msg, sid=None, accept="application/json, text/event-stream"):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {"Content-Type": "application/json", "Accept": accept}
+    if AUTH:
+        headers["Authorization"] = AUTH
     if sid:
         headers.update({"Mcp-Session-Id": sid, "MCP-Protocol-Version": PROTOCOL})
     try:
@@ -398,6 +402,7 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Accept"] = "application/json, text/event-stream"
 wrk.headers["MCP-Protocol-Version"] = "%s"
 wrk.headers["Mcp-Session-Id"] = os.getenv("SID")
+if (os.getenv("AUTH") or "") ~= "" then wrk.headers["Authorization"] = os.getenv("AUTH") end
 bad, n, base = 0, 0, 0
 local threads = {}
 function setup(thread)
@@ -450,7 +455,8 @@ def wrk(url, sid, conns, seconds, script):
     # A request unanswered after 5 s counts as a timeout (a gateway that loses requests shows here).
     cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--timeout", "5s", "--latency", "-s", script, url]
     try:
-        p = subprocess.run(cmd, text=True, capture_output=True, env={**os.environ, "SID": sid, "RUN": str(next(RUNS))},
+        env = {**os.environ, "SID": sid, "RUN": str(next(RUNS)), "AUTH": AUTH or ""}
+        p = subprocess.run(cmd, text=True, capture_output=True, env=env,
                            timeout=seconds + 60)
     except subprocess.TimeoutExpired:
         return {"error": "wrk did not finish"}
@@ -476,9 +482,35 @@ def base_env(home):
 
 
 class Target:
-    def __init__(self, key, name, scenario, tools, build, runtime, cmd_label):
+    def __init__(self, key, name, scenario, tools, build, runtime, cmd_label, auth=None):
         self.key, self.name, self.scenario, self.tools = key, name, scenario, tools
         self.build, self.runtime, self.cmd_label = build, runtime, cmd_label
+        # A callable giving the Authorization header the target needs (asked when it is measured).
+        self.auth = auth
+
+
+def jwt_material(ctx):
+    """A public key file and an RS256 token for `mcpgate-http-jwt`, from tests/fixtures/jwt-issuer.mjs (started for
+    this, then stopped): the gateway checks the token against the file, as an air-gapped site would."""
+    if "jwt" in ctx:
+        return ctx["jwt"]
+    p = subprocess.Popen([ctx["node"], os.path.join(ROOT, "tests", "fixtures", "jwt-issuer.mjs")],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        issuer = p.stdout.readline().strip().split("listening on ", 1)[-1]
+        c = http.client.HTTPConnection("127.0.0.1", int(issuer.rsplit(":", 1)[1]), timeout=10)
+        c.request("GET", "/__test/public-pem?alg=RS256")
+        pem = c.getresponse().read().decode()
+        claims = {"aud": "mcpgate-bench", "exp": int(time.time()) + 86400}
+        c.request("POST", "/__test/mint", json.dumps({"claims": claims}), {"Content-Type": "application/json"})
+        token = json.loads(c.getresponse().read())["token"]
+    finally:
+        stop_tree(p)
+    key = os.path.join(ctx["tmp"], "issuer.pem")
+    with open(key, "w") as f:
+        f.write(pem)
+    ctx["jwt"] = {"issuer": issuer, "key": key, "header": f"Bearer {token}"}
+    return ctx["jwt"]
 
 
 def fastmcp_script(tmp):
@@ -493,10 +525,12 @@ create_proxy(target).run(transport="http", host="127.0.0.1", port=int(sys.argv[2
     return path
 
 
-def mcpgate_config(tmp, name, servers, cache_ttl=None):
+def mcpgate_config(tmp, name, servers, cache_ttl=None, auth=None):
     gw = {"listen": "127.0.0.1:0"}
     if cache_ttl is not None:
         gw["cacheTtl"] = cache_ttl
+    if auth is not None:
+        gw["auth"] = auth
     path = os.path.join(tmp, f"{name}.json")
     with open(path, "w") as f:
         json.dump({"mcpgate": gw, "mcpServers": servers}, f, indent=1)
@@ -582,6 +616,13 @@ http {{
         return start
 
     one_http = mcpgate_config(tmp, "mcpgate-http", {"echo": {"url": up_url}})
+
+    def jwt_start():
+        m = jwt_material(ctx)
+        auth = {"mode": "jwt", "issuer": m["issuer"], "publicUrl": "http://127.0.0.1", "audience": "mcpgate-bench",
+                "publicKeyFile": m["key"]}
+        return mcpgate_start("mcpgate-http-jwt", mcpgate_config(tmp, "mcpgate-http-jwt", {"echo": {"url": up_url}},
+                                                                auth=auth))()
     one_stdio = mcpgate_config(tmp, "mcpgate-stdio", {"echo": {"command": ECHO, "args": ["--stdio"]}})
     five = {n: {"command": ECHO, "args": ["--stdio"]} for n in FIVE}
     five_cached = mcpgate_config(tmp, "mcpgate-five-cached", five)
@@ -600,6 +641,10 @@ http {{
         Target("mcpgate-http", "mcpgate serve", "http", ["echo"], mcpgate_start("mcpgate-http", one_http),
                "Rust (release)", "`mcpgate serve --config F --listen 127.0.0.1:P`, F: `{\"mcpServers\": {\"echo\":"
                " {\"url\": \"http://127.0.0.1:U/mcp\"}}}`"),
+        Target("mcpgate-http-jwt", "mcpgate serve, JWT validation on", "http", ["echo"], jwt_start, "Rust (release)",
+               "the same with `\"mcpgate\": {\"auth\": {\"mode\": \"jwt\", \"issuer\": …, \"audience\": …,"
+               " \"publicKeyFile\": \"issuer.pem\"}}` (RS256), every request with `Authorization: Bearer <JWT>`",
+               auth=lambda: jwt_material(ctx)["header"]),
         Target("fastmcp-http", "FastMCP proxy", "http", ["echo"],
                peer("fastmcp-http", lambda p: [fm_py, fm, up_url, str(p)], fm_env), py_v,
                "`create_proxy(\"http://127.0.0.1:U/mcp\").run(transport=\"http\", host=\"127.0.0.1\", port=P,"
@@ -773,10 +818,12 @@ def run_target(ctx, t):
         res["error"] = ctx["install_failed"][PEER_PACKAGE[t.key]]
         return res
     log(f"{t.key}: starting")
+    global AUTH
     t0 = time.monotonic()
     try:
         proc, port, path = t.build()
-    except (TargetError, OSError) as e:
+        AUTH = t.auth() if t.auth else None
+    except (TargetError, OSError, ValueError, KeyError) as e:
         res["error"] = f"did not start: {e}"
         return res
     res["start_s"] = time.monotonic() - t0
@@ -829,6 +876,7 @@ def run_target(ctx, t):
         if sampler:
             sampler.stop.set()
             sampler.join()
+        AUTH = None
         if own:
             stop_tree(proc)
 
@@ -1104,13 +1152,20 @@ def report(ctx, results, facts, started, load_before):
     if ok(a) and ok(b):
         goals.append(f"| ≥ nginx's throughput, HTTP server, c=32 | {n0(a['rps'])} req/s | {n0(b['rps'])} req/s |"
                      f" {ratio(a['rps'], b['rps'])} | {'yes' if a['rps'] >= b['rps'] else 'no'} |")
+    j = R("mcpgate-http-jwt", "tools/call c=32")
+    if ok(j) and ok(a):
+        goals.append(f"| JWT validation on: ≤ 10% fewer req/s than off, HTTP server, c=32 | {n0(j['rps'])} req/s |"
+                     f" {n0(a['rps'])} req/s (off) | {ratio(j['rps'], a['rps'])} | {'yes' if j['rps'] >= 0.9 * a['rps'] else 'no'} |")
+    if ok(j) and ok(b):
+        goals.append(f"| (beside nginx) JWT on, HTTP server, c=32 | {n0(j['rps'])} req/s | {n0(b['rps'])} req/s (nginx) |"
+                     f" {ratio(j['rps'], b['rps'])} | – |")
     five_rss = [results[k]["root_hwm_mb"] for k in five_keys if "root_hwm_mb" in results.get(k, {})]
     if five_rss:
         peak = max(five_rss)
         kids = max((sum(results[k]["up_hwm_mb"]) for k in five_keys if results.get(k, {}).get("up_hwm_mb")), default=0)
         goals.append(f"| peak RSS ≤ 30 MB with 5 upstreams (mcpgate's own process) | {peak:.1f} MB | – (children:"
                      f" {kids:.1f} MB together) | | {'yes' if peak <= 30 else 'no'} |")
-    for k in ("mcpgate-http", "mcpgate-stdio", "mcpgate-five-cached", "mcpgate-five-uncached"):
+    for k in ("mcpgate-http", "mcpgate-http-jwt", "mcpgate-stdio", "mcpgate-five-cached", "mcpgate-five-uncached"):
         for run, r in results.get(k, {}).get("runs", {}).items():
             if ok(r) and (r["non2xx"] or r["bad"] or r["timeouts"] or r["rw_errors"]):
                 goals.append(f"| no failed answers ({results[k]['name']}, {run}) | {run_flags(r)} | | | no |")

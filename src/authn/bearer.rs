@@ -18,19 +18,35 @@ pub fn of(headers: &HeaderMap) -> Bearer<'_> {
     if all.next().is_some() {
         return Bearer::Malformed("more than one Authorization header");
     }
-    let Ok(value) = value.to_str() else { return Bearer::Malformed("the Authorization header is not text") };
-    let Some((scheme, token)) = value.split_once(' ') else {
-        return Bearer::Malformed("the Authorization header is not \"Bearer <token>\"");
-    };
-    let token = token.trim_start_matches(' ');
-    // RFC 6750's b64token: what a JWT is made of, and '=' only at the end.
-    let b64token = !token.is_empty()
-        && token.trim_end_matches('=').bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
-    if !scheme.eq_ignore_ascii_case("bearer") || !b64token {
-        return Bearer::Malformed("the Authorization header is not \"Bearer <token>\"");
+    let malformed = Bearer::Malformed("the Authorization header is not \"Bearer <token>\"");
+    let Ok(value) = value.to_str() else { return malformed };
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => match token.trim_start_matches(' ') {
+            "" => malformed,
+            token => Bearer::Token(token),
+        },
+        _ => malformed,
     }
-    Bearer::Token(token)
 }
+
+/// Whether `token` is RFC 6750's b64token (what a JWT is made of, `=` only at the end): asked
+/// of a token before its first verification only — one verified lately is the same bytes.
+pub fn well_formed(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !token.is_empty() && body.bytes().all(|b| B64TOKEN[usize::from(b)])
+}
+
+/// The bytes of RFC 6750's b64token but its trailing '=': `A-Z a-z 0-9 - . _ ~ + /`.
+const B64TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        b += 1;
+    }
+    t
+};
 
 #[cfg(test)]
 mod tests {
@@ -45,6 +61,7 @@ mod tests {
             }
             match of(&h) {
                 Bearer::None => "none".to_owned(),
+                Bearer::Token(t) if !well_formed(t) => "malformed".to_owned(),
                 Bearer::Token(t) => t.to_owned(),
                 Bearer::Malformed(_) => "malformed".to_owned(),
             }

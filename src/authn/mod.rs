@@ -8,6 +8,7 @@ mod jwks;
 pub mod jwt;
 pub mod keys;
 pub mod metadata;
+mod verified;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,10 +96,11 @@ impl Caller {
     }
 }
 
-/// The `jwt` mode at work: the settings and the issuer's keys.
+/// The `jwt` mode at work: the settings, the issuer's keys, and the tokens verified lately.
 pub struct Authenticator {
     settings: Settings,
     remote: Option<jwks::Remote>,
+    verified: verified::Verified,
 }
 
 impl Authenticator {
@@ -114,7 +116,7 @@ impl Authenticator {
                 Some(jwks::Remote::new(settings.issuer.clone(), url, http))
             }
         };
-        Authenticator { settings, remote }
+        Authenticator { settings, remote, verified: Default::default() }
     }
 
     pub fn settings(&self) -> &Settings {
@@ -132,6 +134,21 @@ impl Authenticator {
             }
             bearer::Bearer::Malformed(why) => return Err(self.invalid(endpoint, why)),
         };
+        // A token verified a moment ago is the same token: its signature is not checked again.
+        let caller = match self.verified.get(token) {
+            Some(caller) => caller,
+            None => self.verify(token, endpoint).await?,
+        };
+        self.scoped(caller, endpoint)
+    }
+
+    /// The checks of a token not seen lately, and the caller it names (kept for a minute, or
+    /// until it expires).
+    async fn verify(&self, token: &str, endpoint: &str) -> Result<Caller, Error> {
+        let s = &self.settings;
+        if !bearer::well_formed(token) {
+            return Err(self.invalid(endpoint, "the Authorization header is not \"Bearer <token>\""));
+        }
         let unverified = jwt::precheck(token, s).map_err(|e| self.invalid(endpoint, &e.to_string()))?;
         let keys = match (&s.keys, &self.remote) {
             (Keys::Static(k), _) => k.set.clone(),
@@ -144,6 +161,14 @@ impl Authenticator {
         }
         let claims = jwt::verify(token, &unverified, &keys, s).map_err(|e| self.invalid(endpoint, &e.to_string()))?;
         let caller = Caller::of(&claims);
+        let exp = claims.get("exp").and_then(Value::as_f64).unwrap_or(0.0);
+        self.verified.put(token, &caller, exp + s.leeway.as_secs_f64());
+        Ok(caller)
+    }
+
+    /// The caller, if their token carries every scope required (403 `insufficient_scope`).
+    fn scoped(&self, caller: Caller, endpoint: &str) -> Result<Caller, Error> {
+        let s = &self.settings;
         let missing: Vec<&str> =
             s.scopes.iter().filter(|want| !caller.scopes.contains(want)).map(String::as_str).collect();
         if !missing.is_empty() {
