@@ -18,6 +18,7 @@ struct User {
     roles: Vec<String>,
     tools: Vec<String>,
     prompts: Vec<String>,
+    resources: Vec<String>,
 }
 
 /// The users file and the configuration's roles.
@@ -61,7 +62,12 @@ impl Policy {
                     }
                 }
             };
-            let user = User { roles: list("roles"), tools: list("allowed_tools"), prompts: list("allowed_prompts") };
+            let user = User {
+                roles: list("roles"),
+                tools: list("allowed_tools"),
+                prompts: list("allowed_prompts"),
+                resources: list("allowed_resources"),
+            };
             users.insert(normalize(&key), user);
         }
         if !problems.is_empty() {
@@ -95,7 +101,13 @@ impl Policy {
             .iter()
             .flat_map(|r| self.roles.iter().filter(move |(name, _)| name == r).flat_map(|(_, g)| g.iter().cloned()))
             .collect();
-        Ok(Access(Some(Arc::new(Rights { tools: user.tools.clone(), prompts: user.prompts.clone(), grants }))))
+        let rights = Rights {
+            tools: user.tools.clone(),
+            prompts: user.prompts.clone(),
+            resources: user.resources.clone(),
+            grants,
+        };
+        Ok(Access(Some(Arc::new(rights))))
     }
 }
 
@@ -115,10 +127,13 @@ mod tests {
         let seed = r#"{"Alice@Example.com": {"name": "Alice", "roles": ["admin"], "allowed_tools": ["*"]},
                        "bob@example.com": {"name": "Bob", "roles": ["dev"], "allowed_tools": ["time__*"]},
                        "svc-42": {"roles": ["dev"]}}"#;
-        let roles = vec![(
-            "dev".to_owned(),
-            vec![Grant { server: "git*".into(), tools: vec!["get_*".into()], prompts: vec!["*".into()] }],
-        )];
+        let grant = Grant {
+            server: "git*".into(),
+            tools: vec!["get_*".into()],
+            prompts: vec!["*".into()],
+            resources: vec!["repo://*".into()],
+        };
+        let roles = vec![("dev".to_owned(), vec![grant])];
         let p = Policy::parse(seed, roles).unwrap();
         let caller = |email: Option<&str>, sub: &str| Caller {
             subject: Some(sub.into()),
@@ -134,6 +149,9 @@ mod tests {
         assert!(!bob.allows(What::Tool, "github", "delete_repo", "github__delete_repo"));
         assert!(bob.allows(What::Prompt, "gitlab", "review", "gitlab__review"));
         assert!(!bob.allows(What::Prompt, "memory", "review", "memory__review"));
+        assert!(bob.allows(What::Resource, "github", "repo://a/b", "mcpgate://github/repo://a/b"));
+        assert!(!bob.allows(What::Resource, "github", "file:///etc/passwd", "mcpgate://github/file:///etc/passwd"));
+        assert!(!alice.allows(What::Resource, "github", "repo://a/b", "mcpgate://github/repo://a/b"), "none granted");
         let svc = p.access(&caller(None, "svc-42")).unwrap();
         assert!(svc.allows(What::Tool, "github", "get_issue", "github__get_issue"), "found by subject");
         let err = p.access(&caller(Some("eve@example.com"), "auth0|3")).unwrap_err();

@@ -52,6 +52,23 @@ impl Router {
         if here || ours {
             return Target::Gateway;
         }
+        // A resource the caller may not use is as unknown as one nobody offers (its server is
+        // named by the URI, or is the only one; an unprefixed URI among several servers cannot
+        // be placed without asking them, so a caller with limited rights cannot use it).
+        if matches!(method, Some("resources/read" | "resources/subscribe" | "resources/unsubscribe"))
+            && !access.is_everything()
+        {
+            let uri = msg.params_value().get("uri").and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+            let allowed = self
+                .resource_server(view, &uri)
+                .is_some_and(|(b, own)| self.permitted(access, &b, What::Resource, &own));
+            if !allowed {
+                return Target::Refused(Error::new(
+                    Kind::InvalidParams,
+                    format!("no server offers the resource {uri}"),
+                ));
+            }
+        }
         if matches!(method, Some("resources/subscribe" | "resources/unsubscribe")) {
             return Target::Router;
         }
@@ -110,6 +127,10 @@ impl Target {
 }
 
 fn unknown(what: What, msg: &Envelope<'_>) -> Error {
-    let what = if what == What::Tool { "tool" } else { "prompt" };
+    let what = match what {
+        What::Tool => "tool",
+        What::Prompt => "prompt",
+        What::Resource => "resource",
+    };
     Error::new(Kind::InvalidParams, format!("unknown {what}: {}", msg.target_name().unwrap_or_default()))
 }

@@ -103,9 +103,33 @@ impl Router {
     /// Whether a tool or prompt (by the name its server knows) is one the configuration shows
     /// and `access` grants: the rule of listings and calls alike.
     pub fn permitted(&self, access: &Access, b: &Backend, what: What, own: &str) -> bool {
-        (what == What::Prompt || b.cfg.tools.allows(own))
-            && (access.is_everything()
-                || access.allows(what, &b.cfg.name, own, &format!("{}{own}", self.prefix(&View::All, b))))
+        (what != What::Tool || b.cfg.tools.allows(own))
+            && (access.is_everything() || access.allows(what, &b.cfg.name, own, &self.merged_name(b, what, own)))
+    }
+
+    /// What `/mcp` calls a server's tool, prompt or resource (`<prefix><name>`, or the URI in
+    /// the server's namespace).
+    fn merged_name(&self, b: &Backend, what: What, own: &str) -> String {
+        let prefix = self.prefix(&View::All, b);
+        match what {
+            _ if prefix.is_empty() => own.to_owned(),
+            What::Resource => super::uris::namespaced(&config::resource_namespace(&b.cfg), own),
+            What::Tool | What::Prompt => format!("{prefix}{own}"),
+        }
+    }
+
+    /// The server a resource URI names without asking any server: the one server the client
+    /// sees, or the one whose namespace the URI carries on a merged endpoint.
+    pub fn resource_server(&self, view: &View, uri: &str) -> Option<(Arc<Backend>, String)> {
+        if let Some(b) = self.alone(view) {
+            return Some((b, uri.to_owned()));
+        }
+        let (ns, own) = super::uris::split(uri)?;
+        let b = self
+            .visible(view)
+            .into_iter()
+            .find(|b| !self.prefix(view, b).is_empty() && config::resource_namespace(&b.cfg) == ns)?;
+        Some((b, own.to_owned()))
     }
 
     fn prefix(&self, view: &View, b: &Backend) -> String {
@@ -381,10 +405,14 @@ impl Router {
                     }
                     seen.insert(full.clone(), b.cfg.name.clone());
                     item["name"] = Value::String(full);
-                } else if !prefix.is_empty() {
-                    // A resource's URI names its server, as a tool's name does (`uris`).
+                } else {
                     let key = if *kind == "resources" { "uri" } else { "uriTemplate" };
-                    if let Some(uri) = item.get(key).and_then(Value::as_str) {
+                    let uri = item.get(key).and_then(Value::as_str);
+                    if !uri.is_some_and(|u| self.permitted(access, &b, What::Resource, u)) && !access.is_everything() {
+                        continue;
+                    }
+                    // A resource's URI names its server, as a tool's name does (`uris`).
+                    if let Some(uri) = uri.filter(|_| !prefix.is_empty()) {
                         item[key] = Value::String(super::uris::namespaced(&config::resource_namespace(&b.cfg), uri));
                     }
                 }
@@ -412,15 +440,11 @@ impl Router {
     /// The server of a resource URI as a client names it, and the URI as that server knows it:
     /// the server a merged endpoint's URI names (`uris`), else the one that lists it.
     async fn resource(&self, client: &Arc<Session<Client>>, uri: &str) -> Option<(Arc<Backend>, String)> {
-        if let Some((ns, own)) = super::uris::split(uri) {
-            let view = &client.upstream.view;
-            let named = self
-                .visible(view)
-                .into_iter()
-                .find(|b| !self.prefix(view, b).is_empty() && config::resource_namespace(&b.cfg) == ns);
-            if let Some(b) = named {
-                return Some((b, own.to_owned()));
-            }
+        let view = &client.upstream.view;
+        if super::uris::split(uri).is_some()
+            && let Some(found) = self.resource_server(view, uri).filter(|_| self.alone(view).is_none())
+        {
+            return Some(found);
         }
         self.by_uri(client, uri).await.map(|b| (b, uri.to_owned()))
     }

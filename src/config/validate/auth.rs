@@ -98,8 +98,8 @@ pub(super) fn audit(c: &mut Check, node: &Node, path: &str) -> Option<crate::pol
     Some(settings)
 }
 
-/// `{"dev": {"github": ["get_*"], "git*": {"tools": ["get_*"], "prompts": ["*"]}}}`: per role,
-/// per server (a glob on server names), the tool globs, or the tool and prompt globs.
+/// `{"dev": {"github": ["get_*"], "git*": {"tools": ["get_*"], "prompts": ["*"], "resources": ["repo://*"]}}}`:
+/// per role, per server (a glob on server names), the tool globs, or the tool, prompt and resource globs.
 fn roles(c: &mut Check, node: &Node, path: &str) -> crate::policy::Roles {
     let mut roles = Vec::new();
     let Value::Object(members) = &node.value else {
@@ -119,14 +119,22 @@ fn roles(c: &mut Check, node: &Node, path: &str) -> crate::policy::Roles {
             match &what.value {
                 Value::Array(_) => grant.tools = c.strings(what, &p),
                 Value::Object(_) => {
-                    if let Some(kinds) = c.object(what, &p, &["tools", "prompts"], &[]) {
+                    if let Some(kinds) = c.object(what, &p, &["tools", "prompts", "resources"], &[]) {
                         for (k, _, v) in kinds {
                             let list = c.strings(v, &join(&p, k));
-                            if k == "tools" { grant.tools = list } else { grant.prompts = list }
+                            match k.as_str() {
+                                "tools" => grant.tools = list,
+                                "prompts" => grant.prompts = list,
+                                _ => grant.resources = list,
+                            }
                         }
                     }
                 }
-                _ => c.fail(&p, what.pos, "must be an array of tool globs, or {\"tools\": [...], \"prompts\": [...]}"),
+                _ => c.fail(
+                    &p,
+                    what.pos,
+                    "must be an array of tool globs, or {\"tools\": [...], \"prompts\": [...], \"resources\": [...]}",
+                ),
             }
             grants.push(grant);
         }

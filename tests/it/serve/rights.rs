@@ -20,7 +20,8 @@ const USERS: &str = r#"{
 }"#;
 
 fn roles() -> Value {
-    json!({"reader": {"local": {"prompts": ["simple-*"]}}, "dev": {"remote": ["echo"], "loc*": ["get-sum"]}})
+    json!({"reader": {"local": {"prompts": ["simple-*"], "resources": ["demo://resource/static/*"]}},
+           "dev": {"remote": ["echo"], "loc*": ["get-sum"]}})
 }
 
 async fn names(url: &str, token: &str, method: &str, modern: bool) -> BTreeSet<String> {
@@ -188,6 +189,39 @@ async fn each_user_sees_and_calls_only_what_is_granted_on_every_route() {
             assert_eq!(r["error"]["message"], format!("unknown prompt: {prompt}"), "{url} {prompt}: {r}");
         }
     }
+
+    // Resources: listed and read only where granted, by URI (alice: the static documents).
+    let resources = |url: String, user: String| async move {
+        let auth = bearer(&user);
+        let sid = open_session(&url, &[("authorization", &auth)]).await;
+        let r = call(&url, &sid, &[("authorization", &auth)], r#"{"jsonrpc":"2.0","id":5,"method":"resources/list"}"#)
+            .await;
+        let uris: Vec<String> = r.message()["result"]["resources"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}", r.body))
+            .iter()
+            .map(|x| x["uri"].as_str().unwrap().to_owned())
+            .collect();
+        (sid, uris)
+    };
+    let read = |url: String, sid: String, user: String, uri: String| async move {
+        let body = json!({"jsonrpc": "2.0", "id": 6, "method": "resources/read", "params": {"uri": uri}});
+        call(&url, &sid, &[("authorization", &bearer(&user))], &body.to_string()).await.message()
+    };
+    let (sid, uris) = resources(merged.clone(), alice.clone()).await;
+    assert!(!uris.is_empty() && uris.iter().all(|u| u.contains("demo://resource/static/")), "{uris:?}");
+    let r = read(merged.clone(), sid.clone(), alice.clone(), uris[0].clone()).await;
+    assert!(r["result"]["contents"].is_array(), "{r}");
+    let dynamic = uris[0].split("demo://").next().unwrap().to_owned() + "demo://resource/dynamic/text/1";
+    let r = read(merged.clone(), sid, alice.clone(), dynamic.clone()).await;
+    assert_eq!(r["error"]["message"], format!("no server offers the resource {dynamic}"), "{r}");
+    let (sid, uris) = resources(local.clone(), alice.clone()).await;
+    assert!(!uris.is_empty() && uris.iter().all(|u| u.starts_with("demo://resource/static/")), "{uris:?}");
+    let r = read(local.clone(), sid.clone(), alice.clone(), "demo://resource/dynamic/text/1".into()).await;
+    assert!(r["error"]["message"].as_str().is_some_and(|m| m.contains("no server offers")), "{r}");
+    let r = read(local.clone(), sid, alice.clone(), uris[0].clone()).await;
+    assert!(r["result"]["contents"].is_array(), "{r}");
+    assert!(resources(merged.clone(), bob.clone()).await.1.is_empty(), "bob has no resources");
 
     // Someone the file does not name: 403, saying so.
     let mut h = MCP_HEADERS.to_vec();
