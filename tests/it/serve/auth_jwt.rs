@@ -359,3 +359,56 @@ async fn tokens_of_a_real_openid_provider_are_taken_for_this_gateway_only() {
         "another resource",
     );
 }
+
+/// Path tricks do not get past the check (DESIGN §8, passthrough and spoofing): every spelling
+/// of an MCP endpoint is refused without a token, every other path is a 404 — none is served.
+/// A raw socket sends each target as written (an HTTP client would normalize it).
+#[tokio::test]
+async fn path_tricks_do_not_bypass_the_check() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let issuer = jwt_issuer().await;
+    let dir = tempdir("serve-jwt-paths");
+    let (gw, public) = guarded(&dir, &issuer.url, None, json!({})).await;
+    ready(&gw).await;
+    let addr = public.trim_start_matches("http://").to_owned();
+    let targets = [
+        "/mcp",
+        "/mcp?x=1",
+        "/mcp#frag",
+        "/mcp/",
+        "//mcp",
+        "/./mcp",
+        "/mcp/.",
+        "/x/../mcp",
+        "/%6Dcp",
+        "/%2Fmcp",
+        "/MCP",
+        "/servers/local/mcp",
+        "/servers/local/mcp?access_token=x",
+        "/servers/local/../local/mcp",
+        "/servers/local%2Fmcp",
+        "/servers/%6Cocal/mcp",
+        "/servers//local/mcp",
+        "/servers/local/mcp/../mcp",
+        "/.well-known/oauth-protected-resource/../../mcp",
+        "/healthz/../mcp",
+        "/metrics/../servers/local/mcp",
+    ];
+    for target in targets {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let req = format!(
+            "POST {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{INITIALIZE}",
+            INITIALIZE.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await.unwrap().unwrap();
+        let text = String::from_utf8_lossy(&out);
+        let status: u16 = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        assert!(matches!(status, 400 | 401 | 404 | 405), "{target}: {status}\n{text}");
+        assert!(
+            !text.contains("mcp-session-id") && !text.contains("Mcp-Session-Id"),
+            "{target}: a session was opened\n{text}"
+        );
+    }
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::auth_jwt::{bearer, guarded_with};
+use super::auth_jwt::{bearer, guarded_with, initialize};
 use super::*;
 use crate::issuer::{jwt_issuer, mint};
 
@@ -295,4 +295,53 @@ async fn each_user_sees_and_calls_only_what_is_granted_on_every_route() {
         crate::idp::until(Duration::from_secs(10), || async { gw.output().contains("the rules in force stay") }).await;
     assert!(logged, "{}", gw.output());
     assert_eq!(now().await, set(&["local__echo", "local__get-sum"]));
+}
+
+/// The seed gateway's set-up, unchanged: its users file (`allowed_tools: ["*"]` for an admin,
+/// a list for another) named by `MCP_USERS_PATH`, the issuer by `OIDC_ISSUER_URL`, the public
+/// URL by `MCP_BASE_URL`, the audience by `AUTH0_AUDIENCE`; the file says only `"mode": "jwt"`.
+#[tokio::test]
+async fn the_seed_users_file_and_the_proxies_environment_work_unchanged() {
+    let issuer = jwt_issuer().await;
+    let dir = tempdir("serve-seed-env");
+    let users = dir.join("users.json");
+    let seed = json!({
+        "admin@example.com": {"name": "Admin", "roles": ["admin"], "allowed_tools": ["*"]},
+        "dev@example.com": {"name": "Dev", "roles": ["developer"], "allowed_tools": ["echo", "get-sum"]}
+    });
+    std::fs::write(&users, seed.to_string()).unwrap();
+    let config = dir.join("mcpgate.json");
+    let cfg = json!({"mcpgate": {"auth": {"mode": "jwt"}}, "mcpServers": {"local": stdio_everything(&dir)}});
+    std::fs::write(&config, cfg.to_string()).unwrap();
+    let port = free_port();
+    let public = format!("http://127.0.0.1:{port}");
+    let mut cmd = tokio::process::Command::new(mcpgate_bin());
+    cmd.args(["serve", "--config"])
+        .arg(&config)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("OIDC_ISSUER_URL", &issuer.url)
+        .env("MCP_BASE_URL", &public)
+        .env("AUTH0_AUDIENCE", "https://api.example")
+        .env("MCP_USERS_PATH", &users);
+    let gw = Proc::start("mcpgate serve", cmd).await;
+    ready(&gw).await;
+    let url = format!("{public}/mcp");
+    let token = |email: &str| mint(&issuer, json!({"claims": {"aud": "https://api.example", "email": email}}));
+    let admin = token("admin@example.com").await;
+    let dev = token("dev@example.com").await;
+    let all = names(&url, &admin, "tools/list", false).await;
+    assert!(all.len() > 5 && all.contains("echo") && all.contains("get-env"), "{all:?}");
+    assert_eq!(names(&url, &dev, "tools/list", false).await, set(&["echo", "get-sum"]));
+    assert!(
+        call_tool(&url, &dev, "get-env", json!({}), false).await["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unknown tool: get-env"))
+    );
+    let doc = request("GET", &format!("{public}/.well-known/oauth-protected-resource"), &[], "").await.json();
+    assert_eq!(
+        (doc["resource"].as_str(), doc["authorization_servers"][0].as_str()),
+        (Some(public.as_str()), Some(issuer.url.as_str()))
+    );
+    let wrong = mint(&issuer, json!({"claims": {"aud": public, "email": "admin@example.com"}})).await;
+    assert_eq!(initialize(&url, Some(&wrong)).await.status, 401, "the audience is AUTH0_AUDIENCE's");
 }
