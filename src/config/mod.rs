@@ -142,6 +142,14 @@ pub struct ToolFilter {
     pub exclude: Vec<String>,
 }
 
+impl Server {
+    /// Whether the server is sent each caller's own token, or one made from it: then nothing
+    /// is asked of it on everyone's behalf, and its listings are not shared between callers.
+    pub fn per_caller_token(&self) -> bool {
+        self.forward_client_token || matches!(self.credential, Some(Credential::TokenExchange(_)))
+    }
+}
+
 impl ToolFilter {
     pub fn allows(&self, tool: &str) -> bool {
         (self.include.is_empty() || self.include.iter().any(|t| t == tool)) && !self.exclude.iter().any(|t| t == tool)
@@ -160,6 +168,34 @@ pub enum Credential {
     File(PathBuf),
     Command(String),
     OAuth(OAuth),
+    /// Each caller's own token exchanged for one this server takes (RFC 8693).
+    TokenExchange(TokenExchange),
+}
+
+/// RFC 8693 token exchange for one server: the caller's token, sent to `issuer`'s token endpoint
+/// by the gateway (a confidential client), comes back as a token for this server, cached per
+/// caller until it expires.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenExchange {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    /// `audience` and `resource` of the request (RFC 8693 §2.1; default resource: the server's URL).
+    pub audience: Option<String>,
+    pub resource: Option<String>,
+    pub scopes: Option<String>,
+}
+
+impl std::fmt::Debug for TokenExchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenExchange")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
+            .field("audience", &self.audience)
+            .field("resource", &self.resource)
+            .finish_non_exhaustive()
+    }
 }
 
 /// OAuth / OpenID Connect for one server: client credentials for machines, or the tokens a

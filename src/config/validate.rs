@@ -655,6 +655,11 @@ fn server(c: &mut Check, section: &str, name: &str, pos: Pos, node: &Node) -> Op
     }
     let restart = field("restart").map(|n| restart(c, n, &sub("restart"))).unwrap_or_default();
     let transport = transport?;
+    if let (Some(Credential::TokenExchange(_)), Transport::Stdio { .. }, Some(n)) =
+        (&credential, &transport, field("auth"))
+    {
+        c.fail(&sub("auth"), n.pos, "tokenExchange is for remote servers: a stdio server takes no token");
+    }
     (c.seen() == before).then(|| Server {
         name: name.to_owned(),
         enabled,
@@ -675,14 +680,17 @@ fn tool_filter(c: &mut Check, node: &Node, path: &str) -> ToolFilter {
 }
 
 fn credential(c: &mut Check, node: &Node, path: &str) -> Option<Credential> {
-    let members = c.object(node, path, &["bearerEnv", "bearerFile", "tokenCommand", "oauth"], &[])?;
+    let members = c.object(node, path, &["bearerEnv", "bearerFile", "tokenCommand", "oauth", "tokenExchange"], &[])?;
     if members.len() != 1 {
-        c.fail(path, node.pos, "names exactly one of bearerEnv, bearerFile, tokenCommand, oauth");
+        c.fail(path, node.pos, "names exactly one of bearerEnv, bearerFile, tokenCommand, oauth, tokenExchange");
         return None;
     }
     let (key, _, n) = &members[0];
     if key == "oauth" {
         return oauth(c, n, &join(path, key)).map(Credential::OAuth);
+    }
+    if key == "tokenExchange" {
+        return token_exchange(c, n, &join(path, key)).map(Credential::TokenExchange);
     }
     let v = c.string(n, &join(path, key))?;
     Some(match key.as_str() {
@@ -690,6 +698,41 @@ fn credential(c: &mut Check, node: &Node, path: &str) -> Option<Credential> {
         "bearerFile" => Credential::File(PathBuf::from(v)),
         _ => Credential::Command(v),
     })
+}
+
+fn token_exchange(c: &mut Check, node: &Node, path: &str) -> Option<TokenExchange> {
+    let keys = ["issuer", "clientId", "clientSecret", "audience", "resource", "scopes"];
+    let members = c.object(node, path, &keys, &[])?;
+    let before = c.seen();
+    let text = |c: &mut Check, k: &str| get(members, k).and_then(|n| c.string(n, &join(path, k)));
+    let issuer = text(c, "issuer");
+    match (&issuer, get(members, "issuer")) {
+        (Some(i), Some(n)) => {
+            if let Err(e) = crate::url::parse(i) {
+                c.fail(&join(path, "issuer"), n.pos, e);
+            }
+        }
+        _ => c.fail(&join(path, "issuer"), node.pos, "is required: whose token endpoint exchanges the tokens"),
+    }
+    let client_id = text(c, "clientId");
+    if client_id.is_none() {
+        c.fail(&join(path, "clientId"), node.pos, "is required: the gateway exchanges as a client of the issuer");
+    }
+    let resource = text(c, "resource");
+    if let (Some(r), Some(n)) = (&resource, get(members, "resource"))
+        && let Err(e) = crate::url::check_identifier(r)
+    {
+        c.fail(&join(path, "resource"), n.pos, e);
+    }
+    let exchange = TokenExchange {
+        issuer: issuer.unwrap_or_default(),
+        client_id: client_id.unwrap_or_default(),
+        client_secret: text(c, "clientSecret"),
+        audience: text(c, "audience"),
+        resource,
+        scopes: text(c, "scopes"),
+    };
+    (c.seen() == before).then_some(exchange)
 }
 
 fn oauth(c: &mut Check, node: &Node, path: &str) -> Option<OAuth> {
@@ -861,6 +904,21 @@ mod tests {
             Ok(_) => Vec::new(),
             Err(p) => p.iter().map(ToString::to_string).collect(),
         }
+    }
+
+    #[test]
+    fn token_exchange_is_checked_and_only_for_remote_servers() {
+        let p = problems(
+            r#"{"mcpServers": {"r": {"url": "https://h/mcp", "auth": {"tokenExchange": {"clientSecret": "s3cret-never-shown"}}},
+                "s": {"command": "x", "auth": {"tokenExchange": {"issuer": "https://idp", "clientId": "gw"}}}}}"#,
+        );
+        let has = |path: &str, words: &str| p.iter().any(|x| x.contains(path) && x.contains(words));
+        assert!(has("mcpServers.r.auth.tokenExchange.issuer", "required"), "{p:#?}");
+        assert!(has("mcpServers.r.auth.tokenExchange.clientId", "required"), "{p:#?}");
+        assert!(has("mcpServers.s.auth", "remote servers"), "{p:#?}");
+        assert!(!p.iter().any(|x| x.contains("s3cret-never-shown")), "{p:#?}");
+        let ok = r#"{"mcpServers": {"r": {"url": "https://h/mcp", "auth": {"tokenExchange": {"issuer": "https://idp", "clientId": "gw", "clientSecret": "x", "audience": "api://mcp"}}}}}"#;
+        assert!(problems(ok).is_empty());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod browser;
 pub mod callback;
 pub mod challenge;
 pub mod discovery;
+pub mod exchange;
 pub mod http;
 pub mod jwt;
 pub mod pkce;

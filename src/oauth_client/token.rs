@@ -75,6 +75,12 @@ pub enum Grant<'a> {
     JwtBearer {
         assertion: &'a str,
     },
+    /// RFC 8693: a caller's access token for one addressed to `audience` (and the request's
+    /// `resource`).
+    TokenExchange {
+        subject_token: &'a str,
+        audience: Option<&'a str>,
+    },
 }
 
 impl Grant<'_> {
@@ -84,6 +90,7 @@ impl Grant<'_> {
             Grant::Refresh { .. } => "refresh_token",
             Grant::ClientCredentials => "client_credentials",
             Grant::JwtBearer { .. } => "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            Grant::TokenExchange { .. } => "urn:ietf:params:oauth:grant-type:token-exchange",
         }
     }
 }
@@ -123,6 +130,15 @@ pub async fn request(
         Grant::Refresh { refresh_token } => form.push(("refresh_token", (*refresh_token).to_owned())),
         Grant::ClientCredentials => {}
         Grant::JwtBearer { assertion } => form.push(("assertion", (*assertion).to_owned())),
+        Grant::TokenExchange { subject_token, audience } => {
+            const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+            form.push(("subject_token", (*subject_token).to_owned()));
+            form.push(("subject_token_type", ACCESS_TOKEN.to_owned()));
+            form.push(("requested_token_type", ACCESS_TOKEN.to_owned()));
+            if let Some(a) = audience {
+                form.push(("audience", (*a).to_owned()));
+            }
+        }
     }
     if let Some(scope) = scope.filter(|s| !s.is_empty()) {
         form.push(("scope", scope.to_owned()));

@@ -221,18 +221,20 @@ pub(crate) async fn start_backend(
             for (k, v) in headers {
                 map.append(k.clone(), v.clone());
             }
-            let credential = server.credential.as_ref().map(|c| match c {
-                config::Credential::Env(v) => crate::credentials::Source::Env(v.clone()),
-                config::Credential::File(p) => crate::credentials::Source::File(p.clone()),
+            let credential = server.credential.as_ref().and_then(|c| match c {
+                config::Credential::Env(v) => Some(crate::credentials::Source::Env(v.clone())),
+                config::Credential::File(p) => Some(crate::credentials::Source::File(p.clone())),
                 config::Credential::OAuth(o) => {
-                    crate::credentials::Source::OAuth(Box::new(oauth_config(o, url, server.timeout)))
+                    Some(crate::credentials::Source::OAuth(Box::new(oauth_config(o, url, server.timeout))))
                 }
                 config::Credential::Command(c) => {
-                    crate::credentials::Source::Command(crate::credentials::CommandSpec {
+                    Some(crate::credentials::Source::Command(crate::credentials::CommandSpec {
                         command: c.clone(),
                         timeout: Duration::from_secs(30),
-                    })
+                    }))
                 }
+                // The gateway has no token of its own for this server: each caller's is exchanged.
+                config::Credential::TokenExchange(_) => None,
             });
             let transport = match kind {
                 config::RemoteKind::Auto => crate::connect::Transport::Auto,
@@ -248,7 +250,24 @@ pub(crate) async fn start_backend(
                 transport,
             };
             let proxy = crate::connect::engine(&up, cfg.gateway.max_body, shutdown).await.map_err(|e| e.to_string())?;
-            Ok(remote::RemoteLink::start(&server.name, proxy, server.forward_client_token, tx))
+            let client_token = match &server.credential {
+                Some(config::Credential::TokenExchange(x)) => {
+                    let settings = crate::oauth_client::exchange::Settings {
+                        issuer: x.issuer.clone(),
+                        client_id: x.client_id.clone(),
+                        client_secret: x.client_secret.clone(),
+                        audience: x.audience.clone(),
+                        resource: x.resource.clone().or_else(|| x.audience.is_none().then(|| url.to_string())),
+                        scopes: x.scopes.clone(),
+                    };
+                    let exchanger =
+                        crate::oauth_client::exchange::Exchanger::new(settings, url, Duration::from_secs(10));
+                    remote::ClientToken::Exchange(Arc::new(exchanger))
+                }
+                _ if server.forward_client_token => remote::ClientToken::Forward,
+                _ => remote::ClientToken::No,
+            };
+            Ok(remote::RemoteLink::start(&server.name, proxy, client_token, tx))
         }
     }
 }

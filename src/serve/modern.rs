@@ -131,7 +131,7 @@ impl Gateway {
                 let mut answer = self.router.merged(&client, access, m).await;
                 if let Some(r) = answer.get_mut("result") {
                     // Private when a server's listing depends on the user's own token.
-                    let private = self.router.visible(&view).iter().any(|b| b.cfg.forward_client_token);
+                    let private = self.router.visible(&view).iter().any(|b| b.cfg.per_caller_token());
                     r["resultType"] = json!("complete");
                     r["ttlMs"] = json!(ttl);
                     r["cacheScope"] = json!(if private { "private" } else { "public" });

@@ -36,8 +36,8 @@ pub struct RemoteLink {
     proxy: Arc<Proxy>,
     /// Set when the server speaks only the 2026-07-28 revision: stateless calls, no sessions.
     modern: std::sync::OnceLock<crate::connect::modern::ModernUpstream>,
-    /// Sends each client's own `Authorization` (the server validates users itself).
-    forward_token: bool,
+    /// What the server is sent of each client's own token.
+    client_token: ClientToken,
     /// Upstream sessions by the gateway's client session id ("" is the gateway's own): ids it
     /// issued, so the Fx hash is safe here (see `mcp::session`'s table).
     sessions: Mutex<HashMap<String, Arc<Upstream>, FxBuildHasher>>,
@@ -49,6 +49,15 @@ pub struct RemoteLink {
     /// Calls whose answer is being read, by the id the server knows them by: a cancelled one
     /// ends at once (the server need not answer it, and most do not).
     reading: Arc<Mutex<HashMap<String, tokio::task::AbortHandle, FxBuildHasher>>>,
+}
+
+/// What a server is sent of each client's own token: nothing (the gateway's credential, if any,
+/// goes instead), the token itself (`forwardClientToken`: the server validates users itself), or
+/// a token exchanged for it (RFC 8693, `tokenExchange`).
+pub enum ClientToken {
+    No,
+    Forward,
+    Exchange(Arc<crate::oauth_client::exchange::Exchanger>),
 }
 
 struct Upstream {
@@ -68,14 +77,14 @@ impl RemoteLink {
     pub fn start(
         name: &str,
         proxy: Arc<Proxy>,
-        forward_token: bool,
+        client_token: ClientToken,
         unsolicited: super::backend::UnsolicitedTx,
     ) -> Arc<RemoteLink> {
         let link = Arc::new(RemoteLink {
             name: name.to_owned(),
             modern: std::sync::OnceLock::new(),
             proxy,
-            forward_token,
+            client_token,
             sessions: Mutex::default(),
             opening: tokio::sync::Mutex::new(()),
             state: Mutex::new((Health::Starting, None)),
@@ -84,7 +93,7 @@ impl RemoteLink {
             stop: CancellationToken::new(),
             reading: Arc::default(),
         });
-        if forward_token {
+        if !matches!(link.client_token, ClientToken::No) {
             // Without a user's token there is nothing to ask on everyone's behalf: each client's
             // session says what the server is.
             *link.state.lock().unwrap_or_else(|p| p.into_inner()) = (Health::Ready, None);
@@ -114,12 +123,41 @@ impl RemoteLink {
         }
     }
 
-    /// What a message in session `up` comes with: the client's own token when this server
-    /// takes it.
+    /// What a message in session `up` comes with: the client's own token, or the one exchanged
+    /// for it (`ready_token` made it), when this server takes it.
     fn to(&self, up: Option<&Upstream>, client: Option<&Session<Client>>) -> Forward {
-        Forward {
-            bearer: if self.forward_token { client.and_then(|c| c.upstream.bearer()) } else { None },
-            ..up.map(Upstream::to).unwrap_or_default()
+        let bearer = match &self.client_token {
+            ClientToken::No => None,
+            ClientToken::Forward => client.and_then(|c| c.upstream.bearer()),
+            ClientToken::Exchange(x) => client.and_then(|c| c.upstream.bearer()).and_then(|b| x.cached(&b)),
+        };
+        Forward { bearer, ..up.map(Upstream::to).unwrap_or_default() }
+    }
+
+    /// Exchanges the client's token for this server's, unless one is at hand (`to` then finds
+    /// it); a caller without a token, or whose token the issuer will not exchange, is refused.
+    async fn ready_token(&self, client: Option<&Session<Client>>) -> Result<(), Error> {
+        let ClientToken::Exchange(x) = &self.client_token else { return Ok(()) };
+        let Some(bearer) = client.and_then(|c| c.upstream.bearer()) else {
+            return Err(Error::new(
+                Kind::Credential,
+                format!("server {} needs the caller's token to exchange; none was sent", self.name),
+            ));
+        };
+        x.exchange(&bearer).await.map(drop).map_err(|e| {
+            tracing::warn!(server = %self.name, "token exchange failed: {e}");
+            Error::new(
+                Kind::Credential,
+                format!("server {}: the caller's token could not be exchanged: {e}", self.name),
+            )
+        })
+    }
+
+    /// Whether a message of `client` must wait for its token to be exchanged first.
+    fn exchange_due(&self, client: &Session<Client>) -> bool {
+        match &self.client_token {
+            ClientToken::Exchange(x) => client.upstream.bearer().is_none_or(|b| x.cached(&b).is_none()),
+            _ => false,
         }
     }
 
@@ -407,6 +445,7 @@ impl Link for RemoteLink {
                 Some(c) => (c.id().to_owned(), c.upstream.init()),
                 None => (String::new(), super::backend::gateway_init()),
             };
+            self.ready_token(client.as_deref()).await?;
             let up = self.open(&key, &init, client.as_deref()).await?;
             if self.modern.get().is_some() {
                 return self.modern_call(client.as_ref(), method, params);
@@ -508,9 +547,11 @@ impl Link for RemoteLink {
         if self.modern.get().is_some() {
             return Passthrough::No;
         }
-        let Some(up) = self.opened(client.id()) else {
+        let due = self.exchange_due(client);
+        let Some(up) = self.opened(client.id()).filter(|_| !due) else {
             return Passthrough::Opening(Box::pin(async move {
                 // Through the message path, which says why, when this fails.
+                self.ready_token(Some(client)).await.ok()?;
                 let up = self.open(client.id(), &client.upstream.init(), Some(client)).await.ok()?;
                 if self.modern.get().is_some() {
                     return None;

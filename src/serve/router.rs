@@ -223,7 +223,7 @@ impl Router {
         as_it_is: bool,
     ) -> Result<Vec<Value>, Error> {
         // A listing that depends on the caller's own token is never shared.
-        let shared = !b.cfg.forward_client_token;
+        let shared = !b.cfg.per_caller_token();
         let key = (b.cfg.name.clone(), kind, self.audience(b, client));
         if shared {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -363,7 +363,7 @@ impl Router {
         // start never holds the others' listing for longer.
         let starting_until = tokio::time::Instant::now() + START_WAIT;
         for b in visible {
-            if (!as_it_is && !has_capability(&*b.link, method)) || (client.is_none() && b.cfg.forward_client_token) {
+            if (!as_it_is && !has_capability(&*b.link, method)) || (client.is_none() && b.cfg.per_caller_token()) {
                 continue;
             }
             // A lone server's listing waits for it (or fails with its reason); among several,

@@ -37,6 +37,7 @@
 //! | the Python clients (the official `mcp` SDK's `ClientSession`, FastMCP's `Client`, on the handshake and by default): a scripted session (tools, prompts, resources, subscribe, progress, sampling, elicitation, roots) as direct | python_clients.rs | `the_python_sdk_client_gets_what_it_gets_direct_on_every_route`, `fastmcps_client_on_the_handshake_gets_what_it_gets_direct_on_every_route`, `fastmcps_default_client_gets_what_it_gets_direct_on_every_route`; **open (issue 15)**: FastMCP's default client (2026-07-28 through the gateway) cannot subscribe (`fastmcps_default_client_subscribes_as_direct_on_every_route`, ignored) | as lone stdio | as lone stdio, `fastmcps_default_client_is_offered_what_it_is_offered_direct_on_every_route`; **open (issue 15)**: FastMCP's default client's roots never reach the server (`fastmcps_default_client_roots_reach_the_server_as_direct_on_every_route`, ignored) | as lone remote |
 //! | `jwt` mode: no token or a bad one refused (401, challenge), a valid one served, sessions bound to their opener, the caller's token never sent on | auth_jwt.rs | `every_route_takes_only_valid_tokens_from_the_issuer` (both eras; POST, GET, DELETE) | `every_route_takes_only_valid_tokens_from_the_issuer` | `every_route_takes_only_valid_tokens_from_the_issuer` | `every_route_takes_only_valid_tokens_from_the_issuer` |
 //! | users and rights: listings and calls agree per user (tools, prompts, resources), unknown users 403, audit lines | rights.rs | `each_user_sees_and_calls_only_what_is_granted_on_every_route` (both eras) | `each_user_sees_and_calls_only_what_is_granted_on_every_route` | `each_user_sees_and_calls_only_what_is_granted_on_every_route` (tools; prompts and resources: the stdio server has them) | `each_user_sees_and_calls_only_what_is_granted_on_every_route` |
+//! | token exchange (RFC 8693): each caller reaches the server as themselves | token_exchange.rs | n/a: a stdio child has no HTTP request to carry a token | n/a: as lone stdio | `each_caller_reaches_the_server_as_themselves_on_every_route` | `each_caller_reaches_the_server_as_themselves_on_every_route` |
 //! | a modern (2026-07-28) client | modern_clients.rs | `a_modern_client_reaches_legacy_servers_on_every_route` | `a_modern_client_reaches_legacy_servers_on_every_route` | `a_modern_client_reaches_legacy_servers_on_every_route` | `a_modern_client_reaches_legacy_servers_on_every_route` |
 //! | a modern-only server, legacy client | modern_clients.rs | n/a: stdio children are spoken to in 2025 only (no modern-only stdio server) | n/a: stdio children are spoken to in 2025 only (no modern-only stdio server) | `a_legacy_client_reaches_a_modern_only_server_on_every_remote_route` | `a_legacy_client_reaches_a_modern_only_server_on_every_remote_route` |
 //!
@@ -78,6 +79,7 @@ mod routing;
 mod shutdown;
 mod subscriptions;
 mod timeout;
+mod token_exchange;
 mod tokens;
 
 use std::fmt;
