@@ -272,7 +272,12 @@ impl Gateway {
         let target = self.router.target(&view, &access, msg);
         // 4. A 2026-07-28 client: stateless, no session.
         if era == crate::mcp::era::Era::Modern {
-            return self.modern_post(view, (access, entry), headers, msg, target).await;
+            // Whose upstream session it uses: the user's; without authentication, the token's
+            // (callers sending different tokens must never share one).
+            let owner = caller.subject.clone().or_else(|| {
+                headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(|t| format!("token {t}"))
+            });
+            return self.modern_post(view, (access, entry, owner), headers, msg, target).await;
         }
         // 5. The session: `initialize` opens one, everything else names one.
         if msg.method() == Some("initialize") {
@@ -404,7 +409,7 @@ impl Gateway {
     async fn modern_post(
         self: &Arc<Self>,
         view: View,
-        (access, entry): (Access, Option<Box<Entry>>),
+        (access, entry, owner): (Access, Option<Box<Entry>>, Option<String>),
         headers: &HeaderMap,
         msg: &crate::jsonrpc::Envelope<'_>,
         target: Target,
@@ -425,7 +430,8 @@ impl Gateway {
         let server = target.server().map_or_else(|| "gateway".to_owned(), |(b, _)| b.cfg.name.clone());
         if !accepts_sse(headers) {
             // A client that takes JSON only gets the answer alone.
-            let reply = self.modern(view, &access, &method, params, None, target).await;
+            let who = (&access, owner.as_deref(), headers.get(http::header::AUTHORIZATION));
+            let reply = self.modern(view, who, &method, params, None, target).await;
             self.account(&server, &method, outcome(&reply.answer), started, entry.as_deref());
             return json_reply(&Some(id), reply.answer);
         }
@@ -441,8 +447,10 @@ impl Gateway {
             }
         });
         let gateway = self.clone();
+        let bearer = headers.get(http::header::AUTHORIZATION).cloned();
         tokio::spawn(async move {
-            let reply = gateway.modern(view, &access, &method, params, Some(&values), target).await;
+            let who = (&access, owner.as_deref(), bearer.as_ref());
+            let reply = gateway.modern(view, who, &method, params, Some(&values), target).await;
             gateway.account(&server, &method, outcome(&reply.answer), started, entry.as_deref());
             for e in reply.events {
                 values.push(e);

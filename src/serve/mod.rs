@@ -74,7 +74,10 @@ pub struct Gateway {
     ttl_changed: tokio::sync::Notify,
     /// The session 2026-07-28 clients of each view share towards the servers, and the calls
     /// waiting for their input.
-    modern_clients: std::sync::Mutex<std::collections::HashMap<View, Arc<crate::mcp::session::Session<Client>>>>,
+    /// By view and caller (`sub`; `None` without authentication): each user's own, so a server
+    /// that takes the caller's token (or one exchanged for it) sees each user apart.
+    modern_clients:
+        std::sync::Mutex<std::collections::HashMap<(View, Option<String>), Arc<crate::mcp::session::Session<Client>>>>,
     sessions_modern: SessionTable<Client>,
     parked: modern::Parked,
 }
@@ -434,6 +437,19 @@ async fn expire_sessions(gateway: Arc<Gateway>) {
         for s in gateway.sessions.expire(ttl) {
             tracing::info!(session = s.label(), "session expired after {ttl:?} idle");
             gateway.end(&s);
+        }
+        // The sessions 2026-07-28 callers use towards the servers (one per user, or per token).
+        let idle = gateway.sessions_modern.expire(ttl);
+        if !idle.is_empty() {
+            gateway
+                .modern_clients
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|_, s| !idle.iter().any(|i| Arc::ptr_eq(i, s)));
+            for s in idle {
+                tracing::debug!(session = s.label(), "a modern callers' session expired after {ttl:?} idle");
+                gateway.end(&s);
+            }
         }
     }
 }

@@ -50,10 +50,14 @@ pub struct Reply {
 
 impl Gateway {
     /// The session modern clients of a view share towards the servers (a server's own requests
-    /// reach the call that caused them, so sharing one upstream session is sound).
-    fn modern_client(&self, view: &View) -> Option<Arc<Session<Client>>> {
+    /// reach the call that caused them, so sharing one upstream session is sound) — one per
+    /// caller when the gateway authenticates, whose token it carries.
+    fn modern_client(&self, view: &View, owner: Option<&str>) -> Option<Arc<Session<Client>>> {
         let mut all = self.modern_clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = all.get(view) {
+        let key = (view.clone(), owner.map(str::to_owned));
+        if let Some(s) = all.get(&key) {
+            // Used: not idle (`expire_sessions` ends those idle past `sessionTtl`).
+            self.sessions_modern.get(s.id());
             return Some(s.clone());
         }
         // Stateless clients share one session per view: it declares what any of them may answer
@@ -65,7 +69,7 @@ impl Gateway {
             .create(crate::connect::CLIENT, &[], Client::new(view.clone(), None, init))
             .ok()?
             .session;
-        all.insert(view.clone(), s.clone());
+        all.insert(key, s.clone());
         Some(s)
     }
 
@@ -73,7 +77,7 @@ impl Gateway {
     pub async fn modern(
         self: &Arc<Self>,
         view: View,
-        access: &crate::policy::Access,
+        (access, owner, bearer): (&crate::policy::Access, Option<&str>, Option<&http::HeaderValue>),
         method: &str,
         mut params: Value,
         live: Option<&queue::Sender<Value>>,
@@ -96,12 +100,14 @@ impl Gateway {
                 m.remove(k);
             }
         }
-        let Some(client) = self.modern_client(&view) else {
+        let Some(client) = self.modern_client(&view, owner) else {
             return Reply {
                 events: vec![],
                 answer: err(Error::new(Kind::Internal, "no modern client session for this view")),
             };
         };
+        // The caller's token as last sent, for servers that take it (the session is theirs alone).
+        client.upstream.set_bearer(bearer);
         let cfg = self.router.config();
         let ttl = cfg.gateway.cache_ttl.as_millis() as u64;
         match method {

@@ -117,4 +117,41 @@ async fn the_callers_token_goes_only_where_allowed_on_every_remote_route() {
     .await;
     assert_eq!(r.status, 401, "b alone: {}", r.body);
     assert!(seen(&b).await.is_empty(), "b alone never saw the caller's token: {:?}", seen(&b).await);
+
+    // 2026-07-28 callers: each one's own token reaches a (merged and alone) — two callers with
+    // different tokens never share an upstream session, so neither is sent the other's.
+    let other = {
+        let form = format!("{form}&scope=mcp:admin");
+        let t = request(
+            "POST",
+            &format!("{}/token", provider.url),
+            &[("content-type", "application/x-www-form-urlencoded"), ("authorization", &auth)],
+            &form,
+        )
+        .await;
+        format!("Bearer {}", t.json()["access_token"].as_str().unwrap_or_else(|| panic!("{}", t.body)))
+    };
+    for (url, tool) in [(gw.url.clone(), "a__whoami"), (gw.url.replace("/mcp", "/servers/a/mcp"), "whoami")] {
+        for (token, scope) in [(&bearer, None), (&other, Some("mcp:admin")), (&bearer, None)] {
+            let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}});
+            let body = json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"name": tool, "arguments": {}, "_meta": meta}});
+            let mut h = MCP_HEADERS.to_vec();
+            h.extend([
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", tool),
+                ("authorization", token.as_str()),
+            ]);
+            let r = request("POST", &url, &h, &body.to_string()).await.message();
+            let who: Value = serde_json::from_str(
+                r["result"]["content"][0]["text"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("modern {url}: {r}\n{}", gw.output())),
+            )
+            .unwrap();
+            assert_eq!(who["aud"].as_str(), Some(a.url.as_str()), "modern {url}: {who}");
+            let has_admin = who["scope"].as_str().is_some_and(|s| s.contains("mcp:admin"));
+            assert_eq!(has_admin, scope.is_some(), "modern {url}: each caller's own token: {who}");
+        }
+    }
 }

@@ -106,6 +106,41 @@ async fn each_caller_reaches_the_server_as_themselves_on_every_route() {
             }
         }
     }
+    // 2026-07-28 callers alike: each reaches the server as themselves (one upstream session per
+    // user, carrying their token), on both routes, listings included.
+    for (path, tool) in [("/mcp", "remote__whoami"), ("/servers/remote/mcp", "whoami")] {
+        let url = format!("{public}{path}");
+        for user in [&alice, &bob] {
+            let auth = bearer(user);
+            let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}});
+            let mut h = MCP_HEADERS.to_vec();
+            h.extend([("mcp-protocol-version", "2026-07-28"), ("authorization", auth.as_str())]);
+            let mut list_h = h.clone();
+            list_h.push(("mcp-method", "tools/list"));
+            let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": meta}});
+            let r = request("POST", &url, &list_h, &list.to_string()).await.message();
+            assert!(
+                r["result"]["tools"].as_array().is_some_and(|t| t.iter().any(|t| t["name"] == tool)),
+                "{path}: {r}\n{}",
+                gw.output()
+            );
+            let mut call_h = h.clone();
+            call_h.extend([("mcp-method", "tools/call"), ("mcp-name", tool)]);
+            let body = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": tool, "arguments": {}, "_meta": meta}});
+            let r = request("POST", &url, &call_h, &body.to_string()).await.message();
+            let text = r["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap_or_else(|| panic!("modern {path}: {r}\n{}", gw.output()));
+            let who: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(
+                who["sub"].as_str(),
+                Some(sub_of(user).as_str()),
+                "modern {path}: the server sees the caller: {who}"
+            );
+            assert_eq!(who["client_id"].as_str(), Some("mcpgate-exchange"), "modern {path}: {who}");
+        }
+    }
+
     // Never the caller's own token; one exchange per caller (kept while it lasts).
     let shown = seen(&server).await;
     assert!(!shown.is_empty());
