@@ -44,6 +44,9 @@ pub struct Options {
     pub listen: Option<SocketAddr>,
 }
 
+/// The session 2026-07-28 callers of a view (one user, or one token) use towards the servers.
+type ModernClient = Arc<crate::mcp::session::Session<Client>>;
+
 pub struct Gateway {
     router: Router,
     sessions: SessionTable<Client>,
@@ -76,8 +79,7 @@ pub struct Gateway {
     /// waiting for their input.
     /// By view and caller (`sub`; `None` without authentication): each user's own, so a server
     /// that takes the caller's token (or one exchanged for it) sees each user apart.
-    modern_clients:
-        std::sync::Mutex<std::collections::HashMap<(View, Option<String>), Arc<crate::mcp::session::Session<Client>>>>,
+    modern_clients: std::sync::Mutex<std::collections::HashMap<(View, Option<String>), ModernClient>>,
     sessions_modern: SessionTable<Client>,
     parked: modern::Parked,
 }
