@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 use super::Gateway;
 use super::backend::{Event, Health, Outgoing, Passthrough, Reply};
+use super::caller::audit_entry;
 use super::dispatch::Target;
 use super::router::{LISTINGS, Routed};
 use super::session::{Client, View};
@@ -84,21 +85,7 @@ impl Endpoint for Gateway {
     }
 
     async fn authenticate(&self, parts: &http::request::Parts, _view: &View) -> Result<Caller, Error> {
-        let Some(auth) = &self.auth else { return Ok(Caller::default()) };
-        let started = Instant::now();
-        let result = auth.authenticate(&parts.headers, parts.uri.path()).await;
-        // A refusal is written down like any other (no user to name; the request is not read).
-        if let (Err(e), Some(audit)) = (&result, &self.audit) {
-            let how = match e.kind {
-                Kind::InsufficientScope => "insufficient_scope",
-                Kind::AuthUnavailable => "unavailable",
-                _ => "unauthenticated",
-            };
-            let entry =
-                Entry { method: parts.method.to_string(), name: Some(parts.uri.path().to_owned()), ..Entry::default() };
-            audit.write(&entry, None, how, started.elapsed());
-        }
-        result
+        self.caller(parts).await
     }
 
     fn max_body(&self) -> usize {
@@ -178,44 +165,6 @@ impl Gateway {
             }
             path => self.health(path == "/readyz"),
         }
-    }
-
-    /// How a request ended: counted (metrics) and, with an audit trail, written down (`entry`,
-    /// for a request that reached a server or was refused) — the one place both happen.
-    fn account(&self, server: &str, method: &str, outcome: &'static str, started: Instant, entry: Option<&Entry>) {
-        let took = started.elapsed();
-        self.metrics.record(server, method, outcome, took);
-        if let (Some(audit), Some(entry)) = (&self.audit, entry) {
-            audit.write(entry, (server != "gateway").then_some(server), outcome, took);
-        }
-    }
-
-    /// What `caller` may see and use: everything without a users file; else their rights, or a
-    /// 403 for someone the file does not name.
-    fn access(&self, caller: &Caller) -> Result<Access, Error> {
-        match &*self.policy.get() {
-            None => Ok(Access::everything()),
-            Some(policy) => policy.access(caller).map_err(|who| {
-                tracing::info!("refused: {who}");
-                Error::new(
-                    Kind::Forbidden,
-                    format!("{who}: ask the gateway's administrator to add you to its users file"),
-                )
-            }),
-        }
-    }
-
-    /// The RFC 9728 document (any of its well-known paths), when the gateway authenticates.
-    fn resource_metadata(&self, parts: &http::request::Parts) -> Response<Body> {
-        let Some(auth) = &self.auth else {
-            return text(StatusCode::NOT_FOUND, "not found: this gateway authenticates no one\n".into());
-        };
-        if !matches!(parts.method, Method::GET | Method::HEAD) {
-            return not_allowed(&parts.method, "GET");
-        }
-        let mut resp = text(StatusCode::OK, crate::authn::metadata::document(auth.settings()).to_string());
-        resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        resp
     }
 
     /// The client's session named by `Mcp-Session-Id`: one opened on this endpoint, by this
@@ -912,22 +861,6 @@ fn with_id(mut answer: Value, id: &Value) -> Value {
 }
 
 /// A message's id, as a value.
-/// The audit line a request begins (none for notifications and answers): who asks for what.
-fn audit_entry(caller: &Caller, msg: &crate::jsonrpc::Envelope<'_>, with_arguments: bool) -> Option<Box<Entry>> {
-    let method = msg.method()?;
-    msg.id?;
-    let params = msg.params_value();
-    let name = msg.target_name().or_else(|| params.get("uri").and_then(Value::as_str).map(str::to_owned));
-    Some(Box::new(Entry {
-        user: caller.email.clone().or_else(|| caller.subject.clone()),
-        client_id: caller.client_id.clone(),
-        session: None,
-        method: method.to_owned(),
-        name,
-        arguments: if with_arguments { params.get("arguments").cloned() } else { None },
-    }))
-}
-
 fn id_of(msg: &crate::jsonrpc::Envelope<'_>) -> Option<Value> {
     msg.id.map(|raw| serde_json::from_str(raw.get()).unwrap_or(Value::Null))
 }
@@ -1026,13 +959,13 @@ fn status(code: StatusCode) -> Response<Body> {
     r
 }
 
-fn not_allowed(method: &Method, allow: &'static str) -> Response<Body> {
+pub(super) fn not_allowed(method: &Method, allow: &'static str) -> Response<Body> {
     let mut r = wire::error(&Error::new(Kind::MethodNotAllowed, format!("{method} is not served here")), None);
     r.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allow));
     r
 }
 
-fn text(code: StatusCode, s: String) -> Response<Body> {
+pub(super) fn text(code: StatusCode, s: String) -> Response<Body> {
     let mut r = Response::new(body::full(s));
     *r.status_mut() = code;
     r

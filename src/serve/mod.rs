@@ -4,6 +4,7 @@
 //! servers send on their own to the clients it concerns.
 
 mod backend;
+mod caller;
 mod child;
 mod dispatch;
 mod front;

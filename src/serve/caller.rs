@@ -1,0 +1,104 @@
+//! Who calls `serve`, and what becomes of it: the caller checked (the `Endpoint` layer's hook,
+//! `http::endpoint::handle` step 3a), what they may use (the users file), the RFC 9728 document
+//! that says where tokens come from, and how each request is accounted for — counted in the
+//! metrics and, with an audit trail, written down — in one place.
+
+use std::time::Instant;
+
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Method, Response, StatusCode};
+use serde_json::Value;
+
+use super::Gateway;
+use super::front::{not_allowed, text};
+use crate::authn::Caller;
+use crate::error::{Error, Kind};
+use crate::http::body::Body;
+use crate::policy::Access;
+use crate::policy::audit::Entry;
+
+impl Gateway {
+    /// The caller of a request (nobody in particular without authentication), or the refusal;
+    /// a refusal is written down like any other (no user to name: the request is not read).
+    pub(super) async fn caller(&self, parts: &http::request::Parts) -> Result<Caller, Error> {
+        let Some(auth) = &self.auth else { return Ok(Caller::default()) };
+        let started = Instant::now();
+        let result = auth.authenticate(&parts.headers, parts.uri.path()).await;
+        if let (Err(e), Some(audit)) = (&result, &self.audit) {
+            let how = match e.kind {
+                Kind::InsufficientScope => "insufficient_scope",
+                Kind::AuthUnavailable => "unavailable",
+                _ => "unauthenticated",
+            };
+            let entry =
+                Entry { method: parts.method.to_string(), name: Some(parts.uri.path().to_owned()), ..Entry::default() };
+            audit.write(&entry, None, how, started.elapsed());
+        }
+        result
+    }
+
+    /// How a request ended: counted (metrics) and, with an audit trail, written down (`entry`,
+    /// for a request that reached a server or was refused) — the one place both happen.
+    pub(super) fn account(
+        &self,
+        server: &str,
+        method: &str,
+        outcome: &'static str,
+        started: Instant,
+        entry: Option<&Entry>,
+    ) {
+        let took = started.elapsed();
+        self.metrics.record(server, method, outcome, took);
+        if let (Some(audit), Some(entry)) = (&self.audit, entry) {
+            audit.write(entry, (server != "gateway").then_some(server), outcome, took);
+        }
+    }
+
+    /// What `caller` may see and use: everything without a users file; else their rights, or a
+    /// 403 for someone the file does not name.
+    pub(super) fn access(&self, caller: &Caller) -> Result<Access, Error> {
+        match &*self.policy.get() {
+            None => Ok(Access::everything()),
+            Some(policy) => policy.access(caller).map_err(|who| {
+                tracing::info!("refused: {who}");
+                Error::new(
+                    Kind::Forbidden,
+                    format!("{who}: ask the gateway's administrator to add you to its users file"),
+                )
+            }),
+        }
+    }
+
+    /// The RFC 9728 document (any of its well-known paths), when the gateway authenticates.
+    pub(super) fn resource_metadata(&self, parts: &http::request::Parts) -> Response<Body> {
+        let Some(auth) = &self.auth else {
+            return text(StatusCode::NOT_FOUND, "not found: this gateway authenticates no one\n".into());
+        };
+        if !matches!(parts.method, Method::GET | Method::HEAD) {
+            return not_allowed(&parts.method, "GET");
+        }
+        let mut resp = text(StatusCode::OK, crate::authn::metadata::document(auth.settings()).to_string());
+        resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp
+    }
+}
+
+/// The audit line a request begins (none for notifications and answers): who asks for what.
+pub(super) fn audit_entry(
+    caller: &Caller,
+    msg: &crate::jsonrpc::Envelope<'_>,
+    with_arguments: bool,
+) -> Option<Box<Entry>> {
+    let method = msg.method()?;
+    msg.id?;
+    let params = msg.params_value();
+    let name = msg.target_name().or_else(|| params.get("uri").and_then(Value::as_str).map(str::to_owned));
+    Some(Box::new(Entry {
+        user: caller.email.clone().or_else(|| caller.subject.clone()),
+        client_id: caller.client_id.clone(),
+        session: None,
+        method: method.to_owned(),
+        name,
+        arguments: if with_arguments { params.get("arguments").cloned() } else { None },
+    }))
+}
