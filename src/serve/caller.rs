@@ -1,19 +1,15 @@
 //! Who calls `serve`, and what becomes of it: the caller checked (the `Endpoint` layer's hook,
-//! `http::endpoint::handle` step 3a), what they may use (the users file), the RFC 9728 document
-//! that says where tokens come from, and how each request is accounted for — counted in the
+//! `http::endpoint::handle` step 3a), what they may use (the users file), and how each request
+//! is accounted for — counted in the
 //! metrics and, with an audit trail, written down — in one place.
 
 use std::time::Instant;
 
-use http::header::{CONTENT_TYPE, HeaderValue};
-use http::{Method, Response, StatusCode};
 use serde_json::Value;
 
 use super::Gateway;
-use super::front::{not_allowed, text};
 use crate::authn::Caller;
 use crate::error::{Error, Kind};
-use crate::http::body::Body;
 use crate::policy::Access;
 use crate::policy::audit::Entry;
 
@@ -67,19 +63,6 @@ impl Gateway {
                 )
             }),
         }
-    }
-
-    /// The RFC 9728 document (any of its well-known paths), when the gateway authenticates.
-    pub(super) fn resource_metadata(&self, parts: &http::request::Parts) -> Response<Body> {
-        let Some(auth) = &self.auth else {
-            return text(StatusCode::NOT_FOUND, "not found: this gateway authenticates no one\n".into());
-        };
-        if !matches!(parts.method, Method::GET | Method::HEAD) {
-            return not_allowed(&parts.method, "GET");
-        }
-        let mut resp = text(StatusCode::OK, crate::authn::metadata::document(auth.settings()).to_string());
-        resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        resp
     }
 }
 

@@ -133,6 +133,19 @@ impl Gateway {
             .is_some_and(|t| bool::from(t.as_bytes().ct_eq(token.0.as_bytes())))
     }
 
+    /// The RFC 9728 document (any of its well-known paths), when the gateway authenticates.
+    fn resource_metadata(&self, parts: &http::request::Parts) -> Response<Body> {
+        let Some(auth) = &self.auth else {
+            return text(StatusCode::NOT_FOUND, "not found: this gateway authenticates no one\n".into());
+        };
+        if !matches!(parts.method, Method::GET | Method::HEAD) {
+            return not_allowed(&parts.method, "GET");
+        }
+        let mut resp = text(StatusCode::OK, crate::authn::metadata::document(auth.settings()).to_string());
+        resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp
+    }
+
     /// Health, readiness, metrics and reload: for probes, scrapers and the operator, never for a
     /// browser page (a request with any `Origin` is refused: CORS would not protect a reload,
     /// which needs no preflight). Reloading is for a process on this machine, or a caller with the
@@ -959,13 +972,13 @@ fn status(code: StatusCode) -> Response<Body> {
     r
 }
 
-pub(super) fn not_allowed(method: &Method, allow: &'static str) -> Response<Body> {
+fn not_allowed(method: &Method, allow: &'static str) -> Response<Body> {
     let mut r = wire::error(&Error::new(Kind::MethodNotAllowed, format!("{method} is not served here")), None);
     r.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allow));
     r
 }
 
-pub(super) fn text(code: StatusCode, s: String) -> Response<Body> {
+fn text(code: StatusCode, s: String) -> Response<Body> {
     let mut r = Response::new(body::full(s));
     *r.status_mut() = code;
     r
