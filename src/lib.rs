@@ -11,6 +11,7 @@ pub mod config;
 pub mod connect;
 pub mod credentials;
 pub mod error;
+pub mod expiring;
 pub mod http;
 pub mod jsonrpc;
 pub mod log;

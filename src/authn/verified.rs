@@ -2,9 +2,8 @@
 //! signature checked once a minute, not every time (an RSA or ECDSA verification costs more than
 //! the rest of a proxied call). Keyed by the whole token; an entry lives a minute at most, and
 //! never past the token's `exp` (with the leeway), so a key the issuer withdraws stops
-//! verifying within the minute. Bounded: when full, what has expired goes, else everything.
+//! verifying within the minute. Bounded (`Expiring`).
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -13,23 +12,22 @@ use super::Caller;
 const KEEP: Duration = Duration::from_secs(60);
 const MAX_ENTRIES: usize = 4096;
 
-#[derive(Default)]
 pub struct Verified {
     // The Fx hash (a tenth of SipHash's cost on a 600-byte token): only tokens whose signature
     // verified are inserted, and nobody but the issuer chooses their bytes, so no one can fill a
     // bucket with collisions; a lookup of any other key finds nothing, whatever its hash.
-    map: Mutex<HashMap<Box<str>, (Caller, Instant), rustc_hash::FxBuildHasher>>,
+    map: Mutex<crate::expiring::Expiring<Box<str>, Caller, rustc_hash::FxBuildHasher>>,
+}
+
+impl Default for Verified {
+    fn default() -> Self {
+        Verified { map: Mutex::new(crate::expiring::Expiring::new(MAX_ENTRIES)) }
+    }
 }
 
 impl Verified {
     pub fn get(&self, token: &str) -> Option<Caller> {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let (caller, until) = map.get(token)?;
-        if *until > Instant::now() {
-            return Some(caller.clone());
-        }
-        map.remove(token);
-        None
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).get(token)
     }
 
     /// Keeps `caller` for `token`, which expires at `exp_unix` (seconds, the leeway added).
@@ -37,15 +35,7 @@ impl Verified {
         let now_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         let left = Duration::try_from_secs_f64(exp_unix - now_unix).unwrap_or_default();
         let until = Instant::now() + left.min(KEEP);
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_ENTRIES {
-            let now = Instant::now();
-            map.retain(|_, (_, until)| *until > now);
-            if map.len() >= MAX_ENTRIES {
-                map.clear();
-            }
-        }
-        map.insert(token.into(), (caller.clone(), until));
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).insert(token.into(), caller.clone(), until);
     }
 }
 

@@ -168,34 +168,9 @@ pub enum Credential {
     File(PathBuf),
     Command(String),
     OAuth(OAuth),
-    /// Each caller's own token exchanged for one this server takes (RFC 8693).
-    TokenExchange(TokenExchange),
-}
-
-/// RFC 8693 token exchange for one server: the caller's token, sent to `issuer`'s token endpoint
-/// by the gateway (a confidential client), comes back as a token for this server, cached per
-/// caller until it expires.
-#[derive(Clone, PartialEq, Eq)]
-pub struct TokenExchange {
-    pub issuer: String,
-    pub client_id: String,
-    pub client_secret: Option<String>,
-    /// `audience` and `resource` of the request (RFC 8693 §2.1; default resource: the server's URL).
-    pub audience: Option<String>,
-    pub resource: Option<String>,
-    pub scopes: Option<String>,
-}
-
-impl std::fmt::Debug for TokenExchange {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenExchange")
-            .field("issuer", &self.issuer)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
-            .field("audience", &self.audience)
-            .field("resource", &self.resource)
-            .finish_non_exhaustive()
-    }
+    /// Each caller's own token exchanged for one this server takes (RFC 8693): sent to the
+    /// issuer's token endpoint by the gateway, a confidential client of it.
+    TokenExchange(crate::oauth_client::exchange::Settings),
 }
 
 /// OAuth / OpenID Connect for one server: client credentials for machines, or the tokens a

@@ -700,7 +700,7 @@ fn credential(c: &mut Check, node: &Node, path: &str) -> Option<Credential> {
     })
 }
 
-fn token_exchange(c: &mut Check, node: &Node, path: &str) -> Option<TokenExchange> {
+fn token_exchange(c: &mut Check, node: &Node, path: &str) -> Option<crate::oauth_client::exchange::Settings> {
     let keys = ["issuer", "clientId", "clientSecret", "audience", "resource", "scopes"];
     let members = c.object(node, path, &keys, &[])?;
     let before = c.seen();
@@ -724,7 +724,7 @@ fn token_exchange(c: &mut Check, node: &Node, path: &str) -> Option<TokenExchang
     {
         c.fail(&join(path, "resource"), n.pos, e);
     }
-    let exchange = TokenExchange {
+    let exchange = crate::oauth_client::exchange::Settings {
         issuer: issuer.unwrap_or_default(),
         client_id: client_id.unwrap_or_default(),
         client_secret: text(c, "clientSecret"),

@@ -4,7 +4,7 @@
 //! An exchanged token is kept per caller token until shortly before it expires; one exchange at
 //! a time per server (a caller's many requests wait for the one under way).
 
-use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,14 +21,28 @@ const MARGIN: Duration = Duration::from_secs(30);
 const DEFAULT_KEEP: Duration = Duration::from_secs(300);
 const MAX_CACHED: usize = 4096;
 
-/// What one server's exchanges ask for. No `Debug`: it holds the client secret.
+/// What one server's exchanges ask for (`mcpServers.<name>.auth.tokenExchange`).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Settings {
     pub issuer: String,
     pub client_id: String,
     pub client_secret: Option<String>,
+    /// `audience` and `resource` of the request (RFC 8693 §2.1; default resource: the server's URL).
     pub audience: Option<String>,
     pub resource: Option<String>,
     pub scopes: Option<String>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
+            .field("audience", &self.audience)
+            .field("resource", &self.resource)
+            .finish_non_exhaustive()
+    }
 }
 
 pub struct Exchanger {
@@ -36,7 +50,7 @@ pub struct Exchanger {
     http: Http,
     metadata: tokio::sync::OnceCell<ServerMetadata>,
     /// By the caller's token (SipHash: a caller chooses it).
-    cache: Mutex<HashMap<String, (HeaderValue, Instant)>>,
+    cache: Mutex<crate::expiring::Expiring<String, HeaderValue, RandomState>>,
     flight: tokio::sync::Mutex<()>,
 }
 
@@ -48,7 +62,7 @@ impl Exchanger {
             settings,
             http,
             metadata: Default::default(),
-            cache: Default::default(),
+            cache: Mutex::new(crate::expiring::Expiring::new(MAX_CACHED)),
             flight: Default::default(),
         }
     }
@@ -56,8 +70,7 @@ impl Exchanger {
     /// The token for this server made from `caller`'s, if one was made and is still good.
     pub fn cached(&self, caller: &HeaderValue) -> Option<HeaderValue> {
         let key = caller.to_str().ok()?;
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.get(key).filter(|(_, until)| *until > Instant::now()).map(|(t, _)| t.clone())
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(key)
     }
 
     /// The token for this server made from `caller`'s (`Bearer …`): kept, or exchanged now.
@@ -95,15 +108,8 @@ impl Exchanger {
             .expires_at
             .and_then(|at| at.duration_since(SystemTime::now()).ok())
             .map_or(DEFAULT_KEEP, |d| d.saturating_sub(MARGIN));
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= MAX_CACHED {
-            let now = Instant::now();
-            cache.retain(|_, (_, until)| *until > now);
-            if cache.len() >= MAX_CACHED {
-                cache.clear();
-            }
-        }
-        cache.insert(text.to_owned(), (value.clone(), Instant::now() + left));
+        let until = Instant::now() + left;
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(text.to_owned(), value.clone(), until);
         Ok(value)
     }
 }

@@ -258,14 +258,10 @@ pub(crate) async fn start_backend(
             let proxy = crate::connect::engine(&up, cfg.gateway.max_body, shutdown).await.map_err(|e| e.to_string())?;
             let client_token = match &server.credential {
                 Some(config::Credential::TokenExchange(x)) => {
-                    let settings = crate::oauth_client::exchange::Settings {
-                        issuer: x.issuer.clone(),
-                        client_id: x.client_id.clone(),
-                        client_secret: x.client_secret.clone(),
-                        audience: x.audience.clone(),
-                        resource: x.resource.clone().or_else(|| x.audience.is_none().then(|| url.to_string())),
-                        scopes: x.scopes.clone(),
-                    };
+                    let mut settings = x.clone();
+                    if settings.resource.is_none() && settings.audience.is_none() {
+                        settings.resource = Some(url.to_string());
+                    }
                     let exchanger =
                         crate::oauth_client::exchange::Exchanger::new(settings, url, Duration::from_secs(10));
                     remote::ClientToken::Exchange(Arc::new(exchanger))
