@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use super::token_exchange::client_credentials;
 use super::*;
 
 /// The caller's own token goes to the server that opted in (`a`), and to no other (`b`, which
@@ -25,23 +26,8 @@ async fn the_callers_token_goes_only_where_allowed_on_every_remote_route() {
     );
     let gw = serve(&config).await;
     // The caller's token, for a (client credentials at the provider).
-    let form = format!(
-        "grant_type=client_credentials&resource={}",
-        form_urlencoded::byte_serialize(a.url.as_bytes()).collect::<String>()
-    );
-    let auth = format!(
-        "Basic {}",
-        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "mcpgate-m2m:m2m-secret")
-    );
-    let t = request(
-        "POST",
-        &format!("{}/token", provider.url),
-        &[("content-type", "application/x-www-form-urlencoded"), ("authorization", &auth)],
-        &form,
-    )
-    .await;
-    let token = t.json()["access_token"].as_str().unwrap_or_else(|| panic!("{}", t.body)).to_owned();
-    let bearer = format!("Bearer {token}");
+    let m2m_client = ("mcpgate-m2m", "m2m-secret");
+    let bearer = format!("Bearer {}", client_credentials(&provider, m2m_client, &a.url, "mcp:tools").await);
     let sid = open_session(&gw.url, &[("authorization", &bearer)]).await;
     let r = call(
         &gw.url,
@@ -120,17 +106,7 @@ async fn the_callers_token_goes_only_where_allowed_on_every_remote_route() {
 
     // 2026-07-28 callers: each one's own token reaches a (merged and alone) — two callers with
     // different tokens never share an upstream session, so neither is sent the other's.
-    let other = {
-        let form = format!("{form}&scope=mcp:admin");
-        let t = request(
-            "POST",
-            &format!("{}/token", provider.url),
-            &[("content-type", "application/x-www-form-urlencoded"), ("authorization", &auth)],
-            &form,
-        )
-        .await;
-        format!("Bearer {}", t.json()["access_token"].as_str().unwrap_or_else(|| panic!("{}", t.body)))
-    };
+    let other = format!("Bearer {}", client_credentials(&provider, m2m_client, &a.url, "mcp:admin").await);
     for (url, tool) in [(gw.url.clone(), "a__whoami"), (gw.url.replace("/mcp", "/servers/a/mcp"), "whoami")] {
         for (token, scope) in [(&bearer, None), (&other, Some("mcp:admin")), (&bearer, None)] {
             let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}});

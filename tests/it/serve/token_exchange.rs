@@ -13,10 +13,15 @@ use crate::idp::{idp, protected, seen, stats};
 
 const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
-/// A client-credentials token for `resource` (its `sub` is the client).
-async fn token(provider: &Proc, client: &str, secret: &str, resource: &str) -> String {
+/// A client-credentials token for `resource` with `scope` (its `sub` is the client).
+pub(super) async fn client_credentials(
+    provider: &Proc,
+    (client, secret): (&str, &str),
+    resource: &str,
+    scope: &str,
+) -> String {
     let form = format!(
-        "grant_type=client_credentials&scope=mcp:tools&resource={}",
+        "grant_type=client_credentials&scope={scope}&resource={}",
         form_urlencoded::byte_serialize(resource.as_bytes()).collect::<String>()
     );
     let basic = format!(
@@ -61,9 +66,9 @@ async fn each_caller_reaches_the_server_as_themselves_on_every_route() {
     let gw = Proc::start("mcpgate serve", cmd).await;
     ready(&gw).await;
 
-    let alice = token(&provider, "mcpgate-m2m", "m2m-secret", &public).await;
+    let alice = client_credentials(&provider, ("mcpgate-m2m", "m2m-secret"), &public, "mcp:tools").await;
     let (bob_id, bob_secret) = register(&provider).await;
-    let bob = token(&provider, &bob_id, &bob_secret, &public).await;
+    let bob = client_credentials(&provider, (&bob_id, &bob_secret), &public, "mcp:tools").await;
     let sub_of = |t: &str| -> String {
         let payload = t.split('.').nth(1).unwrap();
         let claims: Value = serde_json::from_slice(
