@@ -59,6 +59,8 @@ pub struct Conn {
 #[derive(Default)]
 pub struct Pool {
     idle: Vec<Conn>,
+    /// When `put` last dropped the stale connections.
+    swept: Option<Instant>,
 }
 
 impl Pool {
@@ -76,8 +78,14 @@ impl Pool {
     }
 
     fn put(&mut self, conn: Conn) {
-        let now = Instant::now();
-        self.idle.retain(|c| now.duration_since(c.used) <= MAX_IDLE);
+        // The stale are dropped here at most once a second (and by `take` as it meets them):
+        // looking at each of 32 pooled connections on every return was a cost of every request.
+        // `conn.used` (its request's start) stands in for the clock.
+        if self.swept.is_none_or(|t| conn.used.saturating_duration_since(t) > Duration::from_secs(1)) {
+            let now = Instant::now();
+            self.idle.retain(|c| now.duration_since(c.used) <= MAX_IDLE);
+            self.swept = Some(now);
+        }
         if self.idle.len() < MAX_POOLED {
             self.idle.push(conn);
         }
