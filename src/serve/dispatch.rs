@@ -7,6 +7,8 @@
 
 use std::sync::Arc;
 
+use serde_json::Value;
+
 use super::router::{Backend, LISTINGS, Router};
 use super::session::View;
 use crate::error::{Error, Kind};
@@ -52,22 +54,12 @@ impl Router {
         if here || ours {
             return Target::Gateway;
         }
-        // A resource the caller may not use is as unknown as one nobody offers (its server is
-        // named by the URI, or is the only one; an unprefixed URI among several servers cannot
-        // be placed without asking them, so a caller with limited rights cannot use it).
-        if matches!(method, Some("resources/read" | "resources/subscribe" | "resources/unsubscribe"))
-            && !access.is_everything()
+        // A resource (or a prompt to complete) the caller may not use is as unknown as one
+        // nobody offers.
+        if !access.is_everything()
+            && let Some(refused) = self.refused_reference(view, access, method, msg)
         {
-            let uri = msg.params_value().get("uri").and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
-            let allowed = self
-                .resource_server(view, &uri)
-                .is_some_and(|(b, own)| self.permitted(access, &b, What::Resource, &own));
-            if !allowed {
-                return Target::Refused(Error::new(
-                    Kind::InvalidParams,
-                    format!("no server offers the resource {uri}"),
-                ));
-            }
+            return Target::Refused(refused);
         }
         if matches!(method, Some("resources/subscribe" | "resources/unsubscribe")) {
             return Target::Router;
@@ -101,6 +93,52 @@ impl Router {
             (Some(_), None) if msg.id.is_some() => Target::Router,
             _ => Target::Gateway,
         }
+    }
+}
+
+impl Router {
+    /// For a caller with limited rights, the refusal of a request naming a resource (read,
+    /// subscribe) or a prompt or resource to complete that they may not use — as unknown as one
+    /// nobody offers. A resource's server is named by its URI, or is the only one; an
+    /// unprefixed URI among several servers cannot be placed without asking them, so it is
+    /// refused.
+    fn refused_reference(
+        &self,
+        view: &View,
+        access: &Access,
+        method: Option<&str>,
+        msg: &Envelope<'_>,
+    ) -> Option<Error> {
+        let params = match method {
+            Some("resources/read" | "resources/subscribe" | "resources/unsubscribe" | "completion/complete") => {
+                msg.params_value()
+            }
+            _ => return None,
+        };
+        let (what, named) = match (method, params.get("ref")) {
+            (Some("completion/complete"), Some(r)) if r.get("type").and_then(Value::as_str) == Some("ref/prompt") => {
+                (What::Prompt, r.get("name"))
+            }
+            (Some("completion/complete"), Some(r)) => (What::Resource, r.get("uri")),
+            _ => (What::Resource, params.get("uri")),
+        };
+        let named = named.and_then(Value::as_str).unwrap_or_default();
+        let allowed = match what {
+            What::Resource => {
+                self.resource_server(view, named).is_some_and(|(b, own)| self.permitted(access, &b, what, &own))
+            }
+            _ => {
+                let found = match self.alone(view) {
+                    Some(b) => Some((b, named.to_owned())),
+                    None => self.by_name(view, named),
+                };
+                found.is_some_and(|(b, own)| self.permitted(access, &b, what, &own))
+            }
+        };
+        (!allowed).then(|| match what {
+            What::Resource => Error::new(Kind::InvalidParams, format!("no server offers the resource {named}")),
+            _ => Error::new(Kind::InvalidParams, format!("unknown prompt: {named}")),
+        })
     }
 }
 

@@ -169,11 +169,43 @@ pub async fn watch(gateway: Arc<Gateway>, path: PathBuf) {
     on_change(path, || gateway.reload_logged("the configuration file changed")).await
 }
 
-/// Reads the users file again when it changes; a broken one is refused and the rules in force
-/// stay.
+/// Reads the users file again when it changes — the one the configuration names now (a reload
+/// may add one, or name another); a broken one is refused and the rules in force stay.
 pub async fn watch_users(gateway: Arc<Gateway>) {
-    let Some(path) = gateway.router.config().gateway.auth.users_file.clone() else { return };
-    on_change(path, || async { gateway.reload_users() }).await
+    let named = || gateway.router.config().gateway.auth.users_file.clone();
+    let mut watched = named();
+    let mut last = watched.as_deref().and_then(stamp);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now_named = named();
+        if now_named != watched {
+            // A reload changed which file. It read it, but the file may have changed since: read
+            // it again from the stamp taken now.
+            last = now_named.as_deref().and_then(stamp);
+            watched = now_named;
+            gateway.reload_users();
+            continue;
+        }
+        let Some(path) = watched.as_deref() else { continue };
+        let now = stamp(path);
+        if now == last || now.is_none() {
+            continue;
+        }
+        last = settled(path, now).await;
+        gateway.reload_users();
+    }
+}
+
+/// Waits until two looks at the file agree (editors write in several steps); its stamp then.
+async fn settled(path: &Path, mut seen: Option<(u64, u64, i64, i64)>) -> Option<(u64, u64, i64, i64)> {
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let again = stamp(path);
+        if again == seen {
+            return seen;
+        }
+        seen = again;
+    }
 }
 
 /// Calls `changed` whenever the file at `path` changes: one `stat` a second; a change counts
@@ -186,17 +218,7 @@ async fn on_change<F: std::future::Future<Output = ()>>(path: PathBuf, mut chang
         if now == last || now.is_none() {
             continue;
         }
-        // Debounce: wait until two looks agree.
-        let mut settled = now;
-        loop {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let again = stamp(&path);
-            if again == settled {
-                break;
-            }
-            settled = again;
-        }
-        last = settled;
+        last = settled(&path, now).await;
         changed().await;
     }
 }

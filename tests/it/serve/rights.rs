@@ -190,6 +190,25 @@ async fn each_user_sees_and_calls_only_what_is_granted_on_every_route() {
         }
     }
 
+    // Completions name a prompt or a resource: refused alike where they may not be used (alice
+    // has the local simple-* prompts and static resources, not completable-prompt or templates).
+    for (url, prompt_or_uri, allowed) in [
+        (&merged, json!({"type": "ref/prompt", "name": "local__completable-prompt"}), false),
+        (&local, json!({"type": "ref/prompt", "name": "completable-prompt"}), false),
+        (&local, json!({"type": "ref/resource", "uri": "demo://resource/dynamic/text/{resourceId}"}), false),
+        // Granted: it reaches the server (whatever the server makes of it).
+        (&local, json!({"type": "ref/resource", "uri": "demo://resource/static/document/architecture.md"}), true),
+    ] {
+        let auth = bearer(&alice);
+        let sid = open_session(url, &[("authorization", &auth)]).await;
+        let body = json!({"jsonrpc": "2.0", "id": 9, "method": "completion/complete",
+                          "params": {"ref": prompt_or_uri, "argument": {"name": "department", "value": "S"}}});
+        let r = call(url, &sid, &[("authorization", &auth)], &body.to_string()).await.message();
+        let refused = r["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("unknown prompt") || m.starts_with("no server offers"));
+        assert_eq!(!refused, allowed, "{url} {prompt_or_uri}: {r}");
+    }
     // Resources: listed and read only where granted, by URI (alice: the static documents).
     let resources = |url: String, user: String| async move {
         let auth = bearer(&user);
@@ -344,4 +363,33 @@ async fn the_seed_users_file_and_the_proxies_environment_work_unchanged() {
     );
     let wrong = mint(&issuer, json!({"claims": {"aud": public, "email": "admin@example.com"}})).await;
     assert_eq!(initialize(&url, Some(&wrong)).await.status, 401, "the audience is AUTH0_AUDIENCE's");
+}
+
+/// A users file a reload adds applies at once, and is watched from then on.
+#[tokio::test]
+async fn a_users_file_added_by_a_reload_applies_and_is_watched() {
+    let issuer = jwt_issuer().await;
+    let dir = tempdir("serve-users-added");
+    let (gw, public) = guarded_with(&dir, &issuer.url, None, json!({}), json!({})).await;
+    ready(&gw).await;
+    let url = format!("{public}/mcp");
+    let eve = mint(&issuer, json!({"claims": {"aud": public, "email": "eve@example.com"}})).await;
+    assert_eq!(initialize(&url, Some(&eve)).await.status, 200, "no users file: everyone");
+    let users = dir.join("users.json");
+    std::fs::write(&users, r#"{"alice@example.com": {"allowed_tools": ["*"]}}"#).unwrap();
+    let config = dir.join("mcpgate.json");
+    let mut cfg: Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    cfg["mcpgate"]["auth"]["usersFile"] = json!(users);
+    std::fs::write(&config, cfg.to_string()).unwrap();
+    let refused =
+        crate::idp::until(Duration::from_secs(10), || async { initialize(&url, Some(&eve)).await.status == 403 }).await;
+    assert!(refused, "the reload's users file applies:\n{}", gw.output());
+    std::fs::write(
+        &users,
+        r#"{"alice@example.com": {"allowed_tools": ["*"]}, "eve@example.com": {"allowed_tools": ["echo"]}}"#,
+    )
+    .unwrap();
+    let admitted =
+        crate::idp::until(Duration::from_secs(10), || async { initialize(&url, Some(&eve)).await.status == 200 }).await;
+    assert!(admitted, "the added file is watched:\n{}", gw.output());
 }
