@@ -138,11 +138,17 @@ impl Gateway {
         let Some(auth) = &self.auth else {
             return text(StatusCode::NOT_FOUND, "not found: this gateway authenticates no one\n".into());
         };
+        // Browser clients (behind the Origin guard, which ran first) fetch it cross-origin, with a
+        // preflight when they add `MCP-Protocol-Version`: CORS as on the MCP endpoints.
+        if parts.method == Method::OPTIONS {
+            return guard::preflight(&parts.headers);
+        }
         if !matches!(parts.method, Method::GET | Method::HEAD) {
             return not_allowed(&parts.method, "GET");
         }
         let mut resp = text(StatusCode::OK, crate::authn::metadata::document(auth.settings()).to_string());
         resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        guard::cors(&parts.headers, resp.headers_mut());
         resp
     }
 

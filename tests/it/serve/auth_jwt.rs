@@ -105,6 +105,21 @@ async fn every_route_takes_only_valid_tokens_from_the_issuer() {
         assert_eq!(doc["authorization_servers"], json!([issuer.url]), "{doc}");
         assert_eq!(doc["bearer_methods_supported"], json!(["header"]), "{doc}");
     }
+    // A browser client on a loopback origin can read it, after a preflight for the header it adds.
+    let metadata = format!("{public}/.well-known/oauth-protected-resource/mcp");
+    let origin = ("origin", "http://localhost:6274");
+    let pre =
+        [origin, ("access-control-request-method", "GET"), ("access-control-request-headers", "mcp-protocol-version")];
+    let r = request("OPTIONS", &metadata, &pre, "").await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert!(
+        r.header("access-control-allow-headers")
+            .is_some_and(|h| h.to_ascii_lowercase().contains("mcp-protocol-version"))
+    );
+    let r = request("GET", &metadata, &[origin], "").await;
+    assert_eq!((r.status, r.header("access-control-allow-origin")), (200, Some("http://localhost:6274")));
+    let r = request("GET", &metadata, &[("origin", "https://evil.example")], "").await;
+    assert_eq!(r.status, 403, "a foreign origin is refused by the guard: {}", r.body);
 
     // Tokens that must not pass, read before any key is: no fetch for them.
     let audience = json!({"aud": public});
