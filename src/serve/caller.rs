@@ -3,15 +3,15 @@
 //! is accounted for — counted in the
 //! metrics and, with an audit trail, written down — in one place.
 
+use std::cell::RefCell;
 use std::time::Instant;
-
-use serde_json::Value;
 
 use super::Gateway;
 use crate::authn::Caller;
 use crate::error::{Error, Kind};
-use crate::policy::Access;
+use crate::http::limits::Cached;
 use crate::policy::audit::Entry;
+use crate::policy::{Access, Policy};
 
 impl Gateway {
     /// The caller of a request (nobody in particular without authentication), or the refusal;
@@ -53,16 +53,25 @@ impl Gateway {
     /// What `caller` may see and use: everything without a users file; else their rights, or a
     /// 403 for someone the file does not name.
     pub(super) fn access(&self, caller: &Caller) -> Result<Access, Error> {
-        match &*self.policy.get() {
-            None => Ok(Access::everything()),
-            Some(policy) => policy.access(caller).map_err(|who| {
-                tracing::info!("refused: {who}");
-                Error::new(
-                    Kind::Forbidden,
-                    format!("{who}: ask the gateway's administrator to add you to its users file"),
-                )
-            }),
+        // Through this event loop's copy of the rules in force (as the Host/Origin guard is read:
+        // the shared one on every request would make the loops contend for it).
+        thread_local! {
+            static POLICY: RefCell<Option<Cached<Option<Policy>>>> = const { RefCell::new(None) };
         }
+        let access = POLICY.with_borrow_mut(|cached| {
+            let cached = match cached {
+                Some(c) if c.is_of(&self.policy) => c,
+                other => other.insert(self.policy.cached()),
+            };
+            match &**cached.get() {
+                None => Ok(Access::everything()),
+                Some(policy) => policy.access(caller),
+            }
+        });
+        access.map_err(|who| {
+            tracing::info!("refused: {who}");
+            Error::new(Kind::Forbidden, format!("{who}: ask the gateway's administrator to add you to its users file"))
+        })
     }
 }
 
@@ -74,14 +83,14 @@ pub(super) fn audit_entry(
 ) -> Option<Box<Entry>> {
     let method = msg.method()?;
     msg.id?;
-    let params = msg.params_value();
-    let name = msg.target_name().or_else(|| params.get("uri").and_then(Value::as_str).map(str::to_owned));
     Some(Box::new(Entry {
         user: caller.email.clone().or_else(|| caller.subject.clone()),
         client_id: caller.client_id.clone(),
         session: None,
         method: method.to_owned(),
-        name,
-        arguments: if with_arguments { params.get("arguments").cloned() } else { None },
+        // The tool's or prompt's name, or the resource's URI (`target_name` knows which).
+        name: msg.target_name(),
+        // The params read whole only when their values are to be written.
+        arguments: with_arguments.then(|| msg.params_value().get("arguments").cloned()).flatten(),
     }))
 }

@@ -166,24 +166,33 @@ pub async fn on_sighup(gateway: Arc<Gateway>) {
 
 /// Reloads when the file changes.
 pub async fn watch(gateway: Arc<Gateway>, path: PathBuf) {
-    on_change(path, || gateway.reload_logged("the configuration file changed")).await
+    on_change(|| Some(path.clone()), || gateway.reload_logged("the configuration file changed")).await
 }
 
 /// Reads the users file again when it changes — the one the configuration names now (a reload
 /// may add one, or name another); a broken one is refused and the rules in force stay.
 pub async fn watch_users(gateway: Arc<Gateway>) {
     let named = || gateway.router.config().gateway.auth.users_file.clone();
+    on_change(named, || async { gateway.reload_users() }).await
+}
+
+/// Calls `changed` whenever the file `named` names changes, or it names another: one `stat` a
+/// second; a change counts once the file has stayed the same for a moment (editors write in
+/// several steps). A file newly named was read by whoever named it, but may have changed since:
+/// it counts as changed, from the stamp taken then.
+async fn on_change<F: std::future::Future<Output = ()>>(
+    named: impl Fn() -> Option<PathBuf>,
+    mut changed: impl FnMut() -> F,
+) {
     let mut watched = named();
     let mut last = watched.as_deref().and_then(stamp);
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let now_named = named();
         if now_named != watched {
-            // A reload changed which file. It read it, but the file may have changed since: read
-            // it again from the stamp taken now.
             last = now_named.as_deref().and_then(stamp);
             watched = now_named;
-            gateway.reload_users();
+            changed().await;
             continue;
         }
         let Some(path) = watched.as_deref() else { continue };
@@ -192,7 +201,7 @@ pub async fn watch_users(gateway: Arc<Gateway>) {
             continue;
         }
         last = settled(path, now).await;
-        gateway.reload_users();
+        changed().await;
     }
 }
 
@@ -205,21 +214,6 @@ async fn settled(path: &Path, mut seen: Option<(u64, u64, i64, i64)>) -> Option<
             return seen;
         }
         seen = again;
-    }
-}
-
-/// Calls `changed` whenever the file at `path` changes: one `stat` a second; a change counts
-/// once the file has stayed the same for a moment (editors write in several steps).
-async fn on_change<F: std::future::Future<Output = ()>>(path: PathBuf, mut changed: impl FnMut() -> F) {
-    let mut last = stamp(&path);
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = stamp(&path);
-        if now == last || now.is_none() {
-            continue;
-        }
-        last = settled(&path, now).await;
-        changed().await;
     }
 }
 
