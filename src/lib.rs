@@ -6,6 +6,7 @@
 //! through a `transport` with `credentials` injected.
 
 pub mod authn;
+pub mod authz;
 pub mod cli;
 pub mod config;
 pub mod connect;

@@ -4,7 +4,7 @@
 //! (`http::endpoint::handle`), before anything else reads the request.
 
 pub mod bearer;
-mod jwks;
+pub(crate) mod jwks;
 pub mod jwt;
 pub mod keys;
 pub mod metadata;
@@ -19,6 +19,9 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Kind};
 use keys::KeySet;
+
+/// What a token may be signed with unless the configuration says otherwise.
+pub const DEFAULT_ALGORITHMS: &[Algorithm] = &[Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
 
 /// The `jwt` mode's settings, validated (`mcpgate.auth`).
 #[derive(Debug, Clone, PartialEq)]

@@ -67,15 +67,24 @@ pub struct Gateway {
 
 /// Who may call the gateway: `mode` `"none"` (anyone who reaches the listener) is for loopback; a
 /// listener beyond it without authentication is refused unless `allowUnauthenticated` says so.
-/// `"jwt"`: bearer tokens from an issuer (`jwt`).
+/// `"jwt"`: bearer tokens from an issuer (`jwt`). `"oauth"`: tokens the gateway issues itself.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Auth {
     pub allow_unauthenticated: bool,
     pub jwt: Option<crate::authn::Settings>,
+    /// `"oauth"`: the gateway is the authorization server, in front of an identity provider.
+    pub oauth: Option<crate::authz::Settings>,
     /// Who may use what (`usersFile`): read at start and whenever it changes.
     pub users_file: Option<PathBuf>,
     /// What each role grants (`roles`).
     pub roles: crate::policy::Roles,
+}
+
+impl Auth {
+    /// Whether callers are authenticated (a mode other than `none`).
+    pub fn authenticates(&self) -> bool {
+        self.jwt.is_some() || self.oauth.is_some()
+    }
 }
 
 /// A secret from the configuration: compared, never printed.

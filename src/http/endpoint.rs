@@ -71,6 +71,16 @@ pub trait Endpoint: Send + Sync + 'static {
 pub enum Route<V> {
     Mcp(V),
     Answered(Response<Body>),
+    /// A page or form of the endpoint's own (the authorization server's): answered from the
+    /// request's body, read here whole within `max_body`. No MCP layer applies to it.
+    Own(Own),
+}
+
+pub type Answer = Box<dyn FnOnce(Bytes) -> std::pin::Pin<Box<dyn Future<Output = Response<Body>> + Send>> + Send>;
+
+pub struct Own {
+    pub max_body: usize,
+    pub answer: Answer,
 }
 
 /// Serves one HTTP request.
@@ -83,10 +93,17 @@ pub async fn handle<E: Endpoint>(endpoint: Arc<E>, req: Request<RequestBody>, pe
         tracing::warn!("refused: {refusal}");
         return wire::error(&Error::new(Kind::Forbidden, refusal.to_string()), None);
     }
-    // 2. Route: an MCP endpoint, or what the endpoint answers itself (probes, metrics, 404).
+    // 2. Route: an MCP endpoint, or what the endpoint answers itself (probes, metrics, 404, the
+    //    authorization server's endpoints).
     let view = match endpoint.route(&parts, peer).await {
         Route::Mcp(view) => view,
         Route::Answered(resp) => return resp,
+        Route::Own(own) => {
+            return match read(body, own.max_body).await {
+                Ok(bytes) => (own.answer)(bytes).await,
+                Err(e) => wire::error(&e, None),
+            };
+        }
     };
     // 3. CORS preflight, answered here (a browser sends no credential with it).
     if parts.method == Method::OPTIONS {

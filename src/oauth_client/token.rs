@@ -59,6 +59,8 @@ pub struct Tokens {
     pub expires_at: Option<SystemTime>,
     pub refresh_token: Option<String>,
     pub scope: Option<String>,
+    /// An OpenID provider's ID token (the gateway as authorization server reads who signed in).
+    pub id_token: Option<String>,
 }
 
 pub enum Grant<'a> {
@@ -102,6 +104,7 @@ struct Success {
     expires_in: Option<serde_json::Value>,
     refresh_token: Option<String>,
     scope: Option<String>,
+    id_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -194,7 +197,13 @@ pub async fn request(
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(|s| now + Duration::from_secs_f64(s.min(10.0 * 365.0 * 86400.0)))
         .or_else(|| crate::token::jwt_expiry(&ok.access_token));
-    Ok(Tokens { access_token: ok.access_token, expires_at, refresh_token: ok.refresh_token, scope: ok.scope })
+    Ok(Tokens {
+        access_token: ok.access_token,
+        expires_at,
+        refresh_token: ok.refresh_token,
+        scope: ok.scope,
+        id_token: ok.id_token,
+    })
 }
 
 /// RFC 8693 token exchange at the user's identity provider: their ID token for an Identity

@@ -60,6 +60,7 @@ impl Endpoint for Gateway {
         Route::Mcp(match parts.uri.path() {
             "/mcp" => View::All,
             p if crate::authn::metadata::is_metadata_path(p) => return Route::Answered(self.resource_metadata(parts)),
+            p if crate::authz::AuthorizationServer::serves(p) => return self.authorization(parts),
             "/healthz" | "/readyz" | "/metrics" | "/admin/reload" => {
                 return Route::Answered(self.operational(parts, peer).await);
             }
@@ -150,6 +151,32 @@ impl Gateway {
         resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         guard::cors(&parts.headers, resp.headers_mut());
         resp
+    }
+
+    /// The authorization server's endpoints (`oauth` mode): CORS for its JSON ones (browser
+    /// clients register and redeem codes cross-origin), none for its pages.
+    fn authorization(&self, parts: &http::request::Parts) -> Route<View> {
+        let Some(authz) = self.authz.clone() else {
+            return Route::Answered(text(StatusCode::NOT_FOUND, "not found: this gateway issues no tokens\n".into()));
+        };
+        let page = matches!(parts.uri.path(), "/authorize" | crate::authz::CALLBACK);
+        if parts.method == Method::OPTIONS && !page {
+            return Route::Answered(guard::preflight(&parts.headers));
+        }
+        let (method, uri, headers) = (parts.method.clone(), parts.uri.clone(), parts.headers.clone());
+        Route::Own(crate::http::endpoint::Own {
+            max_body: crate::authz::AuthorizationServer::MAX_BODY,
+            answer: Box::new(move |body| {
+                Box::pin(async move {
+                    let cors_headers = (!page).then(|| headers.clone());
+                    let mut resp = authz.answer(method, uri, headers, body).await;
+                    if let Some(h) = cors_headers {
+                        guard::cors(&h, resp.headers_mut());
+                    }
+                    resp
+                })
+            }),
+        })
     }
 
     /// Health, readiness, metrics and reload: for probes, scrapers and the operator, never for a

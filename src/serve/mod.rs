@@ -56,6 +56,8 @@ pub struct Gateway {
     /// Who may call (`mcpgate.auth`'s `jwt` mode); `None`: anyone who reaches the listener. Set
     /// at start (a reload that changes it says it takes a restart).
     auth: Option<crate::authn::Authenticator>,
+    /// The authorization server (`oauth` mode): its endpoints beside `/mcp`. Set at start.
+    authz: Option<Arc<crate::authz::AuthorizationServer>>,
     /// Who may use what (the users file and roles), replaced when either changes; `None`:
     /// everyone everything.
     policy: Shared<Option<crate::policy::Policy>>,
@@ -101,6 +103,20 @@ pub enum StartError {
     Setup(String),
 }
 
+/// The Host/Origin rules: the configured ones, and in `oauth` mode the gateway's public origin
+/// (its consent page posts from there) and host.
+pub(super) fn guard_for(loopback: bool, cfg: &Config) -> Guard {
+    let (mut hosts, mut origins) = (cfg.gateway.allow_hosts.clone(), cfg.gateway.allow_origins.clone());
+    if let Some(oauth) = &cfg.gateway.auth.oauth {
+        origins.push(oauth.public_url.clone());
+        let host = oauth.public_url.parse::<http::Uri>().ok().and_then(|u| u.host().map(str::to_owned));
+        if let Some(host) = host.filter(|_| loopback || !hosts.is_empty()) {
+            hosts.push(host);
+        }
+    }
+    Guard::new(loopback, &hosts, &origins)
+}
+
 /// Starts the gateway; returns once it has shut down.
 pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), StartError> {
     let cfg = Arc::new(config::load(&opts.config)?);
@@ -108,7 +124,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
     let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
     let local = listener.local_addr().map_err(|source| StartError::Listen { addr, source })?;
     // Beyond loopback, every caller is a stranger: without authentication, only when told so.
-    if !local.ip().is_loopback() && cfg.gateway.auth.jwt.is_none() {
+    if !local.ip().is_loopback() && !cfg.gateway.auth.authenticates() {
         if !cfg.gateway.auth.allow_unauthenticated {
             return Err(StartError::Unauthenticated { addr: local });
         }
@@ -117,8 +133,19 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
              call every server"
         );
     }
-    let guard = Guard::new(local.ip().is_loopback(), &cfg.gateway.allow_hosts, &cfg.gateway.allow_origins);
+    let guard = guard_for(local.ip().is_loopback(), &cfg);
     let auth = &cfg.gateway.auth;
+    // The authorization server (`oauth` mode), and how every request's token is checked.
+    let (authn, authz) = match (&auth.jwt, &auth.oauth) {
+        (Some(jwt), _) => (Some(crate::authn::Authenticator::new(jwt.clone())), None),
+        (None, Some(oauth)) => {
+            let server = crate::authz::AuthorizationServer::open(oauth.clone())
+                .await
+                .map_err(|e| StartError::Setup(format!("mcpgate.auth: {e}")))?;
+            (Some(crate::authn::Authenticator::new(server.resource_settings(oauth.scopes.clone()))), Some(server))
+        }
+        (None, None) => (None, None),
+    };
     let policy = match &auth.users_file {
         Some(path) => Some(crate::policy::Policy::load(path, auth.roles.clone()).map_err(StartError::Setup)?),
         None => None,
@@ -135,7 +162,8 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
         router: Router::new(cfg.clone()),
         sessions: SessionTable::new(cfg.gateway.sessions),
         guard: Shared::new(guard),
-        auth: cfg.gateway.auth.jwt.clone().map(crate::authn::Authenticator::new),
+        auth: authn,
+        authz,
         policy: Shared::new(policy),
         audit,
         loopback: local.ip().is_loopback(),

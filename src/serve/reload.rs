@@ -14,7 +14,6 @@ use serde_json::json;
 use super::Gateway;
 use super::router::Backend;
 use crate::config;
-use crate::http::guard::Guard;
 
 /// What a reload did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -46,7 +45,7 @@ impl Gateway {
             tracing::warn!("mcpgate.threads changed: that takes a restart; the rest is applied");
         }
         let (was, now) = (&old.gateway.auth, &next.gateway.auth);
-        if (&was.jwt, was.allow_unauthenticated) != (&now.jwt, now.allow_unauthenticated) {
+        if (&was.jwt, &was.oauth, was.allow_unauthenticated) != (&now.jwt, &now.oauth, now.allow_unauthenticated) {
             tracing::warn!("mcpgate.auth changed: that takes a restart; the rest is applied");
         }
         let users_changed = (&was.users_file, &was.roles) != (&now.users_file, &now.roles);
@@ -77,7 +76,7 @@ impl Gateway {
             self.reload_users();
         }
         // The listener's rules apply from the next request on (a new connection, for the caps).
-        self.guard.set(Guard::new(self.loopback, &next.gateway.allow_hosts, &next.gateway.allow_origins));
+        self.guard.set(super::guard_for(self.loopback, &next));
         // Read when shutdown begins: a changed `shutdownGrace` needs nothing more.
         self.edge.set(next.gateway.limits.clone());
         if next.gateway.session_ttl != old_ttl {

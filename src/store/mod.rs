@@ -260,6 +260,27 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
+/// Sealing for another holder of secrets (the authorization server's state): the same AEAD and
+/// key-file rules as the store's records, a key file in `dir` (0600), never the keychain (a
+/// server has none).
+pub struct Sealer(crypto::Key);
+
+impl Sealer {
+    pub fn load_or_create(dir: &Path) -> Result<Sealer, String> {
+        crypto::Key::load_or_create(dir, None).map(Sealer)
+    }
+
+    /// `plain` sealed for the record `owner` names.
+    pub fn seal(&self, owner: &str, plain: &[u8]) -> Result<String, String> {
+        self.0.seal(owner, plain)
+    }
+
+    /// What was sealed for `owner`; `None` if it was sealed for another, or altered.
+    pub fn open(&self, owner: &str, sealed: &str) -> Option<Vec<u8>> {
+        self.0.open(owner, sealed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ use jsonwebtoken::Algorithm;
 
 use super::{Check, Members, Node, Value, get, join};
 use crate::authn::{Keys, Settings, StaticKeys};
-use crate::config::Auth;
+use crate::config::{Auth, Secret};
 
 const KEYS: &[&str] = &[
     "mode",
@@ -24,7 +24,14 @@ const KEYS: &[&str] = &[
     "scopes",
     "usersFile",
     "roles",
+    "provider",
+    "stateDir",
+    "accessTokenLifetime",
+    "refreshTokenLifetime",
+    "refreshGrace",
 ];
+const JWT_ONLY: &[&str] = &["issuer", "audience", "jwksUrl", "publicKeyFile", "algorithms", "leeway"];
+const OAUTH_ONLY: &[&str] = &["provider", "stateDir", "accessTokenLifetime", "refreshTokenLifetime", "refreshGrace"];
 /// The algorithms a public key verifies (RFC 8725 §3.1: an allow-list; HMAC never, its key
 /// would be the public one).
 const ALGORITHMS: &[(&str, Algorithm)] = &[
@@ -38,7 +45,6 @@ const ALGORITHMS: &[(&str, Algorithm)] = &[
     ("ES384", Algorithm::ES384),
     ("EdDSA", Algorithm::EdDSA),
 ];
-const DEFAULT_ALGORITHMS: &[Algorithm] = &[Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
 const MAX_LEEWAY: Duration = Duration::from_secs(300);
 
 pub(super) fn auth(c: &mut Check, node: &Node, path: &str) -> Auth {
@@ -49,32 +55,157 @@ pub(super) fn auth(c: &mut Check, node: &Node, path: &str) -> Auth {
     if let Some(n) = get(members, "allowUnauthenticated") {
         auth.allow_unauthenticated = c.bool(n, &join(path, "allowUnauthenticated")).unwrap_or(false);
     }
+    let for_mode = |k: &str| {
+        if JWT_ONLY.contains(&k) {
+            "is for \"mode\": \"jwt\""
+        } else if OAUTH_ONLY.contains(&k) {
+            "is for \"mode\": \"oauth\""
+        } else {
+            "is for \"mode\": \"jwt\" or \"oauth\""
+        }
+    };
     match mode.as_deref() {
         None | Some("none") => {
-            let jwt_only = KEYS[2..].iter().find(|k| get(members, k).is_some());
-            if let Some(k) = jwt_only {
-                c.fail(&join(path, k), node.pos, "is for \"mode\": \"jwt\"");
+            if let Some(k) = KEYS[2..].iter().find(|k| get(members, k).is_some()) {
+                c.fail(&join(path, k), node.pos, for_mode(k));
             }
         }
-        Some("jwt") => {
+        Some(m @ ("jwt" | "oauth")) => {
             if auth.allow_unauthenticated {
-                c.fail(&join(path, "allowUnauthenticated"), node.pos, "is for \"mode\": \"none\" (jwt authenticates)");
+                c.fail(
+                    &join(path, "allowUnauthenticated"),
+                    node.pos,
+                    "is for \"mode\": \"none\" (this mode authenticates)",
+                );
             }
-            auth.jwt = jwt(c, node, members, path);
+            let foreign = if m == "jwt" { OAUTH_ONLY } else { JWT_ONLY };
+            for k in foreign.iter().filter(|k| get(members, k).is_some()) {
+                c.fail(&join(path, k), node.pos, for_mode(k));
+            }
+            if m == "jwt" {
+                auth.jwt = jwt(c, node, members, path);
+            } else {
+                auth.oauth = oauth(c, node, members, path);
+            }
             auth.users_file =
                 text(c, "usersFile").or_else(|| (c.env)("MCP_USERS_PATH").filter(|v| !v.is_empty())).map(Into::into);
             if let Some(n) = get(members, "roles") {
                 auth.roles = roles(c, n, &join(path, "roles"));
             }
         }
-        Some("oauth") => c.fail(
-            &join(path, "mode"),
-            node.pos,
-            "\"oauth\" is not available in this version of mcpgate; \"none\" and \"jwt\" are",
-        ),
-        Some(other) => c.fail(&join(path, "mode"), node.pos, format!("must be \"none\" or \"jwt\", not {other:?}")),
+        Some(other) => {
+            c.fail(&join(path, "mode"), node.pos, format!("must be \"none\", \"jwt\" or \"oauth\", not {other:?}"))
+        }
     }
     auth
+}
+
+/// The `oauth` mode: the gateway as authorization server in front of an OpenID provider. The
+/// provider's fields fall back to the Auth0 proxy's environment (`MCP_AUTH_PROVIDER=auth0`,
+/// `AUTH0_DOMAIN`, `AUTH0_CLIENT_ID`, `AUTH0_CLIENT_SECRET`, `AUTH0_AUDIENCE`) or the generic
+/// OpenID one (`OIDC_ISSUER_URL`, `OIDC_CLIENT_ID`, `OIDC_CLIENT_SECRET`).
+fn oauth(c: &mut Check, node: &Node, members: Members<'_>, path: &str) -> Option<crate::authz::Settings> {
+    let before = c.seen();
+    let public_url = public_url(c, node, members, path);
+    let env = |c: &Check, k: &str| (c.env)(k).filter(|v| !v.is_empty());
+    let ppath = join(path, "provider");
+    let provider_node = get(members, "provider");
+    let pm = match provider_node {
+        Some(n) => c.object(n, &ppath, &["issuer", "clientId", "clientSecret", "scopes", "audience"], &[]),
+        None => None,
+    };
+    let pos = provider_node.map_or(node.pos, |n| n.pos);
+    let ptext = |c: &mut Check, k: &str| pm.and_then(|m| get(m, k)).and_then(|n| c.string(n, &join(&ppath, k)));
+    let auth0 = match env(c, "MCP_AUTH_PROVIDER").as_deref() {
+        Some("auth0") => true,
+        Some("oidc") => false,
+        Some(other) => {
+            c.fail(&ppath, pos, format!("MCP_AUTH_PROVIDER is {other:?}: it must be \"auth0\" or \"oidc\""));
+            false
+        }
+        None => env(c, "OIDC_ISSUER_URL").is_none() && env(c, "AUTH0_DOMAIN").is_some(),
+    };
+    let from_env = |c: &Check, auth0_name: &str, oidc_name: &str| env(c, if auth0 { auth0_name } else { oidc_name });
+    let issuer = ptext(c, "issuer").or_else(|| {
+        if auth0 {
+            env(c, "AUTH0_DOMAIN")
+                .map(|d| format!("https://{}/", d.trim_start_matches("https://").trim_end_matches('/')))
+        } else {
+            env(c, "OIDC_ISSUER_URL")
+        }
+    });
+    match &issuer {
+        None => c.fail(
+            &join(&ppath, "issuer"),
+            pos,
+            "is required (or OIDC_ISSUER_URL, or AUTH0_DOMAIN): the identity provider users sign in at",
+        ),
+        Some(i) => {
+            if let Err(e) = crate::url::parse(i) {
+                c.fail(&join(&ppath, "issuer"), pos, e);
+            }
+        }
+    }
+    let client_id = ptext(c, "clientId").or_else(|| from_env(c, "AUTH0_CLIENT_ID", "OIDC_CLIENT_ID"));
+    if client_id.is_none() {
+        c.fail(
+            &join(&ppath, "clientId"),
+            pos,
+            "is required (or OIDC_CLIENT_ID, or AUTH0_CLIENT_ID): the gateway's client at the provider",
+        );
+    }
+    let client_secret =
+        ptext(c, "clientSecret").or_else(|| from_env(c, "AUTH0_CLIENT_SECRET", "OIDC_CLIENT_SECRET")).map(Secret);
+    let provider_scopes = match pm.and_then(|m| get(m, "scopes")) {
+        Some(n) => c.strings(n, &join(&ppath, "scopes")),
+        None => vec!["openid".into(), "email".into(), "profile".into()],
+    };
+    let audience = ptext(c, "audience").or_else(|| if auth0 { env(c, "AUTH0_AUDIENCE") } else { None });
+    let state_dir = get(members, "stateDir")
+        .and_then(|n| c.string(n, &join(path, "stateDir")))
+        .or_else(|| env(c, "MCPGATE_STATE_DIR"))
+        .map(std::path::PathBuf::from)
+        .or_else(|| env(c, "XDG_STATE_HOME").map(|d| std::path::Path::new(&d).join("mcpgate")))
+        .or_else(|| env(c, "HOME").map(|h| std::path::Path::new(&h).join(".local/state/mcpgate")));
+    if state_dir.is_none() {
+        c.fail(&join(path, "stateDir"), node.pos, "is required here (no MCPGATE_STATE_DIR, XDG_STATE_HOME or HOME)");
+    }
+    let duration = |c: &mut Check, k: &str, default: Duration, min: Duration, max: Duration| match get(members, k) {
+        None => default,
+        Some(n) => match c.duration(n, &join(path, k)) {
+            Some(d) if (min..=max).contains(&d) => d,
+            Some(_) => {
+                let show = |d: Duration| format!("{}s", d.as_secs());
+                c.fail(&join(path, k), n.pos, format!("must be between {} and {}", show(min), show(max)));
+                default
+            }
+            None => default,
+        },
+    };
+    let minute = Duration::from_secs(60);
+    let day = Duration::from_secs(86400);
+    let access_ttl = duration(c, "accessTokenLifetime", 15 * minute, minute, day);
+    let refresh_ttl = duration(c, "refreshTokenLifetime", 30 * day, Duration::from_secs(3600), 365 * day);
+    let refresh_grace = duration(c, "refreshGrace", Duration::from_secs(30), Duration::ZERO, 5 * minute);
+    let scopes = get(members, "scopes").map(|n| c.strings(n, &join(path, "scopes"))).unwrap_or_default();
+    if c.seen() != before {
+        return None;
+    }
+    Some(crate::authz::Settings {
+        public_url: public_url?,
+        provider: crate::authz::Provider {
+            issuer: issuer?,
+            client_id: client_id?,
+            client_secret,
+            scopes: provider_scopes,
+            audience,
+        },
+        state_dir: state_dir?,
+        access_ttl,
+        refresh_ttl,
+        refresh_grace,
+        scopes,
+    })
 }
 
 /// `mcpgate.audit`: `{"file": "/var/log/mcpgate/audit.jsonl"}` (or `"-"`: stdout), and
@@ -143,23 +274,11 @@ fn roles(c: &mut Check, node: &Node, path: &str) -> crate::policy::Roles {
     roles
 }
 
-fn jwt(c: &mut Check, node: &Node, members: Members<'_>, path: &str) -> Option<Settings> {
-    let before = c.seen();
+/// `publicUrl` (or `MCP_BASE_URL`): the gateway's public origin, which tokens name.
+fn public_url(c: &mut Check, node: &Node, members: Members<'_>, path: &str) -> Option<String> {
     let at = |k: &str| get(members, k).map_or(node.pos, |n| n.pos);
     let text = |c: &mut Check, k: &str| get(members, k).and_then(|n| c.string(n, &join(path, k)));
     let env = |c: &Check, k: &str| (c.env)(k).filter(|v| !v.is_empty());
-
-    let issuer = text(c, "issuer")
-        .or_else(|| env(c, "OIDC_ISSUER_URL"))
-        .or_else(|| env(c, "AUTH0_DOMAIN").map(|d| format!("https://{}/", d.trim_end_matches('/'))));
-    match &issuer {
-        None => c.fail(&join(path, "issuer"), node.pos, "is required (or OIDC_ISSUER_URL, or AUTH0_DOMAIN)"),
-        Some(i) => {
-            if let Err(e) = crate::url::parse(i) {
-                c.fail(&join(path, "issuer"), at("issuer"), e);
-            }
-        }
-    }
     let public_url =
         text(c, "publicUrl").or_else(|| env(c, "MCP_BASE_URL")).map(|u| u.trim_end_matches('/').to_owned());
     match &public_url {
@@ -179,6 +298,27 @@ fn jwt(c: &mut Check, node: &Node, members: Members<'_>, path: &str) -> Option<S
             Ok(_) => {}
         },
     }
+    public_url
+}
+
+fn jwt(c: &mut Check, node: &Node, members: Members<'_>, path: &str) -> Option<Settings> {
+    let before = c.seen();
+    let at = |k: &str| get(members, k).map_or(node.pos, |n| n.pos);
+    let text = |c: &mut Check, k: &str| get(members, k).and_then(|n| c.string(n, &join(path, k)));
+    let env = |c: &Check, k: &str| (c.env)(k).filter(|v| !v.is_empty());
+
+    let issuer = text(c, "issuer")
+        .or_else(|| env(c, "OIDC_ISSUER_URL"))
+        .or_else(|| env(c, "AUTH0_DOMAIN").map(|d| format!("https://{}/", d.trim_end_matches('/'))));
+    match &issuer {
+        None => c.fail(&join(path, "issuer"), node.pos, "is required (or OIDC_ISSUER_URL, or AUTH0_DOMAIN)"),
+        Some(i) => {
+            if let Err(e) = crate::url::parse(i) {
+                c.fail(&join(path, "issuer"), at("issuer"), e);
+            }
+        }
+    }
+    let public_url = public_url(c, node, members, path);
     let audiences = match get(members, "audience") {
         Some(n) if matches!(n.value, Value::Array(_)) => c.strings(n, &join(path, "audience")),
         Some(n) => c.string(n, &join(path, "audience")).into_iter().collect(),
@@ -214,7 +354,7 @@ fn jwt(c: &mut Check, node: &Node, members: Members<'_>, path: &str) -> Option<S
         (None, None) => Some(Keys::Discover),
     };
     let algorithms = match get(members, "algorithms") {
-        None => DEFAULT_ALGORITHMS.to_vec(),
+        None => crate::authn::DEFAULT_ALGORITHMS.to_vec(),
         Some(n) => {
             let p = join(path, "algorithms");
             let mut algs = Vec::new();

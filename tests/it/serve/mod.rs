@@ -54,6 +54,7 @@
 //! processes, which tokio's paused clock cannot reach.
 
 mod auth_jwt;
+mod auth_oauth;
 mod bytes;
 mod cancellation;
 mod client_caps;

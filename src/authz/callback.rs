@@ -1,0 +1,124 @@
+//! `/oauth/callback`: the identity provider sends the user back here. The sign-in it answers
+//! is found by `state` (used once), its issuer checked (RFC 9207, against mix-up), the code
+//! redeemed and the ID token read (`provider.rs`); then the client gets its own code, bound to
+//! everything its request said, and the user a cookie that lets a remembered consent skip the
+//! page next time.
+
+use std::time::Duration;
+
+use http::header::SET_COOKIE;
+use http::{Method, Response, StatusCode};
+
+use super::authorize::{back_with_error, consent_key, has_consented};
+use super::records::{self, Code, Consent, Login, Pending};
+use super::state::{Table, now_secs};
+use super::wire::{self, Request};
+use super::{AuthorizationServer, CALLBACK, cookies};
+use crate::http::body::Body;
+
+/// A code's life: enough to redeem it at once (RFC 6749 §4.1.2 recommends at most 10 minutes).
+pub const CODE_TTL: Duration = Duration::from_secs(60);
+/// How long a consent is remembered.
+const CONSENT_TTL: Duration = Duration::from_secs(90 * 86400);
+/// How long the signed-in cookie lasts.
+const USER_COOKIE: u64 = 12 * 3600;
+
+pub async fn answer(server: &AuthorizationServer, req: &Request) -> Response<Body> {
+    if !matches!(req.method, Method::GET) {
+        return wire::method_not_allowed("GET");
+    }
+    let params = match req.params() {
+        Ok(p) => p,
+        Err(e) => return wire::error_page(StatusCode::BAD_REQUEST, &e),
+    };
+    let unknown = || {
+        wire::error_page(StatusCode::BAD_REQUEST, "this sign-in is unknown or expired; start it again from your client")
+    };
+    let Some(state) = params.get("state") else { return unknown() };
+    let login: Login = match records::take(&*server.state, Table::Login, state).await {
+        Ok(Some(l)) => l,
+        Ok(None) => return unknown(),
+        Err(e) => {
+            tracing::error!("{e}");
+            return wire::error_page(StatusCode::SERVICE_UNAVAILABLE, "the gateway cannot sign anyone in now");
+        }
+    };
+    let pending: Pending = match records::take(&*server.state, Table::Request, &login.request).await {
+        Ok(Some(p)) => p,
+        _ => return unknown(),
+    };
+    // The provider's own issuer, when it says so or is bound to (RFC 9207 §2.4).
+    match server.provider.sends_iss().await {
+        Ok((must, issuer)) => {
+            let given = params.get("iss");
+            if (must && given.is_none()) || given.is_some_and(|g| g != issuer) {
+                tracing::warn!("the identity provider's answer names another issuer; refused (mix-up)");
+                return back_with_error(
+                    server,
+                    &pending,
+                    "access_denied",
+                    "the sign-in answer came from another issuer",
+                );
+            }
+        }
+        Err(e) => {
+            tracing::warn!("{e}");
+            return back_with_error(
+                server,
+                &pending,
+                "temporarily_unavailable",
+                "the identity provider cannot be reached",
+            );
+        }
+    }
+    if let Some(error) = params.get("error") {
+        tracing::info!(error = %error.chars().take(64).collect::<String>(), "the identity provider refused the sign-in");
+        return back_with_error(
+            server,
+            &pending,
+            "access_denied",
+            "the sign-in at the identity provider did not complete",
+        );
+    }
+    let Some(code) = params.get("code") else {
+        return back_with_error(server, &pending, "access_denied", "the identity provider sent no code");
+    };
+    let Some(verifier) = server.sealer.open(&format!("login:{state}"), &login.verifier) else {
+        return back_with_error(server, &pending, "server_error", "the sign-in's verifier cannot be read");
+    };
+    let verifier = String::from_utf8_lossy(&verifier);
+    let callback = format!("{}{CALLBACK}", server.settings.public_url);
+    let user = match server.provider.redeem(code, &verifier, &callback, &login.nonce).await {
+        Ok(user) => user,
+        Err(e) => {
+            tracing::warn!("a sign-in failed: {e}");
+            return back_with_error(server, &pending, "access_denied", "the sign-in at the identity provider failed");
+        }
+    };
+    // No page was shown because another user consented: this one must have, too.
+    if pending.remembered_for.as_ref().is_some_and(|s| *s != user.sub)
+        && !has_consented(server, &user.sub, &pending).await
+    {
+        return back_with_error(server, &pending, "access_denied", "consent is required; start the sign-in again");
+    }
+    let consent = Consent { scope: pending.scope.clone() };
+    let key = consent_key(&user.sub, &pending.client_id);
+    if let Err(e) = records::write(&*server.state, Table::Consent, &key, &consent, Some(CONSENT_TTL)).await {
+        tracing::warn!("{e}");
+    }
+    let code = wire::random();
+    let record = Code { request: pending.clone(), user: user.clone() };
+    if let Err(e) = records::write(&*server.state, Table::Code, &wire::digest(&code), &record, Some(CODE_TTL)).await {
+        tracing::error!("{e}");
+        return back_with_error(server, &pending, "temporarily_unavailable", "the gateway cannot sign anyone in now");
+    }
+    tracing::info!(user = %user.email.as_deref().unwrap_or(&user.sub), client = %pending.client_id, "signed in");
+    let iss = server.settings.public_url.as_str();
+    let state = pending.state.as_deref().unwrap_or("");
+    let mut resp =
+        wire::redirect(&wire::with_query(&pending.redirect_uri, &[("code", &code), ("state", state), ("iss", iss)]));
+    let names = cookies::names(&server.settings.public_url);
+    let value = cookies::user_value(&server.cookie_key, &user.sub, now_secs() + USER_COOKIE);
+    resp.headers_mut().append(SET_COOKIE, names.set(names.user, &value, Some(USER_COOKIE)));
+    resp
+}

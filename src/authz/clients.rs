@@ -1,0 +1,159 @@
+//! Who the clients are: a registered client's record, its redirect URIs (what may be registered,
+//! and when a request's matches one), and its authentication at the token and revocation
+//! endpoints.
+
+use base64::Engine;
+use http::{StatusCode, Uri};
+use subtle::ConstantTimeEq;
+
+use super::AuthorizationServer;
+use super::records::{self, Client};
+use super::state::Table;
+use super::wire::{self, Params, Request};
+use crate::http::body::Body;
+
+/// Loopback host names: a redirect there stays on the user's machine.
+fn is_loopback(host: &str) -> bool {
+    matches!(host, "127.0.0.1" | "[::1]" | "::1" | "localhost")
+}
+
+/// Whether `raw` may be registered as a redirect URI: an absolute https URL, or http to
+/// loopback (a native client's listener, RFC 8252 §7.3); no fragment, no user info.
+pub fn check_redirect_uri(raw: &str) -> Result<(), String> {
+    if raw.len() > 2000 {
+        return Err("a redirect URI is longer than 2000 characters".into());
+    }
+    if raw.contains('#') {
+        return Err(format!("{raw:?} has a fragment"));
+    }
+    let uri: Uri = raw.parse().map_err(|_| format!("{raw:?} is not an absolute URL"))?;
+    let host = uri.host().unwrap_or("");
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(format!("{raw:?} carries user info"));
+    }
+    match uri.scheme_str() {
+        Some("https") if !host.is_empty() => Ok(()),
+        Some("http") if is_loopback(host) => Ok(()),
+        Some("http") => Err(format!("{raw:?}: plain http is only for loopback (127.0.0.1, [::1], localhost)")),
+        _ => Err(format!("{raw:?} must be an https URL, or http to loopback")),
+    }
+}
+
+/// Whether `given` names `registered`: the same string, except that a loopback redirect may use
+/// any port (a native client listens on whatever port is free: RFC 8252 §7.3).
+pub fn redirect_matches(registered: &str, given: &str) -> bool {
+    if registered == given {
+        return true;
+    }
+    let (Ok(r), Ok(g)) = (registered.parse::<Uri>(), given.parse::<Uri>()) else { return false };
+    r.scheme_str() == Some("http")
+        && g.scheme_str() == Some("http")
+        && r.host().is_some_and(|h| is_loopback(h) && h != "localhost")
+        && r.host() == g.host()
+        && !given.contains('#')
+        && !g.authority().is_some_and(|a| a.as_str().contains('@'))
+        && r.path_and_query().map(|p| p.as_str()) == g.path_and_query().map(|p| p.as_str())
+}
+
+pub async fn find(server: &AuthorizationServer, client_id: &str) -> Result<Option<Client>, String> {
+    if client_id.len() > 256 {
+        return Ok(None);
+    }
+    records::read(&*server.state, Table::Client, client_id).await.map_err(|e| e.to_string())
+}
+
+/// The client a token or revocation request comes from, authenticated as it registered: HTTP
+/// Basic, a secret in the form, or (public clients) its id alone. Refusals are the RFC's
+/// `invalid_client` (401).
+pub async fn authenticate(
+    server: &AuthorizationServer,
+    req: &Request,
+    params: &Params,
+) -> Result<Client, Box<http::Response<Body>>> {
+    let refuse = |why: &str| Box::new(wire::oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", why));
+    let basic = req.header(http::header::AUTHORIZATION).and_then(|v| {
+        let b64 = v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic "))?;
+        let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+        let text = String::from_utf8(raw).ok()?;
+        let (id, secret) = text.split_once(':')?;
+        // RFC 6749 §2.3.1: both form-encoded before Basic.
+        let decode = |s: &str| form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+        Some((decode(id)?, decode(secret)?))
+    });
+    if req.headers.contains_key(http::header::AUTHORIZATION) && basic.is_none() {
+        return Err(refuse("the Authorization header is not HTTP Basic client authentication"));
+    }
+    let (id, secret, method) = match (&basic, params.get("client_id"), params.get("client_secret")) {
+        (Some(_), _, Some(_)) => return Err(refuse("one client authentication method at a time")),
+        (Some((id, secret)), form_id, None) => {
+            if form_id.is_some_and(|f| f != id) {
+                return Err(refuse("client_id differs from the authenticated client"));
+            }
+            (id.as_str(), Some(secret.as_str()), "client_secret_basic")
+        }
+        (None, Some(id), Some(secret)) => (id, Some(secret), "client_secret_post"),
+        (None, Some(id), None) => (id, None, "none"),
+        (None, None, _) => return Err(refuse("no client_id")),
+    };
+    let client = match find(server, id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return Err(refuse("unknown client")),
+        Err(e) => {
+            return Err(Box::new(wire::oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", &e)));
+        }
+    };
+    match (&client.secret_hash, secret) {
+        (None, None) => Ok(client),
+        (None, Some(_)) => Err(refuse("this client registered no secret (token_endpoint_auth_method none)")),
+        (Some(_), None) => Err(refuse("this client must authenticate with its secret")),
+        (Some(hash), Some(secret)) => {
+            if client.auth_method != method {
+                tracing::debug!(client = %client.client_id, registered = %client.auth_method, used = method, "client authentication method differs");
+            }
+            if bool::from(wire::digest(secret).as_bytes().ct_eq(hash.as_bytes())) {
+                Ok(client)
+            } else {
+                Err(refuse("wrong client secret"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_https_or_loopback_redirects_register() {
+        for ok in [
+            "https://claude.ai/api/mcp/auth_callback",
+            "http://127.0.0.1:3000/cb",
+            "http://localhost/cb",
+            "http://[::1]:9/x?y=1",
+        ] {
+            assert_eq!(check_redirect_uri(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "http://evil.example/cb",
+            "https://a.example/cb#frag",
+            "https://user@a.example/cb",
+            "javascript:alert(1)",
+            "/relative",
+            "cursor://callback",
+            "",
+            "http://127.0.0.1.evil.example/cb",
+        ] {
+            assert!(check_redirect_uri(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_loopback_redirect_may_change_its_port_and_nothing_else() {
+        assert!(redirect_matches("http://127.0.0.1/cb", "http://127.0.0.1:51000/cb"));
+        assert!(redirect_matches("http://127.0.0.1:1/cb", "http://127.0.0.1:2/cb"));
+        assert!(!redirect_matches("http://127.0.0.1/cb", "http://127.0.0.1:51000/cb2"));
+        assert!(!redirect_matches("http://127.0.0.1/cb", "http://127.0.0.2/cb"));
+        assert!(!redirect_matches("https://a.example/cb", "https://a.example:444/cb"));
+        assert!(!redirect_matches("http://localhost/cb", "http://localhost:9/cb"));
+    }
+}

@@ -1,0 +1,147 @@
+//! The gateway as an OAuth 2.1 authorization server (`"mode": "oauth"`): MCP clients register
+//! with it, sign their users in through it, and get its own short-lived tokens; the user proves
+//! who they are at the real identity provider behind it (any OpenID provider: Auth0, Entra ID,
+//! Okta, Keycloak), whose tokens never reach a client. One file per endpoint, named after what
+//! it implements:
+//!
+//! | path                                         | file           | RFC                          |
+//! |----------------------------------------------|----------------|------------------------------|
+//! | `/.well-known/oauth-authorization-server`    | `metadata.rs`  | 8414                         |
+//! | `/jwks`                                      | `signing.rs`   | 7517                         |
+//! | `POST /register`                             | `register.rs`  | 7591                         |
+//! | `/authorize` (GET: consent page; POST: yes/no) | `authorize.rs`, `consent.rs` | 6749 §4.1, 7636, 9207 |
+//! | `/oauth/callback` (the provider's answer)    | `callback.rs`, `provider.rs` | OpenID Connect Core |
+//! | `POST /token`                                | `token.rs`, `refresh.rs` | 6749 §4.1.3, §6; 8707 |
+//! | `POST /revoke`                               | `revoke.rs`    | 7009                         |
+//!
+//! What it remembers is in `state` (embedded by default), secrets sealed (`records.rs`).
+
+mod authorize;
+mod callback;
+mod clients;
+mod consent;
+mod cookies;
+mod metadata;
+mod provider;
+mod records;
+mod refresh;
+mod register;
+mod revoke;
+mod signing;
+pub mod state;
+mod token;
+mod wire;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Response, Uri};
+
+use crate::config::Secret;
+use crate::http::body::Body;
+use state::State;
+
+/// The `oauth` mode's settings, validated (`mcpgate.auth`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The gateway's public origin: its issuer identifier and the resource its tokens are for.
+    pub public_url: String,
+    pub provider: Provider,
+    /// Where the state lives (created 0700 on first run).
+    pub state_dir: PathBuf,
+    /// Lifetime of the access tokens the gateway signs.
+    pub access_ttl: Duration,
+    /// Lifetime of a sign-in's refresh tokens, from the sign-in.
+    pub refresh_ttl: Duration,
+    /// How long a refresh token already used is still accepted (two windows refreshing at once).
+    pub refresh_grace: Duration,
+    /// Scopes clients may ask for (advertised); none: any.
+    pub scopes: Vec<String>,
+}
+
+/// The identity provider users sign in at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Provider {
+    pub issuer: String,
+    /// The gateway's client at the provider (registered once by the admin).
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    /// Asked for at sign-in (`openid` always).
+    pub scopes: Vec<String>,
+    /// Auth0's `audience` parameter, when set.
+    pub audience: Option<String>,
+}
+
+/// The path the provider sends the user back to.
+pub const CALLBACK: &str = "/oauth/callback";
+
+/// The authorization server at work.
+pub struct AuthorizationServer {
+    settings: Settings,
+    state: Arc<dyn State>,
+    sealer: crate::store::Sealer,
+    signing: signing::Signing,
+    provider: provider::Upstream,
+    /// Signs browser-bound values (the consent form's anti-forgery token, the user cookie).
+    cookie_key: ring::hmac::Key,
+}
+
+impl AuthorizationServer {
+    /// Opens (or creates) the state and the signing keys.
+    pub async fn open(settings: Settings) -> Result<Arc<AuthorizationServer>, String> {
+        let state: Arc<dyn State> = Arc::new(state::Embedded::open(&settings.state_dir).map_err(|e| e.to_string())?);
+        Self::with_state(settings, state).await
+    }
+
+    pub async fn with_state(settings: Settings, state: Arc<dyn State>) -> Result<Arc<AuthorizationServer>, String> {
+        let sealer = crate::store::Sealer::load_or_create(&settings.state_dir)?;
+        let signing = signing::Signing::load(&*state, &sealer, &settings).await?;
+        let cookie_key = records::cookie_key(&*state, &sealer).await?;
+        let provider = provider::Upstream::new(settings.provider.clone());
+        Ok(Arc::new(AuthorizationServer { settings, state, sealer, signing, provider, cookie_key }))
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// How the gateway checks the tokens it signs: as the `jwt` mode checks an issuer's.
+    pub fn resource_settings(&self, scopes: Vec<String>) -> crate::authn::Settings {
+        let s = &self.settings;
+        crate::authn::Settings {
+            issuer: s.public_url.clone(),
+            public_url: s.public_url.clone(),
+            audiences: vec![s.public_url.clone()],
+            keys: crate::authn::Keys::Static(self.signing.verifying_keys()),
+            algorithms: vec![jsonwebtoken::Algorithm::ES256],
+            leeway: Duration::from_secs(30),
+            scopes,
+        }
+    }
+
+    /// Whether the authorization server answers `path`.
+    pub fn serves(path: &str) -> bool {
+        matches!(path, "/authorize" | "/token" | "/register" | "/revoke" | "/jwks" | CALLBACK)
+            || metadata::is_metadata_path(path)
+    }
+
+    /// Answers a request to one of its paths (`serves`); `body` is read whole (a small form).
+    pub async fn answer(self: Arc<Self>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response<Body> {
+        let req = wire::Request { method, uri, headers, body };
+        match req.uri.path() {
+            p if metadata::is_metadata_path(p) => metadata::answer(&self, &req),
+            "/jwks" => self.signing.answer(&req),
+            "/register" => register::answer(&self, &req).await,
+            "/authorize" => authorize::answer(&self, &req).await,
+            CALLBACK => callback::answer(&self, &req).await,
+            "/token" => token::answer(&self, &req).await,
+            "/revoke" => revoke::answer(&self, &req).await,
+            _ => wire::not_found(),
+        }
+    }
+
+    /// The largest form or registration read.
+    pub const MAX_BODY: usize = 64 * 1024;
+}

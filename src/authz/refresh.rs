@@ -1,0 +1,115 @@
+//! Refresh tokens (RFC 6749 §6, OAuth 2.1 §4.3.1): each one is exchanged once for a new pair
+//! (rotation). A token already exchanged is still honoured within `refreshGrace` of its first
+//! use — two windows of one client refreshing at the same moment both stay signed in — each
+//! such use getting its own new token. Past the grace window a second use is a replay: the
+//! whole family (every token descending from that sign-in) is revoked, the thief's and the
+//! user's alike (OAuth 2.0 Security BCP §4.14.2).
+
+use http::{Response, StatusCode};
+
+use super::AuthorizationServer;
+use super::records::{self, Client, Family, Refresh};
+use super::state::{Table, now_secs};
+use super::token::{invalid_grant, issue, unavailable};
+use super::wire::{self, Params};
+use crate::http::body::Body;
+
+/// What a use of a refresh token amounts to.
+enum Use {
+    /// The first, or one within the grace window.
+    Allowed,
+    /// A replay past the grace window.
+    Replay,
+}
+
+pub async fn exchange(server: &AuthorizationServer, client: &Client, params: &Params) -> Response<Body> {
+    let Some(token) = params.get("refresh_token") else {
+        return wire::oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "refresh_token is required");
+    };
+    let key = wire::digest(token);
+    let state = &*server.state;
+    let record: Refresh = match records::read(state, Table::Refresh, &key).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return invalid_grant("the refresh token is unknown or expired"),
+        Err(e) => return unavailable(e),
+    };
+    if record.client_id != client.client_id {
+        return invalid_grant("the refresh token was issued to another client");
+    }
+    let family = match records::read::<Family>(state, Table::Family, &record.family).await {
+        Ok(Some(f)) if !f.revoked => f,
+        Ok(_) => return invalid_grant("the refresh token was revoked"),
+        Err(e) => return unavailable(e),
+    };
+    let used = match mark_used(server, &key, record.clone()).await {
+        Ok(u) => u,
+        Err(e) => return unavailable(e),
+    };
+    if let Use::Replay = used {
+        revoke_family(server, &record.family).await;
+        tracing::warn!(
+            client = %client.client_id, user = %record.user.email.as_deref().unwrap_or(&record.user.sub),
+            "a refresh token was used again after its grace window: every token of that sign-in is revoked"
+        );
+        return invalid_grant("the refresh token was already used; the sign-in is revoked");
+    }
+    // A narrower scope may be asked for, never a wider one.
+    let scope = match params.get("scope") {
+        None => record.scope.clone(),
+        Some(asked) => {
+            if !asked.split(' ').filter(|s| !s.is_empty()).all(|s| record.scope.split(' ').any(|k| k == s)) {
+                return wire::oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "more scope than was granted");
+            }
+            asked.to_owned()
+        }
+    };
+    match issue(server, &client.client_id, &record.user, &scope, &record.resource, &record.family, family.expires).await
+    {
+        Ok(body) => wire::json(StatusCode::OK, &body),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// Records the token's first use, or decides what a later one is.
+async fn mark_used(server: &AuthorizationServer, key: &str, mut record: Refresh) -> Result<Use, String> {
+    let now = now_secs();
+    let grace = server.settings.refresh_grace.as_secs();
+    loop {
+        match record.used_at {
+            Some(at) if now.saturating_sub(at) <= grace => return Ok(Use::Allowed),
+            Some(_) => return Ok(Use::Replay),
+            None => {
+                let used = Refresh { used_at: Some(now), ..record.clone() };
+                // Kept (as used) as long as its family lives: a replay is recognised till then.
+                let ttl = std::time::Duration::from_secs(server.settings.refresh_ttl.as_secs());
+                if records::replace(&*server.state, Table::Refresh, key, &record, &used, Some(ttl))
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    return Ok(Use::Allowed);
+                }
+                // Another request used it first: judge this one by what it recorded.
+                match records::read(&*server.state, Table::Refresh, key).await.map_err(|e| e.to_string())? {
+                    Some(now_record) => record = now_record,
+                    None => return Ok(Use::Replay),
+                }
+            }
+        }
+    }
+}
+
+/// Marks a family revoked: none of its refresh tokens works again.
+pub async fn revoke_family(server: &AuthorizationServer, id: &str) {
+    let state = &*server.state;
+    for _ in 0..8 {
+        let Ok(Some(family)) = records::read::<Family>(state, Table::Family, id).await else { return };
+        if family.revoked {
+            return;
+        }
+        let revoked = Family { revoked: true, ..family.clone() };
+        let left = std::time::Duration::from_secs(family.expires.saturating_sub(now_secs()).max(1));
+        if records::replace(state, Table::Family, id, &family, &revoked, Some(left)).await.unwrap_or(false) {
+            return;
+        }
+    }
+}
