@@ -65,7 +65,10 @@ pub async fn answer(server: &AuthorizationServer, req: &Request) -> Response<Bod
         Ok(None) => {}
         Ok(Some(g)) if g.iter().all(|g| matches!(*g, "authorization_code" | "refresh_token")) => {}
         _ => {
-            return invalid("invalid_client_metadata", "grant_types may hold authorization_code and refresh_token only");
+            return invalid(
+                "invalid_client_metadata",
+                "grant_types may hold authorization_code and refresh_token only",
+            );
         }
     }
     match strings(&doc, "response_types") {

@@ -14,7 +14,7 @@ use crate::idp::{idp, protected, seen};
 
 /// A gateway in `oauth` mode in front of `issuer`, with a stdio server and a remote one, a users
 /// file and an audit trail in `dir`.
-async fn authorizing(dir: &FsPath, issuer: &str, remote: &str, port: u16) -> (Proc, String) {
+pub(super) async fn authorizing(dir: &FsPath, issuer: &str, remote: Option<&str>, port: u16) -> (Proc, String) {
     let public = format!("http://127.0.0.1:{port}");
     let users = dir.join("users.json");
     if !users.exists() {
@@ -31,9 +31,13 @@ async fn authorizing(dir: &FsPath, issuer: &str, remote: &str, port: u16) -> (Pr
     });
     let m2m =
         json!({"oauth": {"clientId": "mcpgate-m2m", "clientSecret": "m2m-secret", "grant": "client-credentials"}});
+    let mut servers = json!({"local": stdio_everything(dir)});
+    if let Some(url) = remote {
+        servers["remote"] = json!({"url": url, "auth": m2m});
+    }
     let cfg = json!({
         "mcpgate": {"threads": 2, "auth": auth, "audit": {"file": dir.join("audit.jsonl")}},
-        "mcpServers": {"local": stdio_everything(dir), "remote": {"url": remote, "auth": m2m}},
+        "mcpServers": servers,
     });
     let config = dir.join("mcpgate.json");
     std::fs::write(&config, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
@@ -79,7 +83,7 @@ async fn a_user_signs_in_through_the_gateway_and_uses_only_their_tools() {
     let server = protected(&provider.url, &[]).await;
     let dir = tempdir("serve-oauth");
     let port = free_port();
-    let (mut gw, public) = authorizing(&dir, &provider.url, &server.url, port).await;
+    let (mut gw, public) = authorizing(&dir, &provider.url, Some(&server.url), port).await;
     ready(&gw).await;
     let mcp = format!("{public}/mcp");
 
@@ -168,7 +172,7 @@ async fn a_user_signs_in_through_the_gateway_and_uses_only_their_tools() {
 
     // A restart keeps the signing keys and the clients: Alice's access token still works.
     gw.kill().await;
-    let (gw2, _) = authorizing(&dir, &provider.url, &server.url, port).await;
+    let (gw2, _) = authorizing(&dir, &provider.url, Some(&server.url), port).await;
     ready(&gw2).await;
     assert_eq!(list_tools(&mcp, &access).await.status, 200, "{}", gw2.output());
     use std::os::unix::fs::PermissionsExt;

@@ -55,6 +55,7 @@
 
 mod auth_jwt;
 mod auth_oauth;
+mod authz_edges;
 mod bytes;
 mod cancellation;
 mod client_caps;
