@@ -79,6 +79,8 @@ pub struct Caller {
     /// The OAuth client the token was issued to (`client_id`, or `azp`).
     pub client_id: Option<String>,
     pub scopes: Vec<String>,
+    /// The sign-in a token of the gateway's own descends from (`sid`): revoked with it.
+    pub grant: Option<String>,
 }
 
 impl Caller {
@@ -95,6 +97,7 @@ impl Caller {
             email: text("email"),
             client_id: text("client_id").or_else(|| text("azp")),
             scopes,
+            grant: text("sid"),
         }
     }
 }
@@ -104,7 +107,11 @@ pub struct Authenticator {
     settings: Settings,
     remote: Option<jwks::Remote>,
     verified: verified::Verified,
+    /// Whether a sign-in (`Caller::grant`) was revoked since its tokens were signed (`oauth` mode).
+    revoked: Option<Revoked>,
 }
+
+pub type Revoked = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 impl Authenticator {
     pub fn new(settings: Settings) -> Authenticator {
@@ -119,7 +126,13 @@ impl Authenticator {
                 Some(jwks::Remote::new(settings.issuer.clone(), url, http))
             }
         };
-        Authenticator { settings, remote, verified: Default::default() }
+        Authenticator { settings, remote, verified: Default::default(), revoked: None }
+    }
+
+    /// Tokens whose sign-in `revoked` names are refused, however fresh.
+    pub fn with_revocation(mut self, revoked: Revoked) -> Authenticator {
+        self.revoked = Some(revoked);
+        self
     }
 
     pub fn settings(&self) -> &Settings {
@@ -142,6 +155,11 @@ impl Authenticator {
             Some(caller) => caller,
             None => self.verify(token, endpoint).await?,
         };
+        if let (Some(revoked), Some(grant)) = (&self.revoked, &caller.grant)
+            && revoked(grant)
+        {
+            return Err(self.invalid(endpoint, "the token's sign-in was revoked"));
+        }
         self.scoped(caller, endpoint)
     }
 

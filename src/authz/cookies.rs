@@ -86,3 +86,35 @@ pub fn user_of(key: &ring::hmac::Key, value: &str, now: u64) -> Option<String> {
     let (expires, sub) = text.split_once('\0')?;
     (expires.parse::<u64>().ok()? > now).then(|| sub.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_https_the_cookies_are_host_only_secure_http_only_and_lax() {
+        let n = names("https://gw.example");
+        assert_eq!((n.browser, n.user), ("__Host-mcpgate-browser", "__Host-mcpgate-user"));
+        let c = n.set(n.browser, "v", None);
+        assert_eq!(c.to_str().unwrap(), "__Host-mcpgate-browser=v; Path=/; HttpOnly; SameSite=Lax; Secure");
+        let n = names("http://127.0.0.1:8080");
+        assert_eq!(
+            n.set(n.user, "v", Some(60)).to_str().unwrap(),
+            "mcpgate-user=v; Path=/; HttpOnly; SameSite=Lax; Max-Age=60"
+        );
+    }
+
+    #[test]
+    fn a_user_cookie_holds_only_while_signed_and_current() {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"k");
+        let v = user_value(&key, "alice", 100);
+        assert_eq!(user_of(&key, &v, 99).as_deref(), Some("alice"));
+        assert_eq!(user_of(&key, &v, 100), None, "expired");
+        let other = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"other");
+        assert_eq!(user_of(&other, &v, 1), None, "signed by another key");
+        let (data, sig) = v.split_once('.').unwrap();
+        let forged = format!("{}.{sig}", URL_SAFE_NO_PAD.encode(format!("999\0{}", "mallory")));
+        assert_eq!(user_of(&key, &forged, 1), None);
+        assert!(user_of(&key, &format!("{data}.x{sig}"), 1).is_none());
+    }
+}

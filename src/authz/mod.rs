@@ -86,6 +86,9 @@ pub struct AuthorizationServer {
     provider: provider::Upstream,
     /// Signs browser-bound values (the consent form's anti-forgery token, the user cookie).
     cookie_key: ring::hmac::Key,
+    /// Sign-ins revoked (reuse detected, or by their client) whose access tokens may still be
+    /// unexpired: refused on every request. Read from the state at start.
+    revoked: refresh::RevokedGrants,
 }
 
 impl AuthorizationServer {
@@ -100,7 +103,14 @@ impl AuthorizationServer {
         let signing = signing::Signing::load(&*state, &sealer, &settings).await?;
         let cookie_key = records::cookie_key(&*state, &sealer).await?;
         let provider = provider::Upstream::new(settings.provider.clone());
-        Ok(Arc::new(AuthorizationServer { settings, state, sealer, signing, provider, cookie_key }))
+        let revoked = refresh::RevokedGrants::load(&*state).await.map_err(|e| e.to_string())?;
+        Ok(Arc::new(AuthorizationServer { settings, state, sealer, signing, provider, cookie_key, revoked }))
+    }
+
+    /// Whether the sign-in `grant` was revoked: for the check of every request's token.
+    pub fn revocation(self: &Arc<Self>) -> crate::authn::Revoked {
+        let server = self.clone();
+        Arc::new(move |grant| server.revoked.contains(grant))
     }
 
     pub fn settings(&self) -> &Settings {

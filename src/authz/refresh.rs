@@ -34,6 +34,9 @@ pub async fn exchange(server: &AuthorizationServer, client: &Client, params: &Pa
         Err(e) => return unavailable(e),
     };
     if record.client_id != client.client_id {
+        // Another client holds it: it leaked.
+        revoke_family(server, &record.family).await;
+        tracing::warn!(client = %client.client_id, "a refresh token of another client was presented: that sign-in is revoked");
         return invalid_grant("the refresh token was issued to another client");
     }
     let family = match records::read::<Family>(state, Table::Family, &record.family).await {
@@ -98,8 +101,39 @@ async fn mark_used(server: &AuthorizationServer, key: &str, mut record: Refresh)
     }
 }
 
-/// Marks a family revoked: none of its refresh tokens works again.
+/// The revoked sign-ins whose access tokens may still be unexpired, in memory for the check of
+/// every request (empty, as it nearly always is, the check is one atomic load).
+#[derive(Default)]
+pub struct RevokedGrants {
+    any: std::sync::atomic::AtomicBool,
+    set: std::sync::RwLock<std::collections::HashSet<String>>,
+}
+
+impl RevokedGrants {
+    pub async fn load(state: &dyn super::state::State) -> Result<RevokedGrants, super::state::StateError> {
+        let revoked = RevokedGrants::default();
+        for (id, raw) in state.all(Table::Family).await? {
+            if serde_json::from_slice::<Family>(&raw).is_ok_and(|f| f.revoked) {
+                revoked.add(&id);
+            }
+        }
+        Ok(revoked)
+    }
+
+    fn add(&self, id: &str) {
+        self.set.write().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned());
+        self.any.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.any.load(std::sync::atomic::Ordering::Acquire)
+            && self.set.read().unwrap_or_else(|p| p.into_inner()).contains(id)
+    }
+}
+
+/// Marks a family revoked: none of its refresh tokens works again, nor its access tokens.
 pub async fn revoke_family(server: &AuthorizationServer, id: &str) {
+    server.revoked.add(id);
     let state = &*server.state;
     for _ in 0..8 {
         let Ok(Some(family)) = records::read::<Family>(state, Table::Family, id).await else { return };

@@ -17,6 +17,11 @@ pub fn invalid_grant(why: &str) -> Response<Body> {
     wire::oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why)
 }
 
+/// Where a redeemed code's sign-in is remembered.
+fn spent(key: &str) -> String {
+    format!("spent:{key}")
+}
+
 pub fn unavailable(e: impl std::fmt::Display) -> Response<Body> {
     tracing::error!("{e}");
     wire::oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again")
@@ -45,14 +50,25 @@ pub async fn answer(server: &AuthorizationServer, req: &Request) -> Response<Bod
 }
 
 async fn redeem(server: &AuthorizationServer, client: &Client, params: &Params) -> Response<Body> {
-    let (Some(code), Some(verifier)) = (params.get("code"), params.get("code_verifier")) else {
-        return wire::oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "code and code_verifier are required");
+    let Some(code) = params.get("code") else {
+        return wire::oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "code is required");
     };
+    let key = wire::digest(code);
     // Taken whatever follows: a code is tried once.
-    let record: Code = match records::take(&*server.state, Table::Code, &wire::digest(code)).await {
+    let record: Code = match records::take(&*server.state, Table::Code, &key).await {
         Ok(Some(c)) => c,
-        Ok(None) => return invalid_grant("the code is unknown, used or expired"),
+        Ok(None) => {
+            // A code redeemed before, presented again: stolen, or replayed. What it gave is revoked.
+            if let Ok(Some(family)) = records::read::<String>(&*server.state, Table::Code, &spent(&key)).await {
+                super::refresh::revoke_family(server, &family).await;
+                tracing::warn!(client = %client.client_id, "a code was presented again: the sign-in it started is revoked");
+            }
+            return invalid_grant("the code is unknown, used or expired");
+        }
         Err(e) => return unavailable(e),
+    };
+    let Some(verifier) = params.get("code_verifier") else {
+        return invalid_grant("the code_verifier is missing (PKCE)");
     };
     let p = &record.request;
     if p.client_id != client.client_id {
@@ -72,6 +88,12 @@ async fn redeem(server: &AuthorizationServer, client: &Client, params: &Params) 
     }
     let family = wire::random();
     let expires = now_secs() + server.settings.refresh_ttl.as_secs();
+    // The code, spent: known as such while its sign-in lives.
+    if let Err(e) =
+        records::write(&*server.state, Table::Code, &spent(&key), &family, Some(server.settings.refresh_ttl)).await
+    {
+        return unavailable(e);
+    }
     let record_family =
         Family { client_id: client.client_id.clone(), sub: record.user.sub.clone(), revoked: false, expires };
     if let Err(e) =
@@ -100,7 +122,7 @@ pub async fn issue(
     let ttl = s.access_ttl.as_secs();
     let mut claims = json!({
         "iss": s.public_url, "aud": s.public_url, "sub": user.sub, "client_id": client_id,
-        "iat": now, "nbf": now, "exp": now + ttl, "jti": wire::random(),
+        "iat": now, "nbf": now, "exp": now + ttl, "jti": wire::random(), "sid": family,
     });
     if let Some(email) = &user.email {
         claims["email"] = json!(email);

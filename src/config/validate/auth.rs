@@ -462,4 +462,71 @@ mod tests {
         assert_eq!(s.issuer, "https://file/");
         assert_eq!(s.leeway, std::time::Duration::from_secs(60));
     }
+
+    #[test]
+    fn the_oauth_mode_is_checked_whole_with_every_problem_at_its_path() {
+        let p = parse(
+            serde_json::json!({"mode": "oauth", "issuer": "https://idp/", "refreshGrace": "10m",
+            "accessTokenLifetime": "5s", "provider": {"clientSecret": "s", "colour": "blue"}}),
+            &[("HOME", "/home/u")],
+        )
+        .unwrap_err();
+        let has = |path: &str, words: &str| p.iter().any(|x| x.contains(path) && x.contains(words));
+        assert!(has("mcpgate.auth.issuer", "is for \"mode\": \"jwt\""), "{p:#?}");
+        assert!(has("mcpgate.auth.publicUrl", "required"), "{p:#?}");
+        assert!(has("mcpgate.auth.provider.issuer", "required"), "{p:#?}");
+        assert!(has("mcpgate.auth.provider.clientId", "required"), "{p:#?}");
+        assert!(has("mcpgate.auth.provider.colour", ""), "{p:#?}");
+        assert!(has("mcpgate.auth.refreshGrace", "between"), "{p:#?}");
+        assert!(has("mcpgate.auth.accessTokenLifetime", "between"), "{p:#?}");
+        // No secret in any message.
+        assert!(!p.iter().any(|x| x.contains("\"s\"")), "{p:#?}");
+        let p = parse(serde_json::json!({"mode": "jwt", "provider": {}}), &[]).unwrap_err();
+        assert!(p.iter().any(|x| x.contains("mcpgate.auth.provider") && x.contains("\"oauth\"")), "{p:#?}");
+    }
+
+    #[test]
+    fn the_oauth_mode_takes_the_auth0_proxys_environment_unchanged() {
+        let auth0 = [
+            ("MCP_AUTH_PROVIDER", "auth0"),
+            ("AUTH0_DOMAIN", "acme.us.auth0.com"),
+            ("AUTH0_CLIENT_ID", "abc"),
+            ("AUTH0_CLIENT_SECRET", "shh"),
+            ("AUTH0_AUDIENCE", "https://api.acme"),
+            ("MCP_BASE_URL", "https://mcp.acme.com/"),
+            ("MCP_USERS_PATH", "/etc/mcpgate/users.json"),
+            ("HOME", "/home/u"),
+        ];
+        let cfg = parse(serde_json::json!({"mode": "oauth"}), &auth0).unwrap();
+        let a = &cfg.gateway.auth;
+        let s = a.oauth.as_ref().unwrap();
+        assert_eq!(s.public_url, "https://mcp.acme.com");
+        assert_eq!(s.provider.issuer, "https://acme.us.auth0.com/");
+        assert_eq!(s.provider.client_id, "abc");
+        assert_eq!(s.provider.client_secret.as_ref().unwrap().0, "shh");
+        assert_eq!(s.provider.audience.as_deref(), Some("https://api.acme"));
+        assert_eq!(s.state_dir, std::path::PathBuf::from("/home/u/.local/state/mcpgate"));
+        assert_eq!(a.users_file.as_deref(), Some(std::path::Path::new("/etc/mcpgate/users.json")));
+        assert_eq!(s.access_ttl, std::time::Duration::from_secs(900));
+        // The generic OpenID names; the file wins over both.
+        let oidc = [
+            ("OIDC_ISSUER_URL", "https://login.example/realms/a"),
+            ("OIDC_CLIENT_ID", "gw"),
+            ("MCP_BASE_URL", "https://gw.example"),
+            ("MCPGATE_STATE_DIR", "/var/lib/mcpgate"),
+        ];
+        let s = parse(serde_json::json!({"mode": "oauth"}), &oidc).unwrap().gateway.auth.oauth.unwrap();
+        assert_eq!(
+            (s.provider.issuer.as_str(), s.provider.client_id.as_str()),
+            ("https://login.example/realms/a", "gw")
+        );
+        assert!(s.provider.client_secret.is_none() && s.provider.audience.is_none());
+        assert_eq!(s.state_dir, std::path::PathBuf::from("/var/lib/mcpgate"));
+        let file = serde_json::json!({"mode": "oauth", "provider": {"issuer": "https://file/", "clientId": "f"}});
+        let s = parse(file, &oidc).unwrap().gateway.auth.oauth.unwrap();
+        assert_eq!((s.provider.issuer.as_str(), s.provider.client_id.as_str()), ("https://file/", "f"));
+        let p =
+            parse(serde_json::json!({"mode": "oauth"}), &[("MCP_AUTH_PROVIDER", "okta"), ("HOME", "/h")]).unwrap_err();
+        assert!(p.iter().any(|x| x.contains("MCP_AUTH_PROVIDER") && x.contains("auth0")), "{p:#?}");
+    }
 }

@@ -166,6 +166,8 @@ async fn authorize_never_redirects_anywhere_a_client_did_not_register() {
         let r = request("GET", &authorize_url(&public, &client, good, &challenge), &[], "").await;
         assert_eq!(r.status, 200, "{good}: {}", r.body);
         assert!(r.body.contains("&lt;b&gt;Corpus&lt;/b&gt;") && !r.body.contains("<b>Corpus"), "{}", r.body);
+        let host = if good.starts_with("https") { "app.example" } else { "127.0.0.1" };
+        assert!(r.body.contains(&format!("sent back to <strong>{host}</strong>")), "{}", r.body);
         assert_eq!(r.header("x-frame-options"), Some("DENY"));
         assert!(r.header("content-security-policy").unwrap().contains("frame-ancestors 'none'"));
         assert_eq!(r.header("cache-control"), Some("no-store"));
@@ -297,9 +299,20 @@ async fn a_code_is_redeemed_once_by_its_client_with_its_verifier() {
     assert_eq!(r.json()["error"], json!("invalid_grant"), "{}", r.body);
     let r = token(&public, &[], &format!("{base}&code_verifier={verifier}")).await;
     assert_eq!(r.json()["error"], json!("invalid_grant"), "a failed attempt burns the code: {}", r.body);
+    // The challenge itself as verifier (`plain`), or none at all: refused.
+    let challenge = mcpgate::oauth_client::pkce::s256(verifier);
+    for verifier_param in [format!("&code_verifier={challenge}"), String::new()] {
+        let (client, redirect, c) = code(&public, verifier).await;
+        let form = format!(
+            "grant_type=authorization_code&client_id={client}&redirect_uri={}&code={c}{verifier_param}",
+            enc(&redirect)
+        );
+        let r = token(&public, &[], &form).await;
+        assert_eq!(r.json()["error"], json!("invalid_grant"), "{verifier_param:?}: {}", r.body);
+    }
 
     // Another client, another redirect URI: refused.
-    let (client, redirect, c) = code(&public, verifier).await;
+    let (client, _, c) = code(&public, verifier).await;
     let other =
         register(&public, json!({"redirect_uris": ["http://127.0.0.1/x"], "token_endpoint_auth_method": "none"}))
             .await
@@ -375,10 +388,42 @@ async fn a_code_is_redeemed_once_by_its_client_with_its_verifier() {
     assert_eq!(r.header("cache-control"), Some("no-store"));
     let t = r.json();
     assert_eq!((t["token_type"].clone(), t["expires_in"].clone()), (json!("Bearer"), json!(900)), "{t}");
+    let bearer = format!("Bearer {}", t["access_token"].as_str().unwrap());
+    let mcp = format!("{public}/mcp");
+    let with_token = [MCP_HEADERS, &[("authorization", bearer.as_str())]].concat();
+    assert_eq!(request("POST", &mcp, &with_token, INITIALIZE).await.status, 200);
+    // The code again: refused, and the sign-in it started is revoked — its refresh token and its
+    // access token alike.
     let r = token(&public, &[], &form).await;
     assert_eq!(r.json()["error"], json!("invalid_grant"), "a code twice: {}", r.body);
+    let refresh = t["refresh_token"].as_str().unwrap();
+    let r = token(&public, &[], &format!("grant_type=refresh_token&client_id={client}&refresh_token={refresh}")).await;
+    assert_eq!(r.json()["error"], json!("invalid_grant"), "{}", r.body);
+    let r = request("POST", &mcp, &with_token, INITIALIZE).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.header("www-authenticate").unwrap().contains("revoked"), "{:?}", r.header("www-authenticate"));
+
+    // A refresh token presented by another client: refused, and its sign-in revoked.
+    let (client, redirect, c) = code(&public, verifier).await;
+    let form = format!(
+        "grant_type=authorization_code&client_id={client}&redirect_uri={}&code={c}&code_verifier={verifier}",
+        enc(&redirect)
+    );
+    let t = token(&public, &[], &form).await.json();
+    let refresh = t["refresh_token"].as_str().unwrap();
+    let r = token(&public, &[], &format!("grant_type=refresh_token&client_id={other}&refresh_token={refresh}")).await;
+    assert_eq!(r.json()["error"], json!("invalid_grant"), "{}", r.body);
+    let r = token(&public, &[], &format!("grant_type=refresh_token&client_id={client}&refresh_token={refresh}")).await;
+    assert_eq!(r.json()["error"], json!("invalid_grant"), "{}", r.body);
+
     // Revoked by its client: the refresh token is dead (RFC 7009), another client's revocation
     // changes nothing, and the answer is 200 either way.
+    let (client, redirect, c) = code(&public, verifier).await;
+    let form = format!(
+        "grant_type=authorization_code&client_id={client}&redirect_uri={}&code={c}&code_verifier={verifier}",
+        enc(&redirect)
+    );
+    let t = token(&public, &[], &form).await.json();
     let refresh = t["refresh_token"].as_str().unwrap();
     let r = request("POST", &format!("{public}/revoke"), FORM, &format!("client_id={other}&token={refresh}")).await;
     assert_eq!(r.status, 200);
@@ -449,12 +494,36 @@ async fn the_consent_form_and_the_callback_cannot_be_forged_or_replayed() {
     let r =
         approve(vec![("cookie", cookie.clone()), ("origin", "https://evil.example".to_owned())], form.clone()).await;
     assert_eq!(r.status, 403, "a foreign origin: {}", r.body);
+    assert!(page.header("set-cookie").unwrap().contains("HttpOnly; SameSite=Lax"), "{:?}", page.header("set-cookie"));
     // The real answer from the page's browser: on to the provider (twice: a double click).
+    let mut states = Vec::new();
     for _ in 0..2 {
         let r = approve(vec![("cookie", cookie.clone()), ("origin", public.clone())], form.clone()).await;
         assert_eq!(r.status, 303, "{}", r.body);
-        assert!(r.header("location").unwrap().starts_with(&provider.url), "{:?}", r.header("location"));
+        let location = r.header("location").unwrap();
+        assert!(location.starts_with(&provider.url), "{location}");
+        let query = location.split_once('?').unwrap().1;
+        let state = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "state").unwrap().1.into_owned();
+        states.push(state);
     }
+    assert_ne!(states[0], states[1], "a sign-in's state is random, one per attempt");
+    // The provider's answer is taken once: the first use goes back to the client (here with an
+    // error: the code is made up), the second is unknown.
+    let r = request(
+        "GET",
+        &format!("{public}/oauth/callback?state={}&code=made-up&iss={}", states[0], enc(&provider.url)),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(
+        r.header("location").unwrap().starts_with("http://127.0.0.1/cb?error=access_denied"),
+        "{:?}",
+        r.header("location")
+    );
+    let r = request("GET", &format!("{public}/oauth/callback?state={}&code=made-up", states[0]), &[], "").await;
+    assert_eq!((r.status, r.header("location")), (400, None), "{}", r.body);
     // The provider's answer with a state never issued, or none: a page, nothing more.
     for q in ["state=made-up&code=x", "code=x", "state=&code=x"] {
         let r = request("GET", &format!("{public}/oauth/callback?{q}"), &[], "").await;
