@@ -63,8 +63,8 @@ async fn request(server: &AuthorizationServer, req: &Request) -> Response<Body> 
         Ok(Some(c)) => c,
         Ok(None) => return wire::error_page(StatusCode::BAD_REQUEST, "this client is not registered with the gateway"),
         Err(e) => {
-            tracing::error!("{e}");
-            return wire::error_page(StatusCode::SERVICE_UNAVAILABLE, "the gateway cannot sign anyone in now");
+            tracing::info!(client = %client_id.chars().take(200).collect::<String>(), "{e}");
+            return wire::error_page(StatusCode::BAD_REQUEST, &format!("this client cannot sign in: {e}"));
         }
     };
     let redirect_uri = match params.get("redirect_uri") {

@@ -55,11 +55,20 @@ pub fn redirect_matches(registered: &str, given: &str) -> bool {
         && r.path_and_query().map(|p| p.as_str()) == g.path_and_query().map(|p| p.as_str())
 }
 
+/// The client `client_id` names: registered, or described by the metadata document it is the URL
+/// of (fetched when not kept). `Err` says why it cannot be used.
 pub async fn find(server: &AuthorizationServer, client_id: &str) -> Result<Option<Client>, String> {
-    if client_id.len() > 256 {
+    let document = super::cimd::is_document_url(client_id);
+    if client_id.len() > 256 && !document {
         return Ok(None);
     }
-    records::read(&*server.state, Table::Client, client_id).await.map_err(|e| e.to_string())
+    if let Some(client) = records::read(&*server.state, Table::Client, client_id).await.map_err(|e| e.to_string())? {
+        return Ok(Some(client));
+    }
+    if document {
+        return super::cimd::fetch(server, client_id).await.map(Some);
+    }
+    Ok(None)
 }
 
 /// The client a token or revocation request comes from, authenticated as it registered: HTTP

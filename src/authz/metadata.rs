@@ -34,7 +34,7 @@ pub fn document(server: &AuthorizationServer) -> Value {
         "token_endpoint_auth_methods_supported": methods,
         "revocation_endpoint_auth_methods_supported": methods,
         "authorization_response_iss_parameter_supported": true,
-        "client_id_metadata_document_supported": false,
+        "client_id_metadata_document_supported": true,
     });
     if !s.scopes.is_empty() {
         doc["scopes_supported"] = json!(s.scopes);

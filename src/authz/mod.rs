@@ -9,6 +9,7 @@
 //! | `/.well-known/oauth-authorization-server`    | `metadata.rs`  | 8414                         |
 //! | `/jwks`                                      | `signing.rs`   | 7517                         |
 //! | `POST /register`                             | `register.rs`  | 7591                         |
+//! | (a `client_id` that is an https URL)         | `cimd.rs`      | client ID metadata documents |
 //! | `/authorize` (GET: consent page; POST: yes/no) | `authorize.rs`, `consent.rs` | 6749 §4.1, 7636, 9207 |
 //! | `/oauth/callback` (the provider's answer)    | `callback.rs`, `provider.rs` | OpenID Connect Core |
 //! | `POST /token`                                | `token.rs`, `refresh.rs` | 6749 §4.1.3, §6; 8707 |
@@ -18,6 +19,7 @@
 
 mod authorize;
 mod callback;
+mod cimd;
 mod clients;
 mod consent;
 mod cookies;
@@ -89,6 +91,8 @@ pub struct AuthorizationServer {
     /// Sign-ins revoked (reuse detected, or by their client) whose access tokens may still be
     /// unexpired: refused on every request. Read from the state at start.
     revoked: refresh::RevokedGrants,
+    /// Fetches client metadata documents (the outbound SSRF policy, as for the gateway's URL).
+    fetch: crate::oauth_client::http::Http,
 }
 
 impl AuthorizationServer {
@@ -104,7 +108,14 @@ impl AuthorizationServer {
         let cookie_key = records::cookie_key(&*state, &sealer).await?;
         let provider = provider::Upstream::new(settings.provider.clone());
         let revoked = refresh::RevokedGrants::load(&*state).await.map_err(|e| e.to_string())?;
-        Ok(Arc::new(AuthorizationServer { settings, state, sealer, signing, provider, cookie_key, revoked }))
+        let timeout = Duration::from_secs(10);
+        let public: Uri = settings.public_url.parse().unwrap_or_default();
+        let fetch = crate::oauth_client::http::Http::for_server(
+            crate::transport::http_client::build(timeout),
+            &public,
+            timeout,
+        );
+        Ok(Arc::new(AuthorizationServer { settings, state, sealer, signing, provider, cookie_key, revoked, fetch }))
     }
 
     /// Whether the sign-in `grant` was revoked: for the check of every request's token.

@@ -5,11 +5,15 @@
 //   node sdk-oauth-client.mjs MCP_URL [TOOL=JSON_ARGS]...
 //
 // The authorization URL is opened with tests/fixtures/browser-login.mjs (headless Chromium; its env
-// LOGIN_USER, CONSENT_TWICE pass through). Registration is dynamic (RFC 7591) unless CLIENT_METADATA_URL
-// names a client metadata document (then the SDK uses it as its client_id where the server supports it).
-// Prints one JSON object: {client_id, tools: [names], calls: {TOOL: {ok, text} | {ok: false, error}},
-// tokens: {access_token, refresh_token}}; exit 1 with {error} on a failure.
+// LOGIN_USER, CONSENT_TWICE pass through). Registration is dynamic (RFC 7591), unless CIMD_CERT and
+// CIMD_KEY name a PEM certificate and key for 127.0.0.1: then this client serves its own client metadata
+// document over https (https://127.0.0.1:PORT/oauth/client.json) and the SDK uses that URL as its client_id
+// where the server supports it.
+// Prints one JSON object: {client_id, document_fetches, tools: [names], calls: {TOOL: {ok, text} |
+// {ok: false, error}}, tokens: {access_token, refresh_token}}; exit 1 with {error} on a failure.
 import http from 'node:http';
+import https from 'node:https';
+import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -39,6 +43,23 @@ const listener = http.createServer((req, res) => {
 await new Promise((r) => listener.listen(0, '127.0.0.1', r));
 const redirectUrl = `http://127.0.0.1:${listener.address().port}/callback`;
 
+// The client metadata document, when this client has one.
+let metadataUrl;
+out.document_fetches = 0;
+if (process.env.CIMD_CERT) {
+  const server = https.createServer({ cert: fs.readFileSync(process.env.CIMD_CERT), key: fs.readFileSync(process.env.CIMD_KEY) }, (req, res) => {
+    if (req.url !== '/oauth/client.json') return res.writeHead(404).end();
+    out.document_fetches += 1;
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({
+      client_id: metadataUrl, client_name: 'mcpgate SDK test client (metadata document)', redirect_uris: [redirectUrl],
+      grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], token_endpoint_auth_method: 'none',
+    }));
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  server.unref();
+  metadataUrl = `https://127.0.0.1:${server.address().port}/oauth/client.json`;
+}
+
 const kept = {};
 let browser;
 const provider = {
@@ -47,7 +68,7 @@ const provider = {
     return { client_name: 'mcpgate SDK test client', redirect_uris: [redirectUrl], grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'], token_endpoint_auth_method: 'none', application_type: 'native' };
   },
-  clientMetadataUrl: process.env.CLIENT_METADATA_URL,
+  clientMetadataUrl: metadataUrl,
   state: () => (kept.state = crypto.randomUUID()),
   clientInformation: () => kept.client,
   saveClientInformation: (c) => { kept.client = c; },
@@ -75,7 +96,7 @@ try {
   out.iss = params.get('iss');
   if (params.get('error')) throw new Error(`authorization failed: ${params.get('error')}: ${params.get('error_description')}`);
   await transport().finishAuth(params.get('code'));
-  out.client_id = kept.client?.client_id;
+  out.client_id = kept.client?.client_id ?? metadataUrl;
   client = new Client({ name: 'mcpgate-oauth-test', version: '1.0.0' });
   await client.connect(transport());
   out.tools = (await client.listTools()).tools.map((t) => t.name).sort();

@@ -15,13 +15,21 @@ use crate::idp::{idp, protected, seen};
 /// A gateway in `oauth` mode in front of `issuer`, with a stdio server and a remote one, a users
 /// file (the seed's shape) and an audit trail in `dir`.
 pub(super) async fn authorizing(dir: &FsPath, issuer: &str, remote: Option<&str>, port: u16) -> (Proc, String) {
-    authorizing_as(dir, issuer, remote, port, false).await
+    authorizing_as(dir, issuer, remote, port, false, &[]).await
 }
 
 /// `authorizing`; with `from_env`, the provider, the public URL and the users file are given the
 /// way the Auth0 and OpenID proxies' users give them: `OIDC_ISSUER_URL`, `OIDC_CLIENT_ID`,
 /// `OIDC_CLIENT_SECRET`, `MCP_BASE_URL`, `MCP_USERS_PATH`.
-async fn authorizing_as(dir: &FsPath, issuer: &str, remote: Option<&str>, port: u16, from_env: bool) -> (Proc, String) {
+/// `extra` is more environment (`SSL_CERT_FILE`, say).
+async fn authorizing_as(
+    dir: &FsPath,
+    issuer: &str,
+    remote: Option<&str>,
+    port: u16,
+    from_env: bool,
+    extra: &[(&str, &str)],
+) -> (Proc, String) {
     let public = format!("http://127.0.0.1:{port}");
     let users = dir.join("users.json");
     if !users.exists() {
@@ -59,7 +67,7 @@ async fn authorizing_as(dir: &FsPath, issuer: &str, remote: Option<&str>, port: 
     std::fs::write(&config, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
     let mut cmd = tokio::process::Command::new(mcpgate_bin());
     cmd.args(["serve", "--config"]).arg(&config).args(["--listen", &format!("127.0.0.1:{port}"), "-v"]);
-    for (k, v) in env.iter().filter(|_| from_env) {
+    for (k, v) in env.iter().filter(|_| from_env).chain(extra) {
         cmd.env(k, v);
     }
     (Proc::start("mcpgate serve", cmd).await, public)
@@ -103,7 +111,7 @@ async fn a_user_signs_in_through_the_gateway_and_uses_only_their_tools() {
     let dir = tempdir("serve-oauth");
     let port = free_port();
     // Configured as the Auth0 proxy's users configure it: the environment, the seed's users file.
-    let (mut gw, public) = authorizing_as(&dir, &provider.url, Some(&server.url), port, true).await;
+    let (mut gw, public) = authorizing_as(&dir, &provider.url, Some(&server.url), port, true, &[]).await;
     ready(&gw).await;
     let mcp = format!("{public}/mcp");
 
@@ -217,8 +225,7 @@ async fn a_user_signs_in_through_the_gateway_and_uses_only_their_tools() {
 
 /// The official suite's authorization-server scenarios (`@modelcontextprotocol/conformance`
 /// 0.2.0-alpha.12, `authorization`: the metadata endpoint, the authorization-code grant) against
-/// the gateway, its interactive sign-in done by the browser: every check passes but the one
-/// about client metadata documents (a warning: not offered yet).
+/// the gateway, its interactive sign-in done by the browser: every check passes.
 #[tokio::test]
 async fn the_official_authorization_server_scenarios_pass_against_the_gateway() {
     use tokio::io::AsyncBufReadExt;
@@ -277,8 +284,51 @@ async fn the_official_authorization_server_scenarios_pass_against_the_gateway() 
         vec![
             want("authorization-code-grant", "SUCCESS"),
             want("authorization-server-metadata", "SUCCESS"),
-            want("authorization-server-metadata-cimd", "WARNING"),
+            want("authorization-server-metadata-cimd", "SUCCESS"),
         ],
         "{printed}"
     );
+}
+
+/// A client named by its metadata document (an https URL as `client_id`), as the SDK does when
+/// the gateway offers it: the gateway fetches the document (trusting the test's certificate
+/// through `SSL_CERT_FILE`, as an operator's private CA would be), checks it, keeps it, and the
+/// client signs in, registering nothing.
+#[tokio::test]
+async fn a_client_named_by_its_metadata_document_signs_in_without_registering() {
+    let provider = idp(&[], 3600).await;
+    let dir = tempdir("serve-oauth-cimd");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .args(["-addext", "extendedKeyUsage=serverAuth", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    // One server: its names unprefixed.
+    let users = json!({"alice@example.com": {"name": "Alice", "allowed_tools": ["echo"]}});
+    std::fs::write(dir.join("users.json"), users.to_string()).unwrap();
+    let trust = [("SSL_CERT_FILE", cert.to_str().unwrap())];
+    let (gw, public) = authorizing_as(&dir, &provider.url, None, free_port(), false, &trust).await;
+    ready(&gw).await;
+    let env = [("CIMD_CERT", cert.to_str().unwrap()), ("CIMD_KEY", key.to_str().unwrap())];
+    let report = sign_in(&format!("{public}/mcp"), "alice@example.com", &[r#"echo={"message":"hi"}"#], &env).await;
+    let client = report["client_id"].as_str().unwrap();
+    assert!(client.starts_with("https://127.0.0.1:") && client.ends_with("/oauth/client.json"), "{report:#}");
+    assert_eq!(report["tools"], json!(["echo"]), "{report:#}");
+    assert_eq!(report["calls"]["echo"]["ok"], json!(true), "{report:#}");
+    // Fetched once for the authorization request and the token request alike.
+    assert_eq!(report["document_fetches"], json!(1), "{report:#}");
+    assert!(gw.output().contains("fetched a client metadata document"), "{}", gw.output());
 }
