@@ -38,6 +38,8 @@ pub struct Settings {
     pub leeway: Duration,
     /// Scopes every token must carry (403 `insufficient_scope` otherwise); advertised.
     pub scopes: Vec<String>,
+    /// The claim that lists the caller's roles (`groups`, `roles`, a namespaced Auth0 claim), if any.
+    pub roles_claim: Option<String>,
 }
 
 /// Where the issuer's keys come from.
@@ -81,23 +83,31 @@ pub struct Caller {
     pub scopes: Vec<String>,
     /// The sign-in a token of the gateway's own descends from (`sid`): revoked with it.
     pub grant: Option<String>,
+    /// The roles the token names (the configured `rolesClaim`).
+    pub roles: Vec<String>,
+}
+
+/// A claim that is a list of names: a JSON array of strings, or one space-separated string.
+pub fn names_of(claim: Option<&Value>) -> Vec<String> {
+    match claim {
+        Some(Value::String(s)) => s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        _ => Vec::new(),
+    }
 }
 
 impl Caller {
-    fn of(claims: &Map<String, Value>) -> Caller {
+    fn of(claims: &Map<String, Value>, roles_claim: Option<&str>) -> Caller {
         let text = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_owned);
         // `scope` (RFC 9068, space-separated) or `scp` (a list, or a string, as Entra ID and Okta say it).
-        let scopes = match claims.get("scope").or_else(|| claims.get("scp")) {
-            Some(Value::String(s)) => s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
-            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
-            _ => Vec::new(),
-        };
+        let scopes = names_of(claims.get("scope").or_else(|| claims.get("scp")));
         Caller {
             subject: text("sub"),
             email: text("email"),
             client_id: text("client_id").or_else(|| text("azp")),
             scopes,
             grant: text("sid"),
+            roles: roles_claim.map(|c| names_of(claims.get(c))).unwrap_or_default(),
         }
     }
 }
@@ -181,7 +191,7 @@ impl Authenticator {
             return Err(Error::new(Kind::AuthUnavailable, why));
         }
         let claims = jwt::verify(token, &unverified, &keys, s).map_err(|e| self.invalid(endpoint, &e.to_string()))?;
-        let caller = Caller::of(&claims);
+        let caller = Caller::of(&claims, s.roles_claim.as_deref());
         let exp = claims.get("exp").and_then(Value::as_f64).unwrap_or(0.0);
         self.verified.put(token, &caller, exp + s.leeway.as_secs_f64());
         Ok(caller)
@@ -205,5 +215,25 @@ impl Authenticator {
         tracing::info!("refused a token: {why}");
         let challenge = metadata::challenge(&self.settings, endpoint, Some(("invalid_token", why)));
         Error::challenge(Kind::Unauthenticated, format!("invalid token: {why}"), challenge)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_caller_is_read_from_the_claims_roles_from_the_configured_claim_only() {
+        let claims = |v: Value| v.as_object().unwrap().clone();
+        let c = claims(serde_json::json!({"sub": "auth0|1", "email": "a@x", "azp": "cli", "scp": ["read", "write"],
+            "https://acme.example/roles": ["dev", 7, "ops"], "groups": "admins staff", "sid": "g1"}));
+        let caller = Caller::of(&c, Some("https://acme.example/roles"));
+        assert_eq!(caller.subject.as_deref(), Some("auth0|1"));
+        assert_eq!(caller.client_id.as_deref(), Some("cli"));
+        assert_eq!(caller.scopes, vec!["read", "write"]);
+        assert_eq!(caller.roles, vec!["dev", "ops"]);
+        assert_eq!(caller.grant.as_deref(), Some("g1"));
+        assert_eq!(Caller::of(&c, Some("groups")).roles, vec!["admins", "staff"]);
+        assert!(Caller::of(&c, None).roles.is_empty(), "no claim configured: no roles from the token");
     }
 }

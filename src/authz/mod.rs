@@ -61,6 +61,9 @@ pub struct Settings {
     pub refresh_grace: Duration,
     /// Scopes clients may ask for (advertised); none: any.
     pub scopes: Vec<String>,
+    /// The provider's ID-token claim that lists the user's roles; copied into the gateway's tokens
+    /// as `roles`.
+    pub roles_claim: Option<String>,
 }
 
 /// The identity provider users sign in at.
@@ -106,7 +109,7 @@ impl AuthorizationServer {
         let sealer = crate::store::Sealer::load_or_create(&settings.state_dir)?;
         let signing = signing::Signing::load(&*state, &sealer, &settings).await?;
         let cookie_key = records::cookie_key(&*state, &sealer).await?;
-        let provider = provider::Upstream::new(settings.provider.clone());
+        let provider = provider::Upstream::new(settings.provider.clone(), settings.roles_claim.clone());
         let revoked = refresh::RevokedGrants::load(&*state).await.map_err(|e| e.to_string())?;
         let timeout = Duration::from_secs(10);
         let public: Uri = settings.public_url.parse().unwrap_or_default();
@@ -139,6 +142,7 @@ impl AuthorizationServer {
             algorithms: vec![jsonwebtoken::Algorithm::ES256],
             leeway: Duration::from_secs(30),
             scopes,
+            roles_claim: s.roles_claim.as_ref().map(|_| "roles".to_owned()),
         }
     }
 

@@ -26,16 +26,18 @@ struct Found {
 
 pub struct Upstream {
     settings: Provider,
+    /// The ID-token claim listing the user's roles.
+    roles_claim: Option<String>,
     http: Http,
     found: tokio::sync::OnceCell<Found>,
 }
 
 impl Upstream {
-    pub fn new(settings: Provider) -> Upstream {
+    pub fn new(settings: Provider, roles_claim: Option<String>) -> Upstream {
         let timeout = Duration::from_secs(10);
         let issuer: http::Uri = settings.issuer.parse().unwrap_or_default();
         let http = Http::for_server(crate::transport::http_client::build(timeout), &issuer, timeout);
-        Upstream { settings, http, found: tokio::sync::OnceCell::new() }
+        Upstream { settings, roles_claim, http, found: tokio::sync::OnceCell::new() }
     }
 
     async fn found(&self) -> Result<&Found, String> {
@@ -58,6 +60,7 @@ impl Upstream {
                     algorithms: crate::authn::DEFAULT_ALGORITHMS.to_vec(),
                     leeway: Duration::from_secs(60),
                     scopes: Vec::new(),
+                    roles_claim: None,
                 };
                 Ok(Found { meta, keys, check })
             })
@@ -131,6 +134,7 @@ impl Upstream {
             sub: text("sub").ok_or("the ID token has no subject")?,
             email: text("email").filter(|_| verified),
             name: text("name"),
+            roles: self.roles_claim.as_deref().map(|c| crate::authn::names_of(claims.get(c))).unwrap_or_default(),
         })
     }
 }

@@ -133,6 +133,9 @@ pub async fn issue(
     if !scope.is_empty() {
         claims["scope"] = json!(scope);
     }
+    if !user.roles.is_empty() {
+        claims["roles"] = json!(user.roles);
+    }
     let access = server.signing.sign(&claims)?;
     let refresh_token = wire::random();
     let record = Refresh {

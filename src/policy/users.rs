@@ -84,27 +84,31 @@ impl Policy {
         self.users.is_empty()
     }
 
-    /// What `caller` may use, found by their email, else their subject; `Err` names who is
-    /// not in the file.
+    /// What `caller` may use, found by their email, else their subject; their roles are the
+    /// file's and the token's (`rolesClaim`). Someone the file does not name is let in only by a
+    /// role of the configuration their token names. `Err` names who is not a user.
     pub fn access(&self, caller: &Caller) -> Result<Access, String> {
         let user = caller
             .email
             .as_deref()
             .and_then(|e| self.users.get(&normalize(e)))
             .or_else(|| caller.subject.as_deref().and_then(|s| self.users.get(&normalize(s))));
-        let Some(user) = user else {
+        let known_role = |r: &String| self.roles.iter().any(|(name, _)| name == r);
+        if user.is_none() && !caller.roles.iter().any(known_role) {
             let who = caller.email.as_deref().or(caller.subject.as_deref()).unwrap_or("-");
             return Err(format!("{who} is not a user of this gateway"));
-        };
-        let grants = user
-            .roles
+        }
+        let own: &[String] = user.map_or(&[], |u| &u.roles);
+        let grants = own
             .iter()
+            .chain(&caller.roles)
             .flat_map(|r| self.roles.iter().filter(move |(name, _)| name == r).flat_map(|(_, g)| g.iter().cloned()))
             .collect();
+        let listed = |f: fn(&User) -> &Vec<String>| user.map(f).cloned().unwrap_or_default();
         let rights = Rights {
-            tools: user.tools.clone(),
-            prompts: user.prompts.clone(),
-            resources: user.resources.clone(),
+            tools: listed(|u| &u.tools),
+            prompts: listed(|u| &u.prompts),
+            resources: listed(|u| &u.resources),
             grants,
         };
         Ok(Access(Some(Arc::new(rights))))
@@ -156,6 +160,21 @@ mod tests {
         assert!(svc.allows(What::Tool, "github", "get_issue", "github__get_issue"), "found by subject");
         let err = p.access(&caller(Some("eve@example.com"), "auth0|3")).unwrap_err();
         assert!(err.contains("eve@example.com"), "{err}");
+        // Roles from the token (`rolesClaim`): added to the file's; a user the file does not name
+        // gets in only by a configured role, and gets only what it grants.
+        let with_roles = |email: &str, roles: &[&str]| Caller {
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            ..caller(Some(email), "x")
+        };
+        let eve = p.access(&with_roles("eve@example.com", &["dev"])).unwrap();
+        assert!(eve.allows(What::Tool, "github", "get_issue", "github__get_issue"));
+        assert!(!eve.allows(What::Tool, "time", "now", "time__now"));
+        assert!(
+            p.access(&with_roles("eve@example.com", &["nobody", "admin"])).is_err(),
+            "roles the configuration lacks"
+        );
+        let alice = p.access(&with_roles("alice@example.com", &["dev"])).unwrap();
+        assert!(alice.allows(What::Prompt, "gitlab", "review", "gitlab__review"), "the token's role added");
         assert!(
             Policy::parse(r#"{"x": {"allowed_tools": "*"}}"#, Vec::new()).unwrap_err().contains("\"x\".allowed_tools")
         );

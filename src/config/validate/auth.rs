@@ -29,6 +29,7 @@ const KEYS: &[&str] = &[
     "accessTokenLifetime",
     "refreshTokenLifetime",
     "refreshGrace",
+    "rolesClaim",
 ];
 const JWT_ONLY: &[&str] = &["issuer", "audience", "jwksUrl", "publicKeyFile", "algorithms", "leeway"];
 const OAUTH_ONLY: &[&str] = &["provider", "stateDir", "accessTokenLifetime", "refreshTokenLifetime", "refreshGrace"];
@@ -188,6 +189,7 @@ fn oauth(c: &mut Check, node: &Node, members: Members<'_>, path: &str) -> Option
     let refresh_ttl = duration(c, "refreshTokenLifetime", 30 * day, Duration::from_secs(3600), 365 * day);
     let refresh_grace = duration(c, "refreshGrace", Duration::from_secs(30), Duration::ZERO, 5 * minute);
     let scopes = get(members, "scopes").map(|n| c.strings(n, &join(path, "scopes"))).unwrap_or_default();
+    let roles_claim = roles_claim(c, members, path);
     if c.seen() != before {
         return None;
     }
@@ -205,6 +207,7 @@ fn oauth(c: &mut Check, node: &Node, members: Members<'_>, path: &str) -> Option
         refresh_ttl,
         refresh_grace,
         scopes,
+        roles_claim,
     })
 }
 
@@ -272,6 +275,20 @@ fn roles(c: &mut Check, node: &Node, path: &str) -> crate::policy::Roles {
         roles.push((role.clone(), grants));
     }
     roles
+}
+
+/// `rolesClaim`: the claim naming the caller's roles (its name exactly: Auth0's namespaced claims
+/// hold dots and slashes).
+fn roles_claim(c: &mut Check, members: Members<'_>, path: &str) -> Option<String> {
+    let n = get(members, "rolesClaim")?;
+    let p = join(path, "rolesClaim");
+    match c.string(n, &p) {
+        Some(name) if name.is_empty() => {
+            c.fail(&p, n.pos, "must name a claim (such as \"groups\" or \"roles\")");
+            None
+        }
+        other => other,
+    }
 }
 
 /// `publicUrl` (or `MCP_BASE_URL`): the gateway's public origin, which tokens name.
@@ -394,7 +411,8 @@ fn jwt(c: &mut Check, node: &Node, members: Members<'_>, path: &str) -> Option<S
     }
     let (issuer, public_url, keys) = (issuer?, public_url?, keys?);
     let audiences = if audiences.is_empty() { vec![public_url.clone()] } else { audiences };
-    Some(Settings { issuer, public_url, audiences, keys, algorithms, leeway, scopes })
+    let roles_claim = roles_claim(c, members, path);
+    Some(Settings { issuer, public_url, audiences, keys, algorithms, leeway, scopes, roles_claim })
 }
 
 #[cfg(test)]

@@ -39,7 +39,10 @@ async fn authorizing_as(
         });
         std::fs::write(&users, rights.to_string()).unwrap();
     }
-    let mut auth = json!({"mode": "oauth", "stateDir": dir.join("state"), "refreshGrace": "1s"});
+    // Roles from the provider's `groups` claim: `dev` may use the stdio server's get-sum.
+    let mut auth = json!({"mode": "oauth", "stateDir": dir.join("state"), "refreshGrace": "1s",
+                          "rolesClaim": "groups", "roles": {"dev": {"local": ["get-sum"]}},
+                          "provider": {"scopes": ["openid", "email", "profile", "groups"]}});
     let env = [
         ("OIDC_ISSUER_URL", issuer),
         ("OIDC_CLIENT_ID", "mcpgate-confidential"),
@@ -51,7 +54,7 @@ async fn authorizing_as(
         auth["publicUrl"] = json!(public);
         auth["usersFile"] = json!(users);
         auth["provider"] = json!({"issuer": issuer, "clientId": "mcpgate-confidential", "clientSecret": "test-secret",
-                                  "scopes": ["openid", "email", "profile"]});
+                                  "scopes": ["openid", "email", "profile", "groups"]});
     }
     let m2m =
         json!({"oauth": {"clientId": "mcpgate-m2m", "clientSecret": "m2m-secret", "grant": "client-credentials"}});
@@ -154,6 +157,12 @@ async fn a_user_signs_in_through_the_gateway_and_uses_only_their_tools() {
     assert_eq!(bob["tools"], json!(["local__get-sum", "remote__echo"]), "{bob:#}");
     assert_eq!(bob["calls"]["remote__echo"]["ok"], json!(true), "{bob:#}");
 
+    // Dev, whom the users file does not name, is let in by the role the provider's `groups` claim
+    // gives: only what that role grants. A user with neither is refused.
+    let dev = sign_in(&mcp, "dev-dana@example.com", &[r#"local__get-sum={"a":1,"b":2}"#], &[]).await;
+    assert_eq!(dev["tools"], json!(["local__get-sum"]), "{dev:#}");
+    assert_eq!(dev["calls"]["local__get-sum"]["ok"], json!(true), "{dev:#}");
+
     // Refresh: rotation; two concurrent refreshes with one token both succeed (the grace
     // window), each with a new token; past the window, the same token again revokes the family.
     let (a, b) =
@@ -204,6 +213,7 @@ async fn a_user_signs_in_through_the_gateway_and_uses_only_their_tools() {
             want("alice@example.com", "remote__echo", "refused"),
             want("alice@example.com", "remote__whoami", "ok"),
             want("bob@example.com", "remote__echo", "ok"),
+            want("dev-dana@example.com", "local__get-sum", "ok"),
         ],
         "{trail}"
     );

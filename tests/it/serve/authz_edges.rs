@@ -64,19 +64,60 @@ async fn code(public: &str, verifier: &str) -> (String, String, String) {
 }
 
 async fn code_at(url: &str, landed: tokio::sync::oneshot::Receiver<String>) -> String {
+    code_in(url, landed, None).await.0
+}
+
+/// `code_at` in the browser profile `profile` (kept between runs); also what the browser said.
+async fn code_in(
+    url: &str,
+    landed: tokio::sync::oneshot::Receiver<String>,
+    profile: Option<&FsPath>,
+) -> (String, String) {
     let mut cmd = tokio::process::Command::new(node());
     cmd.arg(repo().join("tests/fixtures/browser-login.mjs"))
         .arg(url)
         .env("LOGIN_USER", "alice@example.com")
         .kill_on_drop(true);
+    if let Some(p) = profile {
+        cmd.env("BROWSER_PROFILE", p);
+    }
     let out = tokio::time::timeout(Duration::from_secs(40), cmd.output()).await.unwrap().unwrap();
-    assert!(out.status.success(), "sign-in failed: {}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "sign-in failed: {said}");
     let target = tokio::time::timeout(Duration::from_secs(5), landed).await.unwrap().unwrap();
     let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
     let params: std::collections::HashMap<String, String> =
         form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     assert_eq!(params.get("state").map(String::as_str), Some("st4te"), "{target}");
-    params.get("code").cloned().unwrap_or_else(|| panic!("no code: {target}"))
+    (params.get("code").cloned().unwrap_or_else(|| panic!("no code: {target}")), said)
+}
+
+/// A consent is remembered per user and client: the same browser signing the same user in for
+/// the same client again sees no consent page; another client still asks.
+#[tokio::test]
+async fn a_consent_is_remembered_per_user_and_client() {
+    let provider = idp(&[], 3600).await;
+    let dir = tempdir("authz-remembered");
+    let (gw, public) = authorizing(&dir, &provider.url, None, free_port()).await;
+    ready(&gw).await;
+    let profile = dir.join("browser");
+    let challenge = mcpgate::oauth_client::pkce::s256("remembered-remembered-remembered-remembered");
+    let mut seen = Vec::new();
+    for client_name in ["first", "first", "second"] {
+        let (redirect, landed) = redirect_listener().await;
+        let meta =
+            json!({"redirect_uris": [redirect], "token_endpoint_auth_method": "none", "client_name": client_name});
+        // The same client for the first two sign-ins (registered once, its redirect's port free).
+        let client = match (client_name, seen.last()) {
+            ("first", Some((_, id, _))) => String::clone(id),
+            _ => register(&public, meta).await.json()["client_id"].as_str().unwrap().to_owned(),
+        };
+        let url = authorize_url(&public, &client, &redirect, &challenge);
+        let (_, said) = code_in(&url, landed, Some(&profile)).await;
+        seen.push((client_name, client, said.contains("gateway consent page")));
+    }
+    let asked: Vec<bool> = seen.iter().map(|(_, _, asked)| *asked).collect();
+    assert_eq!(asked, vec![true, false, true], "consent page shown per sign-in: {seen:?}");
 }
 
 async fn token(public: &str, headers: &[(&str, &str)], form: &str) -> Reply {
