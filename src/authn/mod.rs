@@ -50,6 +50,24 @@ pub enum Keys {
     Url(String),
     /// A file read at load (air-gapped): never fetched.
     Static(StaticKeys),
+    /// The gateway's own (`oauth` mode), as they are when a token is checked (they rotate).
+    Own(OwnKeys),
+}
+
+/// The keys the gateway signs with, asked for as each token is checked.
+#[derive(Clone)]
+pub struct OwnKeys(pub Arc<dyn Fn() -> Arc<KeySet> + Send + Sync>);
+
+impl PartialEq for OwnKeys {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl std::fmt::Debug for OwnKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (self.0)().fmt(f)
+    }
 }
 
 /// Keys read from a file, compared by what the file said (a reload with the same file keeps them).
@@ -126,7 +144,7 @@ pub type Revoked = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 impl Authenticator {
     pub fn new(settings: Settings) -> Authenticator {
         let remote = match &settings.keys {
-            Keys::Static(_) => None,
+            Keys::Static(_) | Keys::Own(_) => None,
             keys => {
                 let url = if let Keys::Url(u) = keys { Some(u.clone()) } else { None };
                 let issuer: http::Uri = settings.issuer.parse().unwrap_or_default();
@@ -183,6 +201,7 @@ impl Authenticator {
         let unverified = jwt::precheck(token, s).map_err(|e| self.invalid(endpoint, &e.to_string()))?;
         let keys = match (&s.keys, &self.remote) {
             (Keys::Static(k), _) => k.set.clone(),
+            (Keys::Own(k), _) => (k.0)(),
             (_, Some(remote)) => remote.keys(unverified.header.kid.as_deref()).await,
             (_, None) => Arc::default(),
         };

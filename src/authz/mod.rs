@@ -118,7 +118,22 @@ impl AuthorizationServer {
             &public,
             timeout,
         );
-        Ok(Arc::new(AuthorizationServer { settings, state, sealer, signing, provider, cookie_key, revoked, fetch }))
+        let server =
+            Arc::new(AuthorizationServer { settings, state, sealer, signing, provider, cookie_key, revoked, fetch });
+        // The signing key is replaced when due, checked hourly (for as long as the server lives).
+        let weak = Arc::downgrade(&server);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                let Some(s) = weak.upgrade() else { return };
+                match s.signing.rotate_if_due(&*s.state, &s.sealer, &s.settings, state::now_secs()).await {
+                    Ok(true) => tracing::info!("the signing key was replaced (the previous one still verifies)"),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!("replacing the signing key failed: {e}"),
+                }
+            }
+        });
+        Ok(server)
     }
 
     /// Whether the sign-in `grant` was revoked: for the check of every request's token.
@@ -132,13 +147,15 @@ impl AuthorizationServer {
     }
 
     /// How the gateway checks the tokens it signs: as the `jwt` mode checks an issuer's.
-    pub fn resource_settings(&self, scopes: Vec<String>) -> crate::authn::Settings {
+    pub fn resource_settings(self: &Arc<Self>, scopes: Vec<String>) -> crate::authn::Settings {
         let s = &self.settings;
+        let server = self.clone();
+        let keys = crate::authn::OwnKeys(Arc::new(move || server.signing.verifying()));
         crate::authn::Settings {
             issuer: s.public_url.clone(),
             public_url: s.public_url.clone(),
             audiences: vec![s.public_url.clone()],
-            keys: crate::authn::Keys::Static(self.signing.verifying_keys()),
+            keys: crate::authn::Keys::Own(keys),
             algorithms: vec![jsonwebtoken::Algorithm::ES256],
             leeway: Duration::from_secs(30),
             scopes,

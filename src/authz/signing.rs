@@ -1,6 +1,7 @@
 //! The gateway's own signing keys: ES256 (P-256), created on first run, sealed in the state,
-//! replaced by a new one when the current is older than `ROTATE_AFTER` (at start), the previous
-//! ones still published until the tokens they signed have expired. Access tokens are RFC 9068
+//! replaced by a new one when the current is older than `ROTATE_AFTER` (checked at start and every
+//! hour), the previous ones still published — and still verifying — until the tokens they signed
+//! have expired. Access tokens are RFC 9068
 //! JWTs for the gateway itself; `/jwks` publishes the public halves (RFC 7517).
 
 use std::sync::Arc;
@@ -17,7 +18,6 @@ use serde_json::{Value, json};
 
 use super::state::{State, Table, now_secs};
 use super::wire::{self, Request};
-use crate::authn::StaticKeys;
 use crate::authn::keys::KeySet;
 use crate::http::body::Body;
 
@@ -33,11 +33,17 @@ struct Record {
 }
 
 pub struct Signing {
+    current: std::sync::RwLock<Arc<Keys>>,
+}
+
+/// The keys in force: the one that signs, and every one that verifies.
+struct Keys {
+    created: u64,
     kid: String,
     key: EncodingKey,
     /// The JWK Set document (public keys, current first).
     jwks: String,
-    verifying: StaticKeys,
+    verifying: Arc<KeySet>,
 }
 
 fn owner(kid: &str) -> String {
@@ -69,7 +75,65 @@ impl Signing {
         sealer: &crate::store::Sealer,
         settings: &super::Settings,
     ) -> Result<Signing, String> {
-        let now = now_secs();
+        let keys = keys_at(state, sealer, settings, now_secs()).await?;
+        Ok(Signing { current: std::sync::RwLock::new(Arc::new(keys)) })
+    }
+
+    fn current(&self) -> Arc<Keys> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Puts a new key in force if the current one is due (at `now`); whether it did.
+    pub async fn rotate_if_due(
+        &self,
+        state: &dyn State,
+        sealer: &crate::store::Sealer,
+        settings: &super::Settings,
+        now: u64,
+    ) -> Result<bool, String> {
+        if now.saturating_sub(self.current().created) < ROTATE_AFTER.as_secs() {
+            return Ok(false);
+        }
+        let keys = keys_at(state, sealer, settings, now).await?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+        Ok(true)
+    }
+
+    /// A signed access token (RFC 9068) with these claims.
+    pub fn sign(&self, claims: &Value) -> Result<String, String> {
+        let keys = self.current();
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(keys.kid.clone());
+        header.typ = Some("at+jwt".into());
+        jsonwebtoken::encode(&header, claims, &keys.key).map_err(|e| format!("signing a token failed: {e}"))
+    }
+
+    /// The keys that verify the gateway's tokens now.
+    pub fn verifying(&self) -> Arc<KeySet> {
+        self.current().verifying.clone()
+    }
+
+    /// `GET /jwks`.
+    pub fn answer(&self, req: &Request) -> http::Response<Body> {
+        if !matches!(req.method, http::Method::GET | http::Method::HEAD) {
+            return wire::method_not_allowed("GET");
+        }
+        let mut r = wire::json(StatusCode::OK, &serde_json::from_str(&self.current().jwks).unwrap_or_default());
+        r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+        r.headers_mut().remove(http::header::PRAGMA);
+        r
+    }
+}
+
+/// The keys in the state as of `now`, a new one made (and stored) if none is younger than
+/// `ROTATE_AFTER`.
+async fn keys_at(
+    state: &dyn State,
+    sealer: &crate::store::Sealer,
+    settings: &super::Settings,
+    now: u64,
+) -> Result<Keys, String> {
+    {
         let mut keys: Vec<(u64, String, Vec<u8>, Value)> = Vec::new();
         for (kid, raw) in state.all(Table::Key).await.map_err(|e| e.to_string())? {
             if !kid.starts_with(PREFIX) {
@@ -102,34 +166,56 @@ impl Signing {
         }
         let jwks = json!({"keys": keys.iter().map(|k| k.3.clone()).collect::<Vec<_>>()}).to_string();
         let set = KeySet::from_jwks(jwks.as_bytes())?;
-        let (_, kid, pkcs8, _) = keys.swap_remove(0);
-        Ok(Signing {
-            kid,
-            key: EncodingKey::from_ec_der(&pkcs8),
-            verifying: StaticKeys { text: jwks.clone(), set: Arc::new(set) },
-            jwks,
-        })
+        let (created, kid, pkcs8, _) = keys.swap_remove(0);
+        Ok(Keys { created, kid, key: EncodingKey::from_ec_der(&pkcs8), jwks, verifying: Arc::new(set) })
     }
+}
 
-    /// A signed access token (RFC 9068) with these claims.
-    pub fn sign(&self, claims: &Value) -> Result<String, String> {
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(self.kid.clone());
-        header.typ = Some("at+jwt".into());
-        jsonwebtoken::encode(&header, claims, &self.key).map_err(|e| format!("signing a token failed: {e}"))
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    pub fn verifying_keys(&self) -> StaticKeys {
-        self.verifying.clone()
-    }
-
-    /// `GET /jwks`.
-    pub fn answer(&self, req: &Request) -> http::Response<Body> {
-        if !matches!(req.method, http::Method::GET | http::Method::HEAD) {
-            return wire::method_not_allowed("GET");
+    #[tokio::test]
+    async fn a_due_key_is_replaced_and_the_old_one_still_verifies() {
+        let dir = std::env::temp_dir().join(format!("mcpgate-signing-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let state = crate::authz::state::Embedded::open(&dir).unwrap();
+        let sealer = crate::store::Sealer::load_or_create(&dir).unwrap();
+        let settings = crate::authz::Settings {
+            public_url: "https://gw.example".into(),
+            provider: crate::authz::Provider {
+                issuer: "https://idp.example".into(),
+                client_id: "gw".into(),
+                client_secret: None,
+                scopes: vec![],
+                audience: None,
+            },
+            state_dir: dir.clone(),
+            access_ttl: Duration::from_secs(900),
+            refresh_ttl: Duration::from_secs(86400),
+            refresh_grace: Duration::from_secs(30),
+            scopes: vec![],
+            roles_claim: None,
+        };
+        let signing = Signing::load(&state, &sealer, &settings).await.unwrap();
+        let kid_of = |token: &str| jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+        let before = signing.sign(&json!({"sub": "a"})).unwrap();
+        let now = now_secs();
+        assert!(!signing.rotate_if_due(&state, &sealer, &settings, now + 3600).await.unwrap(), "not yet due");
+        // A restart within the period keeps the key.
+        let again = Signing::load(&state, &sealer, &settings).await.unwrap();
+        assert_eq!(kid_of(&again.sign(&json!({})).unwrap()), kid_of(&before));
+        assert!(signing.rotate_if_due(&state, &sealer, &settings, now + ROTATE_AFTER.as_secs() + 1).await.unwrap());
+        let after = signing.sign(&json!({"sub": "a"})).unwrap();
+        assert_ne!(kid_of(&after), kid_of(&before), "a new key signs");
+        let keys = signing.verifying();
+        for token in [&before, &after] {
+            let header = jsonwebtoken::decode_header(token).unwrap();
+            assert!(keys.find(header.kid.as_deref(), Algorithm::ES256).is_some(), "both keys verify");
         }
-        let mut r = wire::json(StatusCode::OK, &serde_json::from_str(&self.jwks).unwrap_or_default());
-        r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
-        r
+        let jwks: Value = serde_json::from_str(&signing.current().jwks).unwrap();
+        assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+        assert_eq!(jwks["keys"][0]["kid"], json!(kid_of(&after)), "the signing key first");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
