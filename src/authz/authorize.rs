@@ -38,6 +38,24 @@ pub fn back_with_error(server: &AuthorizationServer, p: &Pending, error: &str, d
     wire::redirect(&wire::with_query(&p.redirect_uri, &params))
 }
 
+/// An error in a request no user has seen yet: shown, with a link back to the client carrying it,
+/// rather than sent there at once — registration is open, so an automatic redirect would make
+/// the gateway an open redirector for anyone who registers a client (RFC 9700 §4.11.2).
+fn refuse(server: &AuthorizationServer, p: &Pending, error: &str, description: &str) -> Response<Body> {
+    let iss = server.settings.public_url.as_str();
+    let state = p.state.as_deref().unwrap_or("");
+    let params = [("error", error), ("error_description", description), ("state", state), ("iss", iss)];
+    let back = wire::with_query(&p.redirect_uri, &params);
+    let host = p.redirect_uri.parse::<http::Uri>().ok().and_then(|u| u.host().map(str::to_owned)).unwrap_or_default();
+    let html = format!(
+        "<h1>Sign-in failed</h1><p>The application's request was refused: {}.</p><p><a href=\"{}\">Return to {}</a></p>",
+        wire::escape(description),
+        wire::escape(&back),
+        wire::escape(&host)
+    );
+    wire::page(StatusCode::BAD_REQUEST, "Sign-in failed", &html)
+}
+
 /// Whether a PKCE challenge has the form of an S256 digest's encoding (RFC 7636 §4.2).
 fn well_formed_challenge(c: &str) -> bool {
     (43..=128).contains(&c.len())
@@ -87,27 +105,27 @@ async fn request(server: &AuthorizationServer, req: &Request) -> Response<Body> 
     if pending.state.as_ref().is_some_and(|s| s.len() > 2048) {
         return wire::error_page(StatusCode::BAD_REQUEST, "the state parameter is longer than 2048 characters");
     }
-    // 2. The request itself: errors go back to the client.
+    // 2. The request itself: errors are shown, with a way back to the client.
     if params.get("response_type") != Some("code") {
-        return back_with_error(server, &pending, "unsupported_response_type", "only response_type=code is supported");
+        return refuse(server, &pending, "unsupported_response_type", "only response_type=code is supported");
     }
     match (params.get("code_challenge"), params.get("code_challenge_method")) {
         (Some(c), Some("S256")) if well_formed_challenge(c) => pending.code_challenge = c.to_owned(),
-        (None, _) => return back_with_error(server, &pending, "invalid_request", "PKCE is required (code_challenge)"),
+        (None, _) => return refuse(server, &pending, "invalid_request", "PKCE is required (code_challenge)"),
         (Some(_), Some("S256")) => {
-            return back_with_error(server, &pending, "invalid_request", "malformed code_challenge");
+            return refuse(server, &pending, "invalid_request", "malformed code_challenge");
         }
-        _ => return back_with_error(server, &pending, "invalid_request", "code_challenge_method must be S256"),
+        _ => return refuse(server, &pending, "invalid_request", "code_challenge_method must be S256"),
     }
     if !is_ours(server, &pending.resource) {
-        return back_with_error(server, &pending, "invalid_target", "the resource is not this gateway");
+        return refuse(server, &pending, "invalid_target", "the resource is not this gateway");
     }
     let scopes = &server.settings.scopes;
     if let Some(unknown) =
         pending.scope.split(' ').find(|s| !s.is_empty() && !scopes.is_empty() && !scopes.iter().any(|k| k == s))
     {
         let why = format!("the scope {unknown:?} is not offered");
-        return back_with_error(server, &pending, "invalid_scope", &why);
+        return refuse(server, &pending, "invalid_scope", &why);
     }
     // 3. A user signed in here lately who consented to this client before goes straight on.
     if let Some(sub) = signed_in(server, req)
@@ -122,7 +140,7 @@ async fn request(server: &AuthorizationServer, req: &Request) -> Response<Body> 
         return back_with_error(server, &pending, "temporarily_unavailable", "the gateway cannot sign anyone in now");
     }
     if pending.remembered_for.is_some() {
-        return sign_in(server, &id, &pending).await;
+        return sign_in(server, req, &id, &pending).await;
     }
     consent::page(server, req, &id, &client, &pending)
 }
@@ -146,8 +164,21 @@ pub fn consent_key(sub: &str, client_id: &str) -> String {
     format!("{}:{client_id}", wire::digest(sub))
 }
 
-/// Sends the user to the identity provider to sign in, for the pending request `id`.
-pub async fn sign_in(server: &AuthorizationServer, id: &str, pending: &Pending) -> Response<Body> {
+/// Sends the user to the identity provider to sign in, for the pending request `id`. The sign-in
+/// is bound to this browser: its answer is taken only from the browser that started it (else a
+/// link to the provider, started by an attacker for their own client, would sign a victim in to
+/// it).
+pub async fn sign_in(server: &AuthorizationServer, req: &Request, id: &str, pending: &Pending) -> Response<Body> {
+    let names = cookies::names(&server.settings.public_url);
+    let (browser, set_cookie) = cookies::browser(req, &names);
+    let mut resp = sign_in_as(server, &browser, id, pending).await;
+    if let Some(cookie) = set_cookie {
+        resp.headers_mut().append(http::header::SET_COOKIE, cookie);
+    }
+    resp
+}
+
+async fn sign_in_as(server: &AuthorizationServer, browser: &str, id: &str, pending: &Pending) -> Response<Body> {
     let state = wire::random();
     let nonce = wire::random();
     let pkce = match crate::oauth_client::pkce::Pkce::new() {
@@ -158,7 +189,7 @@ pub async fn sign_in(server: &AuthorizationServer, id: &str, pending: &Pending) 
         Ok(v) => v,
         Err(e) => return back_with_error(server, pending, "server_error", &e),
     };
-    let login = Login { request: id.to_owned(), verifier, nonce: nonce.clone() };
+    let login = Login { request: id.to_owned(), verifier, nonce: nonce.clone(), browser: wire::digest(browser) };
     if let Err(e) = records::write(&*server.state, Table::Login, &state, &login, Some(REQUEST_TTL)).await {
         tracing::error!("{e}");
         return back_with_error(server, pending, "temporarily_unavailable", "the gateway cannot sign anyone in now");

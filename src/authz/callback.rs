@@ -35,13 +35,28 @@ pub async fn answer(server: &AuthorizationServer, req: &Request) -> Response<Bod
         wire::error_page(StatusCode::BAD_REQUEST, "this sign-in is unknown or expired; start it again from your client")
     };
     let Some(state) = params.get("state") else { return unknown() };
-    let login: Login = match records::take(&*server.state, Table::Login, state).await {
-        Ok(Some(l)) => l,
+    // The answer counts only in the browser that started the sign-in (checked before it is used
+    // up: another browser's attempt leaves the real one intact).
+    let names = cookies::names(&server.settings.public_url);
+    let browser = cookies::get(req, names.browser).map(wire::digest);
+    match records::read::<Login>(&*server.state, Table::Login, state).await {
+        Ok(Some(l)) if Some(&l.browser) == browser.as_ref() => {}
+        Ok(Some(_)) => {
+            tracing::warn!("refused a sign-in answer in another browser than the one that started it");
+            return wire::error_page(
+                StatusCode::FORBIDDEN,
+                "this sign-in was started in another browser; start it again from your client",
+            );
+        }
         Ok(None) => return unknown(),
         Err(e) => {
             tracing::error!("{e}");
             return wire::error_page(StatusCode::SERVICE_UNAVAILABLE, "the gateway cannot sign anyone in now");
         }
+    }
+    let login: Login = match records::take(&*server.state, Table::Login, state).await {
+        Ok(Some(l)) => l,
+        _ => return unknown(),
     };
     let pending: Pending = match records::take(&*server.state, Table::Request, &login.request).await {
         Ok(Some(p)) => p,

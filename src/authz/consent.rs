@@ -21,10 +21,7 @@ fn token(server: &AuthorizationServer, browser: &str, request: &str) -> String {
 /// The page for the pending request `id`.
 pub fn page(server: &AuthorizationServer, req: &Request, id: &str, client: &Client, p: &Pending) -> Response<Body> {
     let names = cookies::names(&server.settings.public_url);
-    let (browser, new) = match cookies::get(req, names.browser) {
-        Some(b) if b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_') => (b.to_owned(), false),
-        _ => (wire::random(), true),
-    };
+    let (browser, set_cookie) = cookies::browser(req, &names);
     let name = client.client_name.as_deref().unwrap_or("An unnamed client");
     let back_to =
         p.redirect_uri.parse::<http::Uri>().ok().and_then(|u| u.host().map(str::to_owned)).unwrap_or_default();
@@ -48,8 +45,8 @@ pub fn page(server: &AuthorizationServer, req: &Request, id: &str, client: &Clie
         csrf = token(server, &browser, id),
     );
     let mut resp = wire::page(StatusCode::OK, &format!("Allow {name}?"), &html);
-    if new {
-        resp.headers_mut().append(SET_COOKIE, names.set(names.browser, &browser, None));
+    if let Some(cookie) = set_cookie {
+        resp.headers_mut().append(SET_COOKIE, cookie);
     }
     resp
 }
@@ -96,7 +93,7 @@ pub async fn decide(server: &AuthorizationServer, req: &Request) -> Response<Bod
     };
     match params.get("decision") {
         Some("approve") => {
-            let mut resp = sign_in(server, id, &pending).await;
+            let mut resp = sign_in(server, req, id, &pending).await;
             resp.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
             resp
         }

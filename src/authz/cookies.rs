@@ -59,6 +59,18 @@ pub fn get<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     found.filter(|v| !v.is_empty() && v.len() <= 512)
 }
 
+/// The browser's id: its cookie's, or a new one with the `Set-Cookie` that gives it.
+pub fn browser(req: &Request, names: &Names) -> (String, Option<HeaderValue>) {
+    match get(req, names.browser) {
+        Some(b) if b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_') => (b.to_owned(), None),
+        _ => {
+            let id = super::wire::random();
+            let cookie = names.set(names.browser, &id, None);
+            (id, Some(cookie))
+        }
+    }
+}
+
 /// `data` signed for `purpose` with the gateway's browser key.
 pub fn sign(key: &ring::hmac::Key, purpose: &str, data: &str) -> String {
     let tag = ring::hmac::sign(key, format!("{purpose}\0{data}").as_bytes());

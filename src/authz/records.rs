@@ -64,6 +64,8 @@ pub struct Login {
     /// The PKCE verifier for the provider's code, sealed.
     pub verifier: String,
     pub nonce: String,
+    /// The hash of the browser's id (its cookie) that started it.
+    pub browser: String,
 }
 
 /// An authorization code issued to a client.

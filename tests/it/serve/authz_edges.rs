@@ -213,45 +213,32 @@ async fn authorize_never_redirects_anywhere_a_client_did_not_register() {
         assert!(r.header("content-security-policy").unwrap().contains("frame-ancestors 'none'"));
         assert_eq!(r.header("cache-control"), Some("no-store"));
     }
-    // A request with a good redirect but a bad rest goes back to the client with the error, its
-    // state and the gateway's issuer; PKCE is required, S256 only.
+    // A request with a good redirect but a bad rest, before any user saw it: a page, with a link
+    // back to the client carrying the error, its state and the gateway's issuer — never an
+    // automatic redirect (registration is open: that would be an open redirector); PKCE is
+    // required, S256 only.
     let bare = format!(
         "{public}/authorize?response_type=code&client_id={client}&redirect_uri={}&state=s1",
         enc("https://app.example/cb")
     );
-    for (query, error) in [
-        (String::new(), "invalid_request"),
-        (format!("&code_challenge={challenge}&code_challenge_method=plain"), "invalid_request"),
-        (format!("&code_challenge={challenge}"), "invalid_request"),
-        ("&code_challenge_method=S256&code_challenge=short".to_owned(), "invalid_request"),
+    let good = authorize_url(&public, &client, "https://app.example/cb", &challenge);
+    for (url, error) in [
+        (bare.clone(), "invalid_request"),
+        (format!("{bare}&code_challenge={challenge}&code_challenge_method=plain"), "invalid_request"),
+        (format!("{bare}&code_challenge={challenge}"), "invalid_request"),
+        (format!("{bare}&code_challenge_method=S256&code_challenge=short"), "invalid_request"),
+        (good.replace("response_type=code", "response_type=token"), "unsupported_response_type"),
+        (format!("{good}&resource={}", enc("https://other.example/mcp")), "invalid_target"),
     ] {
-        let r = request("GET", &format!("{bare}{query}"), &[], "").await;
-        let location = r.header("location").unwrap_or_else(|| panic!("{query}: {} {}", r.status, r.body)).to_owned();
-        assert!(location.starts_with("https://app.example/cb?"), "{location}");
-        assert!(location.contains(&format!("error={error}")) && location.contains("state=s1"), "{location}");
-        assert!(location.contains(&format!("iss={}", enc(&public))), "{location}");
+        let r = request("GET", &url, &[], "").await;
+        assert_eq!((r.status, r.header("location")), (400, None), "{url}: {}", r.body);
+        let link = r.body.split("href=\"").nth(1).unwrap_or_else(|| panic!("{url}: no link: {}", r.body));
+        let link = link.split('"').next().unwrap().replace("&amp;", "&");
+        assert!(link.starts_with("https://app.example/cb?"), "{link}");
+        let state = if url.contains("state=s1") { "&state=s1" } else { "&state=st4te" };
+        assert!(link.contains(&format!("error={error}")) && link.contains(state), "{link}");
+        assert!(link.contains(&format!("iss={}", enc(&public))), "{link}");
     }
-    let r = request(
-        "GET",
-        &authorize_url(&public, &client, "https://app.example/cb", &challenge)
-            .replace("response_type=code", "response_type=token"),
-        &[],
-        "",
-    )
-    .await;
-    assert!(r.header("location").unwrap().contains("error=unsupported_response_type"), "{:?}", r.header("location"));
-    let r = request(
-        "GET",
-        &format!(
-            "{}&resource={}",
-            authorize_url(&public, &client, "https://app.example/cb", &challenge),
-            enc("https://other.example/mcp")
-        ),
-        &[],
-        "",
-    )
-    .await;
-    assert!(r.header("location").unwrap().contains("error=invalid_target"), "{:?}", r.header("location"));
     let r = request(
         "GET",
         &format!("{}&client_id=again", authorize_url(&public, &client, "https://app.example/cb", &challenge)),
@@ -548,22 +535,24 @@ async fn the_consent_form_and_the_callback_cannot_be_forged_or_replayed() {
         states.push(state);
     }
     assert_ne!(states[0], states[1], "a sign-in's state is random, one per attempt");
-    // The provider's answer is taken once: the first use goes back to the client (here with an
-    // error: the code is made up), the second is unknown.
-    let r = request(
-        "GET",
-        &format!("{public}/oauth/callback?state={}&code=made-up&iss={}", states[0], enc(&provider.url)),
-        &[],
-        "",
-    )
-    .await;
+    // The provider's answer counts only in the browser that started the sign-in: a link to the
+    // provider started by someone else (for their own client) signs no victim in, and leaves the
+    // real sign-in intact.
+    let answer = format!("{public}/oauth/callback?state={}&code=made-up&iss={}", states[0], enc(&provider.url));
+    for other in [vec![], vec![("cookie", "mcpgate-browser=the-victims-own")]] {
+        let r = request("GET", &answer, &other, "").await;
+        assert_eq!((r.status, r.header("location")), (403, None), "{other:?}: {}", r.body);
+    }
+    // It is taken once: the first use goes back to the client (here with an error: the code is
+    // made up), the second is unknown.
+    let r = request("GET", &answer, &[("cookie", cookie.as_str())], "").await;
     assert_eq!(r.status, 303, "{}", r.body);
     assert!(
         r.header("location").unwrap().starts_with("http://127.0.0.1/cb?error=access_denied"),
         "{:?}",
         r.header("location")
     );
-    let r = request("GET", &format!("{public}/oauth/callback?state={}&code=made-up", states[0]), &[], "").await;
+    let r = request("GET", &answer, &[("cookie", cookie.as_str())], "").await;
     assert_eq!((r.status, r.header("location")), (400, None), "{}", r.body);
     // The provider's answer with a state never issued, or none: a page, nothing more.
     for q in ["state=made-up&code=x", "code=x", "state=&code=x"] {
