@@ -71,6 +71,21 @@ pub async fn find(server: &AuthorizationServer, client_id: &str) -> Result<Optio
     Ok(None)
 }
 
+/// HTTP Basic client credentials: the id and secret, each form-decoded (RFC 6749 §2.3.1: both are
+/// form-encoded before Basic; a raw `&` in one is itself, not a separator).
+fn basic(headers: &http::HeaderMap) -> Option<(String, String)> {
+    let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let b64 = v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic "))?;
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    let decode = |s: &str| {
+        let escaped = format!("x={}", s.replace('&', "%26"));
+        form_urlencoded::parse(escaped.as_bytes()).next().map(|(_, v)| v.into_owned())
+    };
+    Some((decode(id)?, decode(secret)?))
+}
+
 /// The client a token or revocation request comes from, authenticated as it registered: HTTP
 /// Basic, a secret in the form, or (public clients) its id alone. Refusals are the RFC's
 /// `invalid_client` (401).
@@ -80,15 +95,7 @@ pub async fn authenticate(
     params: &Params,
 ) -> Result<Client, Box<http::Response<Body>>> {
     let refuse = |why: &str| Box::new(wire::oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", why));
-    let basic = req.header(http::header::AUTHORIZATION).and_then(|v| {
-        let b64 = v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic "))?;
-        let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
-        let text = String::from_utf8(raw).ok()?;
-        let (id, secret) = text.split_once(':')?;
-        // RFC 6749 §2.3.1: both form-encoded before Basic.
-        let decode = |s: &str| form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
-        Some((decode(id)?, decode(secret)?))
-    });
+    let basic = basic(&req.headers);
     if req.headers.contains_key(http::header::AUTHORIZATION) && basic.is_none() {
         return Err(refuse("the Authorization header is not HTTP Basic client authentication"));
     }
@@ -154,6 +161,18 @@ mod tests {
         ] {
             assert!(check_redirect_uri(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let decoded = |id: &str, secret: &str| {
+            let raw = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+            let mut headers = http::HeaderMap::new();
+            headers.insert(http::header::AUTHORIZATION, format!("Basic {raw}").parse().unwrap());
+            basic(&headers)
+        };
+        assert_eq!(decoded("my%20app", "a&b%3Dc+d"), Some(("my app".into(), "a&b=c d".into())));
+        assert_eq!(decoded("id", "s:with:colons"), Some(("id".into(), "s:with:colons".into())));
     }
 
     #[test]

@@ -77,6 +77,9 @@ pub struct Provider {
     pub scopes: Vec<String>,
     /// Auth0's `audience` parameter, when set.
     pub audience: Option<String>,
+    /// Whether an `email` without `email_verified: true` still names the user (a provider whose
+    /// addresses users cannot set themselves).
+    pub trust_email: bool,
 }
 
 /// The path the provider sends the user back to.

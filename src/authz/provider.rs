@@ -126,15 +126,47 @@ impl Upstream {
         if claims.get("nonce").and_then(Value::as_str) != Some(nonce) {
             return Err("the ID token does not carry this sign-in's nonce".into());
         }
-        let text = |k: &str| claims.get(k).and_then(Value::as_str).filter(|v| !v.is_empty()).map(str::to_owned);
-        // An address the provider says it has not verified names nobody: the users file is keyed
-        // by address, and some providers let anyone claim any.
-        let verified = claims.get("email_verified").and_then(Value::as_bool) != Some(false);
-        Ok(Identity {
-            sub: text("sub").ok_or("the ID token has no subject")?,
-            email: text("email").filter(|_| verified),
-            name: text("name"),
-            roles: self.roles_claim.as_deref().map(|c| crate::authn::names_of(claims.get(c))).unwrap_or_default(),
-        })
+        // OpenID Connect Core §3.1.3.7: with several audiences, the token says whom it is for.
+        let several = claims.get("aud").and_then(Value::as_array).is_some_and(|a| a.len() > 1);
+        match claims.get("azp").and_then(Value::as_str) {
+            Some(azp) if azp != self.settings.client_id => return Err("the ID token was issued to another client (azp)".into()),
+            None if several => return Err("the ID token has several audiences and names none as its party (azp)".into()),
+            _ => {}
+        }
+        identity(&claims, self.roles_claim.as_deref(), self.settings.trust_email)
+    }
+}
+
+/// Who the ID token's claims say signed in. An address the provider has not said it verified
+/// names nobody (the users file is keyed by address, and some providers let users set any: the
+/// "nOAuth" attack), unless the configuration trusts the provider's addresses.
+fn identity(claims: &serde_json::Map<String, Value>, roles_claim: Option<&str>, trust_email: bool) -> Result<Identity, String> {
+    let text = |k: &str| claims.get(k).and_then(Value::as_str).filter(|v| !v.is_empty()).map(str::to_owned);
+    let verified = trust_email || claims.get("email_verified").and_then(Value::as_bool) == Some(true);
+    Ok(Identity {
+        sub: text("sub").ok_or("the ID token has no subject")?,
+        email: text("email").filter(|_| verified),
+        name: text("name"),
+        roles: roles_claim.map(|c| crate::authn::names_of(claims.get(c))).unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_address_counts_only_when_verified_or_trusted() {
+        let claims = |v: Value| v.as_object().unwrap().clone();
+        let verified = claims(json!({"sub": "1", "email": "a@x", "email_verified": true, "groups": ["dev"]}));
+        let unsaid = claims(json!({"sub": "2", "email": "a@x"}));
+        let denied = claims(json!({"sub": "3", "email": "a@x", "email_verified": false}));
+        assert_eq!(identity(&verified, Some("groups"), false).unwrap().email.as_deref(), Some("a@x"));
+        assert_eq!(identity(&verified, Some("groups"), false).unwrap().roles, vec!["dev"]);
+        assert_eq!(identity(&unsaid, None, false).unwrap().email, None);
+        assert_eq!(identity(&denied, None, false).unwrap().email, None);
+        assert_eq!(identity(&unsaid, None, true).unwrap().email.as_deref(), Some("a@x"), "trusted");
+        assert!(identity(&claims(json!({"email": "a@x"})), None, true).is_err(), "no subject");
     }
 }

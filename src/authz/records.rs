@@ -134,18 +134,31 @@ pub async fn take<T: DeserializeOwned>(state: &dyn State, table: Table, key: &st
     }
 }
 
-/// Replaces `old` by `new` only if the record still is `old`: whether it was.
+/// A record and its stored bytes, for a `replace` that compares what was read, not what it
+/// would serialize to now.
+pub async fn read_raw<T: DeserializeOwned>(
+    state: &dyn State,
+    table: Table,
+    key: &str,
+) -> Result<Option<(T, Vec<u8>)>, StateError> {
+    match state.get(table, key).await? {
+        None => Ok(None),
+        Some(raw) => serde_json::from_slice(&raw).map(|v| Some((v, raw))).map_err(|e| broken(table, e)),
+    }
+}
+
+/// Replaces the record by `new` only if it still holds the bytes `old` (as `read_raw` gave
+/// them): whether it did.
 pub async fn replace<T: Serialize>(
     state: &dyn State,
     table: Table,
     key: &str,
-    old: &T,
+    old: &[u8],
     new: &T,
     ttl: Option<Duration>,
 ) -> Result<bool, StateError> {
-    let old = serde_json::to_vec(old).map_err(|e| broken(table, e))?;
     let new = serde_json::to_vec(new).map_err(|e| broken(table, e))?;
-    state.swap(table, key, Some(&old), Some(&new), ttl).await
+    state.swap(table, key, Some(old), Some(&new), ttl).await
 }
 
 /// The key that signs browser-bound values, created on first run and kept (sealed), so a restart

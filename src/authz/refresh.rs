@@ -28,7 +28,7 @@ pub async fn exchange(server: &AuthorizationServer, client: &Client, params: &Pa
     };
     let key = wire::digest(token);
     let state = &*server.state;
-    let record: Refresh = match records::read(state, Table::Refresh, &key).await {
+    let (record, raw) = match records::read_raw::<Refresh>(state, Table::Refresh, &key).await {
         Ok(Some(r)) => r,
         Ok(None) => return invalid_grant("the refresh token is unknown or expired"),
         Err(e) => return unavailable(e),
@@ -40,11 +40,11 @@ pub async fn exchange(server: &AuthorizationServer, client: &Client, params: &Pa
         return invalid_grant("the refresh token was issued to another client");
     }
     let family = match records::read::<Family>(state, Table::Family, &record.family).await {
-        Ok(Some(f)) if !f.revoked => f,
+        Ok(Some(f)) if !f.revoked && !server.revoked.contains(&record.family) => f,
         Ok(_) => return invalid_grant("the refresh token was revoked"),
         Err(e) => return unavailable(e),
     };
-    let used = match mark_used(server, &key, record.clone()).await {
+    let used = match mark_used(server, &key, record.clone(), raw).await {
         Ok(u) => u,
         Err(e) => return unavailable(e),
     };
@@ -73,11 +73,12 @@ pub async fn exchange(server: &AuthorizationServer, client: &Client, params: &Pa
     }
 }
 
-/// Records the token's first use, or decides what a later one is.
-async fn mark_used(server: &AuthorizationServer, key: &str, mut record: Refresh) -> Result<Use, String> {
+/// Records the token's first use, or decides what a later one is. A few tries: each lost race
+/// means another request used it, and what it recorded decides.
+async fn mark_used(server: &AuthorizationServer, key: &str, mut record: Refresh, mut raw: Vec<u8>) -> Result<Use, String> {
     let now = now_secs();
     let grace = server.settings.refresh_grace.as_secs();
-    loop {
+    for _ in 0..8 {
         match record.used_at {
             Some(at) if now.saturating_sub(at) <= grace => return Ok(Use::Allowed),
             Some(_) => return Ok(Use::Replay),
@@ -85,20 +86,20 @@ async fn mark_used(server: &AuthorizationServer, key: &str, mut record: Refresh)
                 let used = Refresh { used_at: Some(now), ..record.clone() };
                 // Kept (as used) as long as its family lives: a replay is recognised till then.
                 let ttl = std::time::Duration::from_secs(server.settings.refresh_ttl.as_secs());
-                if records::replace(&*server.state, Table::Refresh, key, &record, &used, Some(ttl))
+                if records::replace(&*server.state, Table::Refresh, key, &raw, &used, Some(ttl))
                     .await
                     .map_err(|e| e.to_string())?
                 {
                     return Ok(Use::Allowed);
                 }
-                // Another request used it first: judge this one by what it recorded.
-                match records::read(&*server.state, Table::Refresh, key).await.map_err(|e| e.to_string())? {
-                    Some(now_record) => record = now_record,
+                match records::read_raw(&*server.state, Table::Refresh, key).await.map_err(|e| e.to_string())? {
+                    Some((now_record, now_raw)) => (record, raw) = (now_record, now_raw),
                     None => return Ok(Use::Replay),
                 }
             }
         }
     }
+    Err("a refresh token's record keeps changing".into())
 }
 
 /// The revoked sign-ins whose access tokens may still be unexpired, in memory for the check of
@@ -131,19 +132,28 @@ impl RevokedGrants {
     }
 }
 
-/// Marks a family revoked: none of its refresh tokens works again, nor its access tokens.
+/// Marks a family revoked: none of its refresh tokens works again, nor its access tokens (at once
+/// in this process, through the state for a restart).
 pub async fn revoke_family(server: &AuthorizationServer, id: &str) {
     server.revoked.add(id);
     let state = &*server.state;
     for _ in 0..8 {
-        let Ok(Some(family)) = records::read::<Family>(state, Table::Family, id).await else { return };
+        let (family, raw) = match records::read_raw::<Family>(state, Table::Family, id).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!("a revocation could not be recorded: {e}");
+                return;
+            }
+        };
         if family.revoked {
             return;
         }
         let revoked = Family { revoked: true, ..family.clone() };
         let left = std::time::Duration::from_secs(family.expires.saturating_sub(now_secs()).max(1));
-        if records::replace(state, Table::Family, id, &family, &revoked, Some(left)).await.unwrap_or(false) {
+        if records::replace(state, Table::Family, id, &raw, &revoked, Some(left)).await.unwrap_or(false) {
             return;
         }
     }
+    tracing::error!("a revocation could not be recorded: the record keeps changing");
 }

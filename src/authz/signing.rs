@@ -189,6 +189,7 @@ mod tests {
                 client_secret: None,
                 scopes: vec![],
                 audience: None,
+                trust_email: false,
             },
             state_dir: dir.clone(),
             access_ttl: Duration::from_secs(900),

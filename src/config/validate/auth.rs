@@ -112,7 +112,7 @@ fn oauth(c: &mut Check, node: &Node, members: Members<'_>, path: &str) -> Option
     let ppath = join(path, "provider");
     let provider_node = get(members, "provider");
     let pm = match provider_node {
-        Some(n) => c.object(n, &ppath, &["issuer", "clientId", "clientSecret", "scopes", "audience"], &[]),
+        Some(n) => c.object(n, &ppath, &["issuer", "clientId", "clientSecret", "scopes", "audience", "trustEmail"], &[]),
         None => None,
     };
     let pos = provider_node.map_or(node.pos, |n| n.pos);
@@ -162,6 +162,10 @@ fn oauth(c: &mut Check, node: &Node, members: Members<'_>, path: &str) -> Option
         None => vec!["openid".into(), "email".into(), "profile".into()],
     };
     let audience = ptext(c, "audience").or_else(|| if auth0 { env(c, "AUTH0_AUDIENCE") } else { None });
+    let trust_email = match pm.and_then(|m| get(m, "trustEmail")) {
+        Some(n) => c.bool(n, &join(&ppath, "trustEmail")).unwrap_or(false),
+        None => false,
+    };
     let state_dir = get(members, "stateDir")
         .and_then(|n| c.string(n, &join(path, "stateDir")))
         .or_else(|| env(c, "MCPGATE_STATE_DIR"))
@@ -201,6 +205,7 @@ fn oauth(c: &mut Check, node: &Node, members: Members<'_>, path: &str) -> Option
             client_secret,
             scopes: provider_scopes,
             audience,
+            trust_email,
         },
         state_dir: state_dir?,
         access_ttl,
