@@ -32,14 +32,34 @@ pub fn is_document_url(client_id: &str) -> bool {
         && client_id.parse::<http::Uri>().is_ok()
 }
 
-/// The client `url` describes, fetched and checked (or why it cannot be used).
+/// How long a document that could not be used is not fetched again.
+const REFUSED_FOR: Duration = Duration::from_secs(60);
+
+/// The client `url` describes, fetched and checked (or why it cannot be used). Why a fetch
+/// failed is logged, not told (it would say what the gateway's network holds); a document that
+/// failed is not fetched again for a minute.
 pub async fn fetch(server: &AuthorizationServer, url: &str) -> Result<Client, String> {
-    let reply = server.fetch.get(url).await.map_err(|e| format!("its metadata document: {}", e.message))?;
-    if !reply.status.is_success() {
-        return Err(format!("its metadata document answered {}", reply.status));
+    let refused = |server: &AuthorizationServer, why: String| {
+        let until = std::time::Instant::now() + REFUSED_FOR;
+        server.refused_documents.lock().unwrap_or_else(|p| p.into_inner()).insert(url.to_owned(), why.clone(), until);
+        why
+    };
+    if let Some(why) = server.refused_documents.lock().unwrap_or_else(|p| p.into_inner()).get(url) {
+        return Err(why);
     }
-    let doc: Value = serde_json::from_slice(&reply.body).map_err(|_| "its metadata document is not JSON".to_owned())?;
-    let client = check(url, &doc)?;
+    let reply = match server.fetch.get(url).await {
+        Ok(r) if r.status.is_success() => r,
+        Ok(r) => return Err(refused(server, format!("its metadata document answered {}", r.status))),
+        Err(e) => {
+            tracing::info!(client = %url, "a client metadata document cannot be fetched: {}", e.message);
+            return Err(refused(server, "its metadata document cannot be fetched".into()));
+        }
+    };
+    let doc: Value = match serde_json::from_slice(&reply.body) {
+        Ok(doc) => doc,
+        Err(_) => return Err(refused(server, "its metadata document is not JSON".into())),
+    };
+    let client = check(url, &doc).map_err(|e| refused(server, e))?;
     records::write(&*server.state, Table::Client, url, &client, Some(KEEP)).await.map_err(|e| e.to_string())?;
     tracing::info!(client = %url, name = client.client_name.as_deref().unwrap_or("-"), "fetched a client metadata document");
     Ok(client)

@@ -23,6 +23,7 @@ mod cimd;
 mod clients;
 mod consent;
 mod cookies;
+mod limit;
 mod metadata;
 mod provider;
 mod records;
@@ -99,7 +100,17 @@ pub struct AuthorizationServer {
     revoked: refresh::RevokedGrants,
     /// Fetches client metadata documents (the outbound SSRF policy, as for the gateway's URL).
     fetch: crate::oauth_client::http::Http,
+    /// Registrations and authorization requests per client address (each writes a record).
+    registrations: limit::Limit,
+    authorizations: limit::Limit,
+    /// Client metadata documents that could not be used lately: not fetched again for a minute.
+    refused_documents: std::sync::Mutex<crate::expiring::Expiring<String, String, std::hash::RandomState>>,
 }
+
+/// Registrations per client address per minute.
+const REGISTRATIONS_PER_MINUTE: u32 = 20;
+/// Authorization requests per client address per minute.
+const AUTHORIZATIONS_PER_MINUTE: u32 = 120;
 
 impl AuthorizationServer {
     /// Opens (or creates) the state and the signing keys.
@@ -121,8 +132,19 @@ impl AuthorizationServer {
             &public,
             timeout,
         );
-        let server =
-            Arc::new(AuthorizationServer { settings, state, sealer, signing, provider, cookie_key, revoked, fetch });
+        let server = Arc::new(AuthorizationServer {
+            settings,
+            state,
+            sealer,
+            signing,
+            provider,
+            cookie_key,
+            revoked,
+            fetch,
+            registrations: limit::Limit::per_minute(REGISTRATIONS_PER_MINUTE),
+            authorizations: limit::Limit::per_minute(AUTHORIZATIONS_PER_MINUTE),
+            refused_documents: std::sync::Mutex::new(crate::expiring::Expiring::new(4096)),
+        });
         // The signing key is replaced when due, checked hourly (for as long as the server lives).
         let weak = Arc::downgrade(&server);
         tokio::spawn(async move {
@@ -172,9 +194,27 @@ impl AuthorizationServer {
             || metadata::is_metadata_path(path)
     }
 
-    /// Answers a request to one of its paths (`serves`); `body` is read whole (a small form).
-    pub async fn answer(self: Arc<Self>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response<Body> {
+    /// Answers a request to one of its paths (`serves`) from `peer`; `body` is read whole (a
+    /// small form).
+    pub async fn answer(
+        self: Arc<Self>,
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Bytes,
+        peer: std::net::IpAddr,
+    ) -> Response<Body> {
         let req = wire::Request { method, uri, headers, body };
+        // The two requests anyone may send that write a record: limited per client address.
+        let limit = match (req.uri.path(), &req.method) {
+            ("/register", &Method::POST) => Some(&self.registrations),
+            ("/authorize", &Method::GET) => Some(&self.authorizations),
+            _ => None,
+        };
+        if let Some(Err(wait)) = limit.map(|l| l.check(peer)) {
+            tracing::warn!(%peer, path = req.uri.path(), "refused: too many requests from one address");
+            return wire::too_many(wait);
+        }
         match req.uri.path() {
             p if metadata::is_metadata_path(p) => metadata::answer(&self, &req),
             "/jwks" => self.signing.answer(&req),

@@ -129,8 +129,12 @@ impl Upstream {
         // OpenID Connect Core §3.1.3.7: with several audiences, the token says whom it is for.
         let several = claims.get("aud").and_then(Value::as_array).is_some_and(|a| a.len() > 1);
         match claims.get("azp").and_then(Value::as_str) {
-            Some(azp) if azp != self.settings.client_id => return Err("the ID token was issued to another client (azp)".into()),
-            None if several => return Err("the ID token has several audiences and names none as its party (azp)".into()),
+            Some(azp) if azp != self.settings.client_id => {
+                return Err("the ID token was issued to another client (azp)".into());
+            }
+            None if several => {
+                return Err("the ID token has several audiences and names none as its party (azp)".into());
+            }
             _ => {}
         }
         identity(&claims, self.roles_claim.as_deref(), self.settings.trust_email)
@@ -140,7 +144,11 @@ impl Upstream {
 /// Who the ID token's claims say signed in. An address the provider has not said it verified
 /// names nobody (the users file is keyed by address, and some providers let users set any: the
 /// "nOAuth" attack), unless the configuration trusts the provider's addresses.
-fn identity(claims: &serde_json::Map<String, Value>, roles_claim: Option<&str>, trust_email: bool) -> Result<Identity, String> {
+fn identity(
+    claims: &serde_json::Map<String, Value>,
+    roles_claim: Option<&str>,
+    trust_email: bool,
+) -> Result<Identity, String> {
     let text = |k: &str| claims.get(k).and_then(Value::as_str).filter(|v| !v.is_empty()).map(str::to_owned);
     let verified = trust_email || claims.get("email_verified").and_then(Value::as_bool) == Some(true);
     Ok(Identity {

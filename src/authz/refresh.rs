@@ -75,7 +75,12 @@ pub async fn exchange(server: &AuthorizationServer, client: &Client, params: &Pa
 
 /// Records the token's first use, or decides what a later one is. A few tries: each lost race
 /// means another request used it, and what it recorded decides.
-async fn mark_used(server: &AuthorizationServer, key: &str, mut record: Refresh, mut raw: Vec<u8>) -> Result<Use, String> {
+async fn mark_used(
+    server: &AuthorizationServer,
+    key: &str,
+    mut record: Refresh,
+    mut raw: Vec<u8>,
+) -> Result<Use, String> {
     let now = now_secs();
     let grace = server.settings.refresh_grace.as_secs();
     for _ in 0..8 {

@@ -15,6 +15,11 @@ use crate::http::body::Body;
 
 const MAX_REDIRECTS: usize = 10;
 
+/// A registered client is forgotten this long after its last sign-in (each sign-in renews it):
+/// registrations nobody uses do not pile up. A client forgotten gets `invalid_client` and
+/// registers again, as MCP clients do.
+pub const CLIENT_TTL: std::time::Duration = std::time::Duration::from_secs(90 * 86400);
+
 fn invalid(error: &str, why: impl Into<String>) -> Response<Body> {
     wire::oauth_error(StatusCode::BAD_REQUEST, error, &why.into())
 }
@@ -97,7 +102,7 @@ pub async fn answer(server: &AuthorizationServer, req: &Request) -> Response<Bod
         application_type: application_type.to_owned(),
         issued_at: now_secs(),
     };
-    if let Err(e) = records::write(&*server.state, Table::Client, &client_id, &client, None).await {
+    if let Err(e) = records::write(&*server.state, Table::Client, &client_id, &client, Some(CLIENT_TTL)).await {
         tracing::error!("{e}");
         return wire::oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "cannot register now");
     }

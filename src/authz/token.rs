@@ -86,6 +86,14 @@ async fn redeem(server: &AuthorizationServer, client: &Client, params: &Params) 
     {
         return wire::oauth_error(StatusCode::BAD_REQUEST, "invalid_target", "the resource is not this gateway");
     }
+    // A registered client lives on while it signs users in.
+    if !super::cimd::is_document_url(&client.client_id)
+        && let Err(e) =
+            records::write(&*server.state, Table::Client, &client.client_id, client, Some(super::register::CLIENT_TTL))
+                .await
+    {
+        return unavailable(e);
+    }
     let family = wire::random();
     let expires = now_secs() + server.settings.refresh_ttl.as_secs();
     // The code, spent: known as such while its sign-in lives.

@@ -134,6 +134,20 @@ pub fn with_query(base: &str, params: &[(&str, &str)]) -> String {
     format!("{base}{sep}{}", q.finish())
 }
 
+/// 429, with when to try again.
+pub fn too_many(wait: std::time::Duration) -> Response<Body> {
+    let mut r = oauth_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "temporarily_unavailable",
+        "too many requests from this address; try again later",
+    );
+    let secs = wait.as_secs().max(1).to_string();
+    if let Ok(v) = HeaderValue::from_str(&secs) {
+        r.headers_mut().insert(http::header::RETRY_AFTER, v);
+    }
+    r
+}
+
 pub fn not_found() -> Response<Body> {
     oauth_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }

@@ -60,7 +60,7 @@ impl Endpoint for Gateway {
         Route::Mcp(match parts.uri.path() {
             "/mcp" => View::All,
             p if crate::authn::metadata::is_metadata_path(p) => return Route::Answered(self.resource_metadata(parts)),
-            p if crate::authz::AuthorizationServer::serves(p) => return self.authorization(parts),
+            p if crate::authz::AuthorizationServer::serves(p) => return self.authorization(parts, peer),
             "/healthz" | "/readyz" | "/metrics" | "/admin/reload" => {
                 return Route::Answered(self.operational(parts, peer).await);
             }
@@ -155,7 +155,7 @@ impl Gateway {
 
     /// The authorization server's endpoints (`oauth` mode): CORS for its JSON ones (browser
     /// clients register and redeem codes cross-origin), none for its pages.
-    fn authorization(&self, parts: &http::request::Parts) -> Route<View> {
+    fn authorization(&self, parts: &http::request::Parts, peer: std::net::SocketAddr) -> Route<View> {
         let Some(authz) = self.authz.clone() else {
             return Route::Answered(text(StatusCode::NOT_FOUND, "not found: this gateway issues no tokens\n".into()));
         };
@@ -169,7 +169,7 @@ impl Gateway {
             answer: Box::new(move |body| {
                 Box::pin(async move {
                     let cors_headers = (!page).then(|| headers.clone());
-                    let mut resp = authz.answer(method, uri, headers, body).await;
+                    let mut resp = authz.answer(method, uri, headers, body, peer.ip()).await;
                     if let Some(h) = cors_headers {
                         guard::cors(&h, resp.headers_mut());
                     }

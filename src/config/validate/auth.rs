@@ -112,7 +112,9 @@ fn oauth(c: &mut Check, node: &Node, members: Members<'_>, path: &str) -> Option
     let ppath = join(path, "provider");
     let provider_node = get(members, "provider");
     let pm = match provider_node {
-        Some(n) => c.object(n, &ppath, &["issuer", "clientId", "clientSecret", "scopes", "audience", "trustEmail"], &[]),
+        Some(n) => {
+            c.object(n, &ppath, &["issuer", "clientId", "clientSecret", "scopes", "audience", "trustEmail"], &[])
+        }
         None => None,
     };
     let pos = provider_node.map_or(node.pos, |n| n.pos);

@@ -213,6 +213,11 @@ async fn authorize_never_redirects_anywhere_a_client_did_not_register() {
         assert!(r.header("content-security-policy").unwrap().contains("frame-ancestors 'none'"));
         assert_eq!(r.header("cache-control"), Some("no-store"));
     }
+    // The scopes asked for are named on the page.
+    let url =
+        format!("{}&scope=files%3Aread+%3Cb%3E", authorize_url(&public, &client, "https://app.example/cb", &challenge));
+    let r = request("GET", &url, &[], "").await;
+    assert!(r.body.contains("<code>files:read</code>") && r.body.contains("<code>&lt;b&gt;</code>"), "{}", r.body);
     // A request with a good redirect but a bad rest, before any user saw it: a page, with a link
     // back to the client carrying the error, its state and the gateway's issuer — never an
     // automatic redirect (registration is open: that would be an open redirector); PKCE is
@@ -304,6 +309,19 @@ async fn registration_takes_only_what_the_code_flow_needs() {
     assert_eq!(doc["token_endpoint_auth_method"], json!("client_secret_basic"));
     assert!(doc["client_secret"].as_str().unwrap().len() >= 32, "{doc}");
     assert_eq!(r.header("cache-control"), Some("no-store"));
+    // One address registering in a loop is stopped (each registration is a record kept).
+    let mut refused = None;
+    for i in 0..25 {
+        let r = register(&public, json!({"redirect_uris": ["https://app.example/cb"]})).await;
+        if r.status == 429 {
+            refused = Some((i, r));
+            break;
+        }
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let (at, r) = refused.expect("no limit on registrations");
+    assert!(at <= 20, "refused only after {at} more registrations");
+    assert!(r.header("retry-after").is_some_and(|s| s.parse::<u64>().is_ok()), "{:?}", r.header("retry-after"));
     let state = std::fs::read(dir.join("state/state.redb")).unwrap();
     let secret = doc["client_secret"].as_str().unwrap();
     assert!(!state.windows(secret.len()).any(|w| w == secret.as_bytes()), "a client secret stored as it is");
