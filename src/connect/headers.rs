@@ -1,8 +1,9 @@
 //! Which headers cross the proxy. A header mcpgate owns is set or stripped, never passed from
 //! the client: `Host`, `Content-Length`, hop-by-hop headers, `Mcp-Session-Id` (the gateway's
 //! own), `Origin` (checked here, meaningless upstream), `Accept-Encoding` (streams are relayed
-//! and inspected uncompressed), forwarding headers (spoofable), and `Authorization` whenever
-//! mcpgate supplies the credential. Everything else passes unchanged.
+//! and inspected uncompressed), forwarding headers and the identity headers auth proxies assert
+//! (spoofable), and `Authorization` whenever mcpgate supplies the credential. Everything else
+//! passes unchanged.
 
 use http::HeaderMap;
 use http::header::{self, HeaderName};
@@ -29,6 +30,25 @@ fn is_hop_by_hop(name: &HeaderName, named_by_connection: &[String]) -> bool {
 fn is_forwarding(name: &HeaderName) -> bool {
     let n = name.as_str().replace('_', "-");
     n == "forwarded" || n == "x-real-ip" || n.starts_with("x-forwarded-")
+}
+
+/// The headers authenticating proxies set to tell an upstream who the user is (oauth2-proxy,
+/// Pomerium, Google IAP, Azure App Service, Cloudflare Access, Apache's `REMOTE_USER`), in any
+/// case and with `_` for `-`: from a client they are lies an upstream behind such a proxy
+/// would believe.
+fn is_identity(name: &HeaderName) -> bool {
+    const EXACT: &[&str] =
+        &["remote-user", "x-remote-user", "x-authenticated-user", "x-user", "x-user-id", "x-email", "x-user-email"];
+    const PREFIXES: &[&str] = &[
+        "x-auth-request-",
+        "x-pomerium-",
+        "x-goog-authenticated-user-",
+        "x-goog-iap-",
+        "x-ms-client-principal",
+        "cf-access-",
+    ];
+    let n = name.as_str().replace('_', "-");
+    EXACT.contains(&n.as_str()) || PREFIXES.iter().any(|p| n.starts_with(p))
 }
 
 fn connection_tokens(h: &HeaderMap) -> Vec<String> {
@@ -71,7 +91,7 @@ impl Passes {
             || *k == header::ACCEPT_ENCODING
             || *k == SESSION_ID
             || (self.drop_authorization && *k == header::AUTHORIZATION);
-        !(owned || is_hop_by_hop(k, &self.named) || is_forwarding(k))
+        !(owned || is_hop_by_hop(k, &self.named) || is_forwarding(k) || is_identity(k))
     }
 }
 
@@ -108,6 +128,18 @@ mod tests {
             ("x-forwarded-for", "1.2.3.4"),
             ("x_forwarded_host", "evil"),
             ("forwarded", "for=1.2.3.4"),
+            ("x-real-ip", "1.2.3.4"),
+            ("x_real_ip", "1.2.3.4"),
+            ("X-Forwarded-User", "admin"),
+            ("x-auth-request-email", "admin@example.com"),
+            ("x_auth_request_user", "admin"),
+            ("remote-user", "admin"),
+            ("x-remote-user", "admin"),
+            ("x-pomerium-jwt-assertion", "e30.e30."),
+            ("x-goog-iap-jwt-assertion", "e30.e30."),
+            ("x-ms-client-principal-name", "admin"),
+            ("cf-access-authenticated-user-email", "admin@example.com"),
+            ("x-user", "admin"),
             ("connection", "keep-alive, x-secret-hop"),
             ("x-secret-hop", "1"),
             ("te", "trailers"),

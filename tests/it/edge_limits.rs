@@ -269,3 +269,34 @@ async fn stalled_large_bodies_hold_no_more_than_the_budget() {
         assert!(peak - before < 48.0, "{name}: peak RSS grew by {:.1} MiB", peak - before);
     }
 }
+
+/// A chunked body (no length to refuse up front) is refused with 413 as soon as it passes the
+/// limit (4 MiB), while the client is still sending, not after it ends — and not by the body
+/// timeout: the client stalls right after crossing it.
+#[tokio::test]
+async fn a_chunked_body_past_the_limit_is_refused_while_it_streams() {
+    let dir = tempdir("edge-chunked-413");
+    for (name, p) in listeners(&dir, None).await {
+        let addr = addr_of(&p);
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /mcp HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
+        let started = Instant::now();
+        for _ in 0..65 {
+            if s.write_all(chunk.as_bytes()).await.is_err() {
+                break; // refused already: the server stopped reading
+            }
+        }
+        // No last chunk: the body never ends on its own.
+        let (got, closed) = until_closed(&mut s, Duration::from_secs(5)).await;
+        assert!(got.starts_with("HTTP/1.1 413 "), "{name}: {got:?}");
+        let took = closed.map(|_| started.elapsed());
+        assert!(
+            took.is_some_and(|t| t < Duration::from_millis(900)),
+            "{name}: answered after {took:?} (the body timeout is 1 s)"
+        );
+    }
+}

@@ -29,10 +29,22 @@ async fn the_callers_token_goes_only_where_allowed_on_every_remote_route() {
     let m2m_client = ("mcpgate-m2m", "m2m-secret");
     let bearer = format!("Bearer {}", client_credentials(&provider, m2m_client, &a.url, "mcp:tools").await);
     let sid = open_session(&gw.url, &[("authorization", &bearer)]).await;
+    // What a client says about itself in headers never reaches a server (the gateway builds each
+    // upstream request itself): forwarding and identity headers, in any spelling.
+    let spoofed: &[(&str, &str)] = &[
+        ("authorization", &bearer),
+        ("x-forwarded-for", "10.0.0.1"),
+        ("x_forwarded_user", "admin"),
+        ("forwarded", "for=10.0.0.1"),
+        ("x-real-ip", "10.0.0.1"),
+        ("x-auth-request-email", "admin@example.com"),
+        ("remote-user", "admin"),
+        ("x-user", "admin"),
+    ];
     let r = call(
         &gw.url,
         &sid,
-        &[("authorization", &bearer)],
+        spoofed,
         r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"a__whoami","arguments":{}}}"#,
     )
     .await
@@ -82,7 +94,7 @@ async fn the_callers_token_goes_only_where_allowed_on_every_remote_route() {
     let r = call(
         &alone,
         &sid,
-        &[("authorization", &bearer)],
+        spoofed,
         r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"whoami","arguments":{}}}"#,
     )
     .await;
@@ -92,6 +104,19 @@ async fn the_callers_token_goes_only_where_allowed_on_every_remote_route() {
     )
     .unwrap();
     assert_eq!((who["aud"].as_str(), who["client_id"].as_str()), (Some(a.url.as_str()), Some("mcpgate-m2m")));
+    let names: Vec<String> = seen(&a)
+        .await
+        .iter()
+        .flat_map(|e| e["headers"].as_array().cloned().unwrap_or_default())
+        .filter_map(|h| h.as_str().map(str::to_owned))
+        .collect();
+    assert!(!names.is_empty() && names.contains(&"authorization".to_owned()), "{names:?}");
+    for (name, _) in &spoofed[1..] {
+        assert!(
+            !names.iter().any(|n| n.replace('_', "-") == name.replace('_', "-")),
+            "{name} reached the server: {names:?}"
+        );
+    }
     let alone = gw.url.replace("/mcp", "/servers/b/mcp");
     let sid = open_session(&alone, &[("authorization", &bearer)]).await;
     let r = call(
