@@ -149,8 +149,7 @@ impl Authenticator {
                 let url = if let Keys::Url(u) = keys { Some(u.clone()) } else { None };
                 let issuer: http::Uri = settings.issuer.parse().unwrap_or_default();
                 let timeout = Duration::from_secs(10);
-                let client = crate::transport::http_client::build(timeout);
-                let http = crate::oauth_client::http::Http::for_server(client, &issuer, timeout);
+                let http = crate::oauth_client::http::Http::for_server(&issuer, timeout);
                 Some(jwks::Remote::new(settings.issuer.clone(), url, http))
             }
         };

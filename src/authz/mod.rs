@@ -127,11 +127,7 @@ impl AuthorizationServer {
         let revoked = refresh::RevokedGrants::load(&*state).await.map_err(|e| e.to_string())?;
         let timeout = Duration::from_secs(10);
         let public: Uri = settings.public_url.parse().unwrap_or_default();
-        let fetch = crate::oauth_client::http::Http::for_server(
-            crate::transport::http_client::build(timeout),
-            &public,
-            timeout,
-        );
+        let fetch = crate::oauth_client::http::Http::for_server(&public, timeout);
         let server = Arc::new(AuthorizationServer {
             settings,
             state,

@@ -36,7 +36,7 @@ impl Upstream {
     pub fn new(settings: Provider, roles_claim: Option<String>) -> Upstream {
         let timeout = Duration::from_secs(10);
         let issuer: http::Uri = settings.issuer.parse().unwrap_or_default();
-        let http = Http::for_server(crate::transport::http_client::build(timeout), &issuer, timeout);
+        let http = Http::for_server(&issuer, timeout);
         Upstream { settings, roles_claim, http, found: tokio::sync::OnceCell::new() }
     }
 

@@ -57,7 +57,7 @@ pub struct Exchanger {
 impl Exchanger {
     /// `server` is the MCP server's URL: the SSRF policy follows it, as for its own sign-in.
     pub fn new(settings: Settings, server: &http::Uri, timeout: Duration) -> Exchanger {
-        let http = Http::for_server(crate::transport::http_client::build(timeout), server, timeout);
+        let http = Http::for_server(server, timeout);
         Exchanger {
             settings,
             http,

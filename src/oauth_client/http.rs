@@ -40,8 +40,10 @@ impl Reply {
 
 impl Http {
     /// The policy follows the MCP server's own address: a server on loopback (local
-    /// development) may point at an authorization server on loopback; a public one may not.
-    pub fn for_server(client: HttpClient, server: &Uri, timeout: Duration) -> Http {
+    /// development) may point at an authorization server on loopback; a public one may not. The
+    /// client is its own, connecting only where the policy admits, on the addresses it checked
+    /// (a name is resolved once: a DNS answer changing in between cannot slip past it).
+    pub fn for_server(server: &Uri, timeout: Duration) -> Http {
         let host = server.host().unwrap_or("");
         let allow_private = match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
             Ok(ip) => !is_public(ip),
@@ -49,6 +51,9 @@ impl Http {
                 host.eq_ignore_ascii_case("localhost") || host.ends_with(".localhost") || host.ends_with(".local")
             }
         };
+        let policy: crate::transport::http_client::AddressPolicy =
+            std::sync::Arc::new(move |ip| !is_forbidden(ip) && (allow_private || is_public(ip)));
+        let client = crate::transport::http_client::build_guarded(timeout, policy);
         Http { client, timeout, allow_private, allow_http: server.scheme_str() == Some("http") }
     }
 
@@ -185,11 +190,7 @@ mod tests {
     use super::*;
 
     fn http_for(server: &str) -> Http {
-        Http::for_server(
-            crate::transport::http_client::build(Duration::from_secs(1)),
-            &server.parse().unwrap(),
-            Duration::from_secs(1),
-        )
+        Http::for_server(&server.parse().unwrap(), Duration::from_secs(1))
     }
 
     #[tokio::test]

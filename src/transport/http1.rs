@@ -116,6 +116,11 @@ impl Conn {
 /// settings): reached again after each wait, since a task may not hold a pool across one.
 pub trait Home: Send + Sync {
     fn with_pool(&self, f: &mut dyn FnMut(&mut Pool));
+
+    /// The addresses this client may connect to (`None`: any).
+    fn policy(&self) -> Option<super::http_client::AddressPolicy> {
+        None
+    }
 }
 
 /// Sends `req` (an `http://` URI) on one of this thread's connections, opening one if none is
@@ -162,10 +167,10 @@ pub async fn send_encoded(
             // The server closed it as we wrote, so it read nothing of this request.
             Err(e) => {
                 tracing::debug!("a kept-alive connection failed as the request was written ({e}); opening another");
-                fresh(uri, authority, wire, body, connect_timeout).await?
+                fresh(uri, authority, wire, body, connect_timeout, client).await?
             }
         },
-        None => fresh(uri, authority, wire, body, connect_timeout).await?,
+        None => fresh(uri, authority, wire, body, connect_timeout, client).await?,
     };
     let (head, framing, keep) = read_head(&mut conn, head_only).await?;
     Ok(Response::from_parts(head, ResponseBody::new(conn, framing, keep.then_some(client))))
@@ -199,13 +204,26 @@ fn fresh<'a>(
     wire: &'a [u8],
     body: &'a Bytes,
     connect_timeout: Duration,
+    client: &'a Arc<dyn Home>,
 ) -> Pin<Box<dyn Future<Output = Result<Conn, BoxError>> + Send + 'a>> {
     Box::pin(async move {
+        let policy = client.policy();
         let host = uri.host().ok_or("the URL has no host")?;
         // An IPv6 literal comes bracketed in a URL, bare in a socket address.
         let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
         let port = uri.port_u16().unwrap_or(80);
-        let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect((host, port))).await {
+        let connect = async {
+            match &policy {
+                None => TcpStream::connect((host, port)).await,
+                // Resolved once, checked, and connected to as checked: a DNS answer that changes
+                // in between (rebinding) cannot slip an address past the policy.
+                Some(policy) => {
+                    let addrs = super::http_client::admitted(host, port, policy).await?;
+                    TcpStream::connect(&addrs[..]).await
+                }
+            }
+        };
+        let stream = match tokio::time::timeout(connect_timeout, connect).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(Box::new(e) as BoxError),
             Err(_) => return Err(format!("connecting took longer than {connect_timeout:?}").into()),

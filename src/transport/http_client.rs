@@ -43,6 +43,7 @@ pub struct HttpClient {
 struct Settings {
     connector: Connector,
     connect_timeout: Duration,
+    policy: Option<AddressPolicy>,
     /// Itself, to register a thread's connections under (`Home::with_pool` gets `&self` only).
     me: Weak<Settings>,
 }
@@ -105,13 +106,59 @@ impl http1::Home for Settings {
     fn with_pool(&self, f: &mut dyn FnMut(&mut Pool)) {
         self.local(|l| f(&mut l.plain));
     }
+
+    fn policy(&self) -> Option<AddressPolicy> {
+        self.policy.clone()
+    }
 }
+
+/// Which addresses a client may connect to (the outbound SSRF policy of the OAuth client).
+pub type AddressPolicy = Arc<dyn Fn(std::net::IpAddr) -> bool + Send + Sync>;
+
+/// The addresses `host` resolves to that `policy` admits; an error naming none of them when it
+/// admits none.
+pub async fn admitted(host: &str, port: u16, policy: &AddressPolicy) -> std::io::Result<Vec<std::net::SocketAddr>> {
+    let addrs: Vec<_> = tokio::net::lookup_host((host, port)).await?.filter(|a| policy(a.ip())).collect();
+    if addrs.is_empty() {
+        let why = format!("{host} resolves to no address this client may connect to");
+        return Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, why));
+    }
+    Ok(addrs)
+}
+
+/// Name resolution for TLS connections, through the client's address policy: what is checked is
+/// what is connected to.
+#[derive(Clone)]
+pub struct Resolver(Option<AddressPolicy>);
+
+impl tower_service::Service<hyper_util::client::legacy::connect::dns::Name> for Resolver {
+    type Response = std::vec::IntoIter<std::net::SocketAddr>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: hyper_util::client::legacy::connect::dns::Name) -> Self::Future {
+        let policy = self.0.clone();
+        Box::pin(async move {
+            let addrs = match &policy {
+                Some(p) => admitted(name.as_str(), 0, p).await?,
+                None => tokio::net::lookup_host((name.as_str(), 0)).await?.collect(),
+            };
+            Ok(addrs.into_iter())
+        })
+    }
+}
+
+type Tcp = HttpConnector<Resolver>;
 
 /// Plain TCP for http, rustls (built once, on first use) for https.
 #[derive(Clone)]
 pub struct Connector {
-    http: HttpConnector,
-    tls: Arc<OnceLock<HttpsConnector<HttpConnector>>>,
+    http: Tcp,
+    tls: Arc<OnceLock<HttpsConnector<Tcp>>>,
 }
 
 impl tower_service::Service<Uri> for Connector {
@@ -134,7 +181,7 @@ impl tower_service::Service<Uri> for Connector {
     }
 }
 
-fn https(http: HttpConnector) -> HttpsConnector<HttpConnector> {
+fn https(http: Tcp) -> HttpsConnector<Tcp> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = match hyper_rustls::HttpsConnectorBuilder::new().with_provider_and_native_roots(provider.clone()) {
         Ok(b) => b,
@@ -154,12 +201,22 @@ fn https(http: HttpConnector) -> HttpsConnector<HttpConnector> {
 }
 
 pub fn build(connect_timeout: Duration) -> HttpClient {
-    let mut http = HttpConnector::new();
+    build_with(connect_timeout, None)
+}
+
+/// A client that connects only to addresses `policy` admits, checked on the addresses it
+/// actually connects to (names resolved once).
+pub fn build_guarded(connect_timeout: Duration, policy: AddressPolicy) -> HttpClient {
+    build_with(connect_timeout, Some(policy))
+}
+
+fn build_with(connect_timeout: Duration, policy: Option<AddressPolicy>) -> HttpClient {
+    let mut http = HttpConnector::new_with_resolver(Resolver(policy.clone()));
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
     let connector = Connector { http, tls: Arc::new(OnceLock::new()) };
-    HttpClient { shared: Arc::new_cyclic(|me| Settings { connector, connect_timeout, me: me.clone() }) }
+    HttpClient { shared: Arc::new_cyclic(|me| Settings { connector, connect_timeout, policy, me: me.clone() }) }
 }
 
 fn legacy(connector: Connector) -> Legacy {
@@ -170,4 +227,39 @@ fn legacy(connector: Connector) -> Legacy {
         .pool_idle_timeout(Duration::from_secs(4))
         .pool_max_idle_per_host(256)
         .build(connector)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A guarded client checks the addresses it connects to, for names (resolved once) on both
+    /// its paths: plain HTTP (its own pool) and TLS (hyper-util's connector).
+    #[tokio::test]
+    async fn a_guarded_client_connects_only_where_its_policy_admits() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n").await;
+            }
+        });
+        let request = |scheme: &str| {
+            let uri = format!("{scheme}://localhost:{port}/x");
+            Request::get(uri).body(Full::new(Bytes::new())).unwrap()
+        };
+        let deny_loopback: AddressPolicy = Arc::new(|ip: std::net::IpAddr| !ip.is_loopback());
+        let guarded = build_guarded(Duration::from_secs(2), deny_loopback.clone());
+        for scheme in ["http", "https"] {
+            let err = guarded.request(request(scheme)).await.err().unwrap_or_else(|| panic!("{scheme}: connected"));
+            let text = crate::error::chain(&*err);
+            assert!(text.contains("no address this client may connect to"), "{scheme}: {text}");
+        }
+        let allowed = build_guarded(Duration::from_secs(2), Arc::new(|_| true));
+        assert_eq!(allowed.request(request("http")).await.unwrap().status(), 204);
+        assert!(admitted("localhost", port, &deny_loopback).await.is_err());
+    }
 }

@@ -173,9 +173,11 @@ async fn serve_refuses_to_listen_beyond_loopback_without_authentication_unless_t
     cmd.args(["serve", "--config"]).arg(&config).args(["--listen", "0.0.0.0:0"]);
     let gw = Proc::start("mcpgate serve", cmd).await;
     assert!(!gw.output().contains("WITHOUT AUTHENTICATION"), "{}", gw.output());
-    // A mode not built yet is refused with its path, not ignored; so is a jwt mode lacking what it needs.
+    // A mode lacking what it needs is refused with the path of what is missing, not ignored.
     for (auth, path) in [
-        (json!({"mode": "oauth"}), "mcpgate.auth.mode"),
+        (json!({"mode": "oauth"}), "mcpgate.auth.provider.issuer"),
+        (json!({"mode": "oauth", "publicUrl": "https://gw.example"}), "mcpgate.auth.provider.clientId"),
+        (json!({"mode": "magic"}), "mcpgate.auth.mode"),
         (json!({"mode": "jwt"}), "mcpgate.auth.issuer"),
         (json!({"mode": "jwt", "issuer": "https://idp.example/"}), "mcpgate.auth.publicUrl"),
     ] {
@@ -186,6 +188,9 @@ async fn serve_refuses_to_listen_beyond_loopback_without_authentication_unless_t
             .env_remove("OIDC_ISSUER_URL")
             .env_remove("AUTH0_DOMAIN")
             .env_remove("MCP_BASE_URL")
+            .env_remove("OIDC_CLIENT_ID")
+            .env_remove("AUTH0_CLIENT_ID")
+            .env_remove("MCP_AUTH_PROVIDER")
             .output()
             .unwrap();
         let said = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
