@@ -24,7 +24,8 @@ pub const REQUEST_TTL: Duration = Duration::from_secs(600);
 
 pub async fn answer(server: &AuthorizationServer, req: &Request) -> Response<Body> {
     match req.method {
-        Method::GET | Method::HEAD => request(server, req).await,
+        // Not HEAD: a request writes a record, and is counted as it does (GET only).
+        Method::GET => request(server, req).await,
         Method::POST => consent::decide(server, req).await,
         _ => wire::method_not_allowed("GET, POST"),
     }
@@ -32,21 +33,23 @@ pub async fn answer(server: &AuthorizationServer, req: &Request) -> Response<Bod
 
 /// Sends the browser back to the client with an error (RFC 6749 §4.1.2.1).
 pub fn back_with_error(server: &AuthorizationServer, p: &Pending, error: &str, description: &str) -> Response<Body> {
+    wire::redirect(&error_url(server, p, error, description))
+}
+
+/// The client's redirect URI carrying an error, its `state` and the gateway's `iss`.
+fn error_url(server: &AuthorizationServer, p: &Pending, error: &str, description: &str) -> String {
     let iss = server.settings.public_url.as_str();
     let state = p.state.as_deref().unwrap_or("");
     let params = [("error", error), ("error_description", description), ("state", state), ("iss", iss)];
-    wire::redirect(&wire::with_query(&p.redirect_uri, &params))
+    wire::with_query(&p.redirect_uri, &params)
 }
 
 /// An error in a request no user has seen yet: shown, with a link back to the client carrying it,
 /// rather than sent there at once — registration is open, so an automatic redirect would make
 /// the gateway an open redirector for anyone who registers a client (RFC 9700 §4.11.2).
 fn refuse(server: &AuthorizationServer, p: &Pending, error: &str, description: &str) -> Response<Body> {
-    let iss = server.settings.public_url.as_str();
-    let state = p.state.as_deref().unwrap_or("");
-    let params = [("error", error), ("error_description", description), ("state", state), ("iss", iss)];
-    let back = wire::with_query(&p.redirect_uri, &params);
-    let host = p.redirect_uri.parse::<http::Uri>().ok().and_then(|u| u.host().map(str::to_owned)).unwrap_or_default();
+    let back = error_url(server, p, error, description);
+    let host = wire::host_of(&p.redirect_uri);
     let html = format!(
         "<h1>Sign-in failed</h1><p>The application's request was refused: {}.</p><p><a href=\"{}\">Return to {}</a></p>",
         wire::escape(description),
@@ -85,6 +88,7 @@ async fn request(server: &AuthorizationServer, req: &Request) -> Response<Body> 
             return wire::error_page(StatusCode::BAD_REQUEST, &format!("this client cannot sign in: {e}"));
         }
     };
+    let redirect_given = params.get("redirect_uri").is_some();
     let redirect_uri = match params.get("redirect_uri") {
         Some(given) if client.redirect_uris.iter().any(|r| redirect_matches(r, given)) => given.to_owned(),
         Some(_) => {
@@ -101,6 +105,7 @@ async fn request(server: &AuthorizationServer, req: &Request) -> Response<Body> 
         scope: params.get("scope").unwrap_or("").to_owned(),
         resource: params.get("resource").unwrap_or(&server.settings.public_url).to_owned(),
         remembered_for: None,
+        redirect_given,
     };
     if pending.state.as_ref().is_some_and(|s| s.len() > 2048) {
         return wire::error_page(StatusCode::BAD_REQUEST, "the state parameter is longer than 2048 characters");
@@ -155,7 +160,7 @@ fn signed_in(server: &AuthorizationServer, req: &Request) -> Option<String> {
 pub async fn has_consented(server: &AuthorizationServer, sub: &str, pending: &Pending) -> bool {
     let key = consent_key(sub, &pending.client_id);
     match records::read::<Consent>(&*server.state, Table::Consent, &key).await {
-        Ok(Some(c)) => pending.scope.split(' ').filter(|s| !s.is_empty()).all(|s| c.scope.split(' ').any(|k| k == s)),
+        Ok(Some(c)) => wire::scope_covers(&c.scope, &pending.scope),
         _ => false,
     }
 }

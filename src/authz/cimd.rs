@@ -47,6 +47,10 @@ pub async fn fetch(server: &AuthorizationServer, url: &str) -> Result<Client, St
     if let Some(why) = server.refused_documents.lock().unwrap_or_else(|p| p.into_inner()).get(url) {
         return Err(why);
     }
+    if server.document_fetches.check(std::net::Ipv4Addr::UNSPECIFIED.into()).is_err() {
+        tracing::warn!("refused to fetch a client metadata document: too many fetched this minute");
+        return Err("its metadata document cannot be fetched now; try again in a minute".into());
+    }
     let reply = match server.fetch.get(url).await {
         Ok(r) if r.status.is_success() => r,
         Ok(r) => return Err(refused(server, format!("its metadata document answered {}", r.status))),

@@ -23,8 +23,7 @@ pub fn page(server: &AuthorizationServer, req: &Request, id: &str, client: &Clie
     let names = cookies::names(&server.settings.public_url);
     let (browser, set_cookie) = cookies::browser(req, &names);
     let name = client.client_name.as_deref().unwrap_or("An unnamed client");
-    let back_to =
-        p.redirect_uri.parse::<http::Uri>().ok().and_then(|u| u.host().map(str::to_owned)).unwrap_or_default();
+    let back_to = wire::host_of(&p.redirect_uri);
     let scopes = if p.scope.is_empty() {
         "<li>use the MCP servers of this gateway as you</li>".to_owned()
     } else {

@@ -103,14 +103,19 @@ pub struct AuthorizationServer {
     /// Registrations and authorization requests per client address (each writes a record).
     registrations: limit::Limit,
     authorizations: limit::Limit,
+    /// Client metadata documents fetched, whoever asked (any client id that is an https URL can
+    /// make the gateway fetch it, from `/authorize`, `/token` or `/revoke`).
+    document_fetches: limit::Limit,
     /// Client metadata documents that could not be used lately: not fetched again for a minute.
     refused_documents: std::sync::Mutex<crate::expiring::Expiring<String, String, std::hash::RandomState>>,
 }
 
 /// Registrations per client address per minute.
 const REGISTRATIONS_PER_MINUTE: u32 = 20;
-/// Authorization requests per client address per minute.
+/// Authorization requests (and consent answers) per client address per minute.
 const AUTHORIZATIONS_PER_MINUTE: u32 = 120;
+/// Client metadata documents fetched per minute, in all.
+const DOCUMENT_FETCHES_PER_MINUTE: u32 = 60;
 
 impl AuthorizationServer {
     /// Opens (or creates) the state and the signing keys.
@@ -139,6 +144,7 @@ impl AuthorizationServer {
             fetch,
             registrations: limit::Limit::per_minute(REGISTRATIONS_PER_MINUTE),
             authorizations: limit::Limit::per_minute(AUTHORIZATIONS_PER_MINUTE),
+            document_fetches: limit::Limit::per_minute(DOCUMENT_FETCHES_PER_MINUTE),
             refused_documents: std::sync::Mutex::new(crate::expiring::Expiring::new(4096)),
         });
         // The signing key is replaced when due, checked hourly (for as long as the server lives).
@@ -168,7 +174,9 @@ impl AuthorizationServer {
     }
 
     /// How the gateway checks the tokens it signs: as the `jwt` mode checks an issuer's.
-    pub fn resource_settings(self: &Arc<Self>, scopes: Vec<String>) -> crate::authn::Settings {
+    /// (The scopes a client may ask for are the authorization server's to list; a token of the
+    /// gateway's carries what its client asked for, so none is required of every token here.)
+    pub fn resource_settings(self: &Arc<Self>) -> crate::authn::Settings {
         let s = &self.settings;
         let server = self.clone();
         let keys = crate::authn::OwnKeys(Arc::new(move || server.signing.verifying()));
@@ -179,7 +187,7 @@ impl AuthorizationServer {
             keys: crate::authn::Keys::Own(keys),
             algorithms: vec![jsonwebtoken::Algorithm::ES256],
             leeway: Duration::from_secs(30),
-            scopes,
+            scopes: Vec::new(),
             roles_claim: s.roles_claim.as_ref().map(|_| "roles".to_owned()),
         }
     }
@@ -204,7 +212,7 @@ impl AuthorizationServer {
         // The two requests anyone may send that write a record: limited per client address.
         let limit = match (req.uri.path(), &req.method) {
             ("/register", &Method::POST) => Some(&self.registrations),
-            ("/authorize", &Method::GET) => Some(&self.authorizations),
+            ("/authorize", &Method::GET | &Method::POST) => Some(&self.authorizations),
             _ => None,
         };
         if let Some(Err(wait)) = limit.map(|l| l.check(peer)) {

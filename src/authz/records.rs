@@ -54,6 +54,9 @@ pub struct Pending {
     /// who then signs in must be them, or have consented too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remembered_for: Option<String>,
+    /// Whether the request named its redirect URI (the token request must then name it too).
+    #[serde(default)]
+    pub redirect_given: bool,
 }
 
 /// A sign-in at the provider in flight.
@@ -97,6 +100,11 @@ pub struct Family {
     pub revoked: bool,
     /// When the sign-in ends (seconds since the epoch): refreshing does not extend it.
     pub expires: u64,
+}
+
+/// What is left of a sign-in ending at `expires` (seconds since the epoch): a record's lifetime.
+pub fn left_until(expires: u64) -> Duration {
+    Duration::from_secs(expires.saturating_sub(super::state::now_secs()).max(1))
 }
 
 /// A user's consent to a client (by `sub` and `client_id`).

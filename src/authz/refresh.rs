@@ -60,7 +60,7 @@ pub async fn exchange(server: &AuthorizationServer, client: &Client, params: &Pa
     let scope = match params.get("scope") {
         None => record.scope.clone(),
         Some(asked) => {
-            if !asked.split(' ').filter(|s| !s.is_empty()).all(|s| record.scope.split(' ').any(|k| k == s)) {
+            if !wire::scope_covers(&record.scope, asked) {
                 return wire::oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "more scope than was granted");
             }
             asked.to_owned()
@@ -155,7 +155,7 @@ pub async fn revoke_family(server: &AuthorizationServer, id: &str) {
             return;
         }
         let revoked = Family { revoked: true, ..family.clone() };
-        let left = std::time::Duration::from_secs(family.expires.saturating_sub(now_secs()).max(1));
+        let left = records::left_until(family.expires);
         if records::replace(state, Table::Family, id, &raw, &revoked, Some(left)).await.unwrap_or(false) {
             return;
         }

@@ -74,8 +74,15 @@ async fn redeem(server: &AuthorizationServer, client: &Client, params: &Params) 
     if p.client_id != client.client_id {
         return invalid_grant("the code was issued to another client");
     }
-    if params.get("redirect_uri").is_some_and(|r| r != p.redirect_uri) {
-        return invalid_grant("redirect_uri differs from the authorization request's");
+    // OAuth 2.1 §4.1.3: the same redirect URI, when the authorization request named one.
+    match params.get("redirect_uri") {
+        Some(r) if r != p.redirect_uri => {
+            return invalid_grant("redirect_uri differs from the authorization request's");
+        }
+        None if p.redirect_given => {
+            return invalid_grant("redirect_uri is required: the authorization request named one");
+        }
+        _ => {}
     }
     let computed = crate::oauth_client::pkce::s256(verifier);
     if !bool::from(computed.as_bytes().ct_eq(p.code_challenge.as_bytes())) {
@@ -154,7 +161,7 @@ pub async fn issue(
         user: user.clone(),
         used_at: None,
     };
-    let left = std::time::Duration::from_secs(family_expires.saturating_sub(now).max(1));
+    let left = records::left_until(family_expires);
     records::write(&*server.state, Table::Refresh, &wire::digest(&refresh_token), &record, Some(left))
         .await
         .map_err(|e| e.to_string())?;

@@ -175,10 +175,20 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// SHA-256, base64url: how codes and refresh tokens are looked up (the store holds no token).
+/// SHA-256, base64url (PKCE's S256): how codes and refresh tokens are looked up (the store holds
+/// no token).
 pub fn digest(s: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, s.as_bytes()))
+    crate::oauth_client::pkce::s256(s)
+}
+
+/// The host a URI names (what a user is told they will be sent back to); empty if none.
+pub fn host_of(uri: &str) -> String {
+    uri.parse::<http::Uri>().ok().and_then(|u| u.host().map(str::to_owned)).unwrap_or_default()
+}
+
+/// Whether the space-separated scopes `granted` include every one of `asked`.
+pub fn scope_covers(granted: &str, asked: &str) -> bool {
+    asked.split(' ').filter(|s| !s.is_empty()).all(|s| granted.split(' ').any(|g| g == s))
 }
 
 /// A new random value (codes, tokens, ids): 32 bytes, base64url.

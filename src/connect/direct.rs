@@ -126,7 +126,10 @@ pub(super) async fn post<S>(
 async fn whole(line: Line<'_>, resp: Response<ResponseBody>) -> Result<Response<Body>, Error> {
     let (mut parts, incoming) = resp.into_parts();
     let upstream = line.upstream;
-    let bytes = match tokio::time::timeout(upstream.timeout, body::read_limited(incoming, WHOLE as usize)).await {
+    // Pinned where it is built (see `Upstream::send_direct`).
+    let read = body::read_limited(incoming, WHOLE as usize);
+    tokio::pin!(read);
+    let bytes = match tokio::time::timeout(upstream.timeout, read).await {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(e)) => {
             let why = match e {

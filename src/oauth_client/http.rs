@@ -44,6 +44,11 @@ impl Http {
     /// client is its own, connecting only where the policy admits, on the addresses it checked
     /// (a name is resolved once: a DNS answer changing in between cannot slip past it).
     pub fn for_server(server: &Uri, timeout: Duration) -> Http {
+        Http::for_server_with(server, timeout, timeout)
+    }
+
+    /// `for_server`, with connections given `connect_timeout` of the request's `timeout`.
+    pub fn for_server_with(server: &Uri, connect_timeout: Duration, timeout: Duration) -> Http {
         let host = server.host().unwrap_or("");
         let allow_private = match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
             Ok(ip) => !is_public(ip),
@@ -53,7 +58,7 @@ impl Http {
         };
         let policy: crate::transport::http_client::AddressPolicy =
             std::sync::Arc::new(move |ip| !is_forbidden(ip) && (allow_private || is_public(ip)));
-        let client = crate::transport::http_client::build_guarded(timeout, policy);
+        let client = crate::transport::http_client::build_guarded(connect_timeout, policy);
         Http { client, timeout, allow_private, allow_http: server.scheme_str() == Some("http") }
     }
 

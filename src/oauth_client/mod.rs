@@ -191,7 +191,7 @@ impl OAuth {
             }
             None => None,
         };
-        let http = http::Http::for_server(&cfg.server, cfg.timeout);
+        let http = http::Http::for_server_with(&cfg.server, cfg.connect_timeout, cfg.timeout);
         let server_key = discovery::canonical_resource(&cfg.server);
         let oauth = OAuth { cfg, http, store, key, flight: Default::default(), state: Default::default(), server_key };
         if oauth.cfg.grant == GrantKind::AuthorizationCode

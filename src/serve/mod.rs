@@ -142,8 +142,8 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
             let server = crate::authz::AuthorizationServer::open(oauth.clone())
                 .await
                 .map_err(|e| StartError::Setup(format!("mcpgate.auth: {e}")))?;
-            let authn = crate::authn::Authenticator::new(server.resource_settings(oauth.scopes.clone()))
-                .with_revocation(server.revocation());
+            let authn =
+                crate::authn::Authenticator::new(server.resource_settings()).with_revocation(server.revocation());
             (Some(authn), Some(server))
         }
         (None, None) => (None, None),

@@ -122,7 +122,11 @@ impl Upstream {
             head.extend_from_slice(body);
         }
         let wire = Wire { head: &head, body, uri: &self.url, authority: authority.clone(), head_only: false };
-        match tokio::time::timeout(self.timeout, self.client.send_plain(wire)).await {
+        // Pinned where it is built: the timeout then holds a pointer to it, and a call's future is
+        // never copied into the timeout's (what an outlined `timeout` would do on every call).
+        let send = self.client.send_plain(wire);
+        tokio::pin!(send);
+        match tokio::time::timeout(self.timeout, send).await {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => Err(Error::unreachable(&self.display, chain(&*e))),
             Err(_) => Err(Error::timeout(&self.display, self.timeout)),

@@ -35,15 +35,22 @@ fn live(raw: &[u8], now: u64) -> Option<&[u8]> {
 impl Embedded {
     /// Opens (or creates) `dir/state.redb`; the directory is created 0700.
     pub fn open(dir: &Path) -> Result<Embedded, StateError> {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
             .map_err(|e| StateError(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("state.redb");
-        let db = Database::create(&path).map_err(|e| StateError(format!("cannot open {}: {e}", path.display())))?;
+        // Created 0600 before the database writes anything into it (an empty file is a new database).
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| StateError(format!("cannot create {}: {e}", path.display())))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(failed)?;
+        let db = Database::create(&path).map_err(|e| StateError(format!("cannot open {}: {e}", path.display())))?;
         let tx = db.begin_write().map_err(failed)?;
         tx.open_table(RECORDS).map_err(failed)?;
         tx.commit().map_err(failed)?;

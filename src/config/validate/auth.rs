@@ -108,6 +108,14 @@ pub(super) fn auth(c: &mut Check, node: &Node, path: &str) -> Auth {
 fn oauth(c: &mut Check, node: &Node, members: Members<'_>, path: &str) -> Option<crate::authz::Settings> {
     let before = c.seen();
     let public_url = public_url(c, node, members, path);
+    // Its cookies and tokens need TLS (OAuth 2.1 §1.5), but on loopback (development).
+    if let Some(u) = public_url.as_deref().and_then(|u| u.parse::<http::Uri>().ok())
+        && u.scheme_str() == Some("http")
+        && !matches!(u.host(), Some("127.0.0.1" | "localhost" | "[::1]"))
+    {
+        let at = get(members, "publicUrl").map_or(node.pos, |n| n.pos);
+        c.fail(&join(path, "publicUrl"), at, "must be https in \"oauth\" mode (plain http only on loopback)");
+    }
     let env = |c: &Check, k: &str| (c.env)(k).filter(|v| !v.is_empty());
     let ppath = join(path, "provider");
     let provider_node = get(members, "provider");
@@ -129,14 +137,8 @@ fn oauth(c: &mut Check, node: &Node, members: Members<'_>, path: &str) -> Option
         None => env(c, "OIDC_ISSUER_URL").is_none() && env(c, "AUTH0_DOMAIN").is_some(),
     };
     let from_env = |c: &Check, auth0_name: &str, oidc_name: &str| env(c, if auth0 { auth0_name } else { oidc_name });
-    let issuer = ptext(c, "issuer").or_else(|| {
-        if auth0 {
-            env(c, "AUTH0_DOMAIN")
-                .map(|d| format!("https://{}/", d.trim_start_matches("https://").trim_end_matches('/')))
-        } else {
-            env(c, "OIDC_ISSUER_URL")
-        }
-    });
+    let issuer = ptext(c, "issuer")
+        .or_else(|| if auth0 { env(c, "AUTH0_DOMAIN").map(|d| auth0_issuer(&d)) } else { env(c, "OIDC_ISSUER_URL") });
     match &issuer {
         None => c.fail(
             &join(&ppath, "issuer"),
@@ -284,6 +286,12 @@ fn roles(c: &mut Check, node: &Node, path: &str) -> crate::policy::Roles {
     roles
 }
 
+/// The issuer of an Auth0 tenant from `AUTH0_DOMAIN` (`acme.us.auth0.com`, with or without its
+/// scheme): Auth0's issuers end with a slash.
+fn auth0_issuer(domain: &str) -> String {
+    format!("https://{}/", domain.trim_start_matches("https://").trim_end_matches('/'))
+}
+
 /// `rolesClaim`: the claim naming the caller's roles (its name exactly: Auth0's namespaced claims
 /// hold dots and slashes).
 fn roles_claim(c: &mut Check, members: Members<'_>, path: &str) -> Option<String> {
@@ -333,7 +341,7 @@ fn jwt(c: &mut Check, node: &Node, members: Members<'_>, path: &str) -> Option<S
 
     let issuer = text(c, "issuer")
         .or_else(|| env(c, "OIDC_ISSUER_URL"))
-        .or_else(|| env(c, "AUTH0_DOMAIN").map(|d| format!("https://{}/", d.trim_end_matches('/'))));
+        .or_else(|| env(c, "AUTH0_DOMAIN").map(|d| auth0_issuer(&d)));
     match &issuer {
         None => c.fail(&join(path, "issuer"), node.pos, "is required (or OIDC_ISSUER_URL, or AUTH0_DOMAIN)"),
         Some(i) => {
@@ -506,6 +514,13 @@ mod tests {
         assert!(has("mcpgate.auth.accessTokenLifetime", "between"), "{p:#?}");
         // No secret in any message.
         assert!(!p.iter().any(|x| x.contains("\"s\"")), "{p:#?}");
+        let plain = serde_json::json!({"mode": "oauth", "publicUrl": "http://gw.example",
+            "provider": {"issuer": "https://idp.example", "clientId": "gw"}});
+        let p = parse(plain, &[("HOME", "/h")]).unwrap_err();
+        assert!(p.iter().any(|x| x.contains("mcpgate.auth.publicUrl") && x.contains("https")), "{p:#?}");
+        let loopback = serde_json::json!({"mode": "oauth", "publicUrl": "http://127.0.0.1:8090",
+            "provider": {"issuer": "https://idp.example", "clientId": "gw"}});
+        assert!(parse(loopback, &[("HOME", "/h")]).is_ok(), "plain http on loopback (development)");
         let p = parse(serde_json::json!({"mode": "jwt", "provider": {}}), &[]).unwrap_err();
         assert!(p.iter().any(|x| x.contains("mcpgate.auth.provider") && x.contains("\"oauth\"")), "{p:#?}");
     }
@@ -514,7 +529,7 @@ mod tests {
     fn the_oauth_mode_takes_the_auth0_proxys_environment_unchanged() {
         let auth0 = [
             ("MCP_AUTH_PROVIDER", "auth0"),
-            ("AUTH0_DOMAIN", "acme.us.auth0.com"),
+            ("AUTH0_DOMAIN", "https://acme.us.auth0.com/"),
             ("AUTH0_CLIENT_ID", "abc"),
             ("AUTH0_CLIENT_SECRET", "shh"),
             ("AUTH0_AUDIENCE", "https://api.acme"),

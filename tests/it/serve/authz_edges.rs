@@ -244,6 +244,9 @@ async fn authorize_never_redirects_anywhere_a_client_did_not_register() {
         assert!(link.contains(&format!("error={error}")) && link.contains(state), "{link}");
         assert!(link.contains(&format!("iss={}", enc(&public))), "{link}");
     }
+    // HEAD writes nothing, and is not served.
+    let r = request("HEAD", &authorize_url(&public, &client, "https://app.example/cb", &challenge), &[], "").await;
+    assert_eq!(r.status, 405);
     let r = request(
         "GET",
         &format!("{}&client_id=again", authorize_url(&public, &client, "https://app.example/cb", &challenge)),
@@ -347,12 +350,15 @@ async fn a_code_is_redeemed_once_by_its_client_with_its_verifier() {
     assert_eq!(r.json()["error"], json!("invalid_grant"), "a failed attempt burns the code: {}", r.body);
     // The challenge itself as verifier (`plain`), or none at all: refused.
     let challenge = mcpgate::oauth_client::pkce::s256(verifier);
-    for verifier_param in [format!("&code_verifier={challenge}"), String::new()] {
+    // And the right verifier without the redirect URI the authorization request named.
+    for (verifier_param, with_redirect) in [
+        (format!("&code_verifier={challenge}"), true),
+        (String::new(), true),
+        (format!("&code_verifier={verifier}"), false),
+    ] {
         let (client, redirect, c) = code(&public, verifier).await;
-        let form = format!(
-            "grant_type=authorization_code&client_id={client}&redirect_uri={}&code={c}{verifier_param}",
-            enc(&redirect)
-        );
+        let redirect = if with_redirect { format!("&redirect_uri={}", enc(&redirect)) } else { String::new() };
+        let form = format!("grant_type=authorization_code&client_id={client}{redirect}&code={c}{verifier_param}");
         let r = token(&public, &[], &form).await;
         assert_eq!(r.json()["error"], json!("invalid_grant"), "{verifier_param:?}: {}", r.body);
     }
@@ -422,6 +428,23 @@ async fn a_code_is_redeemed_once_by_its_client_with_its_verifier() {
     }
     let r = request("POST", &format!("{public}/token"), &[("content-type", "application/json")], "{}").await;
     assert_eq!(r.json()["error"], json!("invalid_request"), "{}", r.body);
+}
+
+/// A code redeemed the right way gives tokens once; redeemed again it revokes the sign-in it
+/// started (refresh and access tokens alike); a refresh token presented by another client is
+/// refused and its sign-in revoked; `/revoke` ends a sign-in for its client only.
+#[tokio::test]
+async fn a_sign_in_is_revoked_by_a_replayed_code_another_client_or_its_own() {
+    let provider = idp(&[], 3600).await;
+    let dir = tempdir("authz-revoke");
+    let (gw, public) = authorizing(&dir, &provider.url, None, free_port()).await;
+    ready(&gw).await;
+    let verifier = "the-right-verifier-the-right-verifier-0123456789";
+    let other =
+        register(&public, json!({"redirect_uris": ["http://127.0.0.1/x"], "token_endpoint_auth_method": "none"}))
+            .await
+            .json();
+    let other = other["client_id"].as_str().unwrap();
 
     // The right request: tokens, once.
     let (client, redirect, c) = code(&public, verifier).await;
