@@ -20,6 +20,7 @@ pub mod login;
 pub mod mcp;
 pub mod oauth_client;
 pub mod policy;
+pub mod secret;
 pub mod serve;
 pub mod shutdown;
 pub mod stdio;

@@ -7,20 +7,17 @@
 //! redirector, RFC 6749 §4.1.2.1); other errors go back to the client with its `state` and the
 //! gateway's `iss` (RFC 9207).
 
-use std::time::Duration;
-
 use http::{Method, Response, StatusCode};
 
 use super::AuthorizationServer;
-use super::clients::{self, redirect_matches};
-use super::records::{self, Consent, Login, Pending};
+use super::clients;
+use super::handoff::{REQUEST_TTL, back_with_error, error_url, sign_in};
+use super::records::{self, Consent, Pending};
+use super::redirect_uri::redirect_matches;
 use super::state::{Table, now_secs};
 use super::wire::{self, Request};
-use super::{CALLBACK, consent, cookies};
+use super::{consent, cookies};
 use crate::http::body::Body;
-
-/// How long a user has to consent and sign in.
-pub const REQUEST_TTL: Duration = Duration::from_secs(600);
 
 pub async fn answer(server: &AuthorizationServer, req: &Request) -> Response<Body> {
     match req.method {
@@ -29,19 +26,6 @@ pub async fn answer(server: &AuthorizationServer, req: &Request) -> Response<Bod
         Method::POST => consent::decide(server, req).await,
         _ => wire::method_not_allowed("GET, POST"),
     }
-}
-
-/// Sends the browser back to the client with an error (RFC 6749 §4.1.2.1).
-pub fn back_with_error(server: &AuthorizationServer, p: &Pending, error: &str, description: &str) -> Response<Body> {
-    wire::redirect(&error_url(server, p, error, description))
-}
-
-/// The client's redirect URI carrying an error, its `state` and the gateway's `iss`.
-fn error_url(server: &AuthorizationServer, p: &Pending, error: &str, description: &str) -> String {
-    let iss = server.settings.public_url.as_str();
-    let state = p.state.as_deref().unwrap_or("");
-    let params = [("error", error), ("error_description", description), ("state", state), ("iss", iss)];
-    wire::with_query(&p.redirect_uri, &params)
 }
 
 /// An error in a request no user has seen yet: shown, with a link back to the client carrying it,
@@ -167,44 +151,4 @@ pub async fn has_consented(server: &AuthorizationServer, sub: &str, pending: &Pe
 
 pub fn consent_key(sub: &str, client_id: &str) -> String {
     format!("{}:{client_id}", wire::digest(sub))
-}
-
-/// Sends the user to the identity provider to sign in, for the pending request `id`. The sign-in
-/// is bound to this browser: its answer is taken only from the browser that started it (else a
-/// link to the provider, started by an attacker for their own client, would sign a victim in to
-/// it).
-pub async fn sign_in(server: &AuthorizationServer, req: &Request, id: &str, pending: &Pending) -> Response<Body> {
-    let names = cookies::names(&server.settings.public_url);
-    let (browser, set_cookie) = cookies::browser(req, &names);
-    let mut resp = sign_in_as(server, &browser, id, pending).await;
-    if let Some(cookie) = set_cookie {
-        resp.headers_mut().append(http::header::SET_COOKIE, cookie);
-    }
-    resp
-}
-
-async fn sign_in_as(server: &AuthorizationServer, browser: &str, id: &str, pending: &Pending) -> Response<Body> {
-    let state = wire::random();
-    let nonce = wire::random();
-    let pkce = match crate::oauth_client::pkce::Pkce::new() {
-        Ok(p) => p,
-        Err(e) => return back_with_error(server, pending, "server_error", &e),
-    };
-    let verifier = match server.sealer.seal(&format!("login:{state}"), pkce.verifier.as_bytes()) {
-        Ok(v) => v,
-        Err(e) => return back_with_error(server, pending, "server_error", &e),
-    };
-    let login = Login { request: id.to_owned(), verifier, nonce: nonce.clone(), browser: wire::digest(browser) };
-    if let Err(e) = records::write(&*server.state, Table::Login, &state, &login, Some(REQUEST_TTL)).await {
-        tracing::error!("{e}");
-        return back_with_error(server, pending, "temporarily_unavailable", "the gateway cannot sign anyone in now");
-    }
-    let callback = format!("{}{CALLBACK}", server.settings.public_url);
-    match server.provider.sign_in_url(&callback, &state, &pkce.challenge, &nonce).await {
-        Ok(url) => wire::redirect(&url),
-        Err(e) => {
-            tracing::warn!("{e}");
-            back_with_error(server, pending, "temporarily_unavailable", "the identity provider cannot be reached")
-        }
-    }
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 use http::header::SET_COOKIE;
 use http::{Method, Response, StatusCode};
 
-use super::authorize::{back_with_error, consent_key, has_consented};
+use super::authorize::{consent_key, has_consented};
+use super::handoff::back_with_error;
 use super::records::{self, Code, Consent, Login, Pending};
 use super::state::{Table, now_secs};
 use super::wire::{self, Request};

@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::AuthorizationServer;
-use super::clients::check_redirect_uri;
 use super::records::{self, Client};
+use super::redirect_uri::check_redirect_uri;
 use super::state::{Table, now_secs};
 
 /// How long a fetched document is kept.

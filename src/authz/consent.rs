@@ -7,7 +7,7 @@
 use http::header::{HeaderValue, SET_COOKIE};
 use http::{Response, StatusCode};
 
-use super::authorize::{back_with_error, sign_in};
+use super::handoff::{back_with_error, sign_in};
 use super::records::{self, Client, Pending};
 use super::state::Table;
 use super::wire::{self, Request, escape};

@@ -10,12 +10,14 @@
 //! | `/jwks`                                      | `signing.rs`   | 7517                         |
 //! | `POST /register`                             | `register.rs`  | 7591                         |
 //! | (a `client_id` that is an https URL)         | `cimd.rs`      | client ID metadata documents |
-//! | `/authorize` (GET: consent page; POST: yes/no) | `authorize.rs`, `consent.rs` | 6749 §4.1, 7636, 9207 |
+//! | `/authorize` (GET: consent page; POST: yes/no) | `authorize.rs`, `consent.rs`, `handoff.rs` (on to the provider, or back with an error) | 6749 §4.1, 7636, 9207 |
 //! | `/oauth/callback` (the provider's answer)    | `callback.rs`, `provider.rs` | OpenID Connect Core |
-//! | `POST /token`                                | `token.rs`, `refresh.rs` | 6749 §4.1.3, §6; 8707 |
+//! | `POST /token`                                | `token.rs`, `refresh.rs`, `issue.rs` (the answer) | 6749 §4.1.3, §6; 8707 |
 //! | `POST /revoke`                               | `revoke.rs`    | 7009                         |
 //!
-//! What it remembers is in `state` (embedded by default), secrets sealed (`records.rs`).
+//! Beside them: `clients.rs` (who a client is, its authentication), `redirect_uri.rs` (what may be
+//! registered and matched), `cookies.rs`, `limit.rs` (per-address limits), `wire.rs` (how it
+//! answers). What it remembers is in `state` (embedded by default), secrets sealed (`records.rs`).
 
 mod authorize;
 mod callback;
@@ -23,10 +25,13 @@ mod cimd;
 mod clients;
 mod consent;
 mod cookies;
+mod handoff;
+mod issue;
 mod limit;
 mod metadata;
 mod provider;
 mod records;
+mod redirect_uri;
 mod refresh;
 mod register;
 mod revoke;
@@ -42,8 +47,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Response, Uri};
 
-use crate::config::Secret;
 use crate::http::body::Body;
+use crate::secret::Secret;
 use state::State;
 
 /// The `oauth` mode's settings, validated (`mcpgate.auth`).

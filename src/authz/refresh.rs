@@ -8,9 +8,9 @@
 use http::{Response, StatusCode};
 
 use super::AuthorizationServer;
+use super::issue::{invalid_grant, issue, unavailable};
 use super::records::{self, Client, Family, Refresh};
 use super::state::{Table, now_secs};
-use super::token::{invalid_grant, issue, unavailable};
 use super::wire::{self, Params};
 use crate::http::body::Body;
 

@@ -7,8 +7,8 @@ use http::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::AuthorizationServer;
-use super::clients::check_redirect_uri;
 use super::records::{self, Client};
+use super::redirect_uri::check_redirect_uri;
 use super::state::{Table, now_secs};
 use super::wire::{self, Request};
 use crate::http::body::Body;

@@ -3,7 +3,7 @@
 //! the answer says nothing about tokens. Access tokens are short-lived JWTs the gateway does not
 //! keep: they run out on their own.
 
-use http::{Method, Response, StatusCode};
+use http::{Response, StatusCode};
 
 use super::records::{self, Refresh};
 use super::state::Table;
@@ -12,15 +12,8 @@ use super::{AuthorizationServer, clients, refresh};
 use crate::http::body::{self, Body};
 
 pub async fn answer(server: &AuthorizationServer, req: &Request) -> Response<Body> {
-    if req.method != Method::POST {
-        return wire::method_not_allowed("POST");
-    }
-    let params = match req.params() {
-        Ok(p) => p,
-        Err(e) => return wire::oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &e),
-    };
-    let client = match clients::authenticate(server, req, &params).await {
-        Ok(c) => c,
+    let (params, client) = match clients::posted_by_client(server, req).await {
+        Ok(found) => found,
         Err(resp) => return *resp,
     };
     let Some(token) = params.get("token") else {

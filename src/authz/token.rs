@@ -2,41 +2,25 @@
 //! exchanged (`refresh.rs`), for the gateway's own access token (`signing.rs`) and a refresh
 //! token of the sign-in's family.
 
-use http::{Method, Response, StatusCode};
-use serde_json::{Value, json};
+use http::{Response, StatusCode};
 use subtle::ConstantTimeEq;
 
 use super::authorize::is_ours;
-use super::records::{self, Client, Code, Family, Identity, Refresh};
+use super::issue::{invalid_grant, issue, unavailable};
+use super::records::{self, Client, Code, Family};
 use super::state::{Table, now_secs};
 use super::wire::{self, Params, Request};
 use super::{AuthorizationServer, clients, refresh};
 use crate::http::body::Body;
-
-pub fn invalid_grant(why: &str) -> Response<Body> {
-    wire::oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why)
-}
 
 /// Where a redeemed code's sign-in is remembered.
 fn spent(key: &str) -> String {
     format!("spent:{key}")
 }
 
-pub fn unavailable(e: impl std::fmt::Display) -> Response<Body> {
-    tracing::error!("{e}");
-    wire::oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again")
-}
-
 pub async fn answer(server: &AuthorizationServer, req: &Request) -> Response<Body> {
-    if req.method != Method::POST {
-        return wire::method_not_allowed("POST");
-    }
-    let params = match req.params() {
-        Ok(p) => p,
-        Err(e) => return wire::oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &e),
-    };
-    let client = match clients::authenticate(server, req, &params).await {
-        Ok(c) => c,
+    let (params, client) = match clients::posted_by_client(server, req).await {
+        Ok(found) => found,
         Err(resp) => return *resp,
     };
     match params.get("grant_type") {
@@ -120,55 +104,4 @@ async fn redeem(server: &AuthorizationServer, client: &Client, params: &Params) 
         Ok(body) => wire::json(StatusCode::OK, &body),
         Err(e) => unavailable(e),
     }
-}
-
-/// A new access token, and a new refresh token of `family`: the token response.
-pub async fn issue(
-    server: &AuthorizationServer,
-    client_id: &str,
-    user: &Identity,
-    scope: &str,
-    resource: &str,
-    family: &str,
-    family_expires: u64,
-) -> Result<Value, String> {
-    let s = &server.settings;
-    let now = now_secs();
-    let ttl = s.access_ttl.as_secs();
-    let mut claims = json!({
-        "iss": s.public_url, "aud": s.public_url, "sub": user.sub, "client_id": client_id,
-        "iat": now, "nbf": now, "exp": now + ttl, "jti": wire::random(), "sid": family,
-    });
-    if let Some(email) = &user.email {
-        claims["email"] = json!(email);
-    }
-    if let Some(name) = &user.name {
-        claims["name"] = json!(name);
-    }
-    if !scope.is_empty() {
-        claims["scope"] = json!(scope);
-    }
-    if !user.roles.is_empty() {
-        claims["roles"] = json!(user.roles);
-    }
-    let access = server.signing.sign(&claims)?;
-    let refresh_token = wire::random();
-    let record = Refresh {
-        family: family.to_owned(),
-        client_id: client_id.to_owned(),
-        scope: scope.to_owned(),
-        resource: resource.to_owned(),
-        user: user.clone(),
-        used_at: None,
-    };
-    let left = records::left_until(family_expires);
-    records::write(&*server.state, Table::Refresh, &wire::digest(&refresh_token), &record, Some(left))
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut body =
-        json!({"access_token": access, "token_type": "Bearer", "expires_in": ttl, "refresh_token": refresh_token});
-    if !scope.is_empty() {
-        body["scope"] = json!(scope);
-    }
-    Ok(body)
 }

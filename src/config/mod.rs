@@ -87,15 +87,7 @@ impl Auth {
     }
 }
 
-/// A secret from the configuration: compared, never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use crate::secret::Secret;
 
 /// When the gateway counts as ready (`/readyz` 200).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

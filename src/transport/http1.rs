@@ -118,7 +118,7 @@ pub trait Home: Send + Sync {
     fn with_pool(&self, f: &mut dyn FnMut(&mut Pool));
 
     /// The addresses this client may connect to (`None`: any).
-    fn policy(&self) -> Option<super::http_client::AddressPolicy> {
+    fn policy(&self) -> Option<super::address::AddressPolicy> {
         None
     }
 }
@@ -218,7 +218,7 @@ fn fresh<'a>(
                 // Resolved once, checked, and connected to as checked: a DNS answer that changes
                 // in between (rebinding) cannot slip an address past the policy.
                 Some(policy) => {
-                    let addrs = super::http_client::admitted(host, port, policy).await?;
+                    let addrs = super::address::admitted(host, port, policy).await?;
                     TcpStream::connect(&addrs[..]).await
                 }
             }

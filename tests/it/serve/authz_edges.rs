@@ -15,6 +15,24 @@ use crate::idp::idp;
 
 const FORM: &[(&str, &str)] = &[("content-type", "application/x-www-form-urlencoded")];
 
+/// A gateway in `oauth` mode in front of a fresh OpenID provider: (the provider, the test's
+/// directory, the gateway, its public URL).
+async fn gateway(name: &str) -> (Proc, std::path::PathBuf, Proc, String) {
+    let provider = idp(&[], 3600).await;
+    let dir = tempdir(name);
+    let (gw, public) = authorizing(&dir, &provider.url, None, free_port()).await;
+    ready(&gw).await;
+    (provider, dir, gw, public)
+}
+
+/// The token request that redeems `code` the right way.
+fn redeem(client: &str, redirect: &str, code: &str, verifier: &str) -> String {
+    format!(
+        "grant_type=authorization_code&client_id={client}&redirect_uri={}&code={code}&code_verifier={verifier}",
+        enc(redirect)
+    )
+}
+
 async fn register(public: &str, metadata: Value) -> Reply {
     request("POST", &format!("{public}/register"), &[("content-type", "application/json")], &metadata.to_string()).await
 }
@@ -96,10 +114,7 @@ async fn code_in(
 /// the same client again sees no consent page; another client still asks.
 #[tokio::test]
 async fn a_consent_is_remembered_per_user_and_client() {
-    let provider = idp(&[], 3600).await;
-    let dir = tempdir("authz-remembered");
-    let (gw, public) = authorizing(&dir, &provider.url, None, free_port()).await;
-    ready(&gw).await;
+    let (_provider, dir, _gw, public) = gateway("authz-remembered").await;
     let profile = dir.join("browser");
     let challenge = mcpgate::oauth_client::pkce::s256("remembered-remembered-remembered-remembered");
     let mut seen = Vec::new();
@@ -130,10 +145,7 @@ async fn token(public: &str, headers: &[(&str, &str)], form: &str) -> Reply {
 /// consent page. A request without a client, or with an unknown one, likewise.
 #[tokio::test]
 async fn authorize_never_redirects_anywhere_a_client_did_not_register() {
-    let provider = idp(&[], 3600).await;
-    let dir = tempdir("authz-redirects");
-    let (gw, public) = authorizing(&dir, &provider.url, None, free_port()).await;
-    ready(&gw).await;
+    let (_provider, _dir, _gw, public) = gateway("authz-redirects").await;
     let registered = ["https://app.example/cb", "http://127.0.0.1/cb"];
     let r = register(
         &public,
@@ -260,10 +272,7 @@ async fn authorize_never_redirects_anywhere_a_client_did_not_register() {
 /// What a client may not register, and what it may.
 #[tokio::test]
 async fn registration_takes_only_what_the_code_flow_needs() {
-    let provider = idp(&[], 3600).await;
-    let dir = tempdir("authz-register");
-    let (gw, public) = authorizing(&dir, &provider.url, None, free_port()).await;
-    ready(&gw).await;
+    let (_provider, dir, _gw, public) = gateway("authz-register").await;
     for (metadata, error) in [
         (json!({}), "invalid_redirect_uri"),
         (json!({"redirect_uris": []}), "invalid_redirect_uri"),
@@ -334,10 +343,7 @@ async fn registration_takes_only_what_the_code_flow_needs() {
 /// URI; everything else is refused with the RFC's error, and a failed attempt burns the code.
 #[tokio::test]
 async fn a_code_is_redeemed_once_by_its_client_with_its_verifier() {
-    let provider = idp(&[], 3600).await;
-    let dir = tempdir("authz-token");
-    let (gw, public) = authorizing(&dir, &provider.url, None, free_port()).await;
-    ready(&gw).await;
+    let (_provider, _dir, _gw, public) = gateway("authz-token").await;
     let verifier = "the-right-verifier-the-right-verifier-0123456789";
 
     // A wrong verifier: refused, and the code is gone.
@@ -435,10 +441,7 @@ async fn a_code_is_redeemed_once_by_its_client_with_its_verifier() {
 /// refused and its sign-in revoked; `/revoke` ends a sign-in for its client only.
 #[tokio::test]
 async fn a_sign_in_is_revoked_by_a_replayed_code_another_client_or_its_own() {
-    let provider = idp(&[], 3600).await;
-    let dir = tempdir("authz-revoke");
-    let (gw, public) = authorizing(&dir, &provider.url, None, free_port()).await;
-    ready(&gw).await;
+    let (_provider, _dir, _gw, public) = gateway("authz-revoke").await;
     let verifier = "the-right-verifier-the-right-verifier-0123456789";
     let other =
         register(&public, json!({"redirect_uris": ["http://127.0.0.1/x"], "token_endpoint_auth_method": "none"}))
@@ -448,10 +451,7 @@ async fn a_sign_in_is_revoked_by_a_replayed_code_another_client_or_its_own() {
 
     // The right request: tokens, once.
     let (client, redirect, c) = code(&public, verifier).await;
-    let form = format!(
-        "grant_type=authorization_code&client_id={client}&redirect_uri={}&code={c}&code_verifier={verifier}",
-        enc(&redirect)
-    );
+    let form = redeem(&client, &redirect, &c, verifier);
     let r = token(&public, &[], &form).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.header("cache-control"), Some("no-store"));
@@ -474,10 +474,7 @@ async fn a_sign_in_is_revoked_by_a_replayed_code_another_client_or_its_own() {
 
     // A refresh token presented by another client: refused, and its sign-in revoked.
     let (client, redirect, c) = code(&public, verifier).await;
-    let form = format!(
-        "grant_type=authorization_code&client_id={client}&redirect_uri={}&code={c}&code_verifier={verifier}",
-        enc(&redirect)
-    );
+    let form = redeem(&client, &redirect, &c, verifier);
     let t = token(&public, &[], &form).await.json();
     let refresh = t["refresh_token"].as_str().unwrap();
     let r = token(&public, &[], &format!("grant_type=refresh_token&client_id={other}&refresh_token={refresh}")).await;
@@ -488,10 +485,7 @@ async fn a_sign_in_is_revoked_by_a_replayed_code_another_client_or_its_own() {
     // Revoked by its client: the refresh token is dead (RFC 7009), another client's revocation
     // changes nothing, and the answer is 200 either way.
     let (client, redirect, c) = code(&public, verifier).await;
-    let form = format!(
-        "grant_type=authorization_code&client_id={client}&redirect_uri={}&code={c}&code_verifier={verifier}",
-        enc(&redirect)
-    );
+    let form = redeem(&client, &redirect, &c, verifier);
     let t = token(&public, &[], &form).await.json();
     let refresh = t["refresh_token"].as_str().unwrap();
     let r = request("POST", &format!("{public}/revoke"), FORM, &format!("client_id={other}&token={refresh}")).await;
@@ -512,10 +506,7 @@ async fn a_sign_in_is_revoked_by_a_replayed_code_another_client_or_its_own() {
 /// the provider's answer is taken once.
 #[tokio::test]
 async fn the_consent_form_and_the_callback_cannot_be_forged_or_replayed() {
-    let provider = idp(&[], 3600).await;
-    let dir = tempdir("authz-consent");
-    let (gw, public) = authorizing(&dir, &provider.url, None, free_port()).await;
-    ready(&gw).await;
+    let (provider, _dir, _gw, public) = gateway("authz-consent").await;
     let r = register(&public, json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"}))
         .await;
     let client = r.json()["client_id"].as_str().unwrap().to_owned();
