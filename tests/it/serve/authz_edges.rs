@@ -500,6 +500,33 @@ async fn a_sign_in_is_revoked_by_a_replayed_code_another_client_or_its_own() {
     assert_eq!(r.json()["error"], json!("invalid_grant"), "{}", r.body);
     let r = request("POST", &format!("{public}/revoke"), FORM, &format!("client_id={client}&token=never-issued")).await;
     assert_eq!(r.status, 200);
+    // An access token revoked by its client ends its sign-in too: the token itself and the
+    // sign-in's refresh token stop working at once.
+    let (client, redirect, c) = code(&public, verifier).await;
+    let t = token(&public, &[], &redeem(&client, &redirect, &c, verifier)).await.json();
+    let access = t["access_token"].as_str().unwrap();
+    let bearer = format!("Bearer {access}");
+    let with_token = [MCP_HEADERS, &[("authorization", bearer.as_str())]].concat();
+    assert_eq!(request("POST", &format!("{public}/mcp"), &with_token, INITIALIZE).await.status, 200);
+    let r = request("POST", &format!("{public}/revoke"), FORM, &format!("client_id={other}&token={access}")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        request("POST", &format!("{public}/mcp"), &with_token, INITIALIZE).await.status,
+        200,
+        "another client's revocation counts for nothing"
+    );
+    let r = request(
+        "POST",
+        &format!("{public}/revoke"),
+        FORM,
+        &format!("client_id={client}&token={access}&token_type_hint=access_token"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(request("POST", &format!("{public}/mcp"), &with_token, INITIALIZE).await.status, 401);
+    let refresh = t["refresh_token"].as_str().unwrap();
+    let r = token(&public, &[], &format!("grant_type=refresh_token&client_id={client}&refresh_token={refresh}")).await;
+    assert_eq!(r.json()["error"], json!("invalid_grant"), "{}", r.body);
 }
 
 /// The consent form answers only from the gateway's own page, in the browser it was shown in;
