@@ -13,9 +13,44 @@ use super::wire::{self, Params, Request};
 use super::{AuthorizationServer, clients, refresh};
 use crate::http::body::Body;
 
-/// Where a redeemed code's sign-in is remembered.
-fn spent(key: &str) -> String {
-    format!("spent:{key}")
+/// A code's record: as issued, or used up (naming the sign-in it started, or was to start).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum Slot {
+    Spent { spent: String },
+    Issued(Code),
+}
+
+enum Spent {
+    /// Used up now, by this request.
+    Fresh(Code),
+    /// Used up before: the sign-in it started.
+    Already(String),
+    Unknown,
+}
+
+/// Uses the code (by its hash `key`) up for the sign-in `family`: kept as used for as long as that
+/// sign-in could live, so that a replay is recognised. Whatever follows, a code is tried once.
+async fn spend(server: &AuthorizationServer, key: &str, family: &str) -> Result<Spent, String> {
+    let state = &*server.state;
+    for _ in 0..8 {
+        let Some((slot, raw)) = records::read_raw::<Slot>(state, Table::Code, key).await.map_err(|e| e.to_string())?
+        else {
+            return Ok(Spent::Unknown);
+        };
+        let code = match slot {
+            Slot::Spent { spent } => return Ok(Spent::Already(spent)),
+            Slot::Issued(code) => code,
+        };
+        let used = Slot::Spent { spent: family.to_owned() };
+        if records::replace(state, Table::Code, key, &raw, &used, Some(server.settings.refresh_ttl))
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            return Ok(Spent::Fresh(code));
+        }
+    }
+    Err("a code's record keeps changing".into())
 }
 
 pub async fn answer(server: &AuthorizationServer, req: &Request) -> Response<Body> {
@@ -38,17 +73,18 @@ async fn redeem(server: &AuthorizationServer, client: &Client, params: &Params) 
         return wire::oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "code is required");
     };
     let key = wire::digest(code);
-    // Taken whatever follows: a code is tried once.
-    let record: Code = match records::take(&*server.state, Table::Code, &key).await {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            // A code redeemed before, presented again: stolen, or replayed. What it gave is revoked.
-            if let Ok(Some(family)) = records::read::<String>(&*server.state, Table::Code, &spent(&key)).await {
-                super::refresh::revoke_family(server, &family).await;
-                tracing::warn!(client = %client.client_id, "a code was presented again: the sign-in it started is revoked");
-            }
+    // The sign-in this code starts, named before the code is used up: the code's record becomes
+    // that name in the same step (one compare-and-swap), so a second redemption — later, or at the
+    // same instant — finds it and revokes what the first one got.
+    let family = wire::random();
+    let record = match spend(server, &key, &family).await {
+        Ok(Spent::Fresh(code)) => code,
+        Ok(Spent::Already(first)) => {
+            super::refresh::revoke_family(server, &first).await;
+            tracing::warn!(client = %client.client_id, "a code was presented again: the sign-in it started is revoked");
             return invalid_grant("the code is unknown, used or expired");
         }
+        Ok(Spent::Unknown) => return invalid_grant("the code is unknown, used or expired"),
         Err(e) => return unavailable(e),
     };
     let Some(verifier) = params.get("code_verifier") else {
@@ -85,14 +121,7 @@ async fn redeem(server: &AuthorizationServer, client: &Client, params: &Params) 
     {
         return unavailable(e);
     }
-    let family = wire::random();
     let expires = now_secs() + server.settings.refresh_ttl.as_secs();
-    // The code, spent: known as such while its sign-in lives.
-    if let Err(e) =
-        records::write(&*server.state, Table::Code, &spent(&key), &family, Some(server.settings.refresh_ttl)).await
-    {
-        return unavailable(e);
-    }
     let record_family =
         Family { client_id: client.client_id.clone(), sub: record.user.sub.clone(), revoked: false, expires };
     if let Err(e) =

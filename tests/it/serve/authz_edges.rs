@@ -472,6 +472,19 @@ async fn a_sign_in_is_revoked_by_a_replayed_code_another_client_or_its_own() {
     assert_eq!(r.status, 401, "{}", r.body);
     assert!(r.header("www-authenticate").unwrap().contains("revoked"), "{:?}", r.header("www-authenticate"));
 
+    // Two redemptions of one code at the same instant: one gets tokens, the other is refused,
+    // and the tokens the first got are revoked all the same.
+    let (client, redirect, c) = code(&public, verifier).await;
+    let form = redeem(&client, &redirect, &c, verifier);
+    let (a, b) = tokio::join!(token(&public, &[], &form), token(&public, &[], &form));
+    let mut statuses = [a.status, b.status];
+    statuses.sort();
+    assert_eq!(statuses, [200, 400], "{} / {}", a.body, b.body);
+    let won = if a.status == 200 { a.json() } else { b.json() };
+    let bearer = format!("Bearer {}", won["access_token"].as_str().unwrap());
+    let with_token = [MCP_HEADERS, &[("authorization", bearer.as_str())]].concat();
+    assert_eq!(request("POST", &mcp, &with_token, INITIALIZE).await.status, 401, "a raced code's tokens stay valid");
+
     // A refresh token presented by another client: refused, and its sign-in revoked.
     let (client, redirect, c) = code(&public, verifier).await;
     let form = redeem(&client, &redirect, &c, verifier);
