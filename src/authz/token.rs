@@ -18,12 +18,12 @@ use crate::http::body::Body;
 #[serde(untagged)]
 enum Slot {
     Spent { spent: String },
-    Issued(Code),
+    Issued(Box<Code>),
 }
 
 enum Spent {
     /// Used up now, by this request.
-    Fresh(Code),
+    Fresh(Box<Code>),
     /// Used up before: the sign-in it started.
     Already(String),
     Unknown,
