@@ -182,16 +182,21 @@ impl AuthorizationServer {
     /// (The scopes a client may ask for are the authorization server's to list; a token of the
     /// gateway's carries what its client asked for, so none is required of every token here.)
     pub fn resource_settings(self: &Arc<Self>) -> crate::authn::Settings {
-        let s = &self.settings;
         let server = self.clone();
         let keys = crate::authn::OwnKeys(Arc::new(move || server.signing.verifying()));
+        self.token_check(crate::authn::Keys::Own(keys), Duration::from_secs(30))
+    }
+
+    /// The checks of a token the gateway signed: its issuer and audience, ES256, `leeway`.
+    fn token_check(&self, keys: crate::authn::Keys, leeway: Duration) -> crate::authn::Settings {
+        let s = &self.settings;
         crate::authn::Settings {
             issuer: s.public_url.clone(),
             public_url: s.public_url.clone(),
             audiences: vec![s.public_url.clone()],
-            keys: crate::authn::Keys::Own(keys),
+            keys,
             algorithms: vec![jsonwebtoken::Algorithm::ES256],
-            leeway: Duration::from_secs(30),
+            leeway,
             scopes: Vec::new(),
             roles_claim: s.roles_claim.as_ref().map(|_| "roles".to_owned()),
         }

@@ -117,11 +117,12 @@ fn broken(table: Table, e: serde_json::Error) -> StateError {
     StateError(format!("a {table:?} record cannot be read: {e}"))
 }
 
+fn decode<T: DeserializeOwned>(table: Table, raw: &[u8]) -> Result<T, StateError> {
+    serde_json::from_slice(raw).map_err(|e| broken(table, e))
+}
+
 pub async fn read<T: DeserializeOwned>(state: &dyn State, table: Table, key: &str) -> Result<Option<T>, StateError> {
-    match state.get(table, key).await? {
-        None => Ok(None),
-        Some(raw) => serde_json::from_slice(&raw).map(Some).map_err(|e| broken(table, e)),
-    }
+    state.get(table, key).await?.map(|raw| decode(table, &raw)).transpose()
 }
 
 pub async fn write<T: Serialize>(
@@ -136,10 +137,7 @@ pub async fn write<T: Serialize>(
 }
 
 pub async fn take<T: DeserializeOwned>(state: &dyn State, table: Table, key: &str) -> Result<Option<T>, StateError> {
-    match state.take(table, key).await? {
-        None => Ok(None),
-        Some(raw) => serde_json::from_slice(&raw).map(Some).map_err(|e| broken(table, e)),
-    }
+    state.take(table, key).await?.map(|raw| decode(table, &raw)).transpose()
 }
 
 /// A record and its stored bytes, for a `replace` that compares what was read, not what it
@@ -149,10 +147,7 @@ pub async fn read_raw<T: DeserializeOwned>(
     table: Table,
     key: &str,
 ) -> Result<Option<(T, Vec<u8>)>, StateError> {
-    match state.get(table, key).await? {
-        None => Ok(None),
-        Some(raw) => serde_json::from_slice(&raw).map(|v| Some((v, raw))).map_err(|e| broken(table, e)),
-    }
+    state.get(table, key).await?.map(|raw| Ok((decode(table, &raw)?, raw))).transpose()
 }
 
 /// Replaces the record by `new` only if it still holds the bytes `old` (as `read_raw` gave

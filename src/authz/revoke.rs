@@ -36,18 +36,8 @@ pub async fn answer(server: &AuthorizationServer, req: &Request) -> Response<Bod
 /// The sign-in an access token of the gateway's, issued to `client_id`, belongs to (`sid`), if
 /// `token` is one (its signature checked; an expired one still names its sign-in).
 fn access_token_family(server: &AuthorizationServer, token: &str, client_id: &str) -> Option<String> {
-    let s = &server.settings;
-    let check = crate::authn::Settings {
-        issuer: s.public_url.clone(),
-        public_url: s.public_url.clone(),
-        audiences: vec![s.public_url.clone()],
-        keys: crate::authn::Keys::Discover,
-        algorithms: vec![jsonwebtoken::Algorithm::ES256],
-        // Revoking a token that has just expired is harmless; refusing to would be unhelpful.
-        leeway: s.access_ttl,
-        scopes: Vec::new(),
-        roles_claim: None,
-    };
+    // Revoking a token that has just expired is harmless; refusing to would be unhelpful.
+    let check = server.token_check(crate::authn::Keys::Discover, server.settings.access_ttl);
     let unverified = crate::authn::jwt::precheck(token, &check).ok()?;
     let claims = crate::authn::jwt::verify(token, &unverified, &server.signing.verifying(), &check).ok()?;
     let of = |k: &str| claims.get(k).and_then(serde_json::Value::as_str);
