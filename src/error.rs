@@ -59,6 +59,9 @@ pub enum Kind {
     /// A server's request to the client got no answer: the client went away, never answered,
     /// or is not there to ask.
     Unanswered,
+    /// The user must sign in to a server first, at the URL the error carries (`sign_in`): a
+    /// client that declared URL-mode elicitation is sent there (-32042).
+    SignInRequired,
     Internal,
 }
 
@@ -69,6 +72,17 @@ pub struct Error {
     pub message: String,
     /// An upstream's 401 or 403 that nothing here could cure, kept for the client.
     pub refusal: Option<Box<Refusal>>,
+    /// Where the user signs in, to each server that waits for it (`SignInRequired`, or a
+    /// `Credential` error that tells a client unable to open URLs where to go).
+    pub sign_in: Option<Box<[SignIn]>>,
+}
+
+/// A sign-in to a server a user must complete in their browser: the elicitation a client is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignIn {
+    pub server: String,
+    pub url: String,
+    pub elicitation_id: String,
 }
 
 /// An upstream's 401 or 403, as it was.
@@ -80,7 +94,7 @@ pub struct Refusal {
 
 impl Error {
     pub fn new(kind: Kind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), refusal: None }
+        Error { kind, message: message.into(), refusal: None, sign_in: None }
     }
 
     /// A server of `serve` that cannot be reached, or does not run.
@@ -103,7 +117,7 @@ impl Error {
     pub fn challenge(kind: Kind, message: impl Into<String>, www_authenticate: String) -> Self {
         let status = if kind == Kind::InsufficientScope { 403 } else { 401 };
         let refusal = Refusal { status, www_authenticate: Some(www_authenticate) };
-        Error { kind, message: message.into(), refusal: Some(Box::new(refusal)) }
+        Error { kind, message: message.into(), refusal: Some(Box::new(refusal)), sign_in: None }
     }
 
     /// A server of `serve` refused the credential (401/403); the challenge goes to the client.
@@ -112,7 +126,21 @@ impl Error {
             "server {server} refused the request (HTTP {}): it needs a credential mcpgate does not have",
             refusal.status
         );
-        Error { kind: Kind::Credential, message, refusal: Some(Box::new(refusal)) }
+        Error { kind: Kind::Credential, message, refusal: Some(Box::new(refusal)), sign_in: None }
+    }
+
+    /// The user must sign in first, to each server of `sign_ins`. A client that can open URLs
+    /// for the user (URL-mode elicitation) is sent there; any other is told where to go.
+    pub fn sign_in(sign_ins: Vec<SignIn>, url_capable: bool) -> Self {
+        let servers: Vec<&str> = sign_ins.iter().map(|s| s.server.as_str()).collect();
+        if url_capable {
+            let message =
+                format!("sign in to {} to use {}", servers.join(", "), if servers.len() == 1 { "it" } else { "them" });
+            return Error { kind: Kind::SignInRequired, message, refusal: None, sign_in: Some(sign_ins.into()) };
+        }
+        let urls: Vec<String> = sign_ins.iter().map(|s| format!("{} for {}", s.url, s.server)).collect();
+        let message = format!("you must sign in first: open {} in your browser, then try again", urls.join(" and "));
+        Error { kind: Kind::Credential, message, refusal: None, sign_in: Some(sign_ins.into()) }
     }
 
     pub fn origin(&self) -> Origin {
@@ -132,7 +160,8 @@ impl Error {
             | Kind::InvalidParams
             | Kind::Unanswered
             | Kind::Unauthenticated
-            | Kind::InsufficientScope => Origin::Client,
+            | Kind::InsufficientScope
+            | Kind::SignInRequired => Origin::Client,
             Kind::UpstreamUnreachable | Kind::UpstreamTimeout | Kind::UpstreamProtocol | Kind::Server(_) => {
                 Origin::Upstream
             }
@@ -204,6 +233,7 @@ mod tests {
             (Kind::UpstreamTimeout, Origin::Upstream, true),
             (Kind::UpstreamProtocol, Origin::Upstream, false),
             (Kind::Credential, Origin::Internal, false),
+            (Kind::SignInRequired, Origin::Client, false),
             (Kind::Internal, Origin::Internal, false),
         ];
         for (kind, origin, retry) in table {

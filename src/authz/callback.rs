@@ -11,7 +11,7 @@ use http::{Method, Response, StatusCode};
 
 use super::authorize::{consent_key, has_consented};
 use super::handoff::back_with_error;
-use super::records::{self, Code, Consent, Login, Pending};
+use super::records::{self, Code, Consent, Identity, Login, Pending};
 use super::state::{Table, now_secs};
 use super::wire::{self, Request};
 use super::{AuthorizationServer, CALLBACK, cookies};
@@ -59,57 +59,25 @@ pub async fn answer(server: &AuthorizationServer, req: &Request) -> Response<Bod
         Ok(Some(l)) => l,
         _ => return unknown(),
     };
+    if let Some(return_to) = &login.return_to {
+        // The gateway's own sign-in, for a page of its own (an upstream sign-in's): the user
+        // cookie is all it was for.
+        return match identify(server, &params, state, &login).await {
+            Ok(user) => {
+                let mut resp = wire::redirect(return_to);
+                resp.headers_mut().append(SET_COOKIE, user_cookie(server, &user.sub));
+                resp
+            }
+            Err((_, description)) => wire::error_page(StatusCode::FORBIDDEN, description),
+        };
+    }
     let pending: Pending = match records::take(&*server.state, Table::Request, &login.request).await {
         Ok(Some(p)) => p,
         _ => return unknown(),
     };
-    // The provider's own issuer, when it says so or is bound to (RFC 9207 §2.4).
-    match server.provider.sends_iss().await {
-        Ok((must, issuer)) => {
-            let given = params.get("iss");
-            if (must && given.is_none()) || given.is_some_and(|g| g != issuer) {
-                tracing::warn!("the identity provider's answer names another issuer; refused (mix-up)");
-                return back_with_error(
-                    server,
-                    &pending,
-                    "access_denied",
-                    "the sign-in answer came from another issuer",
-                );
-            }
-        }
-        Err(e) => {
-            tracing::warn!("{e}");
-            return back_with_error(
-                server,
-                &pending,
-                "temporarily_unavailable",
-                "the identity provider cannot be reached",
-            );
-        }
-    }
-    if let Some(error) = params.get("error") {
-        tracing::info!(error = %error.chars().take(64).collect::<String>(), "the identity provider refused the sign-in");
-        return back_with_error(
-            server,
-            &pending,
-            "access_denied",
-            "the sign-in at the identity provider did not complete",
-        );
-    }
-    let Some(code) = params.get("code") else {
-        return back_with_error(server, &pending, "access_denied", "the identity provider sent no code");
-    };
-    let Some(verifier) = server.sealer.open(&format!("login:{state}"), &login.verifier) else {
-        return back_with_error(server, &pending, "server_error", "the sign-in's verifier cannot be read");
-    };
-    let verifier = String::from_utf8_lossy(&verifier);
-    let callback = format!("{}{CALLBACK}", server.settings.public_url);
-    let user = match server.provider.redeem(code, &verifier, &callback, &login.nonce).await {
+    let user = match identify(server, &params, state, &login).await {
         Ok(user) => user,
-        Err(e) => {
-            tracing::warn!("a sign-in failed: {e}");
-            return back_with_error(server, &pending, "access_denied", "the sign-in at the identity provider failed");
-        }
+        Err((error, description)) => return back_with_error(server, &pending, error, description),
     };
     // No page was shown because another user consented: this one must have, too.
     if pending.remembered_for.as_ref().is_some_and(|s| *s != user.sub)
@@ -133,8 +101,51 @@ pub async fn answer(server: &AuthorizationServer, req: &Request) -> Response<Bod
     let state = pending.state.as_deref().unwrap_or("");
     let mut resp =
         wire::redirect(&wire::with_query(&pending.redirect_uri, &[("code", &code), ("state", state), ("iss", iss)]));
-    let names = cookies::names(&server.settings.public_url);
-    let value = cookies::user_value(&server.cookie_key, &user.sub, now_secs() + USER_COOKIE);
-    resp.headers_mut().append(SET_COOKIE, names.set(names.user, &value, Some(USER_COOKIE)));
+    resp.headers_mut().append(SET_COOKIE, user_cookie(server, &user.sub));
     resp
+}
+
+/// The signed-in user's cookie.
+fn user_cookie(server: &AuthorizationServer, sub: &str) -> http::HeaderValue {
+    let names = cookies::names(&server.settings.public_url);
+    let value = cookies::user_value(&server.cookie_key, sub, now_secs() + USER_COOKIE);
+    names.set(names.user, &value, Some(USER_COOKIE))
+}
+
+/// Who signed in, from the provider's answer to the sign-in `login` (its `state`): its issuer
+/// checked (RFC 9207 §2.4), its code redeemed and its ID token read; or the error to report
+/// (RFC 6749's code, and what the user is told).
+async fn identify(
+    server: &AuthorizationServer,
+    params: &wire::Params,
+    state: &str,
+    login: &Login,
+) -> Result<Identity, (&'static str, &'static str)> {
+    match server.provider.sends_iss().await {
+        Ok((must, issuer)) => {
+            let given = params.get("iss");
+            if (must && given.is_none()) || given.is_some_and(|g| g != issuer) {
+                tracing::warn!("the identity provider's answer names another issuer; refused (mix-up)");
+                return Err(("access_denied", "the sign-in answer came from another issuer"));
+            }
+        }
+        Err(e) => {
+            tracing::warn!("{e}");
+            return Err(("temporarily_unavailable", "the identity provider cannot be reached"));
+        }
+    }
+    if let Some(error) = params.get("error") {
+        tracing::info!(error = %error.chars().take(64).collect::<String>(), "the identity provider refused the sign-in");
+        return Err(("access_denied", "the sign-in at the identity provider did not complete"));
+    }
+    let Some(code) = params.get("code") else { return Err(("access_denied", "the identity provider sent no code")) };
+    let Some(verifier) = server.sealer.open(&format!("login:{state}"), &login.verifier) else {
+        return Err(("server_error", "the sign-in's verifier cannot be read"));
+    };
+    let verifier = String::from_utf8_lossy(&verifier);
+    let callback = format!("{}{CALLBACK}", server.settings.public_url);
+    server.provider.redeem(code, &verifier, &callback, &login.nonce).await.map_err(|e| {
+        tracing::warn!("a sign-in failed: {e}");
+        ("access_denied", "the sign-in at the identity provider failed")
+    })
 }

@@ -40,27 +40,56 @@ pub async fn sign_in(server: &AuthorizationServer, req: &Request, id: &str, pend
 }
 
 async fn sign_in_as(server: &AuthorizationServer, browser: &str, id: &str, pending: &Pending) -> Response<Body> {
+    match provider_url(server, browser, id, None).await {
+        Ok(url) => wire::redirect(&url),
+        Err((error, description)) => back_with_error(server, pending, error, description),
+    }
+}
+
+/// Sends the user to the identity provider to sign in to the gateway itself, then back to
+/// `return_to` (a path of the gateway's: an upstream sign-in that must know who the browser's
+/// user is). Bound to this browser, as above.
+pub async fn sign_in_then(server: &AuthorizationServer, req: &Request, return_to: &str) -> Response<Body> {
+    let names = cookies::names(&server.settings.public_url);
+    let (browser, set_cookie) = cookies::browser(req, &names);
+    let mut resp = match provider_url(server, &browser, "", Some(return_to.to_owned())).await {
+        Ok(url) => wire::redirect(&url),
+        Err((_, description)) => wire::error_page(http::StatusCode::SERVICE_UNAVAILABLE, description),
+    };
+    if let Some(cookie) = set_cookie {
+        resp.headers_mut().append(http::header::SET_COOKIE, cookie);
+    }
+    resp
+}
+
+/// The provider's sign-in URL for a new sign-in of `browser`, for the pending request `id` or
+/// ending at `return_to`; or the error (RFC 6749's code, and what the user is told).
+async fn provider_url(
+    server: &AuthorizationServer,
+    browser: &str,
+    id: &str,
+    return_to: Option<String>,
+) -> Result<String, (&'static str, &'static str)> {
     let state = wire::random();
     let nonce = wire::random();
-    let pkce = match crate::oauth_client::pkce::Pkce::new() {
-        Ok(p) => p,
-        Err(e) => return back_with_error(server, pending, "server_error", &e),
-    };
-    let verifier = match server.sealer.seal(&format!("login:{state}"), pkce.verifier.as_bytes()) {
-        Ok(v) => v,
-        Err(e) => return back_with_error(server, pending, "server_error", &e),
-    };
-    let login = Login { request: id.to_owned(), verifier, nonce: nonce.clone(), browser: wire::digest(browser) };
+    let unavailable = ("temporarily_unavailable", "the gateway cannot sign anyone in now");
+    let pkce = crate::oauth_client::pkce::Pkce::new().map_err(|e| {
+        tracing::error!("{e}");
+        unavailable
+    })?;
+    let verifier = server.sealer.seal(&format!("login:{state}"), pkce.verifier.as_bytes()).map_err(|e| {
+        tracing::error!("{e}");
+        unavailable
+    })?;
+    let login =
+        Login { request: id.to_owned(), verifier, nonce: nonce.clone(), browser: wire::digest(browser), return_to };
     if let Err(e) = records::write(&*server.state, Table::Login, &state, &login, Some(REQUEST_TTL)).await {
         tracing::error!("{e}");
-        return back_with_error(server, pending, "temporarily_unavailable", "the gateway cannot sign anyone in now");
+        return Err(unavailable);
     }
     let callback = format!("{}{CALLBACK}", server.settings.public_url);
-    match server.provider.sign_in_url(&callback, &state, &pkce.challenge, &nonce).await {
-        Ok(url) => wire::redirect(&url),
-        Err(e) => {
-            tracing::warn!("{e}");
-            back_with_error(server, pending, "temporarily_unavailable", "the identity provider cannot be reached")
-        }
-    }
+    server.provider.sign_in_url(&callback, &state, &pkce.challenge, &nonce).await.map_err(|e| {
+        tracing::warn!("{e}");
+        ("temporarily_unavailable", "the identity provider cannot be reached")
+    })
 }

@@ -14,6 +14,7 @@
 //! | `/oauth/callback` (the provider's answer)    | `callback.rs`, `provider.rs` | OpenID Connect Core |
 //! | `POST /token`                                | `token.rs`, `refresh.rs`, `issue.rs` (the answer) | 6749 §4.1.3, §6; 8707 |
 //! | `POST /revoke`                               | `revoke.rs`    | 7009                         |
+//! | `/upstream/<server>/sign-in`, `/oauth/upstream/callback` | `upstream/` (users' own sign-ins to upstream servers) | 6749 §4.1, 7636, 9207 |
 //!
 //! Beside them: `clients.rs` (who a client is, its authentication), `redirect_uri.rs` (what may be
 //! registered and matched), `cookies.rs`, `limit.rs` (per-address limits), `wire.rs` (how it
@@ -38,6 +39,7 @@ mod revoke;
 mod signing;
 pub mod state;
 mod token;
+pub mod upstream;
 mod wire;
 
 use std::path::PathBuf;
@@ -113,6 +115,8 @@ pub struct AuthorizationServer {
     document_fetches: limit::Limit,
     /// Client metadata documents that could not be used lately: not fetched again for a minute.
     refused_documents: std::sync::Mutex<crate::expiring::Expiring<String, String, std::hash::RandomState>>,
+    /// The servers users sign in to themselves (`perUser`), by name: their links register here.
+    upstreams: std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<upstream::UserTokens>>>,
 }
 
 /// Registrations per client address per minute.
@@ -151,6 +155,7 @@ impl AuthorizationServer {
             authorizations: limit::Limit::per_minute(AUTHORIZATIONS_PER_MINUTE),
             document_fetches: limit::Limit::per_minute(DOCUMENT_FETCHES_PER_MINUTE),
             refused_documents: std::sync::Mutex::new(crate::expiring::Expiring::new(4096)),
+            upstreams: std::sync::Mutex::default(),
         });
         // The signing key is replaced when due, checked hourly (for as long as the server lives).
         let weak = Arc::downgrade(&server);
@@ -204,8 +209,9 @@ impl AuthorizationServer {
 
     /// Whether the authorization server answers `path`.
     pub fn serves(path: &str) -> bool {
-        matches!(path, "/authorize" | "/token" | "/register" | "/revoke" | "/jwks" | CALLBACK)
+        matches!(path, "/authorize" | "/token" | "/register" | "/revoke" | "/jwks" | CALLBACK | upstream::CALLBACK)
             || metadata::is_metadata_path(path)
+            || upstream::is_sign_in_path(path)
     }
 
     /// Answers a request to one of its paths (`serves`) from `peer`; `body` is read whole (a
@@ -219,10 +225,11 @@ impl AuthorizationServer {
         peer: std::net::IpAddr,
     ) -> Response<Body> {
         let req = wire::Request { method, uri, headers, body };
-        // The two requests anyone may send that write a record: limited per client address.
+        // The requests anyone may send that write a record: limited per client address.
         let limit = match (req.uri.path(), &req.method) {
             ("/register", &Method::POST) => Some(&self.registrations),
             ("/authorize", &Method::GET | &Method::POST) => Some(&self.authorizations),
+            (p, &Method::GET) if upstream::is_sign_in_path(p) => Some(&self.authorizations),
             _ => None,
         };
         if let Some(Err(wait)) = limit.map(|l| l.check(peer)) {
@@ -237,6 +244,8 @@ impl AuthorizationServer {
             CALLBACK => callback::answer(&self, &req).await,
             "/token" => token::answer(&self, &req).await,
             "/revoke" => revoke::answer(&self, &req).await,
+            upstream::CALLBACK => upstream::callback(&self, &req).await,
+            p if upstream::is_sign_in_path(p) => upstream::sign_in(&self, &req).await,
             _ => wire::not_found(),
         }
     }

@@ -69,6 +69,10 @@ pub struct Login {
     pub nonce: String,
     /// The hash of the browser's id (its cookie) that started it.
     pub browser: String,
+    /// Where the browser goes once signed in, when it is not a client's request (`request` is
+    /// then empty): a path of the gateway's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_to: Option<String>,
 }
 
 /// An authorization code issued to a client.

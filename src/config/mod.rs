@@ -147,7 +147,9 @@ impl Server {
     /// Whether the server is sent each caller's own token, or one made from it: then nothing
     /// is asked of it on everyone's behalf, and its listings are not shared between callers.
     pub fn per_caller_token(&self) -> bool {
-        self.forward_client_token || matches!(self.credential, Some(Credential::TokenExchange(_)))
+        self.forward_client_token
+            || matches!(&self.credential, Some(Credential::TokenExchange(_)))
+            || matches!(&self.credential, Some(Credential::OAuth(o)) if o.per_user)
     }
 }
 
@@ -184,6 +186,9 @@ pub struct OAuth {
     pub scopes: Option<String>,
     pub resource: Option<String>,
     pub client_credentials: bool,
+    /// Each user signs in to the server themselves, in their browser through the gateway
+    /// (`perUser`): their own token goes with their requests, never anyone else's.
+    pub per_user: bool,
 }
 
 impl std::fmt::Debug for OAuth {
@@ -193,6 +198,7 @@ impl std::fmt::Debug for OAuth {
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
             .field("client_credentials", &self.client_credentials)
+            .field("per_user", &self.per_user)
             .finish_non_exhaustive()
     }
 }

@@ -377,6 +377,7 @@ pub(super) fn config(root: &Node, env: &dyn Fn(&str) -> Option<String>) -> Resul
     servers.sort_by(|a, b| a.0.name.cmp(&b.0.name));
     if let (Some(g), Some((key, _, node))) = (&gateway, section) {
         prefixes(&mut c, &servers, &g.separator, key, node.pos);
+        per_user_sign_ins(&mut c, &servers, g, key);
     }
     match (gateway, c.seen() == 0) {
         (Some(gateway), true) => {
@@ -736,7 +737,8 @@ fn token_exchange(c: &mut Check, node: &Node, path: &str) -> Option<crate::oauth
 }
 
 fn oauth(c: &mut Check, node: &Node, path: &str) -> Option<OAuth> {
-    let members = c.object(node, path, &["issuer", "clientId", "clientSecret", "scopes", "resource", "grant"], &[])?;
+    let keys = ["issuer", "clientId", "clientSecret", "scopes", "resource", "grant", "perUser"];
+    let members = c.object(node, path, &keys, &[])?;
     let before = c.seen();
     let text = |c: &mut Check, k: &str| get(members, k).and_then(|n| c.string(n, &join(path, k)));
     let issuer = text(c, "issuer");
@@ -770,7 +772,45 @@ fn oauth(c: &mut Check, node: &Node, path: &str) -> Option<OAuth> {
     if client_credentials && client_id.is_none() {
         c.fail(path, node.pos, "client credentials need a clientId");
     }
-    (c.seen() == before).then_some(OAuth { issuer, client_id, client_secret, scopes, resource, client_credentials })
+    let per_user = get(members, "perUser").and_then(|n| c.bool(n, &join(path, "perUser"))).unwrap_or(false);
+    if per_user && client_credentials {
+        c.fail(
+            &join(path, "perUser"),
+            node.pos,
+            "client credentials sign no user in: perUser needs authorization-code",
+        );
+    }
+    (c.seen() == before).then_some(OAuth {
+        issuer,
+        client_id,
+        client_secret,
+        scopes,
+        resource,
+        client_credentials,
+        per_user,
+    })
+}
+
+/// A user's own sign-in to a server happens in their browser, at the gateway: which must know who
+/// the browser's user is (its own sign-in, `oauth` mode) and where it is reached (`publicUrl`).
+fn per_user_sign_ins(c: &mut Check, servers: &[(Server, Pos)], g: &Gateway, section: &str) {
+    for (s, pos) in servers {
+        let per_user = matches!(&s.credential, Some(Credential::OAuth(o)) if o.per_user);
+        if per_user && g.auth.oauth.is_none() {
+            c.fail(
+                &format!("{}.auth.oauth.perUser", join(section, &s.name)),
+                *pos,
+                "needs mcpgate.auth.mode \"oauth\": users sign in to this server in their browser, through the gateway, which must know who they are",
+            );
+        }
+        if per_user && matches!(s.transport, Transport::Stdio { .. }) {
+            c.fail(
+                &format!("{}.auth", join(section, &s.name)),
+                *pos,
+                "perUser is for remote servers: a stdio server takes no token",
+            );
+        }
+    }
 }
 
 fn restart(c: &mut Check, node: &Node, path: &str) -> Restart {
@@ -919,6 +959,26 @@ mod tests {
         assert!(!p.iter().any(|x| x.contains("s3cret-never-shown")), "{p:#?}");
         let ok = r#"{"mcpServers": {"r": {"url": "https://h/mcp", "auth": {"tokenExchange": {"issuer": "https://idp", "clientId": "gw", "clientSecret": "x", "audience": "api://mcp"}}}}}"#;
         assert!(problems(ok).is_empty());
+    }
+
+    #[test]
+    fn per_user_sign_ins_need_the_oauth_mode_and_a_remote_server() {
+        let servers = r#"{"r": {"url": "https://h/mcp", "auth": {"oauth": {"perUser": true}}},
+                "m": {"url": "https://h/mcp", "auth": {"oauth": {"perUser": true, "clientId": "c", "grant": "client-credentials"}}},
+                "s": {"command": "x", "auth": {"oauth": {"perUser": true}}}}"#;
+        let p = problems(&format!(r#"{{"mcpServers": {servers}}}"#));
+        let has = |path: &str, words: &str| p.iter().any(|x| x.contains(path) && x.contains(words));
+        assert!(has("mcpServers.r.auth.oauth.perUser", "mode \"oauth\""), "{p:#?}");
+        assert!(has("mcpServers.m.auth.oauth.perUser", "authorization-code"), "{p:#?}");
+        assert!(has("mcpServers.s.auth", "remote servers"), "{p:#?}");
+        let oauth = r#"{"auth": {"mode": "oauth", "publicUrl": "https://gw.example", "stateDir": "/tmp/mcpgate-x",
+                        "provider": {"issuer": "https://idp.example", "clientId": "gw"}}}"#;
+        let ok = format!(
+            r#"{{"mcpgate": {oauth}, "mcpServers": {{"r": {{"url": "https://h/mcp", "auth": {{"oauth": {{"perUser": true}}}}}}}}}}"#
+        );
+        assert!(problems(&ok).is_empty(), "{:#?}", problems(&ok));
+        let cfg = super::super::parse(&ok, &env).unwrap();
+        assert!(cfg.servers[0].per_caller_token(), "a user's own token: listings are never shared");
     }
 
     #[test]

@@ -29,6 +29,7 @@ fn status(kind: Kind) -> StatusCode {
         Kind::TooManySessions => StatusCode::SERVICE_UNAVAILABLE,
         Kind::Conflict => StatusCode::CONFLICT,
         Kind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Kind::SignInRequired => StatusCode::FORBIDDEN,
         Kind::InsufficientScope => StatusCode::FORBIDDEN,
         Kind::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         Kind::Internal | Kind::Unanswered => StatusCode::INTERNAL_SERVER_ERROR,
@@ -58,6 +59,7 @@ pub fn code(kind: Kind) -> i64 {
         Kind::MethodNotFound => codes::METHOD_NOT_FOUND,
         Kind::InvalidParams => codes::INVALID_PARAMS,
         Kind::Server(code) => code,
+        Kind::SignInRequired => codes::URL_ELICITATION_REQUIRED,
         Kind::Internal | Kind::Unanswered | Kind::AuthUnavailable => codes::INTERNAL_ERROR,
     }
 }
@@ -77,6 +79,14 @@ pub fn answer(err: &Error) -> Value {
     let mut e = json!({"code": code(err.kind), "message": message_of(err)});
     if let Some(r) = &err.refusal {
         e["data"] = json!({"status": r.status, "wwwAuthenticate": r.www_authenticate});
+    }
+    if let Some(sign_ins) = err.sign_in.as_ref().filter(|_| err.kind == Kind::SignInRequired) {
+        // URL-mode elicitations (2025-11-25), one per server to sign in to.
+        let each = |s: &crate::error::SignIn| {
+            let message = format!("Sign in to {} to use it", s.server);
+            json!({"mode": "url", "elicitationId": s.elicitation_id, "url": s.url, "message": message})
+        };
+        e["data"] = json!({"elicitations": sign_ins.iter().map(each).collect::<Vec<_>>()});
     }
     json!({"error": e})
 }
@@ -111,6 +121,32 @@ pub fn error(err: &Error, id: Option<&RawValue>) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sign_in_is_a_url_elicitation_only_for_a_client_that_takes_one() {
+        let sign_ins = |n: usize| {
+            (0..n)
+                .map(|i| crate::error::SignIn {
+                    server: format!("s{i}"),
+                    url: format!("https://gw/upstream/s{i}/sign-in?ticket=t{i}"),
+                    elicitation_id: format!("e{i}"),
+                })
+                .collect::<Vec<_>>()
+        };
+        let a = answer(&Error::sign_in(sign_ins(2), true));
+        assert_eq!(a["error"]["code"], json!(-32042));
+        assert_eq!(a["error"]["message"], json!("sign in to s0, s1 to use them"));
+        let each = &a["error"]["data"]["elicitations"];
+        assert_eq!(
+            each[1],
+            json!({"mode": "url", "elicitationId": "e1", "url": "https://gw/upstream/s1/sign-in?ticket=t1", "message": "Sign in to s1 to use it"})
+        );
+        let plain = answer(&Error::sign_in(sign_ins(1), false));
+        assert_eq!(plain["error"]["code"], json!(codes::CREDENTIAL_UNAVAILABLE));
+        assert!(plain["error"].get("data").is_none(), "{plain}");
+        let text = plain["error"]["message"].as_str().unwrap();
+        assert!(text.contains("open https://gw/upstream/s0/sign-in?ticket=t0 for s0 in your browser"), "{text}");
+    }
 
     #[test]
     fn an_error_message_keeps_the_raw_id_and_says_only_what_is_not_internal() {

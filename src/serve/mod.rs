@@ -47,6 +47,8 @@ pub struct Options {
 
 /// The session 2026-07-28 callers of a view (one user, or one token) use towards the servers.
 type ModernClient = Arc<crate::mcp::session::Session<Client>>;
+/// Whom a `ModernClient` is for: a view, a caller (`sub`), whether they take URL elicitation.
+type ModernCaller = (View, Option<String>, bool);
 
 pub struct Gateway {
     router: Router,
@@ -80,9 +82,10 @@ pub struct Gateway {
     ttl_changed: tokio::sync::Notify,
     /// The session 2026-07-28 clients of each view share towards the servers, and the calls
     /// waiting for their input.
-    /// By view and caller (`sub`; `None` without authentication): each user's own, so a server
-    /// that takes the caller's token (or one exchanged for it) sees each user apart.
-    modern_clients: std::sync::Mutex<std::collections::HashMap<(View, Option<String>), ModernClient>>,
+    /// By view, caller (`sub`; `None` without authentication) — each user's own, so a server
+    /// that takes the caller's token (or one exchanged for it) sees each user apart — and whether
+    /// the caller takes URL-mode elicitation.
+    modern_clients: std::sync::Mutex<std::collections::HashMap<ModernCaller, ModernClient>>,
     sessions_modern: SessionTable<Client>,
     parked: modern::Parked,
 }
@@ -183,7 +186,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
         parked: Default::default(),
     });
     for server in cfg.servers.iter().filter(|s| s.enabled) {
-        match start_backend(server, &cfg, tx.clone(), shutdown.clone()).await {
+        match start_backend(server, &cfg, gateway.authz.as_ref(), tx.clone(), shutdown.clone()).await {
             Ok(link) => {
                 gateway
                     .router
@@ -234,6 +237,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
 pub(crate) async fn start_backend(
     server: &Server,
     cfg: &Config,
+    authz: Option<&Arc<crate::authz::AuthorizationServer>>,
     tx: backend::UnsolicitedTx,
     shutdown: CancellationToken,
 ) -> Result<Arc<dyn Link>, String> {
@@ -260,6 +264,8 @@ pub(crate) async fn start_backend(
             let credential = server.credential.as_ref().and_then(|c| match c {
                 config::Credential::Env(v) => Some(crate::credentials::Source::Env(v.clone())),
                 config::Credential::File(p) => Some(crate::credentials::Source::File(p.clone())),
+                // Each user's own token instead (`perUser`).
+                config::Credential::OAuth(o) if o.per_user => None,
                 config::Credential::OAuth(o) => {
                     Some(crate::credentials::Source::OAuth(Box::new(oauth_config(o, url, server.timeout))))
                 }
@@ -295,6 +301,27 @@ pub(crate) async fn start_backend(
                     let exchanger =
                         crate::oauth_client::exchange::Exchanger::new(settings, url, Duration::from_secs(10));
                     remote::ClientToken::Exchange(Arc::new(exchanger))
+                }
+                Some(config::Credential::OAuth(o)) if o.per_user => {
+                    let Some(authz) = authz else {
+                        return Err(
+                            "perUser sign-ins need mcpgate.auth.mode \"oauth\" (a change of mode needs a restart)"
+                                .into(),
+                        );
+                    };
+                    let settings = crate::authz::upstream::Settings {
+                        issuer: o.issuer.clone(),
+                        client_id: o.client_id.clone(),
+                        client_secret: o.client_secret.clone(),
+                        scopes: o.scopes.clone(),
+                        resource: o.resource.clone(),
+                    };
+                    remote::ClientToken::User(crate::authz::upstream::UserTokens::new(
+                        authz,
+                        &server.name,
+                        url,
+                        settings,
+                    ))
                 }
                 _ if server.forward_client_token => remote::ClientToken::Forward,
                 _ => remote::ClientToken::No,

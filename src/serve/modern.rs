@@ -51,10 +51,11 @@ pub struct Reply {
 impl Gateway {
     /// The session modern clients of a view share towards the servers (a server's own requests
     /// reach the call that caused them, so sharing one upstream session is sound) — one per
-    /// caller when the gateway authenticates, whose token it carries.
-    fn modern_client(&self, view: &View, owner: Option<&str>) -> Option<Arc<Session<Client>>> {
+    /// caller when the gateway authenticates, whose token it carries; apart for clients that can
+    /// send their user to a URL (`url`: a sign-in a server needs is offered to them as such).
+    fn modern_client(&self, view: &View, owner: Option<&str>, url: bool) -> Option<Arc<Session<Client>>> {
         let mut all = self.modern_clients.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (view.clone(), owner.map(str::to_owned));
+        let key = (view.clone(), owner.map(str::to_owned), url);
         if let Some(s) = all.get(&key) {
             // Used: not idle (`expire_sessions` ends those idle past `sessionTtl`).
             self.sessions_modern.get(s.id());
@@ -64,9 +65,12 @@ impl Gateway {
         // (each request's own `clientCapabilities` decide what its caller is asked).
         let mut init = super::backend::gateway_init();
         init["clientInfo"]["name"] = json!("mcpgate (for 2026-07-28 clients)");
+        if !url && let Some(e) = init.pointer_mut("/capabilities/elicitation").and_then(Value::as_object_mut) {
+            e.remove("url");
+        }
         let s = self
             .sessions_modern
-            .create(crate::connect::CLIENT, &[], Client::new(view.clone(), None, init))
+            .create(crate::connect::CLIENT, &[], Client::new(view.clone(), owner.map(str::to_owned), init))
             .ok()?
             .session;
         all.insert(key, s.clone());
@@ -100,7 +104,8 @@ impl Gateway {
                 m.remove(k);
             }
         }
-        let Some(client) = self.modern_client(&view, owner) else {
+        let url = declared(&caps, "elicitation/create", &json!({"mode": "url"}));
+        let Some(client) = self.modern_client(&view, owner, url) else {
             return Reply {
                 events: vec![],
                 answer: err(Error::new(Kind::Internal, "no modern client session for this view")),

@@ -98,7 +98,9 @@ impl Gateway {
             if !restarted.contains(s.name.as_str()) {
                 added.push(s.name.clone());
             }
-            match super::start_backend(s, &next, self.unsolicited.clone(), self.shutdown.clone()).await {
+            match super::start_backend(s, &next, self.authz.as_ref(), self.unsolicited.clone(), self.shutdown.clone())
+                .await
+            {
                 Ok(link) => {
                     self.router
                         .backends

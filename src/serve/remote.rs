@@ -58,6 +58,9 @@ pub enum ClientToken {
     No,
     Forward,
     Exchange(Arc<crate::oauth_client::exchange::Exchanger>),
+    /// Each user's own token for this server, from their sign-in to it through the gateway
+    /// (`perUser`); a user without one is sent to sign in.
+    User(Arc<crate::authz::upstream::UserTokens>),
 }
 
 struct Upstream {
@@ -93,6 +96,18 @@ impl RemoteLink {
             stop: CancellationToken::new(),
             reading: Arc::default(),
         });
+        if let ClientToken::User(u) = &link.client_token {
+            // A client session sent to sign in is told when its user has.
+            let (tx, backend) = (link.unsolicited.clone(), link.name.clone());
+            u.on_signed_in(Box::new(move |session, message| {
+                tx.push(super::backend::Unsolicited {
+                    backend: backend.clone(),
+                    session: Some(session.to_owned()),
+                    message,
+                    reply: None,
+                });
+            }));
+        }
         if !matches!(link.client_token, ClientToken::No) {
             // Without a user's token there is nothing to ask on everyone's behalf: each client's
             // session says what the server is.
@@ -130,6 +145,7 @@ impl RemoteLink {
             ClientToken::No => None,
             ClientToken::Forward => client.and_then(|c| c.upstream.bearer()),
             ClientToken::Exchange(x) => client.and_then(|c| c.upstream.bearer()).and_then(|b| x.cached(&b)),
+            ClientToken::User(u) => client.and_then(|c| c.upstream.owner.as_deref()).and_then(|sub| u.cached(sub)),
         };
         Forward { bearer, ..up.map(Upstream::to).unwrap_or_default() }
     }
@@ -137,26 +153,53 @@ impl RemoteLink {
     /// Exchanges the client's token for this server's, unless one is at hand (`to` then finds
     /// it); a caller without a token, or whose token the issuer will not exchange, is refused.
     async fn ready_token(&self, client: Option<&Session<Client>>) -> Result<(), Error> {
-        let ClientToken::Exchange(x) = &self.client_token else { return Ok(()) };
-        let Some(bearer) = client.and_then(|c| c.upstream.bearer()) else {
-            return Err(Error::new(
-                Kind::Credential,
-                format!("server {} needs the caller's token to exchange; none was sent", self.name),
-            ));
-        };
-        x.exchange(&bearer).await.map(drop).map_err(|e| {
-            tracing::warn!(server = %self.name, "token exchange failed: {e}");
-            Error::new(
-                Kind::Credential,
-                format!("server {}: the caller's token could not be exchanged: {e}", self.name),
-            )
-        })
+        match &self.client_token {
+            ClientToken::Exchange(x) => {
+                let Some(bearer) = client.and_then(|c| c.upstream.bearer()) else {
+                    return Err(Error::new(
+                        Kind::Credential,
+                        format!("server {} needs the caller's token to exchange; none was sent", self.name),
+                    ));
+                };
+                x.exchange(&bearer).await.map(drop).map_err(|e| {
+                    tracing::warn!(server = %self.name, "token exchange failed: {e}");
+                    Error::new(
+                        Kind::Credential,
+                        format!("server {}: the caller's token could not be exchanged: {e}", self.name),
+                    )
+                })
+            }
+            ClientToken::User(u) => {
+                let Some(sub) = client.and_then(|c| c.upstream.owner.as_deref()) else {
+                    return Err(Error::new(
+                        Kind::Credential,
+                        format!("server {} takes each user's own sign-in, and this request names no user", self.name),
+                    ));
+                };
+                match u.ready(sub).await {
+                    Ok(()) => Ok(()),
+                    Err(crate::authz::upstream::Needed::SignIn) => {
+                        let link = u.sign_in(sub, client.map(|c| c.id()));
+                        Err(Error::sign_in(vec![link], url_capable(client)))
+                    }
+                    Err(crate::authz::upstream::Needed::Failed(why)) => {
+                        tracing::warn!(server = %self.name, "a user's token could not be had: {why}");
+                        Err(Error::new(
+                            Kind::Credential,
+                            format!("server {}: your sign-in cannot be used now", self.name),
+                        ))
+                    }
+                }
+            }
+            ClientToken::No | ClientToken::Forward => Ok(()),
+        }
     }
 
     /// Whether a message of `client` must wait for its token to be exchanged first.
     fn exchange_due(&self, client: &Session<Client>) -> bool {
         match &self.client_token {
             ClientToken::Exchange(x) => client.upstream.bearer().is_none_or(|b| x.cached(&b).is_none()),
+            ClientToken::User(u) => client.upstream.owner.as_deref().is_none_or(|sub| u.cached(sub).is_none()),
             _ => false,
         }
     }
@@ -190,7 +233,7 @@ impl RemoteLink {
         let resp = self.proxy.send(&self.to(None, client), Bytes::from(body)).await;
         let status = resp.status();
         if let Some(r) = refusal(&resp) {
-            return Err(Error::refused(&self.name, r));
+            return Err(self.on_refusal(client).error(r).await);
         }
         let session = resp.headers().get(SESSION_ID).cloned();
         let answer = first_response(resp, &id).await;
@@ -294,6 +337,56 @@ impl RemoteLink {
         });
         Ok(Call { events, response, upstream_id: Value::String(upstream_id) })
     }
+}
+
+/// What becomes of the server's refusal (401/403) of a request of a client's.
+struct OnRefusal {
+    server: String,
+    /// A user's own token (`perUser`).
+    user: Option<Refused>,
+}
+
+/// A user's own token refused: whose, in which client session, whether it can open URLs.
+struct Refused {
+    tokens: Arc<crate::authz::upstream::UserTokens>,
+    sub: String,
+    session: String,
+    url_capable: bool,
+}
+
+impl RemoteLink {
+    fn on_refusal(&self, client: Option<&Session<Client>>) -> OnRefusal {
+        let user = match (&self.client_token, client) {
+            (ClientToken::User(u), Some(c)) => c.upstream.owner.clone().map(|sub| Refused {
+                tokens: u.clone(),
+                sub,
+                session: c.id().to_owned(),
+                url_capable: url_capable(client),
+            }),
+            _ => None,
+        };
+        OnRefusal { server: self.name.clone(), user }
+    }
+}
+
+impl OnRefusal {
+    /// The client's error: a user's own token refused is dropped, and the user sent to sign in
+    /// again; any other refusal reaches the client as it was, challenge included.
+    async fn error(self, r: crate::error::Refusal) -> Error {
+        match self.user {
+            Some(u) if r.status == 401 => {
+                tracing::info!(server = %self.server, "the server refused a user's token; they sign in again");
+                u.tokens.forget(&u.sub).await;
+                Error::sign_in(vec![u.tokens.sign_in(&u.sub, Some(&u.session))], u.url_capable)
+            }
+            _ => Error::refused(&self.server, r),
+        }
+    }
+}
+
+/// Whether `client` declared it can send its user to a URL (URL-mode elicitation).
+fn url_capable(client: Option<&Session<Client>>) -> bool {
+    client.is_some_and(|c| c.upstream.can_answer("elicitation/create", &json!({"mode": "url"})).is_ok())
 }
 
 /// The gateway's own questions have nobody to put a server's question to.
@@ -454,7 +547,6 @@ impl Link for RemoteLink {
             let upstream_id = id.clone();
             let body = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}).to_string();
             let to = self.to(Some(&up), client.as_deref());
-            let name = self.name.clone();
             let (events_tx, events) = super::queue::bounded(super::queue::CALL);
             let (response_tx, response) = oneshot::channel();
             let proxy = self.proxy.clone();
@@ -462,6 +554,7 @@ impl Link for RemoteLink {
             let resume = ResumeTarget { proxy: self.proxy.clone(), to: to.clone(), stop: self.stop.clone() };
             let reading = self.reading.clone();
             let key = upstream_id.clone();
+            let refused = self.on_refusal(client.as_deref());
             // Registered before the task can end, so that its own removal comes after.
             let mut calls = self.reading.lock().unwrap_or_else(|p| p.into_inner());
             // Sent from the task: the call is the caller's (and cancellable) from the start, not
@@ -473,7 +566,7 @@ impl Link for RemoteLink {
                 // A refused credential reaches the client as such, challenge included — never as
                 // an empty success.
                 if let Some(r) = refusal(&resp) {
-                    let _ = response_tx.send(Reply::Value(wire::answer(&Error::refused(&name, r))));
+                    let _ = response_tx.send(Reply::Value(wire::answer(&refused.error(r).await)));
                     reading.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
                     return;
                 }
@@ -544,7 +637,8 @@ impl Link for RemoteLink {
     }
 
     fn passthrough<'a>(&'a self, client: &'a Arc<Session<Client>>, version: Option<HeaderValue>) -> Passthrough<'a> {
-        if self.modern.get().is_some() {
+        // A user's own token is refused in one place (`call`), which sends them to sign in again.
+        if self.modern.get().is_some() || matches!(self.client_token, ClientToken::User(_)) {
             return Passthrough::No;
         }
         let due = self.exchange_due(client);

@@ -354,6 +354,7 @@ impl Router {
         let mut out = Vec::new();
         let mut problems = Vec::new();
         let mut seen: HashMap<String, String> = HashMap::new();
+        let mut sign_ins: Vec<crate::error::SignIn> = Vec::new();
         let visible = self.visible(view);
         let alone = visible.len() == 1;
         // One server's own endpoint is that server as it is: a listing it lacks is its own
@@ -376,6 +377,17 @@ impl Router {
                 Ok(items) => items,
                 // A lone server's failure is the listing's: never an empty success.
                 Err(e) if alone => return (crate::http::wire::answer(&e), problems),
+                // A server the user must sign in to first: the listing sends them (below).
+                Err(e) if e.kind == Kind::SignInRequired => {
+                    sign_ins.extend(e.sign_in.into_iter().flatten());
+                    continue;
+                }
+                // Nor the user's own sign-in, for a client that cannot send them to it: left out
+                // (the link is in the error of a call).
+                Err(e) if e.sign_in.is_some() => {
+                    tracing::debug!(server = %b.cfg.name, "left out of a {kind} listing: the user has not signed in to it");
+                    continue;
+                }
                 Err(e) => {
                     // One server down does not empty everyone's listing (it is left out, logged,
                     // and /readyz reports it).
@@ -418,6 +430,10 @@ impl Router {
                 }
                 out.push(item);
             }
+        }
+        if !sign_ins.is_empty() {
+            // Every sign-in the listing waits for, at once (the spec's list of elicitations).
+            return (crate::http::wire::answer(&Error::sign_in(sign_ins, true)), problems);
         }
         (json!({"result": {*kind: out}}), problems)
     }

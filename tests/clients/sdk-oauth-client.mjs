@@ -9,8 +9,14 @@
 // CIMD_KEY name a PEM certificate and key for 127.0.0.1: then this client serves its own client metadata
 // document over https (https://127.0.0.1:PORT/oauth/client.json) and the SDK uses that URL as its client_id
 // where the server supports it.
+// Env URL_ELICITATION=1: the client declares URL-mode elicitation, and a listing or call refused with
+// -32042 (URL elicitation required) has each of its URLs opened with browser-login.mjs, then is tried
+// once more, as a client does for its user (BROWSER_PROFILE passes through: the user's own browser),
+// once the server said the sign-in is complete (notifications/elicitation/complete, waited for 5 s).
 // Prints one JSON object: {client_id, document_fetches, tools: [names], calls: {TOOL: {ok, text} |
-// {ok: false, error}}, tokens: {access_token, refresh_token}}; exit 1 with {error} on a failure.
+// {ok: false, error, code}}, elicitations: [{url, message, mode, id}], completed: [elicitation ids the
+// server said were complete], tokens: {access_token, refresh_token}};
+// exit 1 with {error} on a failure.
 import http from 'node:http';
 import https from 'node:https';
 import fs from 'node:fs';
@@ -20,6 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+import { ElicitationCompleteNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 
 const [mcpUrl, ...calls] = process.argv.slice(2);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -82,9 +89,45 @@ const provider = {
   },
 };
 const transport = () => new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider });
+const capabilities = process.env.URL_ELICITATION ? { elicitation: { url: {} } } : {};
+out.completed = [];
+const completions = [];
+const newClient = () => {
+  const c = new Client({ name: 'mcpgate-oauth-test', version: '1.0.0' }, { capabilities });
+  c.setNotificationHandler(ElicitationCompleteNotificationSchema, (n) => {
+    out.completed.push(n.params.elicitationId);
+    completions.splice(0).forEach((f) => f());
+  });
+  return c;
+};
+const completed = (id) => new Promise((resolve) => {
+  const check = () => (out.completed.includes(id) ? resolve(true) : completions.push(check));
+  check();
+  setTimeout(() => resolve(false), 5_000).unref();
+});
+
+// `f()`, and once more after the user opened the URLs of a -32042 it threw (URL_ELICITATION only).
+out.elicitations = [];
+async function withSignIns(f) {
+  try {
+    return await f();
+  } catch (e) {
+    if (!process.env.URL_ELICITATION || e?.code !== -32042) throw e;
+    for (const el of e.data?.elicitations ?? []) {
+      out.elicitations.push({ url: el.url, message: el.message, mode: el.mode, id: el.elicitationId });
+      const code = await new Promise((resolve) => {
+        const b = spawn(process.execPath, [path.join(here, '../fixtures/browser-login.mjs'), el.url], { stdio: ['ignore', 'ignore', 'inherit'] });
+        b.on('exit', resolve);
+      });
+      if (code) throw new Error(`the sign-in at ${el.url} failed (exit ${code})`);
+      await completed(el.elicitationId);
+    }
+    return await f();
+  }
+}
 
 try {
-  let client = new Client({ name: 'mcpgate-oauth-test', version: '1.0.0' });
+  let client = newClient();
   try {
     await client.connect(transport());
     throw new Error('the gateway let an unauthenticated client in');
@@ -97,17 +140,17 @@ try {
   if (params.get('error')) throw new Error(`authorization failed: ${params.get('error')}: ${params.get('error_description')}`);
   await transport().finishAuth(params.get('code'));
   out.client_id = kept.client?.client_id ?? metadataUrl;
-  client = new Client({ name: 'mcpgate-oauth-test', version: '1.0.0' });
+  client = newClient();
   await client.connect(transport());
-  out.tools = (await client.listTools()).tools.map((t) => t.name).sort();
+  out.tools = (await withSignIns(() => client.listTools())).tools.map((t) => t.name).sort();
   out.calls = {};
   for (const spec of calls) {
     const [name, args] = [spec.slice(0, spec.indexOf('=')), JSON.parse(spec.slice(spec.indexOf('=') + 1))];
     try {
-      const r = await client.callTool({ name, arguments: args });
+      const r = await withSignIns(() => client.callTool({ name, arguments: args }));
       out.calls[name] = r.isError ? { ok: false, error: r.content?.[0]?.text } : { ok: true, text: r.content?.[0]?.text };
     } catch (e) {
-      out.calls[name] = { ok: false, error: e.message };
+      out.calls[name] = { ok: false, error: e.message, code: e.code };
     }
   }
   out.tokens = { access_token: kept.tokens?.access_token, refresh_token: kept.tokens?.refresh_token };

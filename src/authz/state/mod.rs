@@ -34,6 +34,12 @@ pub enum Table {
     Consent,
     /// The gateway's signing keys.
     Key,
+    /// A user's tokens for an upstream server they signed in to (`perUser`), by server and user.
+    UpstreamToken,
+    /// A user's sign-in at an upstream server's authorization server in flight, by its `state`.
+    UpstreamLogin,
+    /// The gateway's registration at an upstream server's authorization server, by issuer.
+    UpstreamClient,
 }
 
 impl Table {
@@ -47,6 +53,9 @@ impl Table {
             Table::Family => "family/",
             Table::Consent => "consent/",
             Table::Key => "key/",
+            Table::UpstreamToken => "upstream-token/",
+            Table::UpstreamLogin => "upstream-login/",
+            Table::UpstreamClient => "upstream-client/",
         }
     }
 }

@@ -15,17 +15,23 @@ use crate::idp::{idp, protected, seen};
 /// A gateway in `oauth` mode in front of `issuer`, with a stdio server and a remote one, a users
 /// file (the seed's shape) and an audit trail in `dir`.
 pub(super) async fn authorizing(dir: &FsPath, issuer: &str, remote: Option<&str>, port: u16) -> (Proc, String) {
-    authorizing_as(dir, issuer, remote, port, false, &[]).await
+    authorizing_as(dir, issuer, remote.map(machine), port, false, &[]).await
+}
+
+/// The remote server at `url`, reached with the gateway's own machine credential.
+fn machine(url: &str) -> Value {
+    json!({"url": url, "auth": {"oauth": {"clientId": "mcpgate-m2m", "clientSecret": "m2m-secret", "grant": "client-credentials"}}})
 }
 
 /// `authorizing`; with `from_env`, the provider, the public URL and the users file are given the
 /// way the Auth0 and OpenID proxies' users give them: `OIDC_ISSUER_URL`, `OIDC_CLIENT_ID`,
 /// `OIDC_CLIENT_SECRET`, `MCP_BASE_URL`, `MCP_USERS_PATH`.
-/// `extra` is more environment (`SSL_CERT_FILE`, say).
-async fn authorizing_as(
+/// `remote` is the entry of the server named `remote`; `extra` is more environment
+/// (`SSL_CERT_FILE`, say).
+pub(super) async fn authorizing_as(
     dir: &FsPath,
     issuer: &str,
-    remote: Option<&str>,
+    remote: Option<Value>,
     port: u16,
     from_env: bool,
     extra: &[(&str, &str)],
@@ -56,11 +62,9 @@ async fn authorizing_as(
         auth["provider"] = json!({"issuer": issuer, "clientId": "mcpgate-confidential", "clientSecret": "test-secret",
                                   "scopes": ["openid", "email", "profile", "groups"]});
     }
-    let m2m =
-        json!({"oauth": {"clientId": "mcpgate-m2m", "clientSecret": "m2m-secret", "grant": "client-credentials"}});
     let mut servers = json!({"local": stdio_everything(dir)});
-    if let Some(url) = remote {
-        servers["remote"] = json!({"url": url, "auth": m2m});
+    if let Some(entry) = remote {
+        servers["remote"] = entry;
     }
     let cfg = json!({
         "mcpgate": {"threads": 2, "auth": auth, "audit": {"file": dir.join("audit.jsonl")}},
@@ -77,7 +81,7 @@ async fn authorizing_as(
 }
 
 /// The SDK's OAuth client signing `user` in through the browser, then listing and calling.
-async fn sign_in(mcp: &str, user: &str, calls: &[&str], env: &[(&str, &str)]) -> Value {
+pub(super) async fn sign_in(mcp: &str, user: &str, calls: &[&str], env: &[(&str, &str)]) -> Value {
     let mut cmd = tokio::process::Command::new(node());
     cmd.arg(repo().join("tests/clients/sdk-oauth-client.mjs"))
         .arg(mcp)
@@ -114,7 +118,7 @@ async fn a_user_signs_in_through_the_gateway_and_uses_only_their_tools() {
     let dir = tempdir("serve-oauth");
     let port = free_port();
     // Configured as the Auth0 proxy's users configure it: the environment, the seed's users file.
-    let (mut gw, public) = authorizing_as(&dir, &provider.url, Some(&server.url), port, true, &[]).await;
+    let (mut gw, public) = authorizing_as(&dir, &provider.url, Some(machine(&server.url)), port, true, &[]).await;
     ready(&gw).await;
     let mcp = format!("{public}/mcp");
 

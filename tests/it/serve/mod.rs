@@ -83,6 +83,7 @@ mod subscriptions;
 mod timeout;
 mod token_exchange;
 mod tokens;
+mod upstream_sign_in;
 
 use std::fmt;
 use std::path::{Path as FsPath, PathBuf};
