@@ -83,6 +83,8 @@ pub struct SignIn {
     pub server: String,
     pub url: String,
     pub elicitation_id: String,
+    /// The client session was sent there before, and the sign-in is still pending.
+    pub again: bool,
 }
 
 /// An upstream's 401 or 403, as it was.

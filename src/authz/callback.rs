@@ -2,7 +2,8 @@
 //! is found by `state` (used once), its issuer checked (RFC 9207, against mix-up), the code
 //! redeemed and the ID token read (`provider.rs`); then the client gets its own code, bound to
 //! everything its request said, and the user a cookie that lets a remembered consent skip the
-//! page next time.
+//! page next time. A sign-in a page of the gateway's needed (an upstream sign-in link opened in a
+//! browser not signed in) sets that cookie and goes back to the page.
 
 use std::time::Duration;
 
@@ -123,8 +124,7 @@ async fn identify(
 ) -> Result<Identity, (&'static str, &'static str)> {
     match server.provider.sends_iss().await {
         Ok((must, issuer)) => {
-            let given = params.get("iss");
-            if (must && given.is_none()) || given.is_some_and(|g| g != issuer) {
+            if !wire::iss_ok(params.get("iss"), must, &issuer) {
                 tracing::warn!("the identity provider's answer names another issuer; refused (mix-up)");
                 return Err(("access_denied", "the sign-in answer came from another issuer"));
             }

@@ -1,5 +1,6 @@
 //! Where the browser goes from `/authorize` (its consent page, or at once when a consent is
-//! remembered): on to the identity provider to sign in, or back to the client with an error.
+//! remembered): on to the identity provider to sign in, or back to the client with an error;
+//! and from a page of the gateway's that must know who the browser's user is (`sign_in_then`).
 
 use http::Response;
 

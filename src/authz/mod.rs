@@ -14,7 +14,7 @@
 //! | `/oauth/callback` (the provider's answer)    | `callback.rs`, `provider.rs` | OpenID Connect Core |
 //! | `POST /token`                                | `token.rs`, `refresh.rs`, `issue.rs` (the answer) | 6749 §4.1.3, §6; 8707 |
 //! | `POST /revoke`                               | `revoke.rs`    | 7009                         |
-//! | `/upstream/<server>/sign-in`, `/oauth/upstream/callback` | `upstream/` (users' own sign-ins to upstream servers) | 6749 §4.1, 7636, 9207 |
+//! | `/upstream/<server>/sign-in`, `/upstream/<server>/callback` | `upstream/` (users' own sign-ins to upstream servers) | 6749 §4.1, 7636, 9207 |
 //!
 //! Beside them: `clients.rs` (who a client is, its authentication), `redirect_uri.rs` (what may be
 //! registered and matched), `cookies.rs`, `limit.rs` (per-address limits), `wire.rs` (how it
@@ -209,9 +209,9 @@ impl AuthorizationServer {
 
     /// Whether the authorization server answers `path`.
     pub fn serves(path: &str) -> bool {
-        matches!(path, "/authorize" | "/token" | "/register" | "/revoke" | "/jwks" | CALLBACK | upstream::CALLBACK)
+        matches!(path, "/authorize" | "/token" | "/register" | "/revoke" | "/jwks" | CALLBACK)
             || metadata::is_metadata_path(path)
-            || upstream::is_sign_in_path(path)
+            || upstream::is_upstream_path(path)
     }
 
     /// Answers a request to one of its paths (`serves`) from `peer`; `body` is read whole (a
@@ -229,7 +229,7 @@ impl AuthorizationServer {
         let limit = match (req.uri.path(), &req.method) {
             ("/register", &Method::POST) => Some(&self.registrations),
             ("/authorize", &Method::GET | &Method::POST) => Some(&self.authorizations),
-            (p, &Method::GET) if upstream::is_sign_in_path(p) => Some(&self.authorizations),
+            (p, &Method::GET) if upstream::is_upstream_path(p) => Some(&self.authorizations),
             _ => None,
         };
         if let Some(Err(wait)) = limit.map(|l| l.check(peer)) {
@@ -244,8 +244,7 @@ impl AuthorizationServer {
             CALLBACK => callback::answer(&self, &req).await,
             "/token" => token::answer(&self, &req).await,
             "/revoke" => revoke::answer(&self, &req).await,
-            upstream::CALLBACK => upstream::callback(&self, &req).await,
-            p if upstream::is_sign_in_path(p) => upstream::sign_in(&self, &req).await,
+            p if upstream::is_upstream_path(p) => upstream::answer(&self, &req).await,
             _ => wire::not_found(),
         }
     }

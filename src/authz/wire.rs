@@ -177,6 +177,12 @@ pub fn escape(s: &str) -> String {
 
 /// SHA-256, base64url (PKCE's S256): how codes and refresh tokens are looked up (the store holds
 /// no token).
+/// RFC 9207 §2.4: an authorization response's `iss` names the issuer asked (mix-up), and is there
+/// when that issuer says it sends it (`must`).
+pub fn iss_ok(given: Option<&str>, must: bool, issuer: &str) -> bool {
+    !(must && given.is_none()) && given.is_none_or(|g| g == issuer)
+}
+
 pub fn digest(s: &str) -> String {
     crate::oauth_client::pkce::s256(s)
 }

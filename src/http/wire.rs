@@ -29,7 +29,8 @@ fn status(kind: Kind) -> StatusCode {
         Kind::TooManySessions => StatusCode::SERVICE_UNAVAILABLE,
         Kind::Conflict => StatusCode::CONFLICT,
         Kind::Unauthenticated => StatusCode::UNAUTHORIZED,
-        Kind::SignInRequired => StatusCode::FORBIDDEN,
+        // A JSON-RPC error like a server's: the client is to act on its data, not drop the session.
+        Kind::SignInRequired => StatusCode::OK,
         Kind::InsufficientScope => StatusCode::FORBIDDEN,
         Kind::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         Kind::Internal | Kind::Unanswered => StatusCode::INTERNAL_SERVER_ERROR,
@@ -130,6 +131,7 @@ mod tests {
                     server: format!("s{i}"),
                     url: format!("https://gw/upstream/s{i}/sign-in?ticket=t{i}"),
                     elicitation_id: format!("e{i}"),
+                    again: false,
                 })
                 .collect::<Vec<_>>()
         };

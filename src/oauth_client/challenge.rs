@@ -24,11 +24,14 @@ impl Challenge {
             .get_all(http::header::WWW_AUTHENTICATE)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .find_map(|v| parse(v).into_iter().find(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")))
-            .map(|(_, params)| {
-                let get = |k: &str| params.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
-                Challenge { resource_metadata: get("resource_metadata"), scope: get("scope"), error: get("error") }
-            })
+            .find_map(Self::from_value)
+    }
+
+    /// The `Bearer` challenge in one `WWW-Authenticate` value.
+    pub fn from_value(value: &str) -> Option<Challenge> {
+        let (_, params) = parse(value).into_iter().find(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))?;
+        let get = |k: &str| params.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
+        Some(Challenge { resource_metadata: get("resource_metadata"), scope: get("scope"), error: get("error") })
     }
 }
 

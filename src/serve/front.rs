@@ -270,7 +270,8 @@ impl Gateway {
             // Whose upstream session it uses: the user's; without authentication, the token's
             // (callers sending different tokens must never share one).
             let owner = caller.subject.clone().or_else(|| {
-                headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(|t| format!("token {t}"))
+                let token = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok())?;
+                Some(format!("token {}", crate::oauth_client::pkce::s256(token)))
             });
             return self.modern_post(view, (access, entry, owner), headers, msg, target).await;
         }

@@ -178,10 +178,7 @@ impl RemoteLink {
                 };
                 match u.ready(sub).await {
                     Ok(()) => Ok(()),
-                    Err(crate::authz::upstream::Needed::SignIn) => {
-                        let link = u.sign_in(sub, client.map(|c| c.id()));
-                        Err(Error::sign_in(vec![link], url_capable(client)))
-                    }
+                    Err(crate::authz::upstream::Needed::SignIn) => Err(self.sign_in_needed(client, sub, u)),
                     Err(crate::authz::upstream::Needed::Failed(why)) => {
                         tracing::warn!(server = %self.name, "a user's token could not be had: {why}");
                         Err(Error::new(
@@ -199,7 +196,6 @@ impl RemoteLink {
     fn exchange_due(&self, client: &Session<Client>) -> bool {
         match &self.client_token {
             ClientToken::Exchange(x) => client.upstream.bearer().is_none_or(|b| x.cached(&b).is_none()),
-            ClientToken::User(u) => client.upstream.owner.as_deref().is_none_or(|sub| u.cached(sub).is_none()),
             _ => false,
         }
     }
@@ -230,11 +226,8 @@ impl RemoteLink {
         }
         let id = self.ids.next().text();
         let body = json!({"jsonrpc":"2.0","id":id,"method":"initialize","params":init}).to_string();
-        let resp = self.proxy.send(&self.to(None, client), Bytes::from(body)).await;
+        let resp = self.sender(client).send(&self.proxy, self.to(None, client), Bytes::from(body)).await?;
         let status = resp.status();
-        if let Some(r) = refusal(&resp) {
-            return Err(self.on_refusal(client).error(r).await);
-        }
         let session = resp.headers().get(SESSION_ID).cloned();
         let answer = first_response(resp, &id).await;
         if let Some(version) = answer.as_ref().and_then(crate::mcp::modern::offered_in) {
@@ -339,48 +332,84 @@ impl RemoteLink {
     }
 }
 
-/// What becomes of the server's refusal (401/403) of a request of a client's.
-struct OnRefusal {
+/// How a request of a client's is sent, and what becomes of the server's refusal (401/403).
+struct Sender {
     server: String,
     /// A user's own token (`perUser`).
-    user: Option<Refused>,
+    user: Option<AsUser>,
 }
 
-/// A user's own token refused: whose, in which client session, whether it can open URLs.
-struct Refused {
+/// Whose own token a request carries, in which client session, whether it can open URLs.
+struct AsUser {
     tokens: Arc<crate::authz::upstream::UserTokens>,
     sub: String,
-    session: String,
+    /// The session to tell when its user has signed in (one that takes URL elicitation).
+    told: Option<String>,
     url_capable: bool,
 }
 
 impl RemoteLink {
-    fn on_refusal(&self, client: Option<&Session<Client>>) -> OnRefusal {
+    fn sender(&self, client: Option<&Session<Client>>) -> Sender {
         let user = match (&self.client_token, client) {
-            (ClientToken::User(u), Some(c)) => c.upstream.owner.clone().map(|sub| Refused {
+            (ClientToken::User(u), Some(c)) => c.upstream.owner.clone().map(|sub| AsUser {
                 tokens: u.clone(),
                 sub,
-                session: c.id().to_owned(),
+                told: url_capable(client).then(|| c.id().to_owned()),
                 url_capable: url_capable(client),
             }),
             _ => None,
         };
-        OnRefusal { server: self.name.clone(), user }
+        Sender { server: self.name.clone(), user }
+    }
+
+    /// A user's own token was refused, or is missing: where to sign in.
+    fn sign_in_needed(
+        &self,
+        client: Option<&Session<Client>>,
+        sub: &str,
+        tokens: &crate::authz::upstream::UserTokens,
+    ) -> Error {
+        let told = client.filter(|c| url_capable(Some(c))).map(|c| c.id());
+        Error::sign_in(vec![tokens.sign_in(sub, told)], url_capable(client))
     }
 }
 
-impl OnRefusal {
-    /// The client's error: a user's own token refused is dropped, and the user sent to sign in
-    /// again; any other refusal reaches the client as it was, challenge included.
-    async fn error(self, r: crate::error::Refusal) -> Error {
-        match self.user {
-            Some(u) if r.status == 401 => {
-                tracing::info!(server = %self.server, "the server refused a user's token; they sign in again");
-                u.tokens.forget(&u.sub).await;
-                Error::sign_in(vec![u.tokens.sign_in(&u.sub, Some(&u.session))], u.url_capable)
-            }
-            _ => Error::refused(&self.server, r),
+impl Sender {
+    /// Sends `body` to `to`. A refusal reaches the client as an error — never as an empty
+    /// success: a user's own token refused (401) is renewed and the request sent once more, and
+    /// refused again, dropped and the user sent to sign in; any other refusal as it was,
+    /// challenge included (but a user's: the server's challenge names its own authorization
+    /// server, which is the gateway's to deal with).
+    async fn send(&self, engine: &Proxy, mut to: Forward, body: Bytes) -> Result<Response<Body>, Error> {
+        let resp = engine.send(&to, body.clone()).await;
+        let Some(r) = refusal(&resp) else { return Ok(resp) };
+        let Some(u) = &self.user else { return Err(Error::refused(&self.server, r)) };
+        let r = match r.status {
+            401 => match u.tokens.refused(&u.sub, to.bearer.as_ref()).await {
+                Some(fresh) => {
+                    to.bearer = Some(fresh);
+                    let resp = engine.send(&to, body).await;
+                    match refusal(&resp) {
+                        None => return Ok(resp),
+                        Some(r) => r,
+                    }
+                }
+                None => r,
+            },
+            _ => r,
+        };
+        if r.status == 401 {
+            tracing::info!(server = %self.server, "the server refused a user's token; they sign in again");
+            u.tokens.forget(&u.sub).await;
+            return Err(Error::sign_in(vec![u.tokens.sign_in(&u.sub, u.told.as_deref())], u.url_capable));
         }
+        let scope =
+            r.www_authenticate.as_deref().and_then(crate::oauth_client::Challenge::from_value).and_then(|c| c.scope);
+        let lacking = scope.map(|s| format!(" (it asks for {s})")).unwrap_or_default();
+        Err(Error::new(
+            Kind::Credential,
+            format!("server {} refused the request with your account (HTTP {}){lacking}", self.server, r.status),
+        ))
     }
 }
 
@@ -554,22 +583,22 @@ impl Link for RemoteLink {
             let resume = ResumeTarget { proxy: self.proxy.clone(), to: to.clone(), stop: self.stop.clone() };
             let reading = self.reading.clone();
             let key = upstream_id.clone();
-            let refused = self.on_refusal(client.as_deref());
+            let sender = self.sender(client.as_deref());
             // Registered before the task can end, so that its own removal comes after.
             let mut calls = self.reading.lock().unwrap_or_else(|p| p.into_inner());
             // Sent from the task: the call is the caller's (and cancellable) from the start, not
             // only once the server's head arrives (some servers send it with their first event).
             let engine = self.proxy.clone();
             let task = tokio::spawn(async move {
-                let resp = engine.send(&to, Bytes::from(body)).await;
+                let resp = match sender.send(&engine, to, Bytes::from(body)).await {
+                    Ok(resp) => resp,
+                    Err(e) => {
+                        let _ = response_tx.send(Reply::Value(wire::answer(&e)));
+                        reading.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                        return;
+                    }
+                };
                 let status = resp.status();
-                // A refused credential reaches the client as such, challenge included — never as
-                // an empty success.
-                if let Some(r) = refusal(&resp) {
-                    let _ = response_tx.send(Reply::Value(wire::answer(&refused.error(r).await)));
-                    reading.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
-                    return;
-                }
                 let mut response_tx = Some(response_tx);
                 // A server may end the stream before it answers (SEP-1699): resumed with
                 // `Last-Event-ID`, so the client's stream goes on as if nothing happened.

@@ -431,8 +431,9 @@ impl Router {
                 out.push(item);
             }
         }
-        if !sign_ins.is_empty() {
-            // Every sign-in the listing waits for, at once (the spec's list of elicitations).
+        // Every sign-in the listing waits for, at once (the spec's list of elicitations) — unless
+        // the client was sent to each lately: then the other servers' tools are listed.
+        if sign_ins.iter().any(|s| !s.again) {
             return (crate::http::wire::answer(&Error::sign_in(sign_ins, true)), problems);
         }
         (json!({"result": {*kind: out}}), problems)

@@ -32,6 +32,7 @@ pub enum View {
 pub struct Client {
     pub view: View,
     /// The user who opened it (`sub`), when the gateway authenticates: only they may use it.
+    /// (The session 2026-07-28 callers share without authentication: a hash of their token.)
     pub owner: Option<String>,
     /// The client's `initialize` params (its capabilities decide what servers may ask of it),
     /// as compact JSON text: read rarely (a server's question, opening an upstream session),

@@ -1,42 +1,34 @@
-//! `GET /oauth/upstream/callback`: a server's authorization server sends the user back here. The
-//! sign-in is found by `state` (used once) and taken only in the browser that started it; the
-//! issuer is checked (RFC 9207, against mix-up); the code is redeemed with its PKCE verifier,
-//! and the user's tokens kept for the server (`UserTokens::keep`).
+//! `GET /upstream/<server>/callback`: a server's authorization server sends the user back here
+//! (one redirect URI per server, so an answer meant for one is never taken for another: RFC 9700
+//! §4.4.2). The sign-in is found by `state` (used once) and taken only in the browser that
+//! started it; the issuer is checked (RFC 9207, against mix-up); the code is redeemed with its
+//! PKCE verifier, and the user's tokens kept for the server (`UserTokens::signed_in`).
 
-use http::{Method, Response, StatusCode};
+use http::{Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::super::state::Table;
 use super::super::wire::{self, Request};
-use super::super::{AuthorizationServer, cookies, records};
-use super::{Keep, owner};
+use super::super::{AuthorizationServer, cookies};
+use super::held;
 use crate::http::body::Body;
-use crate::oauth_client::discovery::ServerMetadata;
-use crate::oauth_client::token::{self, AuthMethod, Grant};
+use crate::oauth_client::token::{self, Grant};
 
-/// Where authorization servers send users back to.
-pub const CALLBACK: &str = "/oauth/upstream/callback";
-
-/// A user's sign-in at a server's authorization server, in flight.
+/// A user's sign-in at a server's authorization server, in flight (kept sealed whole).
 #[derive(Serialize, Deserialize)]
 pub struct Login {
     pub server: String,
     pub sub: String,
-    /// The PKCE verifier, sealed.
+    /// The PKCE verifier.
     pub verifier: String,
     /// The hash of the browser's id that started it.
     pub browser: String,
-    pub metadata: ServerMetadata,
-    pub client_id: String,
-    pub method: AuthMethod,
+    pub client: held::Client,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
 }
 
-pub async fn answer(server: &AuthorizationServer, req: &Request) -> Response<Body> {
-    if req.method != Method::GET {
-        return wire::method_not_allowed("GET");
-    }
+pub async fn answer(server: &AuthorizationServer, req: &Request, name: &str) -> Response<Body> {
     let params = match req.params() {
         Ok(p) => p,
         Err(e) => return wire::error_page(StatusCode::BAD_REQUEST, &e),
@@ -51,10 +43,10 @@ pub async fn answer(server: &AuthorizationServer, req: &Request) -> Response<Bod
     let names = cookies::names(&server.settings.public_url);
     let browser = cookies::get(req, names.browser).map(wire::digest);
     // Checked before it is used up: another browser's attempt leaves the real one intact.
-    match records::read::<Login>(&*server.state, Table::UpstreamLogin, state).await {
-        Ok(Some(l)) if Some(&l.browser) == browser.as_ref() => {}
+    match held::read::<Login>(server, Table::UpstreamLogin, state).await {
+        Ok(Some(l)) if Some(&l.browser) == browser.as_ref() && l.server == name => {}
         Ok(Some(_)) => {
-            tracing::warn!("refused an upstream sign-in answer in another browser than the one that started it");
+            tracing::warn!("refused an upstream sign-in answer in another browser, or at another server's callback");
             return wire::error_page(
                 StatusCode::FORBIDDEN,
                 "this sign-in was started in another browser; use the tool again in your client for a new link",
@@ -66,17 +58,12 @@ pub async fn answer(server: &AuthorizationServer, req: &Request) -> Response<Bod
             return wire::error_page(StatusCode::SERVICE_UNAVAILABLE, "the gateway cannot sign anyone in now");
         }
     }
-    let Ok(Some(login)) = records::take::<Login>(&*server.state, Table::UpstreamLogin, state).await else {
-        return unknown();
-    };
+    let Ok(Some(login)) = held::take::<Login>(server, Table::UpstreamLogin, state).await else { return unknown() };
     let failed = |why: &str| {
         wire::error_page(StatusCode::FORBIDDEN, &format!("the sign-in to {} did not complete: {why}", login.server))
     };
-    // RFC 9207: the issuer that answers must be the one asked, when it says so or must.
-    let given = params.get("iss");
-    if (login.metadata.authorization_response_iss_parameter_supported && given.is_none())
-        || given.is_some_and(|g| g != login.metadata.issuer)
-    {
+    let meta = &login.client.metadata;
+    if !wire::iss_ok(params.get("iss"), meta.authorization_response_iss_parameter_supported, &meta.issuer) {
         tracing::warn!(server = %login.server, "an upstream sign-in answer names another issuer; refused (mix-up)");
         return failed("the answer came from another issuer");
     }
@@ -85,32 +72,25 @@ pub async fn answer(server: &AuthorizationServer, req: &Request) -> Response<Bod
         return failed("it was refused or cancelled");
     }
     let Some(code) = params.get("code") else { return failed("no code came back") };
-    let Some(Ok(verifier)) = server.sealer.open(&owner(state, "verifier"), &login.verifier).map(String::from_utf8)
-    else {
-        return failed("its verifier cannot be read");
-    };
     let tokens =
         server.upstreams.lock().unwrap_or_else(|p| p.into_inner()).get(&login.server).and_then(|w| w.upgrade());
     let Some(tokens) = tokens else { return failed("the server is no longer configured") };
-    let client = tokens.client(&login.metadata.issuer, &login.client_id, login.method).await;
-    let redirect_uri = format!("{}{CALLBACK}", server.settings.public_url);
-    let grant = Grant::Code { code, verifier: &verifier, redirect_uri: &redirect_uri };
+    let client = tokens.client(&login.client).await;
+    let redirect_uri = tokens.redirect_uri();
+    let grant = Grant::Code { code, verifier: &login.verifier, redirect_uri: &redirect_uri };
     let resource = login.resource.clone();
-    let issued = match token::request(&tokens.http, &login.metadata, &client, grant, None, resource.as_deref()).await {
+    let issued = match token::request(&tokens.http, meta, &client, grant, None, resource.as_deref()).await {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(server = %login.server, "an upstream sign-in failed at the token endpoint: {e}");
             return failed("its authorization server would not issue a token");
         }
     };
-    let refresh = issued.refresh_token.clone();
-    let keep = Keep { metadata: login.metadata, client_id: login.client_id, method: login.method };
-    if let Err(e) = tokens.keep(&login.sub, issued, refresh, keep, resource).await {
+    if let Err(e) = tokens.signed_in(&login.sub, issued, login.client.clone(), resource).await {
         tracing::error!(server = %login.server, "{e}");
         return wire::error_page(StatusCode::SERVICE_UNAVAILABLE, "the gateway cannot keep the sign-in now");
     }
     tracing::info!(server = %login.server, "a user signed in to an upstream server");
-    tokens.signed_in(&login.sub);
     let html = format!(
         "<h1>Signed in to {}</h1><p>You can close this window and go back to your client.</p>",
         wire::escape(&login.server)

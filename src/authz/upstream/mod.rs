@@ -9,36 +9,40 @@
 //! | path                                 | file          |                                        |
 //! |--------------------------------------|---------------|----------------------------------------|
 //! | `/upstream/<server>/sign-in?ticket=` | `sign_in.rs`  | the link a client is given (`ticket.rs`) |
-//! | `/oauth/upstream/callback`           | `callback.rs` | RFC 6749 §4.1.2, 7636, 9207            |
+//! | `/upstream/<server>/callback`        | `callback.rs` | RFC 6749 §4.1.2, 7636, 9207; one per server (RFC 9700 §4.4.2, mix-up) |
 //!
-//! Here: `UserTokens`, what a server's link asks for a user's token.
+//! Here: `UserTokens`, what a server's link asks for a user's token; `held.rs`, what is kept
+//! (sealed); `told.rs`, the client sessions to tell when their user has signed in.
 
 mod callback;
+mod held;
 mod sign_in;
 mod ticket;
+mod told;
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderValue, Uri};
-use serde::{Deserialize, Serialize};
 
 use super::AuthorizationServer;
-use super::records;
 use super::state::Table;
 use crate::error::SignIn;
-use crate::oauth_client::discovery::ServerMetadata;
-use crate::oauth_client::token::{self, AuthMethod, Client, Grant};
-use crate::oauth_client::{AuthError, AuthErrorKind};
+use crate::oauth_client::AuthErrorKind;
+use crate::oauth_client::token::{self, Client, Grant};
 use crate::token::{Current, IssuedToken};
+use held::Held;
 
-pub use callback::CALLBACK;
-pub(super) use callback::answer as callback;
-pub(super) use sign_in::{PATH_PREFIX, answer as sign_in, is_sign_in_path};
+pub(super) use sign_in::{answer, is_upstream_path};
 
 /// How long a user's tokens are kept without use: a refresh token's usual life.
 const KEPT_FOR: Duration = Duration::from_secs(90 * 86400);
+/// Users whose sign-ins are renewed at once (a lock each, of so many).
+const STRIPES: usize = 64;
+/// Users whose tokens are held in memory before the expired ones are swept.
+const CACHED: usize = 4096;
 
 /// How the gateway signs users in to one server (its `auth.oauth`).
 #[derive(Clone, Default)]
@@ -61,32 +65,6 @@ pub enum Needed {
     Failed(String),
 }
 
-/// A user's tokens for one server, as kept (the tokens sealed for this record).
-#[derive(Serialize, Deserialize)]
-struct Held {
-    access: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    refresh: Option<String>,
-    /// Seconds since the epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    expires_at: Option<u64>,
-    metadata: ServerMetadata,
-    client_id: String,
-    method: AuthMethod,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    resource: Option<String>,
-}
-
-/// The gateway's registration at an authorization server (its secret sealed).
-#[derive(Serialize, Deserialize)]
-struct Registration {
-    client_id: String,
-    method: AuthMethod,
-    redirect_uri: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    secret: Option<String>,
-}
-
 /// One server's users and their tokens.
 pub struct UserTokens {
     name: String,
@@ -96,26 +74,18 @@ pub struct UserTokens {
     http: crate::oauth_client::http::Http,
     /// Usable tokens by user (`sub`): what every request of theirs reads.
     cache: Mutex<HashMap<String, Current>>,
-    /// One refresh at a time (a rotating refresh token used twice would die).
-    flight: tokio::sync::Mutex<()>,
-    /// Client sessions sent to sign in, and under which elicitation: told when their user has
-    /// (`notifications/elicitation/complete`). The latest `TOLD` only.
-    told: Mutex<std::collections::VecDeque<Told>>,
+    /// A user's sign-in is read, renewed, replaced or dropped by one task at a time (a rotating
+    /// refresh token used twice would die; a refresh must not overwrite a newer sign-in).
+    locks: Box<[tokio::sync::Mutex<()>]>,
+    /// One registration at the authorization server at a time.
+    registering: tokio::sync::Mutex<()>,
+    told: told::Told,
     /// How a client session is told something (set by the server's link).
     tell: std::sync::OnceLock<Tell>,
 }
 
 /// Sends a message to a client session (by its id).
 pub type Tell = Box<dyn Fn(&str, serde_json::Value) + Send + Sync>;
-
-/// Sessions sent to sign in that are remembered, to be told when it is done.
-const TOLD: usize = 256;
-
-struct Told {
-    sub: String,
-    session: String,
-    elicitation: String,
-}
 
 impl UserTokens {
     /// The tokens of server `name` at `server`, known to the sign-in endpoints from now on.
@@ -127,8 +97,9 @@ impl UserTokens {
             authz: authz.clone(),
             http: crate::oauth_client::http::Http::for_server(server, Duration::from_secs(10)),
             cache: Mutex::default(),
-            flight: tokio::sync::Mutex::new(()),
-            told: Mutex::default(),
+            locks: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            registering: tokio::sync::Mutex::new(()),
+            told: told::Told::default(),
             tell: std::sync::OnceLock::new(),
         });
         authz.upstreams.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_owned(), Arc::downgrade(&tokens));
@@ -141,55 +112,98 @@ impl UserTokens {
         cache.get(sub).filter(|c| c.usable()).map(|c| c.header.clone())
     }
 
+    fn lock(&self, sub: &str) -> &tokio::sync::Mutex<()> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        sub.hash(&mut h);
+        &self.locks[(h.finish() as usize) % self.locks.len()]
+    }
+
+    /// Where `sub`'s tokens for this server are kept: the server as configured (its name, URL
+    /// and authorization server) and the user, hashed — a token got for one configuration is
+    /// never sent to another, and the store names no user.
+    fn record_key(&self, sub: &str) -> String {
+        let issuer = self.settings.issuer.as_deref().unwrap_or("");
+        super::wire::digest(&format!("{}\0{}\0{issuer}\0{sub}", self.name, self.server))
+    }
+
     /// Makes sure `sub` has a usable token (`cached` then gives it): kept, or refreshed.
     pub async fn ready(&self, sub: &str) -> Result<(), Needed> {
         if self.cached(sub).is_some() {
             return Ok(());
         }
-        let _one = self.flight.lock().await;
+        let _one = self.lock(sub).lock().await;
         if self.cached(sub).is_some() {
             return Ok(());
         }
-        let key = record_key(&self.name, sub);
-        let state = &*self.authz.state;
-        let held: Option<Held> = records::read(state, Table::UpstreamToken, &key).await.map_err(failed)?;
+        let key = self.record_key(sub);
+        let held: Option<Held> =
+            held::read(&self.authz, Table::UpstreamToken, &key).await.map_err(|e| Needed::Failed(e.to_string()))?;
         let Some(held) = held else { return Err(Needed::SignIn) };
-        let now = SystemTime::now();
-        let access = self.authz.sealer.open(&owner(&key, "access"), &held.access).map(String::from_utf8);
-        if let Some(Ok(value)) = access {
-            let current = Current::new(&IssuedToken { value, expires_at: held.expires_at.map(at) }, now)
-                .map_err(Needed::Failed)?;
-            if current.usable() {
-                self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(sub.to_owned(), current);
-                return Ok(());
-            }
+        let current = Current::new(
+            &IssuedToken { value: held.access.clone(), expires_at: held.expires_at.map(at) },
+            SystemTime::now(),
+        )
+        .map_err(Needed::Failed)?;
+        if current.usable() {
+            self.use_token(sub, current);
+            return Ok(());
         }
-        let refresh = held.refresh.as_deref().and_then(|r| self.authz.sealer.open(&owner(&key, "refresh"), r));
-        let Some(Ok(refresh)) = refresh.map(String::from_utf8) else {
-            return Err(Needed::SignIn);
-        };
-        let client = self.client(&held.metadata.issuer, &held.client_id, held.method).await;
+        let Some(refresh) = held.refresh.clone() else { return Err(Needed::SignIn) };
+        let client = self.client(&held.client).await;
         let grant = Grant::Refresh { refresh_token: &refresh };
-        match token::request(&self.http, &held.metadata, &client, grant, None, held.resource.as_deref()).await {
+        let answer =
+            token::request(&self.http, &held.client.metadata, &client, grant, None, held.resource.as_deref()).await;
+        match answer {
             Ok(tokens) => {
                 tracing::info!(server = %self.name, "a user's upstream token refreshed");
-                let keep = Keep { metadata: held.metadata, client_id: held.client_id, method: held.method };
                 let refresh = tokens.refresh_token.clone().or(Some(refresh));
-                self.keep(sub, tokens, refresh, keep, held.resource).await.map_err(Needed::Failed)
+                self.keep_locked(sub, tokens, refresh, held.client, held.resource).await.map_err(Needed::Failed)
             }
             Err(e) if matches!(e.kind, AuthErrorKind::InvalidGrant | AuthErrorKind::InvalidClient) => {
                 tracing::info!(server = %self.name, "a user's upstream sign-in ended ({e}); they sign in again");
-                self.forget(sub).await;
+                self.drop_locked(sub).await;
                 Err(Needed::SignIn)
             }
             Err(e) => Err(Needed::Failed(format!("refreshing the token failed: {e}"))),
         }
     }
 
-    /// The server refused `sub`'s token: it is dropped (they sign in again).
+    /// The server refused `sent`, `sub`'s token (401): unless it was replaced meanwhile, it is
+    /// dropped (a refresh token is kept) and another had. The token to try again with, if any.
+    pub async fn refused(&self, sub: &str, sent: Option<&HeaderValue>) -> Option<HeaderValue> {
+        {
+            let _one = self.lock(sub).lock().await;
+            let current = self.cached(sub);
+            if current.is_some() && current.as_ref() != sent {
+                return current;
+            }
+            self.cache.lock().unwrap_or_else(|p| p.into_inner()).remove(sub);
+            let key = self.record_key(sub);
+            match held::read::<Held>(&self.authz, Table::UpstreamToken, &key).await {
+                Ok(Some(held)) if held.refresh.is_some() && sent.is_some_and(|s| is_token(s, &held.access)) => {
+                    let expired = Held { expires_at: Some(0), ..held };
+                    if let Err(e) = held::write(&self.authz, Table::UpstreamToken, &key, &expired, Some(KEPT_FOR)).await
+                    {
+                        tracing::warn!(server = %self.name, "{e}");
+                    }
+                }
+                Ok(Some(held)) if sent.is_some_and(|s| is_token(s, &held.access)) => self.drop_locked(sub).await,
+                _ => {}
+            }
+        }
+        self.ready(sub).await.ok()?;
+        self.cached(sub)
+    }
+
+    /// The server refused `sub`'s fresh token too: their sign-in is dropped.
     pub async fn forget(&self, sub: &str) {
+        let _one = self.lock(sub).lock().await;
+        self.drop_locked(sub).await;
+    }
+
+    async fn drop_locked(&self, sub: &str) {
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).remove(sub);
-        if let Err(e) = self.authz.state.take(Table::UpstreamToken, &record_key(&self.name, sub)).await {
+        if let Err(e) = self.authz.state.take(Table::UpstreamToken, &self.record_key(sub)).await {
             tracing::warn!(server = %self.name, "{e}");
         }
     }
@@ -199,125 +213,107 @@ impl UserTokens {
         let _ = self.tell.set(tell);
     }
 
-    /// A new link for `sub` to sign in to this server with, for the client session `session`
-    /// (which is told when they have).
+    /// A new link for `sub` to sign in to this server with. `session`: the client session it is
+    /// for, when that session is to be told it is done (it takes URL elicitation).
     pub fn sign_in(&self, sub: &str, session: Option<&str>) -> SignIn {
-        let elicitation_id = super::wire::random();
-        if let Some(session) = session.filter(|s| !s.is_empty()) {
-            let mut told = self.told.lock().unwrap_or_else(|p| p.into_inner());
-            if told.len() == TOLD {
-                told.pop_front();
-            }
-            let elicitation = elicitation_id.clone();
-            told.push_back(Told { sub: sub.to_owned(), session: session.to_owned(), elicitation });
-        }
+        let (elicitation_id, again) = match session.filter(|s| !s.is_empty()) {
+            Some(s) => self.told.ask(sub, s),
+            None => (super::wire::random(), false),
+        };
         let ticket = ticket::Ticket::new(&self.name, sub).seal(&self.authz.sealer);
-        let url = format!(
-            "{}{PATH_PREFIX}{}/sign-in?ticket={}",
-            self.authz.settings.public_url,
-            crate::url::encode_segment(&self.name),
-            ticket
-        );
-        SignIn { server: self.name.clone(), url, elicitation_id }
+        let url = format!("{}{}?ticket={ticket}", self.authz.settings.public_url, sign_in::path(&self.name, "sign-in"));
+        SignIn { server: self.name.clone(), url, elicitation_id, again }
     }
 
-    /// The gateway as the token endpoint sees it, for a client id it uses at `issuer`.
-    async fn client(&self, issuer: &str, client_id: &str, method: AuthMethod) -> Client {
+    /// The gateway as the token endpoint sees it, for tokens `held` was issued.
+    async fn client(&self, held: &held::Client) -> Client {
         let secret = match &self.settings.client_secret {
-            Some(s) if self.settings.client_id.as_deref() == Some(client_id) => Some(s.clone()),
-            _ => self.registration(issuer).await.and_then(|r| r.secret),
+            Some(s) if self.settings.client_id.as_deref() == Some(held.client_id.as_str()) => Some(s.clone()),
+            _ => self
+                .registration(&held.metadata.issuer)
+                .await
+                .filter(|r| r.client_id == held.client_id)
+                .and_then(|r| r.secret),
         };
-        Client { id: client_id.to_owned(), secret, method, key: None }
+        Client { id: held.client_id.clone(), secret, method: held.method, key: None }
     }
 
-    /// The gateway's stored registration at `issuer` (its secret opened).
-    async fn registration(&self, issuer: &str) -> Option<Registration> {
-        let key = super::wire::digest(issuer);
-        let r: Registration = records::read(&*self.authz.state, Table::UpstreamClient, &key).await.ok()??;
-        let secret = match &r.secret {
-            Some(sealed) => Some(String::from_utf8(self.authz.sealer.open(&owner(&key, "secret"), sealed)?).ok()?),
-            None => None,
-        };
-        Some(Registration { secret, ..r })
+    /// The redirect URI of this server's sign-ins (one per server: RFC 9700 §4.4.2).
+    fn redirect_uri(&self) -> String {
+        format!("{}{}", self.authz.settings.public_url, sign_in::path(&self.name, "callback"))
     }
 
-    /// Keeps `sub`'s new tokens (sealed) and puts them to use.
-    async fn keep(
+    /// The gateway's stored registration at `issuer`, for this server's redirect URI.
+    async fn registration(&self, issuer: &str) -> Option<held::Registration> {
+        held::read(&self.authz, Table::UpstreamClient, &self.registration_key(issuer)).await.ok()?
+    }
+
+    fn registration_key(&self, issuer: &str) -> String {
+        super::wire::digest(&format!("{issuer}\0{}", self.redirect_uri()))
+    }
+
+    /// `sub` signed in: their new tokens kept and put to use, and the client sessions sent to
+    /// sign in told (each under the elicitation it was given).
+    async fn signed_in(
+        &self,
+        sub: &str,
+        tokens: token::Tokens,
+        client: held::Client,
+        resource: Option<String>,
+    ) -> Result<(), String> {
+        {
+            let _one = self.lock(sub).lock().await;
+            let refresh = tokens.refresh_token.clone();
+            self.keep_locked(sub, tokens, refresh, client, resource).await?;
+        }
+        let Some(tell) = self.tell.get() else { return Ok(()) };
+        for (session, elicitation) in self.told.done(sub) {
+            let params = serde_json::json!({"elicitationId": elicitation});
+            tell(
+                &session,
+                serde_json::json!({"jsonrpc": "2.0", "method": "notifications/elicitation/complete", "params": params}),
+            );
+        }
+        Ok(())
+    }
+
+    /// Keeps `sub`'s new tokens (sealed) and puts them to use; the caller holds their lock.
+    async fn keep_locked(
         &self,
         sub: &str,
         tokens: token::Tokens,
         refresh: Option<String>,
-        keep: Keep,
+        client: held::Client,
         resource: Option<String>,
     ) -> Result<(), String> {
-        let key = record_key(&self.name, sub);
-        let sealer = &self.authz.sealer;
-        let now = SystemTime::now();
         let issued = IssuedToken { value: tokens.access_token.clone(), expires_at: tokens.expires_at };
-        let current = Current::new(&issued, now)?;
+        let current = Current::new(&issued, SystemTime::now())?;
         let held = Held {
-            access: sealer.seal(&owner(&key, "access"), tokens.access_token.as_bytes())?,
-            refresh: refresh.map(|r| sealer.seal(&owner(&key, "refresh"), r.as_bytes())).transpose()?,
+            access: tokens.access_token,
+            refresh,
             expires_at: tokens.expires_at.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs()),
-            metadata: keep.metadata,
-            client_id: keep.client_id,
-            method: keep.method,
+            client,
             resource,
         };
-        records::write(&*self.authz.state, Table::UpstreamToken, &key, &held, Some(KEPT_FOR))
-            .await
-            .map_err(|e| e.to_string())?;
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(sub.to_owned(), current);
+        held::write(&self.authz, Table::UpstreamToken, &self.record_key(sub), &held, Some(KEPT_FOR)).await?;
+        self.use_token(sub, current);
         Ok(())
     }
 
-    /// `sub` signed in: each client session sent to do so is told, under the elicitation it was
-    /// given (any of them is done: the token is the user's, whichever link they used).
-    fn signed_in(&self, sub: &str) {
-        let done: std::collections::VecDeque<Told> = {
-            let mut told = self.told.lock().unwrap_or_else(|p| p.into_inner());
-            let (done, left) = std::mem::take(&mut *told).into_iter().partition(|t| t.sub == sub);
-            *told = left;
-            done
-        };
-        let Some(tell) = self.tell.get() else { return };
-        for t in done {
-            let params = serde_json::json!({"elicitationId": t.elicitation});
-            tell(
-                &t.session,
-                serde_json::json!({"jsonrpc": "2.0", "method": "notifications/elicitation/complete", "params": params}),
-            );
+    fn use_token(&self, sub: &str, current: Current) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CACHED {
+            cache.retain(|_, c| c.usable());
         }
+        cache.insert(sub.to_owned(), current);
     }
 }
 
-/// Who the gateway is at an authorization server, for a token it keeps.
-struct Keep {
-    metadata: ServerMetadata,
-    client_id: String,
-    method: AuthMethod,
-}
-
-/// The record of `sub`'s tokens for server `name` (hashed: the store names no user).
-fn record_key(name: &str, sub: &str) -> String {
-    super::wire::digest(&format!("{name}\0{sub}"))
-}
-
-/// What a sealed value of record `key` is sealed for.
-fn owner(key: &str, what: &str) -> String {
-    format!("upstream:{key}:{what}")
+/// Whether the `Authorization` value `sent` carries `token`.
+fn is_token(sent: &HeaderValue, token: &str) -> bool {
+    sent.as_bytes().strip_prefix(b"Bearer ").is_some_and(|t| t == token.as_bytes())
 }
 
 fn at(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
-}
-
-fn failed(e: super::state::StateError) -> Needed {
-    Needed::Failed(e.to_string())
-}
-
-impl From<AuthError> for Needed {
-    fn from(e: AuthError) -> Needed {
-        Needed::Failed(e.message)
-    }
 }

@@ -1,5 +1,5 @@
 //! `GET /upstream/<server>/sign-in?ticket=…`: the link a user was given for a server they must
-//! sign in to. The browser must be the ticket's user's — signed in to the gateway as them (else
+//! sign in to (and the routing of `/upstream/<server>/…`). The browser must be the ticket's user's — signed in to the gateway as them (else
 //! it signs in first, and comes back): a link forwarded to someone else, or planted in their
 //! browser, never puts their account behind another user's requests. Then on to the server's
 //! authorization server (code + PKCE), as a client the gateway is there.
@@ -8,26 +8,46 @@ use http::{Method, Response, StatusCode};
 
 use super::super::state::{Table, now_secs};
 use super::super::wire::{self, Request};
-use super::super::{AuthorizationServer, cookies, handoff, records};
-use super::callback::{CALLBACK, Login};
+use super::super::{AuthorizationServer, cookies, handoff};
+use super::UserTokens;
+use super::callback::Login;
+use super::held::{self, Registration};
 use super::ticket::Ticket;
-use super::{Registration, UserTokens, owner};
 use crate::http::body::Body;
 use crate::oauth_client::discovery::{self, ServerMetadata};
 use crate::oauth_client::token::{self, AuthMethod};
 
-/// `/upstream/<server>/sign-in`.
-pub const PATH_PREFIX: &str = "/upstream/";
+const PREFIX: &str = "/upstream/";
 
-/// Whether `path` is a sign-in link's.
-pub fn is_sign_in_path(path: &str) -> bool {
-    path.strip_prefix(PATH_PREFIX).is_some_and(|rest| rest.ends_with("/sign-in") && rest.len() > "/sign-in".len())
+/// `/upstream/<server>/<leaf>`, the server's name as a path segment.
+pub fn path(server: &str, leaf: &str) -> String {
+    format!("{PREFIX}{}/{leaf}", crate::url::encode_segment(server))
+}
+
+/// The server and leaf (`sign-in`, `callback`) an upstream sign-in path names.
+fn parse(path: &str) -> Option<(std::borrow::Cow<'_, str>, &str)> {
+    let (name, leaf) = path.strip_prefix(PREFIX)?.split_once('/')?;
+    matches!(leaf, "sign-in" | "callback").then_some(())?;
+    Some((crate::url::decode_segment(name).filter(|n| !n.is_empty())?, leaf))
+}
+
+/// Whether the authorization server answers `path` here.
+pub fn is_upstream_path(path: &str) -> bool {
+    parse(path).is_some()
 }
 
 pub async fn answer(server: &AuthorizationServer, req: &Request) -> Response<Body> {
     if req.method != Method::GET {
         return wire::method_not_allowed("GET");
     }
+    let Some((name, leaf)) = parse(req.uri.path()) else { return wire::not_found() };
+    if leaf == "callback" {
+        return super::callback::answer(server, req, &name).await;
+    }
+    sign_in(server, req, &name).await
+}
+
+async fn sign_in(server: &AuthorizationServer, req: &Request, name: &str) -> Response<Body> {
     let expired = || {
         wire::error_page(
             StatusCode::BAD_REQUEST,
@@ -38,9 +58,6 @@ pub async fn answer(server: &AuthorizationServer, req: &Request) -> Response<Bod
         Ok(p) => p,
         Err(e) => return wire::error_page(StatusCode::BAD_REQUEST, &e),
     };
-    let path = req.uri.path();
-    let name = path.strip_prefix(PATH_PREFIX).and_then(|r| r.strip_suffix("/sign-in")).unwrap_or_default();
-    let Some(name) = crate::url::decode_segment(name) else { return expired() };
     let Some(ticket) = params.get("ticket").and_then(|t| Ticket::open(&server.sealer, t, now_secs())) else {
         return expired();
     };
@@ -60,11 +77,12 @@ pub async fn answer(server: &AuthorizationServer, req: &Request) -> Response<Bod
             );
         }
         None => {
-            let here = req.uri.path_and_query().map_or(path, |p| p.as_str());
+            // Back here once signed in: a path of the gateway's own, never another origin.
+            let here = req.uri.path_and_query().map_or(req.uri.path(), |p| p.as_str());
             return handoff::sign_in_then(server, req, here).await;
         }
     }
-    let tokens = server.upstreams.lock().unwrap_or_else(|p| p.into_inner()).get(&*name).and_then(|w| w.upgrade());
+    let tokens = server.upstreams.lock().unwrap_or_else(|p| p.into_inner()).get(name).and_then(|w| w.upgrade());
     let Some(tokens) = tokens else { return expired() };
     let (browser, set_cookie) = cookies::browser(req, &names);
     let mut resp = match authorize_url(server, &tokens, &ticket, &browser).await {
@@ -111,25 +129,20 @@ async fn authorize_url(
         return Err(format!("{} does not support PKCE with S256", meta.issuer));
     }
     let endpoint = meta.authorization_endpoint.clone().ok_or("no authorization endpoint")?;
-    let redirect_uri = format!("{}{CALLBACK}", server.settings.public_url);
+    let redirect_uri = tokens.redirect_uri();
     let scope = tokens.settings.scopes.clone().or_else(|| resource_scopes.map(|s| s.join(" ")));
-    let (client_id, method) = client_identity(server, tokens, &meta, &redirect_uri, scope.as_deref()).await?;
+    let (client_id, method) = client_identity(tokens, &meta, &redirect_uri, scope.as_deref()).await?;
     let pkce = crate::oauth_client::pkce::Pkce::new()?;
     let state = wire::random();
-    let verifier = server.sealer.seal(&owner(&state, "verifier"), pkce.verifier.as_bytes())?;
     let login = Login {
         server: ticket.server.clone(),
         sub: ticket.sub.clone(),
-        verifier,
+        verifier: pkce.verifier.clone(),
         browser: wire::digest(browser),
-        metadata: meta.clone(),
-        client_id: client_id.clone(),
-        method,
+        client: held::Client { metadata: meta, client_id: client_id.clone(), method },
         resource: Some(resource.clone()).filter(|r| !r.is_empty()),
     };
-    records::write(&*server.state, Table::UpstreamLogin, &state, &login, Some(handoff::REQUEST_TTL))
-        .await
-        .map_err(|e| e.to_string())?;
+    held::write(server, Table::UpstreamLogin, &state, &login, Some(handoff::REQUEST_TTL)).await?;
     let mut params = vec![
         ("response_type", "code"),
         ("client_id", client_id.as_str()),
@@ -148,9 +161,9 @@ async fn authorize_url(
 }
 
 /// Who the gateway is at the authorization server: the configured client, or its registration
-/// there (made once, RFC 7591, for the gateway's callback; its secret kept sealed).
+/// there for this server's redirect URI (made once, RFC 7591, one at a time; its secret kept
+/// sealed).
 async fn client_identity(
-    server: &AuthorizationServer,
     tokens: &UserTokens,
     meta: &ServerMetadata,
     redirect_uri: &str,
@@ -160,20 +173,14 @@ async fn client_identity(
         let method = token::choose_method(None, tokens.settings.client_secret.is_some(), false, meta);
         return Ok((id.clone(), method));
     }
-    if let Some(r) = tokens.registration(&meta.issuer).await.filter(|r| r.redirect_uri == redirect_uri) {
+    let _one = tokens.registering.lock().await;
+    if let Some(r) = tokens.registration(&meta.issuer).await {
         return Ok((r.client_id, r.method));
     }
     let (reg, secret) = crate::oauth_client::registration::register(&tokens.http, meta, redirect_uri, scope)
         .await
         .map_err(|e| e.message)?;
-    let key = wire::digest(&meta.issuer);
-    let secret = secret.map(|s| server.sealer.seal(&owner(&key, "secret"), s.as_bytes())).transpose()?;
-    let record = Registration {
-        client_id: reg.client_id.clone(),
-        method: reg.method,
-        redirect_uri: redirect_uri.to_owned(),
-        secret,
-    };
-    records::write(&*server.state, Table::UpstreamClient, &key, &record, None).await.map_err(|e| e.to_string())?;
+    let record = Registration { client_id: reg.client_id.clone(), method: reg.method, secret };
+    held::write(&tokens.authz, Table::UpstreamClient, &tokens.registration_key(&meta.issuer), &record, None).await?;
     Ok((reg.client_id, reg.method))
 }

@@ -130,23 +130,21 @@ async fn each_user_signs_in_to_an_upstream_server_through_the_gateway() {
     );
 
     // A 2026-07-28 client of his that can open URLs gets the elicitation, on both endpoints, for a
-    // listing and a call; a link expired or altered is refused.
+    // call; a listing of the server alone waits for the sign-in too, while the merged one, once
+    // its client was sent to sign in, lists the other servers' tools meanwhile.
     let url_caps = json!({"elicitation": {"url": {}}});
     for (url, tool) in [(mcp.clone(), "remote__echo"), (format!("{public}/servers/remote/mcp"), "echo")] {
-        let r = modern(
-            &url,
-            &bob_token,
-            "tools/call",
-            Some(tool),
-            json!({"name": tool, "arguments": {"message": "b"}}),
-            url_caps.clone(),
-        )
-        .await;
+        let params = json!({"name": tool, "arguments": {"message": "b"}});
+        let r = modern(&url, &bob_token, "tools/call", Some(tool), params, url_caps.clone()).await;
         assert_eq!(r["error"]["code"], json!(-32042), "{url}: {r}");
         assert_eq!(r["error"]["data"]["elicitations"][0]["mode"], json!("url"), "{r}");
-        let r = modern(&url, &bob_token, "tools/list", None, json!({}), url_caps.clone()).await;
-        assert_eq!(r["error"]["code"], json!(-32042), "{url}: a listing waits for the sign-in too: {r}");
     }
+    let r =
+        modern(&format!("{public}/servers/remote/mcp"), &bob_token, "tools/list", None, json!({}), url_caps.clone())
+            .await;
+    assert_eq!(r["error"]["code"], json!(-32042), "the server alone: {r}");
+    let r = modern(&mcp, &bob_token, "tools/list", None, json!({}), url_caps.clone()).await;
+    assert_eq!(r["result"]["tools"].as_array().map(Vec::len), Some(1), "merged, sent to sign in lately: {r}");
     let altered = format!("{}x", &bob_link[..bob_link.len() - 1]);
     let r = request("GET", &altered, &[], "").await;
     assert_eq!(r.status, 400, "{}", r.body);
@@ -181,31 +179,29 @@ async fn each_user_signs_in_to_an_upstream_server_through_the_gateway() {
     let after = stats(&provider).await["refresh_rotations"].as_u64().unwrap();
     assert_eq!(after, before + 1, "one refresh for her expired token");
 
-    // The server refuses her token (revoked): it is dropped and she is sent to sign in again.
-    post(&format!("{}/__test/revoke?sub=alice%40example.com", server.url.trim_end_matches("/mcp"))).await;
-    let r = modern(
-        &mcp,
-        &alice_token,
-        "tools/call",
-        Some("remote__whoami"),
-        json!({"name": "remote__whoami", "arguments": {}}),
-        url_caps.clone(),
-    )
-    .await;
-    assert_eq!(r["error"]["code"], json!(-32042), "{r}");
+    // The server refuses her token (revoked at it): the gateway renews it and sends the call
+    // again — she notices nothing.
+    let revoke =
+        |all: &str| format!("{}/__test/revoke?sub=alice%40example.com{all}", server.url.trim_end_matches("/mcp"));
+    post(&revoke("")).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
+    let whoami = json!({"name": "remote__whoami", "arguments": {}});
+    let r = modern(&mcp, &alice_token, "tools/call", Some("remote__whoami"), whoami.clone(), url_caps.clone()).await;
+    assert_eq!(who(&r)["sub"], json!("alice@example.com"), "renewed unseen: {r}");
+    assert_eq!(
+        stats(&provider).await["refresh_rotations"].as_u64().unwrap(),
+        after + 1,
+        "one refresh for the refused token"
+    );
+    // It refuses every token of hers: her sign-in is dropped and she is sent to sign in again.
+    post(&revoke("&all=1")).await;
+    let r = modern(&mcp, &alice_token, "tools/call", Some("remote__whoami"), whoami.clone(), url_caps.clone()).await;
+    assert_eq!(r["error"]["code"], json!(-32042), "{r}");
+    post(&revoke("&all=0")).await;
     let relink = r["error"]["data"]["elicitations"][0]["url"].as_str().unwrap().to_owned();
     let (ok, said) = open_link(&relink, "alice@example.com", &alice_browser).await;
     assert!(ok, "{said}");
-    let r = modern(
-        &mcp,
-        &alice_token,
-        "tools/call",
-        Some("remote__whoami"),
-        json!({"name": "remote__whoami", "arguments": {}}),
-        json!({}),
-    )
-    .await;
+    let r = modern(&mcp, &alice_token, "tools/call", Some("remote__whoami"), whoami, json!({})).await;
     assert_eq!(who(&r)["sub"], json!("alice@example.com"), "{r}");
 
     // Never a token of the gateway's own reached the server; none was logged.
