@@ -63,6 +63,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Validate a `serve` configuration file and report every problem with its line.
     Check(CheckArgs),
+    /// Point an MCP client (its config file) at a running mcpgate: an entry with the URL and no
+    /// token; the rest of the file kept as it was.
+    Install(InstallArgs),
 }
 
 /// How to reach the upstream and what credential to present: the same for every mode.
@@ -448,6 +451,33 @@ pub struct CheckArgs {
     /// The configuration file (the `mcpServers` shape of Claude Desktop, Claude Code and Cursor).
     #[arg(long, short = 'c', value_name = "FILE", env = "MCPGATE_CONFIG")]
     pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// The client whose configuration to write.
+    #[arg(value_enum)]
+    pub client: crate::install::Client,
+    /// The running mcpgate's MCP endpoint (`connect`'s, an identity's, or `serve`'s).
+    #[arg(long, default_value = "http://127.0.0.1:8001/mcp")]
+    pub url: String,
+    /// The entry's name among the client's servers.
+    #[arg(long, default_value = "mcpgate")]
+    pub name: String,
+    /// Print a file of the client's format with the project's servers and the entry, as
+    /// `--output` would write it (for a wrapper to pass on), instead of writing anything.
+    #[arg(long, conflicts_with = "output")]
+    pub print: bool,
+    /// Write this file instead of the client's own (for a wrapper's `--mcp-config`): a new one
+    /// carries the project's servers too.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// The project whose servers an `--output` file carries (its `.mcp.json` and the like).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub project: PathBuf,
+    /// Take the entry out again.
+    #[arg(long)]
+    pub remove: bool,
 }
 
 #[derive(Debug, Args)]

@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod error;
 pub mod expiring;
 pub mod http;
+pub mod install;
 pub mod jsonrpc;
 pub mod log;
 pub mod login;

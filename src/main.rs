@@ -44,6 +44,7 @@ fn main() -> ExitCode {
             Command::Logout(args) => mcpgate::login::logout(args),
             Command::Status(args) => mcpgate::login::status(args),
             Command::Check(args) => check(&args.config),
+            Command::Install(args) => install(args),
             Command::Serve(args) => {
                 let shutdown = mcpgate::shutdown::on_signals();
                 mcpgate::serve::run(mcpgate::serve::Options { config: args.config, listen: args.listen }, shutdown)
@@ -60,6 +61,24 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `mcpgate install`: what was written (or the file, with `--print`) on stdout.
+fn install(args: mcpgate::cli::InstallArgs) -> Result<(), String> {
+    let opts = mcpgate::install::Options {
+        client: args.client,
+        url: args.url,
+        name: args.name,
+        print: args.print,
+        output: args.output,
+        project: args.project,
+        remove: args.remove,
+    };
+    let places = mcpgate::install::Places::from_env()?;
+    let program = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "mcpgate".into());
+    let done = mcpgate::install::run(&opts, &places, &program)?;
+    println!("{done}");
+    Ok(())
 }
 
 /// `mcpgate check`: every problem on its own line (`file:line:col: path: message`), or a summary:

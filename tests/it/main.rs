@@ -14,6 +14,7 @@ mod edge_corpus;
 mod edge_limits;
 mod harness;
 mod idp;
+mod install;
 mod issuer;
 mod keychain;
 mod serve;
