@@ -361,6 +361,38 @@ pub struct ConnectArgs {
     /// Event loops serving client connections (default: one per core, nginx's `worker_processes auto`).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
+    /// An identity served at /agents/NAME/mcp with a credential of its own (repeatable): `NAME`
+    /// (its token set through the admin API), `NAME=env:VAR`, `NAME=file:PATH` or
+    /// `NAME=command:CMD`.
+    #[arg(long, value_name = "NAME[=SOURCE]")]
+    pub identity: Vec<String>,
+    /// The admin API's Unix socket (0600): identities listed, added, given tokens, removed.
+    /// Default with identities: $XDG_RUNTIME_DIR/mcpgate/connect-PORT.sock.
+    #[arg(long, value_name = "PATH")]
+    pub admin_socket: Option<PathBuf>,
+}
+
+/// `--identity NAME[=env:VAR|file:PATH|command:CMD]`.
+fn identity(spec: &str) -> Result<(String, crate::credentials::Source), String> {
+    use crate::credentials::{CommandSpec, Source};
+    let (name, source) = match spec.split_once('=') {
+        None => (spec, Source::Set),
+        Some((name, s)) => {
+            let source = match s.split_once(':') {
+                Some(("env", var)) if !var.is_empty() => Source::Env(var.to_owned()),
+                Some(("file", path)) if !path.is_empty() => Source::File(PathBuf::from(path)),
+                Some(("command", cmd)) if !cmd.is_empty() => {
+                    Source::Command(CommandSpec { command: cmd.to_owned(), timeout: Duration::from_secs(30) })
+                }
+                _ => return Err(format!("--identity {name}: the source is env:VAR, file:PATH or command:CMD")),
+            };
+            (name, source)
+        }
+    };
+    if !crate::connect::identities::valid(name) {
+        return Err(format!("--identity {name:?}: a name is 1-64 of A-Z a-z 0-9 - _ . (not first)"));
+    }
+    Ok((name.to_owned(), source))
 }
 
 fn parse_positive_duration(s: &str) -> Result<Duration, String> {
@@ -373,7 +405,10 @@ impl ConnectArgs {
         if !self.path.starts_with('/') {
             return Err(format!("--path {:?} must start with /", self.path));
         }
+        let identities = self.identity.iter().map(|s| identity(s)).collect::<Result<Vec<_>, _>>()?;
         Ok(crate::connect::Options {
+            identities,
+            admin_socket: self.admin_socket,
             upstream: self.upstream.into_options(&self.url, false)?,
             listen: self.listen,
             path: self.path,

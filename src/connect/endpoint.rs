@@ -1,6 +1,7 @@
-//! `connect`'s client-facing endpoint: one MCP path and a liveness probe on a listener, guarded
-//! by the Host/Origin rules of its address. The layers a request passes are `http::endpoint`'s;
-//! what a message then becomes is the engine's (`Proxy`).
+//! `connect`'s client-facing endpoint: its MCP path, each identity's (`/agents/NAME/mcp`) and a
+//! liveness probe on a listener, guarded by the Host/Origin rules of its address. The layers a
+//! request passes are `http::endpoint`'s; what a message then becomes is the engine's (`Proxy`):
+//! the main one, or the identity's own.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,10 +22,19 @@ pub struct Local {
     /// The MCP endpoint's path (`--path`).
     pub path: String,
     pub guard: Guard,
+    pub identities: Arc<super::identities::Identities>,
+}
+
+impl Local {
+    /// The engine a request goes to: an identity's (`Some`), or the main one.
+    fn engine<'a>(&'a self, identity: &'a Option<Arc<Proxy>>) -> &'a Proxy {
+        identity.as_deref().unwrap_or(&self.proxy)
+    }
 }
 
 impl Endpoint for Local {
-    type View = ();
+    /// An identity's engine; `None`: the main endpoint's (no clone on its path).
+    type View = Option<Arc<Proxy>>;
 
     fn check_guard(&self, parts: &Parts) -> Result<(), Refusal> {
         self.guard.check(&parts.headers, parts.uri.authority().map(|a| a.as_str()))
@@ -32,9 +42,12 @@ impl Endpoint for Local {
 
     /// The MCP endpoint and a liveness probe (for probes, not browser pages); nothing else
     /// exists.
-    async fn route(self: &Arc<Self>, parts: &Parts, _peer: SocketAddr) -> Route<()> {
+    async fn route(self: &Arc<Self>, parts: &Parts, _peer: SocketAddr) -> Route<Self::View> {
         if parts.uri.path() == "/healthz" && parts.method == Method::GET && !parts.headers.contains_key(ORIGIN) {
             return Route::Answered(Response::new(body::full("ok\n")));
+        }
+        if let Some(proxy) = super::identities::named(parts.uri.path()).and_then(|n| self.identities.get(&n)) {
+            return Route::Mcp(Some(proxy));
         }
         if parts.uri.path() != self.path {
             tracing::debug!(path = ?parts.uri.path(), "no such endpoint");
@@ -42,7 +55,7 @@ impl Endpoint for Local {
             *resp.status_mut() = StatusCode::NOT_FOUND;
             return Route::Answered(resp);
         }
-        Route::Mcp(())
+        Route::Mcp(None)
     }
 
     fn max_body(&self) -> usize {
@@ -51,20 +64,21 @@ impl Endpoint for Local {
 
     async fn post(
         self: &Arc<Self>,
-        (): (),
+        identity: Self::View,
         _: crate::authn::Caller,
         headers: &HeaderMap,
         body: Bytes,
         _peer: SocketAddr,
     ) -> Response<Body> {
-        self.proxy.message(headers, body).await.unwrap_or_else(|(e, id)| wire::error(&e, id.as_deref()))
+        let engine = self.engine(&identity);
+        engine.message(headers, body).await.unwrap_or_else(|(e, id)| wire::error(&e, id.as_deref()))
     }
 
-    async fn get(&self, (): (), _: crate::authn::Caller, headers: &HeaderMap) -> Response<Body> {
-        self.proxy.get(headers).await.unwrap_or_else(|(e, id)| wire::error(&e, id.as_deref()))
+    async fn get(&self, identity: Self::View, _: crate::authn::Caller, headers: &HeaderMap) -> Response<Body> {
+        self.engine(&identity).get(headers).await.unwrap_or_else(|(e, id)| wire::error(&e, id.as_deref()))
     }
 
-    async fn delete(&self, (): (), _: crate::authn::Caller, headers: &HeaderMap) -> Response<Body> {
-        self.proxy.delete(headers).await.unwrap_or_else(|(e, id)| wire::error(&e, id.as_deref()))
+    async fn delete(&self, identity: Self::View, _: crate::authn::Caller, headers: &HeaderMap) -> Response<Body> {
+        self.engine(&identity).delete(headers).await.unwrap_or_else(|(e, id)| wire::error(&e, id.as_deref()))
     }
 }

@@ -7,10 +7,12 @@
 //! to its upstream's transport — `direct` (the hot path) over `streamable` over `rebuild`, or
 //! `legacy` — and those relay with `relay` and `headers`.
 
+mod admin;
 mod direct;
 mod endpoint;
 mod forward;
 mod headers;
+pub mod identities;
 mod legacy;
 pub mod modern;
 mod proxy;
@@ -64,6 +66,11 @@ pub struct Options {
     pub limits: crate::http::limits::Limits,
     /// Event loops serving client connections (`None`: one per core).
     pub threads: Option<usize>,
+    /// Identities at start, each with its credential (`--identity`).
+    pub identities: Vec<(String, Source)>,
+    /// The admin API's socket (`--admin-socket`; by default where `admin::default_socket` says,
+    /// when there are identities).
+    pub admin_socket: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +79,8 @@ pub enum StartError {
     Credential(#[from] crate::credentials::CredentialError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Identity(String),
 }
 
 /// The proxy engine for one upstream; the credential is fetched now, so a broken source stops
@@ -112,11 +121,34 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
     let guard = Guard::new(local.ip().is_loopback(), &opts.allow_hosts, &opts.allow_origins);
     let proxy = engine(&opts.upstream, opts.max_body, shutdown.clone()).await?;
     proxy.sessions.set_limits(Limits::global(opts.max_sessions));
-    tracing::info!("listening on http://{local}{} → {}", opts.path, proxy.upstream.display);
 
     let sweeper = tokio::spawn(expire_sessions(proxy.clone(), opts.session_ttl));
+    let settings = identities::Settings {
+        upstream: UpstreamOptions { credential: None, ..opts.upstream.clone() },
+        max_body: opts.max_body,
+        session_ttl: opts.session_ttl,
+        max_sessions: opts.max_sessions,
+    };
+    let identities = identities::Identities::new(settings, shutdown.clone());
+    for (name, source) in &opts.identities {
+        identities.add(name, source.clone()).await.map_err(StartError::Identity)?;
+    }
+    let socket = opts
+        .admin_socket
+        .clone()
+        .or_else(|| (!opts.identities.is_empty()).then(|| admin::default_socket(local.port())));
+    if let Some(path) = &socket {
+        admin::listen(path, identities.clone(), shutdown.clone()).map_err(StartError::Identity)?;
+    }
+    // Said once everything is in place: a supervisor waits for this line.
+    tracing::info!("listening on http://{local}{} → {}", opts.path, proxy.upstream.display);
     let handler = {
-        let local = Arc::new(endpoint::Local { proxy: proxy.clone(), path: opts.path.clone(), guard });
+        let local = Arc::new(endpoint::Local {
+            proxy: proxy.clone(),
+            path: opts.path.clone(),
+            guard,
+            identities: identities.clone(),
+        });
         move |req, peer| crate::http::endpoint::handle(local.clone(), req, peer)
     };
     let front = Front { shutdown, edge: Edge::new(opts.limits), conns: Default::default() };
@@ -128,6 +160,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
     sweeper.abort();
 
     proxy.end_all_sessions().await;
+    identities.end_all().await;
     drop(loops);
     tracing::info!("stopped");
     Ok(())

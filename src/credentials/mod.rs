@@ -28,6 +28,8 @@ pub enum Source {
     Command(CommandSpec),
     /// OAuth 2.1 / OIDC sign-in (browser or client credentials), with stored tokens.
     OAuth(Box<crate::oauth_client::Config>),
+    /// Set from outside while running (`connect`'s admin API): none until it is.
+    Set,
 }
 
 impl Source {
@@ -37,6 +39,7 @@ impl Source {
             Source::File(p) => format!("token file {}", p.display()),
             Source::Command(c) => format!("token command `{}`", c.program_name()),
             Source::OAuth(c) => format!("OAuth sign-in to {}", crate::url::display(&c.server)),
+            Source::Set => "the token set through the admin API".to_owned(),
         }
     }
 }
@@ -63,6 +66,8 @@ enum Provider {
 struct Inner {
     source: Source,
     current: RwLock<Current>,
+    /// When the current token expires, if known (for status reports).
+    expires_at: RwLock<Option<SystemTime>>,
     /// Held while a refresh runs: the single flight.
     refreshing: tokio::sync::Mutex<()>,
     file: Option<file::Watch>,
@@ -94,14 +99,48 @@ impl Credentials {
             }
             Source::Command(spec) => (spec.run(now).await.map_err(err)?, None),
             Source::OAuth(_) => return Err(err("is started above".into())),
+            // Nothing to send until a token is set.
+            Source::Set => (IssuedToken { value: String::new(), expires_at: None }, None),
         };
-        let current = Current::new(&token, now).map_err(err)?;
-        let inner =
-            Arc::new(Inner { source, current: RwLock::new(current), refreshing: tokio::sync::Mutex::new(()), file });
+        let current =
+            if matches!(source, Source::Set) { Current::invalid() } else { Current::new(&token, now).map_err(err)? };
+        let inner = Arc::new(Inner {
+            expires_at: RwLock::new(token.expires_at),
+            source,
+            current: RwLock::new(current),
+            refreshing: tokio::sync::Mutex::new(()),
+            file,
+        });
         if matches!(inner.source, Source::Command(_)) {
             tokio::spawn(refresh_ahead(Arc::downgrade(&inner)));
         }
         Ok(Credentials { inner: Some(Provider::Static(inner)) })
+    }
+
+    /// Replaces the token of a `Set` source: the next request carries it (those under way finish
+    /// with the one they had; a 401 to the old one is retried with it). Its expiry, if any.
+    pub fn set(&self, token: &IssuedToken) -> Result<(), CredentialError> {
+        match &self.inner {
+            Some(Provider::Static(inner)) if matches!(inner.source, Source::Set) => {
+                inner.install(token, SystemTime::now()).map(drop)
+            }
+            _ => {
+                Err(CredentialError { source_name: "this credential".into(), reason: "is not set from outside".into() })
+            }
+        }
+    }
+
+    /// When the current token expires (and whether there is one), never the token itself.
+    pub fn status(&self) -> (bool, Option<SystemTime>) {
+        match &self.inner {
+            Some(Provider::Static(inner)) => {
+                let c = inner.snapshot();
+                let set = c.stale_at != Some(SystemTime::UNIX_EPOCH);
+                (set, inner.expires_at.read().unwrap_or_else(|p| p.into_inner()).filter(|_| set))
+            }
+            Some(Provider::OAuth(o)) => (true, o.describe().and_then(|(_, exp, _)| exp)),
+            None => (false, None),
+        }
     }
 
     /// Whether mcpgate supplies the `Authorization` header (and so drops the client's).
@@ -186,6 +225,11 @@ impl Credentials {
         if matches!(inner.source, Source::Env(_)) {
             return Ok(None);
         }
+        // A token set from outside: the one set since the refused one was sent, if any.
+        if matches!(inner.source, Source::Set) {
+            let current = inner.snapshot().header;
+            return Ok((current != *rejected).then_some(current));
+        }
         let fresh = inner.refresh_unless_replaced(rejected).await?;
         Ok((fresh != rejected).then_some(fresh))
     }
@@ -200,6 +244,7 @@ impl Inner {
         let current = Current::new(token, fetched).map_err(|reason| self.error(reason))?;
         let header = current.header.clone();
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = current;
+        *self.expires_at.write().unwrap_or_else(|p| p.into_inner()) = token.expires_at;
         Ok(header)
     }
 
@@ -218,6 +263,12 @@ impl Inner {
         let now = SystemTime::now();
         let token = match &self.source {
             Source::Env(_) | Source::OAuth(_) => return Ok(current.header),
+            // Only the admin API renews it.
+            Source::Set if current.stale_at.is_some_and(|t| SystemTime::now() >= t) => {
+                let why = if current.stale_at == Some(SystemTime::UNIX_EPOCH) { "has none yet" } else { "has expired" };
+                return Err(self.error(format!("{why}: set a token through the admin API")));
+            }
+            Source::Set => return Ok(current.header),
             Source::File(path) => file::read(path).map_err(|r| self.error(r))?,
             Source::Command(spec) => spec.run(now).await.map_err(|r| self.error(r))?,
         };

@@ -34,6 +34,11 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// The credential it injects (an identity's is set and read by the admin API).
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
     pub fn new(url: Uri, client: HttpClient, credentials: Credentials, headers: HeaderMap, timeout: Duration) -> Self {
         let display = crate::url::display(&url).into();
         let direct = direct::render(&url, &headers);

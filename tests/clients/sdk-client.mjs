@@ -7,6 +7,7 @@
 // allowed (server-filesystem's list_allowed_directories, waited for until it names MCP_EXPECT_DIR).
 // MCP_ROOTS='["file:///…"]': the client answers roots/list with those; MCP_ELICIT_URL=1: it declares
 // URL-mode elicitation too and accepts a URL elicitation.
+// A step run again is reported as `step#2`, `step#3`…; `session` reports the session id.
 // It exits 1 (with the error in the JSON under "error") at the first failing step.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -122,6 +123,7 @@ const run = {
     process.stdin.pause();
     return true;
   },
+  session: async () => transport.sessionId ?? null,
   close: async () => {
     if (transport.terminateSession) await transport.terminateSession();
     await client.close();
@@ -140,7 +142,9 @@ try {
   await client.connect(transport);
   for (const step of steps) {
     if (!run[step]) throw new Error(`unknown step ${step}`);
-    out[step] = await run[step]();
+    let key = step;
+    for (let n = 2; key in out; n++) key = `${step}#${n}`;
+    out[key] = await run[step]();
   }
   process.stdout.write(JSON.stringify(out) + '\n');
   process.exit(0);

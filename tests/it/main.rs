@@ -7,6 +7,7 @@ mod conformance;
 mod connect_credentials;
 mod connect_faults;
 mod connect_front;
+mod connect_identities;
 mod connect_limits;
 mod connect_sdk;
 mod connect_streams;

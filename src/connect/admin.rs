@@ -1,0 +1,133 @@
+//! The admin API a supervising wrapper drives: identities listed (never a token), added or given
+//! a new token, removed — over a Unix socket only its user can reach: created 0600 in a 0700
+//! directory, and each connection's peer checked to be this user (`SO_PEERCRED`).
+//!
+//! | request                          | does                                                  |
+//! |----------------------------------|-------------------------------------------------------|
+//! | `GET /identities`                | `{"identities": [{name, path, token, expiresAt, sessions}]}` |
+//! | `PUT /identities/NAME` `{"token": "…"}` | sets NAME's token (adds NAME when new): 200 or 201 |
+//! | `DELETE /identities/NAME`        | removes NAME, ending its sessions: 200 or 404         |
+
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::UnixListener;
+use tokio_util::sync::CancellationToken;
+
+use super::identities::Identities;
+use crate::http::body::{self, Body};
+
+/// The largest request body read (a token and a little JSON).
+const MAX_BODY: usize = 64 * 1024;
+
+/// Where the socket goes when none is named: the user's runtime directory, else a directory of
+/// the user's own in the temporary one.
+pub fn default_socket(port: u16) -> PathBuf {
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d).join("mcpgate"),
+        None => std::env::temp_dir().join(format!("mcpgate-{}", unsafe { libc::geteuid() })),
+    };
+    dir.join(format!("connect-{port}.sock"))
+}
+
+/// Binds the socket at `path` (its directory made 0700 if new; a stale socket replaced) and
+/// serves the API until `shutdown`.
+pub fn listen(path: &Path, identities: Arc<Identities>, shutdown: CancellationToken) -> Result<(), String> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("--admin-socket: cannot create {}: {e}", dir.display()))?;
+    if std::fs::symlink_metadata(path).is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type())) {
+        let _ = std::fs::remove_file(path);
+    }
+    let listener =
+        UnixListener::bind(path).map_err(|e| format!("--admin-socket: cannot bind {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("--admin-socket: {}: {e}", path.display()))?;
+    tracing::info!("admin API on {}", path.display());
+    let path = path.to_owned();
+    tokio::spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        tracing::warn!("admin API: accept failed: {e}");
+                        continue;
+                    }
+                },
+                () = shutdown.cancelled() => break,
+            };
+            // Only this user: whatever the file's mode became meanwhile.
+            let me = unsafe { libc::geteuid() };
+            match stream.peer_cred() {
+                Ok(c) if c.uid() == me => {}
+                other => {
+                    tracing::warn!(peer = ?other.map(|c| c.uid()).ok(), "admin API: refused a connection of another user");
+                    continue;
+                }
+            }
+            let ids = identities.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let ids = ids.clone();
+                    async move { Ok::<_, std::convert::Infallible>(answer(&ids, req).await) }
+                });
+                let _ =
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+        let _ = std::fs::remove_file(&path);
+    });
+    Ok(())
+}
+
+async fn answer(ids: &Identities, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    let (parts, incoming) = req.into_parts();
+    let path = parts.uri.path();
+    if path == "/identities" {
+        return match parts.method {
+            Method::GET => reply(StatusCode::OK, ids.status()),
+            _ => reply(StatusCode::METHOD_NOT_ALLOWED, json!({"error": "GET only"})),
+        };
+    }
+    let Some(name) = path.strip_prefix("/identities/").and_then(crate::url::decode_segment) else {
+        return reply(StatusCode::NOT_FOUND, json!({"error": "no such endpoint: see GET /identities"}));
+    };
+    match parts.method {
+        Method::PUT => {
+            let body = match http_body_util::Limited::new(incoming, MAX_BODY).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => return reply(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": "a body of at most 64 KiB"})),
+            };
+            let Some(token) =
+                serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["token"].as_str().map(str::to_owned))
+            else {
+                return reply(StatusCode::BAD_REQUEST, json!({"error": "the body is {\"token\": \"…\"}"}));
+            };
+            match ids.set_token(&name, &token).await {
+                Ok(true) => reply(StatusCode::CREATED, json!({"name": name, "path": super::identities::path(&name)})),
+                Ok(false) => reply(StatusCode::OK, json!({"name": name, "path": super::identities::path(&name)})),
+                Err(e) => reply(StatusCode::BAD_REQUEST, json!({"error": e})),
+            }
+        }
+        Method::DELETE if ids.remove(&name).await => reply(StatusCode::OK, json!({"removed": name})),
+        Method::DELETE => reply(StatusCode::NOT_FOUND, json!({"error": format!("no identity {name}")})),
+        _ => reply(StatusCode::METHOD_NOT_ALLOWED, json!({"error": "PUT or DELETE"})),
+    }
+}
+
+fn reply(status: StatusCode, v: Value) -> Response<Body> {
+    let mut resp = Response::new(body::full(Bytes::from(v.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    resp
+}

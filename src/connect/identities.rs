@@ -1,0 +1,154 @@
+//! Identities (`--identity`, and the admin API): one `connect` serving several agents, each at
+//! `/agents/NAME/mcp` with a credential of its own and upstream sessions of its own — an engine
+//! each, so one identity's token never reaches another's requests. Added, given a new token and
+//! removed while running (`admin.rs`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::{Proxy, UpstreamOptions};
+use crate::credentials::Source;
+use crate::mcp::session::Limits;
+
+const PREFIX: &str = "/agents/";
+
+/// The MCP path of identity `name`.
+pub fn path(name: &str) -> String {
+    format!("{PREFIX}{}/mcp", crate::url::encode_segment(name))
+}
+
+/// The identity a path names, if it is an identity's MCP path.
+pub fn named(path: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let name = path.strip_prefix(PREFIX)?.strip_suffix("/mcp")?;
+    crate::url::decode_segment(name).filter(|n| valid(n))
+}
+
+/// A name an identity may have: what a path segment and a log line carry safely.
+pub fn valid(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// How each identity reaches the upstream (its credential aside), and how its sessions are kept.
+pub struct Settings {
+    pub upstream: UpstreamOptions,
+    pub max_body: usize,
+    pub session_ttl: Duration,
+    pub max_sessions: usize,
+}
+
+pub struct Identities {
+    settings: Settings,
+    shutdown: CancellationToken,
+    all: RwLock<HashMap<String, Identity>>,
+}
+
+struct Identity {
+    proxy: Arc<Proxy>,
+    /// Its idle sessions' sweeper.
+    sweeper: tokio::task::AbortHandle,
+}
+
+impl Identities {
+    pub fn new(settings: Settings, shutdown: CancellationToken) -> Arc<Identities> {
+        Arc::new(Identities { settings, shutdown, all: RwLock::default() })
+    }
+
+    /// The engine of identity `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<Proxy>> {
+        self.all.read().unwrap_or_else(|p| p.into_inner()).get(name).map(|i| i.proxy.clone())
+    }
+
+    /// Adds identity `name` with its credential `source` (fetched now: a broken one is refused).
+    pub async fn add(&self, name: &str, source: Source) -> Result<Arc<Proxy>, String> {
+        if !valid(name) {
+            return Err(format!("identity {name:?}: use 1-64 of A-Z a-z 0-9 - _ . (not first)"));
+        }
+        let up = UpstreamOptions { credential: Some(source), ..self.settings.upstream.clone() };
+        let proxy = super::engine(&up, self.settings.max_body, self.shutdown.clone())
+            .await
+            .map_err(|e| format!("identity {name}: {e}"))?;
+        proxy.sessions.set_limits(Limits::global(self.settings.max_sessions));
+        let sweeper = tokio::spawn(super::expire_sessions(proxy.clone(), self.settings.session_ttl)).abort_handle();
+        let mut all = self.all.write().unwrap_or_else(|p| p.into_inner());
+        if all.contains_key(name) {
+            sweeper.abort();
+            return Err(format!("identity {name} exists already"));
+        }
+        all.insert(name.to_owned(), Identity { proxy: proxy.clone(), sweeper });
+        tracing::info!(identity = name, "identity added at {}", path(name));
+        Ok(proxy)
+    }
+
+    /// Gives identity `name` the token `value` (added first, with a token set from outside, when
+    /// it is new): its next request carries it. Whether it was added.
+    pub async fn set_token(&self, name: &str, value: &str) -> Result<bool, String> {
+        let token = crate::token::from_plain(value).map_err(|e| format!("the token {e}"))?;
+        let (proxy, added) = match self.get(name) {
+            Some(p) => (p, false),
+            None => (self.add(name, Source::Set).await?, true),
+        };
+        proxy.upstream.credentials().set(&token).map_err(|e| format!("identity {name}: {e}"))?;
+        tracing::info!(identity = name, "identity's token set");
+        Ok(added)
+    }
+
+    /// Removes identity `name`, ending its sessions. Whether there was one.
+    pub async fn remove(&self, name: &str) -> bool {
+        let gone = self.all.write().unwrap_or_else(|p| p.into_inner()).remove(name);
+        let Some(identity) = gone else { return false };
+        identity.sweeper.abort();
+        identity.proxy.end_all_sessions().await;
+        tracing::info!(identity = name, "identity removed");
+        true
+    }
+
+    /// Every identity: its path, whether it has a token and until when, its sessions — never a
+    /// token.
+    pub fn status(&self) -> Value {
+        let all = self.all.read().unwrap_or_else(|p| p.into_inner());
+        let mut names: Vec<&String> = all.keys().collect();
+        names.sort();
+        let list: Vec<Value> = names
+            .into_iter()
+            .map(|name| {
+                let proxy = &all[name].proxy;
+                let (set, expires) = proxy.upstream.credentials().status();
+                let expires = expires.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs());
+                json!({"name": name, "path": path(name), "token": set, "expiresAt": expires, "sessions": proxy.sessions.len()})
+            })
+            .collect();
+        json!({"identities": list})
+    }
+
+    /// Ends every identity's sessions (at shutdown).
+    pub async fn end_all(&self) {
+        let proxies: Vec<Arc<Proxy>> =
+            self.all.read().unwrap_or_else(|p| p.into_inner()).values().map(|i| i.proxy.clone()).collect();
+        for p in proxies {
+            p.end_all_sessions().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_identity_is_named_by_its_path_and_nothing_else() {
+        assert_eq!(path("reviewer"), "/agents/reviewer/mcp");
+        assert_eq!(named("/agents/reviewer/mcp").as_deref(), Some("reviewer"));
+        for p in ["/agents//mcp", "/agents/a/b/mcp", "/agents/../mcp", "/agents/a%2Fb/mcp", "/agents/reviewer", "/mcp"]
+        {
+            assert_eq!(named(p), None, "{p}");
+        }
+        assert!(!valid(&"x".repeat(65)) && !valid("a b") && !valid(".hidden") && valid("agent-1.v2_x"));
+    }
+}

@@ -1,0 +1,139 @@
+//! Identities in one `mcpgate connect`: each agent at `/agents/NAME/mcp` with a token of its own,
+//! set and rotated by a supervising wrapper through the admin API (a Unix socket only its user can
+//! reach), all real parts: the official SDK client per agent, tests/fixtures/protected-server.mjs
+//! checking each token against tests/fixtures/jwt-issuer.mjs's keys and saying whose it saw.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::*;
+use crate::idp::{post, protected, seen};
+use crate::issuer::{jwt_issuer, mint};
+
+/// One admin API request over the socket: the status and the JSON answer.
+async fn admin(sock: &Path, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut s = tokio::net::UnixStream::connect(sock).await.unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out)).await.unwrap().unwrap();
+    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let json = out.split_once("\r\n\r\n").and_then(|(_, b)| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
+    (status, json)
+}
+
+#[tokio::test]
+async fn two_identities_reach_the_server_as_themselves_and_a_rotation_mid_session_goes_unnoticed() {
+    let issuer = jwt_issuer().await;
+    let server = protected(&issuer.url, &[]).await;
+    let dir = tempdir("connect-identities");
+    let sock = dir.join("run/admin.sock");
+    let gw =
+        connect(&server.url, &["--identity", "a", "--identity", "b", "--admin-socket", sock.to_str().unwrap()]).await;
+    let base = gw.url.trim_end_matches("/mcp").to_owned();
+    // Only its user reaches the socket.
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!((mode(&sock), mode(sock.parent().unwrap())), (0o600, 0o700));
+    if unsafe { libc::geteuid() } == 0 {
+        // Root reaches any file: another user tries (a connection, as a client would).
+        let probe = "require('net').connect(process.argv[1]).on('connect', () => process.exit(0)).on('error', (e) => { console.error(e.code); process.exit(1); })";
+        let other = std::process::Command::new("runuser")
+            .args(["-u", "nobody", "--"])
+            .arg(node())
+            .args(["-e", probe])
+            .arg(&sock)
+            .output()
+            .expect("runuser runs");
+        let said = String::from_utf8_lossy(&other.stderr);
+        assert!(!other.status.success() && said.contains("EACCES"), "another user reached the socket: {said}");
+    }
+    // The wrapper gives each identity its token; the status names no token.
+    let token = |sub: &'static str| {
+        let (issuer, aud) = (&issuer, server.url.clone());
+        async move { mint(issuer, json!({"claims": {"sub": sub, "aud": aud}})).await }
+    };
+    let (a1, b1) = (token("agent-a").await, token("agent-b").await);
+    assert_eq!(admin(&sock, "PUT", "/identities/a", Some(json!({"token": a1}))).await.0, 200);
+    assert_eq!(admin(&sock, "PUT", "/identities/b", Some(json!({"token": b1}))).await.0, 200);
+    let (status, listed) = admin(&sock, "GET", "/identities", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["identities"][0]["path"], json!("/agents/a/mcp"), "{listed}");
+    assert_eq!(listed["identities"][1]["token"], json!(true), "{listed}");
+    assert!(listed["identities"][0]["expiresAt"].as_u64().is_some(), "{listed}");
+    assert!(!listed.to_string().contains(&a1) && !listed.to_string().contains(&b1), "a token in the status");
+
+    // Agent A: a session, a call, a pause (its token is rotated meanwhile), a call, the session.
+    let mut a = tokio::process::Command::new(node());
+    a.arg(repo().join("tests/clients/sdk-client.mjs"))
+        .arg(format!("{base}/agents/a/mcp"))
+        .args(["session", "whoami", "wait", "whoami", "session"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut a = a.spawn().unwrap();
+    let mut stderr = tokio::io::BufReader::new(a.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("waiting") {
+        line.clear();
+        let n = tokio::time::timeout(Duration::from_secs(30), stderr.read_line(&mut line)).await.unwrap().unwrap();
+        assert!(n > 0, "agent A ended before its pause");
+    }
+    // Agent B meanwhile, as itself.
+    let b = sdk_client(&format!("{base}/agents/b/mcp"), &["whoami"]).await;
+    assert_eq!(b["whoami"]["sub"], json!("agent-b"), "{b}");
+
+    // A's token is revoked at the server and a new one set: A's next call carries it, in the same
+    // session, without a reconnect.
+    let server_base = server.url.trim_end_matches("/mcp").to_owned();
+    post(&format!("{server_base}/__test/revoke?sub=agent-a")).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let a2 = token("agent-a").await;
+    assert_eq!(admin(&sock, "PUT", "/identities/a", Some(json!({"token": a2}))).await.0, 200);
+    a.stdin.take().unwrap().write_all(b"go\n").await.unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), a.wait_with_output()).await.unwrap().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).expect("a report");
+    assert!(out.status.success(), "{report}");
+    assert_eq!(report["whoami"]["sub"], json!("agent-a"), "{report}");
+    assert_eq!(report["whoami#2"]["sub"], json!("agent-a"), "{report}");
+    assert!(report["session"].is_string() && report["session"] == report["session#2"], "the same session: {report}");
+    // The server saw each agent only with its own token, and every one it took; it refuses the
+    // old one now.
+    let shown = seen(&server).await;
+    let old = request(
+        "POST",
+        &server.url,
+        &[MCP_HEADERS, &[("authorization", &format!("Bearer {a1}"))]].concat(),
+        INITIALIZE,
+    )
+    .await;
+    assert_eq!(old.status, 401, "the old token is dead: {}", old.body);
+    let subs: Vec<&str> = shown.iter().filter_map(|t| t["sub"].as_str()).collect();
+    assert!(subs.iter().all(|s| ["agent-a", "agent-b"].contains(s)), "{shown:#?}");
+    assert!(shown.iter().filter(|t| t["sub"] == "agent-a").all(|t| t["accepted"] == json!(true)), "{shown:#?}");
+
+    // Identities come and go while running.
+    assert_eq!(admin(&sock, "DELETE", "/identities/b", None).await.0, 200);
+    let gone = request("POST", &format!("{base}/agents/b/mcp"), MCP_HEADERS, INITIALIZE).await;
+    assert_eq!(gone.status, 404, "{}", gone.body);
+    let (status, _) = admin(&sock, "PUT", "/identities/c", Some(json!({"token": token("agent-c").await}))).await;
+    assert_eq!(status, 201);
+    let c = sdk_client(&format!("{base}/agents/c/mcp"), &["whoami"]).await;
+    assert_eq!(c["whoami"]["sub"], json!("agent-c"), "{c}");
+    for (status, why) in [
+        (admin(&sock, "PUT", "/identities/bad%20name", Some(json!({"token": "x.y.z"}))).await.0, "a bad name"),
+        (admin(&sock, "PUT", "/identities/d", Some(json!({"nope": 1}))).await.0, "no token"),
+        (admin(&sock, "DELETE", "/identities/zz", None).await.0, "no such identity"),
+    ] {
+        assert!((400..500).contains(&status), "{why}: {status}");
+    }
+    assert!(!gw.output().contains(&a2), "a token was logged");
+}
