@@ -370,6 +370,13 @@ pub struct ConnectArgs {
     /// Default with identities: $XDG_RUNTIME_DIR/mcpgate/connect-PORT.sock.
     #[arg(long, value_name = "PATH")]
     pub admin_socket: Option<PathBuf>,
+    /// The admin API over HTTP on this loopback address instead (each request carries the secret
+    /// written to --admin-secret-file).
+    #[arg(long, value_name = "ADDR", requires = "admin_secret_file")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Where --admin-listen's random secret is written (0600).
+    #[arg(long, value_name = "PATH", requires = "admin_listen")]
+    pub admin_secret_file: Option<PathBuf>,
 }
 
 /// `--identity NAME[=env:VAR|file:PATH|command:CMD]`.
@@ -409,6 +416,7 @@ impl ConnectArgs {
         Ok(crate::connect::Options {
             identities,
             admin_socket: self.admin_socket,
+            admin_http: self.admin_listen.zip(self.admin_secret_file),
             upstream: self.upstream.into_options(&self.url, false)?,
             listen: self.listen,
             path: self.path,

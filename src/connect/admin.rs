@@ -1,6 +1,9 @@
 //! The admin API a supervising wrapper drives: identities listed (never a token), added or given
 //! a new token, removed — over a Unix socket only its user can reach: created 0600 in a 0700
-//! directory, and each connection's peer checked to be this user (`SO_PEERCRED`).
+//! directory, and each connection's peer checked to be this user (`SO_PEERCRED`). Or, where a
+//! socket cannot be used, over HTTP on loopback only, each request carrying a random secret that
+//! is written to a 0600 file (`Authorization: Bearer …`; a browser's request, with an `Origin`,
+//! or one naming a foreign `Host`, is refused).
 //!
 //! | request                          | does                                                  |
 //! |----------------------------------|-------------------------------------------------------|
@@ -8,7 +11,7 @@
 //! | `PUT /identities/NAME` `{"token": "…"}` | sets NAME's token (adds NAME when new): 200 or 201 |
 //! | `DELETE /identities/NAME`        | removes NAME, ending its sessions: 200 or 404         |
 
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -88,6 +91,95 @@ pub fn listen(path: &Path, identities: Arc<Identities>, shutdown: CancellationTo
         let _ = std::fs::remove_file(&path);
     });
     Ok(())
+}
+
+/// Serves the API over HTTP on `addr` (loopback only), guarded by a new random secret written to
+/// `secret_file` (0600). The address bound.
+pub async fn listen_http(
+    addr: std::net::SocketAddr,
+    secret_file: &Path,
+    identities: Arc<Identities>,
+    shutdown: CancellationToken,
+) -> Result<std::net::SocketAddr, String> {
+    if !addr.ip().is_loopback() {
+        return Err(format!("--admin-listen {addr}: the admin API listens on loopback only"));
+    }
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw).map_err(|e| format!("the OS random generator failed: {e}"))?;
+    let secret: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    if let Some(dir) = secret_file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("--admin-secret-file: cannot create {}: {e}", dir.display()))?;
+    }
+    let _ = std::fs::remove_file(secret_file);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(secret_file)
+        .map_err(|e| format!("--admin-secret-file {}: {e}", secret_file.display()))?;
+    std::io::Write::write_all(&mut f, secret.as_bytes()).map_err(|e| format!("--admin-secret-file: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("--admin-listen {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!("admin API on http://{local} (its secret in {})", secret_file.display());
+    let expected: Arc<str> = format!("Bearer {secret}").into();
+    tokio::spawn(async move {
+        loop {
+            let (stream, peer) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!("admin API: accept failed: {e}");
+                        continue;
+                    }
+                },
+                () = shutdown.cancelled() => break,
+            };
+            if !peer.ip().is_loopback() {
+                continue;
+            }
+            let (ids, expected) = (identities.clone(), expected.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let (ids, expected) = (ids.clone(), expected.clone());
+                    async move {
+                        let resp = match refusal(req.headers(), &expected) {
+                            Some(r) => r,
+                            None => answer(&ids, req).await,
+                        };
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let _ =
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    Ok(local)
+}
+
+/// Why an HTTP request to the API is refused: a browser's (an `Origin`), a foreign `Host` (DNS
+/// rebinding), or no secret (compared in constant time).
+fn refusal(headers: &http::HeaderMap, expected: &str) -> Option<Response<Body>> {
+    if headers.contains_key(http::header::ORIGIN) {
+        return Some(reply(StatusCode::FORBIDDEN, json!({"error": "not for browsers"})));
+    }
+    let host = headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let name = host.rsplit_once(':').map_or(host, |(n, _)| n);
+    if !matches!(name, "127.0.0.1" | "localhost" | "[::1]") {
+        return Some(reply(StatusCode::FORBIDDEN, json!({"error": "a loopback Host only"})));
+    }
+    let given = headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes()).unwrap_or(b"");
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(given, expected.as_bytes())) {
+        return Some(reply(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "the secret (Authorization: Bearer …) is missing or wrong"}),
+        ));
+    }
+    None
 }
 
 async fn answer(ids: &Identities, req: Request<hyper::body::Incoming>) -> Response<Body> {

@@ -69,8 +69,10 @@ pub struct Options {
     /// Identities at start, each with its credential (`--identity`).
     pub identities: Vec<(String, Source)>,
     /// The admin API's socket (`--admin-socket`; by default where `admin::default_socket` says,
-    /// when there are identities).
+    /// when there are identities and no `admin_http`).
     pub admin_socket: Option<std::path::PathBuf>,
+    /// The admin API over loopback HTTP instead, and the file its secret is written to.
+    pub admin_http: Option<(SocketAddr, std::path::PathBuf)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,12 +135,13 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
     for (name, source) in &opts.identities {
         identities.add(name, source.clone()).await.map_err(StartError::Identity)?;
     }
-    let socket = opts
-        .admin_socket
-        .clone()
-        .or_else(|| (!opts.identities.is_empty()).then(|| admin::default_socket(local.port())));
+    let by_default = !opts.identities.is_empty() && opts.admin_http.is_none();
+    let socket = opts.admin_socket.clone().or_else(|| by_default.then(|| admin::default_socket(local.port())));
     if let Some(path) = &socket {
         admin::listen(path, identities.clone(), shutdown.clone()).map_err(StartError::Identity)?;
+    }
+    if let Some((addr, secret)) = &opts.admin_http {
+        admin::listen_http(*addr, secret, identities.clone(), shutdown.clone()).await.map_err(StartError::Identity)?;
     }
     // Said once everything is in place: a supervisor waits for this line.
     tracing::info!("listening on http://{local}{} → {}", opts.path, proxy.upstream.display);

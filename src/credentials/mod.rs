@@ -309,3 +309,33 @@ async fn refresh_ahead(inner: Weak<Inner>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(v: &str) -> IssuedToken {
+        IssuedToken { value: v.to_owned(), expires_at: None }
+    }
+
+    #[tokio::test]
+    async fn a_token_set_from_outside_replaces_the_one_refused() {
+        let c = Credentials::start(Source::Set).await.unwrap();
+        let none = c.authorization().await.unwrap_err();
+        assert!(none.to_string().contains("has none yet"), "{none}");
+        assert_eq!(c.status(), (false, None));
+        c.set(&token("one")).unwrap();
+        let one = c.authorization().await.unwrap().unwrap();
+        assert_eq!(one.to_str().unwrap(), "Bearer one");
+        let challenge = crate::oauth_client::Challenge::default();
+        // Refused, and nothing newer: nothing to retry with.
+        assert_eq!(c.recover(Some(&one), http::StatusCode::UNAUTHORIZED, &challenge).await.unwrap(), None);
+        // A request under way with the old token, refused after the new one was set: retried with it.
+        c.set(&token("two")).unwrap();
+        let two = c.recover(Some(&one), http::StatusCode::UNAUTHORIZED, &challenge).await.unwrap().unwrap();
+        assert_eq!(two.to_str().unwrap(), "Bearer two");
+        assert!(c.status().0);
+        let fixed = Credentials::start(Source::Env("PATH".into())).await.unwrap();
+        assert!(fixed.set(&token("x")).is_err(), "only a Set source is set from outside");
+    }
+}

@@ -137,3 +137,54 @@ async fn two_identities_reach_the_server_as_themselves_and_a_rotation_mid_sessio
     }
     assert!(!gw.output().contains(&a2), "a token was logged");
 }
+
+#[tokio::test]
+async fn the_http_admin_api_takes_only_its_secret_on_loopback() {
+    let issuer = jwt_issuer().await;
+    let server = protected(&issuer.url, &[]).await;
+    let dir = tempdir("connect-admin-http");
+    let secret_file = dir.join("admin.secret");
+    let port = free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let args = ["--identity", "a", "--admin-listen", &listen, "--admin-secret-file", secret_file.to_str().unwrap()];
+    let gw = connect(&server.url, &args).await;
+    assert_eq!(std::fs::metadata(&secret_file).unwrap().permissions().mode() & 0o777, 0o600);
+    let secret = std::fs::read_to_string(&secret_file).unwrap();
+    assert_eq!(secret.len(), 64, "256 random bits, hex");
+    let url = format!("http://{listen}/identities");
+    let bearer = format!("Bearer {secret}");
+    let ok = request("GET", &url, &[("authorization", bearer.as_str())], "").await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(ok.json()["identities"][0]["name"], json!("a"));
+    for (headers, why) in [
+        (vec![], "no secret"),
+        (vec![("authorization", "Bearer 0000")], "a wrong secret"),
+        (vec![("authorization", bearer.as_str()), ("origin", "https://evil.example")], "a browser's request"),
+        (vec![("authorization", bearer.as_str()), ("host", "evil.example")], "a foreign Host"),
+    ] {
+        let r = request("GET", &url, &headers, "").await;
+        assert!(r.status == 401 || r.status == 403, "{why}: {} {}", r.status, r.body);
+        assert!(!r.body.contains(&secret), "{why}: the answer holds the secret");
+    }
+    let token = mint(&issuer, json!({"claims": {"sub": "agent-a", "aud": server.url}})).await;
+    let put = request(
+        "PUT",
+        &format!("{url}/a"),
+        &[("authorization", bearer.as_str())],
+        &json!({"token": token}).to_string(),
+    )
+    .await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    let a = sdk_client(&format!("{}/agents/a/mcp", gw.url.trim_end_matches("/mcp")), &["whoami"]).await;
+    assert_eq!(a["whoami"]["sub"], json!("agent-a"), "{a}");
+    assert!(!gw.output().contains(&secret), "the secret was logged");
+
+    // Beyond loopback: refused at start.
+    let out = std::process::Command::new(mcpgate_bin())
+        .args(["connect", &server.url, "--listen", "127.0.0.1:0", "--admin-listen", "0.0.0.0:0", "--admin-secret-file"])
+        .arg(dir.join("other.secret"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback only"), "{}", String::from_utf8_lossy(&out.stderr));
+}
