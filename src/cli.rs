@@ -366,6 +366,11 @@ pub struct ConnectArgs {
     /// `NAME=command:CMD`.
     #[arg(long, value_name = "NAME[=SOURCE]")]
     pub identity: Vec<String>,
+    /// Identities from a file: `{"NAME": {"bearerFile": PATH, "listen": "127.0.0.1:PORT"}, …}`
+    /// (`bearerEnv`, `bearerFile` or `tokenCommand`, or none: set through the admin API;
+    /// `listen`: a port of its own, serving the identity at --path).
+    #[arg(long, value_name = "FILE")]
+    pub identities: Option<PathBuf>,
     /// The admin API's Unix socket (0600): identities listed, added, given tokens, removed.
     /// Default with identities: $XDG_RUNTIME_DIR/mcpgate/connect-PORT.sock.
     #[arg(long, value_name = "PATH")]
@@ -380,7 +385,7 @@ pub struct ConnectArgs {
 }
 
 /// `--identity NAME[=env:VAR|file:PATH|command:CMD]`.
-fn identity(spec: &str) -> Result<(String, crate::credentials::Source), String> {
+fn identity(spec: &str) -> Result<crate::connect::identities::Spec, String> {
     use crate::credentials::{CommandSpec, Source};
     let (name, source) = match spec.split_once('=') {
         None => (spec, Source::Set),
@@ -399,7 +404,7 @@ fn identity(spec: &str) -> Result<(String, crate::credentials::Source), String> 
     if !crate::connect::identities::valid(name) {
         return Err(format!("--identity {name:?}: a name is 1-64 of A-Z a-z 0-9 - _ . (not first)"));
     }
-    Ok((name.to_owned(), source))
+    Ok(crate::connect::identities::Spec { name: name.to_owned(), source, listen: None })
 }
 
 fn parse_positive_duration(s: &str) -> Result<Duration, String> {
@@ -412,7 +417,10 @@ impl ConnectArgs {
         if !self.path.starts_with('/') {
             return Err(format!("--path {:?} must start with /", self.path));
         }
-        let identities = self.identity.iter().map(|s| identity(s)).collect::<Result<Vec<_>, _>>()?;
+        let mut identities = self.identity.iter().map(|s| identity(s)).collect::<Result<Vec<_>, _>>()?;
+        if let Some(file) = &self.identities {
+            identities.extend(crate::connect::identities::read_file(file)?);
+        }
         Ok(crate::connect::Options {
             identities,
             admin_socket: self.admin_socket,

@@ -9,6 +9,7 @@
 //! |----------------------------------|-------------------------------------------------------|
 //! | `GET /identities`                | `{"identities": [{name, path, token, expiresAt, sessions}]}` |
 //! | `PUT /identities/NAME` `{"token": "…"}` | sets NAME's token (adds NAME when new): 200 or 201 |
+//! | `PUT /identities/NAME` `{"token": "…", "replaces": "OLD"}` | OLD re-registered as NAME: its sessions and its path kept |
 //! | `DELETE /identities/NAME`        | removes NAME, ending its sessions: 200 or 404         |
 
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -200,14 +201,20 @@ async fn answer(ids: &Identities, req: Request<hyper::body::Incoming>) -> Respon
                 Ok(b) => b.to_bytes(),
                 Err(_) => return reply(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": "a body of at most 64 KiB"})),
             };
-            let Some(token) =
-                serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["token"].as_str().map(str::to_owned))
-            else {
+            let body: Value = serde_json::from_slice(&body).unwrap_or_default();
+            let Some(token) = body["token"].as_str() else {
                 return reply(StatusCode::BAD_REQUEST, json!({"error": "the body is {\"token\": \"…\"}"}));
             };
-            match ids.set_token(&name, &token).await {
-                Ok(true) => reply(StatusCode::CREATED, json!({"name": name, "path": super::identities::path(&name)})),
-                Ok(false) => reply(StatusCode::OK, json!({"name": name, "path": super::identities::path(&name)})),
+            let at = json!({"name": name, "path": super::identities::path(&name)});
+            if let Some(old) = body["replaces"].as_str() {
+                return match ids.rename(old, &name, token) {
+                    Ok(()) => reply(StatusCode::OK, at),
+                    Err(e) => reply(StatusCode::BAD_REQUEST, json!({"error": e})),
+                };
+            }
+            match ids.set_token(&name, token).await {
+                Ok(true) => reply(StatusCode::CREATED, at),
+                Ok(false) => reply(StatusCode::OK, at),
                 Err(e) => reply(StatusCode::BAD_REQUEST, json!({"error": e})),
             }
         }

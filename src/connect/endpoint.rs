@@ -22,7 +22,8 @@ pub struct Local {
     /// The MCP endpoint's path (`--path`).
     pub path: String,
     pub guard: Guard,
-    pub identities: Arc<super::identities::Identities>,
+    /// The identities served at `/agents/NAME/mcp` (none on an identity's own port).
+    pub identities: Option<Arc<super::identities::Identities>>,
 }
 
 impl Local {
@@ -46,7 +47,9 @@ impl Endpoint for Local {
         if parts.uri.path() == "/healthz" && parts.method == Method::GET && !parts.headers.contains_key(ORIGIN) {
             return Route::Answered(Response::new(body::full("ok\n")));
         }
-        if let Some(proxy) = super::identities::named(parts.uri.path()).and_then(|n| self.identities.get(&n)) {
+        let identity =
+            self.identities.as_ref().and_then(|ids| Some((ids, super::identities::named(parts.uri.path())?)));
+        if let Some(proxy) = identity.and_then(|(ids, name)| ids.get(&name)) {
             return Route::Mcp(Some(proxy));
         }
         if parts.uri.path() != self.path {

@@ -1,7 +1,9 @@
-//! Identities (`--identity`, and the admin API): one `connect` serving several agents, each at
-//! `/agents/NAME/mcp` with a credential of its own and upstream sessions of its own — an engine
-//! each, so one identity's token never reaches another's requests. Added, given a new token and
-//! removed while running (`admin.rs`).
+//! Identities (`--identity`, `--identities FILE`, and the admin API): one `connect` serving
+//! several agents, each at `/agents/NAME/mcp` (and, if it says so, at a port of its own) with a
+//! credential of its own and upstream sessions of its own — an engine each, so one identity's
+//! token never reaches another's requests. Added, given a new token, re-registered under a new
+//! name and removed while running (`admin.rs`): a re-registered identity keeps its engine, its
+//! sessions and its old path, so the agent's configuration never changes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -35,6 +37,53 @@ pub fn valid(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
+/// An identity as configured: its name, its credential, and a listener of its own if it has one.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub name: String,
+    pub source: Source,
+    /// Served at `--path` on this address too (an agent's URL then names no identity).
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// `--identities FILE`: `{"NAME": {"bearerEnv" | "bearerFile" | "tokenCommand": …, "listen":
+/// "127.0.0.1:PORT"}}` (no credential key: set through the admin API). Every problem named with
+/// its identity and key.
+pub fn read_file(path: &std::path::Path) -> Result<Vec<Spec>, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    struct Entry {
+        bearer_env: Option<String>,
+        bearer_file: Option<std::path::PathBuf>,
+        token_command: Option<String>,
+        listen: Option<std::net::SocketAddr>,
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--identities {}: {e}", path.display()))?;
+    let all: std::collections::BTreeMap<String, Entry> =
+        serde_json::from_str(&text).map_err(|e| format!("--identities {}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (name, e) in all {
+        let at = format!("--identities {}: {name}", path.display());
+        if !valid(&name) {
+            return Err(format!("{at}: a name is 1-64 of A-Z a-z 0-9 - _ . (not first)"));
+        }
+        let source = match (e.bearer_env, e.bearer_file, e.token_command) {
+            (None, None, None) => Source::Set,
+            (Some(v), None, None) => Source::Env(v),
+            (None, Some(p), None) => Source::File(p),
+            (None, None, Some(c)) => {
+                Source::Command(crate::credentials::CommandSpec { command: c, timeout: Duration::from_secs(30) })
+            }
+            _ => return Err(format!("{at}: at most one of bearerEnv, bearerFile, tokenCommand")),
+        };
+        if let Some(addr) = e.listen.filter(|a| !a.ip().is_loopback()) {
+            return Err(format!("{at}.listen: {addr} is not loopback"));
+        }
+        out.push(Spec { name, source, listen: e.listen });
+    }
+    Ok(out)
+}
+
 /// How each identity reaches the upstream (its credential aside), and how its sessions are kept.
 pub struct Settings {
     pub upstream: UpstreamOptions,
@@ -47,6 +96,8 @@ pub struct Identities {
     settings: Settings,
     shutdown: CancellationToken,
     all: RwLock<HashMap<String, Identity>>,
+    /// Names an identity had before it was re-registered, and its name now.
+    renamed: RwLock<HashMap<String, String>>,
 }
 
 struct Identity {
@@ -57,12 +108,41 @@ struct Identity {
 
 impl Identities {
     pub fn new(settings: Settings, shutdown: CancellationToken) -> Arc<Identities> {
-        Arc::new(Identities { settings, shutdown, all: RwLock::default() })
+        Arc::new(Identities { settings, shutdown, all: RwLock::default(), renamed: RwLock::default() })
     }
 
-    /// The engine of identity `name`.
+    /// The engine of identity `name` (or of the identity once called so).
     pub fn get(&self, name: &str) -> Option<Arc<Proxy>> {
-        self.all.read().unwrap_or_else(|p| p.into_inner()).get(name).map(|i| i.proxy.clone())
+        let all = self.all.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = all.get(name) {
+            return Some(i.proxy.clone());
+        }
+        let renamed = self.renamed.read().unwrap_or_else(|p| p.into_inner());
+        renamed.get(name).and_then(|now| all.get(now)).map(|i| i.proxy.clone())
+    }
+
+    /// Identity `old` re-registered as `new`, with the token `value`: the same engine and
+    /// sessions under the new name, still reached at the old path too.
+    pub fn rename(&self, old: &str, new: &str, value: &str) -> Result<(), String> {
+        if !valid(new) {
+            return Err(format!("identity {new:?}: use 1-64 of A-Z a-z 0-9 - _ . (not first)"));
+        }
+        let token = crate::token::from_plain(value).map_err(|e| format!("the token {e}"))?;
+        let mut all = self.all.write().unwrap_or_else(|p| p.into_inner());
+        if all.contains_key(new) {
+            return Err(format!("identity {new} exists already"));
+        }
+        let proxy = all.get(old).map(|i| i.proxy.clone()).ok_or_else(|| format!("no identity {old}"))?;
+        proxy.upstream.credentials().set(&token).map_err(|e| format!("identity {old}: {e}"))?;
+        let identity = all.remove(old).ok_or_else(|| format!("no identity {old}"))?;
+        all.insert(new.to_owned(), identity);
+        let mut renamed = self.renamed.write().unwrap_or_else(|p| p.into_inner());
+        for now in renamed.values_mut().filter(|n| n.as_str() == old) {
+            *now = new.to_owned();
+        }
+        renamed.insert(old.to_owned(), new.to_owned());
+        tracing::info!(identity = new, was = old, "identity re-registered");
+        Ok(())
     }
 
     /// Adds identity `name` with its credential `source` (fetched now: a broken one is refused).
@@ -103,6 +183,7 @@ impl Identities {
     pub async fn remove(&self, name: &str) -> bool {
         let gone = self.all.write().unwrap_or_else(|p| p.into_inner()).remove(name);
         let Some(identity) = gone else { return false };
+        self.renamed.write().unwrap_or_else(|p| p.into_inner()).retain(|_, now| now != name);
         identity.sweeper.abort();
         identity.proxy.end_all_sessions().await;
         tracing::info!(identity = name, "identity removed");

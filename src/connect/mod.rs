@@ -66,8 +66,8 @@ pub struct Options {
     pub limits: crate::http::limits::Limits,
     /// Event loops serving client connections (`None`: one per core).
     pub threads: Option<usize>,
-    /// Identities at start, each with its credential (`--identity`).
-    pub identities: Vec<(String, Source)>,
+    /// Identities at start, each with its credential (`--identity`, `--identities`).
+    pub identities: Vec<identities::Spec>,
     /// The admin API's socket (`--admin-socket`; by default where `admin::default_socket` says,
     /// when there are identities and no `admin_http`).
     pub admin_socket: Option<std::path::PathBuf>,
@@ -132,8 +132,12 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
         max_sessions: opts.max_sessions,
     };
     let identities = identities::Identities::new(settings, shutdown.clone());
-    for (name, source) in &opts.identities {
-        identities.add(name, source.clone()).await.map_err(StartError::Identity)?;
+    let mut own_ports = Vec::new();
+    for spec in &opts.identities {
+        let engine = identities.add(&spec.name, spec.source.clone()).await.map_err(StartError::Identity)?;
+        if let Some(addr) = spec.listen {
+            own_ports.push((addr, engine));
+        }
     }
     let by_default = !opts.identities.is_empty() && opts.admin_http.is_none();
     let socket = opts.admin_socket.clone().or_else(|| by_default.then(|| admin::default_socket(local.port())));
@@ -150,10 +154,21 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
             proxy: proxy.clone(),
             path: opts.path.clone(),
             guard,
-            identities: identities.clone(),
+            identities: Some(identities.clone()),
         });
         move |req, peer| crate::http::endpoint::handle(local.clone(), req, peer)
     };
+    // Identities with a port of their own: their engine alone at `--path` there.
+    for (addr, engine) in own_ports {
+        let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
+        let guard = Guard::new(addr.ip().is_loopback(), &opts.allow_hosts, &opts.allow_origins);
+        let local = Arc::new(endpoint::Local { proxy: engine, path: opts.path.clone(), guard, identities: None });
+        let handler = move |req, peer| crate::http::endpoint::handle(local.clone(), req, peer);
+        let front =
+            Front { shutdown: shutdown.clone(), edge: Edge::new(opts.limits.clone()), conns: Default::default() };
+        tracing::info!("an identity listens on http://{addr}{}", opts.path);
+        tokio::spawn(async move { drop(crate::http::server::serve(listener, handler, front, 1).await) });
+    }
     let front = Front { shutdown, edge: Edge::new(opts.limits), conns: Default::default() };
     // An event loop per core, as `serve` has (see docs/ARCHITECTURE.md, Runtime): a client with
     // many connections at once is served by every core, each connection on one loop.

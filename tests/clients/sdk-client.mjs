@@ -119,6 +119,7 @@ const run = {
   // Pauses until a line arrives on stdin, so a test can change the world mid-session.
   wait: async () => {
     process.stderr.write('waiting\n');
+    process.stdin.resume();
     await new Promise((resolve) => process.stdin.once('data', resolve));
     process.stdin.pause();
     return true;

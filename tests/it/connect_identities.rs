@@ -14,6 +14,16 @@ use crate::harness::*;
 use crate::idp::{post, protected, seen};
 use crate::issuer::{jwt_issuer, mint};
 
+/// Reads the client's stderr until it says it is waiting.
+async fn paused(stderr: &mut tokio::io::BufReader<tokio::process::ChildStderr>) {
+    let mut line = String::new();
+    while !line.contains("waiting") {
+        line.clear();
+        let n = tokio::time::timeout(Duration::from_secs(30), stderr.read_line(&mut line)).await.unwrap().unwrap();
+        assert!(n > 0, "the agent ended before its pause");
+    }
+}
+
 /// One admin API request over the socket: the status and the JSON answer.
 async fn admin(sock: &Path, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let mut s = tokio::net::UnixStream::connect(sock).await.unwrap();
@@ -36,8 +46,16 @@ async fn two_identities_reach_the_server_as_themselves_and_a_rotation_mid_sessio
     let server = protected(&issuer.url, &[]).await;
     let dir = tempdir("connect-identities");
     let sock = dir.join("run/admin.sock");
-    let gw =
-        connect(&server.url, &["--identity", "a", "--identity", "b", "--admin-socket", sock.to_str().unwrap()]).await;
+    // Agent C from a file, with a port of its own and its token in a file.
+    let c_token = dir.join("c.token");
+    std::fs::write(&c_token, mint(&issuer, json!({"claims": {"sub": "agent-c", "aud": server.url}})).await).unwrap();
+    let c_port = free_port();
+    let file = dir.join("identities.json");
+    let spec = json!({"c": {"bearerFile": c_token, "listen": format!("127.0.0.1:{c_port}")}});
+    std::fs::write(&file, spec.to_string()).unwrap();
+    let (file, sock_arg) = (file.to_str().unwrap(), sock.to_str().unwrap());
+    let args = ["--identity", "a", "--identity", "b", "--identities", file, "--admin-socket", sock_arg];
+    let gw = connect(&server.url, &args).await;
     let base = gw.url.trim_end_matches("/mcp").to_owned();
     // Only its user reaches the socket.
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -74,19 +92,14 @@ async fn two_identities_reach_the_server_as_themselves_and_a_rotation_mid_sessio
     let mut a = tokio::process::Command::new(node());
     a.arg(repo().join("tests/clients/sdk-client.mjs"))
         .arg(format!("{base}/agents/a/mcp"))
-        .args(["session", "whoami", "wait", "whoami", "session"])
+        .args(["session", "whoami", "wait", "whoami", "wait", "whoami", "session"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
     let mut a = a.spawn().unwrap();
     let mut stderr = tokio::io::BufReader::new(a.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("waiting") {
-        line.clear();
-        let n = tokio::time::timeout(Duration::from_secs(30), stderr.read_line(&mut line)).await.unwrap().unwrap();
-        assert!(n > 0, "agent A ended before its pause");
-    }
+    paused(&mut stderr).await;
     // Agent B meanwhile, as itself.
     let b = sdk_client(&format!("{base}/agents/b/mcp"), &["whoami"]).await;
     assert_eq!(b["whoami"]["sub"], json!("agent-b"), "{b}");
@@ -98,13 +111,24 @@ async fn two_identities_reach_the_server_as_themselves_and_a_rotation_mid_sessio
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let a2 = token("agent-a").await;
     assert_eq!(admin(&sock, "PUT", "/identities/a", Some(json!({"token": a2}))).await.0, 200);
-    a.stdin.take().unwrap().write_all(b"go\n").await.unwrap();
+    let mut stdin = a.stdin.take().unwrap();
+    stdin.write_all(b"go\n").await.unwrap();
+    paused(&mut stderr).await;
+    // Re-registered under a new name (a new token): the same engine, its session, its old path.
+    let a3 = token("agent-a3").await;
+    let (status, _) = admin(&sock, "PUT", "/identities/reviewer", Some(json!({"token": a3, "replaces": "a"}))).await;
+    assert_eq!(status, 200);
+    stdin.write_all(b"go\n").await.unwrap();
     let out = tokio::time::timeout(Duration::from_secs(30), a.wait_with_output()).await.unwrap().unwrap();
     let report: Value = serde_json::from_slice(&out.stdout).expect("a report");
     assert!(out.status.success(), "{report}");
     assert_eq!(report["whoami"]["sub"], json!("agent-a"), "{report}");
     assert_eq!(report["whoami#2"]["sub"], json!("agent-a"), "{report}");
+    assert_eq!(report["whoami#3"]["sub"], json!("agent-a3"), "re-registered: {report}");
     assert!(report["session"].is_string() && report["session"] == report["session#2"], "the same session: {report}");
+    // The other identity is untouched.
+    let b = sdk_client(&format!("{base}/agents/b/mcp"), &["whoami"]).await;
+    assert_eq!(b["whoami"]["sub"], json!("agent-b"), "{b}");
     // The server saw each agent only with its own token, and every one it took; it refuses the
     // old one now.
     let shown = seen(&server).await;
@@ -117,20 +141,29 @@ async fn two_identities_reach_the_server_as_themselves_and_a_rotation_mid_sessio
     .await;
     assert_eq!(old.status, 401, "the old token is dead: {}", old.body);
     let subs: Vec<&str> = shown.iter().filter_map(|t| t["sub"].as_str()).collect();
-    assert!(subs.iter().all(|s| ["agent-a", "agent-b"].contains(s)), "{shown:#?}");
+    assert!(subs.iter().all(|s| ["agent-a", "agent-a3", "agent-b", "agent-c"].contains(s)), "{shown:#?}");
     assert!(shown.iter().filter(|t| t["sub"] == "agent-a").all(|t| t["accepted"] == json!(true)), "{shown:#?}");
 
     // Identities come and go while running.
     assert_eq!(admin(&sock, "DELETE", "/identities/b", None).await.0, 200);
     let gone = request("POST", &format!("{base}/agents/b/mcp"), MCP_HEADERS, INITIALIZE).await;
     assert_eq!(gone.status, 404, "{}", gone.body);
-    let (status, _) = admin(&sock, "PUT", "/identities/c", Some(json!({"token": token("agent-c").await}))).await;
+    let (status, _) = admin(&sock, "PUT", "/identities/d", Some(json!({"token": token("agent-d").await}))).await;
     assert_eq!(status, 201);
-    let c = sdk_client(&format!("{base}/agents/c/mcp"), &["whoami"]).await;
-    assert_eq!(c["whoami"]["sub"], json!("agent-c"), "{c}");
+    let d = sdk_client(&format!("{base}/agents/d/mcp"), &["whoami"]).await;
+    assert_eq!(d["whoami"]["sub"], json!("agent-d"), "{d}");
+    // C at its own port (its token from its file), and at its path.
+    for url in [format!("http://127.0.0.1:{c_port}/mcp"), format!("{base}/agents/c/mcp")] {
+        let c = sdk_client(&url, &["whoami"]).await;
+        assert_eq!(c["whoami"]["sub"], json!("agent-c"), "{url}: {c}");
+    }
     for (status, why) in [
         (admin(&sock, "PUT", "/identities/bad%20name", Some(json!({"token": "x.y.z"}))).await.0, "a bad name"),
-        (admin(&sock, "PUT", "/identities/d", Some(json!({"nope": 1}))).await.0, "no token"),
+        (admin(&sock, "PUT", "/identities/e", Some(json!({"nope": 1}))).await.0, "no token"),
+        (
+            admin(&sock, "PUT", "/identities/f", Some(json!({"token": "x.y.z", "replaces": "nobody"}))).await.0,
+            "replacing nobody",
+        ),
         (admin(&sock, "DELETE", "/identities/zz", None).await.0, "no such identity"),
     ] {
         assert!((400..500).contains(&status), "{why}: {status}");
