@@ -202,7 +202,11 @@ impl Identities {
                 let proxy = &all[name].proxy;
                 let (set, expires) = proxy.upstream.credentials().status();
                 let expires = expires.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs());
-                json!({"name": name, "path": path(name), "token": set, "expiresAt": expires, "sessions": proxy.sessions.len()})
+                let secs = |t: std::time::SystemTime| t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs());
+                let refused =
+                    proxy.upstream.last_refusal().map(|(status, at)| json!({"status": status, "at": secs(at)}));
+                json!({"name": name, "path": path(name), "token": set, "expiresAt": expires,
+                       "sessions": proxy.sessions.len(), "lastRefusal": refused})
             })
             .collect();
         json!({"identities": list})

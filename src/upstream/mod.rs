@@ -31,9 +31,17 @@ pub struct Upstream {
     pub timeout: Duration,
     /// For `send_direct`: the fixed part of a POST's head, rendered once.
     direct: Option<Box<[u8]>>,
+    /// The latest refusal of the credential (401/403) and when: what a wrapper rotating tokens
+    /// looks at (`connect`'s admin API). Written on refusals only, off the hot path.
+    last_refusal: std::sync::Mutex<Option<(u16, std::time::SystemTime)>>,
 }
 
 impl Upstream {
+    /// The latest refusal of the credential: its status and when.
+    pub fn last_refusal(&self) -> Option<(u16, std::time::SystemTime)> {
+        *self.last_refusal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The credential it injects (an identity's is set and read by the admin API).
     pub fn credentials(&self) -> &Credentials {
         &self.credentials
@@ -42,7 +50,7 @@ impl Upstream {
     pub fn new(url: Uri, client: HttpClient, credentials: Credentials, headers: HeaderMap, timeout: Duration) -> Self {
         let display = crate::url::display(&url).into();
         let direct = direct::render(&url, &headers);
-        Upstream { url, display, client, credentials, headers, timeout, direct }
+        Upstream { url, display, client, credentials, headers, timeout, direct, last_refusal: Default::default() }
     }
 
     /// Whether mcpgate supplies `Authorization` itself (then the client's is dropped).
@@ -81,6 +89,10 @@ impl Upstream {
         auth: Option<HeaderValue>,
     ) -> Result<Response<ResponseBody>, Error> {
         let status = resp.status();
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            *self.last_refusal.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((status.as_u16(), std::time::SystemTime::now()));
+        }
         let challenge = match status {
             StatusCode::UNAUTHORIZED => Challenge::from_headers(resp.headers()).unwrap_or_default(),
             StatusCode::FORBIDDEN => match Challenge::from_headers(resp.headers()) {

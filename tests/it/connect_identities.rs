@@ -86,6 +86,7 @@ async fn two_identities_reach_the_server_as_themselves_and_a_rotation_mid_sessio
     assert_eq!(listed["identities"][0]["path"], json!("/agents/a/mcp"), "{listed}");
     assert_eq!(listed["identities"][1]["token"], json!(true), "{listed}");
     assert!(listed["identities"][0]["expiresAt"].as_u64().is_some(), "{listed}");
+    assert_eq!(listed["identities"][0]["lastRefusal"], Value::Null, "{listed}");
     assert!(!listed.to_string().contains(&a1) && !listed.to_string().contains(&b1), "a token in the status");
 
     // Agent A: a session, a call, a pause (its token is rotated meanwhile), a call, the session.
@@ -152,6 +153,13 @@ async fn two_identities_reach_the_server_as_themselves_and_a_rotation_mid_sessio
     assert_eq!(status, 201);
     let d = sdk_client(&format!("{base}/agents/d/mcp"), &["whoami"]).await;
     assert_eq!(d["whoami"]["sub"], json!("agent-d"), "{d}");
+    // The server refuses D's token: the status says so (when, and how), still without a token.
+    post(&format!("{server_base}/__test/revoke?sub=agent-d&all=1")).await;
+    let refused = request("POST", &format!("{base}/agents/d/mcp"), MCP_HEADERS, INITIALIZE).await;
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    let (_, listed) = admin(&sock, "GET", "/identities", None).await;
+    let d = listed["identities"].as_array().unwrap().iter().find(|i| i["name"] == "d").cloned().unwrap();
+    assert_eq!(d["lastRefusal"]["status"], json!(401), "{listed}");
     // C at its own port (its token from its file), and at its path.
     for url in [format!("http://127.0.0.1:{c_port}/mcp"), format!("{base}/agents/c/mcp")] {
         let c = sdk_client(&url, &["whoami"]).await;
