@@ -362,8 +362,8 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
     /// An identity served at /agents/NAME/mcp with a credential of its own (repeatable): `NAME`
-    /// (its token set through the admin API), `NAME=env:VAR`, `NAME=file:PATH` or
-    /// `NAME=command:CMD`.
+    /// (its token set through the admin API), `NAME=env:VAR`, `NAME=file:PATH`,
+    /// `NAME=command:CMD`, or `NAME=oauth` (signed in as the sign-in flags say, tokens of its own).
     #[arg(long, value_name = "NAME[=SOURCE]")]
     pub identity: Vec<String>,
     /// Identities from a file: `{"NAME": {"bearerFile": PATH, "listen": "127.0.0.1:PORT"}, …}`
@@ -382,6 +382,29 @@ pub struct ConnectArgs {
     /// Where --admin-listen's random secret is written (0600).
     #[arg(long, value_name = "PATH", requires = "admin_listen")]
     pub admin_secret_file: Option<PathBuf>,
+}
+
+/// `--identity NAME=oauth`: signed in as the sign-in flags say, with tokens of its own (a store
+/// of its own beside the user's: `identities/NAME`).
+fn oauth_identity(
+    name: &str,
+    upstream: &crate::connect::UpstreamOptions,
+) -> Result<crate::connect::identities::Spec, String> {
+    let Some(crate::credentials::Source::OAuth(cfg)) = &upstream.credential else {
+        return Err(format!("--identity {name}=oauth: give the sign-in flags (--client-id, --grant, …) too"));
+    };
+    if !crate::connect::identities::valid(name) {
+        return Err(format!("--identity {name:?}: a name is 1-64 of A-Z a-z 0-9 - _ . (not first)"));
+    }
+    let mut cfg = cfg.clone();
+    let base =
+        cfg.store_dir.clone().or_else(crate::store::Store::default_dir).ok_or("no credential store directory")?;
+    cfg.store_dir = Some(base.join("identities").join(name));
+    Ok(crate::connect::identities::Spec {
+        name: name.to_owned(),
+        source: crate::credentials::Source::OAuth(cfg),
+        listen: None,
+    })
 }
 
 /// `--identity NAME[=env:VAR|file:PATH|command:CMD]`.
@@ -417,7 +440,14 @@ impl ConnectArgs {
         if !self.path.starts_with('/') {
             return Err(format!("--path {:?} must start with /", self.path));
         }
-        let mut identities = self.identity.iter().map(|s| identity(s)).collect::<Result<Vec<_>, _>>()?;
+        let upstream = self.upstream.into_options(&self.url, false)?;
+        let mut identities = Vec::new();
+        for spec in &self.identity {
+            identities.push(match spec.strip_suffix("=oauth") {
+                Some(name) => oauth_identity(name, &upstream)?,
+                None => identity(spec)?,
+            });
+        }
         if let Some(file) = &self.identities {
             identities.extend(crate::connect::identities::read_file(file)?);
         }
@@ -425,7 +455,7 @@ impl ConnectArgs {
             identities,
             admin_socket: self.admin_socket,
             admin_http: self.admin_listen.zip(self.admin_secret_file),
-            upstream: self.upstream.into_options(&self.url, false)?,
+            upstream,
             listen: self.listen,
             path: self.path,
             max_body: self.max_body,

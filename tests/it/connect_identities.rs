@@ -229,3 +229,39 @@ async fn the_http_admin_api_takes_only_its_secret_on_loopback() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback only"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[tokio::test]
+async fn identities_signed_in_with_oauth_each_get_their_own_token() {
+    let provider = crate::idp::idp(&[], 3600).await;
+    let server = protected(&provider.url, &[]).await;
+    let dir = tempdir("connect-identities-oauth");
+    let store = dir.join("store");
+    let args = [
+        "--grant",
+        "client-credentials",
+        "--client-id",
+        "mcpgate-m2m",
+        "--client-secret",
+        "m2m-secret",
+        "--store-dir",
+        store.to_str().unwrap(),
+        "--identity",
+        "m=oauth",
+        "--identity",
+        "n=oauth",
+        "--admin-socket",
+    ];
+    let sock = dir.join("admin.sock");
+    let gw = connect(&server.url, &[&args[..], &[sock.to_str().unwrap()]].concat()).await;
+    let base = gw.url.trim_end_matches("/mcp").to_owned();
+    for name in ["m", "n"] {
+        let r = sdk_client(&format!("{base}/agents/{name}/mcp"), &["whoami"]).await;
+        assert_eq!(r["whoami"]["client_id"], json!("mcpgate-m2m"), "{name}: {r}");
+    }
+    // One token each, the main endpoint's included: none shared.
+    let s = crate::idp::stats(&provider).await;
+    assert_eq!(s["token_requests_by_grant"]["client_credentials"], json!(3), "{s}");
+    let jtis: std::collections::HashSet<String> =
+        seen(&server).await.iter().filter_map(|t| t["jti"].as_str().map(str::to_owned)).collect();
+    assert_eq!(jtis.len(), 2, "each identity its own token");
+}
