@@ -4,7 +4,7 @@
 //! opened it, still approves. The answer must come from the gateway's own page (`Origin`,
 //! `Sec-Fetch-Site`), and the page cannot be framed (`wire::page`).
 
-use http::header::{HeaderValue, SET_COOKIE};
+use http::header::HeaderValue;
 use http::{Response, StatusCode};
 
 use super::handoff::{back_with_error, sign_in};
@@ -43,11 +43,8 @@ pub fn page(server: &AuthorizationServer, req: &Request, id: &str, client: &Clie
         id = escape(id),
         csrf = token(server, &browser, id),
     );
-    let mut resp = wire::page(StatusCode::OK, &format!("Allow {name}?"), &html);
-    if let Some(cookie) = set_cookie {
-        resp.headers_mut().append(SET_COOKIE, cookie);
-    }
-    resp
+    let resp = wire::page(StatusCode::OK, &format!("Allow {name}?"), &html);
+    cookies::with_browser(resp, set_cookie)
 }
 
 /// Whether a POST comes from a page of this gateway: `Origin` (when sent) is the gateway's,

@@ -71,6 +71,17 @@ pub fn browser(req: &Request, names: &Names) -> (String, Option<HeaderValue>) {
     }
 }
 
+/// `resp`, with the `Set-Cookie` that gives the browser its id when `cookies::browser` made one.
+pub fn with_browser(
+    mut resp: http::Response<crate::http::body::Body>,
+    set_cookie: Option<HeaderValue>,
+) -> http::Response<crate::http::body::Body> {
+    if let Some(cookie) = set_cookie {
+        resp.headers_mut().append(http::header::SET_COOKIE, cookie);
+    }
+    resp
+}
+
 /// `data` signed for `purpose` with the gateway's browser key.
 pub fn sign(key: &ring::hmac::Key, purpose: &str, data: &str) -> String {
     let tag = ring::hmac::sign(key, format!("{purpose}\0{data}").as_bytes());

@@ -33,11 +33,8 @@ pub(super) fn error_url(server: &AuthorizationServer, p: &Pending, error: &str, 
 pub async fn sign_in(server: &AuthorizationServer, req: &Request, id: &str, pending: &Pending) -> Response<Body> {
     let names = cookies::names(&server.settings.public_url);
     let (browser, set_cookie) = cookies::browser(req, &names);
-    let mut resp = sign_in_as(server, &browser, id, pending).await;
-    if let Some(cookie) = set_cookie {
-        resp.headers_mut().append(http::header::SET_COOKIE, cookie);
-    }
-    resp
+    let resp = sign_in_as(server, &browser, id, pending).await;
+    cookies::with_browser(resp, set_cookie)
 }
 
 async fn sign_in_as(server: &AuthorizationServer, browser: &str, id: &str, pending: &Pending) -> Response<Body> {
@@ -53,14 +50,11 @@ async fn sign_in_as(server: &AuthorizationServer, browser: &str, id: &str, pendi
 pub async fn sign_in_then(server: &AuthorizationServer, req: &Request, return_to: &str) -> Response<Body> {
     let names = cookies::names(&server.settings.public_url);
     let (browser, set_cookie) = cookies::browser(req, &names);
-    let mut resp = match provider_url(server, &browser, "", Some(return_to.to_owned())).await {
+    let resp = match provider_url(server, &browser, "", Some(return_to.to_owned())).await {
         Ok(url) => wire::redirect(&url),
         Err((_, description)) => wire::error_page(http::StatusCode::SERVICE_UNAVAILABLE, description),
     };
-    if let Some(cookie) = set_cookie {
-        resp.headers_mut().append(http::header::SET_COOKIE, cookie);
-    }
-    resp
+    cookies::with_browser(resp, set_cookie)
 }
 
 /// The provider's sign-in URL for a new sign-in of `browser`, for the pending request `id` or

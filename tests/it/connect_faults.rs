@@ -160,39 +160,12 @@ async fn an_upstream_restart_is_invisible_to_the_sdk_client() {
     let port = free_port();
     let mut upstream = everything("streamableHttp", port).await;
     let gw = connect(&upstream.url, &[]).await;
-    let mut client = tokio::process::Command::new(node());
-    client
-        .arg(repo().join("tests/clients/sdk-client.mjs"))
-        .arg(&gw.url)
-        .args(["echo", "wait", "echo", "tools", "close"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let mut client = client.spawn().unwrap();
-    let mut stderr = tokio::io::BufReader::new(client.stderr.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = tokio::time::timeout(
-            Duration::from_secs(30),
-            tokio::io::AsyncBufReadExt::read_line(&mut stderr, &mut line),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-        assert!(n > 0, "client ended before waiting");
-        if line.contains("waiting") {
-            break;
-        }
-    }
+    let mut client = PausedClient::start(&gw.url, &["echo", "wait", "echo", "tools", "close"]);
+    client.paused().await;
     upstream.kill().await;
     let _upstream = everything("streamableHttp", port).await;
-    let mut stdin = client.stdin.take().unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut stdin, b"go\n").await.unwrap();
-    let out = tokio::time::timeout(Duration::from_secs(30), client.wait_with_output()).await.unwrap().unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a report");
-    assert!(out.status.success(), "{report}");
+    client.go().await;
+    let report = client.report().await;
     assert_eq!(report["echo"], "Echo: hello through mcpgate");
     assert!(report["tools"].as_array().unwrap().len() > 3);
 }

@@ -8,21 +8,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::*;
 use crate::idp::{post, protected, seen};
 use crate::issuer::{jwt_issuer, mint};
-
-/// Reads the client's stderr until it says it is waiting.
-async fn paused(stderr: &mut tokio::io::BufReader<tokio::process::ChildStderr>) {
-    let mut line = String::new();
-    while !line.contains("waiting") {
-        line.clear();
-        let n = tokio::time::timeout(Duration::from_secs(30), stderr.read_line(&mut line)).await.unwrap().unwrap();
-        assert!(n > 0, "the agent ended before its pause");
-    }
-}
 
 /// One admin API request over the socket: the status and the JSON answer.
 async fn admin(sock: &Path, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -90,17 +80,9 @@ async fn two_identities_reach_the_server_as_themselves_and_a_rotation_mid_sessio
     assert!(!listed.to_string().contains(&a1) && !listed.to_string().contains(&b1), "a token in the status");
 
     // Agent A: a session, a call, a pause (its token is rotated meanwhile), a call, the session.
-    let mut a = tokio::process::Command::new(node());
-    a.arg(repo().join("tests/clients/sdk-client.mjs"))
-        .arg(format!("{base}/agents/a/mcp"))
-        .args(["session", "whoami", "wait", "whoami", "wait", "whoami", "session"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let mut a = a.spawn().unwrap();
-    let mut stderr = tokio::io::BufReader::new(a.stderr.take().unwrap());
-    paused(&mut stderr).await;
+    let steps = ["session", "whoami", "wait", "whoami", "wait", "whoami", "session"];
+    let mut a = PausedClient::start(&format!("{base}/agents/a/mcp"), &steps);
+    a.paused().await;
     // Agent B meanwhile, as itself.
     let b = sdk_client(&format!("{base}/agents/b/mcp"), &["whoami"]).await;
     assert_eq!(b["whoami"]["sub"], json!("agent-b"), "{b}");
@@ -112,17 +94,14 @@ async fn two_identities_reach_the_server_as_themselves_and_a_rotation_mid_sessio
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let a2 = token("agent-a").await;
     assert_eq!(admin(&sock, "PUT", "/identities/a", Some(json!({"token": a2}))).await.0, 200);
-    let mut stdin = a.stdin.take().unwrap();
-    stdin.write_all(b"go\n").await.unwrap();
-    paused(&mut stderr).await;
+    a.go().await;
+    a.paused().await;
     // Re-registered under a new name (a new token): the same engine, its session, its old path.
     let a3 = token("agent-a3").await;
     let (status, _) = admin(&sock, "PUT", "/identities/reviewer", Some(json!({"token": a3, "replaces": "a"}))).await;
     assert_eq!(status, 200);
-    stdin.write_all(b"go\n").await.unwrap();
-    let out = tokio::time::timeout(Duration::from_secs(30), a.wait_with_output()).await.unwrap().unwrap();
-    let report: Value = serde_json::from_slice(&out.stdout).expect("a report");
-    assert!(out.status.success(), "{report}");
+    a.go().await;
+    let report = a.report().await;
     assert_eq!(report["whoami"]["sub"], json!("agent-a"), "{report}");
     assert_eq!(report["whoami#2"]["sub"], json!("agent-a"), "{report}");
     assert_eq!(report["whoami#3"]["sub"], json!("agent-a3"), "re-registered: {report}");

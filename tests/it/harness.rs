@@ -162,6 +162,55 @@ pub async fn sdk_client_env(url: &str, steps: &[&str], env: &[(&str, &str)]) -> 
     report
 }
 
+/// The SDK test client with `wait` steps among its `steps`, so that a test changes the world at
+/// each pause: `paused` waits for one, `go` lets it on, `report` collects its report.
+pub struct PausedClient {
+    child: tokio::process::Child,
+    stderr: tokio::io::BufReader<tokio::process::ChildStderr>,
+    stdin: tokio::process::ChildStdin,
+}
+
+impl PausedClient {
+    pub fn start(url: &str, steps: &[&str]) -> PausedClient {
+        let mut child = Command::new(node())
+            .arg(repo().join("tests/clients/sdk-client.mjs"))
+            .arg(url)
+            .args(steps)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the SDK client starts");
+        let stderr = tokio::io::BufReader::new(child.stderr.take().unwrap());
+        let stdin = child.stdin.take().unwrap();
+        PausedClient { child, stderr, stdin }
+    }
+
+    /// Until the client says it is waiting (it must not end first).
+    pub async fn paused(&mut self) {
+        let mut line = String::new();
+        while !line.contains("waiting") {
+            line.clear();
+            let read = tokio::io::AsyncBufReadExt::read_line(&mut self.stderr, &mut line);
+            let n = tokio::time::timeout(Duration::from_secs(30), read).await.unwrap().unwrap();
+            assert!(n > 0, "the client ended before its pause");
+        }
+    }
+
+    pub async fn go(&mut self) {
+        tokio::io::AsyncWriteExt::write_all(&mut self.stdin, b"go\n").await.unwrap();
+    }
+
+    /// Its report, once it has ended; it must have succeeded.
+    pub async fn report(self) -> serde_json::Value {
+        let out = tokio::time::timeout(Duration::from_secs(30), self.child.wait_with_output()).await.unwrap().unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a report");
+        assert!(out.status.success(), "{report}");
+        report
+    }
+}
+
 /// Runs the Python test client (tests/clients/python-client.py) of `kind` (`sdk`: the official
 /// `mcp` SDK's ClientSession; `fastmcp`: fastmcp.Client) through `url` and returns its report.
 pub async fn python_client(url: &str, kind: &str, steps: &[&str], env: &[(&str, &str)]) -> serde_json::Value {

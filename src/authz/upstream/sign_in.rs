@@ -85,7 +85,7 @@ async fn sign_in(server: &AuthorizationServer, req: &Request, name: &str) -> Res
     let tokens = server.upstreams.lock().unwrap_or_else(|p| p.into_inner()).get(name).and_then(|w| w.upgrade());
     let Some(tokens) = tokens else { return expired() };
     let (browser, set_cookie) = cookies::browser(req, &names);
-    let mut resp = match authorize_url(server, &tokens, &ticket, &browser).await {
+    let resp = match authorize_url(server, &tokens, &ticket, &browser).await {
         Ok(url) => wire::redirect(&url),
         Err(e) => {
             tracing::warn!(server = %name, "an upstream sign-in could not start: {e}");
@@ -95,10 +95,7 @@ async fn sign_in(server: &AuthorizationServer, req: &Request, name: &str) -> Res
             )
         }
     };
-    if let Some(c) = set_cookie {
-        resp.headers_mut().append(http::header::SET_COOKIE, c);
-    }
-    resp
+    cookies::with_browser(resp, set_cookie)
 }
 
 /// The server's authorization URL for this user's sign-in, its answer expected at the gateway's

@@ -31,6 +31,11 @@ async fn modern(url: &str, token: &str, method: &str, name: Option<&str>, params
     request("POST", url, &h, &body.to_string()).await.message()
 }
 
+/// A 2026-07-28 `tools/call` of `tool` with `args` (`{}` for `whoami`).
+async fn call_tool(url: &str, token: &str, tool: &str, args: Value, capabilities: Value) -> Value {
+    modern(url, token, "tools/call", Some(tool), json!({"name": tool, "arguments": args}), capabilities).await
+}
+
 /// Who the server saw call `whoami` (its answer's JSON).
 fn who(answer: &Value) -> Value {
     let text = answer["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("no result: {answer}"));
@@ -91,8 +96,7 @@ async fn each_user_signs_in_to_an_upstream_server_through_the_gateway() {
 
     // Her kept token serves her next sessions and the other era alike, on both endpoints.
     for (url, tool) in [(mcp.clone(), "remote__whoami"), (format!("{public}/servers/remote/mcp"), "whoami")] {
-        let params = json!({"name": tool, "arguments": {}});
-        let r = modern(&url, &alice_token, "tools/call", Some(tool), params, json!({})).await;
+        let r = call_tool(&url, &alice_token, tool, json!({}), json!({})).await;
         assert_eq!(who(&r)["sub"], json!("alice@example.com"), "{url}: {r}");
         let auth = format!("Bearer {alice_token}");
         let sid = open_session(&url, &[("authorization", auth.as_str())]).await;
@@ -115,15 +119,7 @@ async fn each_user_signs_in_to_an_upstream_server_through_the_gateway() {
     // His link, opened in Alice's browser, signs nobody in: it was given to another user.
     let (ok, said) = open_link(&bob_link, "alice@example.com", &alice_browser).await;
     assert!(!ok && said.contains("given to another user"), "{said}");
-    let r = modern(
-        &mcp,
-        &bob_token,
-        "tools/call",
-        Some("remote__echo"),
-        json!({"name": "remote__echo", "arguments": {"message": "b"}}),
-        json!({}),
-    )
-    .await;
+    let r = call_tool(&mcp, &bob_token, "remote__echo", json!({"message": "b"}), json!({})).await;
     assert!(
         r["error"]["message"].as_str().is_some_and(|m| m.contains("/upstream/remote/sign-in")),
         "still not signed in: {r}"
@@ -134,8 +130,7 @@ async fn each_user_signs_in_to_an_upstream_server_through_the_gateway() {
     // its client was sent to sign in, lists the other servers' tools meanwhile.
     let url_caps = json!({"elicitation": {"url": {}}});
     for (url, tool) in [(mcp.clone(), "remote__echo"), (format!("{public}/servers/remote/mcp"), "echo")] {
-        let params = json!({"name": tool, "arguments": {"message": "b"}});
-        let r = modern(&url, &bob_token, "tools/call", Some(tool), params, url_caps.clone()).await;
+        let r = call_tool(&url, &bob_token, tool, json!({"message": "b"}), url_caps.clone()).await;
         assert_eq!(r["error"]["code"], json!(-32042), "{url}: {r}");
         assert_eq!(r["error"]["data"]["elicitations"][0]["mode"], json!("url"), "{r}");
     }
@@ -152,29 +147,13 @@ async fn each_user_signs_in_to_an_upstream_server_through_the_gateway() {
     // In his own browser, his link signs him in; his calls then carry his own token.
     let (ok, said) = open_link(&bob_link, "bob@example.com", &dir.join("bob-browser")).await;
     assert!(ok && said.contains("Signed in to remote"), "{said}");
-    let r = modern(
-        &mcp,
-        &bob_token,
-        "tools/call",
-        Some("remote__echo"),
-        json!({"name": "remote__echo", "arguments": {"message": "b"}}),
-        json!({}),
-    )
-    .await;
+    let r = call_tool(&mcp, &bob_token, "remote__echo", json!({"message": "b"}), json!({})).await;
     assert_eq!(r["result"]["content"][0]["text"], json!("Echo: b"), "{r}");
 
     // Tokens are refreshed as they near expiry (rotating refresh tokens, one at a time).
     let before = stats(&provider).await["refresh_rotations"].as_u64().unwrap();
     tokio::time::sleep(Duration::from_secs(9)).await;
-    let r = modern(
-        &mcp,
-        &alice_token,
-        "tools/call",
-        Some("remote__whoami"),
-        json!({"name": "remote__whoami", "arguments": {}}),
-        json!({}),
-    )
-    .await;
+    let r = call_tool(&mcp, &alice_token, "remote__whoami", json!({}), json!({})).await;
     assert_eq!(who(&r)["sub"], json!("alice@example.com"), "{r}");
     let after = stats(&provider).await["refresh_rotations"].as_u64().unwrap();
     assert_eq!(after, before + 1, "one refresh for her expired token");
@@ -185,8 +164,7 @@ async fn each_user_signs_in_to_an_upstream_server_through_the_gateway() {
         |all: &str| format!("{}/__test/revoke?sub=alice%40example.com{all}", server.url.trim_end_matches("/mcp"));
     post(&revoke("")).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let whoami = json!({"name": "remote__whoami", "arguments": {}});
-    let r = modern(&mcp, &alice_token, "tools/call", Some("remote__whoami"), whoami.clone(), url_caps.clone()).await;
+    let r = call_tool(&mcp, &alice_token, "remote__whoami", json!({}), url_caps.clone()).await;
     assert_eq!(who(&r)["sub"], json!("alice@example.com"), "renewed unseen: {r}");
     assert_eq!(
         stats(&provider).await["refresh_rotations"].as_u64().unwrap(),
@@ -195,13 +173,13 @@ async fn each_user_signs_in_to_an_upstream_server_through_the_gateway() {
     );
     // It refuses every token of hers: her sign-in is dropped and she is sent to sign in again.
     post(&revoke("&all=1")).await;
-    let r = modern(&mcp, &alice_token, "tools/call", Some("remote__whoami"), whoami.clone(), url_caps.clone()).await;
+    let r = call_tool(&mcp, &alice_token, "remote__whoami", json!({}), url_caps.clone()).await;
     assert_eq!(r["error"]["code"], json!(-32042), "{r}");
     post(&revoke("&all=0")).await;
     let relink = r["error"]["data"]["elicitations"][0]["url"].as_str().unwrap().to_owned();
     let (ok, said) = open_link(&relink, "alice@example.com", &alice_browser).await;
     assert!(ok, "{said}");
-    let r = modern(&mcp, &alice_token, "tools/call", Some("remote__whoami"), whoami, json!({})).await;
+    let r = call_tool(&mcp, &alice_token, "remote__whoami", json!({}), json!({})).await;
     assert_eq!(who(&r)["sub"], json!("alice@example.com"), "{r}");
 
     // Never a token of the gateway's own reached the server; none was logged.
