@@ -158,7 +158,7 @@ impl Check<'_> {
             Value::Number(n) if *n >= 0.0 => Duration::try_from_secs_f64(*n).map_err(|_| "out of range".to_owned()),
             Value::String(_) => {
                 let s = self.string(node, path)?;
-                crate::cli::parse_duration(&s)
+                super::parse_duration(&s)
             }
             _ => Err(format!("must be a duration such as \"30s\" or a number of seconds, not {}", node.kind())),
         };
