@@ -560,6 +560,9 @@ pub struct InstallArgs {
     /// Take the entry out again.
     #[arg(long)]
     pub remove: bool,
+    /// Replace (or, with --remove, take out) an entry of that name that is not mcpgate's.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -73,6 +73,7 @@ fn install(args: mcpgate::cli::InstallArgs) -> Result<(), String> {
         output: args.output,
         project: args.project,
         remove: args.remove,
+        force: args.force,
     };
     let places = mcpgate::install::Places::from_env()?;
     let program = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "mcpgate".into());

@@ -44,12 +44,12 @@ pub fn default_socket(port: u16) -> PathBuf {
 /// serves the API until `shutdown`.
 pub fn listen(path: &Path, identities: Arc<Identities>, shutdown: CancellationToken) -> Result<(), String> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| format!("--admin-socket: cannot create {}: {e}", dir.display()))?;
+    private_dir(dir).map_err(|e| format!("--admin-socket: {e}"))?;
     if std::fs::symlink_metadata(path).is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type())) {
+        // Another connect's, alive: not ours to take over.
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(format!("--admin-socket {}: another process serves it", path.display()));
+        }
         let _ = std::fs::remove_file(path);
     }
     let listener =
@@ -94,6 +94,26 @@ pub fn listen(path: &Path, identities: Arc<Identities>, shutdown: CancellationTo
     Ok(())
 }
 
+/// Makes `dir` (0700) if it is missing, and makes sure it is this user's alone: a real directory
+/// (not a link), owned by this user, which nobody else may enter — else another user could put
+/// their own socket or file where the wrapper sends tokens.
+fn private_dir(dir: &Path) -> Result<(), String> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let m = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let me = unsafe { libc::geteuid() };
+    if !m.is_dir() || std::os::unix::fs::MetadataExt::uid(&m) != me || m.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "{} must be a directory of this user's that nobody else may enter (mode 0700)",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
 /// Serves the API over HTTP on `addr` (loopback only), guarded by a new random secret written to
 /// `secret_file` (0600). The address bound.
 pub async fn listen_http(
@@ -109,11 +129,7 @@ pub async fn listen_http(
     getrandom::fill(&mut raw).map_err(|e| format!("the OS random generator failed: {e}"))?;
     let secret: String = raw.iter().map(|b| format!("{b:02x}")).collect();
     if let Some(dir) = secret_file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| format!("--admin-secret-file: cannot create {}: {e}", dir.display()))?;
+        private_dir(dir).map_err(|e| format!("--admin-secret-file: {e}"))?;
     }
     let _ = std::fs::remove_file(secret_file);
     let mut f = std::fs::OpenOptions::new()
@@ -168,9 +184,8 @@ fn refusal(headers: &http::HeaderMap, expected: &str) -> Option<Response<Body>> 
     if headers.contains_key(http::header::ORIGIN) {
         return Some(reply(StatusCode::FORBIDDEN, json!({"error": "not for browsers"})));
     }
-    let host = headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-    let name = host.rsplit_once(':').map_or(host, |(n, _)| n);
-    if !matches!(name, "127.0.0.1" | "localhost" | "[::1]") {
+    let host = headers.get(http::header::HOST).and_then(|h| h.to_str().ok()?.parse::<http::uri::Authority>().ok());
+    if !host.is_some_and(|a| matches!(a.host(), "127.0.0.1" | "localhost" | "[::1]")) {
         return Some(reply(StatusCode::FORBIDDEN, json!({"error": "a loopback Host only"})));
     }
     let given = headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes()).unwrap_or(b"");
@@ -199,7 +214,10 @@ async fn answer(ids: &Identities, req: Request<hyper::body::Incoming>) -> Respon
         Method::PUT => {
             let body = match http_body_util::Limited::new(incoming, MAX_BODY).collect().await {
                 Ok(b) => b.to_bytes(),
-                Err(_) => return reply(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": "a body of at most 64 KiB"})),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    return reply(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": "a body of at most 64 KiB"}));
+                }
+                Err(_) => return reply(StatusCode::BAD_REQUEST, json!({"error": "the body could not be read"})),
             };
             let body: Value = serde_json::from_slice(&body).unwrap_or_default();
             let Some(token) = body["token"].as_str() else {
@@ -209,19 +227,31 @@ async fn answer(ids: &Identities, req: Request<hyper::body::Incoming>) -> Respon
             if let Some(old) = body["replaces"].as_str() {
                 return match ids.rename(old, &name, token) {
                     Ok(()) => reply(StatusCode::OK, at),
-                    Err(e) => reply(StatusCode::BAD_REQUEST, json!({"error": e})),
+                    Err(e) => refused(&e),
                 };
             }
             match ids.set_token(&name, token).await {
                 Ok(true) => reply(StatusCode::CREATED, at),
                 Ok(false) => reply(StatusCode::OK, at),
-                Err(e) => reply(StatusCode::BAD_REQUEST, json!({"error": e})),
+                Err(e) => refused(&e),
             }
         }
         Method::DELETE if ids.remove(&name).await => reply(StatusCode::OK, json!({"removed": name})),
         Method::DELETE => reply(StatusCode::NOT_FOUND, json!({"error": format!("no identity {name}")})),
         _ => reply(StatusCode::METHOD_NOT_ALLOWED, json!({"error": "PUT or DELETE"})),
     }
+}
+
+/// A refused change: 400 for a bad request, 404 for an identity that is not there, 409 for a
+/// clash with one that is.
+fn refused(e: &super::identities::Refused) -> Response<Body> {
+    use super::identities::Refused;
+    let status = match e {
+        Refused::Invalid(_) => StatusCode::BAD_REQUEST,
+        Refused::Unknown(_) => StatusCode::NOT_FOUND,
+        Refused::Conflict(_) => StatusCode::CONFLICT,
+    };
+    reply(status, json!({"error": e.to_string()}))
 }
 
 fn reply(status: StatusCode, v: Value) -> Response<Body> {

@@ -84,6 +84,15 @@ pub fn read_file(path: &std::path::Path) -> Result<Vec<Spec>, String> {
     Ok(out)
 }
 
+/// A token the admin API takes: well formed, and not expired already.
+fn usable(value: &str) -> Result<crate::token::IssuedToken, Refused> {
+    let token = crate::token::from_plain(value).map_err(|e| Refused::Invalid(format!("the token {e}")))?;
+    if token.expires_at.is_some_and(|t| t <= std::time::SystemTime::now()) {
+        return Err(Refused::Invalid("the token has expired already".into()));
+    }
+    Ok(token)
+}
+
 /// How each identity reaches the upstream (its credential aside), and how its sessions are kept.
 pub struct Settings {
     pub upstream: UpstreamOptions,
@@ -96,7 +105,8 @@ pub struct Identities {
     settings: Settings,
     shutdown: CancellationToken,
     all: RwLock<HashMap<String, Identity>>,
-    /// Names an identity had before it was re-registered, and its name now.
+    /// Names an identity had before it was re-registered, and its name now (a name taken again
+    /// by a new identity is its own from then on).
     renamed: RwLock<HashMap<String, String>>,
 }
 
@@ -104,6 +114,27 @@ struct Identity {
     proxy: Arc<Proxy>,
     /// Its idle sessions' sweeper.
     sweeper: tokio::task::AbortHandle,
+    /// Ends what serves it alone (a port of its own) when it is removed.
+    stop: CancellationToken,
+}
+
+/// Why the admin API refuses a change.
+#[derive(Debug)]
+pub enum Refused {
+    /// The request itself (a bad name, a token that cannot be used).
+    Invalid(String),
+    /// No such identity.
+    Unknown(String),
+    /// It clashes with what is there (a name taken, a token from a source of its own).
+    Conflict(String),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Invalid(m) | Refused::Unknown(m) | Refused::Conflict(m) => f.write_str(m),
+        }
+    }
 }
 
 impl Identities {
@@ -111,7 +142,8 @@ impl Identities {
         Arc::new(Identities { settings, shutdown, all: RwLock::default(), renamed: RwLock::default() })
     }
 
-    /// The engine of identity `name` (or of the identity once called so).
+    /// The engine a request to identity `name`'s path goes to: its own, or, for a name an
+    /// identity had before it was re-registered, that identity's.
     pub fn get(&self, name: &str) -> Option<Arc<Proxy>> {
         let all = self.all.read().unwrap_or_else(|p| p.into_inner());
         if let Some(i) = all.get(name) {
@@ -121,69 +153,100 @@ impl Identities {
         renamed.get(name).and_then(|now| all.get(now)).map(|i| i.proxy.clone())
     }
 
+    fn exact(&self, name: &str) -> Option<Arc<Proxy>> {
+        self.all.read().unwrap_or_else(|p| p.into_inner()).get(name).map(|i| i.proxy.clone())
+    }
+
     /// Identity `old` re-registered as `new`, with the token `value`: the same engine and
     /// sessions under the new name, still reached at the old path too.
-    pub fn rename(&self, old: &str, new: &str, value: &str) -> Result<(), String> {
+    pub fn rename(&self, old: &str, new: &str, value: &str) -> Result<(), Refused> {
         if !valid(new) {
-            return Err(format!("identity {new:?}: use 1-64 of A-Z a-z 0-9 - _ . (not first)"));
+            return Err(Refused::Invalid(format!("identity {new:?}: use 1-64 of A-Z a-z 0-9 - _ . (not first)")));
         }
-        let token = crate::token::from_plain(value).map_err(|e| format!("the token {e}"))?;
+        let token = usable(value)?;
         let mut all = self.all.write().unwrap_or_else(|p| p.into_inner());
         if all.contains_key(new) {
-            return Err(format!("identity {new} exists already"));
+            return Err(Refused::Conflict(format!("identity {new} exists already")));
         }
-        let proxy = all.get(old).map(|i| i.proxy.clone()).ok_or_else(|| format!("no identity {old}"))?;
-        proxy.upstream.credentials().set(&token).map_err(|e| format!("identity {old}: {e}"))?;
-        let identity = all.remove(old).ok_or_else(|| format!("no identity {old}"))?;
+        let proxy =
+            all.get(old).map(|i| i.proxy.clone()).ok_or_else(|| Refused::Unknown(format!("no identity {old}")))?;
+        proxy.upstream.credentials().set(&token).map_err(|e| Refused::Conflict(format!("identity {old}: {e}")))?;
+        let Some(identity) = all.remove(old) else { return Err(Refused::Unknown(format!("no identity {old}"))) };
         all.insert(new.to_owned(), identity);
         let mut renamed = self.renamed.write().unwrap_or_else(|p| p.into_inner());
         for now in renamed.values_mut().filter(|n| n.as_str() == old) {
             *now = new.to_owned();
         }
+        renamed.remove(new);
         renamed.insert(old.to_owned(), new.to_owned());
         tracing::info!(identity = new, was = old, "identity re-registered");
         Ok(())
     }
 
-    /// Adds identity `name` with its credential `source` (fetched now: a broken one is refused).
-    pub async fn add(&self, name: &str, source: Source) -> Result<Arc<Proxy>, String> {
+    /// Adds identity `name` with its credential `source` (fetched now: a broken one is refused),
+    /// holding `token` from the start when one is given. Its engine, and what ends what serves it
+    /// alone.
+    pub async fn add(
+        &self,
+        name: &str,
+        source: Source,
+        token: Option<&crate::token::IssuedToken>,
+    ) -> Result<(Arc<Proxy>, CancellationToken), Refused> {
         if !valid(name) {
-            return Err(format!("identity {name:?}: use 1-64 of A-Z a-z 0-9 - _ . (not first)"));
+            return Err(Refused::Invalid(format!("identity {name:?}: use 1-64 of A-Z a-z 0-9 - _ . (not first)")));
         }
         let up = UpstreamOptions { credential: Some(source), ..self.settings.upstream.clone() };
         let proxy = super::engine(&up, self.settings.max_body, self.shutdown.clone())
             .await
-            .map_err(|e| format!("identity {name}: {e}"))?;
+            .map_err(|e| Refused::Invalid(format!("identity {name}: {e}")))?;
+        if let Some(t) = token {
+            proxy.upstream.credentials().set(t).map_err(|e| Refused::Invalid(format!("identity {name}: {e}")))?;
+        }
         proxy.sessions.set_limits(Limits::global(self.settings.max_sessions));
-        let sweeper = tokio::spawn(super::expire_sessions(proxy.clone(), self.settings.session_ttl)).abort_handle();
+        let stop = self.shutdown.child_token();
         let mut all = self.all.write().unwrap_or_else(|p| p.into_inner());
         if all.contains_key(name) {
-            sweeper.abort();
-            return Err(format!("identity {name} exists already"));
+            return Err(Refused::Conflict(format!("identity {name} exists already")));
         }
-        all.insert(name.to_owned(), Identity { proxy: proxy.clone(), sweeper });
+        let sweeper = tokio::spawn(super::expire_sessions(proxy.clone(), self.settings.session_ttl)).abort_handle();
+        all.insert(name.to_owned(), Identity { proxy: proxy.clone(), sweeper, stop: stop.clone() });
+        // The name is this identity's now, no longer another's former one.
+        self.renamed.write().unwrap_or_else(|p| p.into_inner()).remove(name);
         tracing::info!(identity = name, "identity added at {}", path(name));
-        Ok(proxy)
+        Ok((proxy, stop))
     }
 
-    /// Gives identity `name` the token `value` (added first, with a token set from outside, when
-    /// it is new): its next request carries it. Whether it was added.
-    pub async fn set_token(&self, name: &str, value: &str) -> Result<bool, String> {
-        let token = crate::token::from_plain(value).map_err(|e| format!("the token {e}"))?;
-        let (proxy, added) = match self.get(name) {
-            Some(p) => (p, false),
-            None => (self.add(name, Source::Set).await?, true),
-        };
-        proxy.upstream.credentials().set(&token).map_err(|e| format!("identity {name}: {e}"))?;
-        tracing::info!(identity = name, "identity's token set");
-        Ok(added)
+    /// Gives identity `name` the token `value` (added, with a token set from outside, when it is
+    /// new): its next request carries it. Whether it was added.
+    pub async fn set_token(&self, name: &str, value: &str) -> Result<bool, Refused> {
+        let token = usable(value)?;
+        // Twice at most: a new name another request added meanwhile is then set.
+        for _ in 0..2 {
+            if let Some(proxy) = self.exact(name) {
+                proxy
+                    .upstream
+                    .credentials()
+                    .set(&token)
+                    .map_err(|e| Refused::Conflict(format!("identity {name}: {e}")))?;
+                tracing::info!(identity = name, "identity's token set");
+                return Ok(false);
+            }
+            match self.add(name, Source::Set, Some(&token)).await {
+                Ok(_) => return Ok(true),
+                Err(Refused::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Refused::Conflict(format!("identity {name} changed meanwhile; try again")))
     }
 
-    /// Removes identity `name`, ending its sessions. Whether there was one.
+    /// Removes identity `name`: what serves it alone stops, its sessions end. Whether there was
+    /// one.
     pub async fn remove(&self, name: &str) -> bool {
         let gone = self.all.write().unwrap_or_else(|p| p.into_inner()).remove(name);
         let Some(identity) = gone else { return false };
-        self.renamed.write().unwrap_or_else(|p| p.into_inner()).retain(|_, now| now != name);
+        self.renamed.write().unwrap_or_else(|p| p.into_inner()).retain(|was, now| now != name && was != name);
+        identity.stop.cancel();
         identity.sweeper.abort();
         identity.proxy.end_all_sessions().await;
         tracing::info!(identity = name, "identity removed");

@@ -134,9 +134,12 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
     let identities = identities::Identities::new(settings, shutdown.clone());
     let mut own_ports = Vec::new();
     for spec in &opts.identities {
-        let engine = identities.add(&spec.name, spec.source.clone()).await.map_err(StartError::Identity)?;
+        let (engine, stop) = identities
+            .add(&spec.name, spec.source.clone(), None)
+            .await
+            .map_err(|e| StartError::Identity(e.to_string()))?;
         if let Some(addr) = spec.listen {
-            own_ports.push((addr, engine));
+            own_ports.push((addr, engine, stop));
         }
     }
     let by_default = !opts.identities.is_empty() && opts.admin_http.is_none();
@@ -159,13 +162,13 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
         move |req, peer| crate::http::endpoint::handle(local.clone(), req, peer)
     };
     // Identities with a port of their own: their engine alone at `--path` there.
-    for (addr, engine) in own_ports {
+    for (addr, engine, stop) in own_ports {
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
         let guard = Guard::new(addr.ip().is_loopback(), &opts.allow_hosts, &opts.allow_origins);
         let local = Arc::new(endpoint::Local { proxy: engine, path: opts.path.clone(), guard, identities: None });
         let handler = move |req, peer| crate::http::endpoint::handle(local.clone(), req, peer);
-        let front =
-            Front { shutdown: shutdown.clone(), edge: Edge::new(opts.limits.clone()), conns: Default::default() };
+        // It stops with the identity (or the process).
+        let front = Front { shutdown: stop, edge: Edge::new(opts.limits.clone()), conns: Default::default() };
         tracing::info!("an identity listens on http://{addr}{}", opts.path);
         tokio::spawn(async move { drop(crate::http::server::serve(listener, handler, front, 1).await) });
     }

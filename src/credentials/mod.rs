@@ -130,12 +130,12 @@ impl Credentials {
         }
     }
 
-    /// When the current token expires (and whether there is one), never the token itself.
+    /// Whether there is a usable token and when it expires, never the token itself.
     pub fn status(&self) -> (bool, Option<SystemTime>) {
         match &self.inner {
             Some(Provider::Static(inner)) => {
                 let c = inner.snapshot();
-                let set = c.stale_at != Some(SystemTime::UNIX_EPOCH);
+                let set = c.usable();
                 (set, inner.expires_at.read().unwrap_or_else(|p| p.into_inner()).filter(|_| set))
             }
             Some(Provider::OAuth(o)) => (true, o.describe().and_then(|(_, exp, _)| exp)),
@@ -178,7 +178,8 @@ impl Credentials {
             // Too close to expiry to use: wait for the refresh (single flight).
             return Box::pin(inner.refresh_unless_replaced(&current.header)).await.map(Some);
         }
-        if current.refresh_at.is_some_and(|t| now >= t) {
+        // (A token set from outside is renewed from outside only.)
+        if current.refresh_at.is_some_and(|t| now >= t) && !matches!(inner.source, Source::Set) {
             // Still valid: use it, and refresh in the background unless a refresh runs already.
             // A duplicate task is harmless: it finds the token replaced and returns.
             if inner.refreshing.try_lock().is_ok() {

@@ -7,8 +7,9 @@ use jsonc_parser::cst::{CstInputValue, CstRootNode};
 use serde_json::Value;
 
 /// `text` with `entry` as server `name` under `key` (the key's object made when missing), or
-/// `text` itself when the entry is there already.
-pub fn upsert(text: &str, key: &str, name: &str, entry: &Value) -> Result<String, String> {
+/// `text` itself when the entry is there already. An entry of that name that is not mcpgate's
+/// (see `ours`) is replaced only when `force`.
+pub fn upsert(text: &str, key: &str, name: &str, entry: &Value, force: bool) -> Result<String, String> {
     let blank = text.trim().is_empty();
     let root = parse(if blank { "{}\n" } else { text })?;
     let top = root.object_value().ok_or("the file holds no JSON object")?;
@@ -20,15 +21,22 @@ pub fn upsert(text: &str, key: &str, name: &str, entry: &Value) -> Result<String
         Some(prop) if prop.value().and_then(|v| v.to_serde_value()).as_ref() == Some(entry) => {
             return Ok(text.to_owned());
         }
-        Some(prop) => prop.set_value(input(entry)),
+        Some(prop) => {
+            let have = prop.value().and_then(|v| v.to_serde_value()).unwrap_or_default();
+            if !force && !super::ours(&have, entry) {
+                return Err(foreign(name));
+            }
+            prop.set_value(input(entry));
+        }
         None => drop(servers.append(name, input(entry))),
     }
     Ok(root.to_string())
 }
 
-/// `text` without server `name` under `key` (and without the key, once it holds no server);
-/// `None` when it has no such server.
-pub fn remove(text: &str, key: &str, name: &str) -> Result<Option<String>, String> {
+/// `text` without server `name` under `key` (an emptied servers object stays: it may have been
+/// there before); `None` when it has no such server. One that is not mcpgate's is taken out
+/// only when `force`.
+pub fn remove(text: &str, key: &str, name: &str, entry: &Value, force: bool) -> Result<Option<String>, String> {
     if text.trim().is_empty() {
         return Ok(None);
     }
@@ -36,13 +44,16 @@ pub fn remove(text: &str, key: &str, name: &str) -> Result<Option<String>, Strin
     let Some(top) = root.object_value() else { return Ok(None) };
     let Some(servers) = top.object_value(key) else { return Ok(None) };
     let Some(prop) = servers.get(name) else { return Ok(None) };
-    prop.remove();
-    if servers.properties().is_empty()
-        && let Some(emptied) = top.get(key)
-    {
-        emptied.remove();
+    let have = prop.value().and_then(|v| v.to_serde_value()).unwrap_or_default();
+    if !force && !super::ours(&have, entry) {
+        return Err(foreign(name));
     }
+    prop.remove();
     Ok(Some(root.to_string()))
+}
+
+fn foreign(name: &str) -> String {
+    format!("its server {name:?} is not mcpgate's: give another --name, or --force to replace it")
 }
 
 fn parse(text: &str) -> Result<CstRootNode, String> {

@@ -31,6 +31,8 @@ pub struct Options {
     pub project: PathBuf,
     /// Take the entry out instead.
     pub remove: bool,
+    /// Replace (or remove) an entry of that name that is not mcpgate's.
+    pub force: bool,
 }
 
 /// What `run` did, for the user.
@@ -61,42 +63,76 @@ pub fn run(opts: &Options, places: &Places, program: &str) -> Result<Done, Strin
         return Err(format!("--name {:?}: use 1-128 of A-Z a-z 0-9 _ - . /", opts.name));
     }
     let file = opts.output.clone().unwrap_or_else(|| opts.client.user_file(places));
-    let read = |p: &std::path::Path| match std::fs::read_to_string(p) {
+    // A client may rewrite its file meanwhile (Claude Code does, often): what it wrote between our
+    // read and our rename is never lost — the edit starts again from its version.
+    for _ in 0..3 {
+        let old = if opts.print { None } else { read(&file)? };
+        let Some(new) = edit(opts, &file, old.as_deref(), program)? else { return Ok(Done::Unchanged(file)) };
+        if opts.print {
+            return Ok(Done::Printed(new));
+        }
+        match write::replace(&file, &new, old.as_deref())? {
+            write::Outcome::Written(backup) => return Ok(Done::Written { file, backup }),
+            write::Outcome::Changed => continue,
+        }
+    }
+    Err(format!("{} keeps changing under us; try again", file.display()))
+}
+
+fn read(p: &std::path::Path) -> Result<Option<String>, String> {
+    match std::fs::read_to_string(p) {
         Ok(t) => Ok(Some(t)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("cannot read {}: {e}", p.display())),
-    };
-    // A file for a wrapper (printed, or `output`) stands alone; the client's own is edited.
-    let own = !opts.print && opts.output.is_none();
-    let old = if opts.print { None } else { read(&file)? };
-    let base = match &old {
-        Some(text) => text.clone(),
-        // A new file for a wrapper: the project's servers, as the project's file has them.
-        None if !own => match opts.client.project_file(&opts.project) {
+    }
+}
+
+/// `file`'s new text, from `old` (`None`: there is none); `None` when nothing changes.
+fn edit(opts: &Options, file: &std::path::Path, old: Option<&str>, program: &str) -> Result<Option<String>, String> {
+    let base = match old {
+        Some(text) => text.to_owned(),
+        // Nothing to take out of a file that is not there.
+        None if opts.remove => return Ok(None),
+        // A new file for a wrapper (printed, or `output`): the project's servers, as the
+        // project's file has them.
+        None if opts.print || opts.output.is_some() => match opts.client.project_file(&opts.project) {
             Some(p) => read(&p)?.unwrap_or_default(),
             None => String::new(),
         },
         None => String::new(),
     };
+    // Kept as found: a byte-order mark (Notepad's), and CRLF line ends.
+    let (bom, body) = match base.strip_prefix('\u{feff}') {
+        Some(rest) => ("\u{feff}", rest),
+        None => ("", base.as_str()),
+    };
     let entry = opts.client.entry(&opts.url, program);
+    let at = |e: String| match old {
+        Some(_) => format!("{}: {e}", file.display()),
+        None => format!("the project's file: {e}"),
+    };
     let edited = match (opts.client.dialect(), opts.remove) {
-        (Dialect::Json(key), false) => Some(jsonc::upsert(&base, key, &opts.name, &entry)),
-        (Dialect::Json(key), true) => jsonc::remove(&base, key, &opts.name).transpose(),
-        (Dialect::Toml, false) => Some(toml::upsert(&base, &opts.name, &entry)),
-        (Dialect::Toml, true) => toml::remove(&base, &opts.name).transpose(),
+        (Dialect::Json(key), false) => Some(jsonc::upsert(body, key, &opts.name, &entry, opts.force)),
+        (Dialect::Json(key), true) => jsonc::remove(body, key, &opts.name, &entry, opts.force).transpose(),
+        (Dialect::Toml, false) => Some(toml::upsert(body, &opts.name, &entry, opts.force)),
+        (Dialect::Toml, true) => toml::remove(body, &opts.name, &entry, opts.force).transpose(),
     };
-    let new = match edited {
-        Some(r) => r.map_err(|e| format!("{}: {e}", file.display()))?,
-        None => base,
-    };
-    if opts.print {
-        return Ok(Done::Printed(new));
+    let Some(edited) = edited else { return Ok(None) };
+    let mut new = edited.map_err(at)?;
+    if body.contains("\r\n") {
+        new = new.replace("\r\n", "\n").replace('\n', "\r\n");
     }
-    if old.as_deref() == Some(new.as_str()) || (old.is_none() && new.is_empty()) {
-        return Ok(Done::Unchanged(file));
-    }
-    let backup = write::replace(&file, &new)?;
-    Ok(Done::Written { file, backup })
+    let new = format!("{bom}{new}");
+    Ok((old != Some(new.as_str()) && !(old.is_none() && new.is_empty())).then_some(new))
+}
+
+/// Whether the entry `have` is one mcpgate wrote: the same keys as the one it writes now (an
+/// older URL, say), and a launched command that is `mcpgate stdio`.
+fn ours(have: &serde_json::Value, want: &serde_json::Value) -> bool {
+    let (Some(have), Some(want)) = (have.as_object(), want.as_object()) else { return false };
+    let same_keys = have.len() == want.len() && have.keys().all(|k| want.contains_key(k));
+    let stdio = have.get("args").is_none_or(|a| a.get(0).and_then(serde_json::Value::as_str) == Some("stdio"));
+    same_keys && stdio
 }
 
 /// The URL goes into a file others read: http(s), with a host, and nothing that could be a

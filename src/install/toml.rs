@@ -8,7 +8,7 @@ const KEY: &str = "mcp_servers";
 
 /// `text` with `entry` (a JSON object of strings) as `[mcp_servers.NAME]`, or `text` itself when
 /// it is there already.
-pub fn upsert(text: &str, name: &str, entry: &Value) -> Result<String, String> {
+pub fn upsert(text: &str, name: &str, entry: &Value, force: bool) -> Result<String, String> {
     let mut doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| e.to_string())?;
     let want = table(entry)?;
     let servers = doc.entry(KEY).or_insert_with(|| {
@@ -18,8 +18,13 @@ pub fn upsert(text: &str, name: &str, entry: &Value) -> Result<String, String> {
         Item::Table(t)
     });
     let Some(servers) = servers.as_table_mut() else { return Err(format!("its {KEY} is not a table")) };
-    if servers.get(name).and_then(Item::as_table).is_some_and(|have| same(have, &want)) {
-        return Ok(text.to_owned());
+    if let Some(have) = servers.get(name) {
+        if have.as_table().is_some_and(|have| same(have, &want)) {
+            return Ok(text.to_owned());
+        }
+        if !force && !super::ours(&as_json(have), entry) {
+            return Err(format!("its server {name:?} is not mcpgate's: give another --name, or --force to replace it"));
+        }
     }
     servers.insert(name, Item::Table(want));
     Ok(doc.to_string())
@@ -27,16 +32,24 @@ pub fn upsert(text: &str, name: &str, entry: &Value) -> Result<String, String> {
 
 /// `text` without `[mcp_servers.NAME]` (nor an `mcp_servers` left empty and implicit); `None`
 /// when it has no such server.
-pub fn remove(text: &str, name: &str) -> Result<Option<String>, String> {
+pub fn remove(text: &str, name: &str, entry: &Value, force: bool) -> Result<Option<String>, String> {
     let mut doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| e.to_string())?;
     let Some(servers) = doc.get_mut(KEY).and_then(Item::as_table_mut) else { return Ok(None) };
-    if servers.remove(name).is_none() {
-        return Ok(None);
+    let Some(have) = servers.get(name) else { return Ok(None) };
+    if !force && !super::ours(&as_json(have), entry) {
+        return Err(format!("its server {name:?} is not mcpgate's: give another --name, or --force to take it out"));
     }
+    servers.remove(name);
     if servers.is_empty() && servers.is_implicit() {
         doc.remove(KEY);
     }
     Ok(Some(doc.to_string()))
+}
+
+/// A table's string values as JSON (what `ours` compares).
+fn as_json(item: &Item) -> Value {
+    let Some(t) = item.as_table() else { return Value::Null };
+    Value::Object(t.iter().map(|(k, v)| (k.to_owned(), v.as_str().map_or(Value::Null, Value::from))).collect())
 }
 
 fn table(entry: &Value) -> Result<Table, String> {

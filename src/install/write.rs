@@ -1,28 +1,48 @@
-//! Writing a client's file: atomically (a temporary file beside it, synced, renamed over it), the
-//! old one kept as `<file>.mcpgate-backup` first, its permissions kept (a new file is 0600), a
-//! symbolic link followed (a dotfile manager's link stays a link).
+//! Writing a client's file: atomically (a temporary file beside it, synced, renamed over it) and
+//! only if nobody changed it since it was read; the file as it was before mcpgate first wrote it
+//! kept as `<file>.mcpgate-backup` (never overwritten: later writes keep that first one); its
+//! mode, owner and group kept (a new file is 0600); a symbolic link followed (a dotfile
+//! manager's link stays a link).
 
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// Replaces `path`'s contents with `text`; the backup's path, when there was an old file.
-pub fn replace(path: &Path, text: &str) -> Result<Option<PathBuf>, String> {
+pub enum Outcome {
+    /// Written; the backup, when there was an old file.
+    Written(Option<PathBuf>),
+    /// The file is no longer `expected`: read it again.
+    Changed,
+}
+
+/// Replaces `path`'s contents (`expected`, or none) with `text`.
+pub fn replace(path: &Path, text: &str, expected: Option<&str>) -> Result<Outcome, String> {
     let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let old_mode = std::fs::metadata(&path).ok().map(|m| m.permissions().mode() & 0o7777);
-    let backup = match old_mode {
-        Some(mode) => {
-            let backup = with_suffix(&path, ".mcpgate-backup");
-            let old = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            write_new(&backup, &old, mode)?;
+    let old = std::fs::metadata(&path).ok();
+    let mode = old.as_ref().map_or(0o600, |m| m.permissions().mode() & 0o7777);
+    let backup = with_suffix(&path, ".mcpgate-backup");
+    let tmp = with_suffix(&path, &format!(".mcpgate-{}.tmp", std::process::id()));
+    write_new(&tmp, text.as_bytes(), mode)?;
+    if let Some(m) = &old {
+        // Root writing a user's file leaves it theirs.
+        let _ = std::os::unix::fs::chown(&tmp, Some(m.uid()), Some(m.gid()));
+    }
+    // The file as read, still? (What a client wrote meanwhile is never overwritten.)
+    let now = std::fs::read_to_string(&path).ok();
+    if now.as_deref() != expected {
+        let _ = std::fs::remove_file(&tmp);
+        return Ok(Outcome::Changed);
+    }
+    let kept = match (&now, backup.exists()) {
+        (Some(first), false) => {
+            write_new(&backup, first.as_bytes(), mode)?;
             Some(backup)
         }
-        None => None,
+        (Some(_), true) => Some(backup),
+        (None, _) => None,
     };
-    let tmp = with_suffix(&path, &format!(".mcpgate-{}.tmp", std::process::id()));
-    write_new(&tmp, text.as_bytes(), old_mode.unwrap_or(0o600))?;
     std::fs::rename(&tmp, &path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         format!("cannot replace {}: {e}", path.display())
@@ -31,7 +51,7 @@ pub fn replace(path: &Path, text: &str) -> Result<Option<PathBuf>, String> {
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
-    Ok(backup)
+    Ok(Outcome::Written(kept))
 }
 
 /// Writes `bytes` to a new file at `path` (an old one replaced) with `mode`, synced.

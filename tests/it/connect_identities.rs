@@ -163,7 +163,7 @@ async fn the_http_admin_api_takes_only_its_secret_on_loopback() {
     let issuer = jwt_issuer().await;
     let server = protected(&issuer.url, &[]).await;
     let dir = tempdir("connect-admin-http");
-    let secret_file = dir.join("admin.secret");
+    let secret_file = dir.join("run/admin.secret");
     let port = free_port().to_string();
     let listen = format!("127.0.0.1:{port}");
     let args = ["--identity", "a", "--admin-listen", &listen, "--admin-secret-file", secret_file.to_str().unwrap()];
@@ -199,6 +199,21 @@ async fn the_http_admin_api_takes_only_its_secret_on_loopback() {
     assert_eq!(a["whoami"]["sub"], json!("agent-a"), "{a}");
     assert!(!gw.output().contains(&secret), "the secret was logged");
 
+    // A secret (or socket) in a directory others may enter: refused at start (they could put
+    // their own file there).
+    let shared = dir.join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for flag in [["--admin-listen", "127.0.0.1:0", "--admin-secret-file"], ["--identity", "x", "--admin-socket"]] {
+        let out = std::process::Command::new(mcpgate_bin())
+            .args(["connect", &server.url, "--listen", "127.0.0.1:0"])
+            .args(flag)
+            .arg(shared.join("f"))
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && said.contains("nobody else may enter"), "{flag:?}: {said}");
+    }
     // Beyond loopback: refused at start.
     let out = std::process::Command::new(mcpgate_bin())
         .args(["connect", &server.url, "--listen", "127.0.0.1:0", "--admin-listen", "0.0.0.0:0", "--admin-secret-file"])
@@ -230,7 +245,7 @@ async fn identities_signed_in_with_oauth_each_get_their_own_token() {
         "n=oauth",
         "--admin-socket",
     ];
-    let sock = dir.join("admin.sock");
+    let sock = dir.join("run/admin.sock");
     let gw = connect(&server.url, &[&args[..], &[sock.to_str().unwrap()]].concat()).await;
     let base = gw.url.trim_end_matches("/mcp").to_owned();
     for name in ["m", "n"] {
@@ -243,4 +258,57 @@ async fn identities_signed_in_with_oauth_each_get_their_own_token() {
     let jtis: std::collections::HashSet<String> =
         seen(&server).await.iter().filter_map(|t| t["jti"].as_str().map(str::to_owned)).collect();
     assert_eq!(jtis.len(), 2, "each identity its own token");
+}
+
+#[tokio::test]
+async fn names_given_up_are_free_again_and_an_identity_removed_stops_everywhere() {
+    let issuer = jwt_issuer().await;
+    let server = protected(&issuer.url, &[]).await;
+    let dir = tempdir("connect-identities-names");
+    let sock = dir.join("run/admin.sock");
+    let (port, token_file) = (free_port(), dir.join("p.token"));
+    std::fs::write(&token_file, mint(&issuer, json!({"claims": {"sub": "agent-p", "aud": server.url}})).await).unwrap();
+    let file = dir.join("identities.json");
+    std::fs::write(&file, json!({"p": {"bearerFile": token_file, "listen": format!("127.0.0.1:{port}")}}).to_string())
+        .unwrap();
+    let args = ["--identities", file.to_str().unwrap(), "--admin-socket", sock.to_str().unwrap()];
+    let gw = connect(&server.url, &args).await;
+    let base = gw.url.trim_end_matches("/mcp").to_owned();
+    let token = |sub: &'static str| {
+        let (issuer, aud) = (&issuer, server.url.clone());
+        async move { mint(issuer, json!({"claims": {"sub": sub, "aud": aud}})).await }
+    };
+    let put = |name: &'static str, body: Value| {
+        let sock = sock.clone();
+        async move { admin(&sock, "PUT", &format!("/identities/{name}"), Some(body)).await.0 }
+    };
+    assert_eq!(put("a", json!({"token": token("agent-a").await})).await, 201);
+    assert_eq!(put("b", json!({"token": token("agent-b").await})).await, 201);
+    // Status codes say what went wrong.
+    assert_eq!(put("b", json!({"token": token("agent-x").await, "replaces": "a"})).await, 409, "b is taken");
+    assert_eq!(put("z", json!({"token": token("agent-x").await, "replaces": "nobody"})).await, 404);
+    assert_eq!(put("p", json!({"token": token("agent-x").await})).await, 409, "p's token comes from its file");
+    let expired = mint(&issuer, json!({"claims": {"sub": "agent-e", "aud": server.url, "exp": 1}})).await;
+    assert_eq!(put("e", json!({"token": expired})).await, 400, "an expired token");
+
+    // a re-registered as reviewer: a's path reaches reviewer, until a new identity takes the name.
+    assert_eq!(put("reviewer", json!({"token": token("agent-r").await, "replaces": "a"})).await, 200);
+    let r = sdk_client(&format!("{base}/agents/a/mcp"), &["whoami"]).await;
+    assert_eq!(r["whoami"]["sub"], json!("agent-r"), "{r}");
+    assert_eq!(put("a", json!({"token": token("agent-new").await})).await, 201, "a new identity, not reviewer");
+    let r = sdk_client(&format!("{base}/agents/a/mcp"), &["whoami"]).await;
+    assert_eq!(r["whoami"]["sub"], json!("agent-new"), "{r}");
+    let r = sdk_client(&format!("{base}/agents/reviewer/mcp"), &["whoami"]).await;
+    assert_eq!(r["whoami"]["sub"], json!("agent-r"), "reviewer kept its own token: {r}");
+
+    // p removed: its path and its own port stop.
+    let own = format!("http://127.0.0.1:{port}/mcp");
+    assert_eq!(sdk_client(&own, &["whoami"]).await["whoami"]["sub"], json!("agent-p"));
+    assert_eq!(admin(&sock, "DELETE", "/identities/p", None).await.0, 200);
+    assert_eq!(request("POST", &format!("{base}/agents/p/mcp"), MCP_HEADERS, INITIALIZE).await.status, 404);
+    let stopped = crate::idp::until(Duration::from_secs(5), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err()
+    })
+    .await;
+    assert!(stopped, "p's own port still serves");
 }
