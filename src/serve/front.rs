@@ -423,6 +423,10 @@ impl Gateway {
             return json_reply(&Some(id), wire::answer(e));
         }
         let params = msg.params_value();
+        if let Err(e) = super::modern::check_request(&params) {
+            self.account("gateway", &method, "refused", started, entry.as_deref());
+            return wire::error(&e, msg.id);
+        }
         let server = target.server().map_or_else(|| "gateway".to_owned(), |(b, _)| b.cfg.name.clone());
         if !accepts_sse(headers) {
             // A client that takes JSON only gets the answer alone.

@@ -89,15 +89,6 @@ impl Gateway {
     ) -> Reply {
         let meta = params.get("_meta").cloned().unwrap_or_default();
         let caps = meta.get(META_CAPABILITIES).cloned().unwrap_or_else(|| json!({}));
-        if meta.get(META_VERSION).is_none() {
-            return Reply {
-                events: vec![],
-                answer: err(Error::new(
-                    Kind::InvalidParams,
-                    "a 2026-07-28 request carries _meta with io.modelcontextprotocol/protocolVersion and clientCapabilities",
-                )),
-            };
-        }
         // The envelope is ours to read; legacy servers behind get what they know.
         if let Some(m) = params.get_mut("_meta").and_then(Value::as_object_mut) {
             for k in [META_VERSION, META_CAPABILITIES, META_CLIENT_INFO, META_LOG_LEVEL] {
@@ -175,10 +166,14 @@ impl Gateway {
                         self.router.route(&client, server.map(|(b, _)| b), out).await
                     }
                 };
-                match routed {
+                let mut reply = match routed {
                     Routed::Answer(answer) => Reply { events: vec![], answer: complete(answer) },
                     Routed::Call { backend, call, timeout } => self.drive(backend, call, timeout, &caps, live).await,
+                };
+                if method == "resources/read" {
+                    cache_hints(&mut reply.answer);
                 }
+                reply
             }
         }
     }
@@ -274,6 +269,39 @@ fn declared(caps: &Value, method: &str, params: &Value) -> bool {
         "sampling/createMessage" => caps.get("sampling").is_some(),
         "roots/list" => caps.get("roots").is_some(),
         _ => false,
+    }
+}
+
+/// What a 2026-07-28 request must be, checked before anything is done with it (HTTP 400 else):
+/// `_meta` naming the revision and the client's capabilities; a retry's `inputResponses` an
+/// object of answers and its `requestState` a string.
+pub fn check_request(params: &Value) -> Result<(), Error> {
+    let meta = params.get("_meta");
+    let version = meta.and_then(|m| m.get(META_VERSION)).and_then(Value::as_str);
+    let caps = meta.and_then(|m| m.get(META_CAPABILITIES)).filter(|c| c.is_object());
+    if version.is_none() || caps.is_none() {
+        return Err(Error::new(
+            Kind::InvalidParams,
+            "a 2026-07-28 request carries _meta with io.modelcontextprotocol/protocolVersion and an object io.modelcontextprotocol/clientCapabilities",
+        ));
+    }
+    if let Some(r) = params.get("inputResponses")
+        && !r.as_object().is_some_and(|answers| answers.values().all(Value::is_object))
+    {
+        return Err(Error::new(Kind::InvalidParams, "inputResponses is an object of answers, each an object"));
+    }
+    if params.get("requestState").is_some_and(|s| !s.is_string()) {
+        return Err(Error::new(Kind::InvalidParams, "requestState is a string"));
+    }
+    Ok(())
+}
+
+/// A read's result says how long it may be kept, and by whom: as its server said, else not at
+/// all and by this caller alone (the gateway knows nothing of the resource's life).
+fn cache_hints(answer: &mut Value) {
+    if let Some(r) = answer.get_mut("result").and_then(Value::as_object_mut) {
+        r.entry("ttlMs").or_insert(json!(0));
+        r.entry("cacheScope").or_insert(json!("private"));
     }
 }
 

@@ -86,3 +86,54 @@ async fn a_legacy_client_reaches_a_modern_only_server_on_every_remote_route() {
     })
     .await;
 }
+
+/// A 2026-07-28 request the revision does not allow is refused with HTTP 400 (-32602) before
+/// anything is done with it — without `_meta`, without the client's capabilities, with a retry's
+/// `inputResponses` that are not answers — and a resource read says how long it may be kept, on
+/// every route.
+#[tokio::test]
+async fn malformed_modern_requests_are_400_and_reads_carry_cache_hints_on_every_route() {
+    let m = Matrix::start("serve-modern-shape", json!({}), json!({}), false).await;
+    on_routes(&m, &ROUTES, |m, route| async move {
+        let url = m.url(route);
+        let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                          "io.modelcontextprotocol/clientCapabilities": {}});
+        let post = |method: &'static str, name: Option<String>, params: Value| {
+            let url = url.clone();
+            async move {
+                let mut h = MCP_HEADERS.to_vec();
+                h.extend([("mcp-protocol-version", "2026-07-28"), ("mcp-method", method)]);
+                if let Some(n) = &name {
+                    h.push(("mcp-name", n.as_str()));
+                }
+                let body = json!({"jsonrpc": "2.0", "id": 3, "method": method, "params": params});
+                request("POST", &url, &h, &body.to_string()).await
+            }
+        };
+        let echo = route.name("echo");
+        let args = json!({"message": "x"});
+        for (params, why) in [
+            (json!({"name": echo, "arguments": args}), "no _meta"),
+            (
+                json!({"name": echo, "arguments": args, "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}),
+                "no clientCapabilities",
+            ),
+            (json!({"name": echo, "arguments": args, "_meta": meta, "inputResponses": null, "requestState": "s"}), "inputResponses null"),
+            (json!({"name": echo, "arguments": args, "_meta": meta, "inputResponses": {"input": 5}, "requestState": "s"}), "an answer not an object"),
+            (json!({"name": echo, "arguments": args, "_meta": meta, "requestState": 7}), "requestState a number"),
+        ] {
+            let r = post("tools/call", Some(echo.clone()), params).await;
+            assert_eq!(r.status, 400, "{route}: {why}: {}", r.body);
+            assert_eq!(r.json()["error"]["code"], json!(-32602), "{route}: {why}: {}", r.body);
+        }
+        let ok = post("tools/call", Some(echo.clone()), json!({"name": echo, "arguments": args, "_meta": meta})).await;
+        assert_eq!(ok.status, 200, "{route}: {}", ok.body);
+        let uri = route.uri("demo://resource/static/document/architecture.md");
+        let read = post("resources/read", Some(uri.clone()), json!({"uri": uri, "_meta": meta})).await;
+        let read = read.message();
+        let result = &read["result"];
+        assert!(result["contents"].is_array(), "{route}: {read}");
+        assert!(result["ttlMs"].is_u64() && result["cacheScope"].is_string(), "{route}: cache hints: {read}");
+    })
+    .await;
+}
