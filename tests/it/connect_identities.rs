@@ -14,6 +14,11 @@ use crate::harness::*;
 use crate::idp::{post, protected, seen};
 use crate::issuer::{jwt_issuer, mint};
 
+/// A token of `issuer`'s for agent `sub`, addressed to the server at `aud`.
+async fn agent_token(issuer: &crate::harness::Proc, aud: &str, sub: &str) -> String {
+    mint(issuer, json!({"claims": {"sub": sub, "aud": aud}})).await
+}
+
 /// One admin API request over the socket: the status and the JSON answer.
 async fn admin(sock: &Path, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let mut s = tokio::net::UnixStream::connect(sock).await.unwrap();
@@ -38,7 +43,7 @@ async fn two_identities_reach_the_server_as_themselves_and_a_rotation_mid_sessio
     let sock = dir.join("run/admin.sock");
     // Agent C from a file, with a port of its own and its token in a file.
     let c_token = dir.join("c.token");
-    std::fs::write(&c_token, mint(&issuer, json!({"claims": {"sub": "agent-c", "aud": server.url}})).await).unwrap();
+    std::fs::write(&c_token, agent_token(&issuer, &server.url, "agent-c").await).unwrap();
     let c_port = free_port();
     let file = dir.join("identities.json");
     let spec = json!({"c": {"bearerFile": c_token, "listen": format!("127.0.0.1:{c_port}")}});
@@ -64,10 +69,7 @@ async fn two_identities_reach_the_server_as_themselves_and_a_rotation_mid_sessio
         assert!(!other.status.success() && said.contains("EACCES"), "another user reached the socket: {said}");
     }
     // The wrapper gives each identity its token; the status names no token.
-    let token = |sub: &'static str| {
-        let (issuer, aud) = (&issuer, server.url.clone());
-        async move { mint(issuer, json!({"claims": {"sub": sub, "aud": aud}})).await }
-    };
+    let token = |sub: &'static str| agent_token(&issuer, &server.url, sub);
     let (a1, b1) = (token("agent-a").await, token("agent-b").await);
     assert_eq!(admin(&sock, "PUT", "/identities/a", Some(json!({"token": a1}))).await.0, 200);
     assert_eq!(admin(&sock, "PUT", "/identities/b", Some(json!({"token": b1}))).await.0, 200);
@@ -186,7 +188,7 @@ async fn the_http_admin_api_takes_only_its_secret_on_loopback() {
         assert!(r.status == 401 || r.status == 403, "{why}: {} {}", r.status, r.body);
         assert!(!r.body.contains(&secret), "{why}: the answer holds the secret");
     }
-    let token = mint(&issuer, json!({"claims": {"sub": "agent-a", "aud": server.url}})).await;
+    let token = agent_token(&issuer, &server.url, "agent-a").await;
     let put = request(
         "PUT",
         &format!("{url}/a"),
@@ -267,17 +269,14 @@ async fn names_given_up_are_free_again_and_an_identity_removed_stops_everywhere(
     let dir = tempdir("connect-identities-names");
     let sock = dir.join("run/admin.sock");
     let (port, token_file) = (free_port(), dir.join("p.token"));
-    std::fs::write(&token_file, mint(&issuer, json!({"claims": {"sub": "agent-p", "aud": server.url}})).await).unwrap();
+    std::fs::write(&token_file, agent_token(&issuer, &server.url, "agent-p").await).unwrap();
     let file = dir.join("identities.json");
     std::fs::write(&file, json!({"p": {"bearerFile": token_file, "listen": format!("127.0.0.1:{port}")}}).to_string())
         .unwrap();
     let args = ["--identities", file.to_str().unwrap(), "--admin-socket", sock.to_str().unwrap()];
     let gw = connect(&server.url, &args).await;
     let base = gw.url.trim_end_matches("/mcp").to_owned();
-    let token = |sub: &'static str| {
-        let (issuer, aud) = (&issuer, server.url.clone());
-        async move { mint(issuer, json!({"claims": {"sub": sub, "aud": aud}})).await }
-    };
+    let token = |sub: &'static str| agent_token(&issuer, &server.url, sub);
     let put = |name: &'static str, body: Value| {
         let sock = sock.clone();
         async move { admin(&sock, "PUT", &format!("/identities/{name}"), Some(body)).await.0 }
