@@ -62,6 +62,12 @@ pub enum Kind {
     /// The user must sign in to a server first, at the URL the error carries (`sign_in`): a
     /// client that declared URL-mode elicitation is sent there (-32042).
     SignInRequired,
+    /// The request names a protocol revision the gateway does not speak (-32022; `data` lists
+    /// the ones it does, and echoes the one asked).
+    UnsupportedVersion,
+    /// Carrying out the request needs a capability the 2026-07-28 client did not declare
+    /// (-32021; `data.requiredCapabilities` names it).
+    MissingCapability,
     Internal,
 }
 
@@ -75,6 +81,8 @@ pub struct Error {
     /// Where the user signs in, to each server that waits for it (`SignInRequired`, or a
     /// `Credential` error that tells a client unable to open URLs where to go).
     pub sign_in: Option<Box<[SignIn]>>,
+    /// What the JSON-RPC error's `data` says (the revisions spoken, the capability missing).
+    pub data: Option<Box<serde_json::Value>>,
 }
 
 /// A sign-in to a server a user must complete in their browser: the elicitation a client is sent.
@@ -96,7 +104,13 @@ pub struct Refusal {
 
 impl Error {
     pub fn new(kind: Kind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), refusal: None, sign_in: None }
+        Error { kind, message: message.into(), refusal: None, sign_in: None, data: None }
+    }
+
+    /// The same error, its JSON-RPC `data` said.
+    pub fn with_data(mut self, data: serde_json::Value) -> Self {
+        self.data = Some(Box::new(data));
+        self
     }
 
     /// A server of `serve` that cannot be reached, or does not run.
@@ -119,7 +133,7 @@ impl Error {
     pub fn challenge(kind: Kind, message: impl Into<String>, www_authenticate: String) -> Self {
         let status = if kind == Kind::InsufficientScope { 403 } else { 401 };
         let refusal = Refusal { status, www_authenticate: Some(www_authenticate) };
-        Error { kind, message: message.into(), refusal: Some(Box::new(refusal)), sign_in: None }
+        Error { kind, message: message.into(), refusal: Some(Box::new(refusal)), sign_in: None, data: None }
     }
 
     /// A server of `serve` refused the credential (401/403); the challenge goes to the client.
@@ -128,7 +142,7 @@ impl Error {
             "server {server} refused the request (HTTP {}): it needs a credential mcpgate does not have",
             refusal.status
         );
-        Error { kind: Kind::Credential, message, refusal: Some(Box::new(refusal)), sign_in: None }
+        Error { kind: Kind::Credential, message, refusal: Some(Box::new(refusal)), sign_in: None, data: None }
     }
 
     /// The user must sign in first, to each server of `sign_ins`. A client that can open URLs
@@ -138,11 +152,17 @@ impl Error {
         if url_capable {
             let message =
                 format!("sign in to {} to use {}", servers.join(", "), if servers.len() == 1 { "it" } else { "them" });
-            return Error { kind: Kind::SignInRequired, message, refusal: None, sign_in: Some(sign_ins.into()) };
+            return Error {
+                kind: Kind::SignInRequired,
+                message,
+                refusal: None,
+                sign_in: Some(sign_ins.into()),
+                data: None,
+            };
         }
         let urls: Vec<String> = sign_ins.iter().map(|s| format!("{} for {}", s.url, s.server)).collect();
         let message = format!("you must sign in first: open {} in your browser, then try again", urls.join(" and "));
-        Error { kind: Kind::Credential, message, refusal: None, sign_in: Some(sign_ins.into()) }
+        Error { kind: Kind::Credential, message, refusal: None, sign_in: Some(sign_ins.into()), data: None }
     }
 
     pub fn origin(&self) -> Origin {
@@ -163,7 +183,9 @@ impl Error {
             | Kind::Unanswered
             | Kind::Unauthenticated
             | Kind::InsufficientScope
-            | Kind::SignInRequired => Origin::Client,
+            | Kind::SignInRequired
+            | Kind::UnsupportedVersion
+            | Kind::MissingCapability => Origin::Client,
             Kind::UpstreamUnreachable | Kind::UpstreamTimeout | Kind::UpstreamProtocol | Kind::Server(_) => {
                 Origin::Upstream
             }

@@ -78,8 +78,20 @@ impl Proxy {
         let with_id = |e: Error| (e, id.clone());
         payload.check_version().map_err(|e| with_id(Error::new(Kind::BadRequest, e.to_string())))?;
         let version = client.get(PROTOCOL_VERSION).map(|v| v.to_str().unwrap_or("?"));
-        let era = era::era_of(version).map_err(|e| with_id(Error::new(Kind::BadRequest, e.to_string())))?;
         let pending = Pending::new(payload.request_ids());
+        let era = era::era_of(version);
+        if era.is_err() && client.get(SESSION_ID).is_none() && !payload.is_initialize() {
+            // Outside a session, a revision unknown here is the upstream's to take or refuse
+            // (naming those it speaks): passed on as it came, statelessly.
+            let line = self.line();
+            let resp = self
+                .upstream
+                .send(Method::POST, &self.upstream.url, line.upstream_headers(client), bytes.clone())
+                .await
+                .map_err(with_id)?;
+            return Ok(line.relay(resp, None, pending, false));
+        }
+        let era = era.map_err(|e| with_id(e.into()))?;
 
         if era == Era::Modern {
             // Stateless: no session to map; the standard headers must mirror the body.

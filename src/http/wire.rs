@@ -14,7 +14,12 @@ use crate::jsonrpc::codes;
 
 fn status(kind: Kind) -> StatusCode {
     match kind {
-        Kind::Parse | Kind::BadRequest | Kind::HeaderMismatch | Kind::InvalidParams => StatusCode::BAD_REQUEST,
+        Kind::Parse
+        | Kind::BadRequest
+        | Kind::HeaderMismatch
+        | Kind::InvalidParams
+        | Kind::UnsupportedVersion
+        | Kind::MissingCapability => StatusCode::BAD_REQUEST,
         Kind::MethodNotFound => StatusCode::NOT_FOUND,
         Kind::Forbidden => StatusCode::FORBIDDEN,
         Kind::SessionNotFound => StatusCode::NOT_FOUND,
@@ -51,6 +56,8 @@ pub fn code(kind: Kind) -> i64 {
 
         Kind::Parse => codes::PARSE_ERROR,
         Kind::HeaderMismatch => codes::HEADER_MISMATCH,
+        Kind::UnsupportedVersion => codes::UNSUPPORTED_VERSION,
+        Kind::MissingCapability => codes::MISSING_CAPABILITY,
         Kind::SessionNotFound => codes::SESSION_NOT_FOUND,
         Kind::UpstreamUnreachable => codes::UPSTREAM_UNAVAILABLE,
         Kind::UpstreamTimeout => codes::UPSTREAM_TIMEOUT,
@@ -89,13 +96,40 @@ pub fn answer(err: &Error) -> Value {
         };
         e["data"] = json!({"elicitations": sign_ins.iter().map(each).collect::<Vec<_>>()});
     }
+    if let Some(data) = &err.data {
+        e["data"] = (**data).clone();
+    }
     json!({"error": e})
+}
+
+/// The HTTP status of an answer to a 2026-07-28 request, from its error's code, as that
+/// revision's servers answer: a method there is not is 404; a request that cannot be carried
+/// out as sent (its revision, its headers, a capability it did not declare, not JSON-RPC) is
+/// 400. Any other error is the answer's own business, on 200.
+pub fn modern_status(answer: &Value) -> StatusCode {
+    match answer.pointer("/error/code").and_then(Value::as_i64) {
+        Some(codes::METHOD_NOT_FOUND) => StatusCode::NOT_FOUND,
+        Some(
+            codes::PARSE_ERROR
+            | codes::INVALID_REQUEST
+            | codes::HEADER_MISMATCH
+            | codes::UNSUPPORTED_VERSION
+            | codes::MISSING_CAPABILITY,
+        ) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::OK,
+    }
 }
 
 /// A whole JSON-RPC error message answering `id` (null when unknown), as bytes on one line:
 /// the id as the request wrote it.
 pub fn message(err: &Error, id: Option<&RawValue>) -> Bytes {
     let id = id.map_or("null", RawValue::get);
+    if err.data.is_some() {
+        let mut m = answer(err);
+        m["jsonrpc"] = json!("2.0");
+        m["id"] = serde_json::from_str(id).unwrap_or(Value::Null);
+        return Bytes::from(m.to_string());
+    }
     let message = serde_json::to_string(message_of(err)).unwrap_or_else(|_| "\"error\"".into());
     let code = code(err.kind);
     Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message}}}}}"#))

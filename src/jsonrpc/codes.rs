@@ -19,5 +19,8 @@ pub const SESSION_LIMIT: i64 = -32006;
 pub const UNSUPPORTED_VERSION: i64 = -32022;
 /// 2026-07-28: a standard header (`Mcp-Method`, `Mcp-Name`) is missing or disagrees with the body.
 pub const HEADER_MISMATCH: i64 = -32020;
+/// 2026-07-28: the request needs a client capability the client did not declare
+/// (`data.requiredCapabilities`); HTTP 400.
+pub const MISSING_CAPABILITY: i64 = -32021;
 /// The request needs the user to open a URL first (2025-11-25: URL-mode elicitation).
 pub const URL_ELICITATION_REQUIRED: i64 = -32042;

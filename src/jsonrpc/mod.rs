@@ -96,12 +96,18 @@ impl Envelope<'_> {
             name: Option<Cow<'a, str>>,
             #[serde(borrow, default)]
             uri: Option<Cow<'a, str>>,
+            #[serde(borrow, default, rename = "taskId")]
+            task_id: Option<Cow<'a, str>>,
         }
         let params = self.params?;
         let target: Target = serde_json::from_str(params.get()).ok()?;
-        let key_is_uri =
-            matches!(self.method(), Some("resources/read" | "resources/subscribe" | "resources/unsubscribe"));
-        if key_is_uri { target.uri } else { target.name }.map(Cow::into_owned)
+        match self.method() {
+            Some("resources/read" | "resources/subscribe" | "resources/unsubscribe") => target.uri,
+            // The tasks extension (SEP-2663): a task is named by its id.
+            Some("tasks/get" | "tasks/update" | "tasks/cancel") => target.task_id,
+            _ => target.name,
+        }
+        .map(Cow::into_owned)
     }
 }
 

@@ -22,6 +22,16 @@ pub const DEFAULT_VERSION: &str = "2025-03-26";
 #[error("unsupported MCP-Protocol-Version {0:?}: expected one of {list}", list = KNOWN_VERSIONS.join(", "))]
 pub struct UnsupportedVersion(pub String);
 
+/// On the wire: -32022 (HTTP 400), naming every revision spoken here and echoing the one asked.
+impl From<UnsupportedVersion> for crate::error::Error {
+    fn from(e: UnsupportedVersion) -> Self {
+        let message = e.to_string();
+        let supported: Vec<&str> = KNOWN_VERSIONS.iter().rev().copied().collect();
+        crate::error::Error::new(crate::error::Kind::UnsupportedVersion, message)
+            .with_data(serde_json::json!({"supported": supported, "requested": e.0}))
+    }
+}
+
 /// The era of a request, from its `MCP-Protocol-Version` header (absent: legacy).
 ///
 /// A well-formed revision newer than every one we know is treated as modern, so a client ahead

@@ -12,6 +12,8 @@ pub const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities"
 pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
 pub const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+/// On each notification of a `subscriptions/listen` stream: the listen request's id.
+pub const META_SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
 pub use crate::jsonrpc::codes::UNSUPPORTED_VERSION;
 
 /// The modern revision a server's refusal of a legacy request offers (`-32022` whose

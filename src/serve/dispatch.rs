@@ -124,9 +124,7 @@ impl Router {
         };
         let named = named.and_then(Value::as_str).unwrap_or_default();
         let allowed = match what {
-            What::Resource => {
-                self.resource_server(view, named).is_some_and(|(b, own)| self.permitted(access, &b, what, &own))
-            }
+            What::Resource => self.may_use_resource(view, access, named),
             _ => {
                 let found = match self.alone(view) {
                     Some(b) => Some((b, named.to_owned())),
@@ -139,6 +137,15 @@ impl Router {
             What::Resource => Error::new(Kind::InvalidParams, format!("no server offers the resource {named}")),
             _ => Error::new(Kind::InvalidParams, format!("unknown prompt: {named}")),
         })
+    }
+}
+
+impl Router {
+    /// Whether a caller with `access` may use the resource `uri` (read it, follow its updates):
+    /// its server is known by the URI, and the caller's rights cover it there.
+    pub fn may_use_resource(&self, view: &View, access: &Access, uri: &str) -> bool {
+        access.is_everything()
+            || self.resource_server(view, uri).is_some_and(|(b, own)| self.permitted(access, &b, What::Resource, &own))
     }
 }
 

@@ -251,7 +251,7 @@ impl Gateway {
         let version = version_header.and_then(|v| v.to_str().ok());
         let era = match crate::mcp::era::era_of(version) {
             Ok(era) => era,
-            Err(e) => return wire::error(&Error::new(Kind::BadRequest, e.to_string()), msg.id),
+            Err(e) => return wire::error(&e.into(), msg.id),
         };
         // 3. What the caller may see and use (the users file), then who answers the message and
         //    whether policy lets it through: decided once, for every era and endpoint
@@ -420,12 +420,29 @@ impl Gateway {
         let started = Instant::now();
         if let Target::Refused(e) = &target {
             self.account("gateway", &method, "refused", started, entry.as_deref());
-            return json_reply(&Some(id), wire::answer(e));
+            return modern_json(&id, wire::answer(e));
         }
         let params = msg.params_value();
-        if let Err(e) = super::modern::check_request(&params) {
+        let version = headers.get(crate::mcp::headers::PROTOCOL_VERSION).and_then(|v| v.to_str().ok());
+        if let Err(e) = super::modern::check_request(&params, version) {
             self.account("gateway", &method, "refused", started, entry.as_deref());
             return wire::error(&e, msg.id);
+        }
+        if method == "subscriptions/listen" {
+            // A stream of the gateway's own, whoever the view's servers are.
+            self.account("gateway", &method, "ok", started, entry.as_deref());
+            if !accepts_sse(headers) {
+                return wire::error(
+                    &Error::new(
+                        Kind::NotAcceptable,
+                        "subscriptions/listen answers with a stream: accept text/event-stream",
+                    ),
+                    msg.id,
+                );
+            }
+            let caps =
+                params.pointer("/_meta/io.modelcontextprotocol~1clientCapabilities").cloned().unwrap_or_default();
+            return self.listen((view, &access, owner.as_deref()), &caps, id, &params).await;
         }
         let server = target.server().map_or_else(|| "gateway".to_owned(), |(b, _)| b.cfg.name.clone());
         if !accepts_sse(headers) {
@@ -433,21 +450,14 @@ impl Gateway {
             let who = (&access, owner.as_deref(), headers.get(http::header::AUTHORIZATION));
             let reply = self.modern(view, who, &method, params, None, target).await;
             self.account(&server, &method, outcome(&reply.answer), started, entry.as_deref());
-            return json_reply(&Some(id), reply.answer);
+            return modern_json(&id, reply.answer);
         }
         // Streamed: progress and logs as they come, then the answer, all through one channel
         // (one writer keeps the order).
         let (values, mut rx) = super::queue::bounded::<Value>(super::queue::CALL);
-        let (tx, body_rx) = mpsc::channel::<Bytes>(STREAM_BUFFER);
-        tokio::spawn(async move {
-            while let Some(v) = rx.recv().await {
-                if tx.send(sse::encode(v.to_string().as_bytes(), None)).await.is_err() {
-                    break;
-                }
-            }
-        });
         let gateway = self.clone();
         let bearer = headers.get(http::header::AUTHORIZATION).cloned();
+        let answer_id = id.clone();
         tokio::spawn(async move {
             let who = (&access, owner.as_deref(), bearer.as_ref());
             let reply = gateway.modern(view, who, &method, params, Some(&values), target).await;
@@ -455,9 +465,28 @@ impl Gateway {
             for e in reply.events {
                 values.push(e);
             }
-            values.push(with_id(reply.answer, &id));
+            values.push(with_id(reply.answer, &answer_id));
         });
-        let mut resp = Response::new(http_body_util::BodyExt::boxed_unsync(Channel { rx: body_rx }));
+        // An answer that comes before anything else goes as JSON, with the status it calls for
+        // (a method not here is 404, a capability not declared 400); a stream starts only when
+        // there is something to send before the answer.
+        let Some(first) = rx.recv().await else {
+            return wire::error(&Error::new(Kind::Internal, "a modern call ended without an answer"), msg.id);
+        };
+        if first.get("method").is_none() {
+            return modern_json(&id, first);
+        }
+        let (tx, body_rx) = mpsc::channel::<Bytes>(STREAM_BUFFER);
+        tokio::spawn(async move {
+            let mut next = Some(first);
+            while let Some(v) = next.take() {
+                if tx.send(sse::encode(v.to_string().as_bytes(), None)).await.is_err() {
+                    break;
+                }
+                next = rx.recv().await;
+            }
+        });
+        let mut resp = Response::new(http_body_util::BodyExt::boxed_unsync(Channel::new(body_rx)));
         resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
         resp.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         resp
@@ -648,7 +677,7 @@ impl Gateway {
             }
             back.upstream.return_stream(feed);
         });
-        let mut resp = Response::new(http_body_util::BodyExt::boxed_unsync(Channel { rx }));
+        let mut resp = Response::new(http_body_util::BodyExt::boxed_unsync(Channel::new(rx)));
         resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
         resp.headers_mut().insert(SESSION_ID, session.header.clone());
         resp
@@ -916,6 +945,14 @@ fn id_of(msg: &crate::jsonrpc::Envelope<'_>) -> Option<Value> {
     msg.id.map(|raw| serde_json::from_str(raw.get()).unwrap_or(Value::Null))
 }
 
+/// A 2026-07-28 answer as JSON, with the HTTP status its error calls for in that revision.
+fn modern_json(id: &Value, answer: Value) -> Response<Body> {
+    let status = wire::modern_status(&answer);
+    let mut resp = json_reply(&Some(id.clone()), answer);
+    *resp.status_mut() = status;
+    resp
+}
+
 fn json_reply(id: &Option<Value>, answer: Value) -> Response<Body> {
     let msg = with_id(answer, id.as_ref().unwrap_or(&Value::Null));
     let mut resp = Response::new(body::full(msg.to_string()));
@@ -1023,8 +1060,14 @@ fn text(code: StatusCode, s: String) -> Response<Body> {
 }
 
 /// A response body fed by a channel (an SSE stream the gateway writes).
-struct Channel {
+pub(super) struct Channel {
     rx: mpsc::Receiver<Bytes>,
+}
+
+impl Channel {
+    pub(super) fn new(rx: mpsc::Receiver<Bytes>) -> Self {
+        Channel { rx }
+    }
 }
 
 /// SSE events written ahead of a client that reads slowly; past this, the writer waits.

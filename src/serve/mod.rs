@@ -8,6 +8,7 @@ mod caller;
 mod child;
 mod dispatch;
 mod front;
+mod listen;
 mod metrics;
 mod modern;
 use crate::mcp::queue;
@@ -88,6 +89,8 @@ pub struct Gateway {
     modern_clients: std::sync::Mutex<std::collections::HashMap<ModernCaller, ModernClient>>,
     sessions_modern: SessionTable<Client>,
     parked: modern::Parked,
+    /// The open `subscriptions/listen` streams, fed by `dispatch`.
+    listeners: listen::Listeners,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -184,6 +187,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
         // One session per view (`modern_client`): bounded by the configuration.
         sessions_modern: SessionTable::new(crate::mcp::session::Limits::global(usize::MAX)),
         parked: Default::default(),
+        listeners: Default::default(),
     });
     for server in cfg.servers.iter().filter(|s| s.enabled) {
         match start_backend(server, &cfg, gateway.authz.as_ref(), tx.clone(), shutdown.clone()).await {
@@ -374,6 +378,10 @@ async fn dispatch(gateway: Arc<Gateway>, mut rx: queue::Receiver<Unsolicited>) {
             "notifications/resources/list_changed" => &["resources", "resourceTemplates"],
             _ => &[],
         };
+        if !kinds.is_empty() || method == "notifications/resources/updated" {
+            // 2026-07-28 callers hear of changes on their `subscriptions/listen` streams.
+            gateway.listeners.tell(&gateway.router, &u.backend, u.session.as_deref(), &u.message);
+        }
         if !kinds.is_empty() {
             gateway.router.invalidate(&u.backend, kinds);
             if let Some(session) = &u.session {

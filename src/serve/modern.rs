@@ -32,6 +32,8 @@ pub struct Parked {
 }
 
 struct ParkedCall {
+    /// The upstream session the call runs in.
+    client: Arc<Session<Client>>,
     backend: String,
     call: Call,
     /// Where the answer to the pending input request goes.
@@ -77,6 +79,18 @@ impl Gateway {
         Some(s)
     }
 
+    /// The upstream session of a 2026-07-28 caller that declared `caps` (apart for those that
+    /// take URL-mode elicitation).
+    pub(super) fn modern_session(
+        &self,
+        view: &View,
+        owner: Option<&str>,
+        caps: &Value,
+    ) -> Option<Arc<Session<Client>>> {
+        let url = declared(caps, "elicitation/create", &json!({"mode": "url"}));
+        self.modern_client(view, owner, url)
+    }
+
     /// One modern request (headers already checked against the body).
     pub async fn modern(
         self: &Arc<Self>,
@@ -95,8 +109,7 @@ impl Gateway {
                 m.remove(k);
             }
         }
-        let url = declared(&caps, "elicitation/create", &json!({"mode": "url"}));
-        let Some(client) = self.modern_client(&view, owner, url) else {
+        let Some(client) = self.modern_session(&view, owner, &caps) else {
             return Reply {
                 events: vec![],
                 answer: err(Error::new(Kind::Internal, "no modern client session for this view")),
@@ -107,19 +120,22 @@ impl Gateway {
         let cfg = self.router.config();
         let ttl = cfg.gateway.cache_ttl.as_millis() as u64;
         match method {
-            // Liveness is the gateway's to answer, in this era as in the other.
+            // Liveness is the gateway's to answer, in this era as in the other (the revision
+            // dropped `ping`, and lets a server that has it answer: clients still send it).
             "ping" => Reply { events: vec![], answer: json!({"result": {"resultType": "complete"}}) },
+            // Gone in this revision (`server/discover`, `_meta`'s logLevel and
+            // `subscriptions/listen` do their work): not methods here (404).
+            "initialize" | "logging/setLevel" | "resources/subscribe" | "resources/unsubscribe" => Reply {
+                events: vec![],
+                answer: err(Error::new(Kind::MethodNotFound, format!("{method} is not a method of 2026-07-28"))),
+            },
             "server/discover" => {
                 let init = self.router.initialize(&view, "2025-11-25");
                 let r = &init["result"];
-                // Subscribing is `subscriptions/listen` in this revision, which the gateway does not
-                // relay yet: not promised (`resources/subscribe` is gone from the revision).
-                let mut capabilities = r["capabilities"].clone();
-                if let Some(c) = capabilities.get_mut("resources").and_then(Value::as_object_mut) {
-                    c.remove("subscribe");
-                }
+                // Subscribing is `subscriptions/listen` here (listen.rs), as the capabilities say.
+                let capabilities = r["capabilities"].clone();
                 let mut result = json!({
-                    "supportedVersions": ["2026-07-28"],
+                    "supportedVersions": crate::mcp::era::KNOWN_VERSIONS.iter().rev().collect::<Vec<_>>(),
                     "capabilities": capabilities,
                     "resultType": "complete", "ttlMs": 0, "cacheScope": "private",
                     "_meta": {META_SERVER_INFO: r["serverInfo"]},
@@ -151,7 +167,7 @@ impl Gateway {
                             None => err(Error::new(Kind::InvalidParams, "the retry carried no answer")),
                         };
                         let _ = p.reply.send(reply);
-                        return self.drive(p.backend, p.call, p.timeout, &caps, live).await;
+                        return self.drive(&p.client, p.backend, p.call, p.timeout, &meta, live).await;
                     }
                     return Reply {
                         events: vec![],
@@ -168,7 +184,9 @@ impl Gateway {
                 };
                 let mut reply = match routed {
                     Routed::Answer(answer) => Reply { events: vec![], answer: complete(answer) },
-                    Routed::Call { backend, call, timeout } => self.drive(backend, call, timeout, &caps, live).await,
+                    Routed::Call { backend, call, timeout } => {
+                        self.drive(&client, backend, call, timeout, &meta, live).await
+                    }
                 };
                 if method == "resources/read" {
                     cache_hints(&mut reply.answer);
@@ -182,12 +200,16 @@ impl Gateway {
     /// notifications go to `live` as they come (a streamed response), else with the answer.
     async fn drive(
         self: &Arc<Self>,
+        client: &Arc<Session<Client>>,
         backend: String,
         mut call: Call,
         timeout: Duration,
-        caps: &Value,
+        meta: &Value,
         live: Option<&queue::Sender<Value>>,
     ) -> Reply {
+        let caps = meta.get(META_CAPABILITIES).unwrap_or(&Value::Null);
+        // Logs only for a request that asked for them, from the level it named.
+        let level = meta.get(META_LOG_LEVEL).and_then(Value::as_str);
         // Without a live stream, notifications wait for the answer, as bounded as on a stream.
         let (kept, mut kept_rx) = queue::bounded::<Value>(queue::CALL);
         let out = live.unwrap_or(&kept);
@@ -197,11 +219,26 @@ impl Gateway {
             tokio::select! {
                 biased;
                 ev = call.events.recv() => match ev {
-                    Some(Event::Notification(m)) => { out.push(m); }
+                    Some(Event::Notification(m)) => if logged(&m, level) { out.push(m); },
                     Some(Event::Request { method, params, reply }) => {
                         if !declared(caps, &method, &params) {
-                            let _ = reply.send(err(Error::new(Kind::MethodNotFound, format!("the client did not declare what {method} needs"))));
-                            continue;
+                            let why = format!("{backend} asks the client for {method}, which it did not declare");
+                            let _ = reply.send(err(Error::new(Kind::MethodNotFound, why.clone())));
+                            // Roots are asked for on the side (servers look whether there are
+                            // any, and go on without): the call goes on.
+                            if method == "roots/list" {
+                                continue;
+                            }
+                            // A question the call waits on (a user's answer, a sample): the call
+                            // ends, for the server (cancelled) and for the client, told what to
+                            // declare (-32021, HTTP 400).
+                            let needs = required(&method, &params);
+                            if let Some(b) = self.router.backend(&backend) {
+                                let params = json!({"requestId": call.upstream_id, "reason": why});
+                                b.link.notify(client, "notifications/cancelled", params);
+                            }
+                            let missing = Error::new(Kind::MissingCapability, why).with_data(json!({"requiredCapabilities": needs}));
+                            return Reply { events: events_of(&mut kept_rx), answer: err(missing) };
                         }
                         let state = crate::mcp::session::new_id().unwrap_or_default();
                         let key = "input".to_owned();
@@ -213,7 +250,7 @@ impl Gateway {
                         self.parked.expire();
                         self.parked.calls.lock().unwrap_or_else(|p| p.into_inner()).insert(
                             state,
-                            ParkedCall { backend, call, reply, key, timeout, since: Instant::now() },
+                            ParkedCall { client: client.clone(), backend, call, reply, key, timeout, since: Instant::now() },
                         );
                         return Reply { events: events_of(&mut kept_rx), answer };
                     }
@@ -229,7 +266,9 @@ impl Gateway {
                 },
                 r = &mut call.response => {
                     while let Some(Event::Notification(m)) = call.events.try_recv() {
-                        out.push(m);
+                        if logged(&m, level) {
+                            out.push(m);
+                        }
                     }
                     let answer = r.map_or_else(|_| err(Error::dropped(&backend)), super::backend::Reply::into_value);
                     return Reply { events: events_of(&mut kept_rx), answer: complete(answer) };
@@ -272,18 +311,60 @@ fn declared(caps: &Value, method: &str, params: &Value) -> bool {
     }
 }
 
+/// Whether a notification of a call goes to a 2026-07-28 client that asked for logs at `level`
+/// (`_meta`'s logLevel; none: no logs): everything but logs does.
+fn logged(note: &Value, level: Option<&str>) -> bool {
+    const LEVELS: [&str; 8] = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
+    if note.get("method").and_then(Value::as_str) != Some("notifications/message") {
+        return true;
+    }
+    let rank = |l: Option<&str>| l.and_then(|l| LEVELS.iter().position(|x| *x == l));
+    match (rank(level), rank(note.pointer("/params/level").and_then(Value::as_str))) {
+        (Some(wanted), Some(said)) => said >= wanted,
+        // No level asked for (or none there is): no logs. A log of no known level: kept.
+        (None, _) => false,
+        (Some(_), None) => true,
+    }
+}
+
+/// The client capabilities a server's request needs, as `requiredCapabilities` names them.
+fn required(method: &str, params: &Value) -> Value {
+    match method {
+        "elicitation/create" if params.get("mode").and_then(Value::as_str) == Some("url") => {
+            json!({"elicitation": {"url": {}}})
+        }
+        "elicitation/create" => json!({"elicitation": {}}),
+        "sampling/createMessage" => json!({"sampling": {}}),
+        _ => json!({}),
+    }
+}
+
 /// What a 2026-07-28 request must be, checked before anything is done with it (HTTP 400 else):
-/// `_meta` naming the revision and the client's capabilities; a retry's `inputResponses` an
-/// object of answers and its `requestState` a string.
-pub fn check_request(params: &Value) -> Result<(), Error> {
+/// `_meta` naming the revision (the one `MCP-Protocol-Version` names, and one spoken here) and
+/// the client's capabilities; a retry's `inputResponses` an object of answers and its
+/// `requestState` a string.
+pub fn check_request(params: &Value, header: Option<&str>) -> Result<(), Error> {
     let meta = params.get("_meta");
     let version = meta.and_then(|m| m.get(META_VERSION)).and_then(Value::as_str);
     let caps = meta.and_then(|m| m.get(META_CAPABILITIES)).filter(|c| c.is_object());
-    if version.is_none() || caps.is_none() {
+    let (Some(version), Some(_)) = (version, caps) else {
         return Err(Error::new(
             Kind::InvalidParams,
             "a 2026-07-28 request carries _meta with io.modelcontextprotocol/protocolVersion and an object io.modelcontextprotocol/clientCapabilities",
         ));
+    };
+    // The header is what intermediaries act on, the body what is carried out: they must agree.
+    if let Some(h) = header
+        && h != version
+    {
+        return Err(Error::new(
+            Kind::HeaderMismatch,
+            format!("the MCP-Protocol-Version header ({h:?}) does not match _meta's protocolVersion ({version:?})"),
+        ));
+    }
+    // The gateway answers as the one modern revision it knows.
+    if version != crate::mcp::era::FIRST_MODERN {
+        return Err(crate::mcp::era::UnsupportedVersion(version.chars().take(40).collect()).into());
     }
     if let Some(r) = params.get("inputResponses")
         && !r.as_object().is_some_and(|answers| answers.values().all(Value::is_object))

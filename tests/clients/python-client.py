@@ -148,6 +148,9 @@ class Sdk:
     async def read(self, uri):
         return (await self.session.read_resource(uri)).contents
 
+    def sdk_session(self):
+        return self.session
+
     async def subscribe(self, uri):
         await self.session.subscribe_resource(uri)
 
@@ -218,6 +221,9 @@ class FastMcp:
     async def read(self, uri):
         return await self.client.read_resource(uri)
 
+    def sdk_session(self):
+        return self.client.session
+
     # fastmcp.Client has no subscribe of its own: its SDK session's.
     async def subscribe(self, uri):
         await self.client.session.subscribe_resource(uri)
@@ -265,6 +271,8 @@ def steps(c):
 
     async def subscribe():
         uri = next(str(r.uri) for r in await c.resources() if str(r.uri).startswith(URI_PREFIX + "demo://"))
+        if c.protocol() == "2026-07-28":
+            return await listen_for_update(uri)
         await c.subscribe(uri)
         if (await toggle_updates(c)).startswith("Stopped"):
             await toggle_updates(c)
@@ -273,6 +281,19 @@ def steps(c):
             await toggle_updates(c)
         await c.unsubscribe(uri)
         return {"uri": own_uri(uri), "updated": own_uri(asked.updated[0])}
+
+    async def listen_for_update(uri):
+        # The revision's way (resources/subscribe is gone): a subscriptions/listen stream naming
+        # the resource, its updates as events.
+        from mcp.client.subscriptions import listen
+
+        async with listen(c.sdk_session(), resource_subscriptions=[uri]) as sub:
+            if (await toggle_updates(c)).startswith("Stopped"):
+                await toggle_updates(c)
+            event = await asyncio.wait_for(sub.__anext__(), 10)
+            if (await toggle_updates(c)).startswith("Started"):
+                await toggle_updates(c)
+        return {"uri": own_uri(uri), "updated": own_uri(event.uri)}
 
     async def progress():
         seen = []

@@ -137,3 +137,109 @@ async fn malformed_modern_requests_are_400_and_reads_carry_cache_hints_on_every_
     })
     .await;
 }
+
+/// A 2026-07-28 request to `url`: the standard headers mirroring the body, `_meta` naming the
+/// revision and `caps` (the client's capabilities).
+async fn modern(url: &str, method: &str, name: Option<&str>, mut params: Value, caps: Value) -> Reply {
+    let mut h = MCP_HEADERS.to_vec();
+    h.extend([("mcp-protocol-version", "2026-07-28"), ("mcp-method", method)]);
+    if let Some(n) = name {
+        h.push(("mcp-name", n));
+    }
+    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                             "io.modelcontextprotocol/clientCapabilities": caps});
+    let body = json!({"jsonrpc": "2.0", "id": 5, "method": method, "params": params});
+    request("POST", url, &h, &body.to_string()).await
+}
+
+/// What the revision's servers answer with an HTTP status, the gateway answers so on every
+/// route: a method it has not (an unknown one, `initialize`, `resources/subscribe`) is 404; a
+/// revision it does not speak is 400 naming those it does; a header that disagrees with `_meta`
+/// is 400; a call whose server asks what the client did not declare is 400 naming the
+/// capability (-32021), and a `subscriptions/listen` without its filter is 400.
+#[tokio::test]
+async fn modern_errors_carry_the_statuses_of_the_revision_on_every_route() {
+    let m = Matrix::start("serve-modern-status", json!({}), json!({}), false).await;
+    on_routes(&m, &ROUTES, |m, route| async move {
+        let url = m.url(route);
+        for method in ["unknown/method", "initialize", "logging/setLevel"] {
+            let r = modern(&url, method, None, json!({}), json!({})).await;
+            assert_eq!((r.status, r.json()["error"]["code"].clone()), (404, json!(-32601)), "{route}: {method}: {}", r.body);
+        }
+        let uri = route.uri("demo://resource/static/document/architecture.md");
+        let r = modern(&url, "resources/subscribe", Some(&uri), json!({"uri": uri}), json!({})).await;
+        assert_eq!(r.status, 404, "{route}: resources/subscribe: {}", r.body);
+        // A revision nobody speaks: refused naming those the gateway does, the one asked echoed.
+        let mut h = MCP_HEADERS.to_vec();
+        h.extend([("mcp-protocol-version", "v999.0.0"), ("mcp-method", "server/discover")]);
+        let body = json!({"jsonrpc": "2.0", "id": 6, "method": "server/discover", "params": {"_meta": {
+            "io.modelcontextprotocol/protocolVersion": "v999.0.0", "io.modelcontextprotocol/clientCapabilities": {}}}});
+        let r = request("POST", &url, &h, &body.to_string()).await;
+        let e = &r.json()["error"];
+        assert_eq!((r.status, e["code"].clone(), e["data"]["requested"].clone()), (400, json!(-32022), json!("v999.0.0")), "{route}: {}", r.body);
+        let discover = modern(&url, "server/discover", None, json!({}), json!({})).await.message();
+        let spoken = &discover["result"]["supportedVersions"];
+        assert!(spoken.as_array().unwrap().contains(&json!("2026-07-28")), "{route}: {discover}");
+        assert_eq!(&e["data"]["supported"], spoken, "{route}: as discover says: {}", r.body);
+        // The header says one revision, `_meta` another.
+        let mut h = MCP_HEADERS.to_vec();
+        h.extend([("mcp-protocol-version", "2026-07-28"), ("mcp-method", "server/discover")]);
+        let body = json!({"jsonrpc": "2.0", "id": 7, "method": "server/discover", "params": {"_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2025-11-25", "io.modelcontextprotocol/clientCapabilities": {}}}});
+        let r = request("POST", &url, &h, &body.to_string()).await;
+        assert_eq!((r.status, r.json()["error"]["code"].clone()), (400, json!(-32020)), "{route}: {}", r.body);
+        // The server asks for sampling, which this client did not declare.
+        let tool = route.name("trigger-sampling-request");
+        let r = modern(&url, "tools/call", Some(&tool), json!({"name": tool, "arguments": {"prompt": "hi", "maxTokens": 5}}), json!({})).await;
+        let e = &r.json()["error"];
+        assert_eq!((r.status, e["code"].clone()), (400, json!(-32021)), "{route}: {}", r.body);
+        assert_eq!(e["data"]["requiredCapabilities"], json!({"sampling": {}}), "{route}: {}", r.body);
+        let r = modern(&url, "subscriptions/listen", None, json!({}), json!({})).await;
+        assert_eq!((r.status, r.json()["error"]["code"].clone()), (400, json!(-32602)), "{route}: {}", r.body);
+    })
+    .await;
+}
+
+/// `subscriptions/listen` on every route: the acknowledgement comes first, saying what will be
+/// delivered and tagged with the subscription's id (the request's); then the updates of the
+/// resource named, as the caller named it — started by the same caller's call, as a server that
+/// keeps them per session needs — and nothing it did not ask for (no logs, no list changes).
+#[tokio::test]
+async fn a_modern_client_hears_the_updates_it_listens_for_on_every_route() {
+    // Apart: each server-everything on an endpoint of its own (its simulated updates are one
+    // switch for every client of a stdio child).
+    let m = Matrix::start("serve-listen", json!({}), json!({}), true).await;
+    on_routes(&m, &ROUTES, |m, route| async move {
+        let url = m.url(route);
+        let uri = route.uri("demo://resource/static/document/architecture.md");
+        let mut h = MCP_HEADERS.to_vec();
+        h.extend([("mcp-protocol-version", "2026-07-28"), ("mcp-method", "subscriptions/listen")]);
+        let body = json!({"jsonrpc": "2.0", "id": "listen-1", "method": "subscriptions/listen", "params": {
+            "notifications": {"resourceSubscriptions": [uri], "promptsListChanged": false},
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}});
+        let mut stream = Sse::open("POST", &url, &h, &body.to_string()).await;
+        assert_eq!(stream.status, 200, "{route}");
+        let Next::Message(ack) = stream.next(Duration::from_secs(10)).await else { panic!("{route}: no acknowledgement") };
+        assert_eq!(ack["method"], "notifications/subscriptions/acknowledged", "{route}: {ack}");
+        assert_eq!(ack["params"]["notifications"], json!({"resourceSubscriptions": [uri]}), "{route}: {ack}");
+        assert_eq!(ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "listen-1", "{route}: {ack}");
+        // The same caller starts the server's updates (off first if they were on).
+        let toggle = route.name("toggle-subscriber-updates");
+        let flip = || modern(&url, "tools/call", Some(&toggle), json!({"name": toggle, "arguments": {}}), json!({}));
+        let said = flip().await.message();
+        if said.to_string().contains("Stopped") {
+            flip().await;
+        }
+        let heard = stream
+            .until(Duration::from_secs(10), |n| {
+                assert_ne!(n["method"], "notifications/message", "{route}: a log on a listen stream: {n}");
+                n["method"] == "notifications/resources/updated"
+            })
+            .await
+            .unwrap_or_else(|got| panic!("{route}: no update: {got:?}\n{}", m.output()));
+        assert_eq!(heard["params"]["uri"], uri.as_str(), "{route}: {heard}");
+        assert_eq!(heard["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "listen-1", "{route}: {heard}");
+        flip().await;
+    })
+    .await;
+}

@@ -120,15 +120,10 @@ async fn fastmcps_default_client_gets_what_it_gets_direct_on_every_route() {
     same_as_direct_on_every_route("fastmcp", STEPS, &[]).await;
 }
 
-/// Direct (2025-11-25) FastMCP's default client subscribes and hears the update; through the
-/// gateway it speaks 2026-07-28, whose endpoint refuses `resources/subscribe` — the SDK sends no
-/// `Mcp-Name` for it (the revision removed the method), and the gateway relays no
-/// `subscriptions/listen`, the revision's replacement (issue 18); the gateway's `server/discover`
-/// no longer promises `resources.subscribe`, but the client subscribes anyway.
+/// FastMCP's default client subscribes and hears the update: direct (2025-11-25) with
+/// `resources/subscribe`, through the gateway (2026-07-28) with the revision's
+/// `subscriptions/listen`, the stream the gateway feeds from the server's updates (listen.rs).
 #[tokio::test]
-#[ignore = "issue 15: FastMCP's default client through the gateway (2026-07-28) cannot subscribe, on every route: \
-            resources/subscribe -> -32020 \"the Mcp-Name header is required for resources/subscribe\"; direct \
-            (2025-11-25) it subscribes and hears the update"]
 async fn fastmcps_default_client_subscribes_as_direct_on_every_route() {
     same_as_direct_on_every_route("fastmcp", &["info", "subscribe"], &[]).await;
 }

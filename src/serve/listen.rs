@@ -1,0 +1,387 @@
+//! `subscriptions/listen` (2026-07-28): one long-lived request whose SSE stream carries the
+//! change notifications its caller opted in to — list changes, and updates of the resources it
+//! names (the revision's replacement for the GET stream and `resources/subscribe`).
+//!
+//! Behind the gateway the servers speak 2025, where those notifications come unasked (list
+//! changes) or on a subscription a session made (resource updates). A caller's 2026-07-28
+//! requests share one upstream session (`modern_client`, modern.rs); its listen streams are
+//! registered here against that session, which subscribes at the servers to the resources they
+//! name — so a server that keeps state per session (what it updates, what it lists) sees the
+//! caller's calls and subscriptions together, as a 2025 client's would be. `dispatch` (mod.rs)
+//! hands every list change and resource update to `Listeners::tell`, which writes each to the
+//! streams it concerns, tagged with the subscription's id (the listen request's id). A stream
+//! ends when its caller goes, or with the gateway; its subscriptions end with it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Response;
+use http::header::{CONTENT_TYPE, HeaderValue};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::Gateway;
+use super::backend::Outgoing;
+use super::router::Routed;
+use super::session::{Client, View};
+use crate::error::{Error, Kind};
+use crate::http::body::Body;
+use crate::http::wire;
+use crate::mcp::modern::{META_SERVER_INFO, META_SUBSCRIPTION_ID};
+use crate::mcp::session::Session;
+use crate::policy::Access;
+use crate::transport::sse;
+
+/// A comment on an idle stream this often keeps proxies from closing it (and the session from
+/// being taken for idle).
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// SSE events written ahead of a slow reader; past this, the feed gives way as `queue` says.
+const BUFFER: usize = 16;
+
+/// What a listen stream carries: the caller's filter, narrowed to what the gateway can deliver.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Filter {
+    tools: bool,
+    prompts: bool,
+    resources: bool,
+    /// Resource URIs whose updates are wanted, as the caller names them.
+    uris: Vec<String>,
+}
+
+impl Filter {
+    /// `params.notifications`, which the revision requires: an object of three booleans and a
+    /// list of URIs, each optional.
+    fn read(params: &Value) -> Result<Filter, Error> {
+        let bad = |why: &str| Error::new(Kind::InvalidParams, format!("subscriptions/listen: {why}"));
+        let n = params.get("notifications").ok_or_else(|| bad("params.notifications is required"))?;
+        let n = n.as_object().ok_or_else(|| bad("params.notifications is an object"))?;
+        let flag = |key: &str| match n.get(key) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(bad(&format!("notifications.{key} is a boolean"))),
+        };
+        let uris = match n.get("resourceSubscriptions") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => {
+                let uris: Option<Vec<String>> = a.iter().map(|u| u.as_str().map(str::to_owned)).collect();
+                let mut uris = uris.ok_or_else(|| bad("notifications.resourceSubscriptions lists strings"))?;
+                uris.dedup();
+                if uris.len() > super::session::MAX_SUBSCRIPTIONS {
+                    let max = super::session::MAX_SUBSCRIPTIONS;
+                    return Err(bad(&format!("at most {max} resourceSubscriptions per stream")));
+                }
+                uris
+            }
+            Some(_) => return Err(bad("notifications.resourceSubscriptions is an array")),
+        };
+        Ok(Filter {
+            tools: flag("toolsListChanged")?,
+            prompts: flag("promptsListChanged")?,
+            resources: flag("resourcesListChanged")?,
+            uris,
+        })
+    }
+
+    /// What of it the view's servers can deliver, as their capabilities say (the gateway says
+    /// list changes itself; resource updates need a server that takes subscriptions).
+    fn honored(mut self, capabilities: &Value) -> Filter {
+        let has = |path: &str| capabilities.pointer(path) == Some(&Value::Bool(true));
+        self.tools &= has("/tools/listChanged");
+        self.prompts &= has("/prompts/listChanged");
+        self.resources &= has("/resources/listChanged");
+        if !has("/resources/subscribe") {
+            self.uris.clear();
+        }
+        self
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.tools && !self.prompts && !self.resources && self.uris.is_empty()
+    }
+
+    /// The filter as the acknowledgement says it: only what is on.
+    fn to_wire(&self) -> Value {
+        let mut f = serde_json::Map::new();
+        for (key, on) in [
+            ("toolsListChanged", self.tools),
+            ("promptsListChanged", self.prompts),
+            ("resourcesListChanged", self.resources),
+        ] {
+            if on {
+                f.insert(key.into(), Value::Bool(true));
+            }
+        }
+        if !self.uris.is_empty() {
+            f.insert("resourceSubscriptions".into(), json!(self.uris));
+        }
+        Value::Object(f)
+    }
+
+    /// Whether a server's notification goes on the stream (logs, progress and the like never do).
+    fn passes(&self, note: &Value) -> bool {
+        match note.get("method").and_then(Value::as_str) {
+            Some("notifications/tools/list_changed") => self.tools,
+            Some("notifications/prompts/list_changed") => self.prompts,
+            Some("notifications/resources/list_changed") => self.resources,
+            Some("notifications/resources/updated") => {
+                note.pointer("/params/uri").and_then(Value::as_str).is_some_and(|u| self.uris.iter().any(|w| w == u))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A notification tagged with the subscription it belongs to.
+fn tagged(mut note: Value, id: &Value) -> Value {
+    if !note.get("params").is_some_and(Value::is_object) {
+        note["params"] = json!({});
+    }
+    let params = &mut note["params"];
+    if !params.get("_meta").is_some_and(Value::is_object) {
+        params["_meta"] = json!({});
+    }
+    params["_meta"][META_SUBSCRIPTION_ID] = id.clone();
+    note
+}
+
+/// The open listen streams, by the upstream session of their caller.
+#[derive(Default)]
+pub struct Listeners {
+    open: std::sync::Mutex<Vec<Listener>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+/// One open stream: whose session it follows, what it wants, where it goes.
+struct Listener {
+    key: u64,
+    session: String,
+    view: View,
+    filter: Filter,
+    to: super::queue::Sender<Value>,
+}
+
+/// Streams open at once, over every caller (as the SDK's servers bound them).
+const MAX_STREAMS: usize = 1024;
+
+impl Listeners {
+    /// What a server said on its own, to the streams it concerns: a list change to every stream
+    /// that sees the server (or, when one upstream session reported it, to that session's
+    /// streams); a resource update to the streams that name the resource, under the URI they
+    /// named it by. Called for every such notification (`dispatch`); cheap when none is open.
+    pub fn tell(&self, router: &super::router::Router, backend: &str, session: Option<&str>, note: &Value) {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if open.is_empty() {
+            return;
+        }
+        let uri = note.pointer("/params/uri").and_then(Value::as_str);
+        for l in open.iter() {
+            let sees = match &l.view {
+                View::All => true,
+                View::One(n) => n == backend,
+            };
+            if !sees || session.is_some_and(|s| s != l.session) {
+                continue;
+            }
+            let mut note = note.clone();
+            if let Some(uri) = uri {
+                // As this stream's caller names it (the merged endpoint's prefixed URI).
+                note["params"]["uri"] = Value::String(router.client_uri(&l.view, backend, uri));
+            }
+            if l.filter.passes(&note) {
+                l.to.push(note);
+            }
+        }
+    }
+
+    /// Registers a stream; its key takes it away again.
+    fn add(&self, session: &str, view: View, filter: Filter, to: super::queue::Sender<Value>) -> Result<u64, Error> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if open.len() >= MAX_STREAMS {
+            return Err(Error::new(Kind::TooManySessions, "too many subscriptions/listen streams are open"));
+        }
+        let key = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        open.push(Listener { key, session: session.to_owned(), view, filter, to });
+        Ok(key)
+    }
+
+    /// Takes a stream away: the URIs only it wanted in its session (to unsubscribe from).
+    fn remove(&self, key: u64) -> Vec<String> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(i) = open.iter().position(|l| l.key == key) else { return Vec::new() };
+        let gone = open.swap_remove(i);
+        let kept = |u: &String| open.iter().any(|l| l.session == gone.session && l.filter.uris.contains(u));
+        gone.filter.uris.into_iter().filter(|u| !kept(u)).collect()
+    }
+}
+
+impl Gateway {
+    /// A `subscriptions/listen` request (its `_meta` already checked): the stream, or the error
+    /// that refuses it.
+    pub async fn listen(
+        self: &Arc<Self>,
+        (view, access, owner): (View, &Access, Option<&str>),
+        caps: &Value,
+        id: Value,
+        params: &Value,
+    ) -> Response<Body> {
+        let raw_id = serde_json::value::to_raw_value(&id).ok();
+        let refuse = |e: &Error| wire::error(e, raw_id.as_deref());
+        let init = self.router.initialize(&view, "2025-11-25");
+        let filter = match Filter::read(params) {
+            Ok(f) => f.honored(&init["result"]["capabilities"]),
+            Err(e) => return refuse(&e),
+        };
+        let Some(client) = self.modern_session(&view, owner, caps) else {
+            return refuse(&Error::new(Kind::Internal, "no modern client session for this view"));
+        };
+        let mut filter = filter;
+        filter.uris = self.subscribe(&client, access, filter.uris).await;
+        let (to, feed) = super::queue::bounded::<Value>(super::queue::SESSION);
+        let key = match self.listeners.add(client.id(), view, filter.clone(), to) {
+            Ok(key) => key,
+            Err(e) => {
+                self.unsubscribe(&client, filter.uris).await;
+                return refuse(&e);
+            }
+        };
+        tracing::debug!(session = client.label(), "subscriptions/listen: {}", filter.to_wire());
+        let (tx, rx) = mpsc::channel::<Bytes>(BUFFER);
+        let info = init["result"]["serverInfo"].clone();
+        tokio::spawn(self.clone().deliver(client, (key, feed), filter, (id, info), tx));
+        let mut resp = Response::new(http_body_util::BodyExt::boxed_unsync(super::front::Channel::new(rx)));
+        resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        resp.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        resp
+    }
+
+    /// Subscribes the caller's session to each URI the caller may read, at the server that
+    /// offers it: the URIs it is subscribed to (one no server offers, or that its server
+    /// refused, is left out of the acknowledgement).
+    async fn subscribe(&self, session: &Arc<Session<Client>>, access: &Access, uris: Vec<String>) -> Vec<String> {
+        let mut kept = Vec::with_capacity(uris.len());
+        for uri in uris {
+            if !self.router.may_use_resource(&session.upstream.view, access, &uri) {
+                continue;
+            }
+            let answer = self.ask(session, "resources/subscribe", &uri).await;
+            match answer.get("error") {
+                None => kept.push(uri),
+                Some(e) => tracing::debug!(session = session.label(), "subscriptions/listen: {uri} left out: {e}"),
+            }
+        }
+        kept
+    }
+
+    async fn unsubscribe(&self, session: &Arc<Session<Client>>, uris: Vec<String>) {
+        for uri in uris {
+            self.ask(session, "resources/unsubscribe", &uri).await;
+        }
+    }
+
+    /// `resources/subscribe` or `unsubscribe` for `uri` in `session`, through the router (which
+    /// finds the server and keeps the session's count), and its answer.
+    async fn ask(&self, session: &Arc<Session<Client>>, method: &'static str, uri: &str) -> Value {
+        let out = Outgoing::Message { method, params: json!({"uri": uri}) };
+        match self.router.route(session, None, out).await {
+            Routed::Answer(a) => a,
+            Routed::Call { backend, call, timeout } => match tokio::time::timeout(timeout, call.response).await {
+                Ok(Ok(reply)) => reply.into_value(),
+                _ => wire::answer(&Error::late(&backend, timeout)),
+            },
+        }
+    }
+
+    /// Writes the stream: the acknowledgement, then what `Listeners::tell` sends it, until the
+    /// caller goes or the gateway stops (a last result says the stream is complete); then its
+    /// subscriptions end.
+    async fn deliver(
+        self: Arc<Self>,
+        session: Arc<Session<Client>>,
+        (key, mut feed): (u64, super::queue::Receiver<Value>),
+        filter: Filter,
+        (id, info): (Value, Value),
+        tx: mpsc::Sender<Bytes>,
+    ) {
+        let event = |v: &Value| sse::encode(v.to_string().as_bytes(), None);
+        let ack = json!({
+            "jsonrpc": "2.0",
+            "method": "notifications/subscriptions/acknowledged",
+            "params": {"notifications": filter.to_wire()},
+        });
+        let done = json!({
+            "jsonrpc": "2.0", "id": id,
+            "result": {"resultType": "complete", "_meta": {META_SUBSCRIPTION_ID: id, META_SERVER_INFO: info}},
+        });
+        let mut open = tx.send(event(&tagged(ack, &id))).await.is_ok();
+        // Nothing to deliver: acknowledged, and complete at once.
+        let mut finish = filter.is_empty();
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
+        while open && !finish {
+            tokio::select! {
+                m = feed.recv() => match m {
+                    Some(m) => open = tx.send(event(&tagged(m, &id))).await.is_ok(),
+                    None => finish = true,
+                },
+                _ = tick.tick() => {
+                    // The session is in use while a stream follows it; one a reload ended ends
+                    // the stream.
+                    if self.sessions_modern.get(session.id()).is_none() {
+                        finish = true;
+                    } else {
+                        open = tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_ok();
+                    }
+                }
+                () = tx.closed() => open = false,
+                () = self.shutdown.cancelled() => finish = true,
+            }
+        }
+        if open {
+            let _ = tx.send(event(&done)).await;
+        }
+        let only_ours = self.listeners.remove(key);
+        self.unsubscribe(&session, only_ours).await;
+        tracing::debug!(session = session.label(), "subscriptions/listen ended");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_filter_is_read_strictly_and_narrowed_to_what_servers_deliver() {
+        let f =
+            Filter::read(&json!({"notifications": {"toolsListChanged": true, "resourceSubscriptions": ["a", "b"]}}));
+        let f = f.unwrap_or_default();
+        assert_eq!(f, Filter { tools: true, prompts: false, resources: false, uris: vec!["a".into(), "b".into()] });
+        for bad in [
+            json!({}),
+            json!({"notifications": []}),
+            json!({"notifications": {"toolsListChanged": "yes"}}),
+            json!({"notifications": {"resourceSubscriptions": "a"}}),
+            json!({"notifications": {"resourceSubscriptions": [1]}}),
+        ] {
+            assert!(Filter::read(&bad).is_err(), "{bad}");
+        }
+        let caps = json!({"tools": {"listChanged": true}, "resources": {"listChanged": true}});
+        let honored = f.honored(&caps);
+        assert_eq!(honored.to_wire(), json!({"toolsListChanged": true}));
+        assert!(!honored.passes(&json!({"method": "notifications/prompts/list_changed"})));
+        assert!(honored.passes(&json!({"method": "notifications/tools/list_changed"})));
+        assert!(!honored.passes(&json!({"method": "notifications/message", "params": {}})));
+    }
+
+    #[test]
+    fn each_notification_carries_the_subscription_id() {
+        let id = json!(7);
+        let t = tagged(json!({"method": "notifications/tools/list_changed"}), &id);
+        assert_eq!(t.pointer("/params/_meta/io.modelcontextprotocol~1subscriptionId"), Some(&id));
+        let t = tagged(
+            json!({"method": "notifications/resources/updated", "params": {"uri": "u", "_meta": {"k": 1}}}),
+            &id,
+        );
+        assert_eq!(t["params"]["_meta"], json!({"k": 1, "io.modelcontextprotocol/subscriptionId": 7}));
+    }
+}
