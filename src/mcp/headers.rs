@@ -62,6 +62,17 @@ fn same_name(raw: &[u8], known: &[u8]) -> bool {
     (0..n - 8).step_by(8).all(same) && same(n - 8)
 }
 
+/// A request's `Mcp-Param-*` headers (SEP-2243), if it has any.
+pub fn param_headers(headers: &HeaderMap) -> Option<Box<HeaderMap>> {
+    let mut params = HeaderMap::new();
+    for (k, v) in headers {
+        if k.as_str().starts_with("mcp-param-") {
+            params.append(k.clone(), v.clone());
+        }
+    }
+    (!params.is_empty()).then(|| Box::new(params))
+}
+
 /// Methods whose target must be mirrored in `Mcp-Name` (the tasks extension's name a task).
 fn names_a_target(method: &str) -> bool {
     matches!(

@@ -194,6 +194,9 @@ pub struct ServerInfo {
     pub server_info: Value,
     pub instructions: Option<String>,
     pub protocol_version: String,
+    /// A 2026-07-28 server's own `server/discover` result (its capabilities as they are: its
+    /// 2026-07-28 clients reach it as it is).
+    pub discovered: Option<Value>,
 }
 
 /// Where a lone server's passthrough message goes: the engine that takes it, and the session.
@@ -282,6 +285,15 @@ pub trait Link: Send + Sync {
         _version: Option<http::HeaderValue>,
     ) -> Passthrough<'a> {
         Passthrough::No
+    }
+
+    /// For a 2026-07-28 client's request to a server that speaks that revision too: the engine
+    /// that sends it as it came (its `_meta`, its headers) and how; the server's answer — its
+    /// input-required results, its tasks, its streams — is the client's as the server wrote it.
+    /// `None`: not such a server, or one whose requests the gateway must carry itself (a token
+    /// it exchanges or a user's own: `call`).
+    fn modern_relay<'a>(&'a self, _client: &Session<Client>) -> Option<Destination<'a>> {
+        None
     }
 
     /// Stops the server (children: their process group) within `grace`.

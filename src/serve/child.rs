@@ -235,6 +235,7 @@ impl ChildLink {
             server_info: result.get("serverInfo").cloned().unwrap_or_else(|| json!({})),
             instructions: result.get("instructions").and_then(Value::as_str).map(str::to_owned),
             protocol_version: result.get("protocolVersion").and_then(Value::as_str).unwrap_or("2025-11-25").to_owned(),
+            discovered: None,
         };
         conn.write(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}));
         *failures = 0;

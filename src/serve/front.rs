@@ -273,7 +273,7 @@ impl Gateway {
                 let token = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok())?;
                 Some(format!("token {}", crate::oauth_client::pkce::s256(token)))
             });
-            return self.modern_post(view, (access, entry, owner), headers, msg, target).await;
+            return self.modern_post(view, (access, entry, owner), (headers, &bytes), msg, target).await;
         }
         // 5. The session: `initialize` opens one, everything else names one.
         if msg.method() == Some("initialize") {
@@ -406,7 +406,7 @@ impl Gateway {
         self: &Arc<Self>,
         view: View,
         (access, entry, owner): (Access, Option<Box<Entry>>, Option<String>),
-        headers: &HeaderMap,
+        (headers, bytes): (&HeaderMap, &Bytes),
         msg: &crate::jsonrpc::Envelope<'_>,
         target: Target,
     ) -> Response<Body> {
@@ -428,6 +428,36 @@ impl Gateway {
             self.account("gateway", &method, "refused", started, entry.as_deref());
             return wire::error(&e, msg.id);
         }
+        let caps = params.pointer("/_meta/io.modelcontextprotocol~1clientCapabilities").cloned().unwrap_or_default();
+        // A server that speaks this revision too, seen alone: the request goes as it came, and
+        // its answer comes back as the server wrote it (input-required results, tasks, streams).
+        let alone = match (&target, &view) {
+            (Target::Lone(b), _) => Some(b.clone()),
+            // A server seen as it is answers `ping`, or not, itself; on the merged endpoint it is
+            // the gateway's (clients send it, though the revision dropped it).
+            (Target::Gateway, View::One(_)) if method == "ping" => self.router.alone(&view),
+            _ => None,
+        };
+        if let Some(b) = &alone
+            && let Some(client) = self.modern_session(&view, owner.as_deref(), &caps)
+            && let Some((engine, mut to)) = {
+                // The caller's token as last sent, for a server that takes it.
+                client.upstream.set_bearer(headers.get(http::header::AUTHORIZATION));
+                b.link.modern_relay(&client)
+            }
+        {
+            use crate::mcp::headers::{METHOD, NAME, PROTOCOL_VERSION, param_headers};
+            to.method = headers.get(METHOD).cloned();
+            to.name = headers.get(NAME).cloned();
+            to.version = headers.get(PROTOCOL_VERSION).cloned().or(to.version);
+            to.params = param_headers(headers);
+            // A call is bounded by the server's timeout; a listen stream lasts.
+            to.whole_call = method != "subscriptions/listen";
+            let resp = engine.send(&to, bytes.clone()).await;
+            let ok = if resp.status().is_success() { "ok" } else { "error" };
+            self.account(&b.cfg.name, &method, ok, started, entry.as_deref());
+            return resp;
+        }
         if method == "subscriptions/listen" {
             // A stream of the gateway's own, whoever the view's servers are.
             self.account("gateway", &method, "ok", started, entry.as_deref());
@@ -440,8 +470,6 @@ impl Gateway {
                     msg.id,
                 );
             }
-            let caps =
-                params.pointer("/_meta/io.modelcontextprotocol~1clientCapabilities").cloned().unwrap_or_default();
             return self.listen((view, &access, owner.as_deref()), &caps, id, &params).await;
         }
         let server = target.server().map_or_else(|| "gateway".to_owned(), |(b, _)| b.cfg.name.clone());

@@ -132,8 +132,14 @@ impl Gateway {
             "server/discover" => {
                 let init = self.router.initialize(&view, "2025-11-25");
                 let r = &init["result"];
-                // Subscribing is `subscriptions/listen` here (listen.rs), as the capabilities say.
-                let capabilities = r["capabilities"].clone();
+                // Subscribing is `subscriptions/listen` here (listen.rs), as the capabilities say;
+                // a 2026-07-28 server seen as it is gets its listen requests as they are, and its
+                // capabilities say what it does with them.
+                let own = match &view {
+                    View::One(_) => self.router.alone(&view).and_then(|b| b.link.info()).and_then(|i| i.discovered),
+                    View::All => None,
+                };
+                let capabilities = own.map_or_else(|| r["capabilities"].clone(), |d| d["capabilities"].clone());
                 let mut result = json!({
                     "supportedVersions": crate::mcp::era::KNOWN_VERSIONS.iter().rev().collect::<Vec<_>>(),
                     "capabilities": capabilities,

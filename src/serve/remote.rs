@@ -249,6 +249,7 @@ impl RemoteLink {
             server_info: result.get("serverInfo").cloned().unwrap_or_else(|| json!({})),
             instructions: result.get("instructions").and_then(Value::as_str).map(str::to_owned),
             protocol_version: result.get("protocolVersion").and_then(Value::as_str).unwrap_or("2025-03-26").to_owned(),
+            discovered: None,
         };
         let version = HeaderValue::try_from(info.protocol_version.as_str()).ok();
         let up = Arc::new(Upstream { session, version, stop: self.stop.child_token() });
@@ -301,6 +302,7 @@ impl RemoteLink {
                 server_info: legacy.get("serverInfo").cloned().unwrap_or_else(|| json!({})),
                 instructions: legacy.get("instructions").and_then(Value::as_str).map(str::to_owned),
                 protocol_version: modern.version.clone(),
+                discovered: Some(result.clone()),
             };
             *self.state.lock().unwrap_or_else(|p| p.into_inner()) = (Health::Ready, Some(info));
             tracing::info!(server = %self.name, "remote server ready; it speaks only {}", modern.version);
@@ -663,6 +665,16 @@ impl Link for RemoteLink {
 
     fn info(&self) -> Option<ServerInfo> {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).1.clone()
+    }
+
+    fn modern_relay<'a>(&'a self, client: &Session<Client>) -> Option<super::backend::Destination<'a>> {
+        let modern = self.modern.get()?;
+        if !matches!(self.client_token, ClientToken::No | ClientToken::Forward) {
+            return None;
+        }
+        let mut to = self.to(None, Some(client));
+        to.version = HeaderValue::try_from(modern.version.as_str()).ok();
+        Some((&self.proxy, to))
     }
 
     fn passthrough<'a>(&'a self, client: &'a Arc<Session<Client>>, version: Option<HeaderValue>) -> Passthrough<'a> {

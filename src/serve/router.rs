@@ -545,6 +545,13 @@ impl Router {
                 instructions.push(format!("{}: {i}", b.cfg.name));
             }
         }
+        // Extensions (tasks, say) are a server's own: promised only where requests reach that
+        // server as they are (one server, unprefixed).
+        if let Some(ext) =
+            self.alone(view).and_then(|b| b.link.info()).and_then(|i| i.capabilities.get("extensions").cloned())
+        {
+            caps.insert("extensions".into(), ext);
+        }
         // The gateway announces list changes itself (servers come, go and change).
         for key in ["tools", "prompts", "resources"] {
             caps.entry(key).or_insert_with(|| json!({}))["listChanged"] = Value::Bool(true);

@@ -2,8 +2,9 @@
 //! `mcpgate connect` and `mcpgate serve`: `@modelcontextprotocol/conformance` 0.1.16 (`server --suite
 //! all`), where the scores must be equal and every check must pass, and 0.2.0-alpha.12 at
 //! `--requirements 2025-11-25`, where every scenario must score the same (passed, failed, warnings,
-//! skipped, and the ids of the checks that failed or warned) and no check may fail. And its client
-//! scenarios with `mcpgate stdio` as the client.
+//! skipped, and the ids of the checks that failed or warned) and no check may fail — and at
+//! `--requirements 2026-07-28`, against the 2026-07-28 fixture (on the v2 SDK) and, through `serve`,
+//! against the 2025 one. And its client scenarios with `mcpgate stdio` as the client.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,6 +18,8 @@ enum Suite {
     Pinned,
     /// 0.2.0-alpha.12 (`conformance-next`), `server --requirements 2025-11-25`.
     Next,
+    /// 0.2.0-alpha.12, `server --requirements 2026-07-28`.
+    Next2026,
 }
 
 /// One run of the suite, as run-suite.sh summarizes it.
@@ -33,8 +36,11 @@ struct Score {
 async fn run_suite(suite: Suite, url: &str) -> Score {
     let mut cmd = tokio::process::Command::new("bash");
     cmd.arg(repo().join("tests/conformance/run-suite.sh"));
-    if let Suite::Next = suite {
+    if let Suite::Next | Suite::Next2026 = suite {
         cmd.arg("--next");
+    }
+    if let Suite::Next2026 = suite {
+        cmd.env("CONFORMANCE_REQUIREMENTS", "2026-07-28");
     }
     let out = tokio::time::timeout(Duration::from_secs(240), cmd.arg(url).kill_on_drop(true).output())
         .await
@@ -200,5 +206,72 @@ async fn conformance_next_scores_the_same_through_serve_merged_and_per_server() 
             through.stdout,
             gw.output()
         );
+    }
+}
+
+/// The 2026-07-28 fixture (tests/fixtures/conformance-server-2026.mjs, the v2 SDK's server).
+async fn fixture_2026() -> Proc {
+    let mut cmd = tokio::process::Command::new(node());
+    cmd.arg(repo().join("tests/fixtures/conformance-server-2026.mjs"));
+    Proc::start("2026-07-28 conformance fixture", cmd).await
+}
+
+/// The one check `serve`'s merged endpoint fails by choice at 2026-07-28: it answers `ping`
+/// (clients send it, though the revision dropped it; the suite expects a server without it).
+const PING_ANSWERED: &str = "FAILURE sep-2575-http-server-method-not-found-404-ping";
+
+/// 0.2.0-alpha.12 at `--requirements 2026-07-28` against a server that speaks only that revision:
+/// directly no check fails; through `mcpgate connect` and `serve`'s `/servers/fixture/mcp` every
+/// scenario scores what it scores directly; through the merged endpoint too, but for the `ping`
+/// the gateway answers there.
+#[tokio::test]
+async fn conformance_2026_scores_the_same_through_connect_and_serve_as_direct() {
+    let upstream = fixture_2026().await;
+    let direct = run_suite(Suite::Next2026, &upstream.url).await;
+    assert_eq!(direct.failed, 0, "the 2026-07-28 fixture itself fails checks:\n{}", direct.stdout);
+    assert!(direct.passed >= 196, "expected at least 196 checks, got {}:\n{}", direct.passed, direct.stdout);
+    let via_connect = connect(&upstream.url, &[]).await;
+    let gw = serve_fixture(&upstream.url).await;
+    let per_server = gw.url.replace("/mcp", "/servers/fixture/mcp");
+    for (url, log) in [(via_connect.url.clone(), via_connect.output()), (per_server, gw.output())] {
+        let through = run_suite(Suite::Next2026, &url).await;
+        let diff = differences(&direct, &through);
+        assert!(
+            diff.is_empty() && through.failed == 0,
+            "through {url}, differences:\n{diff}\n{}\nlog:\n{log}",
+            through.stdout
+        );
+    }
+    let merged = run_suite(Suite::Next2026, &gw.url).await;
+    let (counts, checks) = &merged.scenarios["server-stateless"];
+    assert_eq!(checks, &[PING_ANSWERED.to_owned()], "merged: {counts}\n{}", merged.stdout);
+    let mut rest = merged.scenarios.clone();
+    rest.remove("server-stateless");
+    let mut direct_rest = direct.scenarios.clone();
+    direct_rest.remove("server-stateless");
+    assert_eq!(rest, direct_rest, "merged:\n{}\n{}", merged.stdout, gw.output());
+}
+
+/// The same set through `serve` in front of the 2025-11-25 fixture (both endpoints): what fails is
+/// only what needs a server of the new revision — the input-required results' keys and state (a
+/// 2025 server's question has neither: the gateway asks under a key of its own), the tasks
+/// extension, `x-mcp-header` tools — and the `ping` the gateway answers (docs/conformance.md).
+#[tokio::test]
+async fn conformance_2026_through_serve_in_front_of_a_2025_server_fails_only_what_needs_a_2026_server() {
+    let upstream = fixture(&[]).await;
+    let gw = serve_fixture(&upstream.url).await;
+    let per_server = gw.url.replace("/mcp", "/servers/fixture/mcp");
+    for url in [gw.url.clone(), per_server] {
+        let through = run_suite(Suite::Next2026, &url).await;
+        for (name, (counts, checks)) in &through.scenarios {
+            let needs_2026 = name.starts_with("input-required-result-")
+                || name.starts_with("tasks-")
+                || name == "http-custom-header-server-validation";
+            let fine = checks.is_empty()
+                || needs_2026
+                || (name == "server-stateless" && checks == &[PING_ANSWERED.to_owned()]);
+            assert!(fine, "{url}: {name}: {counts}: {checks:?}\n{}\n{}", through.stdout, gw.output());
+        }
+        assert!(through.passed >= 139, "{url}: expected at least 139 checks passed:\n{}", through.stdout);
     }
 }
