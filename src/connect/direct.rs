@@ -42,9 +42,6 @@ pub struct Forward {
     /// The upstream's timeout bounds a whole call (`serve`: a server's `timeout`), not each
     /// silence of its stream (`connect --timeout`).
     pub whole_call: bool,
-    /// A 2026-07-28 request's `Mcp-Param-*` headers (SEP-2243: they mirror arguments its tool
-    /// declares), passed on as the client sent them.
-    pub params: Option<Box<HeaderMap>>,
 }
 
 impl Forward {
@@ -65,9 +62,6 @@ impl Forward {
             if let Some(v) = value {
                 h.insert(name, v.clone());
             }
-        }
-        if let Some(params) = &self.params {
-            h.extend(params.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         h
     }

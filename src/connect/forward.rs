@@ -14,7 +14,7 @@
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE};
-use http::{HeaderValue, Response};
+use http::{HeaderMap, HeaderValue, Response};
 
 use super::direct::{self, Forward};
 use super::proxy::{Proxy, UpstreamSession};
@@ -28,7 +28,17 @@ use crate::mcp::headers::LAST_EVENT_ID;
 impl Proxy {
     /// Any message, served as a POST of it to the engine would be.
     pub async fn send(&self, to: &Forward, bytes: Bytes) -> Response<Body> {
-        self.message(&to.headers(), bytes).await.unwrap_or_else(|(e, id)| wire::error(&e, id.as_deref()))
+        self.send_with(to, None, bytes).await
+    }
+
+    /// `send`, with the caller's own headers a message carries as it came (a 2026-07-28
+    /// request's `Mcp-Param-*`, which mirror arguments of its tool: SEP-2243).
+    pub async fn send_with(&self, to: &Forward, extra: Option<&HeaderMap>, bytes: Bytes) -> Response<Body> {
+        let mut headers = to.headers();
+        if let Some(extra) = extra {
+            headers.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        self.message(&headers, bytes).await.unwrap_or_else(|(e, id)| wire::error(&e, id.as_deref()))
     }
 
     /// Sends `bytes` (parsed as `payload`, a legacy-era message) in session `to.session` and

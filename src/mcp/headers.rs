@@ -63,14 +63,14 @@ fn same_name(raw: &[u8], known: &[u8]) -> bool {
 }
 
 /// A request's `Mcp-Param-*` headers (SEP-2243), if it has any.
-pub fn param_headers(headers: &HeaderMap) -> Option<Box<HeaderMap>> {
+pub fn param_headers(headers: &HeaderMap) -> Option<HeaderMap> {
     let mut params = HeaderMap::new();
     for (k, v) in headers {
         if k.as_str().starts_with("mcp-param-") {
             params.append(k.clone(), v.clone());
         }
     }
-    (!params.is_empty()).then(|| Box::new(params))
+    (!params.is_empty()).then_some(params)
 }
 
 /// Methods whose target must be mirrored in `Mcp-Name` (the tasks extension's name a task).

@@ -450,10 +450,9 @@ impl Gateway {
             to.method = headers.get(METHOD).cloned();
             to.name = headers.get(NAME).cloned();
             to.version = headers.get(PROTOCOL_VERSION).cloned().or(to.version);
-            to.params = param_headers(headers);
             // A call is bounded by the server's timeout; a listen stream lasts.
             to.whole_call = method != "subscriptions/listen";
-            let resp = engine.send(&to, bytes.clone()).await;
+            let resp = engine.send_with(&to, param_headers(headers).as_ref(), bytes.clone()).await;
             let ok = if resp.status().is_success() { "ok" } else { "error" };
             self.account(&b.cfg.name, &method, ok, started, entry.as_deref());
             return resp;
