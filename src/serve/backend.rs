@@ -296,6 +296,12 @@ pub trait Link: Send + Sync {
         None
     }
 
+    /// Whether the server is told which user each request is for (their own token, or one
+    /// exchanged for it): only then can it keep what one user starts (a task) from another.
+    fn sees_each_user(&self) -> bool {
+        false
+    }
+
     /// Stops the server (children: their process group) within `grace`.
     fn stop(&self, grace: std::time::Duration) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
 }

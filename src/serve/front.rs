@@ -447,11 +447,30 @@ impl Gateway {
             }
         {
             use crate::mcp::headers::{METHOD, NAME, PROTOCOL_VERSION, param_headers};
+            // What policy decides on the way is decided here too: a task only where the server
+            // keeps users' tasks apart; a listen stream only for resources the caller may read.
+            let refusal = if method.starts_with("tasks/") && !self.tasks_carried(b, &client) {
+                Some(Error::new(Kind::MethodNotFound, format!("{method}: tasks are not carried here")))
+            } else if method == "subscriptions/listen" {
+                let named = params.pointer("/notifications/resourceSubscriptions").and_then(Value::as_array);
+                named
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .find(|u| !self.router.may_use_resource(&view, &access, u))
+                    .map(|u| Error::new(Kind::InvalidParams, format!("no server offers the resource {u}")))
+            } else {
+                None
+            };
+            if let Some(e) = refusal {
+                self.account("gateway", &method, "refused", started, entry.as_deref());
+                return modern_json(&id, wire::answer(&e));
+            }
             to.method = headers.get(METHOD).cloned();
             to.name = headers.get(NAME).cloned();
             to.version = headers.get(PROTOCOL_VERSION).cloned().or(to.version);
-            // A call is bounded by the server's timeout; a listen stream lasts.
-            to.whole_call = method != "subscriptions/listen";
+            // Relayed as `connect` relays: each silence of the server's stream is bounded by its
+            // timeout (a listen stream lives on the server's keep-alives).
             let resp = engine.send_with(&to, param_headers(headers).as_ref(), bytes.clone()).await;
             let ok = if resp.status().is_success() { "ok" } else { "error" };
             self.account(&b.cfg.name, &method, ok, started, entry.as_deref());

@@ -67,7 +67,9 @@ impl Filter {
             Some(Value::Array(a)) => {
                 let uris: Option<Vec<String>> = a.iter().map(|u| u.as_str().map(str::to_owned)).collect();
                 let mut uris = uris.ok_or_else(|| bad("notifications.resourceSubscriptions lists strings"))?;
-                uris.dedup();
+                // Each once, in the order given.
+                let mut seen = std::collections::HashSet::new();
+                uris.retain(|u| seen.insert(u.clone()));
                 if uris.len() > super::session::MAX_SUBSCRIPTIONS {
                     let max = super::session::MAX_SUBSCRIPTIONS;
                     return Err(bad(&format!("at most {max} resourceSubscriptions per stream")));
@@ -151,6 +153,10 @@ fn tagged(mut note: Value, id: &Value) -> Value {
 pub struct Listeners {
     open: std::sync::Mutex<Vec<Listener>>,
     next: std::sync::atomic::AtomicU64,
+    /// One stream of a session at a time subscribes and registers, or unregisters and
+    /// unsubscribes: a stream's end must not take back a subscription a new stream of the
+    /// session is counting on. (Striped by session: a slow server holds up its own callers.)
+    changing: [tokio::sync::Mutex<()>; 16],
 }
 
 /// One open stream: whose session it follows, what it wants, where it goes.
@@ -162,8 +168,10 @@ struct Listener {
     to: super::queue::Sender<Value>,
 }
 
-/// Streams open at once, over every caller (as the SDK's servers bound them).
+/// Streams open at once, over every caller (as the SDK's servers bound them), and per caller's
+/// session (so that one caller cannot take them all).
 const MAX_STREAMS: usize = 1024;
+const PER_SESSION: usize = 32;
 
 impl Listeners {
     /// What a server said on its own, to the streams it concerns: a list change to every stream
@@ -186,8 +194,11 @@ impl Listeners {
             }
             let mut note = note.clone();
             if let Some(uri) = uri {
-                // As this stream's caller names it (the merged endpoint's prefixed URI).
-                note["params"]["uri"] = Value::String(router.client_uri(&l.view, backend, uri));
+                // Under the URI this stream's caller named it by: as the merged endpoint shows
+                // it, or as its server wrote it.
+                let shown = router.client_uri(&l.view, backend, uri);
+                let theirs = if l.filter.uris.contains(&shown) { shown } else { uri.to_owned() };
+                note["params"]["uri"] = Value::String(theirs);
             }
             if l.filter.passes(&note) {
                 l.to.push(note);
@@ -195,10 +206,15 @@ impl Listeners {
         }
     }
 
+    fn changing(&self, session: &str) -> &tokio::sync::Mutex<()> {
+        let stripe = session.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+        &self.changing[stripe % self.changing.len()]
+    }
+
     /// Registers a stream; its key takes it away again.
     fn add(&self, session: &str, view: View, filter: Filter, to: super::queue::Sender<Value>) -> Result<u64, Error> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if open.len() >= MAX_STREAMS {
+        if open.len() >= MAX_STREAMS || open.iter().filter(|l| l.session == session).count() >= PER_SESSION {
             return Err(Error::new(Kind::TooManySessions, "too many subscriptions/listen streams are open"));
         }
         let key = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -236,20 +252,35 @@ impl Gateway {
         let Some(client) = self.modern_session(&view, owner, caps) else {
             return refuse(&Error::new(Kind::Internal, "no modern client session for this view"));
         };
-        let mut filter = filter;
-        filter.uris = self.subscribe(&client, access, filter.uris).await;
-        let (to, feed) = super::queue::bounded::<Value>(super::queue::SESSION);
-        let key = match self.listeners.add(client.id(), view, filter.clone(), to) {
-            Ok(key) => key,
-            Err(e) => {
-                self.unsubscribe(&client, filter.uris).await;
-                return refuse(&e);
-            }
-        };
-        tracing::debug!(session = client.label(), "subscriptions/listen: {}", filter.to_wire());
+        // Set up in a task of its own: a caller that leaves meanwhile leaves nothing subscribed
+        // (the stream, finding nobody to write to, ends and takes it back).
         let (tx, rx) = mpsc::channel::<Bytes>(BUFFER);
-        let info = init["result"]["serverInfo"].clone();
-        tokio::spawn(self.clone().deliver(client, (key, feed), filter, (id, info), tx));
+        let (ready_tx, ready) = tokio::sync::oneshot::channel::<Result<(), Error>>();
+        let (gateway, access, info) = (self.clone(), access.clone(), init["result"]["serverInfo"].clone());
+        tokio::spawn(async move {
+            let (key, feed, filter) = {
+                let _one = gateway.listeners.changing(client.id()).lock().await;
+                let mut filter = filter;
+                filter.uris = gateway.subscribe(&client, &access, filter.uris).await;
+                let (to, feed) = super::queue::bounded::<Value>(super::queue::SESSION);
+                match gateway.listeners.add(client.id(), view, filter.clone(), to) {
+                    Ok(key) => (key, feed, filter),
+                    Err(e) => {
+                        gateway.unsubscribe(&client, filter.uris).await;
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                }
+            };
+            tracing::debug!(session = client.label(), "subscriptions/listen: {}", filter.to_wire());
+            let _ = ready_tx.send(Ok(()));
+            gateway.deliver(client, (key, feed), filter, (id, info), tx).await;
+        });
+        match ready.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return refuse(&e),
+            Err(_) => return refuse(&Error::new(Kind::Internal, "the listen stream ended before it began")),
+        }
         let mut resp = Response::new(http_body_util::BodyExt::boxed_unsync(super::front::Channel::new(rx)));
         resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
         resp.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -268,7 +299,11 @@ impl Gateway {
             let answer = self.ask(session, "resources/subscribe", &uri).await;
             match answer.get("error") {
                 None => kept.push(uri),
-                Some(e) => tracing::debug!(session = session.label(), "subscriptions/listen: {uri} left out: {e}"),
+                Some(e) => {
+                    tracing::debug!(session = session.label(), "subscriptions/listen: {uri} left out: {e}");
+                    // Not kept counted for the session (the router counted it on the way out).
+                    self.ask(session, "resources/unsubscribe", &uri).await;
+                }
             }
         }
         kept
@@ -297,7 +332,7 @@ impl Gateway {
     /// caller goes or the gateway stops (a last result says the stream is complete); then its
     /// subscriptions end.
     async fn deliver(
-        self: Arc<Self>,
+        &self,
         session: Arc<Session<Client>>,
         (key, mut feed): (u64, super::queue::Receiver<Value>),
         filter: Filter,
@@ -317,6 +352,7 @@ impl Gateway {
         let mut open = tx.send(event(&tagged(ack, &id))).await.is_ok();
         // Nothing to deliver: acknowledged, and complete at once.
         let mut finish = filter.is_empty();
+        let mut expired = false;
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
         while open && !finish {
             tokio::select! {
@@ -328,7 +364,7 @@ impl Gateway {
                     // The session is in use while a stream follows it; one a reload ended ends
                     // the stream.
                     if self.sessions_modern.get(session.id()).is_none() {
-                        finish = true;
+                        (finish, expired) = (true, true);
                     } else {
                         open = tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_ok();
                     }
@@ -340,8 +376,12 @@ impl Gateway {
         if open {
             let _ = tx.send(event(&done)).await;
         }
+        let _one = self.listeners.changing(session.id()).lock().await;
         let only_ours = self.listeners.remove(key);
-        self.unsubscribe(&session, only_ours).await;
+        // An ended session took its subscriptions back (asking again would open a new one).
+        if !expired {
+            self.unsubscribe(&session, only_ours).await;
+        }
         tracing::debug!(session = session.label(), "subscriptions/listen ended");
     }
 }

@@ -91,6 +91,15 @@ impl Gateway {
         self.modern_client(view, owner, url)
     }
 
+    /// Whether a 2026-07-28 server's tasks reach this caller: only as they are (relayed), and,
+    /// where the gateway has users, only from a server that sees each of them — a task is found
+    /// by its id alone, and a server that sees one credential for everyone would hand one
+    /// user's task to another.
+    pub(super) fn tasks_carried(&self, b: &super::router::Backend, client: &Session<Client>) -> bool {
+        let users = self.auth.is_some() || self.authz.is_some();
+        b.link.modern_relay(client).is_some() && (!users || b.link.sees_each_user())
+    }
+
     /// One modern request (headers already checked against the body).
     pub async fn modern(
         self: &Arc<Self>,
@@ -129,17 +138,29 @@ impl Gateway {
                 events: vec![],
                 answer: err(Error::new(Kind::MethodNotFound, format!("{method} is not a method of 2026-07-28"))),
             },
+            // The tasks extension reaches a server only as it is (`tasks_carried`), never through
+            // the gateway's translation.
+            m if m.starts_with("tasks/") => Reply {
+                events: vec![],
+                answer: err(Error::new(Kind::MethodNotFound, format!("{method}: tasks are not carried here"))),
+            },
             "server/discover" => {
                 let init = self.router.initialize(&view, "2025-11-25");
                 let r = &init["result"];
                 // Subscribing is `subscriptions/listen` here (listen.rs), as the capabilities say;
                 // a 2026-07-28 server seen as it is gets its listen requests as they are, and its
                 // capabilities say what it does with them.
+                let alone = self.router.alone(&view).filter(|b| b.link.modern_relay(&client).is_some());
                 let own = match &view {
-                    View::One(_) => self.router.alone(&view).and_then(|b| b.link.info()).and_then(|i| i.discovered),
+                    View::One(_) => alone.as_ref().and_then(|b| b.link.info()).and_then(|i| i.discovered),
                     View::All => None,
                 };
-                let capabilities = own.map_or_else(|| r["capabilities"].clone(), |d| d["capabilities"].clone());
+                let mut capabilities = own.map_or_else(|| r["capabilities"].clone(), |d| d["capabilities"].clone());
+                if !alone.is_some_and(|b| self.tasks_carried(&b, &client))
+                    && let Some(c) = capabilities.as_object_mut()
+                {
+                    c.remove("extensions");
+                }
                 let mut result = json!({
                     "supportedVersions": crate::mcp::era::KNOWN_VERSIONS.iter().rev().collect::<Vec<_>>(),
                     "capabilities": capabilities,
@@ -165,7 +186,15 @@ impl Gateway {
             _ => {
                 // A retry of a call that waited for input.
                 if let Some(state) = params.get("requestState").and_then(Value::as_str).map(str::to_owned) {
-                    let parked = self.parked.calls.lock().unwrap_or_else(|p| p.into_inner()).remove(&state);
+                    // Only its own caller's, on the same endpoint, takes a parked call up again.
+                    let parked = {
+                        let mut calls = self.parked.calls.lock().unwrap_or_else(|p| p.into_inner());
+                        let theirs = calls.get(&state).is_some_and(|p| {
+                            p.client.upstream.owner == client.upstream.owner
+                                && p.client.upstream.view == client.upstream.view
+                        });
+                        if theirs { calls.remove(&state) } else { None }
+                    };
                     if let Some(p) = parked {
                         let answer = params.get("inputResponses").and_then(|r| r.get(&p.key)).cloned();
                         let reply = match answer {

@@ -49,6 +49,10 @@ pub struct RemoteLink {
     /// Calls whose answer is being read, by the id the server knows them by: a cancelled one
     /// ends at once (the server need not answer it, and most do not).
     reading: Arc<Mutex<HashMap<String, tokio::task::AbortHandle, FxBuildHasher>>>,
+    /// For a 2026-07-28 server: the log level each 2025-era client set (`logging/setLevel`, a
+    /// method that revision dropped), by client session; sent as each request's `_meta`
+    /// logLevel.
+    levels: Mutex<HashMap<String, String, FxBuildHasher>>,
 }
 
 /// What a server is sent of each client's own token: nothing (the gateway's credential, if any,
@@ -95,6 +99,7 @@ impl RemoteLink {
             ids: Ids::default(),
             stop: CancellationToken::new(),
             reading: Arc::default(),
+            levels: Mutex::default(),
         });
         if let ClientToken::User(u) = &link.client_token {
             // A client session sent to sign in is told when its user has.
@@ -316,6 +321,19 @@ impl RemoteLink {
     /// A call to a modern-only server, through as many rounds of input as it needs.
     fn modern_call(&self, client: Option<&Arc<Session<Client>>>, method: String, params: Value) -> Result<Call, Error> {
         let Some(modern) = self.modern.get() else { return Err(Error::unavailable(&self.name, "not discovered")) };
+        let key = client.map_or("", |c| c.id());
+        let level = {
+            let mut levels = self.levels.lock().unwrap_or_else(|p| p.into_inner());
+            if method == "logging/setLevel" {
+                // Kept, and said on each request from now on (the revision's way).
+                let Some(level) = params.get("level").and_then(Value::as_str) else {
+                    return Err(Error::new(Kind::InvalidParams, "logging/setLevel: params.level is a string"));
+                };
+                levels.insert(key.to_owned(), level.to_owned());
+                return Ok(answered(json!({"result": {}})));
+            }
+            levels.get(key).cloned()
+        };
         let init = client.map(|c| c.upstream.init()).unwrap_or_else(|| json!({"capabilities":{}}));
         let env = crate::mcp::modern::ClientEnvelope::from_initialize(&init, &modern.version);
         let (events_tx, events) = super::queue::bounded(super::queue::CALL);
@@ -324,7 +342,7 @@ impl RemoteLink {
         let modern = crate::connect::modern::ModernUpstream::new(self.proxy.clone(), &modern.version);
         tokio::spawn(async move {
             let asker = ToEvents { events: events_tx };
-            let answer = match modern.call(&env, None, &method, params, &asker).await {
+            let answer = match modern.call(&env, level.as_deref(), &method, params, &asker).await {
                 Ok(a) => a,
                 Err(e) => wire::answer(&Error::new(Kind::UpstreamProtocol, e)),
             };
@@ -332,6 +350,14 @@ impl RemoteLink {
         });
         Ok(Call { events, response, upstream_id: Value::String(upstream_id) })
     }
+}
+
+/// A call the link answers itself, at once.
+fn answered(answer: Value) -> Call {
+    let (_, events) = super::queue::bounded(1);
+    let (tx, response) = oneshot::channel();
+    let _ = tx.send(Reply::Value(answer));
+    Call { events, response, upstream_id: Value::Null }
 }
 
 /// How a request of a client's is sent, and what becomes of the server's refusal (401/403).
@@ -667,6 +693,10 @@ impl Link for RemoteLink {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).1.clone()
     }
 
+    fn sees_each_user(&self) -> bool {
+        !matches!(self.client_token, ClientToken::No)
+    }
+
     fn modern_relay<'a>(&'a self, client: &Session<Client>) -> Option<super::backend::Destination<'a>> {
         let modern = self.modern.get()?;
         if !matches!(self.client_token, ClientToken::No | ClientToken::Forward) {
@@ -701,6 +731,7 @@ impl Link for RemoteLink {
     }
 
     fn forget(&self, client: &Session<Client>) {
+        self.levels.lock().unwrap_or_else(|p| p.into_inner()).remove(client.id());
         let up = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(client.id());
         if let Some(up) = up {
             up.stop.cancel();

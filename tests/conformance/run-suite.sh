@@ -4,7 +4,8 @@
 #   (default)  @modelcontextprotocol/conformance 0.1.16, `server --suite all`
 #   --next     0.2.0-alpha.12 (the npm alias "conformance-next"), `server --requirements 2025-11-25`:
 #              the scenarios that spec revision requires, at its wire version, and the ones it runs
-#              without scoring (CONFORMANCE_REQUIREMENTS=REV picks another revision)
+#              without scoring (CONFORMANCE_REQUIREMENTS=REV picks another revision;
+#              CONFORMANCE_REQUIREMENTS=active runs the suite's default selection, `--suite active`)
 # Prints one line per scenario, read from the result files the suite writes (its own summary counts
 # neither warnings nor skipped checks), each check that failed or warned with its id, the suite's
 # own "Total:" line (and, under --requirements, what it ran without scoring), and last one line:
@@ -20,6 +21,9 @@ if [ "${1:-}" = --next ]; then
   shift
   suite="$root/node_modules/conformance-next/dist/index.js"
   select=(--requirements "${CONFORMANCE_REQUIREMENTS:-2025-11-25}")
+  # `active`: the suite's own default selection (every scenario not pending or draft), not a
+  # revision's requirement set.
+  [ "${CONFORMANCE_REQUIREMENTS:-}" = active ] && select=(--suite active)
 fi
 url=${1:?usage: run-suite.sh [--next] URL}
 [ -f "$suite" ] || { echo "run-suite: $suite is missing: run \`npm ci\` in the repository"; exit 1; }

@@ -393,3 +393,78 @@ async fn a_users_file_added_by_a_reload_applies_and_is_watched() {
         crate::idp::until(Duration::from_secs(10), || async { initialize(&url, Some(&eve)).await.status == 200 }).await;
     assert!(admitted, "the added file is watched:\n{}", gw.output());
 }
+
+/// Where the gateway has users, a 2026-07-28 server reached as it is (its requests relayed as
+/// they came): a user's listen stream may name only resources they may read; and a server that
+/// gets one credential for every user has its tasks neither advertised nor carried (a task is
+/// found by its id alone: one user's would be another's).
+#[tokio::test]
+async fn users_reach_a_modern_server_as_it_is_only_within_their_rights() {
+    let issuer = jwt_issuer().await;
+    let mut fixture = tokio::process::Command::new(node());
+    fixture.arg(repo().join("tests/fixtures/conformance-server-2026.mjs"));
+    let upstream = Proc::start("2026-07-28 fixture", fixture).await;
+    let dir = tempdir("serve-modern-rights");
+    let users = dir.join("users.json");
+    std::fs::write(&users, r#"{"alice": {"name": "Alice", "roles": ["reader"]}}"#).unwrap();
+    let port = free_port();
+    let public = format!("http://127.0.0.1:{port}");
+    let roles = json!({"reader": {"modern": {"tools": ["*"], "resources": ["test://static-text"]}}});
+    let cfg = json!({
+        "mcpgate": {"auth": {"mode": "jwt", "issuer": issuer.url, "publicUrl": public, "usersFile": users, "roles": roles}},
+        "mcpServers": {"modern": {"url": upstream.url}},
+    });
+    let config = dir.join("mcpgate.json");
+    std::fs::write(&config, cfg.to_string()).unwrap();
+    let mut cmd = tokio::process::Command::new(mcpgate_bin());
+    cmd.args(["serve", "--config"]).arg(&config).args(["--listen", &format!("127.0.0.1:{port}")]);
+    let gw = Proc::start("mcpgate serve", cmd).await;
+    ready(&gw).await;
+    let alice = mint(&issuer, json!({"claims": {"aud": public, "sub": "alice"}})).await;
+    let auth = bearer(&alice);
+    let url = format!("{public}/servers/modern/mcp");
+    let send = |method: &'static str, name: Option<&'static str>, mut params: Value| {
+        let (url, auth) = (url.clone(), auth.clone());
+        async move {
+            params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                                     "io.modelcontextprotocol/clientCapabilities": {}});
+            let mut h = MCP_HEADERS.to_vec();
+            h.extend([
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", method),
+                ("authorization", auth.as_str()),
+            ]);
+            if let Some(n) = name {
+                h.push(("mcp-name", n));
+            }
+            let body = json!({"jsonrpc": "2.0", "id": 9, "method": method, "params": params});
+            Sse::open("POST", &url, &h, &body.to_string()).await
+        }
+    };
+    // A resource Alice may not read: refused as unknown, before the server hears of it.
+    let mut r = send(
+        "subscriptions/listen",
+        None,
+        json!({"notifications": {"resourceSubscriptions": ["test://static-binary"]}}),
+    )
+    .await;
+    let Next::Message(m) = r.next(Duration::from_secs(10)).await else { panic!("no answer") };
+    assert_eq!(m["error"]["code"], -32602, "{m}");
+    // One she may: the server's own stream, acknowledged.
+    let mut r = send(
+        "subscriptions/listen",
+        None,
+        json!({"notifications": {"resourceSubscriptions": ["test://static-text"], "toolsListChanged": true}}),
+    )
+    .await;
+    let Next::Message(ack) = r.next(Duration::from_secs(10)).await else { panic!("no acknowledgement") };
+    assert_eq!(ack["method"], "notifications/subscriptions/acknowledged", "{ack}");
+    drop(r);
+    // Tasks: the server sees the gateway's credential alone.
+    let mut r = send("server/discover", None, json!({})).await;
+    let Next::Message(d) = r.next(Duration::from_secs(10)).await else { panic!("no discover") };
+    assert!(d["result"]["capabilities"].is_object(), "{d}");
+    assert!(d["result"]["capabilities"].get("extensions").is_none(), "tasks advertised: {d}");
+    let r = send("tasks/get", Some("t-1"), json!({"taskId": "t-1"})).await;
+    assert_eq!(r.status, 404, "tasks/get carried");
+}
