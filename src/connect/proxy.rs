@@ -82,14 +82,8 @@ impl Proxy {
         let era = era::era_of(version);
         if era.is_err() && client.get(SESSION_ID).is_none() && !payload.is_initialize() {
             // Outside a session, a revision unknown here is the upstream's to take or refuse
-            // (naming those it speaks): passed on as it came, statelessly.
-            let line = self.line();
-            let resp = self
-                .upstream
-                .send(Method::POST, &self.upstream.url, line.upstream_headers(client), bytes.clone())
-                .await
-                .map_err(with_id)?;
-            return Ok(line.relay(resp, None, pending, false));
+            // (naming those it speaks): passed on as it came.
+            return self.stateless(client, bytes, pending).await.map_err(with_id);
         }
         let era = era.map_err(|e| with_id(e.into()))?;
 
@@ -99,13 +93,7 @@ impl Proxy {
                 with_id(Error::new(Kind::HeaderMismatch, "a modern request carries exactly one message"))
             })?;
             check_modern(client, msg).map_err(|e| with_id(Error::new(Kind::HeaderMismatch, e.to_string())))?;
-            let line = self.line();
-            let resp = self
-                .upstream
-                .send(Method::POST, &self.upstream.url, line.upstream_headers(client), bytes.clone())
-                .await
-                .map_err(with_id)?;
-            return Ok(line.relay(resp, None, pending, false));
+            return self.stateless(client, bytes, pending).await.map_err(with_id);
         }
         if payload.is_initialize() {
             return self.initialize(client, bytes, pending).await.map_err(with_id);
@@ -115,6 +103,18 @@ impl Proxy {
             .await
             .map(|resp| tag(resp, &session.header))
             .map_err(with_id)
+    }
+
+    /// A message outside any session, to the upstream as it came, and its answer relayed.
+    async fn stateless(
+        &self,
+        client: &HeaderMap,
+        bytes: Bytes,
+        pending: Option<Pending>,
+    ) -> Result<Response<Body>, Error> {
+        let line = self.line();
+        let resp = self.upstream.send(Method::POST, &self.upstream.url, line.upstream_headers(client), bytes).await?;
+        Ok(line.relay(resp, None, pending, false))
     }
 
     /// A legacy-era message within a session, from the session on: forwarded, and the answer
