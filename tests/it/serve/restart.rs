@@ -24,30 +24,30 @@ async fn a_server_lost_mid_call_fails_the_call_at_once_and_comes_back_on_every_r
         };
         let r = echo("before").await;
         assert_eq!(text_of(&r), "Echo: before", "{route}: {r}");
-        let before = m.progress_of(route).await;
-        let slow = {
-            let (url, sid) = (url.clone(), sid.clone());
-            let body = tool_call(
-                json!("slow"),
-                &route.name("trigger-long-running-operation"),
-                json!({"duration": 20, "steps": 20}),
-            );
-            tokio::spawn(async move {
-                let started = Instant::now();
-                let r = call(&url, &sid, &[], &body).await.message();
-                (r, started.elapsed())
-            })
-        };
-        m.reached(route, before).await;
+        // The slow call runs at the server once its first progress is here (nothing less says
+        // it reached the server: a child may read files of its own meanwhile).
+        let mut body: Value = serde_json::from_str(&tool_call(
+            json!("slow"),
+            &route.name("trigger-long-running-operation"),
+            json!({"duration": 20, "steps": 20}),
+        ))
+        .unwrap();
+        body["params"]["_meta"] = json!({"progressToken": "slow"});
+        let mut slow = Sse::post(&url, &sid, &body.to_string()).await;
+        let running = slow.until(Duration::from_secs(10), |m| m["method"] == "notifications/progress").await;
+        assert!(running.is_ok(), "{route}: the call never reached the server: {running:?}\n{}", m.output());
         if route.stdio() {
             let killed = std::process::Command::new("pkill").arg("-KILL").arg("-f").arg(m.marker()).status().unwrap();
             assert!(killed.success(), "{route}: the child was running");
         } else {
             m.remote.lock().await.kill().await;
         }
-        let ended = tokio::time::timeout(Duration::from_secs(10), slow).await;
-        let (r, took) =
-            ended.unwrap_or_else(|_| panic!("{route}: the pending call did not end\n{}", m.output())).unwrap();
+        let started = Instant::now();
+        let r = slow
+            .until(Duration::from_secs(10), |m| m.get("id").is_some())
+            .await
+            .unwrap_or_else(|got| panic!("{route}: the pending call did not end: {got:?}\n{}", m.output()));
+        let took = started.elapsed();
         assert_eq!(
             (r["id"].clone(), r["error"]["code"].clone()),
             (json!("slow"), json!(-32001)),
