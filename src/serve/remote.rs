@@ -300,7 +300,16 @@ impl RemoteLink {
                     format!("server/discover failed: {}", found.get("error").cloned().unwrap_or_default()),
                 ));
             };
-            let legacy = crate::mcp::modern::initialize_result(result, "2025-11-25");
+            let changes = ["tools", "prompts", "resources"]
+                .map(|k| result.pointer(&format!("/capabilities/{k}/listChanged")) == Some(&Value::Bool(true)));
+            let mut legacy = crate::mcp::modern::initialize_result(result, "2025-11-25");
+            // Its list changes reach 2025 clients: the gateway listens for them (`listen_modern`).
+            for (k, on) in ["tools", "prompts", "resources"].into_iter().zip(changes) {
+                if on && let Some(c) = legacy.pointer_mut(&format!("/capabilities/{k}")).and_then(Value::as_object_mut)
+                {
+                    c.insert("listChanged".into(), Value::Bool(true));
+                }
+            }
             let info = ServerInfo {
                 result: legacy.clone(),
                 capabilities: legacy.get("capabilities").cloned().unwrap_or_else(|| json!({})),
@@ -311,6 +320,14 @@ impl RemoteLink {
             };
             *self.state.lock().unwrap_or_else(|p| p.into_inner()) = (Health::Ready, Some(info));
             tracing::info!(server = %self.name, "remote server ready; it speaks only {}", modern.version);
+            if changes.contains(&true) {
+                let env = crate::mcp::modern::ClientEnvelope::from_initialize(
+                    &super::backend::gateway_init(),
+                    &modern.version,
+                );
+                let out = (self.name.clone(), self.unsolicited.clone());
+                tokio::spawn(listen_modern(self.proxy.clone(), (env, changes), out, self.stop.clone()));
+            }
             super::backend::announce_lists_changed(&self.unsolicited, &self.name);
         }
         let up = Arc::new(Upstream { session: None, version: None, stop: self.stop.child_token() });
@@ -525,6 +542,63 @@ fn messages(bytes: &[u8], each: &mut impl FnMut(Value) -> bool) -> bool {
         Ok(Value::Array(batch)) => batch.into_iter().all(each),
         Ok(m) => each(m),
         Err(_) => true,
+    }
+}
+
+/// For a 2026-07-28 server: the gateway's own `subscriptions/listen` stream of the list changes
+/// the server says it announces (`changes`: tools, prompts, resources), kept open; what arrives
+/// goes to the router as a server-wide fact (as a 2025 server's on the gateway's own session):
+/// listings are fetched anew and the clients told, whatever their era.
+async fn listen_modern(
+    proxy: Arc<Proxy>,
+    (env, [tools, prompts, resources]): (crate::mcp::modern::ClientEnvelope, [bool; 3]),
+    (name, out): (String, super::backend::UnsolicitedTx),
+    stop: CancellationToken,
+) {
+    let mut params = json!({"notifications": {
+        "toolsListChanged": tools, "promptsListChanged": prompts, "resourcesListChanged": resources,
+    }});
+    env.apply(&mut params, None);
+    let body = Bytes::from(
+        json!({"jsonrpc": "2.0", "id": "mcpgate-listen", "method": "subscriptions/listen", "params": params})
+            .to_string(),
+    );
+    let to = Forward {
+        version: HeaderValue::try_from(env.version.as_str()).ok(),
+        method: Some(HeaderValue::from_static("subscriptions/listen")),
+        ..Default::default()
+    };
+    let mut delay = Duration::from_millis(500);
+    while !stop.is_cancelled() {
+        let resp = tokio::select! {
+            r = proxy.send(&to, body.clone()) => r,
+            () = stop.cancelled() => return,
+        };
+        if resp.status().is_success() {
+            let read = read_messages(resp, |mut m| {
+                let method = m.get("method").and_then(Value::as_str).unwrap_or_default();
+                if method.ends_with("/list_changed") {
+                    delay = Duration::from_millis(500);
+                    // The subscription's id is the gateway's business, not its clients'.
+                    if let Some(meta) = m.pointer_mut("/params/_meta").and_then(Value::as_object_mut) {
+                        meta.remove(crate::mcp::modern::META_SUBSCRIPTION_ID);
+                    }
+                    out.push(Unsolicited { backend: name.clone(), session: None, message: m, reply: None });
+                }
+                true
+            });
+            tokio::select! {
+                _ = read => {}
+                () = stop.cancelled() => return,
+            }
+        } else {
+            tracing::debug!(server = %name, "subscriptions/listen refused ({}); again in {delay:?}", resp.status());
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = stop.cancelled() => return,
+        }
+        delay = (delay * 2).min(Duration::from_secs(30));
     }
 }
 

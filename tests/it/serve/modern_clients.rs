@@ -243,3 +243,33 @@ async fn a_modern_client_hears_the_updates_it_listens_for_on_every_route() {
     })
     .await;
 }
+
+/// A 2026-07-28 server's list changes reach 2025 clients through the gateway, alone and merged:
+/// the gateway keeps a `subscriptions/listen` stream open at the server, and a change on it is
+/// told on the clients' GET streams and refreshes the listing.
+#[tokio::test]
+async fn a_modern_servers_list_changes_reach_legacy_clients_on_every_remote_route() {
+    let dir = tempdir("serve-modern-list-changes");
+    let mut cmd = tokio::process::Command::new(node());
+    cmd.arg(repo().join("tests/fixtures/conformance-server-2026.mjs"));
+    let upstream = Proc::start("2026-07-28 fixture", cmd).await;
+    let gw = serve_ready(&dir, json!({"remote": {"url": upstream.url}, "local": stdio_everything(&dir)})).await;
+    let ctx = Arc::new((gw, upstream));
+    // One after the other: the fixture's dynamic tool is one switch for everyone.
+    for route in REMOTE {
+        let gw = &ctx.0;
+        let url = route.url(&gw.url);
+        let sid = session(&url).await;
+        let dynamic = route.name("test_dynamic_tool");
+        let listed = |r: &Value| r["result"]["tools"].as_array().unwrap().iter().any(|t| t["name"] == dynamic.as_str());
+        let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+        let had = listed(&call(&url, &sid, &[], list).await.message());
+        let mut events = Sse::get(&url, &sid).await;
+        let r = call_text(&url, &sid, &route.name("test_trigger_tool_change"), json!({})).await;
+        assert!(text_of(&r).starts_with("test_dynamic_tool"), "{route}: {r}");
+        let heard = events.until(Duration::from_secs(10), |m| m["method"] == "notifications/tools/list_changed").await;
+        assert!(heard.is_ok(), "{route}: no list change: {heard:?}\n{}", gw.output());
+        let now = listed(&call(&url, &sid, &[], list).await.message());
+        assert_ne!(had, now, "{route}: the listing was not fetched anew");
+    }
+}
