@@ -58,6 +58,7 @@ function bridgeFlags() {
         '--private-key-file', secretFile('client-key.pem', ctx.private_key_pem),
         '--signing-alg', ctx.signing_algorithm || 'ES256'];
     case 'auth/cross-app-access-complete-flow':
+    case 'auth/enterprise-managed-authorization': // the same scenario, as 0.2.0-alpha.12 names it
       return ['--grant', 'cross-app-access', '--client-id', ctx.client_id, '--client-secret', ctx.client_secret,
         '--token-auth-method', 'client_secret_basic', '--idp-token-endpoint', ctx.idp_token_endpoint,
         '--idp-client-id', ctx.idp_client_id, '--idp-id-token-file', secretFile('idp-id-token', ctx.idp_id_token)];
