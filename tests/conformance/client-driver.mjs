@@ -62,6 +62,9 @@ function bridgeFlags() {
       return ['--grant', 'cross-app-access', '--client-id', ctx.client_id, '--client-secret', ctx.client_secret,
         '--token-auth-method', 'client_secret_basic', '--idp-token-endpoint', ctx.idp_token_endpoint,
         '--idp-client-id', ctx.idp_client_id, '--idp-id-token-file', secretFile('idp-id-token', ctx.idp_id_token)];
+    case 'auth/wif-jwt-bearer': // the workload's JWT, as its platform would hand it over in a file
+      return ['--grant', 'workload-identity', '--client-id', ctx.client_id,
+        '--workload-token-file', secretFile('workload-token', ctx.valid_jwt)];
     case 'auth/pre-registration':
       return ['--client-id', ctx.client_id, '--client-secret', ctx.client_secret, '--login-timeout', '10s'];
     default: // authorization code with DCR, or CIMD where the AS advertises client_id_metadata_document_supported
