@@ -162,6 +162,10 @@ pub struct OAuthArgs {
     /// Cross-App Access: a file holding the user's ID token from the identity provider.
     #[arg(long, value_name = "PATH")]
     pub idp_id_token_file: Option<PathBuf>,
+    /// Workload identity: a file holding the workload's JWT (e.g. a projected service account
+    /// token), sent as the JWT-bearer grant; read again for each token.
+    #[arg(long, value_name = "PATH")]
+    pub workload_token_file: Option<PathBuf>,
     /// The command that opens the browser (the URL is appended); default $BROWSER, else
     /// xdg-open/open.
     #[arg(long, value_name = "CMD", env = "MCPGATE_BROWSER")]
@@ -197,6 +201,7 @@ impl OAuthArgs {
             idp_token_endpoint: None,
             idp_client_id: None,
             idp_id_token_file: None,
+            workload_token_file: None,
             browser: None,
             no_browser: false,
             login_timeout: Duration::from_secs(300),
@@ -236,7 +241,13 @@ impl OAuthArgs {
             crate::oauth_client::callback::parse_redirect(url).map_err(|e| format!("--redirect-url: {e}"))?;
         }
         if self.grant.unattended() && self.client_id.is_none() {
-            return Err("--grant client-credentials and cross-app-access need --client-id (or OIDC_CLIENT_ID)".into());
+            return Err(
+                "--grant client-credentials, cross-app-access and workload-identity need --client-id (or OIDC_CLIENT_ID)"
+                    .into(),
+            );
+        }
+        if self.grant == crate::oauth_client::GrantKind::WorkloadIdentity && self.workload_token_file.is_none() {
+            return Err("--grant workload-identity needs --workload-token-file".into());
         }
         if self.grant == crate::oauth_client::GrantKind::CrossAppAccess
             && (self.idp_token_endpoint.is_none() || self.idp_id_token_file.is_none())
@@ -267,6 +278,7 @@ impl OAuthArgs {
                 client_id: self.idp_client_id,
                 id_token_file: self.idp_id_token_file,
             },
+            workload_token_file: self.workload_token_file,
             browser,
             login_timeout: self.login_timeout,
             store_dir: self.store_dir,

@@ -3,5 +3,6 @@
 pub mod era;
 pub mod headers;
 pub mod modern;
+pub mod param_headers;
 pub mod queue;
 pub mod session;

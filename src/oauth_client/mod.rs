@@ -90,6 +90,10 @@ pub enum GrantKind {
     /// Enterprise-managed (SEP-990): the user's identity-provider ID token is exchanged for an
     /// ID-JAG (RFC 8693), which the MCP server's authorization server takes as a JWT-bearer grant.
     CrossAppAccess,
+    /// Workload identity federation (SEP-1933): a JWT the workload's platform issued it (a
+    /// Kubernetes service account token, a cloud's identity token) is the grant itself
+    /// (RFC 7523 JWT bearer), with no user and no client secret.
+    WorkloadIdentity,
 }
 
 impl GrantKind {
@@ -129,6 +133,9 @@ pub struct Config {
     pub resource: Option<String>,
     pub grant: GrantKind,
     pub idp: IdentityProvider,
+    /// Workload identity federation: a file holding the workload's JWT, read at each token
+    /// request (platforms rotate it in place).
+    pub workload_token_file: Option<PathBuf>,
     pub browser: Browser,
     pub login_timeout: Duration,
     /// The store directory; `None`: the user's default.
@@ -452,7 +459,7 @@ impl OAuth {
         Some(found.resource.as_str()).filter(|r| !r.is_empty())
     }
 
-    /// Tokens without a browser: client credentials, or Cross-App Access.
+    /// Tokens without a browser: client credentials, Cross-App Access, or a workload's JWT.
     async fn unattended(&self, challenge: Option<&Challenge>) -> Result<HeaderValue, AuthError> {
         let found = self.discover(challenge).await?;
         let id = self.cfg.client_id.clone().ok_or_else(|| AuthError::refused("this grant needs --client-id"))?;
@@ -493,6 +500,25 @@ impl OAuth {
                     &found.server,
                     &client,
                     Grant::JwtBearer { assertion: &assertion },
+                    scope.as_deref(),
+                    self.resource(&found),
+                )
+                .await?
+            }
+            GrantKind::WorkloadIdentity => {
+                let path = self
+                    .cfg
+                    .workload_token_file
+                    .as_ref()
+                    .ok_or_else(|| AuthError::refused("workload identity needs --workload-token-file"))?;
+                // The file's content is a credential: errors name the file, never what it holds.
+                let assertion = std::fs::read_to_string(path)
+                    .map_err(|e| AuthError::refused(format!("--workload-token-file {}: {e}", path.display())))?;
+                token::request(
+                    &self.http,
+                    &found.server,
+                    &client,
+                    Grant::JwtBearer { assertion: assertion.trim() },
                     scope.as_deref(),
                     self.resource(&found),
                 )

@@ -26,7 +26,8 @@ struct RegistrationResponse {
     token_endpoint_auth_method: Option<String>,
 }
 
-/// Registers mcpgate as a public native client (RFC 8252) for `redirect_uri`.
+/// Registers mcpgate as a public client for `redirect_uri`: a native one (RFC 8252) when the
+/// browser comes back to a loopback listener, as with `mcpgate stdio` and `login`.
 pub async fn register(
     http: &Http,
     server: &ServerMetadata,
@@ -47,6 +48,7 @@ pub async fn register(
         "token_endpoint_auth_method": "none",
         "software_id": "mcpgate",
         "software_version": env!("CARGO_PKG_VERSION"),
+        "application_type": application_type(redirect_uri),
     });
     if let Some(scope) = scope.filter(|s| !s.is_empty()) {
         body["scope"] = scope.into();
@@ -77,4 +79,29 @@ pub async fn register(
         },
         r.client_secret,
     ))
+}
+
+/// The `application_type` to register (OpenID Connect Dynamic Client Registration, which MCP's
+/// SEP-837 requires clients to send): "native" for a redirect to this machine's loopback
+/// interface (an app on the user's device), "web" for any other (a gateway's public callback).
+/// Servers apply redirect rules by it, e.g. refusing a loopback redirect to a "web" client.
+fn application_type(redirect_uri: &str) -> &'static str {
+    let uri = redirect_uri.parse::<http::Uri>().ok();
+    match uri.as_ref().and_then(http::Uri::host) {
+        Some("127.0.0.1" | "localhost" | "[::1]" | "::1") => "native",
+        _ => "web",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::application_type;
+
+    #[test]
+    fn loopback_redirects_register_native_apps_and_others_web_ones() {
+        assert_eq!(application_type("http://127.0.0.1:53682/callback"), "native");
+        assert_eq!(application_type("http://localhost:8080/callback"), "native");
+        assert_eq!(application_type("http://[::1]:8080/callback"), "native");
+        assert_eq!(application_type("https://gateway.example.com/oauth/callback"), "web");
+    }
 }

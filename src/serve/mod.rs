@@ -353,6 +353,7 @@ fn oauth_config(o: &config::OAuth, url: &http::Uri, timeout: Duration) -> crate:
         resource: o.resource.clone(),
         grant: if o.client_credentials { GrantKind::ClientCredentials } else { GrantKind::AuthorizationCode },
         idp: IdentityProvider::default(),
+        workload_token_file: None,
         browser: Browser::Off,
         login_timeout: Duration::from_secs(300),
         store_dir: None,

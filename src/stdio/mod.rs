@@ -240,12 +240,20 @@ impl Bridge {
     /// modern-only server. A 400, 404 or 405 that is no modern error is relayed too: the engine
     /// has tried HTTP+SSE already (`--transport auto`), and the client sees the refusal.
     ///
+    /// The `initialize` sent carries, beside the client's own params, the `_meta` envelope every
+    /// 2026-07-28 request carries (the revision asked, the client's capabilities and info), and
+    /// `Mcp-Method`: a modern-only server reads it as a request of a revision it does not speak
+    /// and answers -32022 with the revisions it does, instead of refusing a request without the
+    /// envelope. A legacy server ignores both (`_meta` is allowed in any request's params).
+    ///
     /// Some legacy servers check the header on `initialize` too, against the revisions they know:
     /// one older than the client refuses it (400), where without the header it would negotiate.
-    /// Such a refusal is followed by the `initialize` once more, without the header, as before.
+    /// Such a refusal is followed by the client's `initialize` once more, as it came, without the
+    /// header, as before.
     async fn initialize(&self, init: Bytes) -> Result<InitAnswer, &'static str> {
         let asked = asked_version(&init);
-        let mut answer = self.send_initialize(init.clone(), asked.clone()).await;
+        let probe = asked.as_ref().and_then(|v| enveloped(&init, v.to_str().ok()?)).unwrap_or_else(|| init.clone());
+        let mut answer = self.send_initialize(probe, asked.clone()).await;
         let mut detected = era::detect(answer.status.as_u16(), &answer.response);
         if detected == Detected::HttpSse && answer.status == StatusCode::BAD_REQUEST && asked.is_some() {
             tracing::debug!("initialize with MCP-Protocol-Version refused (400); sending it again without");
@@ -271,7 +279,8 @@ impl Bridge {
     /// One `initialize` through the engine, with `version` as `MCP-Protocol-Version` (or none),
     /// read as far as its response (a server ends the stream there).
     async fn send_initialize(&self, init: Bytes, version: Option<HeaderValue>) -> InitAnswer {
-        let to = Forward { version, ..self.to() };
+        let method = Some(HeaderValue::from_static("initialize"));
+        let to = Forward { version, method, ..self.to() };
         let resp = self.proxy.send(&to, init).await;
         let (status, session) = (resp.status(), resp.headers().get(SESSION_ID).cloned());
         let (mut messages, mut response) = (Vec::new(), Bytes::new());
@@ -391,6 +400,15 @@ fn asked_version(init: &[u8]) -> Option<HeaderValue> {
     let init: serde_json::Value = serde_json::from_slice(init).ok()?;
     let asked = init.pointer("/params/protocolVersion")?.as_str()?;
     (era::era_of(Some(asked)) == Ok(Era::Legacy)).then(|| HeaderValue::from_str(asked).ok())?
+}
+
+/// The client's `initialize` with the 2026-07-28 `_meta` envelope for `version` added to its
+/// params (the client's own `_meta` keys kept), or `None` when it is not a JSON-RPC request.
+fn enveloped(init: &[u8], version: &str) -> Option<Bytes> {
+    let mut init: serde_json::Value = serde_json::from_slice(init).ok()?;
+    let params = init.get_mut("params").filter(|p| p.is_object())?;
+    crate::mcp::modern::ClientEnvelope::from_initialize(params, version).apply(params, None);
+    Some(Bytes::from(init.to_string()))
 }
 
 /// What the engine answered to an `initialize`.

@@ -1,4 +1,5 @@
-// The "client under test" for the MCP conformance suite's CLIENT scenarios (0.1.16): an official-SDK stdio
+// The "client under test" for the MCP conformance suite's CLIENT scenarios (0.1.16, and 0.2.0-alpha.12 with
+// its 2026-07-28 scenarios): an official-SDK stdio
 // client that launches `mcpgate stdio <server-url> [flags]` as its child and does what the scenario needs.
 // The suite runs it as: node client-driver.mjs <server-url>, with MCP_CONFORMANCE_SCENARIO set and, for the
 // scenarios that hand out credentials, MCP_CONFORMANCE_CONTEXT (JSON: { name, client_id, ... }).
@@ -28,6 +29,10 @@ const REQUEST_TIMEOUT = { timeout: 20_000 };
 const CIMD_URL = 'https://conformance-test.local/client-metadata.json';
 // Scenarios where the suite wants the client to stop (allowClientError): failing is the right outcome.
 const EXPECT_FAILURE = new Set(['auth/scope-retry-limit', 'auth/resource-mismatch']);
+// 0.2.0-alpha.12's scenarios where a careful client stops too: the authorization server's or the
+// callback's issuer is not the one expected (RFC 9207, RFC 8414 section 3.3).
+for (const s of ['auth/iss-supported-missing', 'auth/iss-wrong-issuer', 'auth/iss-unexpected',
+  'auth/iss-normalized', 'auth/metadata-issuer-mismatch']) EXPECT_FAILURE.add(s);
 
 if (!serverUrl) {
   console.error('usage: client-driver.mjs <server-url>   (MCP_CONFORMANCE_SCENARIO selects the scenario)');
@@ -53,9 +58,13 @@ function bridgeFlags() {
         '--private-key-file', secretFile('client-key.pem', ctx.private_key_pem),
         '--signing-alg', ctx.signing_algorithm || 'ES256'];
     case 'auth/cross-app-access-complete-flow':
+    case 'auth/enterprise-managed-authorization': // the same scenario, as 0.2.0-alpha.12 names it
       return ['--grant', 'cross-app-access', '--client-id', ctx.client_id, '--client-secret', ctx.client_secret,
         '--token-auth-method', 'client_secret_basic', '--idp-token-endpoint', ctx.idp_token_endpoint,
         '--idp-client-id', ctx.idp_client_id, '--idp-id-token-file', secretFile('idp-id-token', ctx.idp_id_token)];
+    case 'auth/wif-jwt-bearer': // the workload's JWT, as its platform would hand it over in a file
+      return ['--grant', 'workload-identity', '--client-id', ctx.client_id,
+        '--workload-token-file', secretFile('workload-token', ctx.valid_jwt)];
     case 'auth/pre-registration':
       return ['--client-id', ctx.client_id, '--client-secret', ctx.client_secret, '--login-timeout', '10s'];
     default: // authorization code with DCR, or CIMD where the AS advertises client_id_metadata_document_supported
@@ -103,6 +112,37 @@ const actions = {
   'sse-retry': async (c) => { // the server closes the POST stream; the bridge must resume it by GET
     await listTools(c);
     await callTool(c, 'test_reconnection');
+  },
+  // 0.2.0-alpha.12 (2026-07-28). Each request must carry the revision's _meta (the bridge's job).
+  'request-metadata': async (c) => { await listTools(c); },
+  'sep-2322-client-request-state': async (c) => { // input-required rounds, answered by elicitation
+    await listTools(c);
+    for (const t of ['test_mrtr_echo_state', 'test_mrtr_no_state', 'test_mrtr_unrelated', 'test_mrtr_no_result_type']) {
+      await callTool(c, t);
+    }
+  },
+  'http-standard-headers': async (c) => { // Mcp-Method on every POST, Mcp-Name on calls, reads and gets
+    for (const t of await listTools(c)) await callTool(c, t.name);
+    const { resources } = await c.listResources(undefined, REQUEST_TIMEOUT);
+    for (const r of resources) await c.readResource({ uri: r.uri }, REQUEST_TIMEOUT);
+    const { prompts } = await c.listPrompts(undefined, REQUEST_TIMEOUT);
+    for (const p of prompts) await c.getPrompt({ name: p.name }, REQUEST_TIMEOUT);
+  },
+  'http-custom-headers': async (c) => { // the calls the scenario hands out; the bridge mirrors x-mcp-header
+    await listTools(c);
+    for (const call of ctx.toolCalls ?? []) await callTool(c, call.name, call.arguments);
+  },
+  'http-invalid-tool-headers': async (c) => { // whatever tools/list offers gets called: invalid tools must not be offered
+    for (const t of await listTools(c)) {
+      const args = Object.fromEntries((t.inputSchema?.required ?? []).map((k) => [k, 'x']));
+      await callTool(c, t.name, args);
+    }
+  },
+  'json-schema-ref-no-deref': async (c) => { await listTools(c); },
+  'json-schema-2020-12-preservation': async (c) => { // the focal tool's inputSchema, echoed back as given
+    const focal = (await listTools(c)).find((t) => t.name === 'json_schema_2020_12_tool');
+    if (!focal) throw new Error('no json_schema_2020_12_tool listed');
+    await callTool(c, 'json_schema_echo', { schema: focal.inputSchema });
   },
   auth: async (c) => { // every auth/* server offers test-tool; scope-step-up needs the call (403 → step-up)
     await listTools(c);
