@@ -429,51 +429,10 @@ impl Gateway {
             return wire::error(&e, msg.id);
         }
         let caps = params.pointer("/_meta/io.modelcontextprotocol~1clientCapabilities").cloned().unwrap_or_default();
-        // A server that speaks this revision too, seen alone: the request goes as it came, and
-        // its answer comes back as the server wrote it (input-required results, tasks, streams).
-        let alone = match (&target, &view) {
-            (Target::Lone(b), _) => Some(b.clone()),
-            // A server seen as it is answers `ping`, or not, itself; on the merged endpoint it is
-            // the gateway's (clients send it, though the revision dropped it).
-            (Target::Gateway, View::One(_)) if method == "ping" => self.router.alone(&view),
-            _ => None,
-        };
-        if let Some(b) = &alone
-            && let Some(client) = self.modern_session(&view, owner.as_deref(), &caps)
-            && let Some((engine, mut to)) = {
-                // The caller's token as last sent, for a server that takes it.
-                client.upstream.set_bearer(headers.get(http::header::AUTHORIZATION));
-                b.link.modern_relay(&client)
-            }
-        {
-            use crate::mcp::headers::{METHOD, NAME, PROTOCOL_VERSION, param_headers};
-            // What policy decides on the way is decided here too: a task only where the server
-            // keeps users' tasks apart; a listen stream only for resources the caller may read.
-            let refusal = if method.starts_with("tasks/") && !self.tasks_carried(b, &client) {
-                Some(Error::new(Kind::MethodNotFound, format!("{method}: tasks are not carried here")))
-            } else if method == "subscriptions/listen" {
-                let named = params.pointer("/notifications/resourceSubscriptions").and_then(Value::as_array);
-                named
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .find(|u| !self.router.may_use_resource(&view, &access, u))
-                    .map(|u| Error::new(Kind::InvalidParams, format!("no server offers the resource {u}")))
-            } else {
-                None
-            };
-            if let Some(e) = refusal {
-                self.account("gateway", &method, "refused", started, entry.as_deref());
-                return modern_json(&id, wire::answer(&e));
-            }
-            to.method = headers.get(METHOD).cloned();
-            to.name = headers.get(NAME).cloned();
-            to.version = headers.get(PROTOCOL_VERSION).cloned().or(to.version);
-            // Relayed as `connect` relays: each silence of the server's stream is bounded by its
-            // timeout (a listen stream lives on the server's keep-alives).
-            let resp = engine.send_with(&to, param_headers(headers).as_ref(), bytes.clone()).await;
-            let ok = if resp.status().is_success() { "ok" } else { "error" };
-            self.account(&b.cfg.name, &method, ok, started, entry.as_deref());
+        // A server that speaks this revision too, seen alone: the request goes as it came.
+        let request = (method.as_str(), &id, &params);
+        let who = (&view, &target, &access, owner.as_deref(), &caps);
+        if let Some(resp) = self.modern_relay(who, (headers, bytes), request, (started, entry.as_deref())).await {
             return resp;
         }
         if method == "subscriptions/listen" {
@@ -992,7 +951,7 @@ fn id_of(msg: &crate::jsonrpc::Envelope<'_>) -> Option<Value> {
 }
 
 /// A 2026-07-28 answer as JSON, with the HTTP status its error calls for in that revision.
-fn modern_json(id: &Value, answer: Value) -> Response<Body> {
+pub(super) fn modern_json(id: &Value, answer: Value) -> Response<Body> {
     let status = wire::modern_status(&answer);
     let mut resp = json_reply(&Some(id.clone()), answer);
     *resp.status_mut() = status;

@@ -11,6 +11,7 @@ mod front;
 mod listen;
 mod metrics;
 mod modern;
+mod modern_relay;
 use crate::mcp::queue;
 mod reload;
 mod remote;
