@@ -300,8 +300,12 @@ impl RemoteLink {
                     format!("server/discover failed: {}", found.get("error").cloned().unwrap_or_default()),
                 ));
             };
-            let changes = ["tools", "prompts", "resources"]
-                .map(|k| result.pointer(&format!("/capabilities/{k}/listChanged")) == Some(&Value::Bool(true)));
+            // Listened for with the gateway's own credential: not where the server takes only
+            // its users' own (their streams would be theirs to open).
+            let listened = matches!(self.client_token, ClientToken::No);
+            let changes = ["tools", "prompts", "resources"].map(|k| {
+                listened && result.pointer(&format!("/capabilities/{k}/listChanged")) == Some(&Value::Bool(true))
+            });
             let mut legacy = crate::mcp::modern::initialize_result(result, "2025-11-25");
             // Its list changes reach 2025 clients: the gateway listens for them (`listen_modern`).
             for (k, on) in ["tools", "prompts", "resources"].into_iter().zip(changes) {
@@ -575,10 +579,10 @@ async fn listen_modern(
             () = stop.cancelled() => return,
         };
         if resp.status().is_success() {
+            let opened = std::time::Instant::now();
             let read = read_messages(resp, |mut m| {
                 let method = m.get("method").and_then(Value::as_str).unwrap_or_default();
                 if method.ends_with("/list_changed") {
-                    delay = Duration::from_millis(500);
                     // The subscription's id is the gateway's business, not its clients'.
                     if let Some(meta) = m.pointer_mut("/params/_meta").and_then(Value::as_object_mut) {
                         meta.remove(crate::mcp::modern::META_SUBSCRIPTION_ID);
@@ -590,6 +594,11 @@ async fn listen_modern(
             tokio::select! {
                 _ = read => {}
                 () = stop.cancelled() => return,
+            }
+            // A stream that lasted is opened again soon; one closed at once (a server that
+            // delivers nothing of the filter ends it after its acknowledgement) ever more slowly.
+            if opened.elapsed() > Duration::from_secs(10) {
+                delay = Duration::from_millis(500);
             }
         } else {
             tracing::debug!(server = %name, "subscriptions/listen refused ({}); again in {delay:?}", resp.status());
