@@ -491,24 +491,6 @@ impl Matrix {
     pub fn marker(&self) -> PathBuf {
         self.dir.join("everything-stdio.js")
     }
-
-    /// How far the server behind `route` has got: for the stdio child, the bytes it has read
-    /// (/proc/PID/io), for the remote server, the POSTs it has logged. A call reached the server
-    /// once this grows past what it was before the call.
-    pub async fn progress_of(&self, route: Route) -> u64 {
-        if route.stdio() {
-            bytes_read(&self.marker())
-        } else {
-            self.remote.lock().await.output().matches("Received MCP POST request").count() as u64
-        }
-    }
-
-    /// Waits until the server behind `route` has got further than `before` (see
-    /// [`Matrix::progress_of`]).
-    pub async fn reached(&self, route: Route, before: u64) {
-        let got = until(Duration::from_secs(10), || async { self.progress_of(route).await > before }).await;
-        assert!(got, "{route}: the call never reached the server");
-    }
 }
 
 /// The bytes the process running `marker` has read so far (/proc/PID/io): a stdio server reads
