@@ -19,17 +19,7 @@ async fn a_cancelled_call_ends_at_once_on_every_route() {
         // the server on.
         let r = call_text(&url, &sid, &route.name("echo"), json!({"message": "before"})).await;
         assert_eq!(text_of(&r), "Echo: before", "{route}: {r}");
-        // The server has the call once its first progress is here.
-        let mut body: Value = serde_json::from_str(&tool_call(
-            json!("slow-1"),
-            &route.name("trigger-long-running-operation"),
-            json!({"duration": 20, "steps": 20}),
-        ))
-        .unwrap();
-        body["params"]["_meta"] = json!({"progressToken": "slow-1"});
-        let mut slow = Sse::post(&url, &sid, &body.to_string()).await;
-        let running = slow.until(Duration::from_secs(10), |m| m["method"] == "notifications/progress").await;
-        assert!(running.is_ok(), "{route}: the call never reached the server: {running:?}\n{}", m.output());
+        let mut slow = m.slow_call_running(route, &sid, "slow-1").await;
         let cancel = r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"slow-1","reason":"the user gave up"}}"#;
         let r = call(&url, &sid, &[], cancel).await;
         assert_eq!(r.status, 202, "{route}: {}", r.body);

@@ -439,6 +439,20 @@ pub(crate) struct Matrix {
 }
 
 impl Matrix {
+    /// A 20-second call (`trigger-long-running-operation`, id and progress token `id`) sent to
+    /// `route` in session `sid`, once it runs at its server: its first progress is here (nothing
+    /// less says so: a stdio child may read files of its own meanwhile). Its stream, to read on.
+    pub async fn slow_call_running(&self, route: Route, sid: &str, id: &str) -> Sse {
+        let name = route.name("trigger-long-running-operation");
+        let mut body: Value =
+            serde_json::from_str(&tool_call(json!(id), &name, json!({"duration": 20, "steps": 20}))).unwrap();
+        body["params"]["_meta"] = json!({"progressToken": id});
+        let mut slow = Sse::post(&self.url(route), sid, &body.to_string()).await;
+        let running = slow.until(Duration::from_secs(10), |m| m["method"] == "notifications/progress").await;
+        assert!(running.is_ok(), "{route}: the call never reached the server: {running:?}\n{}", self.output());
+        slow
+    }
+
     pub async fn start(name: &str, local: Value, remote: Value, apart: bool) -> Arc<Matrix> {
         let dir = tempdir(name);
         let remote_port = free_port();

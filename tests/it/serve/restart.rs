@@ -24,18 +24,7 @@ async fn a_server_lost_mid_call_fails_the_call_at_once_and_comes_back_on_every_r
         };
         let r = echo("before").await;
         assert_eq!(text_of(&r), "Echo: before", "{route}: {r}");
-        // The slow call runs at the server once its first progress is here (nothing less says
-        // it reached the server: a child may read files of its own meanwhile).
-        let mut body: Value = serde_json::from_str(&tool_call(
-            json!("slow"),
-            &route.name("trigger-long-running-operation"),
-            json!({"duration": 20, "steps": 20}),
-        ))
-        .unwrap();
-        body["params"]["_meta"] = json!({"progressToken": "slow"});
-        let mut slow = Sse::post(&url, &sid, &body.to_string()).await;
-        let running = slow.until(Duration::from_secs(10), |m| m["method"] == "notifications/progress").await;
-        assert!(running.is_ok(), "{route}: the call never reached the server: {running:?}\n{}", m.output());
+        let mut slow = m.slow_call_running(route, &sid, "slow").await;
         if route.stdio() {
             let killed = std::process::Command::new("pkill").arg("-KILL").arg("-f").arg(m.marker()).status().unwrap();
             assert!(killed.success(), "{route}: the child was running");
