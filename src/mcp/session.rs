@@ -310,6 +310,11 @@ impl<S> SessionTable<S> {
         Some(s)
     }
 
+    /// `get` without counting as a use (a server's message is no sign of its client).
+    pub fn peek(&self, id: &str) -> Option<Arc<Session<S>>> {
+        self.read().map.get(&key(id)?).cloned()
+    }
+
     pub fn remove(&self, id: &str) -> Option<Arc<Session<S>>> {
         self.write().remove(key(id)?)
     }

@@ -4,8 +4,9 @@
 //!
 //! Behind the gateway the servers speak 2025, where those notifications come unasked (list
 //! changes) or on a subscription a session made (resource updates). A caller's 2026-07-28
-//! requests share one upstream session (`modern_client`, modern.rs); its listen streams are
-//! registered here against that session, which subscribes at the servers to the resources they
+//! requests go through the caller's upstream sessions (`modern_client`, modern.rs: one, and one
+//! more per set of roots it gave); its listen streams are registered here against the caller
+//! (view and user), and each of its sessions subscribes at the servers to the resources they
 //! name — so a server that keeps state per session (what it updates, what it lists) sees the
 //! caller's calls and subscriptions together, as a 2025 client's would be. `dispatch` (mod.rs)
 //! hands every list change and resource update to `Listeners::tell`, which writes each to the
@@ -148,55 +149,74 @@ fn tagged(mut note: Value, id: &Value) -> Value {
     note
 }
 
-/// The open listen streams, by the upstream session of their caller.
+/// The open listen streams, by their caller.
 #[derive(Default)]
 pub struct Listeners {
     open: std::sync::Mutex<Vec<Listener>>,
     next: std::sync::atomic::AtomicU64,
-    /// One stream of a session at a time subscribes and registers, or unregisters and
+    /// One stream of a caller at a time subscribes and registers, or unregisters and
     /// unsubscribes: a stream's end must not take back a subscription a new stream of the
-    /// session is counting on. (Striped by session: a slow server holds up its own callers.)
+    /// caller is counting on. (Striped by caller: a slow server holds up its own callers.)
     changing: [tokio::sync::Mutex<()>; 16],
 }
 
-/// One open stream: whose session it follows, what it wants, where it goes.
+/// Whose streams they are: a view and the user (`sub`; `None` without authentication) — the
+/// caller every upstream session of theirs is for.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct Caller {
+    pub view: View,
+    pub owner: Option<String>,
+}
+
+impl Caller {
+    pub fn of(session: &Session<Client>) -> Caller {
+        Caller { view: session.upstream.view.clone(), owner: session.upstream.owner.clone() }
+    }
+}
+
+/// One open stream: whose it is, what it wants, where it goes.
 struct Listener {
     key: u64,
-    session: String,
-    view: View,
+    caller: Caller,
     filter: Filter,
     to: super::queue::Sender<Value>,
 }
 
-/// Streams open at once, over every caller (as the SDK's servers bound them), and per caller's
-/// session (so that one caller cannot take them all).
+/// Streams open at once, over every caller (as the SDK's servers bound them), and per caller
+/// (so that one caller cannot take them all).
 const MAX_STREAMS: usize = 1024;
-const PER_SESSION: usize = 32;
+const PER_CALLER: usize = 32;
 
 impl Listeners {
+    /// Whether any stream is open (`tell` has somewhere to write).
+    pub fn any(&self) -> bool {
+        !self.open.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+    }
+
     /// What a server said on its own, to the streams it concerns: a list change to every stream
-    /// that sees the server (or, when one upstream session reported it, to that session's
-    /// streams); a resource update to the streams that name the resource, under the URI they
-    /// named it by. Called for every such notification (`dispatch`); cheap when none is open.
-    pub fn tell(&self, router: &super::router::Router, backend: &str, session: Option<&str>, note: &Value) {
+    /// that sees the server (or, when one upstream session reported it, to the streams of that
+    /// session's caller, `from`); a resource update to the streams that name the resource, under
+    /// the URI they named it by. Called for every such notification (`dispatch`); cheap when
+    /// none is open.
+    pub fn tell(&self, router: &super::router::Router, backend: &str, from: Option<&Caller>, note: &Value) {
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if open.is_empty() {
             return;
         }
         let uri = note.pointer("/params/uri").and_then(Value::as_str);
         for l in open.iter() {
-            let sees = match &l.view {
+            let sees = match &l.caller.view {
                 View::All => true,
                 View::One(n) => n == backend,
             };
-            if !sees || session.is_some_and(|s| s != l.session) {
+            if !sees || from.is_some_and(|c| *c != l.caller) {
                 continue;
             }
             let mut note = note.clone();
             if let Some(uri) = uri {
                 // Under the URI this stream's caller named it by: as the merged endpoint shows
                 // it, or as its server wrote it.
-                let shown = router.client_uri(&l.view, backend, uri);
+                let shown = router.client_uri(&l.caller.view, backend, uri);
                 let theirs = if l.filter.uris.contains(&shown) { shown } else { uri.to_owned() };
                 note["params"]["uri"] = Value::String(theirs);
             }
@@ -206,29 +226,40 @@ impl Listeners {
         }
     }
 
-    fn changing(&self, session: &str) -> &tokio::sync::Mutex<()> {
-        let stripe = session.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+    fn changing(&self, caller: &Caller) -> &tokio::sync::Mutex<()> {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let stripe = BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(caller) as usize;
         &self.changing[stripe % self.changing.len()]
     }
 
     /// Registers a stream; its key takes it away again.
-    fn add(&self, session: &str, view: View, filter: Filter, to: super::queue::Sender<Value>) -> Result<u64, Error> {
+    fn add(&self, caller: Caller, filter: Filter, to: super::queue::Sender<Value>) -> Result<u64, Error> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if open.len() >= MAX_STREAMS || open.iter().filter(|l| l.session == session).count() >= PER_SESSION {
+        if open.len() >= MAX_STREAMS || open.iter().filter(|l| l.caller == caller).count() >= PER_CALLER {
             return Err(Error::new(Kind::TooManySessions, "too many subscriptions/listen streams are open"));
         }
         let key = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        open.push(Listener { key, session: session.to_owned(), view, filter, to });
+        open.push(Listener { key, caller, filter, to });
         Ok(key)
     }
 
-    /// Takes a stream away: the URIs only it wanted in its session (to unsubscribe from).
+    /// Takes a stream away: the URIs only it wanted of its caller's (to unsubscribe from).
     fn remove(&self, key: u64) -> Vec<String> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let Some(i) = open.iter().position(|l| l.key == key) else { return Vec::new() };
         let gone = open.swap_remove(i);
-        let kept = |u: &String| open.iter().any(|l| l.session == gone.session && l.filter.uris.contains(u));
+        let kept = |u: &String| open.iter().any(|l| l.caller == gone.caller && l.filter.uris.contains(u));
         gone.filter.uris.into_iter().filter(|u| !kept(u)).collect()
+    }
+
+    /// The URIs the caller's streams name (each of its sessions subscribes to them).
+    fn uris_of(&self, caller: &Caller) -> Vec<String> {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut uris: Vec<String> =
+            open.iter().filter(|l| l.caller == *caller).flat_map(|l| l.filter.uris.iter().cloned()).collect();
+        uris.sort_unstable();
+        uris.dedup();
+        uris
     }
 }
 
@@ -249,7 +280,7 @@ impl Gateway {
             Ok(f) => f.honored(&init["result"]["capabilities"]),
             Err(e) => return refuse(&e),
         };
-        let Some(client) = self.modern_session(&view, owner, caps) else {
+        let Some(client) = self.modern_session(&view, owner, caps, None) else {
             return refuse(&Error::new(Kind::Internal, "no modern client session for this view"));
         };
         // Set up in a task of its own: a caller that leaves meanwhile leaves nothing subscribed
@@ -258,13 +289,20 @@ impl Gateway {
         let (ready_tx, ready) = tokio::sync::oneshot::channel::<Result<(), Error>>();
         let (gateway, access, info) = (self.clone(), access.clone(), init["result"]["serverInfo"].clone());
         tokio::spawn(async move {
+            let caller = Caller::of(&client);
             let (key, feed, filter) = {
-                let _one = gateway.listeners.changing(client.id()).lock().await;
+                let _one = gateway.listeners.changing(&caller).lock().await;
                 let mut filter = filter;
                 filter.uris = gateway.subscribe(&client, &access, filter.uris).await;
                 let (to, feed) = super::queue::bounded::<Value>(super::queue::SESSION);
-                match gateway.listeners.add(client.id(), view, filter.clone(), to) {
-                    Ok(key) => (key, feed, filter),
+                match gateway.listeners.add(caller.clone(), filter.clone(), to) {
+                    Ok(key) => {
+                        // The caller's other sessions (for the sets of roots it gave) follow.
+                        for s in gateway.caller_sessions(&caller) {
+                            gateway.subscribe_missing(&s, &caller).await;
+                        }
+                        (key, feed, filter)
+                    }
                     Err(e) => {
                         gateway.unsubscribe(&client, filter.uris).await;
                         let _ = ready_tx.send(Err(e));
@@ -312,6 +350,31 @@ impl Gateway {
     async fn unsubscribe(&self, session: &Arc<Session<Client>>, uris: Vec<String>) {
         for uri in uris {
             self.ask(session, "resources/unsubscribe", &uri).await;
+        }
+    }
+
+    /// A session of a caller whose streams began before it (one opened for a set of roots):
+    /// subscribed to what they name, as the caller's first session is.
+    pub(super) async fn follow(&self, session: &Arc<Session<Client>>) {
+        if !self.listeners.any() {
+            return;
+        }
+        let caller = Caller::of(session);
+        let _one = self.listeners.changing(&caller).lock().await;
+        self.subscribe_missing(session, &caller).await;
+    }
+
+    /// Subscribes `session` to what its caller's streams name and it does not hold yet (the
+    /// URIs were checked against the caller's rights when its stream began).
+    async fn subscribe_missing(&self, session: &Arc<Session<Client>>, caller: &Caller) {
+        let missing: Vec<String> = {
+            let held = session.upstream.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+            self.listeners.uris_of(caller).into_iter().filter(|u| !held.contains_key(u)).collect()
+        };
+        for uri in missing {
+            if self.ask(session, "resources/subscribe", &uri).await.get("error").is_some() {
+                self.ask(session, "resources/unsubscribe", &uri).await;
+            }
         }
     }
 
@@ -376,11 +439,18 @@ impl Gateway {
         if open {
             let _ = tx.send(event(&done)).await;
         }
-        let _one = self.listeners.changing(session.id()).lock().await;
+        let caller = Caller::of(&session);
+        let _one = self.listeners.changing(&caller).lock().await;
         let only_ours = self.listeners.remove(key);
-        // An ended session took its subscriptions back (asking again would open a new one).
-        if !expired {
-            self.unsubscribe(&session, only_ours).await;
+        // From each of the caller's sessions that holds them (an ended session took its
+        // subscriptions back: asking again would open a new one).
+        let live = self.caller_sessions(&caller).into_iter().filter(|s| !expired || !Arc::ptr_eq(s, &session));
+        for s in live {
+            let held: Vec<String> = {
+                let subs = s.upstream.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+                only_ours.iter().filter(|u| subs.contains_key(*u)).cloned().collect()
+            };
+            self.unsubscribe(&s, held).await;
         }
         tracing::debug!(session = session.label(), "subscriptions/listen ended");
     }

@@ -165,8 +165,14 @@ fn limits(out: &mut String, gateway: &super::Gateway) {
     use std::sync::atomic::Ordering::Relaxed;
     let sessions = &gateway.sessions;
     let l = sessions.limits();
-    let rows: [(&str, &str, &str, String); 17] = [
+    let rows: [(&str, &str, &str, String); 18] = [
         ("mcpgate_sessions_open", "gauge", "Client sessions open.", sessions.len().to_string()),
+        (
+            "mcpgate_modern_sessions_open",
+            "gauge",
+            "Sessions held at the servers for 2026-07-28 callers (per view and user, and per set of roots given).",
+            gateway.sessions_modern.len().to_string(),
+        ),
         ("mcpgate_sessions_max", "gauge", "maxSessions: client sessions open at most.", l.total.to_string()),
         (
             "mcpgate_sessions_per_client_max",

@@ -48,9 +48,10 @@ pub struct Options {
 }
 
 /// The session 2026-07-28 callers of a view (one user, or one token) use towards the servers.
-type ModernClient = Arc<crate::mcp::session::Session<Client>>;
-/// Whom a `ModernClient` is for: a view, a caller (`sub`), whether they take URL elicitation.
-type ModernCaller = (View, Option<String>, bool);
+type ModernClient = (Arc<crate::mcp::session::Session<Client>>, std::time::Instant);
+/// Whom a `ModernClient` (and since when) is for: a view, a caller (`sub`), whether they take
+/// URL elicitation, the fingerprint of the roots they gave.
+type ModernCaller = (View, Option<String>, bool, Option<[u8; 32]>);
 
 pub struct Gateway {
     router: Router,
@@ -198,7 +199,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
                     .backends
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(server.name.clone(), Arc::new(Backend { cfg: server.clone(), link }));
+                    .insert(server.name.clone(), Arc::new(Backend::new(server.clone(), link)));
             }
             // Degraded, not dead: the others serve; /readyz says which is missing.
             Err(e) => tracing::error!(server = %server.name, "cannot start: {e}"),
@@ -382,7 +383,18 @@ async fn dispatch(gateway: Arc<Gateway>, mut rx: queue::Receiver<Unsolicited>) {
         };
         if !kinds.is_empty() || method == "notifications/resources/updated" {
             // 2026-07-28 callers hear of changes on their `subscriptions/listen` streams.
-            gateway.listeners.tell(&gateway.router, &u.backend, u.session.as_deref(), &u.message);
+            // One upstream session's news is for its caller's streams (a 2025 client's session
+            // has none).
+            let from = match &u.session {
+                Some(id) if gateway.listeners.any() => {
+                    gateway.sessions_modern.peek(id).map(|s| Some(listen::Caller::of(&s)))
+                }
+                Some(_) => None,
+                None => Some(None),
+            };
+            if let Some(from) = from {
+                gateway.listeners.tell(&gateway.router, &u.backend, from.as_ref(), &u.message);
+            }
         }
         if !kinds.is_empty() {
             gateway.router.invalidate(&u.backend, kinds);
@@ -420,6 +432,20 @@ async fn dispatch(gateway: Arc<Gateway>, mut rx: queue::Receiver<Unsolicited>) {
                 }
             });
             continue;
+        }
+        if is_request && method == "roots/list" {
+            // A server that asks for roots on its own: 2026-07-28 callers are asked before
+            // their calls from now on, and the session of theirs the server asks answers.
+            if let Some(b) = gateway.router.backend(&u.backend) {
+                b.asks_roots.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            let given = u.session.as_deref().and_then(|id| gateway.sessions_modern.peek(id));
+            if let Some(roots) = given.as_ref().and_then(|s| s.upstream.roots.as_ref()) {
+                if let Some(reply) = u.reply {
+                    let _ = reply.send(serde_json::json!({"result": roots}));
+                }
+                continue;
+            }
         }
         let targets: Vec<_> = match &u.session {
             Some(id) => gateway.sessions.get(id).into_iter().collect(),
@@ -511,7 +537,7 @@ async fn expire_sessions(gateway: Arc<Gateway>) {
                 .modern_clients
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .retain(|_, s| !idle.iter().any(|i| Arc::ptr_eq(i, s)));
+                .retain(|_, (s, _)| !idle.iter().any(|i| Arc::ptr_eq(i, s)));
             for s in idle {
                 tracing::debug!(session = s.label(), "a modern callers' session expired after {ttl:?} idle");
                 gateway.end(&s);

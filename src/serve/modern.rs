@@ -25,6 +25,15 @@ use crate::mcp::session::Session;
 /// How long a parked call waits for the client's retry.
 const PARKED_FOR: Duration = Duration::from_secs(600);
 
+/// The `requestState` of the gateway's question for a caller's roots, asked before a call (not
+/// parked: the retry carries the call and the roots both).
+const ROOTS_ASKED: &str = "mcpgate/roots";
+/// Sets of roots one caller's sessions are kept for at once (each is a session at the servers):
+/// a caller naming more ends the oldest.
+const ROOTS_SESSIONS: usize = 16;
+/// The largest roots answer taken (as JSON).
+const MAX_ROOTS: usize = 64 * 1024;
+
 /// Calls waiting for a modern client's input, by the `requestState` handed out.
 #[derive(Default)]
 pub struct Parked {
@@ -55,13 +64,42 @@ impl Gateway {
     /// reach the call that caused them, so sharing one upstream session is sound) — one per
     /// caller when the gateway authenticates, whose token it carries; apart for clients that can
     /// send their user to a URL (`url`: a sign-in a server needs is offered to them as such).
-    fn modern_client(&self, view: &View, owner: Option<&str>, url: bool) -> Option<Arc<Session<Client>>> {
+    /// Callers who gave their roots (`roots`: the `roots/list` result) have a session per set of
+    /// roots, which answers servers with them: a server keeps what a session's client told it.
+    fn modern_client(
+        &self,
+        view: &View,
+        owner: Option<&str>,
+        url: bool,
+        roots: Option<Value>,
+    ) -> Option<Arc<Session<Client>>> {
+        let print = roots.as_ref().map(|r| {
+            let d = ring::digest::digest(&ring::digest::SHA256, r.to_string().as_bytes());
+            let mut print = [0u8; 32];
+            print.copy_from_slice(d.as_ref());
+            print
+        });
         let mut all = self.modern_clients.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (view.clone(), owner.map(str::to_owned), url);
-        if let Some(s) = all.get(&key) {
+        let key = (view.clone(), owner.map(str::to_owned), url, print);
+        if let Some((s, _)) = all.get(&key) {
             // Used: not idle (`expire_sessions` ends those idle past `sessionTtl`).
             self.sessions_modern.get(s.id());
             return Some(s.clone());
+        }
+        if print.is_some() {
+            let theirs = |k: &super::ModernCaller| k.0 == key.0 && k.1 == key.1 && k.2 == url && k.3.is_some();
+            let mut kept: Vec<_> = all.iter().filter(|(k, _)| theirs(k)).map(|(k, (_, at))| (k.clone(), *at)).collect();
+            if kept.len() >= ROOTS_SESSIONS {
+                kept.sort_by_key(|(_, at)| *at);
+                if let Some((s, _)) = all.remove(&kept[0].0) {
+                    tracing::debug!(
+                        session = s.label(),
+                        "a caller named more than {ROOTS_SESSIONS} sets of roots: the oldest session ends"
+                    );
+                    self.sessions_modern.remove(s.id());
+                    self.end(&s);
+                }
+            }
         }
         // Stateless clients share one session per view: it declares what any of them may answer
         // (each request's own `clientCapabilities` decide what its caller is asked).
@@ -70,13 +108,19 @@ impl Gateway {
         if !url && let Some(e) = init.pointer_mut("/capabilities/elicitation").and_then(Value::as_object_mut) {
             e.remove("url");
         }
-        let s = self
-            .sessions_modern
-            .create(crate::connect::CLIENT, &[], Client::new(view.clone(), owner.map(str::to_owned), init))
-            .ok()?
-            .session;
-        all.insert(key, s.clone());
+        let mut client = Client::new(view.clone(), owner.map(str::to_owned), init);
+        if let Some(r) = roots {
+            client = client.with_roots(r);
+        }
+        let s = self.sessions_modern.create(crate::connect::CLIENT, &[], client).ok()?.session;
+        all.insert(key, (s.clone(), Instant::now()));
         Some(s)
+    }
+
+    /// Every upstream session of a caller's (one, and one per set of roots it gave).
+    pub(super) fn caller_sessions(&self, caller: &super::listen::Caller) -> Vec<Arc<Session<Client>>> {
+        let all = self.modern_clients.lock().unwrap_or_else(|p| p.into_inner());
+        all.values().filter(|(s, _)| super::listen::Caller::of(s) == *caller).map(|(s, _)| s.clone()).collect()
     }
 
     /// The upstream session of a 2026-07-28 caller that declared `caps` (apart for those that
@@ -86,9 +130,10 @@ impl Gateway {
         view: &View,
         owner: Option<&str>,
         caps: &Value,
+        roots: Option<Value>,
     ) -> Option<Arc<Session<Client>>> {
         let url = declared(caps, "elicitation/create", &json!({"mode": "url"}));
-        self.modern_client(view, owner, url)
+        self.modern_client(view, owner, url, roots)
     }
 
     /// Whether a 2026-07-28 server's tasks reach this caller: only as they are (relayed), and,
@@ -118,7 +163,12 @@ impl Gateway {
                 m.remove(k);
             }
         }
-        let Some(client) = self.modern_session(&view, owner, &caps) else {
+        // A server that asks for roots on its own hears the caller's, asked for first.
+        let roots = match roots_of(&target, &caps, method, &mut params) {
+            Ok(roots) => roots,
+            Err(answer) => return Reply { events: vec![], answer },
+        };
+        let Some(client) = self.modern_session(&view, owner, &caps, roots) else {
             return Reply {
                 events: vec![],
                 answer: err(Error::new(Kind::Internal, "no modern client session for this view")),
@@ -126,6 +176,11 @@ impl Gateway {
         };
         // The caller's token as last sent, for servers that take it (the session is theirs alone).
         client.upstream.set_bearer(bearer);
+        // A session for the roots given follows the caller's listen streams (one that began
+        // before it did not subscribe it).
+        if client.upstream.roots.is_some() {
+            self.follow(&client).await;
+        }
         let cfg = self.router.config();
         let ttl = cfg.gateway.cache_ttl.as_millis() as u64;
         match method {
@@ -256,6 +311,10 @@ impl Gateway {
                 ev = call.events.recv() => match ev {
                     Some(Event::Notification(m)) => if logged(&m, level) { out.push(m); },
                     Some(Event::Request { method, params, reply }) => {
+                        if method == "roots/list" && let Some(roots) = &client.upstream.roots {
+                            let _ = reply.send(json!({"result": roots}));
+                            continue;
+                        }
                         if !declared(caps, &method, &params) {
                             let why = format!("{backend} asks the client for {method}, which it did not declare");
                             let _ = reply.send(err(Error::new(Kind::MethodNotFound, why.clone())));
@@ -328,6 +387,48 @@ impl Parked {
             }
         }
     }
+}
+
+/// The roots a request carries, taken out of its params (the retry of the gateway's question):
+/// `Ok(None)` when it carries none and needs none; `Err` with the answer to give — the question,
+/// when the server it goes to asks for roots on its own (`asks_roots`) and has a session per
+/// client (a shared child keeps one client's roots for all), or why the roots given are refused.
+fn roots_of(
+    target: &super::dispatch::Target,
+    caps: &Value,
+    method: &str,
+    params: &mut Value,
+) -> Result<Option<Value>, Value> {
+    if params.get("requestState").and_then(Value::as_str) == Some(ROOTS_ASKED) {
+        let answer = params.get("inputResponses").and_then(|r| r.get("roots")).cloned();
+        if let Some(p) = params.as_object_mut() {
+            p.remove("requestState");
+            p.remove("inputResponses");
+        }
+        let fits = |r: &Value| r.get("roots").is_some_and(Value::is_array) && r.to_string().len() <= MAX_ROOTS;
+        return match answer {
+            Some(r) if fits(&r) => Ok(Some(r)),
+            _ => Err(err(Error::new(
+                Kind::InvalidParams,
+                format!("the retry's inputResponses.roots is not a roots/list result of at most {MAX_ROOTS} bytes"),
+            ))),
+        };
+    }
+    // The retry of a call that waited for input: asked already, or not at all.
+    if params.get("requestState").is_some() {
+        return Ok(None);
+    }
+    let asks = target
+        .server()
+        .is_some_and(|(b, _)| b.asks_roots.load(std::sync::atomic::Ordering::Relaxed) && !b.link.shared());
+    if asks && declared(caps, "roots/list", &Value::Null) && !LISTINGS.iter().any(|(l, _)| *l == method) {
+        return Err(json!({"result": {
+            "resultType": "input_required",
+            "inputRequests": {"roots": {"method": "roots/list", "params": {}}},
+            "requestState": ROOTS_ASKED,
+        }}));
+    }
+    Ok(None)
 }
 
 /// Whether a modern client's capabilities cover a server's request (the spec's rule for servers).

@@ -106,7 +106,7 @@ impl Gateway {
                         .backends
                         .write()
                         .unwrap_or_else(|p| p.into_inner())
-                        .insert(s.name.clone(), Arc::new(Backend { cfg: s.clone(), link }));
+                        .insert(s.name.clone(), Arc::new(Backend::new(s.clone(), link)));
                 }
                 Err(e) => tracing::error!(server = %s.name, "cannot start: {e}"),
             }

@@ -21,6 +21,15 @@ use crate::policy::{Access, What};
 pub struct Backend {
     pub cfg: Server,
     pub link: Arc<dyn Link>,
+    /// The server asks clients for their roots outside any call (when a session opens, say):
+    /// 2026-07-28 callers, who have no stream to be asked on, are asked before their calls.
+    pub asks_roots: std::sync::atomic::AtomicBool,
+}
+
+impl Backend {
+    pub fn new(cfg: Server, link: Arc<dyn Link>) -> Backend {
+        Backend { cfg, link, asks_roots: Default::default() }
+    }
 }
 
 /// The four kinds of listing, by their list method.

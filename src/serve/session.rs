@@ -61,6 +61,10 @@ pub struct Client {
     early: Mutex<Vec<(String, std::time::Instant)>>,
     /// The SSE streams written for its calls, kept for resumption when it leaves one midway.
     pub streams: std::sync::Arc<super::stream::Streams>,
+    /// The roots the client gave once (a `roots/list` result), answered for it to every server
+    /// that asks: the session of 2026-07-28 callers who named these roots (they have no stream
+    /// a server could ask them on).
+    pub roots: Option<Value>,
 }
 
 impl Client {
@@ -85,7 +89,14 @@ impl Client {
             in_flight: Mutex::new(HashMap::new()),
             early: Mutex::new(Vec::new()),
             streams: Default::default(),
+            roots: None,
         }
+    }
+
+    /// The session answers servers' `roots/list` with `roots` itself.
+    pub fn with_roots(mut self, roots: Value) -> Client {
+        self.roots = Some(roots);
+        self
     }
 
     /// A call of the client's is on its way to a server (sent, perhaps, before the server's

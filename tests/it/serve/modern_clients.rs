@@ -273,3 +273,76 @@ async fn a_modern_servers_list_changes_reach_legacy_clients_on_every_remote_rout
         assert_ne!(had, now, "{route}: the listing was not fetched anew");
     }
 }
+
+/// server-everything asks each session's client for its roots on its own (once the session
+/// opens, not in a call) and get-roots-list reports them. A 2026-07-28 caller has no stream to be
+/// asked on: on every remote route the gateway asks it before the call (input-required), and the
+/// call goes through a session of those roots — each caller's roots their own, a caller that
+/// declared none not asked, a malformed answer refused, and a caller naming more sets of roots
+/// than the gateway keeps sessions for (16) still served.
+#[tokio::test]
+async fn a_modern_callers_roots_reach_a_server_that_asks_on_its_own_on_every_remote_route() {
+    let m = Matrix::start("serve-modern-roots", json!({}), json!({}), false).await;
+    on_routes(&m, &REMOTE, |m, route| async move {
+        let url = m.url(route);
+        let tool = route.name("get-roots-list");
+        let params = json!({"name": tool, "arguments": {}});
+        let roots_caps = json!({"roots": {}});
+        // The server's own first question (to the gateway's session, once it opened) comes
+        // within a second: until then nobody knows it asks.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let asked = loop {
+            let r = modern(&url, "tools/call", Some(&tool), params.clone(), roots_caps.clone()).await.message();
+            if r["result"]["resultType"] == "input_required" || tokio::time::Instant::now() > deadline {
+                break r;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let result = &asked["result"];
+        assert_eq!(result["resultType"], "input_required", "{route}: {asked}\n{}", m.output());
+        assert_eq!(result["inputRequests"]["roots"]["method"], "roots/list", "{route}: {asked}");
+        let state = result["requestState"].clone();
+        let with_roots = |uri: &str| {
+            let mut p = params.clone();
+            p["requestState"] = state.clone();
+            p["inputResponses"] = json!({"roots": {"roots": [{"uri": uri, "name": "work"}]}});
+            p
+        };
+        let reported = |r: &Value| r["result"]["content"][0]["text"].as_str().unwrap_or_default().to_owned();
+        for (mine, theirs) in
+            [("file:///home/a/work", "file:///home/b/work"), ("file:///home/b/work", "file:///home/a/work")]
+        {
+            let r = modern(&url, "tools/call", Some(&tool), with_roots(mine), roots_caps.clone()).await.message();
+            let text = reported(&r);
+            assert!(text.contains(mine) && !text.contains(theirs), "{route}: {mine}: {r}\n{}", m.output());
+        }
+        // A caller that declared no roots is not asked (the server, asked by nobody, has none).
+        let r = modern(&url, "tools/call", Some(&tool), params.clone(), json!({})).await.message();
+        assert_eq!(r["result"]["resultType"], "complete", "{route}: {r}");
+        assert!(!reported(&r).contains("file:///"), "{route}: {r}");
+        // An answer that is no roots/list result.
+        let mut bad = with_roots("file:///x");
+        bad["inputResponses"]["roots"] = json!("file:///x");
+        let r = modern(&url, "tools/call", Some(&tool), bad, roots_caps.clone()).await.message();
+        assert_eq!(r["error"]["code"], -32602, "{route}: {r}");
+        // More sets of roots than sessions kept for one caller: the oldest sessions end, each
+        // set is still its own.
+        for i in 0..18 {
+            let mine = format!("file:///home/set{i}");
+            let r = modern(&url, "tools/call", Some(&tool), with_roots(&mine), roots_caps.clone()).await.message();
+            assert!(reported(&r).contains(&mine), "{route}: set {i}: {r}");
+        }
+        let r = modern(&url, "tools/call", Some(&tool), with_roots("file:///home/a/work"), roots_caps.clone())
+            .await
+            .message();
+        assert!(reported(&r).contains("file:///home/a/work"), "{route}: again: {r}");
+    })
+    .await;
+    // Per route (view): one session for callers without roots, at most 16 with.
+    let metrics = request("GET", &format!("{}/metrics", base(&m.url(REMOTE[1]))), &[], "").await.body;
+    let open = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("mcpgate_modern_sessions_open "))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(open.parse::<usize>().unwrap() <= 2 * (1 + 16), "modern sessions open: {open}");
+}

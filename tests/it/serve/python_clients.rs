@@ -137,15 +137,13 @@ async fn fastmcps_default_client_is_offered_what_it_is_offered_direct_on_every_r
     same_as_direct_on_every_route("fastmcp", &["info", "tools"], &[]).await;
 }
 
-/// Direct, server-everything asks FastMCP's default client for its roots and get-roots-list
-/// reports them; through the gateway (2026-07-28) a remote server's `roots/list` is not tied to
-/// the call (server-everything sends it unrelated), so it never reaches the modern client — which
-/// has no stream of its own — and the server reports "no roots are currently configured". (A
-/// shared stdio child got the roots of the first client that could answer: as direct here.)
+/// Direct, server-everything asks FastMCP's default client for its roots (on its own, once the
+/// session opens) and get-roots-list reports them. Through the gateway (2026-07-28) the client has
+/// no stream to be asked on: a server that asks for roots on its own is noted, its modern callers
+/// are asked for theirs before a call (input-required), and the call goes through a session of
+/// those roots, which answers the server with them (src/serve/modern.rs, `roots_of`). (A shared
+/// stdio child got the roots of the first client that could answer: as direct here.)
 #[tokio::test]
-#[ignore = "issue 15: FastMCP's default client through the gateway (2026-07-28) on a remote route (lone and merged) \
-            is never asked for its roots: get-roots-list says \"The client supports roots but no roots are currently \
-            configured.\"; direct it reports the client's root"]
 async fn fastmcps_default_client_roots_reach_the_server_as_direct_on_every_route() {
     same_as_direct_on_every_route("fastmcp", &["info", "roots"], &[]).await;
 }
