@@ -1,16 +1,19 @@
 //! Bytes: real servers answer through the gateway what they answer direct. Five real stdio
 //! servers — npm's server-everything, server-filesystem and server-memory, PyPI's
 //! mcp-server-time and mcp-server-fetch (fetching from a local site) — are each driven directly
-//! over stdio (JSON lines, as the gateway drives them) and through one `mcpgate serve` with all, on `/servers/<name>/mcp` and on `/mcp`,
+//! over stdio (JSON lines, as the gateway drives them), and server-everything over Streamable
+//! HTTP too (`evhttp`, driven directly in a session of its own), and through one `mcpgate serve`
+//! with all, on `/servers/<name>/mcp` and on `/mcp`,
 //! by the same script: the handshake the gateway's client sends, then every method the server
 //! offers (listings, tool calls with structured results, prompts, reads, completions,
 //! subscriptions, ping, the log level) and errors (an unknown tool, prompt, resource; a tool's
 //! own failure).
 //!
-//! Each server is `"stateful"`, so each client session gets a child of its own, initialized with
-//! that client's capabilities and `clientInfo` — the same `initialize` the direct session sends
-//! (see [`INIT_PARAMS`]) — and a server that offers tools by the client's capabilities
-//! (server-everything) offers the same ones on every side.
+//! Each stdio server is `"stateful"`, so each client session gets a child of its own, initialized
+//! with that client's capabilities and `clientInfo` — the same `initialize` the direct session
+//! sends (see [`INIT_PARAMS`]) — and a server that offers tools by the client's capabilities
+//! (server-everything) offers the same ones on every side; the remote one sees each client
+//! session in an upstream session of its own, opened with that client's `initialize`.
 //!
 //! Compared: the raw text of each answer's `result` (or `error`) member, taken from the line or
 //! the event as written (serde_json's `RawValue`), ids aside. On `/servers/<name>/mcp` it must be
@@ -116,11 +119,17 @@ struct Real {
     /// state in (server-memory: removed), the directory it serves (server-filesystem: written
     /// anew).
     state: Option<PathBuf>,
+    /// Where the server listens instead, when it is a remote one (Streamable HTTP): the gateway
+    /// reaches it there, and so does the direct session.
+    url: Option<String>,
 }
 
 impl Real {
     /// The server in the gateway's configuration.
     fn config(&self) -> Value {
+        if let Some(url) = &self.url {
+            return json!({"url": url});
+        }
         let env: serde_json::Map<String, Value> = self.env.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
         json!({"command": self.command, "args": self.args, "env": env, "stateful": true})
     }
@@ -199,6 +208,7 @@ fn everything() -> Real {
         env: vec![],
         script,
         state: None,
+        url: None,
     }
 }
 
@@ -255,6 +265,7 @@ fn filesystem(root: &Path) -> Real {
         env: vec![],
         script,
         state: Some(root),
+        url: None,
     }
 }
 
@@ -296,6 +307,7 @@ fn memory(file: &Path) -> Real {
         env: vec![("MEMORY_FILE_PATH".into(), path_str(file))],
         script,
         state: Some(file.to_owned()),
+        url: None,
     }
 }
 
@@ -322,6 +334,7 @@ fn time() -> Real {
         env: vec![],
         script,
         state: None,
+        url: None,
     }
 }
 
@@ -346,6 +359,7 @@ fn fetch(site: &str) -> Real {
         env: vec![],
         script,
         state: None,
+        url: None,
     }
 }
 
@@ -557,6 +571,15 @@ async fn run(s: &Real, side: Side, gw: &str) -> Answers {
     s.reset();
     let mut answers = Vec::new();
     let init = match side {
+        Side::Direct if let Some(url) = &s.url => {
+            let (http, init) = Http::open(url).await;
+            for (i, st) in s.script.iter().enumerate() {
+                let text = http.request(i as u64 + 2, st.method, &st.params).await;
+                answers.push(normalise(st.norm, &member(&text)));
+            }
+            http.close().await;
+            member(&init)
+        }
         Side::Direct => {
             let mut d = Direct::start(s).await;
             let init = member(&d.request(1, "initialize", &serde_json::from_str(INIT_PARAMS).unwrap()).await);
@@ -689,23 +712,32 @@ fn created_at(text: &str) -> String {
     out
 }
 
-/// The real servers and a gateway with all of them, each `"stateful"` (and the local site
-/// mcp-server-fetch fetches from).
+/// The real servers and a gateway with all of them, each stdio one `"stateful"` (and the local
+/// site mcp-server-fetch fetches from, and server-everything listening on Streamable HTTP).
 struct Four {
     servers: Vec<Real>,
     gw: Proc,
     _dir: PathBuf,
     _site: tokio::process::Child,
+    _remote: Proc,
 }
 
 async fn four() -> Four {
     let dir = tempdir("serve-bytes");
     let (site_proc, site_url) = site(&dir.join("site")).await;
-    let servers =
-        vec![everything(), filesystem(&dir.join("files")), memory(&dir.join("memory.jsonl")), time(), fetch(&site_url)];
+    let remote = super::everything("streamableHttp", 0).await;
+    let evhttp = Real { name: "evhttp", url: Some(remote.url.clone()), ..everything() };
+    let servers = vec![
+        everything(),
+        evhttp,
+        filesystem(&dir.join("files")),
+        memory(&dir.join("memory.jsonl")),
+        time(),
+        fetch(&site_url),
+    ];
     let config: serde_json::Map<String, Value> = servers.iter().map(|s| (s.name.to_owned(), s.config())).collect();
     let gw = serve_ready(&dir, Value::Object(config)).await;
-    Four { servers, gw, _dir: dir, _site: site_proc }
+    Four { servers, gw, _dir: dir, _site: site_proc, _remote: remote }
 }
 
 /// Differences found (issue 15): each is left out of the test of every answer and asserted by a
