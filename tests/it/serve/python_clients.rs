@@ -112,38 +112,20 @@ async fn fastmcps_client_on_the_handshake_gets_what_it_gets_direct_on_every_rout
 }
 
 /// FastMCP's `Client` as it connects by default (mode "auto": 2026-07-28 through the gateway, see
-/// [`check_version`]): the steps whose results are as direct on every route. The three others
-/// differ, each in an ignored test of its own below.
+/// [`check_version`]): the whole session, as direct on every route. What the gateway does for it:
+/// - **subscribe**: direct (2025-11-25) with `resources/subscribe`, through the gateway with the
+///   revision's `subscriptions/listen`, the stream the gateway feeds from the server's updates
+///   (src/serve/listen.rs), following the caller across its upstream sessions;
+/// - **tools**: direct, the client declares URL elicitation and server-everything offers
+///   `trigger-url-elicitation`; through the gateway a remote server sees the session the gateway
+///   opens for modern clients (src/serve/modern.rs, `modern_client`), which declares what any
+///   client may answer (URL elicitation among it), so the tool is offered as direct;
+/// - **roots**: direct, server-everything asks the client for its roots on its own once the
+///   session opens; through the gateway the client has no stream to be asked on, so it is asked
+///   before its call (input-required) and the call goes through a session of those roots, which
+///   answers the server with them (`roots_of`). (A shared stdio child got the roots of the first
+///   client that could answer: as direct here.)
 #[tokio::test]
 async fn fastmcps_default_client_gets_what_it_gets_direct_on_every_route() {
-    const STEPS: &[&str] = &["info", "echo", "prompts", "resources", "progress", "sampling", "elicit"];
-    same_as_direct_on_every_route("fastmcp", STEPS, &[]).await;
-}
-
-/// FastMCP's default client subscribes and hears the update: direct (2025-11-25) with
-/// `resources/subscribe`, through the gateway (2026-07-28) with the revision's
-/// `subscriptions/listen`, the stream the gateway feeds from the server's updates (listen.rs).
-#[tokio::test]
-async fn fastmcps_default_client_subscribes_as_direct_on_every_route() {
-    same_as_direct_on_every_route("fastmcp", &["info", "subscribe"], &[]).await;
-}
-
-/// Direct, FastMCP's default client declares URL elicitation and server-everything offers
-/// `trigger-url-elicitation`; through the gateway (2026-07-28) a remote server sees the session
-/// the gateway opens for modern clients (src/serve/modern.rs, `modern_client`), which declares
-/// what any client may answer (URL elicitation among it), so the tool is offered as direct.
-#[tokio::test]
-async fn fastmcps_default_client_is_offered_what_it_is_offered_direct_on_every_route() {
-    same_as_direct_on_every_route("fastmcp", &["info", "tools"], &[]).await;
-}
-
-/// Direct, server-everything asks FastMCP's default client for its roots (on its own, once the
-/// session opens) and get-roots-list reports them. Through the gateway (2026-07-28) the client has
-/// no stream to be asked on: a server that asks for roots on its own is noted, its modern callers
-/// are asked for theirs before a call (input-required), and the call goes through a session of
-/// those roots, which answers the server with them (src/serve/modern.rs, `roots_of`). (A shared
-/// stdio child got the roots of the first client that could answer: as direct here.)
-#[tokio::test]
-async fn fastmcps_default_client_roots_reach_the_server_as_direct_on_every_route() {
-    same_as_direct_on_every_route("fastmcp", &["info", "roots"], &[]).await;
+    same_as_direct_on_every_route("fastmcp", ALL, &[]).await;
 }
