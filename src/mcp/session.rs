@@ -50,7 +50,8 @@ impl<S> Session<S> {
         self.last_used.load(Ordering::Relaxed)
     }
 
-    fn idle_for(&self) -> Duration {
+    /// How long since it was last used.
+    pub fn idle_for(&self) -> Duration {
         Duration::from_millis(now_ms().saturating_sub(self.last_used()))
     }
 

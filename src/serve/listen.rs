@@ -6,9 +6,11 @@
 //! changes) or on a subscription a session made (resource updates). A caller's 2026-07-28
 //! requests go through the caller's upstream sessions (`modern_client`, modern.rs: one, and one
 //! more per set of roots it gave); its listen streams are registered here against the caller
-//! (view and user), and each of its sessions subscribes at the servers to the resources they
-//! name — so a server that keeps state per session (what it updates, what it lists) sees the
-//! caller's calls and subscriptions together, as a 2025 client's would be. `dispatch` (mod.rs)
+//! (view and user), its first session subscribes at the servers to the resources they name, and
+//! each other one when the caller's next call to that server goes through it (`follow`) — so a
+//! server that keeps state per session (what it updates, what it lists) sees the caller's calls
+//! and subscriptions together, as a 2025 client's would be; what several of them say alike is
+//! heard once. `dispatch` (mod.rs)
 //! hands every list change and resource update to `Listeners::tell`, which writes each to the
 //! streams it concerns, tagged with the subscription's id (the listen request's id). A stream
 //! ends when its caller goes, or with the gateway; its subscriptions end with it.
@@ -180,7 +182,15 @@ struct Listener {
     caller: Caller,
     filter: Filter,
     to: super::queue::Sender<Value>,
+    /// What the caller's sessions said last (the notification's method and URI, the session,
+    /// when): a server tells each subscribed session, and the caller hears it once.
+    recent: std::collections::VecDeque<(String, String, std::time::Instant)>,
 }
+
+/// A notification another of the caller's sessions said this recently is the same news.
+const ECHO_WITHIN: Duration = Duration::from_secs(1);
+/// Notifications kept per stream to know an echo by.
+const RECENT: usize = 8;
 
 /// Streams open at once, over every caller (as the SDK's servers bound them), and per caller
 /// (so that one caller cannot take them all).
@@ -198,19 +208,32 @@ impl Listeners {
     /// session's caller, `from`); a resource update to the streams that name the resource, under
     /// the URI they named it by. Called for every such notification (`dispatch`); cheap when
     /// none is open.
-    pub fn tell(&self, router: &super::router::Router, backend: &str, from: Option<&Caller>, note: &Value) {
-        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+    pub fn tell(&self, router: &super::router::Router, backend: &str, from: Option<(&Caller, &str)>, note: &Value) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if open.is_empty() {
             return;
         }
         let uri = note.pointer("/params/uri").and_then(Value::as_str);
-        for l in open.iter() {
+        let news = format!("{backend} {} {}", note["method"].as_str().unwrap_or_default(), uri.unwrap_or_default());
+        for l in open.iter_mut() {
             let sees = match &l.caller.view {
                 View::All => true,
                 View::One(n) => n == backend,
             };
-            if !sees || from.is_some_and(|c| *c != l.caller) {
+            if !sees || from.is_some_and(|(c, _)| *c != l.caller) {
                 continue;
+            }
+            if let Some((_, session)) = from {
+                // Heard already from another of the caller's sessions: an echo.
+                let now = std::time::Instant::now();
+                l.recent.retain(|(_, _, at)| now.duration_since(*at) < ECHO_WITHIN);
+                if l.recent.iter().any(|(n, s, _)| *n == news && s != session) {
+                    continue;
+                }
+                if l.recent.len() >= RECENT {
+                    l.recent.pop_front();
+                }
+                l.recent.push_back((news.clone(), session.to_owned(), now));
             }
             let mut note = note.clone();
             if let Some(uri) = uri {
@@ -239,7 +262,7 @@ impl Listeners {
             return Err(Error::new(Kind::TooManySessions, "too many subscriptions/listen streams are open"));
         }
         let key = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        open.push(Listener { key, caller, filter, to });
+        open.push(Listener { key, caller, filter, to, recent: Default::default() });
         Ok(key)
     }
 
@@ -280,8 +303,9 @@ impl Gateway {
             Ok(f) => f.honored(&init["result"]["capabilities"]),
             Err(e) => return refuse(&e),
         };
-        let Some(client) = self.modern_session(&view, owner, caps, None) else {
-            return refuse(&Error::new(Kind::Internal, "no modern client session for this view"));
+        let client = match self.modern_session(&view, owner, caps, None) {
+            Ok(c) => c,
+            Err(e) => return refuse(&e),
         };
         // Set up in a task of its own: a caller that leaves meanwhile leaves nothing subscribed
         // (the stream, finding nobody to write to, ends and takes it back).
@@ -296,13 +320,9 @@ impl Gateway {
                 filter.uris = gateway.subscribe(&client, &access, filter.uris).await;
                 let (to, feed) = super::queue::bounded::<Value>(super::queue::SESSION);
                 match gateway.listeners.add(caller.clone(), filter.clone(), to) {
-                    Ok(key) => {
-                        // The caller's other sessions (for the sets of roots it gave) follow.
-                        for s in gateway.caller_sessions(&caller) {
-                            gateway.subscribe_missing(&s, &caller).await;
-                        }
-                        (key, feed, filter)
-                    }
+                    // The caller's other sessions (for the sets of roots it gave) follow at their
+                    // next call (`follow`).
+                    Ok(key) => (key, feed, filter),
                     Err(e) => {
                         gateway.unsubscribe(&client, filter.uris).await;
                         let _ = ready_tx.send(Err(e));
@@ -353,25 +373,27 @@ impl Gateway {
         }
     }
 
-    /// A session of a caller whose streams began before it (one opened for a set of roots):
-    /// subscribed to what they name, as the caller's first session is.
-    pub(super) async fn follow(&self, session: &Arc<Session<Client>>) {
+    /// A call of the caller's goes to `backend` through `session`, one of the caller's other
+    /// sessions (for a set of roots it gave): subscribed there first to what the caller's
+    /// streams name at that server, as its first session is — a server that keeps what it
+    /// updates per session (server-everything) updates the session the call made the request in.
+    /// (The URIs were checked against the caller's rights when its stream began.)
+    pub(super) async fn follow(&self, session: &Arc<Session<Client>>, backend: &str) {
         if !self.listeners.any() {
             return;
         }
         let caller = Caller::of(session);
-        let _one = self.listeners.changing(&caller).lock().await;
-        self.subscribe_missing(session, &caller).await;
-    }
-
-    /// Subscribes `session` to what its caller's streams name and it does not hold yet (the
-    /// URIs were checked against the caller's rights when its stream began).
-    async fn subscribe_missing(&self, session: &Arc<Session<Client>>, caller: &Caller) {
-        let missing: Vec<String> = {
+        let missing = || -> Vec<String> {
             let held = session.upstream.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
-            self.listeners.uris_of(caller).into_iter().filter(|u| !held.contains_key(u)).collect()
+            let at =
+                |u: &String| self.router.resource_server(&caller.view, u).is_some_and(|(b, _)| b.cfg.name == backend);
+            self.listeners.uris_of(&caller).into_iter().filter(|u| !held.contains_key(u) && at(u)).collect()
         };
-        for uri in missing {
+        if missing().is_empty() {
+            return;
+        }
+        let _one = self.listeners.changing(&caller).lock().await;
+        for uri in missing() {
             if self.ask(session, "resources/subscribe", &uri).await.get("error").is_some() {
                 self.ask(session, "resources/unsubscribe", &uri).await;
             }
@@ -481,6 +503,37 @@ mod tests {
         assert!(!honored.passes(&json!({"method": "notifications/prompts/list_changed"})));
         assert!(honored.passes(&json!({"method": "notifications/tools/list_changed"})));
         assert!(!honored.passes(&json!({"method": "notifications/message", "params": {}})));
+    }
+
+    /// A server tells each subscribed session of a caller's (one per set of roots it gave): the
+    /// caller hears the news once; the same session saying it again is news again.
+    #[test]
+    fn a_callers_stream_hears_news_once_however_many_of_its_sessions_say_it() {
+        let cfg = crate::config::parse(r#"{"mcpServers": {"s": {"url": "http://127.0.0.1:9/mcp"}}}"#, &|_| None);
+        let router = super::super::router::Router::new(Arc::new(cfg.unwrap_or_else(|p| panic!("{p:?}"))));
+        let listeners = Listeners::default();
+        let caller = Caller { view: View::All, owner: None };
+        let other = Caller { view: View::All, owner: Some("someone else".into()) };
+        let filter = Filter { tools: true, prompts: false, resources: false, uris: vec!["u".into()] };
+        let (to, mut feed) = super::super::queue::bounded::<Value>(16);
+        feed.listen(true);
+        listeners.add(caller.clone(), filter, to).unwrap();
+        let updated = json!({"method": "notifications/resources/updated", "params": {"uri": "u"}});
+        let changed = json!({"method": "notifications/tools/list_changed"});
+        // Each told, then what the stream got (drained: a queue keeps one of alike notes).
+        type From<'a> = Option<(&'a Caller, &'a str)>;
+        let told: [(From<'_>, &Value, usize); 6] = [
+            (Some((&caller, "session-1")), &updated, 1),
+            (Some((&caller, "session-2")), &updated, 0),
+            (Some((&other, "session-3")), &updated, 0),
+            (Some((&caller, "session-1")), &updated, 1),
+            (Some((&caller, "session-2")), &changed, 1),
+            (None, &changed, 1),
+        ];
+        for (i, (from, note, heard)) in told.into_iter().enumerate() {
+            listeners.tell(&router, "s", from, note);
+            assert_eq!(std::iter::from_fn(|| feed.try_recv()).count(), heard, "told #{i}: {note}");
+        }
     }
 
     #[test]

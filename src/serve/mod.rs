@@ -48,9 +48,9 @@ pub struct Options {
 }
 
 /// The session 2026-07-28 callers of a view (one user, or one token) use towards the servers.
-type ModernClient = (Arc<crate::mcp::session::Session<Client>>, std::time::Instant);
-/// Whom a `ModernClient` (and since when) is for: a view, a caller (`sub`), whether they take
-/// URL elicitation, the fingerprint of the roots they gave.
+type ModernClient = Arc<crate::mcp::session::Session<Client>>;
+/// Whom a `ModernClient` is for: a view, a caller (`sub`), whether they take URL elicitation,
+/// the fingerprint of the roots they gave.
 type ModernCaller = (View, Option<String>, bool, Option<[u8; 32]>);
 
 pub struct Gateway {
@@ -387,13 +387,14 @@ async fn dispatch(gateway: Arc<Gateway>, mut rx: queue::Receiver<Unsolicited>) {
             // has none).
             let from = match &u.session {
                 Some(id) if gateway.listeners.any() => {
-                    gateway.sessions_modern.peek(id).map(|s| Some(listen::Caller::of(&s)))
+                    gateway.sessions_modern.peek(id).map(|s| Some((listen::Caller::of(&s), id.as_str())))
                 }
                 Some(_) => None,
                 None => Some(None),
             };
             if let Some(from) = from {
-                gateway.listeners.tell(&gateway.router, &u.backend, from.as_ref(), &u.message);
+                let from = from.as_ref().map(|(c, id)| (c, *id));
+                gateway.listeners.tell(&gateway.router, &u.backend, from, &u.message);
             }
         }
         if !kinds.is_empty() {
@@ -537,7 +538,7 @@ async fn expire_sessions(gateway: Arc<Gateway>) {
                 .modern_clients
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .retain(|_, (s, _)| !idle.iter().any(|i| Arc::ptr_eq(i, s)));
+                .retain(|_, s| !idle.iter().any(|i| Arc::ptr_eq(i, s)));
             for s in idle {
                 tracing::debug!(session = s.label(), "a modern callers' session expired after {ttl:?} idle");
                 gateway.end(&s);

@@ -72,7 +72,7 @@ impl Gateway {
         owner: Option<&str>,
         url: bool,
         roots: Option<Value>,
-    ) -> Option<Arc<Session<Client>>> {
+    ) -> Result<Arc<Session<Client>>, Error> {
         let print = roots.as_ref().map(|r| {
             let d = ring::digest::digest(&ring::digest::SHA256, r.to_string().as_bytes());
             let mut print = [0u8; 32];
@@ -81,26 +81,19 @@ impl Gateway {
         });
         let mut all = self.modern_clients.lock().unwrap_or_else(|p| p.into_inner());
         let key = (view.clone(), owner.map(str::to_owned), url, print);
-        if let Some((s, _)) = all.get(&key) {
+        if let Some(s) = all.get(&key) {
             // Used: not idle (`expire_sessions` ends those idle past `sessionTtl`).
             self.sessions_modern.get(s.id());
-            return Some(s.clone());
+            return Ok(s.clone());
         }
+        // Room for one more: at most `ROOTS_SESSIONS` of this caller's sets of roots, and at most
+        // `maxSessions` in all.
         if print.is_some() {
             let theirs = |k: &super::ModernCaller| k.0 == key.0 && k.1 == key.1 && k.2 == url && k.3.is_some();
-            let mut kept: Vec<_> = all.iter().filter(|(k, _)| theirs(k)).map(|(k, (_, at))| (k.clone(), *at)).collect();
-            if kept.len() >= ROOTS_SESSIONS {
-                kept.sort_by_key(|(_, at)| *at);
-                if let Some((s, _)) = all.remove(&kept[0].0) {
-                    tracing::debug!(
-                        session = s.label(),
-                        "a caller named more than {ROOTS_SESSIONS} sets of roots: the oldest session ends"
-                    );
-                    self.sessions_modern.remove(s.id());
-                    self.end(&s);
-                }
-            }
+            self.make_room(&mut all, theirs, ROOTS_SESSIONS, "sets of roots of one caller")?;
         }
+        let max = self.router.config().gateway.sessions.total;
+        self.make_room(&mut all, |_| true, max, "sessions for 2026-07-28 callers (maxSessions)")?;
         // Stateless clients share one session per view: it declares what any of them may answer
         // (each request's own `clientCapabilities` decide what its caller is asked).
         let mut init = super::backend::gateway_init();
@@ -112,15 +105,46 @@ impl Gateway {
         if let Some(r) = roots {
             client = client.with_roots(r);
         }
-        let s = self.sessions_modern.create(crate::connect::CLIENT, &[], client).ok()?.session;
-        all.insert(key, (s.clone(), Instant::now()));
-        Some(s)
+        let s = self
+            .sessions_modern
+            .create(crate::connect::CLIENT, &[], client)
+            .map_err(|e| Error::new(Kind::TooManySessions, e.to_string()))?
+            .session;
+        all.insert(key, s.clone());
+        Ok(s)
+    }
+
+    /// Ends the least recently used of the sessions `counted` counts when they are `max` or
+    /// more — one nobody is using (held only by the two tables: no request, no stream) — or
+    /// says none can go.
+    fn make_room(
+        &self,
+        all: &mut std::collections::HashMap<super::ModernCaller, super::ModernClient>,
+        counted: impl Fn(&super::ModernCaller) -> bool,
+        max: usize,
+        what: &str,
+    ) -> Result<(), Error> {
+        let mut counted: Vec<_> = all.iter().filter(|(k, _)| counted(k)).collect();
+        if counted.len() < max {
+            return Ok(());
+        }
+        counted.retain(|(_, s)| Arc::strong_count(s) == 2);
+        let Some((k, _)) = counted.into_iter().max_by_key(|(_, s)| s.idle_for()) else {
+            return Err(Error::new(Kind::TooManySessions, format!("{max} {what} are in use at once")));
+        };
+        let k = k.clone();
+        if let Some(s) = all.remove(&k) {
+            tracing::debug!(session = s.label(), "{max} {what}: the least recently used ends");
+            self.sessions_modern.remove(s.id());
+            self.end(&s);
+        }
+        Ok(())
     }
 
     /// Every upstream session of a caller's (one, and one per set of roots it gave).
     pub(super) fn caller_sessions(&self, caller: &super::listen::Caller) -> Vec<Arc<Session<Client>>> {
         let all = self.modern_clients.lock().unwrap_or_else(|p| p.into_inner());
-        all.values().filter(|(s, _)| super::listen::Caller::of(s) == *caller).map(|(s, _)| s.clone()).collect()
+        all.values().filter(|s| super::listen::Caller::of(s) == *caller).cloned().collect()
     }
 
     /// The upstream session of a 2026-07-28 caller that declared `caps` (apart for those that
@@ -131,7 +155,7 @@ impl Gateway {
         owner: Option<&str>,
         caps: &Value,
         roots: Option<Value>,
-    ) -> Option<Arc<Session<Client>>> {
+    ) -> Result<Arc<Session<Client>>, Error> {
         let url = declared(caps, "elicitation/create", &json!({"mode": "url"}));
         self.modern_client(view, owner, url, roots)
     }
@@ -168,18 +192,18 @@ impl Gateway {
             Ok(roots) => roots,
             Err(answer) => return Reply { events: vec![], answer },
         };
-        let Some(client) = self.modern_session(&view, owner, &caps, roots) else {
-            return Reply {
-                events: vec![],
-                answer: err(Error::new(Kind::Internal, "no modern client session for this view")),
-            };
+        let client = match self.modern_session(&view, owner, &caps, roots) {
+            Ok(c) => c,
+            Err(e) => return Reply { events: vec![], answer: err(e) },
         };
         // The caller's token as last sent, for servers that take it (the session is theirs alone).
         client.upstream.set_bearer(bearer);
         // A session for the roots given follows the caller's listen streams (one that began
         // before it did not subscribe it).
-        if client.upstream.roots.is_some() {
-            self.follow(&client).await;
+        if client.upstream.roots.is_some()
+            && let Some((b, _)) = target.server()
+        {
+            self.follow(&client, &b.cfg.name).await;
         }
         let cfg = self.router.config();
         let ttl = cfg.gateway.cache_ttl.as_millis() as u64;
@@ -257,6 +281,7 @@ impl Gateway {
                             None => err(Error::new(Kind::InvalidParams, "the retry carried no answer")),
                         };
                         let _ = p.reply.send(reply);
+                        p.client.upstream.set_bearer(bearer);
                         return self.drive(&p.client, p.backend, p.call, p.timeout, &meta, live).await;
                     }
                     return Reply {
@@ -399,11 +424,21 @@ fn roots_of(
     method: &str,
     params: &mut Value,
 ) -> Result<Option<Value>, Value> {
+    let asked = target
+        .server()
+        .is_some_and(|(b, _)| b.asks_roots.load(std::sync::atomic::Ordering::Relaxed) && !b.link.shared())
+        && declared(caps, "roots/list", &Value::Null)
+        && !LISTINGS.iter().any(|(l, _)| *l == method);
     if params.get("requestState").and_then(Value::as_str) == Some(ROOTS_ASKED) {
         let answer = params.get("inputResponses").and_then(|r| r.get("roots")).cloned();
         if let Some(p) = params.as_object_mut() {
             p.remove("requestState");
             p.remove("inputResponses");
+        }
+        // Roots nobody asked for (where the question is not put) are not taken: a session per
+        // set is for a server that asks.
+        if !asked {
+            return Ok(None);
         }
         let fits = |r: &Value| r.get("roots").is_some_and(Value::is_array) && r.to_string().len() <= MAX_ROOTS;
         return match answer {
@@ -415,20 +450,14 @@ fn roots_of(
         };
     }
     // The retry of a call that waited for input: asked already, or not at all.
-    if params.get("requestState").is_some() {
+    if params.get("requestState").is_some() || !asked {
         return Ok(None);
     }
-    let asks = target
-        .server()
-        .is_some_and(|(b, _)| b.asks_roots.load(std::sync::atomic::Ordering::Relaxed) && !b.link.shared());
-    if asks && declared(caps, "roots/list", &Value::Null) && !LISTINGS.iter().any(|(l, _)| *l == method) {
-        return Err(json!({"result": {
-            "resultType": "input_required",
-            "inputRequests": {"roots": {"method": "roots/list", "params": {}}},
-            "requestState": ROOTS_ASKED,
-        }}));
-    }
-    Ok(None)
+    Err(json!({"result": {
+        "resultType": "input_required",
+        "inputRequests": {"roots": {"method": "roots/list", "params": {}}},
+        "requestState": ROOTS_ASKED,
+    }}))
 }
 
 /// Whether a modern client's capabilities cover a server's request (the spec's rule for servers).

@@ -140,8 +140,22 @@ async fn malformed_modern_requests_are_400_and_reads_carry_cache_hints_on_every_
 
 /// A 2026-07-28 request to `url`: the standard headers mirroring the body, `_meta` naming the
 /// revision and `caps` (the client's capabilities).
-async fn modern(url: &str, method: &str, name: Option<&str>, mut params: Value, caps: Value) -> Reply {
+async fn modern(url: &str, method: &str, name: Option<&str>, params: Value, caps: Value) -> Reply {
+    modern_as(url, &[], method, name, params, caps).await
+}
+
+/// `modern` with more headers (`Authorization`: without authentication at the gateway, callers
+/// with different tokens are different callers).
+async fn modern_as(
+    url: &str,
+    more: &[(&str, &str)],
+    method: &str,
+    name: Option<&str>,
+    mut params: Value,
+    caps: Value,
+) -> Reply {
     let mut h = MCP_HEADERS.to_vec();
+    h.extend_from_slice(more);
     h.extend([("mcp-protocol-version", "2026-07-28"), ("mcp-method", method)]);
     if let Some(n) = name {
         h.push(("mcp-name", n));
@@ -277,9 +291,10 @@ async fn a_modern_servers_list_changes_reach_legacy_clients_on_every_remote_rout
 /// server-everything asks each session's client for its roots on its own (once the session
 /// opens, not in a call) and get-roots-list reports them. A 2026-07-28 caller has no stream to be
 /// asked on: on every remote route the gateway asks it before the call (input-required), and the
-/// call goes through a session of those roots — each caller's roots their own, a caller that
-/// declared none not asked, a malformed answer refused, and a caller naming more sets of roots
-/// than the gateway keeps sessions for (16) still served.
+/// call goes through a session of those roots — each set of roots its own, another caller's
+/// (another token) never seen, a caller that declared none not asked and its unasked roots not
+/// taken, a malformed answer refused, and a caller naming more sets of roots than the gateway
+/// keeps sessions for (16) still served.
 #[tokio::test]
 async fn a_modern_callers_roots_reach_a_server_that_asks_on_its_own_on_every_remote_route() {
     let m = Matrix::start("serve-modern-roots", json!({}), json!({}), false).await;
@@ -309,17 +324,26 @@ async fn a_modern_callers_roots_reach_a_server_that_asks_on_its_own_on_every_rem
             p
         };
         let reported = |r: &Value| r["result"]["content"][0]["text"].as_str().unwrap_or_default().to_owned();
-        for (mine, theirs) in
-            [("file:///home/a/work", "file:///home/b/work"), ("file:///home/b/work", "file:///home/a/work")]
-        {
-            let r = modern(&url, "tools/call", Some(&tool), with_roots(mine), roots_caps.clone()).await.message();
+        let b = [("authorization", "Bearer another-caller")];
+        type Headers<'a> = &'a [(&'a str, &'a str)];
+        let calls: [(Headers<'_>, &str, &str); 3] = [
+            (&[], "file:///home/a/work", "file:///home/b/work"),
+            (&[], "file:///home/b/work", "file:///home/a/work"),
+            (&b, "file:///home/c/work", "file:///home/a/work"),
+        ];
+        for (who, mine, theirs) in calls {
+            let r =
+                modern_as(&url, who, "tools/call", Some(&tool), with_roots(mine), roots_caps.clone()).await.message();
             let text = reported(&r);
             assert!(text.contains(mine) && !text.contains(theirs), "{route}: {mine}: {r}\n{}", m.output());
         }
-        // A caller that declared no roots is not asked (the server, asked by nobody, has none).
-        let r = modern(&url, "tools/call", Some(&tool), params.clone(), json!({})).await.message();
-        assert_eq!(r["result"]["resultType"], "complete", "{route}: {r}");
-        assert!(!reported(&r).contains("file:///"), "{route}: {r}");
+        // A caller that declared no roots is not asked (the server, asked by nobody, has none),
+        // and roots it gives unasked are not taken.
+        for p in [params.clone(), with_roots("file:///unasked")] {
+            let r = modern(&url, "tools/call", Some(&tool), p, json!({})).await.message();
+            assert_eq!(r["result"]["resultType"], "complete", "{route}: {r}");
+            assert!(!reported(&r).contains("file:///"), "{route}: {r}");
+        }
         // An answer that is no roots/list result.
         let mut bad = with_roots("file:///x");
         bad["inputResponses"]["roots"] = json!("file:///x");
@@ -338,11 +362,12 @@ async fn a_modern_callers_roots_reach_a_server_that_asks_on_its_own_on_every_rem
         assert!(reported(&r).contains("file:///home/a/work"), "{route}: again: {r}");
     })
     .await;
-    // Per route (view): one session for callers without roots, at most 16 with.
+    // Per route (view), for each caller one session without roots; with roots at most 16 for
+    // the first, one for the other.
     let metrics = request("GET", &format!("{}/metrics", base(&m.url(REMOTE[1]))), &[], "").await.body;
     let open = metrics
         .lines()
         .find_map(|l| l.strip_prefix("mcpgate_modern_sessions_open "))
         .unwrap_or_else(|| panic!("{metrics}"));
-    assert!(open.parse::<usize>().unwrap() <= 2 * (1 + 16), "modern sessions open: {open}");
+    assert!(open.parse::<usize>().unwrap() <= 2 * (1 + 16 + 1 + 1), "modern sessions open: {open}");
 }
