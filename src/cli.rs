@@ -465,6 +465,7 @@ impl ConnectArgs {
             identities.extend(crate::connect::identities::read_file(file)?);
         }
         Ok(crate::connect::Options {
+            translation: Some(crate::serve::translator::translation()),
             identities,
             admin_socket: self.admin_socket,
             admin_http: self.admin_listen.zip(self.admin_secret_file),

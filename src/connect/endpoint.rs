@@ -24,12 +24,23 @@ pub struct Local {
     pub guard: Guard,
     /// The identities served at `/agents/NAME/mcp` (none on an identity's own port).
     pub identities: Option<Arc<super::identities::Identities>>,
+    /// Clients of the other era than the upstream's, on the main endpoint.
+    pub translate: Option<super::translate::Translate>,
 }
 
 impl Local {
     /// The engine a request goes to: an identity's (`Some`), or the main one.
     fn engine<'a>(&'a self, identity: &'a Option<Arc<Proxy>>) -> &'a Proxy {
         identity.as_deref().unwrap_or(&self.proxy)
+    }
+
+    /// Where a session's GET or DELETE goes when the main endpoint's upstream speaks only
+    /// 2026-07-28 (its sessions are the translation's).
+    fn translating(&self, identity: &Option<Arc<Proxy>>) -> Option<&dyn super::translate::Eras> {
+        if identity.is_some() {
+            return None;
+        }
+        self.translate.as_ref()?.session()
     }
 }
 
@@ -74,14 +85,26 @@ impl Endpoint for Local {
         _peer: SocketAddr,
     ) -> Response<Body> {
         let engine = self.engine(&identity);
+        if identity.is_none()
+            && let Some(t) = &self.translate
+            && let Some(eras) = t.post(headers, &body).await
+        {
+            return eras.post(headers, body).await;
+        }
         engine.message(headers, body).await.unwrap_or_else(|(e, id)| wire::error(&e, id.as_deref()))
     }
 
     async fn get(&self, identity: Self::View, _: crate::authn::Caller, headers: &HeaderMap) -> Response<Body> {
+        if let Some(eras) = self.translating(&identity) {
+            return eras.get(headers).await;
+        }
         self.engine(&identity).get(headers).await.unwrap_or_else(|(e, id)| wire::error(&e, id.as_deref()))
     }
 
     async fn delete(&self, identity: Self::View, _: crate::authn::Caller, headers: &HeaderMap) -> Response<Body> {
+        if let Some(eras) = self.translating(&identity) {
+            return eras.delete(headers).await;
+        }
         self.engine(&identity).delete(headers).await.unwrap_or_else(|(e, id)| wire::error(&e, id.as_deref()))
     }
 }

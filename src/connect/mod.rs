@@ -19,6 +19,7 @@ mod proxy;
 mod rebuild;
 mod relay;
 mod streamable;
+pub mod translate;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -73,6 +74,8 @@ pub struct Options {
     pub admin_socket: Option<std::path::PathBuf>,
     /// The admin API over loopback HTTP instead, and the file its secret is written to.
     pub admin_http: Option<(SocketAddr, std::path::PathBuf)>,
+    /// What serves a client of the other era than the upstream's (`None`: relayed as it came).
+    pub translation: Option<translate::Translation>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +161,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
             path: opts.path.clone(),
             guard,
             identities: Some(identities.clone()),
+            translate: opts.translation.clone().map(|t| translate::Translate::new(proxy.clone(), t)),
         });
         move |req, peer| crate::http::endpoint::handle(local.clone(), req, peer)
     };
@@ -165,7 +169,8 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
     for (addr, engine, stop) in own_ports {
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
         let guard = Guard::new(addr.ip().is_loopback(), &opts.allow_hosts, &opts.allow_origins);
-        let local = Arc::new(endpoint::Local { proxy: engine, path: opts.path.clone(), guard, identities: None });
+        let local =
+            Arc::new(endpoint::Local { proxy: engine, path: opts.path.clone(), guard, identities: None, translate: None });
         let handler = move |req, peer| crate::http::endpoint::handle(local.clone(), req, peer);
         // It stops with the identity (or the process).
         let front = Front { shutdown: stop, edge: Edge::new(opts.limits.clone()), conns: Default::default() };

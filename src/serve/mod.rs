@@ -19,6 +19,7 @@ mod router;
 mod session;
 mod stateful;
 mod stream;
+pub mod translator;
 mod uris;
 
 use std::net::SocketAddr;
@@ -125,6 +126,36 @@ pub(super) fn guard_for(loopback: bool, cfg: &Config) -> Guard {
     Guard::new(loopback, &hosts, &origins)
 }
 
+impl Gateway {
+    /// A gateway for `cfg` with no authentication, no rights, no audit and no backends yet: what
+    /// `run` fills in, and what `connect`'s translator uses as it is.
+    fn bare(cfg: &Arc<Config>, guard: Guard, unsolicited: backend::UnsolicitedTx, shutdown: CancellationToken) -> Gateway {
+        Gateway {
+            router: Router::new(cfg.clone()),
+            sessions: SessionTable::new(cfg.gateway.sessions),
+            guard: Shared::new(guard),
+            auth: None,
+            authz: None,
+            policy: Shared::new(None),
+            audit: None,
+            loopback: true,
+            edge: Edge::new(cfg.gateway.limits.clone()),
+            conns: Default::default(),
+            metrics: Default::default(),
+            shutdown,
+            config_path: PathBuf::new(),
+            unsolicited,
+            reloading: tokio::sync::Mutex::new(()),
+            ttl_changed: tokio::sync::Notify::new(),
+            modern_clients: Default::default(),
+            // Bounded by `modern_client` (maxSessions; the table cannot evict what its map holds).
+            sessions_modern: SessionTable::new(crate::mcp::session::Limits::global(usize::MAX)),
+            parked: Default::default(),
+            listeners: Default::default(),
+        }
+    }
+}
+
 /// Starts the gateway; returns once it has shut down.
 pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), StartError> {
     let cfg = Arc::new(config::load(&opts.config)?);
@@ -169,27 +200,13 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
     };
     let (tx, rx) = queue::unbudgeted(queue::DISPATCH);
     let gateway = Arc::new(Gateway {
-        router: Router::new(cfg.clone()),
-        sessions: SessionTable::new(cfg.gateway.sessions),
-        guard: Shared::new(guard),
         auth: authn,
         authz,
         policy: Shared::new(policy),
         audit,
         loopback: local.ip().is_loopback(),
-        edge: Edge::new(cfg.gateway.limits.clone()),
-        conns: Default::default(),
-        metrics: Default::default(),
-        shutdown: shutdown.clone(),
         config_path: opts.config.clone(),
-        unsolicited: tx.clone(),
-        reloading: tokio::sync::Mutex::new(()),
-        ttl_changed: tokio::sync::Notify::new(),
-        modern_clients: Default::default(),
-        // One session per view (`modern_client`): bounded by the configuration.
-        sessions_modern: SessionTable::new(crate::mcp::session::Limits::global(usize::MAX)),
-        parked: Default::default(),
-        listeners: Default::default(),
+        ..Gateway::bare(&cfg, guard, tx.clone(), shutdown.clone())
     });
     for server in cfg.servers.iter().filter(|s| s.enabled) {
         match start_backend(server, &cfg, gateway.authz.as_ref(), tx.clone(), shutdown.clone()).await {

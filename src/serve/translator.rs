@@ -1,0 +1,85 @@
+//! `connect`'s translator between the eras: a 2026-07-28 client in front of a 2025 server, or a
+//! 2025 client in front of a 2026-07-28-only one, is served by the gateway's own translation
+//! (modern.rs, listen.rs, remote.rs) with one server behind it — the upstream `connect` reaches
+//! through its own engine, with its own credential. A client of the upstream's own era never
+//! comes here: `connect` relays it as it came.
+
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Response};
+use tokio_util::sync::CancellationToken;
+
+use super::backend::Link;
+use super::router::Backend;
+use super::session::View;
+use super::{Gateway, queue};
+use crate::authn::Caller;
+use crate::connect::Proxy;
+use crate::connect::translate::{Eras, Translation};
+use crate::http::body::Body;
+use crate::http::endpoint::Endpoint;
+
+type Answer<'a> = Pin<Box<dyn Future<Output = Response<Body>> + Send + 'a>>;
+
+/// The name the upstream goes by inside (in logs; never on the wire: the view is its alone).
+const NAME: &str = "upstream";
+
+pub struct Translator {
+    gateway: Arc<Gateway>,
+}
+
+impl Translator {
+    /// The gateway around `proxy`'s upstream, which it starts to learn the era of (its own
+    /// session there, as `serve` keeps one per server).
+    pub fn start(proxy: Arc<Proxy>, shutdown: CancellationToken) -> Result<Translator, String> {
+        let url = proxy.upstream.url.to_string();
+        let text = serde_json::json!({"mcpServers": {NAME: {"url": url}}}).to_string();
+        let cfg = crate::config::parse(&text, &|_| None)
+            .map_err(|p| p.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
+        let cfg = Arc::new(cfg);
+        let server = cfg.servers.first().cloned().ok_or("no server in the translator's configuration")?;
+        let (tx, rx) = queue::unbudgeted(queue::DISPATCH);
+        let guard = super::guard_for(true, &cfg);
+        let gateway = Arc::new(Gateway::bare(&cfg, guard, tx.clone(), shutdown));
+        let link: Arc<dyn Link> = super::remote::RemoteLink::start(NAME, proxy, super::remote::ClientToken::No, tx);
+        let backend = Arc::new(Backend::new(server, link));
+        gateway.router.backends.write().unwrap_or_else(|p| p.into_inner()).insert(NAME.to_owned(), backend);
+        tokio::spawn(super::dispatch(gateway.clone(), rx));
+        tokio::spawn(super::expire_sessions(gateway.clone()));
+        Ok(Translator { gateway })
+    }
+
+    fn view() -> View {
+        View::One(NAME.to_owned())
+    }
+
+}
+
+/// What `connect` starts when a client of the other era than its upstream's comes.
+pub fn translation() -> Translation {
+    Translation(Arc::new(|proxy| {
+        let shutdown = proxy.shutdown.clone();
+        Ok(Box::new(Translator::start(proxy, shutdown)?) as Box<dyn Eras>)
+    }))
+}
+
+/// The gateway's endpoint for its one server, as `serve` answers `/servers/<name>/mcp` (the
+/// requests have passed `connect`'s own HTTP layers: guard, route, body).
+impl Eras for Translator {
+    fn post<'a>(&'a self, headers: &'a HeaderMap, body: Bytes) -> Answer<'a> {
+        let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        Box::pin(Endpoint::post(&self.gateway, Self::view(), Caller::default(), headers, body, peer))
+    }
+
+    fn get<'a>(&'a self, headers: &'a HeaderMap) -> Answer<'a> {
+        Box::pin(Endpoint::get(&*self.gateway, Self::view(), Caller::default(), headers))
+    }
+
+    fn delete<'a>(&'a self, headers: &'a HeaderMap) -> Answer<'a> {
+        Box::pin(Endpoint::delete(&*self.gateway, Self::view(), Caller::default(), headers))
+    }
+}
