@@ -87,9 +87,8 @@ impl Endpoint for Local {
         let engine = self.engine(&identity);
         if identity.is_none()
             && let Some(t) = &self.translate
-            && let Some(eras) = t.post(headers, &body).await
         {
-            return eras.post(headers, body).await;
+            return t.post(headers, body).await;
         }
         engine.message(headers, body).await.unwrap_or_else(|(e, id)| wire::error(&e, id.as_deref()))
     }

@@ -169,8 +169,13 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
     for (addr, engine, stop) in own_ports {
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
         let guard = Guard::new(addr.ip().is_loopback(), &opts.allow_hosts, &opts.allow_origins);
-        let local =
-            Arc::new(endpoint::Local { proxy: engine, path: opts.path.clone(), guard, identities: None, translate: None });
+        let local = Arc::new(endpoint::Local {
+            proxy: engine,
+            path: opts.path.clone(),
+            guard,
+            identities: None,
+            translate: None,
+        });
         let handler = move |req, peer| crate::http::endpoint::handle(local.clone(), req, peer);
         // It stops with the identity (or the process).
         let front = Front { shutdown: stop, edge: Edge::new(opts.limits.clone()), conns: Default::default() };

@@ -129,7 +129,12 @@ pub(super) fn guard_for(loopback: bool, cfg: &Config) -> Guard {
 impl Gateway {
     /// A gateway for `cfg` with no authentication, no rights, no audit and no backends yet: what
     /// `run` fills in, and what `connect`'s translator uses as it is.
-    fn bare(cfg: &Arc<Config>, guard: Guard, unsolicited: backend::UnsolicitedTx, shutdown: CancellationToken) -> Gateway {
+    fn bare(
+        cfg: &Arc<Config>,
+        guard: Guard,
+        unsolicited: backend::UnsolicitedTx,
+        shutdown: CancellationToken,
+    ) -> Gateway {
         Gateway {
             router: Router::new(cfg.clone()),
             sessions: SessionTable::new(cfg.gateway.sessions),

@@ -56,7 +56,6 @@ impl Translator {
     fn view() -> View {
         View::One(NAME.to_owned())
     }
-
 }
 
 /// What `connect` starts when a client of the other era than its upstream's comes.

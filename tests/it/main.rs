@@ -5,6 +5,7 @@
 mod config_edge;
 mod conformance;
 mod connect_credentials;
+mod connect_eras;
 mod connect_faults;
 mod connect_front;
 mod connect_identities;
