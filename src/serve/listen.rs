@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use super::Gateway;
 use super::backend::Outgoing;
 use super::router::Routed;
-use super::session::{Client, View};
+use super::session::{Caller, Client, View};
 use crate::error::{Error, Kind};
 use crate::http::body::Body;
 use crate::http::wire;
@@ -160,20 +160,6 @@ pub struct Listeners {
     /// unsubscribes: a stream's end must not take back a subscription a new stream of the
     /// caller is counting on. (Striped by caller: a slow server holds up its own callers.)
     changing: [tokio::sync::Mutex<()>; 16],
-}
-
-/// Whose streams they are: a view and the user (`sub`; `None` without authentication) — the
-/// caller every upstream session of theirs is for.
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
-pub struct Caller {
-    pub view: View,
-    pub owner: Option<String>,
-}
-
-impl Caller {
-    pub fn of(session: &Session<Client>) -> Caller {
-        Caller { view: session.upstream.view.clone(), owner: session.upstream.owner.clone() }
-    }
 }
 
 /// One open stream: whose it is, what it wants, where it goes.

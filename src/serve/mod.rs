@@ -409,7 +409,7 @@ async fn dispatch(gateway: Arc<Gateway>, mut rx: queue::Receiver<Unsolicited>) {
             // has none).
             let from = match &u.session {
                 Some(id) if gateway.listeners.any() => {
-                    gateway.sessions_modern.peek(id).map(|s| Some((listen::Caller::of(&s), id.as_str())))
+                    gateway.sessions_modern.peek(id).map(|s| Some((session::Caller::of(&s), id.as_str())))
                 }
                 Some(_) => None,
                 None => Some(None),

@@ -142,9 +142,9 @@ impl Gateway {
     }
 
     /// Every upstream session of a caller's (one, and one per set of roots it gave).
-    pub(super) fn caller_sessions(&self, caller: &super::listen::Caller) -> Vec<Arc<Session<Client>>> {
+    pub(super) fn caller_sessions(&self, caller: &super::session::Caller) -> Vec<Arc<Session<Client>>> {
         let all = self.modern_clients.lock().unwrap_or_else(|p| p.into_inner());
-        all.values().filter(|s| super::listen::Caller::of(s) == *caller).cloned().collect()
+        all.values().filter(|s| super::session::Caller::of(s) == *caller).cloned().collect()
     }
 
     /// The upstream session of a 2026-07-28 caller that declared `caps` (apart for those that

@@ -285,6 +285,20 @@ impl Client {
     }
 }
 
+/// Whom a 2026-07-28 caller's upstream sessions are for: a view and the user (`sub`; `None`
+/// without authentication) — whose `subscriptions/listen` streams hear what any of them is told.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct Caller {
+    pub view: View,
+    pub owner: Option<String>,
+}
+
+impl Caller {
+    pub fn of(session: &crate::mcp::session::Session<Client>) -> Caller {
+        Caller { view: session.upstream.view.clone(), owner: session.upstream.owner.clone() }
+    }
+}
+
 /// Subscriptions one session may hold: each is an entry the gateway keeps (and a server may be
 /// told of) until the session unsubscribes or ends.
 pub const MAX_SUBSCRIPTIONS: usize = 1024;
