@@ -36,6 +36,7 @@ fn main() -> ExitCode {
                 let opts = mcpgate::stdio::Options {
                     upstream: args.upstream.into_options(&args.url, true)?,
                     banner: !args.no_banner,
+                    translation: Some(mcpgate::serve::translator::translation()),
                 };
                 let shutdown = mcpgate::shutdown::on_signals();
                 mcpgate::stdio::run(opts, shutdown).await.map_err(|e| e.to_string())

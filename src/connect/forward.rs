@@ -26,6 +26,12 @@ use crate::jsonrpc::Payload;
 use crate::mcp::headers::LAST_EVENT_ID;
 
 impl Proxy {
+    /// A message with the headers an HTTP client of its revision would send (a 2026-07-28
+    /// client on stdio), answered as a POST of it is.
+    pub async fn message_as(&self, headers: &HeaderMap, bytes: Bytes) -> Response<Body> {
+        self.message(headers, bytes).await.unwrap_or_else(|(e, id)| wire::error(&e, id.as_deref()))
+    }
+
     /// Any message, served as a POST of it to the engine would be.
     pub async fn send(&self, to: &Forward, bytes: Bytes) -> Response<Body> {
         self.send_with(to, None, bytes).await

@@ -149,7 +149,7 @@ impl Translate {
     }
 
     async fn relay(&self, headers: &HeaderMap, body: Bytes) -> Response<Body> {
-        self.proxy.message(headers, body).await.unwrap_or_else(|(e, id)| wire::error(&e, id.as_deref()))
+        self.proxy.message_as(headers, body).await
     }
 
     /// Where a session's GET or DELETE goes (a legacy client's): to the translation when the

@@ -36,6 +36,7 @@ use crate::mcp::queue;
 use crate::transport::answer;
 
 mod modern;
+mod modern_client;
 
 /// Largest message accepted on stdin.
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
@@ -48,6 +49,8 @@ const OUT: usize = 1024;
 pub struct Options {
     pub upstream: UpstreamOptions,
     pub banner: bool,
+    /// What serves a 2026-07-28 client in front of a 2025 server (`None`: sent as it came).
+    pub translation: Option<crate::connect::translate::Translation>,
 }
 
 struct Bridge {
@@ -59,6 +62,8 @@ struct Bridge {
     shutdown: CancellationToken,
     /// Set when the server speaks only the modern era (see `modern`).
     modern: std::sync::OnceLock<Arc<modern::Modern>>,
+    /// A 2026-07-28 client's requests (`modern_client`).
+    translate: Option<crate::connect::translate::Translate>,
 }
 
 pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), StartError> {
@@ -68,6 +73,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
     }
     let (out, lines_out) = queue::bounded(OUT);
     let writer = tokio::spawn(write_lines(lines_out));
+    let translate = opts.translation.map(|t| crate::connect::translate::Translate::new(proxy.clone(), t));
     let bridge = Arc::new(Bridge {
         proxy,
         out,
@@ -76,6 +82,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
         listening: Mutex::new(false),
         shutdown: shutdown.clone(),
         modern: std::sync::OnceLock::new(),
+        translate,
     });
     let mut in_flight = JoinSet::new();
     let mut stdin = BufReader::new(tokio::io::stdin());
@@ -160,6 +167,10 @@ impl Bridge {
         if body.is_empty() {
             return;
         }
+        if let Some(headers) = modern_client::headers(&body) {
+            in_flight.spawn(async move { self.modern_client(headers, body).await });
+            return;
+        }
         if let Some(m) = self.modern.get().cloned() {
             return self.modern_dispatch(m, body, in_flight).await;
         }
@@ -217,9 +228,16 @@ impl Bridge {
             self.relay(resp, &mut pending).await;
             status
         };
-        // Resumed as far as it could be (`relay`): what is still unanswered never will be. An
-        // answer that was no JSON-RPC (an upstream's bare 401, say) is said to be what it was.
-        let why = if status.is_success() || status == StatusCode::ACCEPTED {
+        self.unanswered(status, pending);
+        if is_init && status.is_success() {
+            self.clone().start_listening();
+        }
+    }
+
+    /// Resumed as far as it could be (`relay`): what is still unanswered never will be. An
+    /// answer that was no JSON-RPC (an upstream's bare 401, say) is said to be what it was.
+    fn unanswered(&self, status: StatusCode, pending: Vec<String>) {
+        let why = if modern_client::answered(status) {
             "the server ended the response stream without answering".to_owned()
         } else {
             format!("upstream answered HTTP {status}")
@@ -227,9 +245,6 @@ impl Bridge {
         for id in pending {
             let raw = serde_json::value::RawValue::from_string(id).ok();
             self.emit(wire::message(&Error::new(Kind::UpstreamProtocol, why.clone()), raw.as_deref()));
-        }
-        if is_init && status.is_success() {
-            self.clone().start_listening();
         }
     }
 

@@ -1,9 +1,12 @@
 // A modern-era (2026-07-28) MCP client on the official v2 TypeScript SDK, driven by the Rust tests.
 // Usage: node modern-client.mjs URL [progress] [elicit] [ping]   Prints one JSON object: { protocol, tools, echo, progress?, elicit?, ping? }.
+// With MCPGATE_STDIO set (the mcpgate binary), it launches `mcpgate stdio URL` and speaks to it on stdin/stdout
+// instead (`ping`, sent by hand over HTTP, is then left out).
 // Through a gateway that prefixes tool names (`mcpgate serve`): MCP_TOOL_PREFIX=server__.
 // With `elicit`, it also calls server-everything's trigger-elicitation-request: the server's question
 // comes back as an input-required result, the client's handler answers it, and the retry carries the answer.
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 
 // `auto`: probe with server/discover, as a modern client does (the SDK's default is the 2025 handshake).
 const client = new Client(
@@ -16,14 +19,17 @@ client.setRequestHandler('elicitation/create', async () => {
   return { action: 'accept', content: { name: 'Grace Hopper', check: true, integer: 7 } };
 });
 const tool = (name) => (process.env.MCP_TOOL_PREFIX ?? '') + name;
-const transport = new StreamableHTTPClientTransport(new URL(process.argv[2]));
+const stdio = process.env.MCPGATE_STDIO;
+const transport = stdio
+  ? new StdioClientTransport({ command: stdio, args: ['stdio', process.argv[2], '--no-banner'], stderr: 'inherit' })
+  : new StreamableHTTPClientTransport(new URL(process.argv[2]));
 try {
   await client.connect(transport);
   const tools = (await client.listTools()).tools.map((t) => t.name);
   const echo = (await client.callTool({ name: tool('echo'), arguments: { message: 'modern through mcpgate' } })).content[0].text;
   const protocol = client.getNegotiatedProtocolVersion?.() ?? transport.protocolVersion ?? null;
   const out = { protocol, tools, echo };
-  if (process.argv.includes('ping')) {
+  if (process.argv.includes('ping') && !stdio) {
     // 2026-07-28 dropped `ping` (this SDK refuses to send it), but clients still do (FastMCP's
     // default mode): sent by hand, as such a client sends it.
     const meta = {

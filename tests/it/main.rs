@@ -5,7 +5,6 @@
 mod config_edge;
 mod conformance;
 mod connect_credentials;
-mod connect_eras;
 mod connect_faults;
 mod connect_front;
 mod connect_identities;
@@ -14,6 +13,7 @@ mod connect_sdk;
 mod connect_streams;
 mod edge_corpus;
 mod edge_limits;
+mod eras;
 mod harness;
 mod idp;
 mod install;

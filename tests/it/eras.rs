@@ -1,0 +1,107 @@
+//! Between the eras, through `connect` and `stdio`: a 2026-07-28 client (the official v2 SDK
+//! client) in front of a 2025 server (npm's server-everything), and a 2025 client (the official
+//! SDK client) in front of a 2026-07-28-only server (tests/fixtures/modern-server.mjs), each
+//! through the gateway's translation — a server's questions as input-required results and back,
+//! progress streamed. (`serve`: serve/modern_clients.rs.)
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+/// The v2 SDK client (tests/clients/modern-client.mjs) at `url` — over HTTP, or launching
+/// `mcpgate stdio url` with `stdio` — running `steps`: its report.
+async fn modern_client(url: &str, stdio: bool, steps: &[&str]) -> Value {
+    let mut cmd = tokio::process::Command::new(node());
+    cmd.arg(repo().join("tests/clients/modern-client.mjs")).arg(url).args(steps).kill_on_drop(true);
+    if stdio {
+        cmd.env("MCPGATE_STDIO", mcpgate_bin());
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output()).await.unwrap().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    });
+    assert!(out.status.success(), "{report}\n{}", String::from_utf8_lossy(&out.stderr));
+    report
+}
+
+/// The progress the client heard: all three, in order — over stdio at least the first two: the
+/// bridge writes all three before the result (in order, as the server sent them), but a server
+/// sends the last one and the result together, and the SDK's stdio client, reading both at once,
+/// settles the call before it hears the last progress now and then.
+fn assert_progress(report: &Value, stdio: bool) {
+    let progress = report["progress"]["progress"].as_array().unwrap();
+    let heard = if stdio {
+        progress.starts_with(&[json!(1), json!(2)]) && progress.len() <= 3
+    } else {
+        *progress == [json!(1), json!(2), json!(3)]
+    };
+    assert!(heard, "progress streamed: {report}");
+}
+
+/// What the v2 SDK client reports in front of server-everything: the revision, a call, its
+/// progress streamed, the server's elicitation as an input-required result answered in its retry.
+fn assert_reached_everything(report: &Value, stdio: bool) {
+    assert_eq!(report["protocol"], "2026-07-28", "{report}");
+    assert_eq!(report["echo"], "Echo: modern through mcpgate", "{report}");
+    assert_eq!(report["elicit"]["asked"], 1, "{report}");
+    assert!(report["elicit"]["text"].as_str().unwrap().contains("Grace Hopper"), "{report}");
+    assert_progress(report, stdio);
+    let tools = report["tools"].as_array().unwrap();
+    assert!(tools.iter().any(|t| *t == "trigger-elicitation-request"), "{tools:?}");
+}
+
+/// The v2 SDK client probes with `server/discover`, which connect's 2025 upstream does not
+/// know: it is answered by the translation, and so is every request after it, its `ping` too.
+#[tokio::test]
+async fn a_modern_client_reaches_a_legacy_server_through_connect() {
+    let upstream = everything("streamableHttp", 0).await;
+    let gw = connect(&upstream.url, &[]).await;
+    let report = modern_client(&gw.url, false, &["progress", "elicit", "ping"]).await;
+    assert_reached_everything(&report, false);
+    assert_eq!(report["ping"]["status"], 200, "ping: {report}");
+    assert!(gw.output().contains("the upstream speaks the Legacy era"), "{}", gw.output());
+}
+
+/// The same client launching `mcpgate stdio`: its requests (no `initialize`; each names its
+/// revision in `_meta`) go through the same translation.
+#[tokio::test]
+async fn a_modern_client_reaches_a_legacy_server_through_the_stdio_bridge() {
+    let upstream = everything("streamableHttp", 0).await;
+    assert_reached_everything(&modern_client(&upstream.url, true, &["progress", "elicit"]).await, true);
+}
+
+/// A 2026-07-28 client and server through `mcpgate stdio`: each request as it came, with the
+/// headers of its revision, the server's input-required results the client's to answer.
+#[tokio::test]
+async fn a_modern_client_reaches_a_modern_server_through_the_stdio_bridge() {
+    let mut cmd = tokio::process::Command::new(node());
+    cmd.arg(repo().join("tests/fixtures/modern-server.mjs"));
+    let upstream = Proc::start("modern fixture", cmd).await;
+    let report = modern_client(&upstream.url, true, &["progress", "elicit"]).await;
+    assert_eq!(report["protocol"], "2026-07-28", "{report}");
+    assert_eq!(report["echo"], "Echo: modern through mcpgate", "{report}");
+    assert_progress(&report, true);
+    assert_eq!(report["elicit"]["asked"], 1, "{report}");
+}
+
+/// The SDK client's `initialize` meets a server that has none: connect learns it speaks only
+/// 2026-07-28 and serves the client's session through the translation — its tools, a call, the
+/// server's progress, and the server's input-required results as elicitation and sampling
+/// requests to the client, answered.
+#[tokio::test]
+async fn a_legacy_client_reaches_a_modern_only_server_through_connect() {
+    let mut cmd = tokio::process::Command::new(node());
+    cmd.arg(repo().join("tests/fixtures/modern-server.mjs"));
+    let upstream = Proc::start("modern fixture", cmd).await;
+    let gw = connect(&upstream.url, &[]).await;
+    let r = sdk_client(&gw.url, &["tools", "echo", "progress", "elicit", "sampling", "close"]).await;
+    assert!(r["tools"].as_array().unwrap().iter().any(|t| *t == "trigger-elicitation-request"), "{r}");
+    assert_eq!(r["echo"], "Echo: hello through mcpgate", "{r}");
+    let p: Vec<u64> = r["progress"]["progress"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(p, [1, 2, 3], "{r}");
+    assert_eq!(r["elicit"]["text"], "Hello, Ada Lovelace (state asked)", "{r}");
+    assert_eq!(r["sampling"], "LLM said: sampled by the test client", "{r}\n{}", gw.output());
+    assert!(gw.output().contains("the upstream speaks the Modern era"), "{}", gw.output());
+}
