@@ -1,5 +1,7 @@
 // A modern-era (2026-07-28) MCP client on the official v2 TypeScript SDK, driven by the Rust tests.
-// Usage: node modern-client.mjs URL [progress] [elicit] [ping]   Prints one JSON object: { protocol, tools, echo, progress?, elicit?, ping? }.
+// Usage: node modern-client.mjs URL [progress] [elicit] [sampling] [roots] [ping]   Prints one JSON object: { protocol, tools, echo, progress?,
+// elicit?, sampling?, roots?, ping? }. It declares sampling and roots too (answering as the TypeScript test client does: a fixed
+// sample, the root file:///home/modern/work).
 // With MCPGATE_STDIO set (the mcpgate binary), it launches `mcpgate stdio URL` and speaks to it on stdin/stdout
 // instead (`ping`, sent by hand over HTTP, is then left out).
 // Through a gateway that prefixes tool names (`mcpgate serve`): MCP_TOOL_PREFIX=server__.
@@ -11,12 +13,22 @@ import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 // `auto`: probe with server/discover, as a modern client does (the SDK's default is the 2025 handshake).
 const client = new Client(
   { name: 'mcpgate-modern-test-client', version: '1.0.0' },
-  { versionNegotiation: { mode: 'auto' }, capabilities: { elicitation: { form: {} } } },
+  { versionNegotiation: { mode: 'auto' }, capabilities: { elicitation: { form: {} }, sampling: {}, roots: {} } },
 );
 let asked = 0;
 client.setRequestHandler('elicitation/create', async () => {
   asked += 1;
   return { action: 'accept', content: { name: 'Grace Hopper', check: true, integer: 7 } };
+});
+let sampled = 0;
+client.setRequestHandler('sampling/createMessage', async () => {
+  sampled += 1;
+  return { role: 'assistant', content: { type: 'text', text: 'sampled by the modern client' }, model: 'test-model' };
+});
+let rootsAsked = 0;
+client.setRequestHandler('roots/list', async () => {
+  rootsAsked += 1;
+  return { roots: [{ uri: 'file:///home/modern/work', name: 'work' }] };
 });
 const tool = (name) => (process.env.MCP_TOOL_PREFIX ?? '') + name;
 const stdio = process.env.MCPGATE_STDIO;
@@ -52,8 +64,19 @@ try {
   }
   if (process.argv.includes('progress')) {
     const seen = [];
-    const r = await client.callTool({ name: tool('trigger-long-running-operation'), arguments: { duration: 0.6, steps: 3 } }, { onprogress: (p) => seen.push(p.progress) });
+    const r = await client.callTool({ name: tool('trigger-long-running-operation'), arguments: { duration: 0.6, steps: 3 } }, {
+      // The server's progress: the SDK reports each input-required round it fulfils as progress too.
+      onprogress: (p) => { if (!p.message?.startsWith('Fulfilling input required')) seen.push(p.progress); },
+    });
     out.progress = { progress: seen, text: r.content[0].text };
+  }
+  if (process.argv.includes('sampling')) {
+    const r = await client.callTool({ name: tool('trigger-sampling-request'), arguments: { prompt: 'hi', maxTokens: 5 } });
+    out.sampling = { asked: sampled, text: r.content.map((c) => c.text ?? '').join('\n') };
+  }
+  if (process.argv.includes('roots')) {
+    const r = await client.callTool({ name: tool('get-roots-list'), arguments: {} });
+    out.roots = { asked: rootsAsked, text: r.content.map((c) => c.text ?? '').join('\n') };
   }
   if (process.argv.includes('elicit')) {
     const r = await client.callTool({ name: tool('trigger-elicitation-request'), arguments: {} });

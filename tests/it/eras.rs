@@ -44,6 +44,11 @@ fn assert_progress(report: &Value, stdio: bool) {
 /// progress streamed, the server's elicitation as an input-required result answered in its retry.
 fn assert_reached_everything(report: &Value, stdio: bool) {
     assert_eq!(report["protocol"], "2026-07-28", "{report}");
+    // Its sampling and roots answered, as input-required rounds: server-everything asks for roots
+    // on its own (when a session opens), so the client is asked before its call.
+    assert_eq!(report["sampling"]["asked"], 1, "{report}");
+    assert!(report["sampling"]["text"].as_str().unwrap().contains("sampled by the modern client"), "{report}");
+    assert!(report["roots"]["text"].as_str().unwrap().contains("file:///home/modern/work"), "{report}");
     assert_eq!(report["echo"], "Echo: modern through mcpgate", "{report}");
     assert_eq!(report["elicit"]["asked"], 1, "{report}");
     assert!(report["elicit"]["text"].as_str().unwrap().contains("Grace Hopper"), "{report}");
@@ -58,7 +63,7 @@ fn assert_reached_everything(report: &Value, stdio: bool) {
 async fn a_modern_client_reaches_a_legacy_server_through_connect() {
     let upstream = everything("streamableHttp", 0).await;
     let gw = connect(&upstream.url, &[]).await;
-    let report = modern_client(&gw.url, false, &["progress", "elicit", "ping"]).await;
+    let report = modern_client(&gw.url, false, &["progress", "elicit", "sampling", "roots", "ping"]).await;
     assert_reached_everything(&report, false);
     assert_eq!(report["ping"]["status"], 200, "ping: {report}");
     assert!(gw.output().contains("the upstream speaks the Legacy era"), "{}", gw.output());
@@ -69,7 +74,8 @@ async fn a_modern_client_reaches_a_legacy_server_through_connect() {
 #[tokio::test]
 async fn a_modern_client_reaches_a_legacy_server_through_the_stdio_bridge() {
     let upstream = everything("streamableHttp", 0).await;
-    assert_reached_everything(&modern_client(&upstream.url, true, &["progress", "elicit"]).await, true);
+    let report = modern_client(&upstream.url, true, &["progress", "elicit", "sampling", "roots"]).await;
+    assert_reached_everything(&report, true);
 }
 
 /// A 2026-07-28 client and server through `mcpgate stdio`: each request as it came, with the
@@ -79,11 +85,13 @@ async fn a_modern_client_reaches_a_modern_server_through_the_stdio_bridge() {
     let mut cmd = tokio::process::Command::new(node());
     cmd.arg(repo().join("tests/fixtures/modern-server.mjs"));
     let upstream = Proc::start("modern fixture", cmd).await;
-    let report = modern_client(&upstream.url, true, &["progress", "elicit"]).await;
+    let report = modern_client(&upstream.url, true, &["progress", "elicit", "sampling", "roots"]).await;
     assert_eq!(report["protocol"], "2026-07-28", "{report}");
     assert_eq!(report["echo"], "Echo: modern through mcpgate", "{report}");
     assert_progress(&report, true);
     assert_eq!(report["elicit"]["asked"], 1, "{report}");
+    assert_eq!(report["sampling"]["text"], "LLM said: sampled by the modern client", "{report}");
+    assert_eq!(report["roots"]["text"], "Roots: file:///home/modern/work", "{report}");
 }
 
 /// The SDK client's `initialize` meets a server that has none: connect learns it speaks only
@@ -96,12 +104,18 @@ async fn a_legacy_client_reaches_a_modern_only_server_through_connect() {
     cmd.arg(repo().join("tests/fixtures/modern-server.mjs"));
     let upstream = Proc::start("modern fixture", cmd).await;
     let gw = connect(&upstream.url, &[]).await;
-    let r = sdk_client(&gw.url, &["tools", "echo", "progress", "elicit", "sampling", "close"]).await;
+    let roots = [("MCP_ROOTS", r#"["file:///home/legacy/work"]"#)];
+    let r =
+        sdk_client_env(&gw.url, &["tools", "echo", "progress", "elicit", "sampling", "roots_tool", "close"], &roots)
+            .await;
     assert!(r["tools"].as_array().unwrap().iter().any(|t| *t == "trigger-elicitation-request"), "{r}");
     assert_eq!(r["echo"], "Echo: hello through mcpgate", "{r}");
     let p: Vec<u64> = r["progress"]["progress"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
     assert_eq!(p, [1, 2, 3], "{r}");
     assert_eq!(r["elicit"]["text"], "Hello, Ada Lovelace (state asked)", "{r}");
     assert_eq!(r["sampling"], "LLM said: sampled by the test client", "{r}\n{}", gw.output());
+    // The server's roots/list input request, put to the client as a roots/list request.
+    assert_eq!(r["roots_tool"]["text"], "Roots: file:///home/legacy/work", "{r}");
+    assert_eq!(r["roots_tool"]["asked"], 1, "{r}");
     assert!(gw.output().contains("the upstream speaks the Modern era"), "{}", gw.output());
 }
