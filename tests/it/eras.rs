@@ -119,3 +119,22 @@ async fn a_legacy_client_reaches_a_modern_only_server_through_connect() {
     assert_eq!(r["roots_tool"]["asked"], 1, "{r}");
     assert!(gw.output().contains("the upstream speaks the Modern era"), "{}", gw.output());
 }
+
+/// A 2026-07-28-only server's list changes reach a 2025 client through `connect`: the
+/// translation keeps a `subscriptions/listen` stream open at the server and tells the client's
+/// GET stream (the 2026-07-28 conformance fixture's dynamic tool, switched by a call).
+#[tokio::test]
+async fn a_modern_servers_list_changes_reach_a_legacy_client_through_connect() {
+    use crate::serve::{Sse, call_text, session, text_of};
+    let mut cmd = tokio::process::Command::new(node());
+    cmd.arg(repo().join("tests/fixtures/conformance-server-2026.mjs"));
+    let upstream = Proc::start("2026-07-28 fixture", cmd).await;
+    let gw = connect(&upstream.url, &[]).await;
+    let sid = session(&gw.url).await;
+    let mut events = Sse::get(&gw.url, &sid).await;
+    let r = call_text(&gw.url, &sid, "test_trigger_tool_change", json!({})).await;
+    assert!(text_of(&r).starts_with("test_dynamic_tool"), "{r}\n{}", gw.output());
+    let heard = events.until(Duration::from_secs(10), |m| m["method"] == "notifications/tools/list_changed").await;
+    assert!(heard.is_ok(), "no list change: {heard:?}\n{}", gw.output());
+    assert!(gw.output().contains("the upstream speaks the Modern era"), "{}", gw.output());
+}

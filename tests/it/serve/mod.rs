@@ -156,12 +156,12 @@ fn tool_call(id: Value, name: &str, args: Value) -> String {
     json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":name,"arguments":args}}).to_string()
 }
 
-async fn call_text(url: &str, sid: &str, name: &str, args: Value) -> Value {
+pub(crate) async fn call_text(url: &str, sid: &str, name: &str, args: Value) -> Value {
     call(url, sid, &[], &tool_call(json!(5), name, args)).await.message()
 }
 
 /// The text of a tool's answer, or what came instead.
-fn text_of(m: &Value) -> &str {
+pub(crate) fn text_of(m: &Value) -> &str {
     m["result"]["content"][0]["text"].as_str().unwrap_or_default()
 }
 
@@ -176,7 +176,7 @@ async fn metric(url: &str, name: &str) -> Option<f64> {
 const INITIALIZE_ALL: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"elicitation":{},"sampling":{},"roots":{"listChanged":true}},"clientInfo":{"name":"raw-test","version":"1"}}}"#;
 
 /// initialize (with [`INITIALIZE_ALL`]) + notifications/initialized; returns the session id.
-async fn session(url: &str) -> String {
+pub(crate) async fn session(url: &str) -> String {
     let r = request("POST", url, MCP_HEADERS, INITIALIZE_ALL).await;
     assert_eq!(r.status, 200, "initialize at {url} failed: {}", r.body);
     let sid = r.header("mcp-session-id").expect("a session id").to_owned();
