@@ -1,6 +1,7 @@
 //! mcpgate as an OAuth 2.1 / OpenID Connect client of an upstream MCP server: discovery
 //! (`discovery`), client identity (`registration`), the browser round trip (`browser`,
-//! `callback`, `pkce`), the token endpoint (`token`, `jwt`), and — here — the credential that
+//! `callback`, `pkce`), the token endpoint (`token`, `jwt`), sender-constrained tokens
+//! (`dpop`), and — here — the credential that
 //! ties them together: tokens kept in the store, refreshed ahead of expiry, re-acquired by a
 //! new login when the refresh token dies, upgraded when the server asks for more scopes.
 //!
@@ -12,6 +13,7 @@ pub mod browser;
 pub mod callback;
 pub mod challenge;
 pub mod discovery;
+pub mod dpop;
 pub mod exchange;
 pub mod http;
 pub mod jwt;
@@ -25,7 +27,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, SystemTime};
 
-use ::http::{HeaderValue, Uri};
+use ::http::{HeaderMap, HeaderValue, Method, Uri};
 
 pub use browser::Browser;
 pub use challenge::Challenge;
@@ -143,6 +145,8 @@ pub struct Config {
     /// How long to wait for the upstream's authorization server.
     pub timeout: Duration,
     pub connect_timeout: Duration,
+    /// When tokens are DPoP-bound (RFC 9449): `--dpop`, `--no-dpop`, else where the servers ask.
+    pub dpop: dpop::Mode,
 }
 
 impl std::fmt::Debug for Config {
@@ -153,6 +157,7 @@ impl std::fmt::Debug for Config {
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
             .field("grant", &self.grant)
+            .field("dpop", &self.dpop)
             .finish_non_exhaustive()
     }
 }
@@ -164,6 +169,9 @@ struct State {
     record: Option<TokenRecord>,
     /// Scope sets already asked for in a step-up: never asked twice (the retry limit).
     stepped_up: Vec<String>,
+    /// This credential's DPoP key, once it has one: every token it binds is bound to it, so a
+    /// request still carrying the token just replaced proves with the right key too.
+    dpop_key: Option<Arc<dpop::Key>>,
 }
 
 /// The OAuth credential of one upstream.
@@ -174,6 +182,9 @@ pub struct OAuth {
     key: Option<Arc<jwt::SigningKey>>,
     /// The single flight: one refresh or login at a time in this process.
     flight: tokio::sync::Mutex<()>,
+    /// DPoP nonces (RFC 9449 §8, §9): the authorization servers' and the MCP server's apart.
+    as_nonces: dpop::Nonces,
+    rs_nonces: dpop::Nonces,
     state: RwLock<State>,
     /// The server, as shown to the user and used as its record's key.
     server_key: String,
@@ -200,7 +211,17 @@ impl OAuth {
         };
         let http = http::Http::for_server_with(&cfg.server, cfg.connect_timeout, cfg.timeout);
         let server_key = discovery::canonical_resource(&cfg.server);
-        let oauth = OAuth { cfg, http, store, key, flight: Default::default(), state: Default::default(), server_key };
+        let oauth = OAuth {
+            cfg,
+            http,
+            store,
+            key,
+            flight: Default::default(),
+            as_nonces: Default::default(),
+            rs_nonces: Default::default(),
+            state: Default::default(),
+            server_key,
+        };
         if oauth.cfg.grant == GrantKind::AuthorizationCode
             && let Some(record) = oauth.find_record()?
         {
@@ -349,6 +370,8 @@ impl OAuth {
             .filter(|r| {
                 self.cfg.issuer.as_ref().is_none_or(|i| i.trim_end_matches('/') == r.issuer.trim_end_matches('/'))
             })
+            // `--dpop`: a Bearer token stored before is not one to send.
+            .filter(|r| self.cfg.dpop != dpop::Mode::Require || r.dpop.is_some())
             .max_by_key(|r| r.saved_at))
     }
 
@@ -358,6 +381,9 @@ impl OAuth {
         let header = current.header.clone();
         let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
         st.current = Some(current);
+        if let Some(key) = &record.dpop {
+            st.dpop_key = Some(key.clone());
+        }
         st.record = Some(record);
         header
     }
@@ -390,6 +416,7 @@ impl OAuth {
     async fn refresh(&self, record: &TokenRecord) -> Result<HeaderValue, AuthError> {
         let refresh_token = record.refresh_token.as_deref().unwrap_or_default();
         let client = self.client_of(&record.client);
+        // A bound refresh token is refreshed with a proof of the same key (RFC 9449 §5).
         let tokens = token::request(
             &self.http,
             &record.metadata,
@@ -397,8 +424,10 @@ impl OAuth {
             Grant::Refresh { refresh_token },
             None,
             record.resource.as_deref(),
+            self.bind(record.dpop.as_deref()),
         )
         .await?;
+        self.check_bound(&tokens, &record.issuer, self.cfg.dpop == dpop::Mode::Require)?;
         tracing::info!(upstream = %self.server_name(), "upstream access token refreshed");
         let mut next = record.clone();
         next.update(tokens);
@@ -417,6 +446,8 @@ impl OAuth {
                     server,
                     resource_scopes: None,
                     defaults: false,
+                    dpop_required: false,
+                    dpop_offered: false,
                 }
             }
             None => discovery::discover(&self.http, &self.cfg.server, challenge).await?,
@@ -471,6 +502,8 @@ impl OAuth {
         );
         let client = Client { id: id.clone(), secret: self.cfg.client_secret.clone(), method, key: self.key.clone() };
         let scope = self.scopes(challenge, &found);
+        let (dpop_key, dpop_required) = self.dpop_key(&found, challenge)?;
+        let bind = self.bind(dpop_key.as_deref());
         let tokens = match self.cfg.grant {
             GrantKind::CrossAppAccess => {
                 let idp = &self.cfg.idp;
@@ -502,6 +535,7 @@ impl OAuth {
                     Grant::JwtBearer { assertion: &assertion },
                     scope.as_deref(),
                     self.resource(&found),
+                    bind,
                 )
                 .await?
             }
@@ -521,6 +555,7 @@ impl OAuth {
                     Grant::JwtBearer { assertion: assertion.trim() },
                     scope.as_deref(),
                     self.resource(&found),
+                    bind,
                 )
                 .await?
             }
@@ -532,15 +567,17 @@ impl OAuth {
                     Grant::ClientCredentials,
                     scope.as_deref(),
                     self.resource(&found),
+                    bind,
                 )
                 .await?
             }
         };
-        tracing::info!(upstream = %self.server_name(), grant = ?self.cfg.grant, "access token obtained without a browser");
-        // Kept in memory only: another can be had at any time.
+        self.check_bound(&tokens, &found.server.issuer, dpop_required)?;
+        tracing::info!(upstream = %self.server_name(), grant = ?self.cfg.grant, dpop = tokens.dpop_bound, "access token obtained without a browser");
+        // Kept in memory only: another can be had at any time (its DPoP key too).
         let registered =
             Registered { issuer: found.server.issuer.clone(), client_id: id, method, redirect_uri: String::new() };
-        Ok(self.adopt(TokenRecord::new(&self.server_key, &found, registered, tokens, scope)))
+        Ok(self.adopt(TokenRecord::new(&self.server_key, &found, registered, tokens, scope, dpop_key)))
     }
 
     /// The browser sign-in: discovery, client identity, authorization code + PKCE, tokens.
@@ -557,6 +594,8 @@ impl OAuth {
         let authorize = server.authorization_endpoint.clone().ok_or_else(|| {
             AuthError::refused(format!("the authorization server {} has no authorization endpoint", server.issuer))
         })?;
+        // Decided before the browser opens: a `--dpop` the server cannot meet stops here.
+        let (dpop_key, dpop_required) = self.dpop_key(&found, challenge)?;
         let (listener, client) = self.identify(server, step_up.or(self.cfg.scopes.as_deref())).await?;
         let scope = match step_up {
             Some(s) => self.with_offline_access(Some(s.to_owned()), server),
@@ -589,8 +628,10 @@ impl OAuth {
         };
         let code = listener.wait(expect, self.cfg.login_timeout).await?;
         let grant = Grant::Code { code: &code, verifier: &pkce.verifier, redirect_uri: &redirect_uri };
-        let tokens = token::request(&self.http, server, &client, grant, None, self.resource(&found)).await?;
-        tracing::info!(upstream = %self.server_name(), issuer = %server.issuer, "signed in");
+        let bind = self.bind(dpop_key.as_deref());
+        let tokens = token::request(&self.http, server, &client, grant, None, self.resource(&found), bind).await?;
+        self.check_bound(&tokens, &server.issuer, dpop_required)?;
+        tracing::info!(upstream = %self.server_name(), issuer = %server.issuer, dpop = tokens.dpop_bound, "signed in");
         let registered = Registered {
             issuer: server.issuer.clone(),
             client_id: client.id.clone(),
@@ -598,7 +639,7 @@ impl OAuth {
             redirect_uri,
         };
         let granted = tokens.scope.clone().or(scope);
-        self.save(TokenRecord::new(&self.server_key, &found, registered, tokens, granted))
+        self.save(TokenRecord::new(&self.server_key, &found, registered, tokens, granted, dpop_key))
     }
 
     /// Binds the redirect listener and settles who the client is: pre-registered, a metadata
@@ -655,6 +696,100 @@ impl OAuth {
             tracing::warn!("the client registration could not be stored ({e}); the next login registers again");
         }
         Ok((listener, Client { id: reg.client_id, secret, method: reg.method, key: None }))
+    }
+
+    /// The key to bind new tokens to, or `None` for Bearer tokens (`dpop::Mode`), and whether
+    /// a token that comes back unbound is to be refused.
+    fn dpop_key(
+        &self,
+        found: &Found,
+        challenge: Option<&Challenge>,
+    ) -> Result<(Option<Arc<dpop::Key>>, bool), AuthError> {
+        let server = &found.server;
+        let wanted = match self.cfg.dpop {
+            dpop::Mode::Off => false,
+            dpop::Mode::Require => {
+                if let Some(algs) =
+                    server.dpop_signing_alg_values_supported.as_ref().filter(|_| !server.supports_dpop())
+                {
+                    let algs: Vec<String> = algs.iter().take(8).map(|a| a.chars().take(20).collect()).collect();
+                    return Err(AuthError::refused(format!(
+                        "--dpop: the authorization server {} takes DPoP proofs in {} only, and mcpgate signs {}",
+                        server.issuer,
+                        if algs.is_empty() { "no algorithm".to_owned() } else { algs.join(", ") },
+                        dpop::ALG
+                    )));
+                }
+                true
+            }
+            // Both sides: the MCP server takes DPoP-bound tokens (its challenge or metadata), and
+            // the authorization server issues them — or says nothing either way, when trying costs
+            // nothing (an authorization server that ignores the proof issues a Bearer token). An
+            // authorization server's word alone is not enough: many advertise DPoP by default, in
+            // front of MCP servers that take Bearer tokens only.
+            dpop::Mode::Auto => {
+                let resource_asks =
+                    found.dpop_required || found.dpop_offered || challenge.is_some_and(Challenge::offers_dpop);
+                resource_asks && (server.supports_dpop() || server.dpop_signing_alg_values_supported.is_none())
+            }
+        };
+        if !wanted {
+            return Ok((None, false));
+        }
+        let required = self.cfg.dpop == dpop::Mode::Require || found.dpop_required;
+        // One key per credential: kept across sign-ins and refreshes (and stored with the token).
+        let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(key) = &st.dpop_key {
+            return Ok((Some(key.clone()), required));
+        }
+        let key = Arc::new(dpop::Key::generate().map_err(AuthError::refused)?);
+        tracing::debug!(jkt = %key.thumbprint(), "a DPoP key for this credential");
+        st.dpop_key = Some(key.clone());
+        Ok((Some(key), required))
+    }
+
+    /// DPoP at the token endpoint with `key`, if any.
+    fn bind<'a>(&'a self, key: Option<&'a dpop::Key>) -> Option<token::Bind<'a>> {
+        key.map(|key| token::Bind { key, nonces: &self.as_nonces })
+    }
+
+    /// A Bearer token where DPoP is `required` is refused: it is what DPoP is there to prevent,
+    /// a token anyone who sees it can replay.
+    fn check_bound(&self, tokens: &Tokens, issuer: &str, required: bool) -> Result<(), AuthError> {
+        if required && !tokens.dpop_bound {
+            let why = if self.cfg.dpop == dpop::Mode::Require {
+                "--dpop"
+            } else {
+                "the server's resource metadata sets dpop_bound_access_tokens_required"
+            };
+            return Err(AuthError::refused(format!(
+                "the authorization server {issuer} issued a Bearer token where DPoP-bound tokens are required ({why}); refusing it"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The `DPoP` header for a request to the MCP server carrying `authorization`, when that is
+    /// a DPoP-bound token of this credential: a fresh proof of `method` and `uri` with the
+    /// token's hash and the server's latest nonce. `None` for a Bearer token.
+    pub fn proof(&self, method: &Method, uri: &Uri, authorization: &HeaderValue) -> Option<HeaderValue> {
+        let token = std::str::from_utf8(authorization.as_bytes().strip_prefix(b"DPoP ")?).ok()?;
+        let key = {
+            let st = self.state.read().unwrap_or_else(|p| p.into_inner());
+            match &st.record {
+                Some(r) if r.access_token == token => r.dpop.clone(),
+                // A token replaced while this request was on its way: bound to the same key.
+                _ => st.dpop_key.clone(),
+            }
+        }?;
+        let nonce = self.rs_nonces.get(&discovery::origin(uri));
+        key.header(method.as_str(), &dpop::htu(uri), nonce.as_deref(), Some(token))
+    }
+
+    /// Keeps the MCP server's `DPoP-Nonce` from an answer to a request to `uri`; whether it
+    /// sent one that may be used.
+    pub fn note_nonce(&self, uri: &Uri, headers: &HeaderMap) -> bool {
+        self.rs_nonces.note(&discovery::origin(uri), headers)
     }
 
     /// Whether `mcpgate login` has anything to sign in to without asking the server first.

@@ -9,17 +9,18 @@
 
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, Response, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, Uri};
 
 use super::Upstream;
 use crate::error::{Error, chain};
 use crate::mcp::headers::{PROTOCOL_VERSION, SESSION_ID};
+use crate::oauth_client::dpop::DPOP;
 use crate::transport::http_client::ResponseBody;
 use crate::transport::http1::{self, Wire};
 
 /// The headers a direct request sets itself: a static header naming one keeps the upstream on
 /// `send`, where the static header wins.
-const OWN: [HeaderName; 9] = [
+const OWN: [HeaderName; 10] = [
     HOST,
     CONTENT_TYPE,
     ACCEPT,
@@ -29,6 +30,7 @@ const OWN: [HeaderName; 9] = [
     AUTHORIZATION,
     SESSION_ID,
     PROTOCOL_VERSION,
+    DPOP,
 ];
 
 /// The request line and fixed headers of a POST to `url`, if direct requests apply to it.
@@ -98,10 +100,13 @@ impl Upstream {
         let small = http1::body_in_head(body);
         let mut head = Vec::with_capacity(fixed.len() + 160 + if small { body.len() } else { 0 });
         head.extend_from_slice(fixed);
+        // A DPoP-bound credential's proof of this request, made here as `send_once` makes it.
+        let proof = varying.authorization.and_then(|a| self.credentials().proof(&Method::POST, &self.url, a));
         let parts = [
             (SESSION_ID, varying.session),
             (PROTOCOL_VERSION, varying.version),
             (AUTHORIZATION, varying.authorization),
+            (DPOP, proof.as_ref()),
         ];
         for (name, value) in parts {
             if let Some(v) = value {
@@ -127,7 +132,12 @@ impl Upstream {
         let send = self.client.send_plain(wire);
         tokio::pin!(send);
         match tokio::time::timeout(self.timeout, send).await {
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(Ok(resp)) => {
+                if proof.is_some() {
+                    self.credentials().note_nonce(&self.url, resp.headers());
+                }
+                Ok(resp)
+            }
             Ok(Err(e)) => Err(Error::unreachable(&self.display, chain(&*e))),
             Err(_) => Err(Error::timeout(&self.display, self.timeout)),
         }
