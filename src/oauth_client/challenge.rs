@@ -14,6 +14,8 @@ pub struct Challenge {
     /// The server offered the `DPoP` scheme (RFC 9449 §7.1), with the `algs` it accepts if it
     /// said (`Some("")` when it did not).
     pub dpop_algs: Option<String>,
+    /// The server offered the `Bearer` scheme too (or only).
+    pub bearer: bool,
 }
 
 impl Challenge {
@@ -29,6 +31,12 @@ impl Challenge {
     /// The server takes DPoP-bound tokens with proofs mcpgate can sign (ES256, or no `algs` said).
     pub fn offers_dpop(&self) -> bool {
         self.dpop_algs.as_deref().is_some_and(|a| a.is_empty() || a.split_whitespace().any(|x| x == super::dpop::ALG))
+    }
+
+    /// The server takes DPoP-bound tokens mcpgate can prove, and offered no `Bearer` scheme: a
+    /// Bearer token, however fresh, is refused.
+    pub fn dpop_only(&self) -> bool {
+        self.offers_dpop() && !self.bearer
     }
 
     /// The `Bearer` and `DPoP` challenges among every `WWW-Authenticate` value of a response (a
@@ -62,6 +70,7 @@ impl Challenge {
                 scope: get("scope"),
                 error: get("error"),
                 dpop_algs: dpop.then(|| get("algs").unwrap_or_default()),
+                bearer: !dpop,
             };
             found = Some(match found {
                 Some(f) => f.merge(c),
@@ -84,6 +93,7 @@ impl Challenge {
             scope: first.scope.or(second.scope),
             error,
             dpop_algs: first.dpop_algs.or(second.dpop_algs),
+            bearer: first.bearer || second.bearer,
         }
     }
 }
@@ -182,7 +192,7 @@ mod tests {
         assert_eq!(c.scope.as_deref(), Some("admin"));
         let c = bearer(r#"bearer error=invalid_token, error_description="The \"token\" expired""#).unwrap();
         assert_eq!(c.error.as_deref(), Some("invalid_token"));
-        assert_eq!(bearer("Bearer").unwrap(), Challenge::default());
+        assert_eq!(bearer("Bearer").unwrap(), Challenge { bearer: true, ..Challenge::default() });
         assert!(bearer(r#"Basic realm="only basic""#).is_none());
         assert!(bearer(r#"Negotiate abc123=="#).is_none());
         // Garbage never panics.
@@ -199,7 +209,7 @@ mod tests {
         // A server that takes only DPoP-bound tokens says everything in its DPoP challenge.
         let c = bearer(r#"DPoP resource_metadata="https://mcp.example/prm""#).unwrap();
         assert_eq!(c.resource_metadata.as_deref(), Some("https://mcp.example/prm"));
-        assert!(c.offers_dpop() && !c.use_dpop_nonce());
+        assert!(c.offers_dpop() && !c.use_dpop_nonce() && c.dpop_only());
         let c =
             bearer(r#"DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof""#)
                 .unwrap();
@@ -208,15 +218,16 @@ mod tests {
         let c = bearer(r#"Bearer scope="a", resource_metadata="https://b/prm", DPoP algs="RS256 PS256", scope="x""#)
             .unwrap();
         assert_eq!((c.scope.as_deref(), c.dpop_algs.as_deref()), (Some("a"), Some("RS256 PS256")));
-        assert!(!c.offers_dpop());
+        assert!(!c.offers_dpop() && !c.dpop_only());
         assert!(bearer(r#"DPoP algs="ES256 PS256""#).unwrap().offers_dpop());
+        assert!(!bearer(r#"Bearer, DPoP algs="ES256""#).unwrap().dpop_only(), "Bearer taken too");
         assert!(!bearer(r#"Bearer scope="a""#).unwrap().offers_dpop());
         // In two headers, DPoP first: the same.
         let mut h = http::HeaderMap::new();
         h.append(http::header::WWW_AUTHENTICATE, r#"DPoP error="use_dpop_nonce""#.parse().unwrap());
         h.append(http::header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token", scope="s""#.parse().unwrap());
         let c = Challenge::from_headers(&h).unwrap();
-        assert!(c.use_dpop_nonce() && c.offers_dpop());
+        assert!(c.use_dpop_nonce() && c.offers_dpop() && !c.dpop_only());
         assert_eq!(c.scope.as_deref(), Some("s"));
     }
 }

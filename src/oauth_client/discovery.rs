@@ -217,12 +217,7 @@ pub async fn discover(http: &Http, server: &Uri, challenge: Option<&Challenge>) 
     let meta = server_metadata(http, &issuer).await?.ok_or_else(|| {
         AuthError::refused(format!("the authorization server {issuer} publishes no metadata (RFC 8414 or OpenID)"))
     })?;
-    let dpop_required = prm.dpop_bound_access_tokens_required == Some(serde_json::Value::Bool(true));
-    let dpop_offered = prm
-        .dpop_signing_alg_values_supported
-        .as_ref()
-        .and_then(|v| v.as_array())
-        .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(super::dpop::ALG)));
+    let (dpop_required, dpop_offered) = prm.dpop();
     Ok(Found {
         resource: prm.resource,
         server: meta,
@@ -231,6 +226,39 @@ pub async fn discover(http: &Http, server: &Uri, challenge: Option<&Challenge>) 
         dpop_required,
         dpop_offered,
     })
+}
+
+/// With a configured issuer (no discovery): what the server's protected-resource metadata says
+/// of DPoP — (`dpop_required`, `dpop_offered`) as `Found` has them — when it publishes metadata
+/// that covers it. Nothing else of it is used, and no metadata, a failure to get it, or another
+/// resource's says nothing: (false, false).
+pub async fn resource_dpop(http: &Http, server: &Uri, challenge: Option<&Challenge>) -> (bool, bool) {
+    let doc = match first_document(http, &resource_metadata_urls(server, challenge)).await {
+        Ok(Some((_, doc))) => doc,
+        Ok(None) => return (false, false),
+        Err(e) => {
+            tracing::debug!("no protected-resource metadata to read DPoP from: {e}");
+            return (false, false);
+        }
+    };
+    match serde_json::from_value::<ResourceMetadata>(doc) {
+        Ok(prm) if resource_covers(&prm.resource, server) => prm.dpop(),
+        _ => (false, false),
+    }
+}
+
+impl ResourceMetadata {
+    /// (`dpop_bound_access_tokens_required` is `true`, ES256 is in
+    /// `dpop_signing_alg_values_supported`).
+    fn dpop(&self) -> (bool, bool) {
+        let required = self.dpop_bound_access_tokens_required == Some(serde_json::Value::Bool(true));
+        let offered = self
+            .dpop_signing_alg_values_supported
+            .as_ref()
+            .and_then(|v| v.as_array())
+            .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(super::dpop::ALG)));
+        (required, offered)
+    }
 }
 
 /// How strictly the metadata's `issuer` must match the URL it was derived from.

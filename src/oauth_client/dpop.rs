@@ -31,8 +31,9 @@ pub const ALG: &str = "ES256";
 /// Longest nonce kept: a server's nonce is a short opaque value (RFC 9449 §8.1), and anything
 /// longer would be copied into every proof after it.
 pub const MAX_NONCE: usize = 1024;
-/// Origins whose nonce one credential remembers (an authorization server and an MCP server,
-/// a legacy endpoint or two): a bound on what hostile answers can make it keep.
+/// Origins whose nonce one `Nonces` remembers (a credential has two: its authorization servers'
+/// and its MCP server's, where a legacy endpoint or two may add origins): a bound on what hostile
+/// answers can make it keep.
 const MAX_ORIGINS: usize = 16;
 
 /// When mcpgate asks for DPoP-bound tokens.
@@ -72,7 +73,8 @@ impl std::fmt::Debug for Key {
 
 impl Drop for Key {
     fn drop(&mut self) {
-        // Best effort: our copy of the private key does not linger in freed memory.
+        // Best effort: this PKCS#8 copy of the private key does not linger in freed memory (ring's
+        // key pair and any base64url copy made for the store are not ours to zero).
         for b in self.pkcs8.iter_mut() {
             // SAFETY: a valid, aligned, exclusively borrowed byte.
             unsafe { std::ptr::write_volatile(b, 0) };
@@ -169,24 +171,43 @@ pub fn ath(token: &str) -> String {
     sha256_b64(token.as_bytes())
 }
 
-/// `htu`: the request's URI without query and fragment (RFC 9449 §4.2), and without user info
-/// (a URL's password must not travel in a header a server may log).
+/// `scheme://host[:port]` of a URI, normalised: scheme and host lowercase, the default port
+/// (80 for `http`, 443 for `https`) dropped, no user info (a URL's password must not travel in
+/// a header a server may log). `htu`'s beginning, and the key nonces are kept under: one
+/// server, however its URL is written, is one origin.
+pub fn origin(uri: &Uri) -> String {
+    let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
+    let host = uri.host().unwrap_or("").to_ascii_lowercase();
+    match (scheme.as_str(), uri.port_u16()) {
+        ("http", Some(80)) | ("https", Some(443)) | (_, None) => format!("{scheme}://{host}"),
+        (_, Some(port)) => format!("{scheme}://{host}:{port}"),
+    }
+}
+
+/// `htu`: the request's URI without query and fragment (RFC 9449 §4.2), its origin normalised
+/// as `origin` gives it (RFC 9449 §4.3 compares `htu` after RFC 3986 §6.2.2–6.2.3
+/// normalisation: a server that compares exactly expects the normal form).
 pub fn htu(uri: &Uri) -> String {
-    let scheme = uri.scheme_str().unwrap_or("https");
-    let authority = uri.authority().map_or("", |a| a.as_str());
-    let host = authority.rsplit('@').next().unwrap_or(authority);
     // An absolute URI's empty path is `/` (RFC 9110 §4.2.3).
     let path = match uri.path() {
         "" => "/",
         p => p,
     };
-    format!("{scheme}://{host}{path}")
+    let mut out = origin(uri);
+    out.push_str(path);
+    out
+}
+
+/// An endpoint given as text (from metadata) as a URI a proof can name: without query and
+/// fragment, `None` if it is not an absolute URL.
+pub fn endpoint(url: &str) -> Option<Uri> {
+    let bare = url.split(['#', '?']).next().unwrap_or(url);
+    bare.parse::<Uri>().ok().filter(|u| u.scheme().is_some() && u.authority().is_some())
 }
 
 /// `htu` of a URL given as text (an endpoint from metadata), `None` if it is not one.
 pub fn htu_of(url: &str) -> Option<String> {
-    let bare = url.split(['#', '?']).next().unwrap_or(url);
-    bare.parse::<Uri>().ok().filter(|u| u.scheme().is_some() && u.authority().is_some()).map(|u| htu(&u))
+    endpoint(url).map(|u| htu(&u))
 }
 
 /// The server's `DPoP-Nonce`, if it sent one that may be used: 1 to `MAX_NONCE` characters of
@@ -203,27 +224,34 @@ pub fn nonce_of(headers: &HeaderMap) -> Option<&str> {
     fits.then(|| v.to_str().ok()).flatten()
 }
 
-/// The nonces servers gave, by origin (`scheme://authority`): an authorization server's and a
-/// resource server's differ (RFC 9449 §8, §9), and each proof to a server carries its latest.
+/// The nonces servers gave, by origin (`origin`): an authorization server's and a resource
+/// server's differ (RFC 9449 §8, §9), and each proof to a server carries its latest.
 #[derive(Default)]
 pub struct Nonces {
     by_origin: Mutex<HashMap<String, String>>,
 }
 
 impl Nonces {
-    pub fn get(&self, origin: &str) -> Option<String> {
-        self.by_origin.lock().unwrap_or_else(|p| p.into_inner()).get(origin).cloned()
+    /// The latest nonce of the server at `uri`.
+    pub fn get(&self, uri: &Uri) -> Option<String> {
+        let map = self.by_origin.lock().unwrap_or_else(|p| p.into_inner());
+        if map.is_empty() {
+            return None;
+        }
+        map.get(&origin(uri)).cloned()
     }
 
-    /// Keeps the nonce in `headers` (any answer may bring a new one) as `origin`'s; whether
-    /// there was one to keep.
-    pub fn note(&self, origin: &str, headers: &HeaderMap) -> bool {
+    /// Keeps the nonce in `headers` (any answer may bring a new one) as the nonce of the server
+    /// at `uri`; whether there was one to keep. Most answers bring none: nothing is allocated
+    /// for them.
+    pub fn note(&self, uri: &Uri, headers: &HeaderMap) -> bool {
         let Some(nonce) = nonce_of(headers) else { return false };
+        let origin = origin(uri);
         let mut map = self.by_origin.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_ORIGINS && !map.contains_key(origin) {
+        if map.len() >= MAX_ORIGINS && !map.contains_key(&origin) {
             map.clear();
         }
-        map.insert(origin.to_owned(), nonce.to_owned());
+        map.insert(origin, nonce.to_owned());
         true
     }
 }
@@ -289,6 +317,8 @@ mod tests {
         assert!(verify(&back.proof("POST", "https://a/t", None, None).unwrap()));
         let shown = format!("{key:?}");
         assert!(shown.contains(key.thumbprint()) && !shown.contains(&key.to_stored()), "{shown}");
+        // What a leak of it would look like: P-256 PKCS#8 (ring's), base64url.
+        assert!(key.to_stored().starts_with("MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg"));
         assert!(Key::from_stored("not base64!").is_err());
         assert!(Key::from_stored(&B64.encode(b"not a key")).is_err());
     }
@@ -319,6 +349,23 @@ mod tests {
         assert_eq!(htu_of("/token"), None);
     }
 
+    /// RFC 9449 §4.3 compares `htu` after syntax- and scheme-based normalisation: the host's case
+    /// and a default port are not the server's URL, whatever the configuration wrote. The path is
+    /// the server's own (case-sensitive, its trailing slash kept).
+    #[test]
+    fn htu_is_normalised() {
+        let u = |s: &str| s.parse::<Uri>().unwrap();
+        assert_eq!(htu(&u("HTTPS://MCP.Example.COM:443/mcp")), "https://mcp.example.com/mcp");
+        assert_eq!(htu(&u("http://MCP.example.com:80/Mcp/")), "http://mcp.example.com/Mcp/");
+        assert_eq!(htu(&u("http://mcp.example.com:443/mcp")), "http://mcp.example.com:443/mcp");
+        assert_eq!(htu(&u("https://mcp.example.com:80/mcp")), "https://mcp.example.com:80/mcp");
+        assert_eq!(htu(&u("https://User:PW@Host.Example:443")), "https://host.example/");
+        assert_eq!(htu(&u("http://[::1]:80/mcp")), "http://[::1]/mcp");
+        assert_eq!(htu(&u("http://[::1]:8080/mcp")), "http://[::1]:8080/mcp");
+        assert_eq!(htu_of("HTTPS://AS.Example.com:443/token?x").as_deref(), Some("https://as.example.com/token"));
+        assert_eq!(origin(&u("HTTPS://u:p@MCP.Example.COM:443/mcp?q")), "https://mcp.example.com");
+    }
+
     #[test]
     fn hostile_nonces_are_ignored() {
         let with = |v: &[u8]| {
@@ -336,21 +383,38 @@ mod tests {
         two.append(&DPOP_NONCE, HeaderValue::from_static("b"));
         assert_eq!(nonce_of(&two), None);
 
+        let u = |s: &str| s.parse::<Uri>().unwrap();
+        let (rs, auth) = (u("https://rs/mcp"), u("https://as/token"));
         let nonces = Nonces::default();
-        assert!(!nonces.note("https://rs", &with(&[b'a'; MAX_NONCE + 1])));
-        assert_eq!(nonces.get("https://rs"), None);
-        assert!(nonces.note("https://rs", &with(b"rs-1")) && nonces.note("https://as", &with(b"as-1")));
-        assert_eq!(
-            (nonces.get("https://rs").as_deref(), nonces.get("https://as").as_deref()),
-            (Some("rs-1"), Some("as-1"))
-        );
+        assert!(!nonces.note(&rs, &with(&[b'a'; MAX_NONCE + 1])));
+        assert_eq!(nonces.get(&rs), None);
+        assert!(nonces.note(&rs, &with(b"rs-1")) && nonces.note(&auth, &with(b"as-1")));
+        assert_eq!((nonces.get(&rs).as_deref(), nonces.get(&auth).as_deref()), (Some("rs-1"), Some("as-1")));
         // A bad nonce later leaves the good one in place.
-        assert!(!nonces.note("https://rs", &with(b"bad nonce")));
-        assert_eq!(nonces.get("https://rs").as_deref(), Some("rs-1"));
+        assert!(!nonces.note(&rs, &with(b"bad nonce")));
+        assert_eq!(nonces.get(&rs).as_deref(), Some("rs-1"));
         // Bounded: a flood of origins never grows it past MAX_ORIGINS.
         for i in 0..100 {
-            nonces.note(&format!("https://o{i}"), &with(b"n"));
+            nonces.note(&u(&format!("https://o{i}/")), &with(b"n"));
         }
         assert!(nonces.by_origin.lock().unwrap().len() <= MAX_ORIGINS);
+    }
+
+    /// One server is one origin however its URL is written: a nonce it gave at one spelling is the
+    /// nonce of every other (case, default port, user info), and never another server's.
+    #[test]
+    fn nonces_are_kept_by_normalised_origin() {
+        let u = |s: &str| s.parse::<Uri>().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(&DPOP_NONCE, HeaderValue::from_static("n-1"));
+        let nonces = Nonces::default();
+        assert!(nonces.note(&u("HTTPS://user:pw@MCP.Example.COM:443/mcp?x=1"), &h));
+        for same in ["https://mcp.example.com/mcp", "https://MCP.EXAMPLE.com:443/other", "https://u@mcp.example.com/"] {
+            assert_eq!(nonces.get(&u(same)).as_deref(), Some("n-1"), "{same}");
+        }
+        for other in ["http://mcp.example.com/mcp", "https://mcp.example.com:8443/mcp", "https://as.example.com/"] {
+            assert_eq!(nonces.get(&u(other)), None, "{other}");
+        }
+        assert_eq!(nonces.by_origin.lock().unwrap().keys().collect::<Vec<_>>(), ["https://mcp.example.com"]);
     }
 }

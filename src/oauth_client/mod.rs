@@ -169,9 +169,15 @@ struct State {
     record: Option<TokenRecord>,
     /// Scope sets already asked for in a step-up: never asked twice (the retry limit).
     stepped_up: Vec<String>,
-    /// This credential's DPoP key, once it has one: every token it binds is bound to it, so a
-    /// request still carrying the token just replaced proves with the right key too.
+    /// This credential's DPoP key, once it has one: every token it binds is bound to it.
     dpop_key: Option<Arc<dpop::Key>>,
+    /// The DPoP-bound token the current one replaced (its hash, `ath`) and its key: a request
+    /// still carrying it, sent before the renewal, is proved too. No other token is.
+    replaced: Option<(String, Arc<dpop::Key>)>,
+    /// A sign-in with a key, made because the server asked for DPoP, brought no bound token (a
+    /// Bearer token, kept or refused): the authorization server does not bind, and asking again
+    /// would not change that. Then a refusal is renewed as any other.
+    bearer_despite_key: bool,
 }
 
 /// The OAuth credential of one upstream.
@@ -335,11 +341,48 @@ impl OAuth {
             }
         }
         if self.cfg.grant.unattended() {
+            // A refusal's challenge goes along: one that asks for DPoP gets a bound token.
             return self.unattended(challenge.map(|c| c.0)).await;
+        }
+        // The server asks for DPoP and refused a token that is not bound: a refresh keeps the
+        // binding a token has (none), so it would bring another token the server refuses — and
+        // spend a rotating refresh token on every request. A new sign-in, with a key, instead;
+        // once, unless it brings a bound token (then there is nothing left to rebind).
+        let st = self.snapshot();
+        let rebind = self.cfg.dpop != dpop::Mode::Off
+            && challenge.as_ref().is_some_and(|(c, _)| c.offers_dpop())
+            && st.record.as_ref().is_some_and(|r| r.dpop.is_none())
+            && !st.bearer_despite_key;
+        // That sign-in was made, and brought no bound token, and the server takes no Bearer
+        // token: a refresh would bring one more it refuses. The refusal stands.
+        if st.bearer_despite_key
+            && self.cfg.dpop != dpop::Mode::Off
+            && challenge.as_ref().is_some_and(|(c, _)| c.dpop_only())
+            && let Some(record) = st.record.as_ref().filter(|r| r.dpop.is_none())
+        {
+            return Err(AuthError::refused(format!(
+                "the server takes DPoP-bound tokens only, and a sign-in with a DPoP key at the authorization server {} brought none; not renewing the Bearer token",
+                record.issuer
+            )));
+        }
+        if rebind {
+            tracing::info!(upstream = %self.server_name(), "the server asks for a DPoP-bound token; signing in again with a DPoP key");
+            let signed_in = self.login(challenge.map(|c| c.0), step_up.as_deref()).await;
+            // A Bearer token again, kept or refused (where the server requires DPoP): the
+            // authorization server does not bind, and another sign-in would not change that.
+            let unbound = match &signed_in {
+                Ok(_) => self.snapshot().record.is_some_and(|r| r.dpop.is_none()),
+                Err(e) => e.kind == AuthErrorKind::Refused,
+            };
+            if unbound {
+                tracing::warn!(upstream = %self.server_name(), "the server asks for a DPoP-bound token, and a sign-in with a DPoP key did not bring one; not signing in again for it");
+                self.state.write().unwrap_or_else(|p| p.into_inner()).bearer_despite_key = true;
+            }
+            return signed_in;
         }
         // A refresh, when there is a refresh token and no new scope is wanted.
         if step_up.is_none()
-            && let Some(record) = self.snapshot().record.filter(|r| r.refresh_token.is_some())
+            && let Some(record) = st.record.filter(|r| r.refresh_token.is_some())
         {
             match self.refresh(&record).await {
                 Ok(header) => return Ok(header),
@@ -370,8 +413,13 @@ impl OAuth {
             .filter(|r| {
                 self.cfg.issuer.as_ref().is_none_or(|i| i.trim_end_matches('/') == r.issuer.trim_end_matches('/'))
             })
-            // `--dpop`: a Bearer token stored before is not one to send.
-            .filter(|r| self.cfg.dpop != dpop::Mode::Require || r.dpop.is_some())
+            // `--dpop`: a Bearer token stored before is not one to send; `--no-dpop`: nor is a
+            // bound one (its proofs are what the flag turns off).
+            .filter(|r| match self.cfg.dpop {
+                dpop::Mode::Require => r.dpop.is_some(),
+                dpop::Mode::Off => r.dpop.is_none(),
+                dpop::Mode::Auto => true,
+            })
             .max_by_key(|r| r.saved_at))
     }
 
@@ -383,6 +431,11 @@ impl OAuth {
         st.current = Some(current);
         if let Some(key) = &record.dpop {
             st.dpop_key = Some(key.clone());
+        }
+        if let Some(old) = st.record.as_ref().filter(|old| old.access_token != record.access_token)
+            && let Some(key) = &old.dpop
+        {
+            st.replaced = Some((dpop::ath(&old.access_token), key.clone()));
         }
         st.record = Some(record);
         header
@@ -427,7 +480,14 @@ impl OAuth {
             self.bind(record.dpop.as_deref()),
         )
         .await?;
-        self.check_bound(&tokens, &record.issuer, self.cfg.dpop == dpop::Mode::Require)?;
+        // A bound credential stays bound: a Bearer token in its place is a downgrade, whatever
+        // the authorization server's reason (a refresh with a proof asks for a bound token).
+        let required = match (self.cfg.dpop, &record.dpop) {
+            (dpop::Mode::Require, _) => Some(Required::Flag),
+            (_, Some(_)) => Some(Required::Bound),
+            _ => None,
+        };
+        self.check_bound(&tokens, &record.issuer, required)?;
         tracing::info!(upstream = %self.server_name(), "upstream access token refreshed");
         let mut next = record.clone();
         next.update(tokens);
@@ -441,13 +501,19 @@ impl OAuth {
                 let server = discovery::server_metadata(&self.http, issuer).await?.ok_or_else(|| {
                     AuthError::refused(format!("the issuer {issuer} publishes no metadata (OpenID or RFC 8414)"))
                 })?;
+                // The issuer is given, not discovered; whether the server takes DPoP-bound tokens
+                // is still its own word (its resource metadata), when it publishes any.
+                let (dpop_required, dpop_offered) = match self.cfg.dpop {
+                    dpop::Mode::Off => (false, false),
+                    _ => discovery::resource_dpop(&self.http, &self.cfg.server, challenge).await,
+                };
                 Found {
                     resource: discovery::canonical_resource(&self.cfg.server),
                     server,
                     resource_scopes: None,
                     defaults: false,
-                    dpop_required: false,
-                    dpop_offered: false,
+                    dpop_required,
+                    dpop_offered,
                 }
             }
             None => discovery::discover(&self.http, &self.cfg.server, challenge).await?,
@@ -698,45 +764,59 @@ impl OAuth {
         Ok((listener, Client { id: reg.client_id, secret, method: reg.method, key: None }))
     }
 
-    /// The key to bind new tokens to, or `None` for Bearer tokens (`dpop::Mode`), and whether
-    /// a token that comes back unbound is to be refused.
+    /// The key to bind new tokens to, or `None` for Bearer tokens (`dpop::Mode`), and why a
+    /// token that comes back unbound is to be refused, if it is.
     fn dpop_key(
         &self,
         found: &Found,
         challenge: Option<&Challenge>,
-    ) -> Result<(Option<Arc<dpop::Key>>, bool), AuthError> {
+    ) -> Result<(Option<Arc<dpop::Key>>, Option<Required>), AuthError> {
         let server = &found.server;
+        // The authorization server takes proofs mcpgate signs: it lists ES256, or says nothing
+        // (trying costs nothing: one that ignores the proof issues a Bearer token).
+        let as_takes = server.supports_dpop() || server.dpop_signing_alg_values_supported.is_none();
+        let algs = || shown_algs(server.dpop_signing_alg_values_supported.as_deref().unwrap_or_default());
         let wanted = match self.cfg.dpop {
             dpop::Mode::Off => false,
             dpop::Mode::Require => {
-                if let Some(algs) =
-                    server.dpop_signing_alg_values_supported.as_ref().filter(|_| !server.supports_dpop())
-                {
-                    let algs: Vec<String> = algs.iter().take(8).map(|a| a.chars().take(20).collect()).collect();
+                if !as_takes {
                     return Err(AuthError::refused(format!(
                         "--dpop: the authorization server {} takes DPoP proofs in {} only, and mcpgate signs {}",
                         server.issuer,
-                        if algs.is_empty() { "no algorithm".to_owned() } else { algs.join(", ") },
+                        algs(),
                         dpop::ALG
                     )));
                 }
                 true
             }
             // Both sides: the MCP server takes DPoP-bound tokens (its challenge or metadata), and
-            // the authorization server issues them — or says nothing either way, when trying costs
-            // nothing (an authorization server that ignores the proof issues a Bearer token). An
+            // the authorization server issues them — or says nothing either way. An
             // authorization server's word alone is not enough: many advertise DPoP by default, in
             // front of MCP servers that take Bearer tokens only.
             dpop::Mode::Auto => {
+                if found.dpop_required && !as_takes {
+                    // A Bearer token would be refused by the server: say what is missing now.
+                    return Err(AuthError::refused(format!(
+                        "the server {} requires DPoP-bound tokens (dpop_bound_access_tokens_required in its resource metadata), and the authorization server {} does not take DPoP proofs in {}, the one algorithm mcpgate signs them with (its dpop_signing_alg_values_supported: {})",
+                        self.server_name(),
+                        server.issuer,
+                        dpop::ALG,
+                        algs()
+                    )));
+                }
                 let resource_asks =
                     found.dpop_required || found.dpop_offered || challenge.is_some_and(Challenge::offers_dpop);
-                resource_asks && (server.supports_dpop() || server.dpop_signing_alg_values_supported.is_none())
+                resource_asks && as_takes
             }
         };
         if !wanted {
-            return Ok((None, false));
+            return Ok((None, None));
         }
-        let required = self.cfg.dpop == dpop::Mode::Require || found.dpop_required;
+        let required = match self.cfg.dpop {
+            dpop::Mode::Require => Some(Required::Flag),
+            _ if found.dpop_required => Some(Required::Resource),
+            _ => None,
+        };
         // One key per credential: kept across sign-ins and refreshes (and stored with the token).
         let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
         if let Some(key) = &st.dpop_key {
@@ -755,41 +835,42 @@ impl OAuth {
 
     /// A Bearer token where DPoP is `required` is refused: it is what DPoP is there to prevent,
     /// a token anyone who sees it can replay.
-    fn check_bound(&self, tokens: &Tokens, issuer: &str, required: bool) -> Result<(), AuthError> {
-        if required && !tokens.dpop_bound {
-            let why = if self.cfg.dpop == dpop::Mode::Require {
-                "--dpop"
-            } else {
-                "the server's resource metadata sets dpop_bound_access_tokens_required"
-            };
-            return Err(AuthError::refused(format!(
-                "the authorization server {issuer} issued a Bearer token where DPoP-bound tokens are required ({why}); refusing it"
-            )));
-        }
-        Ok(())
+    fn check_bound(&self, tokens: &Tokens, issuer: &str, required: Option<Required>) -> Result<(), AuthError> {
+        let Some(why) = required.filter(|_| !tokens.dpop_bound) else { return Ok(()) };
+        let why = match why {
+            Required::Flag => "--dpop",
+            Required::Resource => "the server's resource metadata sets dpop_bound_access_tokens_required",
+            Required::Bound => "the credential it renews is DPoP-bound",
+        };
+        Err(AuthError::refused(format!(
+            "the authorization server {issuer} issued a Bearer token where DPoP-bound tokens are required ({why}); refusing it"
+        )))
     }
 
     /// The `DPoP` header for a request to the MCP server carrying `authorization`, when that is
-    /// a DPoP-bound token of this credential: a fresh proof of `method` and `uri` with the
-    /// token's hash and the server's latest nonce. `None` for a Bearer token.
+    /// a DPoP-bound token of this credential — its current one, or the one it just replaced —:
+    /// a fresh proof of `method` and `uri` with the token's hash and the server's latest nonce.
+    /// `None` for a Bearer token, and for any token not this credential's (a client's own):
+    /// mcpgate's key proves mcpgate's tokens only.
     pub fn proof(&self, method: &Method, uri: &Uri, authorization: &HeaderValue) -> Option<HeaderValue> {
         let token = std::str::from_utf8(authorization.as_bytes().strip_prefix(b"DPoP ")?).ok()?;
-        let key = {
+        let (current, replaced) = {
             let st = self.state.read().unwrap_or_else(|p| p.into_inner());
             match &st.record {
-                Some(r) if r.access_token == token => r.dpop.clone(),
-                // A token replaced while this request was on its way: bound to the same key.
-                _ => st.dpop_key.clone(),
+                Some(r) if r.access_token == token => (r.dpop.clone(), None),
+                _ => (None, st.replaced.clone()),
             }
-        }?;
-        let nonce = self.rs_nonces.get(&discovery::origin(uri));
+        };
+        // A token replaced while this request was on its way: proved with the key it is bound to.
+        let key = current.or_else(|| replaced.filter(|(ath, _)| *ath == dpop::ath(token)).map(|(_, key)| key))?;
+        let nonce = self.rs_nonces.get(uri);
         key.header(method.as_str(), &dpop::htu(uri), nonce.as_deref(), Some(token))
     }
 
     /// Keeps the MCP server's `DPoP-Nonce` from an answer to a request to `uri`; whether it
     /// sent one that may be used.
     pub fn note_nonce(&self, uri: &Uri, headers: &HeaderMap) -> bool {
-        self.rs_nonces.note(&discovery::origin(uri), headers)
+        self.rs_nonces.note(uri, headers)
     }
 
     /// Whether `mcpgate login` has anything to sign in to without asking the server first.
@@ -815,6 +896,26 @@ impl OAuth {
     pub fn describe(&self) -> Option<(String, Option<SystemTime>, Option<String>)> {
         self.snapshot().record.map(|r| (r.issuer.clone(), r.expires_at, r.scope.clone()))
     }
+}
+
+/// Why a token must come back DPoP-bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Required {
+    /// `--dpop`.
+    Flag,
+    /// The MCP server's resource metadata sets `dpop_bound_access_tokens_required`.
+    Resource,
+    /// A refresh of a bound credential.
+    Bound,
+}
+
+/// An authorization server's algorithm list as an error message shows it: at most 8, each at
+/// most 20 characters, without control characters (the list is the server's text, and goes
+/// to a terminal).
+fn shown_algs(algs: &[String]) -> String {
+    let algs: Vec<String> =
+        algs.iter().take(8).map(|a| a.chars().filter(|c| !c.is_control()).take(20).collect()).collect();
+    if algs.is_empty() { "no algorithm".to_owned() } else { algs.join(", ") }
 }
 
 /// `a b` ∪ `b c` = `a b c` (order kept, first seen first).
@@ -902,5 +1003,141 @@ mod tests {
             format!("https://as/authorize?tenant=1&{encoded}")
         );
         assert_eq!(with_query("https://as/authorize?", pairs), format!("https://as/authorize?{encoded}"));
+    }
+
+    /// A configuration whose store is `name`'s own (nothing is written there unless a test does).
+    fn config(name: &str, server: &str, dpop: dpop::Mode) -> Config {
+        let dir = std::env::temp_dir().join(format!("mcpgate-unit-{}-{name}", std::process::id()));
+        Config {
+            server: server.parse().unwrap(),
+            issuer: None,
+            client_id: None,
+            client_secret: None,
+            auth_method: None,
+            client_metadata_url: None,
+            private_key: None,
+            signing_alg: None,
+            scopes: None,
+            redirect_url: None,
+            resource: None,
+            grant: GrantKind::AuthorizationCode,
+            idp: IdentityProvider::default(),
+            workload_token_file: None,
+            browser: Browser::Off,
+            login_timeout: Duration::from_secs(1),
+            store_dir: Some(dir),
+            timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            dpop,
+        }
+    }
+
+    fn record(token: &str, key: Option<&Arc<dpop::Key>>) -> TokenRecord {
+        let found = Found {
+            resource: "https://mcp.example.com/mcp".into(),
+            server: ServerMetadata { issuer: "https://as.example.com".into(), ..Default::default() },
+            resource_scopes: None,
+            defaults: false,
+            dpop_required: false,
+            dpop_offered: false,
+        };
+        let client = Registered {
+            issuer: "https://as.example.com".into(),
+            client_id: "c".into(),
+            method: AuthMethod::None,
+            redirect_uri: String::new(),
+        };
+        let tokens = Tokens {
+            access_token: token.into(),
+            expires_at: None,
+            refresh_token: None,
+            scope: None,
+            id_token: None,
+            dpop_bound: key.is_some(),
+        };
+        TokenRecord::new("https://mcp.example.com/mcp", &found, client, tokens, None, key.cloned())
+    }
+
+    /// mcpgate's key proves mcpgate's tokens: the current one, and the one it just replaced (a
+    /// request sent before the renewal) — never a token it does not hold, such as a client's own
+    /// `DPoP` token that reached it, which a proof of mcpgate's would make usable.
+    #[test]
+    fn only_this_credentials_own_tokens_are_proved() {
+        let oauth = OAuth::new(config("proof", "https://mcp.example.com/mcp", dpop::Mode::Auto)).unwrap();
+        let (method, uri) = (Method::POST, "https://mcp.example.com/mcp".parse::<Uri>().unwrap());
+        let dpop_of = |token: &str| HeaderValue::from_str(&format!("DPoP {token}")).unwrap();
+        let ath_of = |proof: &HeaderValue| {
+            let claims = proof.to_str().unwrap().split('.').nth(1).unwrap();
+            let claims: serde_json::Value = serde_json::from_slice(
+                &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims).unwrap(),
+            )
+            .unwrap();
+            claims["ath"].as_str().unwrap().to_owned()
+        };
+        // Nothing held: nothing proved, though a client's token is there.
+        assert!(oauth.proof(&method, &uri, &dpop_of("client-token")).is_none());
+
+        let key = Arc::new(dpop::Key::generate().unwrap());
+        oauth.adopt(record("first", Some(&key)));
+        let proof = oauth.proof(&method, &uri, &dpop_of("first")).expect("its own token");
+        assert_eq!(ath_of(&proof), dpop::ath("first"));
+        assert!(oauth.proof(&method, &uri, &dpop_of("client-token")).is_none(), "a client's token");
+        assert!(oauth.proof(&method, &uri, &HeaderValue::from_static("Bearer first")).is_none());
+
+        // Renewed: the new token, and the one it replaced, are proved; nothing else.
+        oauth.adopt(record("second", Some(&key)));
+        assert_eq!(ath_of(&oauth.proof(&method, &uri, &dpop_of("second")).unwrap()), dpop::ath("second"));
+        assert_eq!(ath_of(&oauth.proof(&method, &uri, &dpop_of("first")).unwrap()), dpop::ath("first"));
+        assert!(oauth.proof(&method, &uri, &dpop_of("client-token")).is_none());
+        // Two renewals on, the first is not this credential's any more.
+        oauth.adopt(record("third", Some(&key)));
+        assert!(oauth.proof(&method, &uri, &dpop_of("first")).is_none());
+        assert!(oauth.proof(&method, &uri, &dpop_of("second")).is_some());
+        // A Bearer token in the bound one's place: no proof for it, nor for anything but the
+        // bound token it replaced.
+        oauth.adopt(record("bearer", None));
+        assert!(oauth.proof(&method, &uri, &dpop_of("bearer")).is_none());
+        assert!(oauth.proof(&method, &uri, &dpop_of("client-token")).is_none());
+        assert!(oauth.proof(&method, &uri, &dpop_of("third")).is_some());
+    }
+
+    /// `--no-dpop` never sends a bound token (its proofs are what the flag turns off), `--dpop`
+    /// never an unbound one; the default takes either.
+    #[test]
+    fn stored_records_follow_the_dpop_flags() {
+        let server = "https://mcp.example.com/mcp";
+        let dir = config("flags", server, dpop::Mode::Auto).store_dir.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        // The key in a file: a test writes to no keychain (reading, the file comes first).
+        let store = Store::without_keychain(dir.clone());
+        let key = Arc::new(dpop::Key::generate().unwrap());
+        let bound = record("bound", Some(&key));
+        let (public, secret) = bound.to_store();
+        store.save(StoreKind::Token, &bound.id(), public, Some(&secret)).unwrap();
+        let found =
+            |mode| OAuth::new(config("flags", server, mode)).unwrap().find_record().unwrap().map(|r| r.access_token);
+        assert_eq!(found(dpop::Mode::Auto).as_deref(), Some("bound"));
+        assert_eq!(found(dpop::Mode::Require).as_deref(), Some("bound"));
+        assert_eq!(found(dpop::Mode::Off), None);
+
+        // The same (issuer, client, resource): a Bearer record in the bound one's place.
+        let bearer = record("bearer", None);
+        let (public, secret) = bearer.to_store();
+        store.save(StoreKind::Token, &bearer.id(), public, Some(&secret)).unwrap();
+        assert_eq!(found(dpop::Mode::Auto).as_deref(), Some("bearer"));
+        assert_eq!(found(dpop::Mode::Require), None);
+        assert_eq!(found(dpop::Mode::Off).as_deref(), Some("bearer"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn algorithm_lists_are_shown_without_control_characters() {
+        let algs = ["RS256".to_owned(), "PS\x1b[2J256".to_owned(), "Ed\n25519\r".to_owned()];
+        assert_eq!(shown_algs(&algs), "RS256, PS[2J256, Ed25519");
+        assert_eq!(shown_algs(&[]), "no algorithm");
+        let many: Vec<String> = (0..20).map(|i| format!("{}{i}", "A".repeat(30))).collect();
+        let shown = shown_algs(&many);
+        assert_eq!(shown.split(", ").count(), 8);
+        assert!(shown.split(", ").all(|a| a.len() == 20));
     }
 }

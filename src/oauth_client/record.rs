@@ -95,7 +95,8 @@ impl TokenRecord {
     }
 
     /// After a refresh: the new access token, and the rotated refresh token if one came. The
-    /// key stays only if the new token is bound to it too.
+    /// key stays only if the new token is bound to it too (a bound record's refresh that comes
+    /// back Bearer never gets here: `OAuth::refresh` refuses it).
     pub fn update(&mut self, tokens: Tokens) {
         if !tokens.dpop_bound {
             self.dpop = None;

@@ -162,22 +162,22 @@ pub async fn request(
     if let Some(resource) = resource {
         form.push(("resource", resource.to_owned()));
     }
-    let htu = match dpop {
-        Some(_) => Some(super::dpop::htu_of(&server.token_endpoint).ok_or_else(|| {
+    let endpoint = match dpop {
+        Some(_) => Some(super::dpop::endpoint(&server.token_endpoint).ok_or_else(|| {
             AuthError::refused("the authorization server's token endpoint is not a URL a DPoP proof can name")
         })?),
         None => None,
     };
-    let origin = server.token_endpoint.parse::<http::Uri>().map(|u| super::discovery::origin(&u)).unwrap_or_default();
+    let htu = endpoint.as_ref().map(super::dpop::htu);
     let mut nonce_retried = false;
     let (reply, now) = loop {
         // Built anew for a retry: a client assertion's `jti` is not to be sent twice.
         let mut attempt = form.clone();
         let basic = authenticate(client, server, &mut attempt)?;
         let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(&attempt).finish();
-        let proof = match (dpop, &htu) {
-            (Some(d), Some(htu)) => {
-                let nonce = d.nonces.get(&origin);
+        let proof = match (dpop, &endpoint, &htu) {
+            (Some(d), Some(endpoint), Some(htu)) => {
+                let nonce = d.nonces.get(endpoint);
                 Some(
                     d.key
                         .header("POST", htu, nonce.as_deref(), None)
@@ -188,8 +188,8 @@ pub async fn request(
         };
         let now = SystemTime::now();
         let reply = http.post_form(&server.token_endpoint, body, basic, proof).await?;
-        let Some(d) = dpop else { break (reply, now) };
-        let fresh_nonce = d.nonces.note(&origin, &reply.headers);
+        let (Some(d), Some(endpoint)) = (dpop, &endpoint) else { break (reply, now) };
+        let fresh_nonce = d.nonces.note(endpoint, &reply.headers);
         // RFC 9449 §8: a 400 `use_dpop_nonce` with a `DPoP-Nonce` asks for the same request with it.
         let wants_nonce = reply.status == http::StatusCode::BAD_REQUEST
             && serde_json::from_slice::<Failure>(&reply.body).is_ok_and(|f| f.error == "use_dpop_nonce");

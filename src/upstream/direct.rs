@@ -19,7 +19,9 @@ use crate::transport::http_client::ResponseBody;
 use crate::transport::http1::{self, Wire};
 
 /// The headers a direct request sets itself: a static header naming one keeps the upstream on
-/// `send`, where the static header wins.
+/// `send`, where the static header wins. None of them is taken from a client's headers but
+/// `DPoP`: a client's proof goes with the client's `Authorization` (where `Passes` lets that
+/// through), unless the request carries mcpgate's own proof.
 const OWN: [HeaderName; 10] = [
     HOST,
     CONTENT_TYPE,
@@ -67,7 +69,8 @@ pub struct Varying<'a> {
     pub version: Option<&'a HeaderValue>,
     pub authorization: Option<&'a HeaderValue>,
     /// The caller's other headers, with the rule that says which of them go upstream (the
-    /// headers a direct request sets itself never do).
+    /// headers a direct request sets itself never do, a client's `DPoP` proof aside: it goes
+    /// where the rule lets it, which is where the client's `Authorization` goes).
     pub extra: Option<(&'a HeaderMap, &'a Rule<'a>)>,
 }
 
@@ -100,22 +103,31 @@ impl Upstream {
         let small = http1::body_in_head(body);
         let mut head = Vec::with_capacity(fixed.len() + 160 + if small { body.len() } else { 0 });
         head.extend_from_slice(fixed);
-        // A DPoP-bound credential's proof of this request, made here as `send_once` makes it.
-        let proof = varying.authorization.and_then(|a| self.credentials().proof(&Method::POST, &self.url, a));
         let parts = [
             (SESSION_ID, varying.session),
             (PROTOCOL_VERSION, varying.version),
             (AUTHORIZATION, varying.authorization),
-            (DPOP, proof.as_ref()),
         ];
         for (name, value) in parts {
             if let Some(v) = value {
                 line(&mut head, &name, v);
             }
         }
+        // A DPoP-bound credential's proof of this request, made here as `send_once` makes it,
+        // and written at once: only whether there was one is kept across the wait below.
+        let proved = match varying.authorization.and_then(|a| self.credentials().proof(&Method::POST, &self.url, a)) {
+            Some(proof) => {
+                line(&mut head, &DPOP, &proof);
+                true
+            }
+            None => false,
+        };
         if let Some((client, passes)) = varying.extra {
             for (name, value) in client {
-                if !OWN.contains(name) && passes(name) {
+                // A client's proof goes where its token goes (`passes` drops both where mcpgate
+                // supplies the credential), and never beside mcpgate's own.
+                let own = if *name == DPOP { proved } else { OWN.contains(name) };
+                if !own && passes(name) {
                     line(&mut head, name, value);
                 }
             }
@@ -133,7 +145,7 @@ impl Upstream {
         tokio::pin!(send);
         match tokio::time::timeout(self.timeout, send).await {
             Ok(Ok(resp)) => {
-                if proof.is_some() {
+                if proved {
                     self.credentials().note_nonce(&self.url, resp.headers());
                 }
                 Ok(resp)
