@@ -166,6 +166,15 @@ pub struct OAuthArgs {
     /// token), sent as the JWT-bearer grant; read again for each token.
     #[arg(long, value_name = "PATH")]
     pub workload_token_file: Option<PathBuf>,
+    /// Require DPoP-bound tokens (RFC 9449): every token request carries a proof, and a token
+    /// issued unbound (Bearer) is refused. Default: DPoP where both servers take it (the MCP
+    /// server's challenge or metadata asks for DPoP, and the authorization server lists ES256 in
+    /// dpop_signing_alg_values_supported or says nothing).
+    #[arg(long)]
+    pub dpop: bool,
+    /// Never ask for DPoP-bound tokens, even where the servers advertise them.
+    #[arg(long, conflicts_with = "dpop")]
+    pub no_dpop: bool,
     /// The command that opens the browser (the URL is appended); default $BROWSER, else
     /// xdg-open/open.
     #[arg(long, value_name = "CMD", env = "MCPGATE_BROWSER")]
@@ -202,6 +211,8 @@ impl OAuthArgs {
             idp_client_id: None,
             idp_id_token_file: None,
             workload_token_file: None,
+            dpop: false,
+            no_dpop: false,
             browser: None,
             no_browser: false,
             login_timeout: Duration::from_secs(300),
@@ -211,7 +222,7 @@ impl OAuthArgs {
 
     /// Whether any sign-in setting was given.
     fn requested(&self) -> bool {
-        self.oauth || self.issuer.is_some() || self.client_id.is_some() || self.grant.unattended()
+        self.oauth || self.issuer.is_some() || self.client_id.is_some() || self.grant.unattended() || self.dpop
     }
 
     fn into_config(self, upstream: &UpstreamArgs, server: &http::Uri) -> Result<crate::oauth_client::Config, String> {
@@ -284,6 +295,11 @@ impl OAuthArgs {
             store_dir: self.store_dir,
             timeout: upstream.timeout.min(Duration::from_secs(30)),
             connect_timeout: upstream.connect_timeout,
+            dpop: match (self.dpop, self.no_dpop) {
+                (true, _) => crate::oauth_client::dpop::Mode::Require,
+                (false, true) => crate::oauth_client::dpop::Mode::Off,
+                (false, false) => crate::oauth_client::dpop::Mode::Auto,
+            },
         })
     }
 }

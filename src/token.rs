@@ -50,7 +50,12 @@ impl Current {
     }
 
     pub(crate) fn new(token: &IssuedToken, fetched: SystemTime) -> Result<Self, String> {
-        let mut header = HeaderValue::try_from(format!("Bearer {}", token.value))
+        Self::with_scheme("Bearer", token, fetched)
+    }
+
+    /// `new`, sent with another authorization scheme (`DPoP` for a DPoP-bound token).
+    pub(crate) fn with_scheme(scheme: &str, token: &IssuedToken, fetched: SystemTime) -> Result<Self, String> {
+        let mut header = HeaderValue::try_from(format!("{scheme} {}", token.value))
             .map_err(|_| "yields a token that is not a valid header value".to_owned())?;
         header.set_sensitive(true);
         let (refresh_at, stale_at) = match token.expires_at {

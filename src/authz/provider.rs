@@ -114,10 +114,17 @@ impl Upstream {
         let secret = self.settings.client_secret.as_ref().map(|s| s.0.clone());
         let method = token::choose_method(None, secret.is_some(), false, &found.meta);
         let client = Client { id: self.settings.client_id.clone(), secret, method, key: None };
-        let tokens =
-            token::request(&self.http, &found.meta, &client, Grant::Code { code, verifier, redirect_uri }, None, None)
-                .await
-                .map_err(|e| e.message)?;
+        let tokens = token::request(
+            &self.http,
+            &found.meta,
+            &client,
+            Grant::Code { code, verifier, redirect_uri },
+            None,
+            None,
+            None,
+        )
+        .await
+        .map_err(|e| e.message)?;
         let id_token = tokens.id_token.ok_or("the identity provider returned no ID token (is `openid` allowed?)")?;
         let unverified = jwt::precheck(&id_token, &found.check).map_err(|e| format!("the ID token: {e}"))?;
         let keys = found.keys.keys(unverified.header.kid.as_deref()).await;

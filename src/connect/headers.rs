@@ -2,7 +2,8 @@
 //! the client: `Host`, `Content-Length`, hop-by-hop headers, `Mcp-Session-Id` (the gateway's
 //! own), `Origin` (checked here, meaningless upstream), `Accept-Encoding` (streams are relayed
 //! and inspected uncompressed), forwarding headers and the identity headers auth proxies assert
-//! (spoofable), and `Authorization` whenever mcpgate supplies the credential. Everything else
+//! (spoofable), and `Authorization` (with its `DPoP` proof) whenever mcpgate supplies the
+//! credential. Everything else
 //! passes unchanged.
 
 use http::HeaderMap;
@@ -98,7 +99,8 @@ impl Passes {
             || *k == header::ORIGIN
             || *k == header::ACCEPT_ENCODING
             || *k == SESSION_ID
-            || (self.drop_authorization && *k == header::AUTHORIZATION);
+            // A client's DPoP proof belongs to the client's token: it goes where that token goes.
+            || (self.drop_authorization && (*k == header::AUTHORIZATION || *k == crate::oauth_client::dpop::DPOP));
         if owned || is_hop_by_hop(k, &self.named) {
             return false;
         }
@@ -134,6 +136,7 @@ mod tests {
             ("host", "127.0.0.1:8001"),
             ("content-length", "10"),
             ("authorization", "Bearer client"),
+            ("dpop", "client.proof.jwt"),
             ("mcp-session-id", "gateway-id"),
             ("mcp-protocol-version", "2025-06-18"),
             ("x-forwarded-for", "1.2.3.4"),
@@ -163,7 +166,9 @@ mod tests {
         let out = to_upstream(&h, true);
         let names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
         assert_eq!(names, ["mcp-protocol-version", "x-tenant", "accept"]);
-        assert!(to_upstream(&h, false).contains_key("authorization"));
+        // The client's token and its DPoP proof go together, or not at all.
+        let own = to_upstream(&h, false);
+        assert!(own.contains_key("authorization") && own.contains_key("dpop"));
     }
 
     #[test]

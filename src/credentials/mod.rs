@@ -1,5 +1,6 @@
 //! Upstream credentials: where the bearer token mcpgate injects comes from, when it is
-//! refreshed, and the guarantee that concurrent requests never refresh it twice.
+//! refreshed, and the guarantee that concurrent requests never refresh it twice. An OAuth
+//! token may be DPoP-bound instead (RFC 9449): then it goes with a proof, which `proof` makes.
 //!
 //! Static sources (environment, file, command) are here; OAuth sign-in lives in
 //! `oauth_client` and plugs in as one more source. Tokens in memory live inside `HeaderValue`s
@@ -193,6 +194,24 @@ impl Credentials {
             }
         }
         Ok(Some(current.header))
+    }
+
+    /// The `DPoP` proof header to send with `authorization` on a `method` request to `uri`, when
+    /// that is a DPoP-bound token (OAuth only; every other source's tokens are Bearer tokens).
+    pub fn proof(&self, method: &http::Method, uri: &http::Uri, authorization: &HeaderValue) -> Option<HeaderValue> {
+        match &self.inner {
+            Some(Provider::OAuth(o)) => o.proof(method, uri, authorization),
+            _ => None,
+        }
+    }
+
+    /// Keeps the server's `DPoP-Nonce` from an answer to a proof sent to `uri`; whether there
+    /// was one that may be used.
+    pub fn note_nonce(&self, uri: &http::Uri, headers: &http::HeaderMap) -> bool {
+        match &self.inner {
+            Some(Provider::OAuth(o)) => o.note_nonce(uri, headers),
+            _ => false,
+        }
     }
 
     /// After the upstream refused the request (`status` 401, or 403 with an `insufficient_scope`

@@ -18,6 +18,14 @@ pub struct ResourceMetadata {
     #[serde(default)]
     pub authorization_servers: Vec<String>,
     pub scopes_supported: Option<Vec<String>>,
+    /// RFC 9728 §2: the resource takes DPoP-bound tokens only. Read leniently (only `true`
+    /// counts): a malformed value must not stop a sign-in that works without it.
+    #[serde(default)]
+    pub dpop_bound_access_tokens_required: Option<serde_json::Value>,
+    /// RFC 9728 §2: the algorithms the resource checks DPoP proofs in (it takes DPoP). Lenient
+    /// as above.
+    #[serde(default)]
+    pub dpop_signing_alg_values_supported: Option<serde_json::Value>,
 }
 
 /// RFC 8414 / OIDC metadata (the fields a client uses); kept in the store for refreshes.
@@ -38,11 +46,19 @@ pub struct ServerMetadata {
     /// Where its signing keys are (for `serve` validating the tokens it issues).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
+    /// RFC 9449 §5.1: the algorithms it takes DPoP proofs in, where it takes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_signing_alg_values_supported: Option<Vec<String>>,
 }
 
 impl ServerMetadata {
     pub fn supports_s256(&self) -> bool {
         self.code_challenge_methods_supported.as_ref().is_some_and(|m| m.iter().any(|x| x == "S256"))
+    }
+
+    /// It advertises DPoP with an algorithm mcpgate signs (ES256).
+    pub fn supports_dpop(&self) -> bool {
+        self.dpop_signing_alg_values_supported.as_ref().is_some_and(|a| a.iter().any(|x| x == super::dpop::ALG))
     }
 
     pub fn supports_auth_method(&self, method: &str) -> bool {
@@ -64,6 +80,10 @@ pub struct Found {
     pub resource_scopes: Option<Vec<String>>,
     /// The server published no metadata at all (2025-03-26 default endpoints).
     pub defaults: bool,
+    /// The resource's metadata requires DPoP-bound tokens (RFC 9728 §2).
+    pub dpop_required: bool,
+    /// The resource's metadata says it checks DPoP proofs in ES256 (RFC 9728 §2).
+    pub dpop_offered: bool,
 }
 
 /// `scheme://authority` of a URL.
@@ -160,14 +180,21 @@ pub async fn discover(http: &Http, server: &Uri, challenge: Option<&Challenge>) 
         tracing::debug!("no protected-resource metadata; using the server's origin as the authorization server");
         let issuer = origin(server);
         return match fetch_metadata(http, &issuer, Issuer::SameOrigin).await? {
-            Some(meta) => {
-                Ok(Found { resource: canonical_resource(server), server: meta, resource_scopes: None, defaults: false })
-            }
+            Some(meta) => Ok(Found {
+                resource: canonical_resource(server),
+                server: meta,
+                resource_scopes: None,
+                defaults: false,
+                dpop_required: false,
+                dpop_offered: false,
+            }),
             None => Ok(Found {
                 resource: canonical_resource(server),
                 server: default_endpoints(&issuer),
                 resource_scopes: None,
                 defaults: true,
+                dpop_required: false,
+                dpop_offered: false,
             }),
         };
     };
@@ -190,7 +217,48 @@ pub async fn discover(http: &Http, server: &Uri, challenge: Option<&Challenge>) 
     let meta = server_metadata(http, &issuer).await?.ok_or_else(|| {
         AuthError::refused(format!("the authorization server {issuer} publishes no metadata (RFC 8414 or OpenID)"))
     })?;
-    Ok(Found { resource: prm.resource, server: meta, resource_scopes: prm.scopes_supported, defaults: false })
+    let (dpop_required, dpop_offered) = prm.dpop();
+    Ok(Found {
+        resource: prm.resource,
+        server: meta,
+        resource_scopes: prm.scopes_supported,
+        defaults: false,
+        dpop_required,
+        dpop_offered,
+    })
+}
+
+/// With a configured issuer (no discovery): what the server's protected-resource metadata says
+/// of DPoP — (`dpop_required`, `dpop_offered`) as `Found` has them — when it publishes metadata
+/// that covers it. Nothing else of it is used, and no metadata, a failure to get it, or another
+/// resource's says nothing: (false, false).
+pub async fn resource_dpop(http: &Http, server: &Uri, challenge: Option<&Challenge>) -> (bool, bool) {
+    let doc = match first_document(http, &resource_metadata_urls(server, challenge)).await {
+        Ok(Some((_, doc))) => doc,
+        Ok(None) => return (false, false),
+        Err(e) => {
+            tracing::debug!("no protected-resource metadata to read DPoP from: {e}");
+            return (false, false);
+        }
+    };
+    match serde_json::from_value::<ResourceMetadata>(doc) {
+        Ok(prm) if resource_covers(&prm.resource, server) => prm.dpop(),
+        _ => (false, false),
+    }
+}
+
+impl ResourceMetadata {
+    /// (`dpop_bound_access_tokens_required` is `true`, ES256 is in
+    /// `dpop_signing_alg_values_supported`).
+    fn dpop(&self) -> (bool, bool) {
+        let required = self.dpop_bound_access_tokens_required == Some(serde_json::Value::Bool(true));
+        let offered = self
+            .dpop_signing_alg_values_supported
+            .as_ref()
+            .and_then(|v| v.as_array())
+            .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(super::dpop::ALG)));
+        (required, offered)
+    }
 }
 
 /// How strictly the metadata's `issuer` must match the URL it was derived from.

@@ -101,7 +101,8 @@ impl Exchanger {
         let client = Client { id: s.client_id.clone(), secret: s.client_secret.clone(), method, key: None };
         let grant = Grant::TokenExchange { subject_token: subject, audience: s.audience.as_deref() };
         let tokens =
-            token::request(&self.http, metadata, &client, grant, s.scopes.as_deref(), s.resource.as_deref()).await?;
+            token::request(&self.http, metadata, &client, grant, s.scopes.as_deref(), s.resource.as_deref(), None)
+                .await?;
         let value = HeaderValue::try_from(format!("Bearer {}", tokens.access_token))
             .map_err(|_| AuthError::refused("the exchanged token cannot be sent in a header"))?;
         let left = tokens

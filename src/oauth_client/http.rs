@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderValue, Method, Request, StatusCode, Uri};
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 
 use super::AuthError;
@@ -29,6 +29,8 @@ pub struct Http {
 
 pub struct Reply {
     pub status: StatusCode,
+    /// The answer's headers (a token endpoint's `DPoP-Nonce`).
+    pub headers: HeaderMap,
     pub body: Bytes,
 }
 
@@ -63,16 +65,23 @@ impl Http {
     }
 
     pub async fn get(&self, url: &str) -> Result<Reply, AuthError> {
-        self.send(Method::GET, url, None, None).await
+        self.send(Method::GET, url, None, None, None).await
     }
 
-    /// POSTs a form (token and other OAuth endpoints), optionally with HTTP Basic client auth.
-    pub async fn post_form(&self, url: &str, form: String, basic: Option<HeaderValue>) -> Result<Reply, AuthError> {
-        self.send(Method::POST, url, Some(("application/x-www-form-urlencoded", form.into())), basic).await
+    /// POSTs a form (token and other OAuth endpoints), optionally with HTTP Basic client auth
+    /// and a DPoP proof.
+    pub async fn post_form(
+        &self,
+        url: &str,
+        form: String,
+        basic: Option<HeaderValue>,
+        dpop: Option<HeaderValue>,
+    ) -> Result<Reply, AuthError> {
+        self.send(Method::POST, url, Some(("application/x-www-form-urlencoded", form.into())), basic, dpop).await
     }
 
     pub async fn post_json(&self, url: &str, body: &serde_json::Value) -> Result<Reply, AuthError> {
-        self.send(Method::POST, url, Some(("application/json", body.to_string().into())), None).await
+        self.send(Method::POST, url, Some(("application/json", body.to_string().into())), None, None).await
     }
 
     async fn send(
@@ -81,6 +90,7 @@ impl Http {
         url: &str,
         body: Option<(&'static str, Bytes)>,
         auth: Option<HeaderValue>,
+        dpop: Option<HeaderValue>,
     ) -> Result<Reply, AuthError> {
         let uri = self.check(url).await?;
         let shown = crate::url::display(&uri);
@@ -96,18 +106,22 @@ impl Http {
             auth.set_sensitive(true);
             req.headers_mut().insert(AUTHORIZATION, auth);
         }
+        if let Some(proof) = dpop {
+            req.headers_mut().insert(super::dpop::DPOP, proof);
+        }
         let work = async {
             let resp =
                 self.client.request(req).await.map_err(|e| {
                     AuthError::transient(format!("{shown} is unreachable: {}", crate::error::chain(&*e)))
                 })?;
             let status = resp.status();
-            let body = Limited::new(resp.into_body(), MAX_DOCUMENT)
+            let (parts, body) = resp.into_parts();
+            let body = Limited::new(body, MAX_DOCUMENT)
                 .collect()
                 .await
                 .map_err(|e| AuthError::transient(format!("reading the answer of {shown} failed: {e}")))?
                 .to_bytes();
-            Ok(Reply { status, body })
+            Ok(Reply { status, headers: parts.headers, body })
         };
         tokio::time::timeout(self.timeout, work)
             .await

@@ -1,6 +1,7 @@
 //! mcpgate as an OAuth 2.1 / OpenID Connect client of an upstream MCP server: discovery
 //! (`discovery`), client identity (`registration`), the browser round trip (`browser`,
-//! `callback`, `pkce`), the token endpoint (`token`, `jwt`), and — here — the credential that
+//! `callback`, `pkce`), the token endpoint (`token`, `jwt`), sender-constrained tokens
+//! (`dpop`), and — here — the credential that
 //! ties them together: tokens kept in the store, refreshed ahead of expiry, re-acquired by a
 //! new login when the refresh token dies, upgraded when the server asks for more scopes.
 //!
@@ -12,6 +13,7 @@ pub mod browser;
 pub mod callback;
 pub mod challenge;
 pub mod discovery;
+pub mod dpop;
 pub mod exchange;
 pub mod http;
 pub mod jwt;
@@ -25,7 +27,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, SystemTime};
 
-use ::http::{HeaderValue, Uri};
+use ::http::{HeaderMap, HeaderValue, Method, Uri};
 
 pub use browser::Browser;
 pub use challenge::Challenge;
@@ -143,6 +145,8 @@ pub struct Config {
     /// How long to wait for the upstream's authorization server.
     pub timeout: Duration,
     pub connect_timeout: Duration,
+    /// When tokens are DPoP-bound (RFC 9449): `--dpop`, `--no-dpop`, else where the servers ask.
+    pub dpop: dpop::Mode,
 }
 
 impl std::fmt::Debug for Config {
@@ -153,6 +157,7 @@ impl std::fmt::Debug for Config {
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
             .field("grant", &self.grant)
+            .field("dpop", &self.dpop)
             .finish_non_exhaustive()
     }
 }
@@ -164,6 +169,15 @@ struct State {
     record: Option<TokenRecord>,
     /// Scope sets already asked for in a step-up: never asked twice (the retry limit).
     stepped_up: Vec<String>,
+    /// This credential's DPoP key, once it has one: every token it binds is bound to it.
+    dpop_key: Option<Arc<dpop::Key>>,
+    /// The DPoP-bound token the current one replaced (its hash, `ath`) and its key: a request
+    /// still carrying it, sent before the renewal, is proved too. No other token is.
+    replaced: Option<(String, Arc<dpop::Key>)>,
+    /// A sign-in with a key, made because the server asked for DPoP, brought no bound token (a
+    /// Bearer token, kept or refused): the authorization server does not bind, and asking again
+    /// would not change that. Then a refusal is renewed as any other.
+    bearer_despite_key: bool,
 }
 
 /// The OAuth credential of one upstream.
@@ -174,6 +188,9 @@ pub struct OAuth {
     key: Option<Arc<jwt::SigningKey>>,
     /// The single flight: one refresh or login at a time in this process.
     flight: tokio::sync::Mutex<()>,
+    /// DPoP nonces (RFC 9449 §8, §9): the authorization servers' and the MCP server's apart.
+    as_nonces: dpop::Nonces,
+    rs_nonces: dpop::Nonces,
     state: RwLock<State>,
     /// The server, as shown to the user and used as its record's key.
     server_key: String,
@@ -200,7 +217,17 @@ impl OAuth {
         };
         let http = http::Http::for_server_with(&cfg.server, cfg.connect_timeout, cfg.timeout);
         let server_key = discovery::canonical_resource(&cfg.server);
-        let oauth = OAuth { cfg, http, store, key, flight: Default::default(), state: Default::default(), server_key };
+        let oauth = OAuth {
+            cfg,
+            http,
+            store,
+            key,
+            flight: Default::default(),
+            as_nonces: Default::default(),
+            rs_nonces: Default::default(),
+            state: Default::default(),
+            server_key,
+        };
         if oauth.cfg.grant == GrantKind::AuthorizationCode
             && let Some(record) = oauth.find_record()?
         {
@@ -314,11 +341,48 @@ impl OAuth {
             }
         }
         if self.cfg.grant.unattended() {
+            // A refusal's challenge goes along: one that asks for DPoP gets a bound token.
             return self.unattended(challenge.map(|c| c.0)).await;
+        }
+        // The server asks for DPoP and refused a token that is not bound: a refresh keeps the
+        // binding a token has (none), so it would bring another token the server refuses — and
+        // spend a rotating refresh token on every request. A new sign-in, with a key, instead;
+        // once, unless it brings a bound token (then there is nothing left to rebind).
+        let st = self.snapshot();
+        let rebind = self.cfg.dpop != dpop::Mode::Off
+            && challenge.as_ref().is_some_and(|(c, _)| c.offers_dpop())
+            && st.record.as_ref().is_some_and(|r| r.dpop.is_none())
+            && !st.bearer_despite_key;
+        // That sign-in was made, and brought no bound token, and the server takes no Bearer
+        // token: a refresh would bring one more it refuses. The refusal stands.
+        if st.bearer_despite_key
+            && self.cfg.dpop != dpop::Mode::Off
+            && challenge.as_ref().is_some_and(|(c, _)| c.dpop_only())
+            && let Some(record) = st.record.as_ref().filter(|r| r.dpop.is_none())
+        {
+            return Err(AuthError::refused(format!(
+                "the server takes DPoP-bound tokens only, and a sign-in with a DPoP key at the authorization server {} brought none; not renewing the Bearer token",
+                record.issuer
+            )));
+        }
+        if rebind {
+            tracing::info!(upstream = %self.server_name(), "the server asks for a DPoP-bound token; signing in again with a DPoP key");
+            let signed_in = self.login(challenge.map(|c| c.0), step_up.as_deref()).await;
+            // A Bearer token again, kept or refused (where the server requires DPoP): the
+            // authorization server does not bind, and another sign-in would not change that.
+            let unbound = match &signed_in {
+                Ok(_) => self.snapshot().record.is_some_and(|r| r.dpop.is_none()),
+                Err(e) => e.kind == AuthErrorKind::Refused,
+            };
+            if unbound {
+                tracing::warn!(upstream = %self.server_name(), "the server asks for a DPoP-bound token, and a sign-in with a DPoP key did not bring one; not signing in again for it");
+                self.state.write().unwrap_or_else(|p| p.into_inner()).bearer_despite_key = true;
+            }
+            return signed_in;
         }
         // A refresh, when there is a refresh token and no new scope is wanted.
         if step_up.is_none()
-            && let Some(record) = self.snapshot().record.filter(|r| r.refresh_token.is_some())
+            && let Some(record) = st.record.filter(|r| r.refresh_token.is_some())
         {
             match self.refresh(&record).await {
                 Ok(header) => return Ok(header),
@@ -349,6 +413,13 @@ impl OAuth {
             .filter(|r| {
                 self.cfg.issuer.as_ref().is_none_or(|i| i.trim_end_matches('/') == r.issuer.trim_end_matches('/'))
             })
+            // `--dpop`: a Bearer token stored before is not one to send; `--no-dpop`: nor is a
+            // bound one (its proofs are what the flag turns off).
+            .filter(|r| match self.cfg.dpop {
+                dpop::Mode::Require => r.dpop.is_some(),
+                dpop::Mode::Off => r.dpop.is_none(),
+                dpop::Mode::Auto => true,
+            })
             .max_by_key(|r| r.saved_at))
     }
 
@@ -358,6 +429,14 @@ impl OAuth {
         let header = current.header.clone();
         let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
         st.current = Some(current);
+        if let Some(key) = &record.dpop {
+            st.dpop_key = Some(key.clone());
+        }
+        if let Some(old) = st.record.as_ref().filter(|old| old.access_token != record.access_token)
+            && let Some(key) = &old.dpop
+        {
+            st.replaced = Some((dpop::ath(&old.access_token), key.clone()));
+        }
         st.record = Some(record);
         header
     }
@@ -390,6 +469,7 @@ impl OAuth {
     async fn refresh(&self, record: &TokenRecord) -> Result<HeaderValue, AuthError> {
         let refresh_token = record.refresh_token.as_deref().unwrap_or_default();
         let client = self.client_of(&record.client);
+        // A bound refresh token is refreshed with a proof of the same key (RFC 9449 §5).
         let tokens = token::request(
             &self.http,
             &record.metadata,
@@ -397,8 +477,17 @@ impl OAuth {
             Grant::Refresh { refresh_token },
             None,
             record.resource.as_deref(),
+            self.bind(record.dpop.as_deref()),
         )
         .await?;
+        // A bound credential stays bound: a Bearer token in its place is a downgrade, whatever
+        // the authorization server's reason (a refresh with a proof asks for a bound token).
+        let required = match (self.cfg.dpop, &record.dpop) {
+            (dpop::Mode::Require, _) => Some(Required::Flag),
+            (_, Some(_)) => Some(Required::Bound),
+            _ => None,
+        };
+        self.check_bound(&tokens, &record.issuer, required)?;
         tracing::info!(upstream = %self.server_name(), "upstream access token refreshed");
         let mut next = record.clone();
         next.update(tokens);
@@ -412,11 +501,19 @@ impl OAuth {
                 let server = discovery::server_metadata(&self.http, issuer).await?.ok_or_else(|| {
                     AuthError::refused(format!("the issuer {issuer} publishes no metadata (OpenID or RFC 8414)"))
                 })?;
+                // The issuer is given, not discovered; whether the server takes DPoP-bound tokens
+                // is still its own word (its resource metadata), when it publishes any.
+                let (dpop_required, dpop_offered) = match self.cfg.dpop {
+                    dpop::Mode::Off => (false, false),
+                    _ => discovery::resource_dpop(&self.http, &self.cfg.server, challenge).await,
+                };
                 Found {
                     resource: discovery::canonical_resource(&self.cfg.server),
                     server,
                     resource_scopes: None,
                     defaults: false,
+                    dpop_required,
+                    dpop_offered,
                 }
             }
             None => discovery::discover(&self.http, &self.cfg.server, challenge).await?,
@@ -471,6 +568,8 @@ impl OAuth {
         );
         let client = Client { id: id.clone(), secret: self.cfg.client_secret.clone(), method, key: self.key.clone() };
         let scope = self.scopes(challenge, &found);
+        let (dpop_key, dpop_required) = self.dpop_key(&found, challenge)?;
+        let bind = self.bind(dpop_key.as_deref());
         let tokens = match self.cfg.grant {
             GrantKind::CrossAppAccess => {
                 let idp = &self.cfg.idp;
@@ -502,6 +601,7 @@ impl OAuth {
                     Grant::JwtBearer { assertion: &assertion },
                     scope.as_deref(),
                     self.resource(&found),
+                    bind,
                 )
                 .await?
             }
@@ -521,6 +621,7 @@ impl OAuth {
                     Grant::JwtBearer { assertion: assertion.trim() },
                     scope.as_deref(),
                     self.resource(&found),
+                    bind,
                 )
                 .await?
             }
@@ -532,15 +633,17 @@ impl OAuth {
                     Grant::ClientCredentials,
                     scope.as_deref(),
                     self.resource(&found),
+                    bind,
                 )
                 .await?
             }
         };
-        tracing::info!(upstream = %self.server_name(), grant = ?self.cfg.grant, "access token obtained without a browser");
-        // Kept in memory only: another can be had at any time.
+        self.check_bound(&tokens, &found.server.issuer, dpop_required)?;
+        tracing::info!(upstream = %self.server_name(), grant = ?self.cfg.grant, dpop = tokens.dpop_bound, "access token obtained without a browser");
+        // Kept in memory only: another can be had at any time (its DPoP key too).
         let registered =
             Registered { issuer: found.server.issuer.clone(), client_id: id, method, redirect_uri: String::new() };
-        Ok(self.adopt(TokenRecord::new(&self.server_key, &found, registered, tokens, scope)))
+        Ok(self.adopt(TokenRecord::new(&self.server_key, &found, registered, tokens, scope, dpop_key)))
     }
 
     /// The browser sign-in: discovery, client identity, authorization code + PKCE, tokens.
@@ -557,6 +660,8 @@ impl OAuth {
         let authorize = server.authorization_endpoint.clone().ok_or_else(|| {
             AuthError::refused(format!("the authorization server {} has no authorization endpoint", server.issuer))
         })?;
+        // Decided before the browser opens: a `--dpop` the server cannot meet stops here.
+        let (dpop_key, dpop_required) = self.dpop_key(&found, challenge)?;
         let (listener, client) = self.identify(server, step_up.or(self.cfg.scopes.as_deref())).await?;
         let scope = match step_up {
             Some(s) => self.with_offline_access(Some(s.to_owned()), server),
@@ -589,8 +694,10 @@ impl OAuth {
         };
         let code = listener.wait(expect, self.cfg.login_timeout).await?;
         let grant = Grant::Code { code: &code, verifier: &pkce.verifier, redirect_uri: &redirect_uri };
-        let tokens = token::request(&self.http, server, &client, grant, None, self.resource(&found)).await?;
-        tracing::info!(upstream = %self.server_name(), issuer = %server.issuer, "signed in");
+        let bind = self.bind(dpop_key.as_deref());
+        let tokens = token::request(&self.http, server, &client, grant, None, self.resource(&found), bind).await?;
+        self.check_bound(&tokens, &server.issuer, dpop_required)?;
+        tracing::info!(upstream = %self.server_name(), issuer = %server.issuer, dpop = tokens.dpop_bound, "signed in");
         let registered = Registered {
             issuer: server.issuer.clone(),
             client_id: client.id.clone(),
@@ -598,7 +705,7 @@ impl OAuth {
             redirect_uri,
         };
         let granted = tokens.scope.clone().or(scope);
-        self.save(TokenRecord::new(&self.server_key, &found, registered, tokens, granted))
+        self.save(TokenRecord::new(&self.server_key, &found, registered, tokens, granted, dpop_key))
     }
 
     /// Binds the redirect listener and settles who the client is: pre-registered, a metadata
@@ -657,6 +764,115 @@ impl OAuth {
         Ok((listener, Client { id: reg.client_id, secret, method: reg.method, key: None }))
     }
 
+    /// The key to bind new tokens to, or `None` for Bearer tokens (`dpop::Mode`), and why a
+    /// token that comes back unbound is to be refused, if it is.
+    fn dpop_key(
+        &self,
+        found: &Found,
+        challenge: Option<&Challenge>,
+    ) -> Result<(Option<Arc<dpop::Key>>, Option<Required>), AuthError> {
+        let server = &found.server;
+        // The authorization server takes proofs mcpgate signs: it lists ES256, or says nothing
+        // (trying costs nothing: one that ignores the proof issues a Bearer token).
+        let as_takes = server.supports_dpop() || server.dpop_signing_alg_values_supported.is_none();
+        let algs = || shown_algs(server.dpop_signing_alg_values_supported.as_deref().unwrap_or_default());
+        let wanted = match self.cfg.dpop {
+            dpop::Mode::Off => false,
+            dpop::Mode::Require => {
+                if !as_takes {
+                    return Err(AuthError::refused(format!(
+                        "--dpop: the authorization server {} takes DPoP proofs in {} only, and mcpgate signs {}",
+                        server.issuer,
+                        algs(),
+                        dpop::ALG
+                    )));
+                }
+                true
+            }
+            // Both sides: the MCP server takes DPoP-bound tokens (its challenge or metadata), and
+            // the authorization server issues them — or says nothing either way. An
+            // authorization server's word alone is not enough: many advertise DPoP by default, in
+            // front of MCP servers that take Bearer tokens only.
+            dpop::Mode::Auto => {
+                if found.dpop_required && !as_takes {
+                    // A Bearer token would be refused by the server: say what is missing now.
+                    return Err(AuthError::refused(format!(
+                        "the server {} requires DPoP-bound tokens (dpop_bound_access_tokens_required in its resource metadata), and the authorization server {} does not take DPoP proofs in {}, the one algorithm mcpgate signs them with (its dpop_signing_alg_values_supported: {})",
+                        self.server_name(),
+                        server.issuer,
+                        dpop::ALG,
+                        algs()
+                    )));
+                }
+                let resource_asks =
+                    found.dpop_required || found.dpop_offered || challenge.is_some_and(Challenge::offers_dpop);
+                resource_asks && as_takes
+            }
+        };
+        if !wanted {
+            return Ok((None, None));
+        }
+        let required = match self.cfg.dpop {
+            dpop::Mode::Require => Some(Required::Flag),
+            _ if found.dpop_required => Some(Required::Resource),
+            _ => None,
+        };
+        // One key per credential: kept across sign-ins and refreshes (and stored with the token).
+        let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(key) = &st.dpop_key {
+            return Ok((Some(key.clone()), required));
+        }
+        let key = Arc::new(dpop::Key::generate().map_err(AuthError::refused)?);
+        tracing::debug!(jkt = %key.thumbprint(), "a DPoP key for this credential");
+        st.dpop_key = Some(key.clone());
+        Ok((Some(key), required))
+    }
+
+    /// DPoP at the token endpoint with `key`, if any.
+    fn bind<'a>(&'a self, key: Option<&'a dpop::Key>) -> Option<token::Bind<'a>> {
+        key.map(|key| token::Bind { key, nonces: &self.as_nonces })
+    }
+
+    /// A Bearer token where DPoP is `required` is refused: it is what DPoP is there to prevent,
+    /// a token anyone who sees it can replay.
+    fn check_bound(&self, tokens: &Tokens, issuer: &str, required: Option<Required>) -> Result<(), AuthError> {
+        let Some(why) = required.filter(|_| !tokens.dpop_bound) else { return Ok(()) };
+        let why = match why {
+            Required::Flag => "--dpop",
+            Required::Resource => "the server's resource metadata sets dpop_bound_access_tokens_required",
+            Required::Bound => "the credential it renews is DPoP-bound",
+        };
+        Err(AuthError::refused(format!(
+            "the authorization server {issuer} issued a Bearer token where DPoP-bound tokens are required ({why}); refusing it"
+        )))
+    }
+
+    /// The `DPoP` header for a request to the MCP server carrying `authorization`, when that is
+    /// a DPoP-bound token of this credential — its current one, or the one it just replaced —:
+    /// a fresh proof of `method` and `uri` with the token's hash and the server's latest nonce.
+    /// `None` for a Bearer token, and for any token not this credential's (a client's own):
+    /// mcpgate's key proves mcpgate's tokens only.
+    pub fn proof(&self, method: &Method, uri: &Uri, authorization: &HeaderValue) -> Option<HeaderValue> {
+        let token = std::str::from_utf8(authorization.as_bytes().strip_prefix(b"DPoP ")?).ok()?;
+        let (current, replaced) = {
+            let st = self.state.read().unwrap_or_else(|p| p.into_inner());
+            match &st.record {
+                Some(r) if r.access_token == token => (r.dpop.clone(), None),
+                _ => (None, st.replaced.clone()),
+            }
+        };
+        // A token replaced while this request was on its way: proved with the key it is bound to.
+        let key = current.or_else(|| replaced.filter(|(ath, _)| *ath == dpop::ath(token)).map(|(_, key)| key))?;
+        let nonce = self.rs_nonces.get(uri);
+        key.header(method.as_str(), &dpop::htu(uri), nonce.as_deref(), Some(token))
+    }
+
+    /// Keeps the MCP server's `DPoP-Nonce` from an answer to a request to `uri`; whether it
+    /// sent one that may be used.
+    pub fn note_nonce(&self, uri: &Uri, headers: &HeaderMap) -> bool {
+        self.rs_nonces.note(uri, headers)
+    }
+
     /// Whether `mcpgate login` has anything to sign in to without asking the server first.
     pub fn has_issuer(&self) -> bool {
         self.cfg.issuer.is_some()
@@ -680,6 +896,26 @@ impl OAuth {
     pub fn describe(&self) -> Option<(String, Option<SystemTime>, Option<String>)> {
         self.snapshot().record.map(|r| (r.issuer.clone(), r.expires_at, r.scope.clone()))
     }
+}
+
+/// Why a token must come back DPoP-bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Required {
+    /// `--dpop`.
+    Flag,
+    /// The MCP server's resource metadata sets `dpop_bound_access_tokens_required`.
+    Resource,
+    /// A refresh of a bound credential.
+    Bound,
+}
+
+/// An authorization server's algorithm list as an error message shows it: at most 8, each at
+/// most 20 characters, without control characters (the list is the server's text, and goes
+/// to a terminal).
+fn shown_algs(algs: &[String]) -> String {
+    let algs: Vec<String> =
+        algs.iter().take(8).map(|a| a.chars().filter(|c| !c.is_control()).take(20).collect()).collect();
+    if algs.is_empty() { "no algorithm".to_owned() } else { algs.join(", ") }
 }
 
 /// `a b` ∪ `b c` = `a b c` (order kept, first seen first).
@@ -767,5 +1003,141 @@ mod tests {
             format!("https://as/authorize?tenant=1&{encoded}")
         );
         assert_eq!(with_query("https://as/authorize?", pairs), format!("https://as/authorize?{encoded}"));
+    }
+
+    /// A configuration whose store is `name`'s own (nothing is written there unless a test does).
+    fn config(name: &str, server: &str, dpop: dpop::Mode) -> Config {
+        let dir = std::env::temp_dir().join(format!("mcpgate-unit-{}-{name}", std::process::id()));
+        Config {
+            server: server.parse().unwrap(),
+            issuer: None,
+            client_id: None,
+            client_secret: None,
+            auth_method: None,
+            client_metadata_url: None,
+            private_key: None,
+            signing_alg: None,
+            scopes: None,
+            redirect_url: None,
+            resource: None,
+            grant: GrantKind::AuthorizationCode,
+            idp: IdentityProvider::default(),
+            workload_token_file: None,
+            browser: Browser::Off,
+            login_timeout: Duration::from_secs(1),
+            store_dir: Some(dir),
+            timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            dpop,
+        }
+    }
+
+    fn record(token: &str, key: Option<&Arc<dpop::Key>>) -> TokenRecord {
+        let found = Found {
+            resource: "https://mcp.example.com/mcp".into(),
+            server: ServerMetadata { issuer: "https://as.example.com".into(), ..Default::default() },
+            resource_scopes: None,
+            defaults: false,
+            dpop_required: false,
+            dpop_offered: false,
+        };
+        let client = Registered {
+            issuer: "https://as.example.com".into(),
+            client_id: "c".into(),
+            method: AuthMethod::None,
+            redirect_uri: String::new(),
+        };
+        let tokens = Tokens {
+            access_token: token.into(),
+            expires_at: None,
+            refresh_token: None,
+            scope: None,
+            id_token: None,
+            dpop_bound: key.is_some(),
+        };
+        TokenRecord::new("https://mcp.example.com/mcp", &found, client, tokens, None, key.cloned())
+    }
+
+    /// mcpgate's key proves mcpgate's tokens: the current one, and the one it just replaced (a
+    /// request sent before the renewal) — never a token it does not hold, such as a client's own
+    /// `DPoP` token that reached it, which a proof of mcpgate's would make usable.
+    #[test]
+    fn only_this_credentials_own_tokens_are_proved() {
+        let oauth = OAuth::new(config("proof", "https://mcp.example.com/mcp", dpop::Mode::Auto)).unwrap();
+        let (method, uri) = (Method::POST, "https://mcp.example.com/mcp".parse::<Uri>().unwrap());
+        let dpop_of = |token: &str| HeaderValue::from_str(&format!("DPoP {token}")).unwrap();
+        let ath_of = |proof: &HeaderValue| {
+            let claims = proof.to_str().unwrap().split('.').nth(1).unwrap();
+            let claims: serde_json::Value = serde_json::from_slice(
+                &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims).unwrap(),
+            )
+            .unwrap();
+            claims["ath"].as_str().unwrap().to_owned()
+        };
+        // Nothing held: nothing proved, though a client's token is there.
+        assert!(oauth.proof(&method, &uri, &dpop_of("client-token")).is_none());
+
+        let key = Arc::new(dpop::Key::generate().unwrap());
+        oauth.adopt(record("first", Some(&key)));
+        let proof = oauth.proof(&method, &uri, &dpop_of("first")).expect("its own token");
+        assert_eq!(ath_of(&proof), dpop::ath("first"));
+        assert!(oauth.proof(&method, &uri, &dpop_of("client-token")).is_none(), "a client's token");
+        assert!(oauth.proof(&method, &uri, &HeaderValue::from_static("Bearer first")).is_none());
+
+        // Renewed: the new token, and the one it replaced, are proved; nothing else.
+        oauth.adopt(record("second", Some(&key)));
+        assert_eq!(ath_of(&oauth.proof(&method, &uri, &dpop_of("second")).unwrap()), dpop::ath("second"));
+        assert_eq!(ath_of(&oauth.proof(&method, &uri, &dpop_of("first")).unwrap()), dpop::ath("first"));
+        assert!(oauth.proof(&method, &uri, &dpop_of("client-token")).is_none());
+        // Two renewals on, the first is not this credential's any more.
+        oauth.adopt(record("third", Some(&key)));
+        assert!(oauth.proof(&method, &uri, &dpop_of("first")).is_none());
+        assert!(oauth.proof(&method, &uri, &dpop_of("second")).is_some());
+        // A Bearer token in the bound one's place: no proof for it, nor for anything but the
+        // bound token it replaced.
+        oauth.adopt(record("bearer", None));
+        assert!(oauth.proof(&method, &uri, &dpop_of("bearer")).is_none());
+        assert!(oauth.proof(&method, &uri, &dpop_of("client-token")).is_none());
+        assert!(oauth.proof(&method, &uri, &dpop_of("third")).is_some());
+    }
+
+    /// `--no-dpop` never sends a bound token (its proofs are what the flag turns off), `--dpop`
+    /// never an unbound one; the default takes either.
+    #[test]
+    fn stored_records_follow_the_dpop_flags() {
+        let server = "https://mcp.example.com/mcp";
+        let dir = config("flags", server, dpop::Mode::Auto).store_dir.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        // The key in a file: a test writes to no keychain (reading, the file comes first).
+        let store = Store::without_keychain(dir.clone());
+        let key = Arc::new(dpop::Key::generate().unwrap());
+        let bound = record("bound", Some(&key));
+        let (public, secret) = bound.to_store();
+        store.save(StoreKind::Token, &bound.id(), public, Some(&secret)).unwrap();
+        let found =
+            |mode| OAuth::new(config("flags", server, mode)).unwrap().find_record().unwrap().map(|r| r.access_token);
+        assert_eq!(found(dpop::Mode::Auto).as_deref(), Some("bound"));
+        assert_eq!(found(dpop::Mode::Require).as_deref(), Some("bound"));
+        assert_eq!(found(dpop::Mode::Off), None);
+
+        // The same (issuer, client, resource): a Bearer record in the bound one's place.
+        let bearer = record("bearer", None);
+        let (public, secret) = bearer.to_store();
+        store.save(StoreKind::Token, &bearer.id(), public, Some(&secret)).unwrap();
+        assert_eq!(found(dpop::Mode::Auto).as_deref(), Some("bearer"));
+        assert_eq!(found(dpop::Mode::Require), None);
+        assert_eq!(found(dpop::Mode::Off).as_deref(), Some("bearer"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn algorithm_lists_are_shown_without_control_characters() {
+        let algs = ["RS256".to_owned(), "PS\x1b[2J256".to_owned(), "Ed\n25519\r".to_owned()];
+        assert_eq!(shown_algs(&algs), "RS256, PS[2J256, Ed25519");
+        assert_eq!(shown_algs(&[]), "no algorithm");
+        let many: Vec<String> = (0..20).map(|i| format!("{}{i}", "A".repeat(30))).collect();
+        let shown = shown_algs(&many);
+        assert_eq!(shown.split(", ").count(), 8);
+        assert!(shown.split(", ").all(|a| a.len() == 20));
     }
 }

@@ -2,12 +2,14 @@
 //! is needed to refresh them without discovery (the server's metadata, the client). The
 //! public part is what `mcpgate status` shows; the tokens are sealed by the store.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderValue;
 use serde::{Deserialize, Serialize};
 
 use super::discovery::{Found, ServerMetadata};
+use super::dpop::Key;
 use super::registration::Registered;
 use super::token::Tokens;
 use crate::store::Record;
@@ -28,6 +30,10 @@ pub struct TokenRecord {
     pub saved_at: u64,
     pub access_token: String,
     pub refresh_token: Option<String>,
+    /// The key a DPoP-bound token is bound to (its refresh token too, for a public client:
+    /// RFC 9449 §5): sent with the token in every proof, and so stored with it, sealed alike.
+    /// `None`: a Bearer token.
+    pub dpop: Option<Arc<Key>>,
 }
 
 /// The public part on disk.
@@ -49,6 +55,9 @@ pub struct Public {
 struct Secret {
     access_token: String,
     refresh_token: Option<String>,
+    /// The DPoP private key (PKCS#8, base64url), for a DPoP-bound token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dpop_key: Option<String>,
 }
 
 fn unix(t: SystemTime) -> u64 {
@@ -56,7 +65,15 @@ fn unix(t: SystemTime) -> u64 {
 }
 
 impl TokenRecord {
-    pub fn new(server: &str, found: &Found, client: Registered, tokens: Tokens, scope: Option<String>) -> TokenRecord {
+    /// `dpop`: the key of the token request's proof, kept if the token is bound to it.
+    pub fn new(
+        server: &str,
+        found: &Found,
+        client: Registered,
+        tokens: Tokens,
+        scope: Option<String>,
+        dpop: Option<Arc<Key>>,
+    ) -> TokenRecord {
         TokenRecord {
             server: server.to_owned(),
             issuer: found.server.issuer.clone(),
@@ -66,6 +83,7 @@ impl TokenRecord {
             scope: tokens.scope.clone().or(scope),
             expires_at: tokens.expires_at,
             saved_at: unix(SystemTime::now()),
+            dpop: dpop.filter(|_| tokens.dpop_bound),
             access_token: tokens.access_token,
             refresh_token: tokens.refresh_token,
         }
@@ -76,8 +94,13 @@ impl TokenRecord {
         format!("{}\n{}\n{}", self.issuer, self.client.client_id, self.resource.as_deref().unwrap_or(&self.server))
     }
 
-    /// After a refresh: the new access token, and the rotated refresh token if one came.
+    /// After a refresh: the new access token, and the rotated refresh token if one came. The
+    /// key stays only if the new token is bound to it too (a bound record's refresh that comes
+    /// back Bearer never gets here: `OAuth::refresh` refuses it).
     pub fn update(&mut self, tokens: Tokens) {
+        if !tokens.dpop_bound {
+            self.dpop = None;
+        }
         self.access_token = tokens.access_token;
         self.expires_at = tokens.expires_at;
         if tokens.refresh_token.is_some() {
@@ -93,7 +116,12 @@ impl TokenRecord {
         let token = IssuedToken { value: self.access_token.clone(), expires_at: self.expires_at };
         // The fetch time is unknown for a stored token: its lifetime is counted from the save.
         let saved = UNIX_EPOCH + Duration::from_secs(self.saved_at);
-        Current::new(&token, saved.min(SystemTime::now())).unwrap_or_else(|_| Current::invalid())
+        Current::with_scheme(self.scheme(), &token, saved.min(SystemTime::now())).unwrap_or_else(|_| Current::invalid())
+    }
+
+    /// The `Authorization` scheme the token goes with (RFC 9449 §7.1 for a bound one).
+    pub fn scheme(&self) -> &'static str {
+        if self.dpop.is_some() { "DPoP" } else { "Bearer" }
     }
 
     /// Fresh enough to use now.
@@ -102,7 +130,9 @@ impl TokenRecord {
     }
 
     pub fn same_access_token(&self, header: &HeaderValue) -> bool {
-        header.as_bytes().strip_prefix(b"Bearer ") == Some(self.access_token.as_bytes())
+        let sent = header.as_bytes();
+        let token = sent.strip_prefix(b"Bearer ").or_else(|| sent.strip_prefix(b"DPoP "));
+        token == Some(self.access_token.as_bytes())
     }
 
     pub fn to_store(&self) -> (serde_json::Value, serde_json::Value) {
@@ -117,7 +147,11 @@ impl TokenRecord {
             saved_at: self.saved_at,
             has_refresh_token: self.refresh_token.is_some(),
         };
-        let secret = Secret { access_token: self.access_token.clone(), refresh_token: self.refresh_token.clone() };
+        let secret = Secret {
+            access_token: self.access_token.clone(),
+            refresh_token: self.refresh_token.clone(),
+            dpop_key: self.dpop.as_ref().map(|k| k.to_stored()),
+        };
         (serde_json::to_value(public).unwrap_or_default(), serde_json::to_value(secret).unwrap_or_default())
     }
 
@@ -125,6 +159,11 @@ impl TokenRecord {
     pub fn from_store(r: Record) -> Option<TokenRecord> {
         let public: Public = serde_json::from_value(r.public).ok()?;
         let secret: Secret = serde_json::from_value(r.secret?).ok()?;
+        // A bound token whose key does not open is no credential: dropped like a damaged record.
+        let dpop = match &secret.dpop_key {
+            Some(k) => Some(Arc::new(Key::from_stored(k).ok()?)),
+            None => None,
+        };
         Some(TokenRecord {
             server: public.server,
             issuer: public.issuer,
@@ -136,6 +175,7 @@ impl TokenRecord {
             saved_at: public.saved_at,
             access_token: secret.access_token,
             refresh_token: secret.refresh_token,
+            dpop,
         })
     }
 }

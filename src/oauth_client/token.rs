@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AuthError;
 use super::discovery::ServerMetadata;
+use super::dpop::{Key, Nonces};
 use super::http::Http;
 use super::jwt::SigningKey;
 
@@ -61,6 +62,8 @@ pub struct Tokens {
     pub scope: Option<String>,
     /// An OpenID provider's ID token (the gateway as authorization server reads who signed in).
     pub id_token: Option<String>,
+    /// `token_type` DPoP: bound to the key of the request's proof (RFC 9449 §5).
+    pub dpop_bound: bool,
 }
 
 pub enum Grant<'a> {
@@ -113,7 +116,16 @@ struct Failure {
     error_description: Option<String>,
 }
 
-/// One token request.
+/// DPoP at the token endpoint (RFC 9449 §5): the key the tokens are to be bound to, and the
+/// nonces the authorization server hands out (§8).
+#[derive(Clone, Copy)]
+pub struct Bind<'a> {
+    pub key: &'a Key,
+    pub nonces: &'a Nonces,
+}
+
+/// One token request. With `dpop`, it carries a proof, and is sent once more with the server's
+/// nonce if it answers `use_dpop_nonce` (once: a server that keeps asking is refused).
 pub async fn request(
     http: &Http,
     server: &ServerMetadata,
@@ -121,6 +133,7 @@ pub async fn request(
     grant: Grant<'_>,
     scope: Option<&str>,
     resource: Option<&str>,
+    dpop: Option<Bind<'_>>,
 ) -> Result<Tokens, AuthError> {
     let grant_name = grant.name();
     let mut form: Vec<(&str, String)> = vec![("grant_type", grant_name.to_owned())];
@@ -149,10 +162,44 @@ pub async fn request(
     if let Some(resource) = resource {
         form.push(("resource", resource.to_owned()));
     }
-    let basic = authenticate(client, server, &mut form)?;
-    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(&form).finish();
-    let now = SystemTime::now();
-    let reply = http.post_form(&server.token_endpoint, body, basic).await?;
+    let endpoint = match dpop {
+        Some(_) => Some(super::dpop::endpoint(&server.token_endpoint).ok_or_else(|| {
+            AuthError::refused("the authorization server's token endpoint is not a URL a DPoP proof can name")
+        })?),
+        None => None,
+    };
+    let htu = endpoint.as_ref().map(super::dpop::htu);
+    let mut nonce_retried = false;
+    let (reply, now) = loop {
+        // Built anew for a retry: a client assertion's `jti` is not to be sent twice.
+        let mut attempt = form.clone();
+        let basic = authenticate(client, server, &mut attempt)?;
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(&attempt).finish();
+        let proof = match (dpop, &endpoint, &htu) {
+            (Some(d), Some(endpoint), Some(htu)) => {
+                let nonce = d.nonces.get(endpoint);
+                Some(
+                    d.key
+                        .header("POST", htu, nonce.as_deref(), None)
+                        .ok_or_else(|| AuthError::refused("could not sign a DPoP proof for the token request"))?,
+                )
+            }
+            _ => None,
+        };
+        let now = SystemTime::now();
+        let reply = http.post_form(&server.token_endpoint, body, basic, proof).await?;
+        let (Some(d), Some(endpoint)) = (dpop, &endpoint) else { break (reply, now) };
+        let fresh_nonce = d.nonces.note(endpoint, &reply.headers);
+        // RFC 9449 §8: a 400 `use_dpop_nonce` with a `DPoP-Nonce` asks for the same request with it.
+        let wants_nonce = reply.status == http::StatusCode::BAD_REQUEST
+            && serde_json::from_slice::<Failure>(&reply.body).is_ok_and(|f| f.error == "use_dpop_nonce");
+        if wants_nonce && fresh_nonce && !nonce_retried {
+            tracing::debug!("the token endpoint asks for a DPoP nonce; sending the request again with it");
+            nonce_retried = true;
+            continue;
+        }
+        break (reply, now);
+    };
     if reply.status.is_server_error() {
         return Err(AuthError::transient(format!(
             "the token endpoint answered {} to a {grant_name} request",
@@ -182,11 +229,24 @@ pub async fn request(
     let ok: Success = serde_json::from_slice(&reply.body).map_err(|e| {
         AuthError::refused(format!("the token endpoint's {grant_name} answer is not a token response: {e}"))
     })?;
-    if let Some(t) = ok.token_type.as_deref().filter(|t| !t.eq_ignore_ascii_case("bearer")) {
-        return Err(AuthError::refused(format!(
-            "the authorization server issued a {t:?} token; mcpgate sends Bearer tokens only"
-        )));
-    }
+    // RFC 9449 §5: `DPoP` is a token bound to the proof's key, usable only with proofs; a
+    // missing type is taken for Bearer, as before.
+    let dpop_bound = match ok.token_type.as_deref() {
+        None => false,
+        Some(t) if t.eq_ignore_ascii_case("bearer") => false,
+        Some(t) if t.eq_ignore_ascii_case("dpop") && dpop.is_some() => true,
+        Some(t) if t.eq_ignore_ascii_case("dpop") => {
+            return Err(AuthError::refused(
+                "the authorization server issued a DPoP-bound token to a request without a DPoP proof",
+            ));
+        }
+        Some(t) => {
+            return Err(AuthError::refused(format!(
+                "the authorization server issued a {:?} token; mcpgate sends Bearer and DPoP tokens only",
+                t.chars().take(40).collect::<String>()
+            )));
+        }
+    };
     if ok.access_token.is_empty() || !ok.access_token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(AuthError::refused(
             "the authorization server issued an access token that cannot be sent in a header",
@@ -203,6 +263,7 @@ pub async fn request(
         refresh_token: ok.refresh_token,
         scope: ok.scope,
         id_token: ok.id_token,
+        dpop_bound,
     })
 }
 
@@ -233,7 +294,7 @@ pub async fn exchange_id_token(
         form.push(("scope", s));
     }
     let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
-    let reply = http.post_form(idp_token_endpoint, body, None).await?;
+    let reply = http.post_form(idp_token_endpoint, body, None, None).await?;
     if reply.status.is_server_error() {
         return Err(AuthError::transient(format!("the identity provider's token exchange answered {}", reply.status)));
     }

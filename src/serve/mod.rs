@@ -383,6 +383,8 @@ fn oauth_config(o: &config::OAuth, url: &http::Uri, timeout: Duration) -> crate:
         store_dir: None,
         timeout: timeout.min(Duration::from_secs(30)),
         connect_timeout: Duration::from_secs(10),
+        // Where the servers ask for it, as `stdio` and `connect` do by default.
+        dpop: crate::oauth_client::dpop::Mode::Auto,
     }
 }
 

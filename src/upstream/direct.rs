@@ -9,17 +9,20 @@
 
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, Response, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, Uri};
 
 use super::Upstream;
 use crate::error::{Error, chain};
 use crate::mcp::headers::{PROTOCOL_VERSION, SESSION_ID};
+use crate::oauth_client::dpop::DPOP;
 use crate::transport::http_client::ResponseBody;
 use crate::transport::http1::{self, Wire};
 
 /// The headers a direct request sets itself: a static header naming one keeps the upstream on
-/// `send`, where the static header wins.
-const OWN: [HeaderName; 9] = [
+/// `send`, where the static header wins. None of them is taken from a client's headers but
+/// `DPoP`: a client's proof goes with the client's `Authorization` (where `Passes` lets that
+/// through), unless the request carries mcpgate's own proof.
+const OWN: [HeaderName; 10] = [
     HOST,
     CONTENT_TYPE,
     ACCEPT,
@@ -29,6 +32,7 @@ const OWN: [HeaderName; 9] = [
     AUTHORIZATION,
     SESSION_ID,
     PROTOCOL_VERSION,
+    DPOP,
 ];
 
 /// The request line and fixed headers of a POST to `url`, if direct requests apply to it.
@@ -65,7 +69,8 @@ pub struct Varying<'a> {
     pub version: Option<&'a HeaderValue>,
     pub authorization: Option<&'a HeaderValue>,
     /// The caller's other headers, with the rule that says which of them go upstream (the
-    /// headers a direct request sets itself never do).
+    /// headers a direct request sets itself never do, a client's `DPoP` proof aside: it goes
+    /// where the rule lets it, which is where the client's `Authorization` goes).
     pub extra: Option<(&'a HeaderMap, &'a Rule<'a>)>,
 }
 
@@ -108,9 +113,21 @@ impl Upstream {
                 line(&mut head, &name, v);
             }
         }
+        // A DPoP-bound credential's proof of this request, made here as `send_once` makes it,
+        // and written at once: only whether there was one is kept across the wait below.
+        let proved = match varying.authorization.and_then(|a| self.credentials().proof(&Method::POST, &self.url, a)) {
+            Some(proof) => {
+                line(&mut head, &DPOP, &proof);
+                true
+            }
+            None => false,
+        };
         if let Some((client, passes)) = varying.extra {
             for (name, value) in client {
-                if !OWN.contains(name) && passes(name) {
+                // A client's proof goes where its token goes (`passes` drops both where mcpgate
+                // supplies the credential), and never beside mcpgate's own.
+                let own = if *name == DPOP { proved } else { OWN.contains(name) };
+                if !own && passes(name) {
                     line(&mut head, name, value);
                 }
             }
@@ -127,7 +144,12 @@ impl Upstream {
         let send = self.client.send_plain(wire);
         tokio::pin!(send);
         match tokio::time::timeout(self.timeout, send).await {
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(Ok(resp)) => {
+                if proved {
+                    self.credentials().note_nonce(&self.url, resp.headers());
+                }
+                Ok(resp)
+            }
             Ok(Err(e)) => Err(Error::unreachable(&self.display, chain(&*e))),
             Err(_) => Err(Error::timeout(&self.display, self.timeout)),
         }

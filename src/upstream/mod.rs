@@ -1,6 +1,7 @@
 //! An upstream MCP server as the gateway sees it: where it is, how to reach it, and the
-//! credential to present. Every request to it goes through `send`, which injects the
-//! credential, bounds the wait, and answers a 401 with one refresh and one retry.
+//! credential to present. Every request to it goes through `send` (or `send_direct`), which
+//! injects the credential — with a fresh DPoP proof when the token is DPoP-bound — bounds the
+//! wait, and answers a 401 with one refresh and one retry (`recover`).
 
 mod direct;
 
@@ -15,6 +16,7 @@ use http_body_util::Full;
 use crate::credentials::Credentials;
 use crate::error::{Error, Kind, chain};
 use crate::oauth_client::Challenge;
+use crate::oauth_client::dpop::DPOP;
 use crate::transport::http_client::HttpClient;
 
 pub use direct::{Rule, Varying, fits};
@@ -80,41 +82,68 @@ impl Upstream {
     /// After `resp` answered a request sent with `auth`: when it is a refusal the credential
     /// may cure, one renewal and one retry with `retry` (the request's headers and body, kept
     /// when `may_recover` said so); otherwise `resp` as it came.
+    ///
+    /// A DPoP-bound token refused for want of the server's nonce (401, `use_dpop_nonce`, RFC
+    /// 9449 §9) is sent once more with it, before or after a renewal, never twice: a server
+    /// that asks again gets its refusal back to the client, not a loop.
     pub async fn recover(
         &self,
-        resp: Response<ResponseBody>,
+        mut resp: Response<ResponseBody>,
         method: Method,
         uri: &Uri,
         retry: Option<(HeaderMap, Bytes)>,
-        auth: Option<HeaderValue>,
+        mut auth: Option<HeaderValue>,
     ) -> Result<Response<ResponseBody>, Error> {
-        let status = resp.status();
-        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
-            *self.last_refusal.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some((status.as_u16(), std::time::SystemTime::now()));
-        }
-        let challenge = match status {
-            StatusCode::UNAUTHORIZED => Challenge::from_headers(resp.headers()).unwrap_or_default(),
-            StatusCode::FORBIDDEN => match Challenge::from_headers(resp.headers()) {
-                Some(c) if c.insufficient_scope() => c,
-                _ => return Ok(resp),
-            },
-            _ => return Ok(resp),
-        };
-        let Some((headers, body)) = retry else { return Ok(resp) };
-        // Boxed: rare, and large (a refresh, a step-up sign-in).
-        match Box::pin(self.credentials.recover(auth.as_ref(), status, &challenge)).await {
-            Ok(Some(fresh)) => {
-                tracing::info!(upstream = %self.display, status = status.as_u16(), "upstream refused the credential; retrying once with a renewed one");
-                drop(resp);
-                self.send_once(method, uri, headers, Some(&fresh), body).await
+        let (mut renewed, mut nonce_sent) = (false, false);
+        loop {
+            let status = resp.status();
+            if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+                *self.last_refusal.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((status.as_u16(), std::time::SystemTime::now()));
             }
-            // Nothing better to offer: the client sees the upstream's own challenge.
-            Ok(None) => Ok(resp),
-            Err(e) => Err(Error::new(
-                Kind::Credential,
-                format!("upstream {} answered {} and {e}", self.display, status.as_u16()),
-            )),
+            let challenge = match status {
+                StatusCode::UNAUTHORIZED => Challenge::from_headers(resp.headers()).unwrap_or_default(),
+                StatusCode::FORBIDDEN => match Challenge::from_headers(resp.headers()) {
+                    Some(c) if c.insufficient_scope() => c,
+                    _ => return Ok(resp),
+                },
+                _ => return Ok(resp),
+            };
+            let Some((headers, body)) = &retry else { return Ok(resp) };
+            if challenge.use_dpop_nonce() {
+                // The nonce came with the refusal (`send_once` kept it); a proof without one is
+                // all that was wrong, so the same token goes again.
+                let ours = auth.as_ref().is_some_and(|a| a.as_bytes().starts_with(b"DPoP "));
+                if nonce_sent || !ours || crate::oauth_client::dpop::nonce_of(resp.headers()).is_none() {
+                    return Ok(resp);
+                }
+                nonce_sent = true;
+                tracing::debug!(upstream = %self.display, "the upstream asks for a DPoP nonce; sending the request again with it");
+                drop(resp);
+                resp = self.send_once(method.clone(), uri, headers.clone(), auth.as_ref(), body.clone()).await?;
+                continue;
+            }
+            if renewed {
+                return Ok(resp);
+            }
+            renewed = true;
+            // Boxed: rare, and large (a refresh, a step-up sign-in).
+            match Box::pin(self.credentials.recover(auth.as_ref(), status, &challenge)).await {
+                Ok(Some(fresh)) => {
+                    tracing::info!(upstream = %self.display, status = status.as_u16(), "upstream refused the credential; retrying once with a renewed one");
+                    drop(resp);
+                    resp = self.send_once(method.clone(), uri, headers.clone(), Some(&fresh), body.clone()).await?;
+                    auth = Some(fresh);
+                }
+                // Nothing better to offer: the client sees the upstream's own challenge.
+                Ok(None) => return Ok(resp),
+                Err(e) => {
+                    return Err(Error::new(
+                        Kind::Credential,
+                        format!("upstream {} answered {} and {e}", self.display, status.as_u16()),
+                    ));
+                }
+            }
         }
     }
 
@@ -141,15 +170,26 @@ impl Upstream {
         for (k, v) in &self.headers {
             headers.insert(k, v.clone());
         }
+        let mut proved = false;
         if let Some(auth) = auth {
             headers.insert(AUTHORIZATION, auth.clone());
+            // A DPoP-bound token goes with a proof of this very request (RFC 9449 §7.1).
+            if let Some(proof) = self.credentials.proof(&method, uri, auth) {
+                headers.insert(DPOP, proof);
+                proved = true;
+            }
         }
         let mut req = Request::new(Full::new(body));
         *req.method_mut() = method;
         *req.uri_mut() = uri.clone();
         *req.headers_mut() = headers;
         match tokio::time::timeout(self.timeout, self.client.request(req)).await {
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(Ok(resp)) => {
+                if proved {
+                    self.credentials.note_nonce(uri, resp.headers());
+                }
+                Ok(resp)
+            }
             Ok(Err(e)) => Err(Error::unreachable(&self.display, chain(&*e))),
             Err(_) => Err(Error::timeout(&self.display, self.timeout)),
         }

@@ -5,7 +5,7 @@
 //! skipped, and the ids of the checks that failed or warned) and no check may fail — and at
 //! `--requirements 2026-07-28`, against the 2026-07-28 fixture (on the v2 SDK) and, through `serve`,
 //! against the 2025 one. And its client scenarios with `mcpgate stdio` as the client: 0.1.16's, and
-//! 0.2.0-alpha.12's both at their own revisions and all at 2026-07-28.
+//! 0.2.0-alpha.12's both at their own revisions and all at 2026-07-28, every one passing.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -170,20 +170,15 @@ async fn conformance_client_scenarios_all_pass_through_the_stdio_bridge() {
     assert_eq!((score.passed.len(), score.failed.len()), (26, 0), "{}", score.stdout);
 }
 
-/// The client scenarios of 0.2.0-alpha.12 that `mcpgate stdio` does not pass yet: the DPoP
-/// extension (SEP-1932, sender-constrained tokens).
-const CLIENT_NOT_YET: &[&str] = &["auth/dpop", "auth/dpop-nonce"];
-
 /// 0.2.0-alpha.12's 48 client scenarios, each at the revision it was introduced in (2026-07-28 for
 /// the new ones: request `_meta`, standard and `x-mcp-header` headers, input-required rounds,
-/// issuer checks, re-registration with a new authorization server, workload identity…): every
-/// one passes but those in `CLIENT_NOT_YET`.
+/// issuer checks, re-registration with a new authorization server, workload identity…) and the
+/// extensions' (DPoP-bound tokens, with and without nonces, SEP-1932): every one passes.
 #[tokio::test]
 async fn conformance_next_client_scenarios_pass_through_the_stdio_bridge() {
     let score = client_suite(&["--next"]).await;
-    let unexpected: Vec<&String> = score.failed.iter().filter(|s| !CLIENT_NOT_YET.contains(&s.as_str())).collect();
-    assert!(unexpected.is_empty(), "failed: {unexpected:?}\n{}", score.stdout);
-    assert!(score.passed.len() >= 46, "expected at least 46 scenarios to pass:\n{}", score.stdout);
+    assert!(score.failed.is_empty(), "failed: {:?}\n{}", score.failed, score.stdout);
+    assert!(score.passed.len() >= 48, "expected at least 48 scenarios to pass:\n{}", score.stdout);
 }
 
 /// The same suite at `--spec-version 2026-07-28`: its 33 scenarios, all against servers that speak

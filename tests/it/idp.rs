@@ -124,12 +124,18 @@ pub struct Bridge {
 
 impl Bridge {
     pub async fn start(url: &str, args: &[&str], store: &Path, browser: &str) -> Bridge {
+        Bridge::start_with_env(url, args, store, browser, &[]).await
+    }
+
+    /// `start`, with `env` set for the bridge too (a client secret, say).
+    pub async fn start_with_env(url: &str, args: &[&str], store: &Path, browser: &str, env: &[(&str, &str)]) -> Bridge {
         let mut child = Command::new(mcpgate_bin())
             .arg("stdio")
             .arg(url)
             .args(args)
             .env("MCPGATE_STORE_DIR", store)
             .env("MCPGATE_BROWSER", browser)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -216,4 +222,17 @@ impl Bridge {
         let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
         self.stderr()
     }
+}
+
+/// Every directory and file under `dir`, `dir` first.
+pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![dir.to_owned()];
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
 }

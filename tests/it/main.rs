@@ -21,4 +21,5 @@ mod issuer;
 mod keychain;
 mod serve;
 mod stdio_bridge;
+mod stdio_dpop;
 mod stdio_login;

@@ -81,18 +81,6 @@ async fn first_run_signs_in_through_the_browser_the_second_uses_the_stored_token
     }
 }
 
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = vec![dir.to_owned()];
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.path().is_dir() {
-            out.extend(walk(&e.path()));
-        } else {
-            out.push(e.path());
-        }
-    }
-    out
-}
-
 /// With 6-second tokens, the bridge refreshes at about two thirds of the lifetime, before expiry:
 /// the server never sees an expired token and no request waits for a refresh.
 #[tokio::test]

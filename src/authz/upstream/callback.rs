@@ -79,7 +79,7 @@ pub async fn answer(server: &AuthorizationServer, req: &Request, name: &str) -> 
     let redirect_uri = tokens.redirect_uri();
     let grant = Grant::Code { code, verifier: &login.verifier, redirect_uri: &redirect_uri };
     let resource = login.resource.clone();
-    let issued = match token::request(&tokens.http, meta, &client, grant, None, resource.as_deref()).await {
+    let issued = match token::request(&tokens.http, meta, &client, grant, None, resource.as_deref(), None).await {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(server = %login.server, "an upstream sign-in failed at the token endpoint: {e}");

@@ -152,7 +152,8 @@ impl UserTokens {
         let client = self.client(&held.client).await;
         let grant = Grant::Refresh { refresh_token: &refresh };
         let answer =
-            token::request(&self.http, &held.client.metadata, &client, grant, None, held.resource.as_deref()).await;
+            token::request(&self.http, &held.client.metadata, &client, grant, None, held.resource.as_deref(), None)
+                .await;
         match answer {
             Ok(tokens) => {
                 tracing::info!(server = %self.name, "a user's upstream token refreshed");
