@@ -30,14 +30,26 @@ const NAME: &str = "upstream";
 
 pub struct Translator {
     gateway: Arc<Gateway>,
+    link: Arc<dyn Link>,
 }
+
+/// How long a request waits for the upstream to be known (its first session, right after the
+/// translator starts): `server/discover` is answered from what that session says.
+const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Translator {
     /// The gateway around `proxy`'s upstream, which it starts to learn the era of (its own
     /// session there, as `serve` keeps one per server).
     pub fn start(proxy: Arc<Proxy>, shutdown: CancellationToken) -> Result<Translator, String> {
+        // As `connect` was told: its timeout (here the bound of a whole call, as `serve` has it)
+        // and its session limit.
         let url = proxy.upstream.url.to_string();
-        let text = serde_json::json!({"mcpServers": {NAME: {"url": url}}}).to_string();
+        let (timeout, max) = (proxy.upstream.timeout.as_secs().max(1), proxy.sessions.limits().total.min(1_000_000));
+        let text = serde_json::json!({
+            "mcpgate": {"maxSessions": max},
+            "mcpServers": {NAME: {"url": url, "timeout": timeout}},
+        })
+        .to_string();
         let cfg = crate::config::parse(&text, &|_| None)
             .map_err(|p| p.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
         let cfg = Arc::new(cfg);
@@ -46,11 +58,16 @@ impl Translator {
         let guard = super::guard_for(true, &cfg);
         let gateway = Arc::new(Gateway::bare(&cfg, guard, tx.clone(), shutdown));
         let link: Arc<dyn Link> = super::remote::RemoteLink::start(NAME, proxy, super::remote::ClientToken::No, tx);
-        let backend = Arc::new(Backend::new(server, link));
+        let backend = Arc::new(Backend::new(server, link.clone()));
         gateway.router.backends.write().unwrap_or_else(|p| p.into_inner()).insert(NAME.to_owned(), backend);
         tokio::spawn(super::dispatch(gateway.clone(), rx));
         tokio::spawn(super::expire_sessions(gateway.clone()));
-        Ok(Translator { gateway })
+        Ok(Translator { gateway, link })
+    }
+
+    /// Once the upstream is known (at once, after the first time).
+    async fn ready(&self) {
+        self.link.wait_ready(tokio::time::Instant::now() + READY_WAIT).await;
     }
 
     fn view() -> View {
@@ -71,11 +88,17 @@ pub fn translation() -> Translation {
 impl Eras for Translator {
     fn post<'a>(&'a self, headers: &'a HeaderMap, body: Bytes) -> Answer<'a> {
         let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-        Box::pin(Endpoint::post(&self.gateway, Self::view(), Caller::default(), headers, body, peer))
+        Box::pin(async move {
+            self.ready().await;
+            Endpoint::post(&self.gateway, Self::view(), Caller::default(), headers, body, peer).await
+        })
     }
 
     fn get<'a>(&'a self, headers: &'a HeaderMap) -> Answer<'a> {
-        Box::pin(Endpoint::get(&*self.gateway, Self::view(), Caller::default(), headers))
+        Box::pin(async move {
+            self.ready().await;
+            Endpoint::get(&*self.gateway, Self::view(), Caller::default(), headers).await
+        })
     }
 
     fn delete<'a>(&'a self, headers: &'a HeaderMap) -> Answer<'a> {

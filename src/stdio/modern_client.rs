@@ -5,23 +5,37 @@
 //! which `connect` uses too (connect/translate.rs) — and every message of the answer goes out as
 //! a line.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
 
 use super::Bridge;
 use crate::jsonrpc::Payload;
 use crate::mcp::era::{self, Era};
 use crate::mcp::headers::{METHOD, NAME, PROTOCOL_VERSION};
-use crate::mcp::modern::META_VERSION;
 
 /// The headers a 2026-07-28 request on stdin is sent with (`None`: not such a request).
 pub(super) fn headers(body: &[u8]) -> Option<HeaderMap> {
     let payload = Payload::parse(body).ok()?;
     let msg = payload.single()?;
     let method = msg.method()?;
-    let meta: serde_json::Value = serde_json::from_str(msg.params?.get()).ok()?;
-    let version = meta.pointer(&format!("/_meta/{}", META_VERSION.replace('/', "~1")))?.as_str()?;
+    // Only `_meta`'s revision is read (the rest of the params skipped, not built).
+    #[derive(Deserialize)]
+    struct Params<'a> {
+        #[serde(borrow, rename = "_meta")]
+        meta: Option<Meta<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Meta<'a> {
+        #[serde(borrow, rename = "io.modelcontextprotocol/protocolVersion")]
+        version: Option<Cow<'a, str>>,
+    }
+    let params: Params<'_> = serde_json::from_str(msg.params?.get()).ok()?;
+    let version = params.meta?.version?;
+    let version = version.as_ref();
     if era::era_of(Some(version)) != Ok(Era::Modern) {
         return None;
     }

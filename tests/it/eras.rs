@@ -66,7 +66,7 @@ async fn a_modern_client_reaches_a_legacy_server_through_connect() {
     let report = modern_client(&gw.url, false, &["progress", "elicit", "sampling", "roots", "ping"]).await;
     assert_reached_everything(&report, false);
     assert_eq!(report["ping"]["status"], 200, "ping: {report}");
-    assert!(gw.output().contains("the upstream speaks the Legacy era"), "{}", gw.output());
+    assert!(gw.output().contains("the upstream does not speak the Modern era"), "{}", gw.output());
 }
 
 /// The same client launching `mcpgate stdio`: its requests (no `initialize`; each names its
@@ -117,7 +117,7 @@ async fn a_legacy_client_reaches_a_modern_only_server_through_connect() {
     // The server's roots/list input request, put to the client as a roots/list request.
     assert_eq!(r["roots_tool"]["text"], "Roots: file:///home/legacy/work", "{r}");
     assert_eq!(r["roots_tool"]["asked"], 1, "{r}");
-    assert!(gw.output().contains("the upstream speaks the Modern era"), "{}", gw.output());
+    assert!(gw.output().contains("the upstream does not speak the Legacy era"), "{}", gw.output());
 }
 
 /// A 2026-07-28-only server's list changes reach a 2025 client through `connect`: the
@@ -136,5 +136,36 @@ async fn a_modern_servers_list_changes_reach_a_legacy_client_through_connect() {
     assert!(text_of(&r).starts_with("test_dynamic_tool"), "{r}\n{}", gw.output());
     let heard = events.until(Duration::from_secs(10), |m| m["method"] == "notifications/tools/list_changed").await;
     assert!(heard.is_ok(), "no list change: {heard:?}\n{}", gw.output());
-    assert!(gw.output().contains("the upstream speaks the Modern era"), "{}", gw.output());
+    assert!(gw.output().contains("the upstream does not speak the Legacy era"), "{}", gw.output());
+}
+
+/// A server of both eras through `connect`: each client as it came, whichever comes first — the
+/// 2025 client gets the server's own answers (not the translation's), the 2026-07-28 client too,
+/// and nothing is translated.
+#[tokio::test]
+async fn a_server_of_both_eras_is_reached_as_it_is_by_clients_of_either_through_connect() {
+    for modern_first in [true, false] {
+        let mut cmd = tokio::process::Command::new(node());
+        cmd.arg(repo().join("tests/fixtures/modern-server.mjs")).arg("--dual");
+        let upstream = Proc::start("modern fixture, both eras", cmd).await;
+        let gw = connect(&upstream.url, &[]).await;
+        let legacy = async {
+            let r = sdk_client(&gw.url, &["info", "echo", "close"]).await;
+            assert_eq!(r["info"]["server"], "mcpgate-modern-fixture", "{r}");
+            assert_eq!(r["echo"], "Echo: hello through mcpgate", "{r}");
+        };
+        let modern = async {
+            let report = modern_client(&gw.url, false, &[]).await;
+            assert_eq!(report["protocol"], "2026-07-28", "{report}");
+            assert_eq!(report["echo"], "Echo: modern through mcpgate", "{report}");
+        };
+        if modern_first {
+            modern.await;
+            legacy.await;
+        } else {
+            legacy.await;
+            modern.await;
+        }
+        assert!(!gw.output().contains("does not speak"), "translated for a server of both eras:\n{}", gw.output());
+    }
 }
