@@ -1,7 +1,7 @@
 // A modern-era (2026-07-28) MCP client on the official v2 TypeScript SDK, driven by the Rust tests.
 // Usage: node modern-client.mjs URL [progress] [elicit] [sampling] [roots] [ping]   Prints one JSON object: { protocol, tools, echo, progress?,
-// elicit?, sampling?, roots?, ping? }. It declares sampling and roots too (answering as the TypeScript test client does: a fixed
-// sample, the root file:///home/modern/work).
+// elicit?, sampling?, roots?, ping? }. With the `sampling` and `roots` steps it declares those capabilities too (answering with a
+// fixed sample, the root file:///home/modern/work).
 // With MCPGATE_STDIO set (the mcpgate binary), it launches `mcpgate stdio URL` and speaks to it on stdin/stdout
 // instead (`ping`, sent by hand over HTTP, is then left out).
 // Through a gateway that prefixes tool names (`mcpgate serve`): MCP_TOOL_PREFIX=server__.
@@ -13,7 +13,14 @@ import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 // `auto`: probe with server/discover, as a modern client does (the SDK's default is the 2025 handshake).
 const client = new Client(
   { name: 'mcpgate-modern-test-client', version: '1.0.0' },
-  { versionNegotiation: { mode: 'auto' }, capabilities: { elicitation: { form: {} }, sampling: {}, roots: {} } },
+  {
+    versionNegotiation: { mode: 'auto' },
+    capabilities: {
+      elicitation: { form: {} },
+      ...(process.argv.includes('sampling') && { sampling: {} }),
+      ...(process.argv.includes('roots') && { roots: {} }),
+    },
+  },
 );
 let asked = 0;
 client.setRequestHandler('elicitation/create', async () => {
@@ -21,12 +28,12 @@ client.setRequestHandler('elicitation/create', async () => {
   return { action: 'accept', content: { name: 'Grace Hopper', check: true, integer: 7 } };
 });
 let sampled = 0;
-client.setRequestHandler('sampling/createMessage', async () => {
+if (process.argv.includes('sampling')) client.setRequestHandler('sampling/createMessage', async () => {
   sampled += 1;
   return { role: 'assistant', content: { type: 'text', text: 'sampled by the modern client' }, model: 'test-model' };
 });
 let rootsAsked = 0;
-client.setRequestHandler('roots/list', async () => {
+if (process.argv.includes('roots')) client.setRequestHandler('roots/list', async () => {
   rootsAsked += 1;
   return { roots: [{ uri: 'file:///home/modern/work', name: 'work' }] };
 });
