@@ -47,7 +47,7 @@ pub struct Forward {
 impl Forward {
     /// The headers the message would have come with, had it come over HTTP: what the engine
     /// reads past its HTTP layers (it passes no other header of an in-process caller on).
-    pub(super) fn headers(&self) -> HeaderMap {
+    pub fn headers(&self) -> HeaderMap {
         let mut h = HeaderMap::with_capacity(6);
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));

@@ -161,7 +161,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
             path: opts.path.clone(),
             guard,
             identities: Some(identities.clone()),
-            translate: opts.translation.clone().map(|t| translate::Translate::new(proxy.clone(), t)),
+            translate: opts.translation.clone().map(|t| translate::Translate::new(proxy.clone(), t, opts.session_ttl)),
         });
         move |req, peer| crate::http::endpoint::handle(local.clone(), req, peer)
     };
@@ -209,12 +209,13 @@ impl Proxy {
     }
 }
 
-/// Ends sessions idle for longer than `ttl`, upstream too.
+/// Ends sessions idle for longer than `ttl`, upstream too — none that a stream is open on (the
+/// translation's own sessions at the upstream among them: it ends those itself).
 async fn expire_sessions(proxy: Arc<Proxy>, ttl: Duration) {
     let every = (ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
     loop {
         tokio::time::sleep(every).await;
-        for s in proxy.sessions.expire(ttl) {
+        for s in proxy.sessions.expire_unheld(ttl) {
             tracing::info!(session = s.label(), "session expired after {ttl:?} idle");
             proxy.end_upstream_session(&s).await;
         }

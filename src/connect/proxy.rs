@@ -236,7 +236,8 @@ impl Proxy {
                 legacy::get(&self.upstream, &session.initialize, state, &self.shutdown).await
             }
         }
-        .map(|resp| tag(resp, &session.header))
+        // The stream holds its session: one a client listens on is not idle (`expire_unheld`).
+        .map(|resp| tag(resp, &session.header).map(|b| body::holding(b, session.clone())))
         .map_err(fail)
     }
 

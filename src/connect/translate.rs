@@ -15,6 +15,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Response};
@@ -46,8 +47,19 @@ pub trait Eras: Send + Sync {
     fn delete<'a>(&'a self, headers: &'a HeaderMap) -> Answer<'a>;
 }
 
-/// Starts an `Eras` in front of an engine's upstream, or says why it cannot.
-pub type Start = dyn Fn(Arc<Proxy>) -> Result<Box<dyn Eras>, String> + Send + Sync;
+/// What an `Eras` is started in front of.
+pub struct Upstream {
+    /// The engine that reaches it.
+    pub proxy: Arc<Proxy>,
+    /// How long a client's session at the translation may stay idle.
+    pub session_ttl: Duration,
+    /// The 2026-07-28 revision it was found to speak only, when it was (it need not be asked
+    /// again).
+    pub modern_only: Option<&'static str>,
+}
+
+/// Starts an `Eras` in front of an upstream, or says why it cannot.
+pub type Start = dyn Fn(Upstream) -> Result<Box<dyn Eras>, String> + Send + Sync;
 
 /// How to start an `Eras` for an engine (once, when first needed).
 #[derive(Clone)]
@@ -62,6 +74,10 @@ impl std::fmt::Debug for Translation {
 pub struct Translate {
     proxy: Arc<Proxy>,
     make: Translation,
+    /// How long a client's session at the translation may stay idle.
+    session_ttl: Duration,
+    /// The revision the upstream was found to speak only (a legacy client's refusal said it).
+    modern_only: OnceLock<&'static str>,
     /// The eras the upstream was found not to speak (`LEGACY`, `MODERN` bits): read on every
     /// request, an atomic.
     refused: AtomicU8,
@@ -71,10 +87,12 @@ pub struct Translate {
 }
 
 impl Translate {
-    pub fn new(proxy: Arc<Proxy>, make: Translation) -> Translate {
+    pub fn new(proxy: Arc<Proxy>, make: Translation, session_ttl: Duration) -> Translate {
         Translate {
             proxy,
             make,
+            session_ttl,
+            modern_only: OnceLock::new(),
             refused: AtomicU8::new(0),
             probing: tokio::sync::Mutex::new(()),
             eras: OnceLock::new(),
@@ -90,6 +108,14 @@ impl Translate {
         self.refused.load(Ordering::Acquire) & Self::bit(era) != 0
     }
 
+    /// The upstream speaks only `version` of the 2026-07-28 era: its 2025 clients are the
+    /// translation's from now on (also what `stdio` says, which tells a server's era by its own
+    /// probe).
+    pub fn found_modern_only(&self, version: &'static str) {
+        let _ = self.modern_only.set(version);
+        self.found_refusing(Era::Legacy);
+    }
+
     fn found_refusing(&self, era: Era) {
         if self.refused.fetch_or(Self::bit(era), Ordering::AcqRel) & Self::bit(era) == 0 {
             tracing::info!(upstream = %self.proxy.upstream.display, "the upstream does not speak the {era:?} era: translating");
@@ -99,9 +125,11 @@ impl Translate {
     /// A POST on the main endpoint: to the engine, or to the translation when its client
     /// speaks an era the upstream does not.
     pub async fn post(&self, headers: &HeaderMap, body: Bytes) -> Response<Body> {
-        let Ok(asks) = era::era_of(headers.get(PROTOCOL_VERSION).and_then(|v| v.to_str().ok())) else {
-            return self.relay(headers, body).await;
-        };
+        // A revision unknown here is routed as a 2026-07-28 request would be: relayed where the
+        // upstream speaks 2026-07-28 (it names the revisions it speaks), answered by the
+        // translation (-32022 with the request's id) in front of a 2025-only upstream, which
+        // would refuse it in its own terms (no session, id null).
+        let asks = era::era_of(headers.get(PROTOCOL_VERSION).and_then(|v| v.to_str().ok())).unwrap_or(Era::Modern);
         if self.refuses(asks)
             && let Some(eras) = self.eras()
         {
@@ -131,10 +159,19 @@ impl Translate {
             let e = crate::error::Error::new(Kind::UpstreamProtocol, "the upstream's refusal could not be read whole");
             return wire::error(&e, None);
         };
-        let modern_error = matches!(era::detect(status.as_u16(), &read), Detected::Modern(_));
+        let modern = match era::detect(status.as_u16(), &read) {
+            Detected::Modern(version) => Some(version),
+            _ => None,
+        };
+        let modern_error = modern.is_some();
         let refuses = match asks {
             // It speaks only 2026-07-28, it says.
-            Era::Legacy => modern_error,
+            Era::Legacy => {
+                if let Some(version) = modern {
+                    let _ = self.modern_only.set(version);
+                }
+                modern_error
+            }
             // No modern error: a legacy server's refusal, or the request's own fault — asked.
             Era::Modern => !modern_error && self.discover_refused(headers).await,
         };
@@ -158,11 +195,17 @@ impl Translate {
     }
 
     fn eras(&self) -> Option<&dyn Eras> {
-        let started = self.eras.get_or_init(|| match (self.make.0)(self.proxy.clone()) {
-            Ok(e) => Some(e),
-            Err(e) => {
-                tracing::error!("cannot translate between the eras: {e}");
-                None
+        let started = self.eras.get_or_init(|| {
+            match (self.make.0)(Upstream {
+                proxy: self.proxy.clone(),
+                session_ttl: self.session_ttl,
+                modern_only: self.modern_only.get().copied(),
+            }) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    tracing::error!("cannot translate between the eras: {e}");
+                    None
+                }
             }
         });
         started.as_deref()

@@ -5,8 +5,6 @@
 
 use serde_json::{Map, Value, json};
 
-use super::era::FIRST_MODERN;
-
 pub const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 pub const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
 pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
@@ -16,16 +14,24 @@ pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 pub const META_SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
 pub use crate::jsonrpc::codes::UNSUPPORTED_VERSION;
 
-/// The modern revision a server's refusal of a legacy request offers (`-32022` whose
-/// `data.supported` lists a modern revision this gateway speaks), if it is one: how `serve` tells
-/// a modern-only server. (The stdio bridge reads the whole answer with `era::detect`.)
-pub fn offered_in(v: &Value) -> Option<String> {
-    let error = v.get("error")?;
-    if error.get("code")?.as_i64()? != UNSUPPORTED_VERSION {
+/// A legacy `initialize` as sent to a server whose era is not known yet, and the revision it
+/// asks for, to send as `MCP-Protocol-Version` (`None`: not a request for a legacy revision this
+/// gateway knows — sent as it came; a modern revision on `initialize` is a contradiction modern
+/// servers refuse with -32020). Beside the client's own params it carries the `_meta` envelope
+/// every 2026-07-28 request carries (the client's own `_meta` keys kept): a modern-only server
+/// reads it as a request of a revision it does not speak and answers -32022 with the revisions
+/// it does, instead of refusing a request without the envelope. A legacy server ignores it
+/// (`_meta` is allowed in any request's params); one that checks the header against the
+/// revisions it knows may refuse it (400), and is asked again as the client asked.
+pub fn initialize_probe(init: &[u8]) -> Option<(String, String)> {
+    let mut init: Value = serde_json::from_slice(init).ok()?;
+    let asked = init.pointer("/params/protocolVersion")?.as_str()?.to_owned();
+    if super::era::era_of(Some(&asked)) != Ok(super::era::Era::Legacy) {
         return None;
     }
-    let supported = error.get("data")?.get("supported")?.as_array()?;
-    supported.iter().filter_map(Value::as_str).find(|s| *s == FIRST_MODERN).map(str::to_owned)
+    let params = init.get_mut("params").filter(|p| p.is_object())?;
+    ClientEnvelope::from_initialize(params, &asked).apply(params, None);
+    Some((init.to_string(), asked))
 }
 
 /// What every modern request carries about the client (built from its `initialize`).
@@ -176,15 +182,6 @@ pub fn header_name_value(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn refusal_offers_modern() {
-        let body = json!({"jsonrpc":"2.0","id":1,"error":{"code":-32022,"message":"x","data":{"supported":["2026-07-28"],"requested":"2025-11-25"}}});
-        assert_eq!(offered_in(&body).as_deref(), Some("2026-07-28"));
-        assert_eq!(offered_in(&json!({"error":{"code":-32022,"data":{"supported":["2025-06-18"]}}})), None);
-        assert_eq!(offered_in(&json!({"error":{"code":-32000,"message":"no session"}})), None);
-        assert_eq!(offered_in(&json!("not an answer")), None);
-    }
 
     #[test]
     fn envelope_and_initialize() {

@@ -349,6 +349,19 @@ impl<S> SessionTable<S> {
 
     /// Removes sessions idle for longer than `ttl`; returns them so their upstream sessions can
     /// be ended.
+    /// `expire`, but for sessions held elsewhere too (an open stream holds its session: one a
+    /// client listens on is not idle, however long the server keeps quiet).
+    pub fn expire_unheld(&self, ttl: Duration) -> Vec<Arc<Session<S>>> {
+        let mut inner = self.write();
+        let idle: Vec<u128> = inner
+            .map
+            .iter()
+            .filter(|(_, s)| s.idle_for() >= ttl && Arc::strong_count(s) == 1)
+            .map(|(k, _)| *k)
+            .collect();
+        idle.into_iter().filter_map(|k| inner.remove(k)).collect()
+    }
+
     pub fn expire(&self, ttl: Duration) -> Vec<Arc<Session<S>>> {
         let mut inner = self.write();
         let idle: Vec<u128> = inner.map.iter().filter(|(_, s)| s.idle_for() >= ttl).map(|(k, _)| *k).collect();

@@ -209,18 +209,18 @@ impl Listeners {
             if !sees || from.is_some_and(|(c, _)| *c != l.caller) {
                 continue;
             }
-            if let Some((_, session)) = from {
-                // Heard already from another of the caller's sessions: an echo.
-                let now = std::time::Instant::now();
-                l.recent.retain(|(_, _, at)| now.duration_since(*at) < ECHO_WITHIN);
-                if l.recent.iter().any(|(n, s, _)| *n == news && s != session) {
-                    continue;
-                }
-                if l.recent.len() >= RECENT {
-                    l.recent.pop_front();
-                }
-                l.recent.push_back((news.clone(), session.to_owned(), now));
+            // Heard already from another of the caller's sessions, or from the gateway's own
+            // (`""`; a server tells every session of a change): an echo.
+            let session = from.map_or("", |(_, s)| s);
+            let now = std::time::Instant::now();
+            l.recent.retain(|(_, _, at)| now.duration_since(*at) < ECHO_WITHIN);
+            if l.recent.iter().any(|(n, s, _)| *n == news && s != session) {
+                continue;
             }
+            if l.recent.len() >= RECENT {
+                l.recent.pop_front();
+            }
+            l.recent.push_back((news.clone(), session.to_owned(), now));
             let mut note = note.clone();
             if let Some(uri) = uri {
                 // Under the URI this stream's caller named it by: as the merged endpoint shows
@@ -494,7 +494,7 @@ mod tests {
     /// A server tells each subscribed session of a caller's (one per set of roots it gave): the
     /// caller hears the news once; the same session saying it again is news again.
     #[test]
-    fn a_callers_stream_hears_news_once_however_many_of_its_sessions_say_it() {
+    fn a_callers_stream_hears_news_once_however_many_sessions_say_it() {
         let cfg = crate::config::parse(r#"{"mcpServers": {"s": {"url": "http://127.0.0.1:9/mcp"}}}"#, &|_| None);
         let router = super::super::router::Router::new(Arc::new(cfg.unwrap_or_else(|p| panic!("{p:?}"))));
         let listeners = Listeners::default();
@@ -514,7 +514,8 @@ mod tests {
             (Some((&other, "session-3")), &updated, 0),
             (Some((&caller, "session-1")), &updated, 1),
             (Some((&caller, "session-2")), &changed, 1),
-            (None, &changed, 1),
+            // The same news from the gateway's own session: an echo too.
+            (None, &changed, 0),
         ];
         for (i, (from, note, heard)) in told.into_iter().enumerate() {
             listeners.tell(&router, "s", from, note);

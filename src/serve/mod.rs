@@ -354,7 +354,7 @@ pub(crate) async fn start_backend(
                 _ if server.forward_client_token => remote::ClientToken::Forward,
                 _ => remote::ClientToken::No,
             };
-            Ok(remote::RemoteLink::start(&server.name, proxy, client_token, tx))
+            Ok(remote::RemoteLink::start(&server.name, proxy, client_token, tx, None))
         }
     }
 }

@@ -37,9 +37,11 @@ impl Gateway {
     ) -> Option<Response<Body>> {
         let b = match (target, view) {
             (Target::Lone(b), _) => b.clone(),
-            // A server seen as it is answers `ping`, or not, itself; on the merged endpoint it
-            // is the gateway's (clients send it, though the revision dropped it).
-            (Target::Gateway, View::One(_)) if method == "ping" => self.router.alone(view)?,
+            // A 2026-07-28 server the caller sees alone (its own endpoint, or `/mcp` with it as
+            // the one server) answers `ping`, or not, itself: the revision dropped it, and the
+            // caller gets what it gets direct. Where several servers are seen, or a 2025 one
+            // (which has it), the gateway answers it (clients still send it).
+            (Target::Gateway, _) if method == "ping" => self.router.alone(view)?,
             _ => return None,
         };
         let client = self.modern_session(view, owner, caps, None).ok()?;

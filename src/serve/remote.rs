@@ -35,7 +35,9 @@ pub struct RemoteLink {
     name: String,
     proxy: Arc<Proxy>,
     /// Set when the server speaks only the 2026-07-28 revision: stateless calls, no sessions.
-    modern: std::sync::OnceLock<crate::connect::modern::ModernUpstream>,
+    /// One for the server's life: it keeps the `x-mcp-header` marks its tools were listed with,
+    /// which each call of a tool then carries as `Mcp-Param-*` headers.
+    modern: std::sync::OnceLock<Arc<crate::connect::modern::ModernUpstream>>,
     /// What the server is sent of each client's own token.
     client_token: ClientToken,
     /// Upstream sessions by the gateway's client session id ("" is the gateway's own): ids it
@@ -86,10 +88,16 @@ impl RemoteLink {
         proxy: Arc<Proxy>,
         client_token: ClientToken,
         unsolicited: super::backend::UnsolicitedTx,
+        modern_only: Option<&str>,
     ) -> Arc<RemoteLink> {
+        // A server known to speak only 2026-07-28 is not asked its era again.
+        let modern = std::sync::OnceLock::new();
+        if let Some(version) = modern_only {
+            let _ = modern.set(Arc::new(crate::connect::modern::ModernUpstream::new(proxy.clone(), version)));
+        }
         let link = Arc::new(RemoteLink {
             name: name.to_owned(),
-            modern: std::sync::OnceLock::new(),
+            modern,
             proxy,
             client_token,
             sessions: Mutex::default(),
@@ -229,14 +237,47 @@ impl RemoteLink {
         if let Some(up) = self.opened(key) {
             return Ok(up);
         }
+        // A server found (or known) to speak only 2026-07-28 is not asked its era again.
+        if let Some(version) = self.modern.get().map(|m| m.version.clone()) {
+            return self.open_modern(key, init, &version).await;
+        }
         let id = self.ids.next().text();
         let body = json!({"jsonrpc":"2.0","id":id,"method":"initialize","params":init}).to_string();
-        let resp = self.sender(client).send(&self.proxy, self.to(None, client), Bytes::from(body)).await?;
-        let status = resp.status();
-        let session = resp.headers().get(SESSION_ID).cloned();
-        let answer = first_response(resp, &id).await;
-        if let Some(version) = answer.as_ref().and_then(crate::mcp::modern::offered_in) {
-            return self.open_modern(key, init, &version).await;
+        // Sent as the stdio bridge sends a client's (`modern::initialize_probe`): a server that
+        // speaks only 2026-07-28 says so in its answer (`era::detect`'s evidence: -32022 naming
+        // the revision, -32020, -32601, or a result of that revision's).
+        let mut probe = crate::mcp::modern::initialize_probe(body.as_bytes());
+        let (status, session, answer, detected) = loop {
+            let mut to = self.to(None, client);
+            let sent = match &probe {
+                Some((enveloped, asked)) => {
+                    to.version = HeaderValue::try_from(asked.as_str()).ok();
+                    to.method = Some(HeaderValue::from_static("initialize"));
+                    enveloped.clone()
+                }
+                None => body.clone(),
+            };
+            let resp = self.sender(client).send(&self.proxy, to, Bytes::from(sent)).await?;
+            let (status, session) = (resp.status(), resp.headers().get(SESSION_ID).cloned());
+            let answer = first_response(resp, &id).await;
+            let said = answer.as_ref().map(Value::to_string).unwrap_or_default();
+            let detected = crate::mcp::era::detect(status.as_u16(), said.as_bytes());
+            if detected == crate::mcp::era::Detected::HttpSse
+                && status == http::StatusCode::BAD_REQUEST
+                && probe.is_some()
+            {
+                tracing::debug!(server = %self.name, "initialize with MCP-Protocol-Version refused (400); sending it again without");
+                probe = None;
+                continue;
+            }
+            break (status, session, answer, detected);
+        };
+        if let crate::mcp::era::Detected::Modern(version) = detected {
+            if status.is_success() && session.is_some() {
+                // The engine's session for it is of no use: the revision has none.
+                self.proxy.end(&Forward { session, ..self.to(None, client) }).await;
+            }
+            return self.open_modern(key, init, version).await;
         }
         let result = match answer.as_ref().and_then(|a| a.get("result")) {
             Some(r) if status.is_success() => r.clone(),
@@ -286,8 +327,9 @@ impl RemoteLink {
 impl RemoteLink {
     /// A modern-only server: no session to open; `server/discover` says what it is.
     async fn open_modern(&self, key: &str, init: &Value, version: &str) -> Result<Arc<Upstream>, Error> {
-        let modern =
-            self.modern.get_or_init(|| crate::connect::modern::ModernUpstream::new(self.proxy.clone(), version));
+        let modern = self
+            .modern
+            .get_or_init(|| Arc::new(crate::connect::modern::ModernUpstream::new(self.proxy.clone(), version)));
         if self.info().is_none() {
             let env = crate::mcp::modern::ClientEnvelope::from_initialize(init, &modern.version);
             let found = modern
@@ -360,7 +402,7 @@ impl RemoteLink {
         let (events_tx, events) = super::queue::bounded(super::queue::CALL);
         let (response_tx, response) = oneshot::channel();
         let upstream_id = self.ids.next().text();
-        let modern = crate::connect::modern::ModernUpstream::new(self.proxy.clone(), &modern.version);
+        let modern = modern.clone();
         tokio::spawn(async move {
             let asker = ToEvents { events: events_tx };
             let answer = match modern.call(&env, level.as_deref(), &method, params, &asker).await {

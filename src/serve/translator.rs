@@ -18,8 +18,7 @@ use super::router::Backend;
 use super::session::View;
 use super::{Gateway, queue};
 use crate::authn::Caller;
-use crate::connect::Proxy;
-use crate::connect::translate::{Eras, Translation};
+use crate::connect::translate::{Eras, Translation, Upstream};
 use crate::http::body::Body;
 use crate::http::endpoint::Endpoint;
 
@@ -40,24 +39,28 @@ const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 impl Translator {
     /// The gateway around `proxy`'s upstream, which it starts to learn the era of (its own
     /// session there, as `serve` keeps one per server).
-    pub fn start(proxy: Arc<Proxy>, shutdown: CancellationToken) -> Result<Translator, String> {
+    pub fn start(upstream: Upstream, shutdown: CancellationToken) -> Result<Translator, String> {
+        let Upstream { proxy, session_ttl, modern_only } = upstream;
         // As `connect` was told: its timeout (here the bound of a whole call, as `serve` has it)
-        // and its session limit.
-        let url = proxy.upstream.url.to_string();
+        // and its session limit. The URL is for logs (the link reaches it through `proxy`),
+        // its `$` escaped (a configuration expands `${…}`).
+        let url = proxy.upstream.url.to_string().replace('$', "$$");
         let (timeout, max) = (proxy.upstream.timeout.as_secs().max(1), proxy.sessions.limits().total.min(1_000_000));
         let text = serde_json::json!({
             "mcpgate": {"maxSessions": max},
             "mcpServers": {NAME: {"url": url, "timeout": timeout}},
         })
         .to_string();
-        let cfg = crate::config::parse(&text, &|_| None)
+        let mut cfg = crate::config::parse(&text, &|_| None)
             .map_err(|p| p.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
+        cfg.gateway.session_ttl = session_ttl;
         let cfg = Arc::new(cfg);
         let server = cfg.servers.first().cloned().ok_or("no server in the translator's configuration")?;
         let (tx, rx) = queue::unbudgeted(queue::DISPATCH);
         let guard = super::guard_for(true, &cfg);
         let gateway = Arc::new(Gateway::bare(&cfg, guard, tx.clone(), shutdown));
-        let link: Arc<dyn Link> = super::remote::RemoteLink::start(NAME, proxy, super::remote::ClientToken::No, tx);
+        let link: Arc<dyn Link> =
+            super::remote::RemoteLink::start(NAME, proxy, super::remote::ClientToken::No, tx, modern_only);
         let backend = Arc::new(Backend::new(server, link.clone()));
         gateway.router.backends.write().unwrap_or_else(|p| p.into_inner()).insert(NAME.to_owned(), backend);
         tokio::spawn(super::dispatch(gateway.clone(), rx));
@@ -77,9 +80,9 @@ impl Translator {
 
 /// What `connect` starts when a client of the other era than its upstream's comes.
 pub fn translation() -> Translation {
-    Translation(Arc::new(|proxy| {
-        let shutdown = proxy.shutdown.clone();
-        Ok(Box::new(Translator::start(proxy, shutdown)?) as Box<dyn Eras>)
+    Translation(Arc::new(|upstream| {
+        let shutdown = upstream.proxy.shutdown.clone();
+        Ok(Box::new(Translator::start(upstream, shutdown)?) as Box<dyn Eras>)
     }))
 }
 

@@ -8,6 +8,13 @@
 //! elicitation it triggers); notifications and responses are sent in order, one after another.
 //! After `initialize`, a GET stream carries what the server sends on its own.
 //!
+//! A server that speaks only 2026-07-28 (its answer to the client's `initialize` says so:
+//! `era::detect`) is reached through the gateway's translation, as `connect` reaches one
+//! (connect/translate.rs): the client's session, its requests, its GET stream and its end go
+//! there as an HTTP client's would, and the translation turns input-required results into the
+//! client's elicitation, sampling and roots requests, and the server's `subscriptions/listen`
+//! news into list changes.
+//!
 //! What waits for the client to read its stdout is a bounded queue (`mcp::queue`, `OUT`
 //! messages): a server flooding logs to a client that does not read drops the oldest logs,
 //! never a response. Responses answer the client's own requests; while `OUT` of them wait,
@@ -30,18 +37,20 @@ use crate::error::{Error, Kind};
 use crate::http::body::Body;
 use crate::http::wire;
 use crate::jsonrpc::{self, Payload};
-use crate::mcp::era::{self, Detected, Era};
+use crate::mcp::era::{self, Detected};
 use crate::mcp::headers::SESSION_ID;
 use crate::mcp::queue;
 use crate::transport::answer;
 
-mod modern;
 mod modern_client;
 
 /// Largest message accepted on stdin.
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// How long in-flight requests may finish after stdin closes.
 const DRAIN: Duration = Duration::from_secs(30);
+/// The client's one session at the translation lives as long as the bridge (a desktop client
+/// may sit idle for days).
+const SESSION_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// Messages waiting for the client to read its stdout, at most; as many responses waiting stop
 /// the reading of stdin until the client reads.
 const OUT: usize = 1024;
@@ -60,9 +69,8 @@ struct Bridge {
     version: Mutex<Option<HeaderValue>>,
     listening: Mutex<bool>,
     shutdown: CancellationToken,
-    /// Set when the server speaks only the modern era (see `modern`).
-    modern: std::sync::OnceLock<Arc<modern::Modern>>,
-    /// A 2026-07-28 client's requests (`modern_client`).
+    /// A 2026-07-28 client's requests (`modern_client`), and a 2025 client's session when the
+    /// server speaks only 2026-07-28.
     translate: Option<crate::connect::translate::Translate>,
 }
 
@@ -73,7 +81,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
     }
     let (out, lines_out) = queue::bounded(OUT);
     let writer = tokio::spawn(write_lines(lines_out));
-    let translate = opts.translation.map(|t| crate::connect::translate::Translate::new(proxy.clone(), t));
+    let translate = opts.translation.map(|t| crate::connect::translate::Translate::new(proxy.clone(), t, SESSION_TTL));
     let bridge = Arc::new(Bridge {
         proxy,
         out,
@@ -81,7 +89,6 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
         version: Mutex::new(None),
         listening: Mutex::new(false),
         shutdown: shutdown.clone(),
-        modern: std::sync::OnceLock::new(),
         translate,
     });
     let mut in_flight = JoinSet::new();
@@ -118,7 +125,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Start
     // stdin closed: let what was asked finish, then end the session upstream.
     let _ = tokio::time::timeout(DRAIN, async { while in_flight.join_next().await.is_some() {} }).await;
     shutdown.cancel();
-    bridge.proxy.end_all_sessions().await;
+    bridge.end().await;
     drop(bridge);
     let _ = writer.await;
     Ok(())
@@ -171,9 +178,6 @@ impl Bridge {
             in_flight.spawn(async move { self.modern_client(headers, body).await });
             return;
         }
-        if let Some(m) = self.modern.get().cloned() {
-            return self.modern_dispatch(m, body, in_flight).await;
-        }
         let (is_init, pending) = match Payload::parse(&body) {
             Ok(p) => (p.is_initialize(), p.request_ids()),
             Err(e) => {
@@ -204,7 +208,16 @@ impl Bridge {
         let status = if is_init {
             let answer = match self.initialize(body.clone()).await {
                 Ok(answer) => answer,
-                Err(version) => return self.start_modern(&body, version.to_owned()).await,
+                Err(version) => match self.translated_initialize(body, version).await {
+                    Ok(answer) => answer,
+                    Err(e) => {
+                        for id in pending {
+                            let raw = serde_json::value::RawValue::from_string(id).ok();
+                            self.emit(wire::message(&e, raw.as_deref()));
+                        }
+                        return;
+                    }
+                },
             };
             if answer.status.is_success() {
                 *self.session.lock().unwrap_or_else(|p| p.into_inner()) = answer.session.clone();
@@ -214,7 +227,7 @@ impl Bridge {
             }
             answer.status
         } else {
-            let resp = self.proxy.send(&self.to(), body).await;
+            let resp = self.send(body).await;
             let status = resp.status();
             tracing::debug!(status = status.as_u16(), requests = pending.len(), "message sent upstream");
             if pending.is_empty() {
@@ -255,19 +268,13 @@ impl Bridge {
     /// modern-only server. A 400, 404 or 405 that is no modern error is relayed too: the engine
     /// has tried HTTP+SSE already (`--transport auto`), and the client sees the refusal.
     ///
-    /// The `initialize` sent carries, beside the client's own params, the `_meta` envelope every
-    /// 2026-07-28 request carries (the revision asked, the client's capabilities and info), and
-    /// `Mcp-Method`: a modern-only server reads it as a request of a revision it does not speak
-    /// and answers -32022 with the revisions it does, instead of refusing a request without the
-    /// envelope. A legacy server ignores both (`_meta` is allowed in any request's params).
-    ///
-    /// Some legacy servers check the header on `initialize` too, against the revisions they know:
-    /// one older than the client refuses it (400), where without the header it would negotiate.
-    /// Such a refusal is followed by the client's `initialize` once more, as it came, without the
-    /// header, as before.
+    /// The `initialize` sent is `modern::initialize_probe`'s, with `Mcp-Method`; refused with a
+    /// 400 that says nothing of the era, it is sent once more as the client sent it.
     async fn initialize(&self, init: Bytes) -> Result<InitAnswer, &'static str> {
-        let asked = asked_version(&init);
-        let probe = asked.as_ref().and_then(|v| enveloped(&init, v.to_str().ok()?)).unwrap_or_else(|| init.clone());
+        let (probe, asked) = match crate::mcp::modern::initialize_probe(&init) {
+            Some((probe, asked)) => (Bytes::from(probe), HeaderValue::try_from(asked).ok()),
+            None => (init.clone(), None),
+        };
         let mut answer = self.send_initialize(probe, asked.clone()).await;
         let mut detected = era::detect(answer.status.as_u16(), &answer.response);
         if detected == Detected::HttpSse && answer.status == StatusCode::BAD_REQUEST && asked.is_some() {
@@ -296,22 +303,92 @@ impl Bridge {
     async fn send_initialize(&self, init: Bytes, version: Option<HeaderValue>) -> InitAnswer {
         let method = Some(HeaderValue::from_static("initialize"));
         let to = Forward { version, method, ..self.to() };
-        let resp = self.proxy.send(&to, init).await;
-        let (status, session) = (resp.status(), resp.headers().get(SESSION_ID).cloned());
-        let (mut messages, mut response) = (Vec::new(), Bytes::new());
-        answer::read(resp, answer::MAX_JSON, |m| {
-            let is_response =
-                Payload::parse(&m).is_ok_and(|p| p.messages().iter().any(|m| m.kind() == jsonrpc::Kind::Response));
-            if is_response {
-                response = m.clone();
-            }
-            messages.push(m);
-            !is_response
-        })
-        .await;
-        InitAnswer { status, session, messages, response }
+        read_initialize(self.proxy.send(&to, init).await).await
     }
 
+    /// The server speaks only 2026-07-28, `version` of it: the client's session is the
+    /// translation's from now on, which answers its `initialize` (from the server's
+    /// `server/discover`).
+    async fn translated_initialize(&self, init: Bytes, version: &'static str) -> Result<InitAnswer, Error> {
+        let eras = self.translate.as_ref().and_then(|t| {
+            t.found_modern_only(version);
+            t.session()
+        });
+        let Some(eras) = eras else {
+            return Err(Error::new(
+                Kind::UpstreamProtocol,
+                format!(
+                    "the server speaks only MCP {version}, and this bridge has no translation for a 2025-era client"
+                ),
+            ));
+        };
+        tracing::info!(upstream = %self.proxy.upstream.display, "the server speaks only {version}; translating for this client");
+        let answer = read_initialize(eras.post(&Forward::default().headers(), init).await).await;
+        if answer.status.is_success() {
+            self.learn_version(&answer.response);
+        }
+        Ok(answer)
+    }
+
+    /// Sends a message of the client's session: to the engine, or to the translation (as an
+    /// HTTP client of it would) when the server speaks only 2026-07-28.
+    async fn send(&self, body: Bytes) -> Response<Body> {
+        match self.translation() {
+            Some(eras) => eras.post(&self.to().headers(), body).await,
+            None => self.proxy.send(&self.to(), body).await,
+        }
+    }
+
+    /// Opens the session's GET stream (resumed after `last`), at the engine or the translation.
+    async fn listen(&self, last: Option<HeaderValue>) -> Response<Body> {
+        match self.translation() {
+            Some(eras) => {
+                let mut h = self.to().headers();
+                h.insert(http::header::ACCEPT, HeaderValue::from_static("text/event-stream"));
+                if let Some(last) = last {
+                    h.insert(crate::mcp::headers::LAST_EVENT_ID, last);
+                }
+                eras.get(&h).await
+            }
+            None => self.proxy.listen(&self.to(), last).await,
+        }
+    }
+
+    /// The translation, when the client's session is its (the server speaks only 2026-07-28).
+    fn translation(&self) -> Option<&dyn crate::connect::translate::Eras> {
+        self.translate.as_ref()?.session()
+    }
+
+    /// Ends the client's session: at the translation, and the engine's.
+    async fn end(&self) {
+        if let Some(eras) = self.translation()
+            && self.session.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+        {
+            drop(eras.delete(&self.to().headers()).await);
+        }
+        self.proxy.end_all_sessions().await;
+    }
+}
+
+/// What an answer to `initialize` holds, read as far as its response (a server ends the stream
+/// there).
+async fn read_initialize(resp: Response<Body>) -> InitAnswer {
+    let (status, session) = (resp.status(), resp.headers().get(SESSION_ID).cloned());
+    let (mut messages, mut response) = (Vec::new(), Bytes::new());
+    answer::read(resp, answer::MAX_JSON, |m| {
+        let is_response =
+            Payload::parse(&m).is_ok_and(|p| p.messages().iter().any(|m| m.kind() == jsonrpc::Kind::Response));
+        if is_response {
+            response = m.clone();
+        }
+        messages.push(m);
+        !is_response
+    })
+    .await;
+    InitAnswer { status, session, messages, response }
+}
+
+impl Bridge {
     /// The engine opened a session for an `initialize` a modern-only server answered with a
     /// 2xx: it is of no use (the modern era has none), so it is ended, in-process.
     async fn forget_engine_session(&self, id: Option<HeaderValue>) {
@@ -330,7 +407,7 @@ impl Bridge {
                 () = tokio::time::sleep(wait) => {}
                 () = self.shutdown.cancelled() => return None,
             }
-            Some(self.proxy.listen(&self.to(), Some(last)).await)
+            Some(self.listen(Some(last)).await)
         };
         answer::read_resuming(resp, answer::MAX_JSON, reopen, |m| {
             self.deliver(m, pending);
@@ -381,7 +458,7 @@ impl Bridge {
             let mut last_event: Option<String> = None;
             while !self.shutdown.is_cancelled() {
                 let last = last_event.as_deref().and_then(|i| HeaderValue::try_from(i).ok());
-                let resp = self.proxy.listen(&self.to(), last).await;
+                let resp = self.listen(last).await;
                 match resp.status() {
                     StatusCode::OK => {
                         backoff = Duration::from_millis(500);
@@ -406,24 +483,6 @@ impl Bridge {
             }
         });
     }
-}
-
-/// The revision a client's `initialize` asks for, as the header for it: a legacy revision this
-/// gateway knows (the engine refuses any other, and a modern one on `initialize` is a
-/// contradiction modern servers refuse with -32020).
-fn asked_version(init: &[u8]) -> Option<HeaderValue> {
-    let init: serde_json::Value = serde_json::from_slice(init).ok()?;
-    let asked = init.pointer("/params/protocolVersion")?.as_str()?;
-    (era::era_of(Some(asked)) == Ok(Era::Legacy)).then(|| HeaderValue::from_str(asked).ok())?
-}
-
-/// The client's `initialize` with the 2026-07-28 `_meta` envelope for `version` added to its
-/// params (the client's own `_meta` keys kept), or `None` when it is not a JSON-RPC request.
-fn enveloped(init: &[u8], version: &str) -> Option<Bytes> {
-    let mut init: serde_json::Value = serde_json::from_slice(init).ok()?;
-    let params = init.get_mut("params").filter(|p| p.is_object())?;
-    crate::mcp::modern::ClientEnvelope::from_initialize(params, version).apply(params, None);
-    Some(Bytes::from(init.to_string()))
 }
 
 /// What the engine answered to an `initialize`.

@@ -4,7 +4,9 @@
 // Steps: info, tools, echo, progress, elicit, url_elicit, resources, prompts, sampling, wait, close
 // (server-everything's tools); slow, ask, whoami (tests/fixtures/protected-server.mjs's); roots_tool
 // (server-everything's get-roots-list), roots_changed,
-// allowed (server-filesystem's list_allowed_directories, waited for until it names MCP_EXPECT_DIR).
+// allowed (server-filesystem's list_allowed_directories, waited for until it names MCP_EXPECT_DIR),
+// tools_changed (the conformance fixtures' test_trigger_tool_change, then the tools/list_changed
+// notification waited for, 10 s at most: whether it came, and the tools listed after it).
 // MCP_ROOTS='["file:///…"]': the client answers roots/list with those; MCP_ELICIT_URL=1: it declares
 // URL-mode elicitation too and accepts a URL elicitation.
 // A step run again is reported as `step#2`, `step#3`…; `session` reports the session id.
@@ -13,7 +15,12 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { ElicitRequestSchema, CreateMessageRequestSchema, ListRootsRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import {
+  ElicitRequestSchema,
+  CreateMessageRequestSchema,
+  ListRootsRequestSchema,
+  ToolListChangedNotificationSchema,
+} from '@modelcontextprotocol/sdk/types.js';
 
 const [url, ...steps] = process.argv.slice(2);
 // Through a gateway that prefixes tool names (`mcpgate serve`): MCP_TOOL_PREFIX=server__.
@@ -52,6 +59,13 @@ client.setRequestHandler(CreateMessageRequestSchema, async () => ({
   model: 'test-model',
   content: { type: 'text', text: 'sampled by the test client' },
 }));
+
+let toolsChanged = 0;
+const toolsChangedWaiters = [];
+client.setNotificationHandler(ToolListChangedNotificationSchema, async () => {
+  toolsChanged++;
+  toolsChangedWaiters.splice(0).forEach((wake) => wake());
+});
 
 const text = (result) => (result.content || []).filter((c) => c.type === 'text').map((c) => c.text).join('\n');
 
@@ -114,6 +128,16 @@ const run = {
   ask: async () => {
     const result = await client.callTool({ name: tool('ask'), arguments: {} });
     return { asked: elicitations.length, text: text(result) };
+  },
+  tools_changed: async () => {
+    const before = toolsChanged;
+    const heard = new Promise((resolve) => {
+      toolsChangedWaiters.push(() => resolve(true));
+      setTimeout(() => resolve(false), 10_000);
+    });
+    const said = text(await client.callTool({ name: tool('test_trigger_tool_change'), arguments: {} }));
+    const came = toolsChanged > before || (await heard);
+    return { said, heard: came, tools: (await client.listTools()).tools.map((t) => t.name) };
   },
   whoami: async () => JSON.parse(text(await client.callTool({ name: tool('whoami'), arguments: {} }))),
   // Pauses until a line arrives on stdin, so a test can change the world mid-session.

@@ -169,3 +169,126 @@ async fn a_server_of_both_eras_is_reached_as_it_is_by_clients_of_either_through_
         assert!(!gw.output().contains("does not speak"), "translated for a server of both eras:\n{}", gw.output());
     }
 }
+
+/// The `subscriptions/listen` request of a 2026-07-28 client that wants to hear of tool list
+/// changes.
+fn listen_for_tools() -> Value {
+    json!({"jsonrpc": "2.0", "id": "listen-1", "method": "subscriptions/listen", "params": {
+        "notifications": {"toolsListChanged": true},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}})
+}
+
+/// A 2025-only server's list changes reach a 2026-07-28 client's `subscriptions/listen` stream
+/// through `connect`: the translation keeps a session at the server, and its
+/// `notifications/tools/list_changed` is told on the listen stream, tagged with its id (the 2025
+/// conformance fixture's dynamic tool, switched by the client's call).
+#[tokio::test]
+async fn a_legacy_servers_list_changes_reach_a_modern_clients_listen_stream_through_connect() {
+    use crate::serve::modern_clients::modern;
+    use crate::serve::{Next, Sse};
+    let upstream = fixture(&[]).await;
+    let gw = connect(&upstream.url, &[]).await;
+    let mut h = MCP_HEADERS.to_vec();
+    h.extend([("mcp-protocol-version", "2026-07-28"), ("mcp-method", "subscriptions/listen")]);
+    let mut stream = Sse::open("POST", &gw.url, &h, &listen_for_tools().to_string()).await;
+    assert_eq!(stream.status, 200, "{}", gw.output());
+    let Next::Message(ack) = stream.next(Duration::from_secs(10)).await else { panic!("no acknowledgement") };
+    assert_eq!(ack["method"], "notifications/subscriptions/acknowledged", "{ack}");
+    let call = json!({"name": "test_trigger_tool_change", "arguments": {}});
+    let said = modern(&gw.url, "tools/call", Some("test_trigger_tool_change"), call, json!({})).await.message();
+    assert!(said.to_string().contains("Tools changed"), "{said}\n{}", gw.output());
+    let heard = stream.until(Duration::from_secs(10), |n| n["method"] == "notifications/tools/list_changed").await;
+    let heard = heard.unwrap_or_else(|got| panic!("no list change: {got:?}\n{}", gw.output()));
+    assert_eq!(heard["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "listen-1", "{heard}");
+    // Once: the server tells each of its sessions (the caller's and the gateway's own).
+    let again = stream.until(Duration::from_millis(500), |n| n["method"] == "notifications/tools/list_changed").await;
+    assert!(again.is_err(), "the list change told twice: {again:?}");
+    assert!(gw.output().contains("the upstream does not speak the Modern era"), "{}", gw.output());
+}
+
+/// The same through `mcpgate stdio`, the client's lines on its stdin: the listen request's
+/// acknowledgement, the call's result and the list change come out as lines.
+#[tokio::test]
+async fn a_legacy_servers_list_changes_reach_a_modern_clients_listen_stream_through_the_stdio_bridge() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let upstream = fixture(&[]).await;
+    let mut bridge = tokio::process::Command::new(mcpgate_bin())
+        .args(["stdio", &upstream.url])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = bridge.stdin.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(bridge.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let mut until = async |pred: &dyn Fn(&Value) -> bool, seen: &mut Vec<Value>| {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                let msg: Value = serde_json::from_str(&line).unwrap();
+                seen.push(msg.clone());
+                if pred(&msg) {
+                    return msg;
+                }
+            }
+            panic!("the bridge ended: {seen:?}")
+        })
+        .await
+        .unwrap_or_else(|_| panic!("not heard in time: {seen:?}"))
+    };
+    stdin.write_all(format!("{}\n", listen_for_tools()).as_bytes()).await.unwrap();
+    let ack = until(&|m| m["method"] == "notifications/subscriptions/acknowledged", &mut seen).await;
+    assert_eq!(ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "listen-1", "{ack}");
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "test_trigger_tool_change", "arguments": {},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}});
+    stdin.write_all(format!("{call}\n").as_bytes()).await.unwrap();
+    // The call's result and the list change, in either order.
+    let changed = |m: &Value| m["method"] == "notifications/tools/list_changed";
+    until(&|m| m["id"] == 2, &mut seen).await;
+    let result = seen.iter().find(|m| m["id"] == 2).cloned().unwrap();
+    assert!(result["result"].to_string().contains("Tools changed"), "{result}");
+    if !seen.iter().any(changed) {
+        until(&changed, &mut seen).await;
+    }
+    let heard = seen.iter().find(|m| changed(m)).unwrap();
+    assert_eq!(heard["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "listen-1", "{heard}");
+}
+
+/// A 2025 client (the SDK's, launching `mcpgate stdio`) in front of a 2026-07-28-only server
+/// hears its list changes: the translation keeps a `subscriptions/listen` stream open at the
+/// server and tells the client (the 2026 conformance fixture's dynamic tool, switched by a call;
+/// the listing after it has the tool).
+#[tokio::test]
+async fn a_modern_servers_list_changes_reach_a_legacy_client_through_the_stdio_bridge() {
+    let mut cmd = tokio::process::Command::new(node());
+    cmd.arg(repo().join("tests/fixtures/conformance-server-2026.mjs"));
+    let upstream = Proc::start("2026-07-28 fixture", cmd).await;
+    let stdio = serde_json::to_string(&[mcpgate_bin(), "stdio", &upstream.url]).unwrap();
+    let r = sdk_client_env("stdio", &["tools", "tools_changed", "close"], &[("MCP_STDIO_COMMAND", &stdio)]).await;
+    assert_eq!(r["tools_changed"]["heard"], true, "{r}");
+    let before = r["tools"].as_array().unwrap().len();
+    let after = r["tools_changed"]["tools"].as_array().unwrap().len();
+    assert_ne!(before, after, "the listing changed with the tools: {r}");
+}
+
+/// `connect` ends client sessions idle for `--session-ttl`, but not the translation's own at the
+/// upstream, which it keeps listening on: a 2026-07-28 client listening quietly past the limit
+/// still hears the 2025 server's list changes (here made by another client, at the server).
+#[tokio::test]
+async fn the_translation_keeps_its_upstream_sessions_past_connects_session_ttl() {
+    use crate::serve::{Next, Sse};
+    let upstream = fixture(&[]).await;
+    let gw = connect(&upstream.url, &["--session-ttl", "1s"]).await;
+    let mut h = MCP_HEADERS.to_vec();
+    h.extend([("mcp-protocol-version", "2026-07-28"), ("mcp-method", "subscriptions/listen")]);
+    let mut stream = Sse::open("POST", &gw.url, &h, &listen_for_tools().to_string()).await;
+    let Next::Message(ack) = stream.next(Duration::from_secs(10)).await else { panic!("no acknowledgement") };
+    assert_eq!(ack["method"], "notifications/subscriptions/acknowledged", "{ack}");
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let r = sdk_client(&upstream.url, &["tools_changed", "close"]).await;
+    assert_eq!(r["tools_changed"]["heard"], true, "{r}");
+    let heard = stream.until(Duration::from_secs(10), |n| n["method"] == "notifications/tools/list_changed").await;
+    assert!(heard.is_ok(), "no list change past the session limit: {heard:?}\n{}", gw.output());
+}

@@ -122,11 +122,14 @@ async fn legacy_server_refusing_the_revision_header_on_initialize() {
 /// A legacy (2025) stdio client through the bridge to a modern-only (2026-07-28) server: the
 /// server refuses `initialize`, the bridge answers it from `server/discover`, sends every request
 /// in the modern form, and turns input-required results into elicitation and sampling requests
-/// to the client, whose answers go back in the retried request.
+/// to the client, whose answers go back in the retried request — the server's `roots/list` too.
 #[tokio::test]
 async fn legacy_stdio_client_through_the_bridge_to_a_modern_only_server() {
     let upstream = modern_fixture("32022").await;
-    let r = via_stdio(&upstream.url, &[], &["info", "tools", "echo", "progress", "elicit", "sampling", "close"]).await;
+    let stdio = serde_json::to_string(&[mcpgate_bin(), "stdio", &upstream.url]).unwrap();
+    let steps = ["info", "tools", "echo", "progress", "elicit", "sampling", "roots_tool", "close"];
+    let env = [("MCP_STDIO_COMMAND", stdio.as_str()), ("MCP_ROOTS", r#"["file:///home/legacy/work"]"#)];
+    let r = sdk_client_env("stdio", &steps, &env).await;
     assert_eq!(r["info"]["server"], "mcpgate-modern-fixture");
     assert!(r["tools"].as_array().unwrap().iter().any(|t| t == "trigger-elicitation-request"), "{r}");
     assert_eq!(r["echo"], "Echo: hello through mcpgate");
@@ -134,6 +137,8 @@ async fn legacy_stdio_client_through_the_bridge_to_a_modern_only_server() {
     assert_eq!(r["elicit"]["asked"], 1);
     assert_eq!(r["elicit"]["text"], "Hello, Ada Lovelace (state asked)");
     assert_eq!(r["sampling"], "LLM said: sampled by the test client");
+    assert_eq!(r["roots_tool"]["text"], "Roots: file:///home/legacy/work", "{r}");
+    assert_eq!(r["roots_tool"]["asked"], 1, "{r}");
 }
 
 /// The modern-only fixture, answering a legacy `initialize` as `--legacy-initialize` says.

@@ -69,7 +69,7 @@ mod limits;
 mod list_changed;
 mod listings;
 mod lone_stdio;
-mod modern_clients;
+pub(crate) mod modern_clients;
 mod progress;
 mod python_clients;
 mod refusals;

@@ -140,7 +140,7 @@ async fn malformed_modern_requests_are_400_and_reads_carry_cache_hints_on_every_
 
 /// A 2026-07-28 request to `url`: the standard headers mirroring the body, `_meta` naming the
 /// revision and `caps` (the client's capabilities).
-async fn modern(url: &str, method: &str, name: Option<&str>, params: Value, caps: Value) -> Reply {
+pub(crate) async fn modern(url: &str, method: &str, name: Option<&str>, params: Value, caps: Value) -> Reply {
     modern_as(url, &[], method, name, params, caps).await
 }
 
