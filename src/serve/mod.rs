@@ -15,6 +15,7 @@ mod modern_relay;
 use crate::mcp::queue;
 mod reload;
 mod remote;
+mod remote_listen;
 mod router;
 mod session;
 mod stateful;

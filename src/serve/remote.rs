@@ -55,6 +55,8 @@ pub struct RemoteLink {
     /// method that revision dropped), by client session; sent as each request's `_meta`
     /// logLevel.
     levels: Mutex<HashMap<String, String, FxBuildHasher>>,
+    /// For a 2026-07-28 server: the resources each 2025-era client subscribed to.
+    subscriptions: Arc<super::remote_listen::Subscriptions>,
 }
 
 /// What a server is sent of each client's own token: nothing (the gateway's credential, if any,
@@ -108,6 +110,7 @@ impl RemoteLink {
             stop: CancellationToken::new(),
             reading: Arc::default(),
             levels: Mutex::default(),
+            subscriptions: Default::default(),
         });
         if let ClientToken::User(u) = &link.client_token {
             // A client session sent to sign in is told when its user has.
@@ -371,8 +374,14 @@ impl RemoteLink {
                     &super::backend::gateway_init(),
                     &modern.version,
                 );
-                let out = (self.name.clone(), self.unsolicited.clone());
-                tokio::spawn(listen_modern(self.proxy.clone(), (env, changes), out, self.stop.clone()));
+                let [tools, prompts, resources] = changes;
+                let filter = json!({
+                    "toolsListChanged": tools, "promptsListChanged": prompts, "resourcesListChanged": resources,
+                });
+                let out =
+                    super::remote_listen::Out { name: self.name.clone(), session: None, to: self.unsolicited.clone() };
+                let proxy = self.proxy.clone();
+                tokio::spawn(super::remote_listen::listen(proxy, (env, filter), out, self.stop.clone(), None));
             }
             super::backend::announce_lists_changed(&self.unsolicited, &self.name);
         }
@@ -399,6 +408,9 @@ impl RemoteLink {
         };
         let init = client.map(|c| c.upstream.init()).unwrap_or_else(|| json!({"capabilities":{}}));
         let env = crate::mcp::modern::ClientEnvelope::from_initialize(&init, &modern.version);
+        if let (Some(c), "resources/subscribe" | "resources/unsubscribe") = (client, method.as_str()) {
+            return self.subscription(c, env, &method, &params);
+        }
         let (events_tx, events) = super::queue::bounded(super::queue::CALL);
         let (response_tx, response) = oneshot::channel();
         let upstream_id = self.ids.next().text();
@@ -412,6 +424,42 @@ impl RemoteLink {
             let _ = response_tx.send(Reply::Value(answer));
         });
         Ok(Call { events, response, upstream_id: Value::String(upstream_id) })
+    }
+}
+
+impl RemoteLink {
+    /// A 2025-era client's `resources/subscribe` or `unsubscribe` at a 2026-07-28 server, which
+    /// has neither: its session's `subscriptions/listen` stream there names the resources
+    /// (remote_listen.rs); answered once the server acknowledged it.
+    fn subscription(
+        &self,
+        client: &Arc<Session<Client>>,
+        env: crate::mcp::modern::ClientEnvelope,
+        method: &str,
+        params: &Value,
+    ) -> Result<Call, Error> {
+        let Some(uri) = params.get("uri").and_then(Value::as_str).map(str::to_owned) else {
+            return Err(Error::new(Kind::InvalidParams, format!("{method}: params.uri is a string")));
+        };
+        let on = method == "resources/subscribe";
+        let (response_tx, response) = oneshot::channel();
+        let (proxy, stop, session) = (self.proxy.clone(), self.stop.clone(), client.id().to_owned());
+        let out = super::remote_listen::Out {
+            name: self.name.clone(),
+            session: Some(session.clone()),
+            to: self.unsolicited.clone(),
+        };
+        let link = self.subscriptions.clone();
+        tokio::spawn(async move {
+            let ask = super::remote_listen::Ask { session: &session, env, proxy: &proxy, out, stop: &stop };
+            let answer = match link.change(ask, &uri, on).await {
+                Ok(()) => json!({"result": {}}),
+                Err(why) => wire::answer(&Error::new(Kind::InvalidParams, why)),
+            };
+            let _ = response_tx.send(Reply::Value(answer));
+        });
+        let (_, events) = super::queue::bounded(1);
+        Ok(Call { events, response, upstream_id: Value::Null })
     }
 }
 
@@ -578,7 +626,7 @@ async fn first_response(resp: Response<Body>, id: &str) -> Option<Value> {
 }
 
 /// Reads every message of a response, JSON or SSE, until `each` returns false; the last event id.
-async fn read_messages(resp: Response<Body>, mut each: impl FnMut(Value) -> bool) -> Option<String> {
+pub(super) async fn read_messages(resp: Response<Body>, mut each: impl FnMut(Value) -> bool) -> Option<String> {
     answer::read(resp, answer::MAX_JSON, |bytes| messages(&bytes, &mut each)).await.last_event_id
 }
 
@@ -588,68 +636,6 @@ fn messages(bytes: &[u8], each: &mut impl FnMut(Value) -> bool) -> bool {
         Ok(Value::Array(batch)) => batch.into_iter().all(each),
         Ok(m) => each(m),
         Err(_) => true,
-    }
-}
-
-/// For a 2026-07-28 server: the gateway's own `subscriptions/listen` stream of the list changes
-/// the server says it announces (`changes`: tools, prompts, resources), kept open; what arrives
-/// goes to the router as a server-wide fact (as a 2025 server's on the gateway's own session):
-/// listings are fetched anew and the clients told, whatever their era.
-async fn listen_modern(
-    proxy: Arc<Proxy>,
-    (env, [tools, prompts, resources]): (crate::mcp::modern::ClientEnvelope, [bool; 3]),
-    (name, out): (String, super::backend::UnsolicitedTx),
-    stop: CancellationToken,
-) {
-    let mut params = json!({"notifications": {
-        "toolsListChanged": tools, "promptsListChanged": prompts, "resourcesListChanged": resources,
-    }});
-    env.apply(&mut params, None);
-    let body = Bytes::from(
-        json!({"jsonrpc": "2.0", "id": "mcpgate-listen", "method": "subscriptions/listen", "params": params})
-            .to_string(),
-    );
-    let to = Forward {
-        version: HeaderValue::try_from(env.version.as_str()).ok(),
-        method: Some(HeaderValue::from_static("subscriptions/listen")),
-        ..Default::default()
-    };
-    let mut delay = Duration::from_millis(500);
-    while !stop.is_cancelled() {
-        let resp = tokio::select! {
-            r = proxy.send(&to, body.clone()) => r,
-            () = stop.cancelled() => return,
-        };
-        if resp.status().is_success() {
-            let opened = std::time::Instant::now();
-            let read = read_messages(resp, |mut m| {
-                let method = m.get("method").and_then(Value::as_str).unwrap_or_default();
-                if method.ends_with("/list_changed") {
-                    // The subscription's id is the gateway's business, not its clients'.
-                    if let Some(meta) = m.pointer_mut("/params/_meta").and_then(Value::as_object_mut) {
-                        meta.remove(crate::mcp::modern::META_SUBSCRIPTION_ID);
-                    }
-                    out.push(Unsolicited { backend: name.clone(), session: None, message: m, reply: None });
-                }
-                true
-            });
-            tokio::select! {
-                _ = read => {}
-                () = stop.cancelled() => return,
-            }
-            // A stream that lasted is opened again soon; one closed at once (a server that
-            // delivers nothing of the filter ends it after its acknowledgement) ever more slowly.
-            if opened.elapsed() > Duration::from_secs(10) {
-                delay = Duration::from_millis(500);
-            }
-        } else {
-            tracing::debug!(server = %name, "subscriptions/listen refused ({}); again in {delay:?}", resp.status());
-        }
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = stop.cancelled() => return,
-        }
-        delay = (delay * 2).min(Duration::from_secs(30));
     }
 }
 
@@ -857,6 +843,7 @@ impl Link for RemoteLink {
 
     fn forget(&self, client: &Session<Client>) {
         self.levels.lock().unwrap_or_else(|p| p.into_inner()).remove(client.id());
+        self.subscriptions.forget(client.id());
         let up = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(client.id());
         if let Some(up) = up {
             up.stop.cancel();

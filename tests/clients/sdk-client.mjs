@@ -6,7 +6,9 @@
 // (server-everything's get-roots-list), roots_changed,
 // allowed (server-filesystem's list_allowed_directories, waited for until it names MCP_EXPECT_DIR),
 // tools_changed (the conformance fixtures' test_trigger_tool_change, then the tools/list_changed
-// notification waited for, 10 s at most: whether it came, and the tools listed after it).
+// notification waited for, 10 s at most: whether it came, and the tools listed after it),
+// resource_updated (subscribes to test://watched-resource, calls test_trigger_resource_update, waits
+// 10 s at most for notifications/resources/updated, unsubscribes: whether it came, for which URI).
 // MCP_ROOTS='["file:///…"]': the client answers roots/list with those; MCP_ELICIT_URL=1: it declares
 // URL-mode elicitation too and accepts a URL elicitation.
 // A step run again is reported as `step#2`, `step#3`…; `session` reports the session id.
@@ -20,6 +22,7 @@ import {
   CreateMessageRequestSchema,
   ListRootsRequestSchema,
   ToolListChangedNotificationSchema,
+  ResourceUpdatedNotificationSchema,
 } from '@modelcontextprotocol/sdk/types.js';
 
 const [url, ...steps] = process.argv.slice(2);
@@ -65,6 +68,13 @@ const toolsChangedWaiters = [];
 client.setNotificationHandler(ToolListChangedNotificationSchema, async () => {
   toolsChanged++;
   toolsChangedWaiters.splice(0).forEach((wake) => wake());
+});
+
+const updated = [];
+const updatedWaiters = [];
+client.setNotificationHandler(ResourceUpdatedNotificationSchema, async (n) => {
+  updated.push(n.params.uri);
+  updatedWaiters.splice(0).forEach((wake) => wake());
 });
 
 const text = (result) => (result.content || []).filter((c) => c.type === 'text').map((c) => c.text).join('\n');
@@ -138,6 +148,19 @@ const run = {
     const said = text(await client.callTool({ name: tool('test_trigger_tool_change'), arguments: {} }));
     const came = toolsChanged > before || (await heard);
     return { said, heard: came, tools: (await client.listTools()).tools.map((t) => t.name) };
+  },
+  resource_updated: async () => {
+    const uri = 'test://watched-resource';
+    await client.subscribeResource({ uri });
+    const before = updated.length;
+    const heard = new Promise((resolve) => {
+      updatedWaiters.push(() => resolve(true));
+      setTimeout(() => resolve(false), 10_000);
+    });
+    await client.callTool({ name: tool('test_trigger_resource_update'), arguments: {} });
+    const came = updated.length > before || (await heard);
+    await client.unsubscribeResource({ uri });
+    return { heard: came, uri: updated[before] ?? null };
   },
   whoami: async () => JSON.parse(text(await client.callTool({ name: tool('whoami'), arguments: {} }))),
   // Pauses until a line arrives on stdin, so a test can change the world mid-session.

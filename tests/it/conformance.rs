@@ -286,16 +286,18 @@ async fn conformance_2026_scores_the_same_through_connect_and_serve_as_direct() 
     }
 }
 
-/// The same set through `serve` in front of the 2025-11-25 fixture (both endpoints): what fails is
+/// The same set through `connect` and `serve` (both endpoints) in front of the 2025-11-25 fixture
+/// (translated: the fixture speaks no 2026-07-28): what fails is
 /// only what needs a server of the new revision — the input-required results' keys and state (a
 /// 2025 server's question has neither: the gateway asks under a key of its own), the tasks
 /// extension, `x-mcp-header` tools — and the `ping` the gateway answers (docs/conformance.md).
 #[tokio::test]
-async fn conformance_2026_through_serve_in_front_of_a_2025_server_fails_only_what_needs_a_2026_server() {
+async fn conformance_2026_through_connect_and_serve_in_front_of_a_2025_server_fails_only_what_needs_a_2026_server() {
     let upstream = fixture(&[]).await;
+    let via_connect = connect(&upstream.url, &[]).await;
     let gw = serve_fixture(&upstream.url).await;
     let per_server = gw.url.replace("/mcp", "/servers/fixture/mcp");
-    for url in [gw.url.clone(), per_server] {
+    for url in [via_connect.url.clone(), gw.url.clone(), per_server] {
         let through = run_suite(Suite::Next2026, &url).await;
         for (name, (counts, checks)) in &through.scenarios {
             let needs_2026 = name.starts_with("input-required-result-")
@@ -307,5 +309,40 @@ async fn conformance_2026_through_serve_in_front_of_a_2025_server_fails_only_wha
             assert!(fine, "{url}: {name}: {counts}: {checks:?}\n{}\n{}", through.stdout, gw.output());
         }
         assert!(through.passed >= 139, "{url}: expected at least 139 checks passed:\n{}", through.stdout);
+    }
+}
+
+/// 0.2.0-alpha.12 at `--requirements 2025-11-25` through `connect` and both of `serve`'s endpoints
+/// in front of the 2026-07-28-only fixture: every scenario scores what it scores directly against
+/// the 2025 fixture — the translation loses nothing (resource subscriptions included) — but for
+/// `server-sse-polling`'s two warnings: a 2026 server's response stream is never ended mid-call
+/// for the client to resume, so no `retry` field is sent and nothing is resumed.
+#[tokio::test]
+async fn conformance_2025_through_connect_and_serve_in_front_of_a_2026_server_scores_as_a_2025_server() {
+    let legacy = fixture(&[]).await;
+    let direct = run_suite(Suite::Next, &legacy.url).await;
+    assert_eq!(direct.failed, 0, "{}", direct.stdout);
+    let upstream = fixture_2026().await;
+    let via_connect = connect(&upstream.url, &[]).await;
+    let gw = serve_fixture(&upstream.url).await;
+    let per_server = gw.url.replace("/mcp", "/servers/fixture/mcp");
+    let polling = ["WARNING server-sse-disconnect-resume".to_owned(), "WARNING server-sse-retry-field".to_owned()];
+    let targets = [(via_connect.url.clone(), &via_connect), (per_server, &gw), (gw.url.clone(), &gw)];
+    for (url, proc) in targets {
+        let through = run_suite(Suite::Next, &url).await;
+        let log = proc.output();
+        assert_eq!(through.failed, 0, "through {url}:\n{}\n{log}", through.stdout);
+        assert_eq!(
+            through.scenarios.keys().collect::<Vec<_>>(),
+            direct.scenarios.keys().collect::<Vec<_>>(),
+            "through {url}"
+        );
+        for (name, score) in &through.scenarios {
+            if name == "server-sse-polling" {
+                assert_eq!(score.1, polling, "through {url}: {name}: {score:?}");
+            } else {
+                assert_eq!(Some(score), direct.scenarios.get(name), "through {url}: {name}\n{log}");
+            }
+        }
     }
 }

@@ -292,3 +292,35 @@ async fn the_translation_keeps_its_upstream_sessions_past_connects_session_ttl()
     let heard = stream.until(Duration::from_secs(10), |n| n["method"] == "notifications/tools/list_changed").await;
     assert!(heard.is_ok(), "no list change past the session limit: {heard:?}\n{}", gw.output());
 }
+
+/// A 2025 client's resource subscription at a 2026-07-28-only server, through `connect` and
+/// through `mcpgate stdio`: the revision has no `resources/subscribe`; the translation names the
+/// resource on a `subscriptions/listen` stream of the client's session, and the server's update
+/// reaches the client.
+#[tokio::test]
+async fn a_modern_servers_resource_updates_reach_a_legacy_subscriber_through_connect_and_stdio() {
+    let mut cmd = tokio::process::Command::new(node());
+    cmd.arg(repo().join("tests/fixtures/conformance-server-2026.mjs"));
+    let upstream = Proc::start("2026-07-28 fixture", cmd).await;
+    let gw = connect(&upstream.url, &[]).await;
+    let r = sdk_client(&gw.url, &["resource_updated", "close"]).await;
+    assert_eq!(r["resource_updated"], json!({"heard": true, "uri": "test://watched-resource"}), "{r}\n{}", gw.output());
+    let stdio = serde_json::to_string(&[mcpgate_bin(), "stdio", &upstream.url]).unwrap();
+    let r = sdk_client_env("stdio", &["resource_updated", "close"], &[("MCP_STDIO_COMMAND", &stdio)]).await;
+    assert_eq!(r["resource_updated"], json!({"heard": true, "uri": "test://watched-resource"}), "{r}");
+}
+
+/// A subscription a 2026-07-28 server does not honour (it declares no `resources.subscribe`: its
+/// listen acknowledgement leaves the resource out) is refused, not promised.
+#[tokio::test]
+async fn a_subscription_a_modern_server_does_not_honour_is_refused_through_connect() {
+    let mut cmd = tokio::process::Command::new(node());
+    cmd.arg(repo().join("tests/fixtures/modern-server.mjs"));
+    let upstream = Proc::start("modern fixture", cmd).await;
+    let gw = connect(&upstream.url, &[]).await;
+    let sid = crate::serve::session(&gw.url).await;
+    let sub = json!({"jsonrpc":"2.0","id":2,"method":"resources/subscribe","params":{"uri": "demo://anything"}});
+    let r = call(&gw.url, &sid, &[], &sub.to_string()).await.message();
+    assert_eq!(r["error"]["code"], -32602, "{r}\n{}", gw.output());
+    assert!(r["error"]["message"].as_str().unwrap().contains("no updates of demo://anything"), "{r}");
+}

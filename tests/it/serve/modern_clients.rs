@@ -260,9 +260,10 @@ async fn a_modern_client_hears_the_updates_it_listens_for_on_every_route() {
 
 /// A 2026-07-28 server's list changes reach 2025 clients through the gateway, alone and merged:
 /// the gateway keeps a `subscriptions/listen` stream open at the server, and a change on it is
-/// told on the clients' GET streams and refreshes the listing.
+/// told on the clients' GET streams and refreshes the listing; a client's resource subscription
+/// is a listen stream of its session's, whose updates reach it.
 #[tokio::test]
-async fn a_modern_servers_list_changes_reach_legacy_clients_on_every_remote_route() {
+async fn a_modern_servers_list_changes_and_updates_reach_legacy_clients_on_every_remote_route() {
     let dir = tempdir("serve-modern-list-changes");
     let mut cmd = tokio::process::Command::new(node());
     cmd.arg(repo().join("tests/fixtures/conformance-server-2026.mjs"));
@@ -285,6 +286,18 @@ async fn a_modern_servers_list_changes_reach_legacy_clients_on_every_remote_rout
         assert!(heard.is_ok(), "{route}: no list change: {heard:?}\n{}", gw.output());
         let now = listed(&call(&url, &sid, &[], list).await.message());
         assert_ne!(had, now, "{route}: the listing was not fetched anew");
+        // A resource subscription (the revision has none): a listen stream of the session's
+        // naming it at the server, whose update reaches the subscriber.
+        let uri = route.uri("test://watched-resource");
+        let sub = json!({"jsonrpc":"2.0","id":2,"method":"resources/subscribe","params":{"uri": uri}});
+        let r = call(&url, &sid, &[], &sub.to_string()).await.message();
+        assert_eq!(r["result"], json!({}), "{route}: {r}\n{}", gw.output());
+        call_text(&url, &sid, &route.name("test_trigger_resource_update"), json!({})).await;
+        let heard = events.until(Duration::from_secs(10), |m| m["method"] == "notifications/resources/updated").await;
+        let heard = heard.unwrap_or_else(|got| panic!("{route}: no update: {got:?}\n{}", gw.output()));
+        assert_eq!(heard["params"]["uri"], uri.as_str(), "{route}: {heard}");
+        let unsub = json!({"jsonrpc":"2.0","id":3,"method":"resources/unsubscribe","params":{"uri": uri}});
+        assert_eq!(call(&url, &sid, &[], &unsub.to_string()).await.message()["result"], json!({}), "{route}");
     }
 }
 
