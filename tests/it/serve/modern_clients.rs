@@ -22,7 +22,7 @@ async fn a_modern_client_reaches_legacy_servers_on_every_route() {
             tokio::process::Command::new(node())
                 .arg(repo().join("tests/clients/modern-client.mjs"))
                 .arg(m.url(route))
-                .args(["progress", "elicit", "ping"])
+                .args(["progress", "elicit", "sampling", "ping"])
                 .env("MCP_TOOL_PREFIX", route.prefix())
                 .kill_on_drop(true)
                 .output(),
@@ -43,6 +43,12 @@ async fn a_modern_client_reaches_legacy_servers_on_every_route() {
         assert_eq!(report["elicit"]["asked"], 1, "{route}: {report}");
         assert!(report["elicit"]["text"].as_str().unwrap().contains("Grace Hopper"), "{route}: {report}");
         assert_eq!(report["progress"]["progress"], json!([1, 2, 3]), "{route}: progress streamed: {report}");
+        // The server's sampling request, as an input-required round the client answers.
+        assert_eq!(report["sampling"]["asked"], 1, "{route}: {report}");
+        assert!(
+            report["sampling"]["text"].as_str().unwrap().contains("sampled by the modern client"),
+            "{route}: {report}"
+        );
         // Last: the listing (see listings.rs for what it holds on each route).
         let elicitation = route.name("trigger-elicitation-request");
         let tools = &report["tools"];
@@ -72,8 +78,8 @@ async fn a_legacy_client_reaches_a_modern_only_server_on_every_remote_route() {
         let prefix = route.prefix();
         let r = sdk_client_env(
             &route.url(&gw.url),
-            &["tools", "echo", "progress", "elicit", "sampling", "close"],
-            &[("MCP_TOOL_PREFIX", &prefix)],
+            &["tools", "echo", "progress", "elicit", "sampling", "roots_tool", "close"],
+            &[("MCP_TOOL_PREFIX", &prefix), ("MCP_ROOTS", r#"["file:///home/legacy/work"]"#)],
         )
         .await;
         let elicitation = route.name("trigger-elicitation-request");
@@ -83,6 +89,9 @@ async fn a_legacy_client_reaches_a_modern_only_server_on_every_remote_route() {
         assert_eq!(p, [1, 2, 3], "{route}: {r}");
         assert_eq!(r["elicit"]["text"], "Hello, Ada Lovelace (state asked)", "{route}: {r}");
         assert_eq!(r["sampling"], "LLM said: sampled by the test client", "{route}: {r}\n{}", gw.output());
+        // The server's roots/list input request, put to the client as a roots/list request.
+        assert_eq!(r["roots_tool"]["text"], "Roots: file:///home/legacy/work", "{route}: {r}");
+        assert_eq!(r["roots_tool"]["asked"], 1, "{route}: {r}");
     })
     .await;
 }
@@ -383,4 +392,36 @@ async fn a_modern_callers_roots_reach_a_server_that_asks_on_its_own_on_every_rem
         .find_map(|l| l.strip_prefix("mcpgate_modern_sessions_open "))
         .unwrap_or_else(|| panic!("{metrics}"));
     assert!(open.parse::<usize>().unwrap() <= 2 * (1 + 16 + 1 + 1), "modern sessions open: {open}");
+}
+
+/// A 2025 server's list changes reach a 2026-07-28 client's `subscriptions/listen` stream on
+/// every remote route (the 2025 conformance fixture's dynamic tool, switched by the client's
+/// call), once, tagged with the stream's id. (server-everything, the stdio routes' server, has
+/// no way to change its lists on demand.)
+#[tokio::test]
+async fn a_legacy_servers_list_changes_reach_a_modern_listener_on_every_remote_route() {
+    let dir = tempdir("serve-legacy-list-changes");
+    let upstream = fixture(&[]).await;
+    let gw = serve_ready(&dir, json!({"remote": {"url": upstream.url}, "local": stdio_everything(&dir)})).await;
+    for route in REMOTE {
+        let url = route.url(&gw.url);
+        let mut h = MCP_HEADERS.to_vec();
+        h.extend([("mcp-protocol-version", "2026-07-28"), ("mcp-method", "subscriptions/listen")]);
+        let body = json!({"jsonrpc": "2.0", "id": "listen-1", "method": "subscriptions/listen", "params": {
+            "notifications": {"toolsListChanged": true},
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}});
+        let mut stream = Sse::open("POST", &url, &h, &body.to_string()).await;
+        let Next::Message(ack) = stream.next(Duration::from_secs(10)).await else {
+            panic!("{route}: no acknowledgement")
+        };
+        assert_eq!(ack["method"], "notifications/subscriptions/acknowledged", "{route}: {ack}");
+        let tool = route.name("test_trigger_tool_change");
+        let said = modern(&url, "tools/call", Some(&tool), json!({"name": tool, "arguments": {}}), json!({})).await;
+        assert!(said.message().to_string().contains("Tools changed"), "{route}: {}", said.body);
+        let changed = |n: &Value| n["method"] == "notifications/tools/list_changed";
+        let heard = stream.until(Duration::from_secs(10), changed).await;
+        let heard = heard.unwrap_or_else(|got| panic!("{route}: no list change: {got:?}\n{}", gw.output()));
+        assert_eq!(heard["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "listen-1", "{route}: {heard}");
+        assert!(stream.until(Duration::from_millis(500), changed).await.is_err(), "{route}: told twice");
+    }
 }
