@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use direct::Forward;
 pub(crate) use proxy::CLIENT;
-pub use proxy::{Proxy, Transport};
+pub use proxy::{Proxy, Transport, UpstreamSession};
 
 use crate::credentials::{Credentials, Source};
 use crate::http::guard::Guard;
@@ -209,8 +209,8 @@ impl Proxy {
     }
 }
 
-/// Ends sessions idle for longer than `ttl`, upstream too — none that a stream is open on (the
-/// translation's own sessions at the upstream among them: it ends those itself).
+/// Ends sessions idle for longer than `ttl`, upstream too — none that is held (`Proxy::lease`: the
+/// translation's own sessions at the upstream, which it ends itself).
 async fn expire_sessions(proxy: Arc<Proxy>, ttl: Duration) {
     let every = (ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
     loop {

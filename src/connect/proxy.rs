@@ -23,7 +23,7 @@ use crate::http::body::{self, Body};
 use crate::jsonrpc::Payload;
 use crate::mcp::era::{self, Era};
 use crate::mcp::headers::{PROTOCOL_VERSION, SESSION_ID, check_modern};
-use crate::mcp::session::{Session, SessionTable};
+use crate::mcp::session::{Lease, Session, SessionTable};
 use crate::upstream::Upstream;
 
 /// The upstream's transport, as configured or detected.
@@ -236,8 +236,7 @@ impl Proxy {
                 legacy::get(&self.upstream, &session.initialize, state, &self.shutdown).await
             }
         }
-        // The stream holds its session: one a client listens on is not idle (`expire_unheld`).
-        .map(|resp| tag(resp, &session.header).map(|b| body::holding(b, session.clone())))
+        .map(|resp| tag(resp, &session.header))
         .map_err(fail)
     }
 
@@ -263,6 +262,12 @@ impl Proxy {
             tracing::info!(session = s.label(), "session evicted: the session limit was reached");
             self.end_upstream_session(&s).await;
         }
+    }
+
+    /// A hold on the session `id` for an in-process owner (the translation's remote link): the
+    /// sweeper leaves a held session alone (`expire_unheld`), and eviction too; the owner ends it.
+    pub fn lease(&self, id: &HeaderValue) -> Option<Lease<UpstreamSession>> {
+        self.sessions.get(id.to_str().ok()?).map(Lease::new)
     }
 
     /// The client's session, by the id the gateway issued.

@@ -116,6 +116,11 @@ impl Translate {
         self.found_refusing(Era::Legacy);
     }
 
+    /// The revision the upstream was found to speak only, once it was.
+    pub fn modern_only(&self) -> Option<&'static str> {
+        self.modern_only.get().copied().filter(|_| self.refuses(Era::Legacy))
+    }
+
     fn found_refusing(&self, era: Era) {
         if self.refused.fetch_or(Self::bit(era), Ordering::AcqRel) & Self::bit(era) == 0 {
             tracing::info!(upstream = %self.proxy.upstream.display, "the upstream does not speak the {era:?} era: translating");

@@ -15,15 +15,6 @@ pub fn empty() -> Body {
     Empty::new().map_err(|e| match e {}).boxed_unsync()
 }
 
-/// `body`, holding `lease` until the body is dropped (the session a stream is open on, say).
-pub fn holding<T: Send + 'static>(body: Body, lease: T) -> Body {
-    body.map_frame(move |frame| {
-        let _held = &lease;
-        frame
-    })
-    .boxed_unsync()
-}
-
 #[derive(Debug)]
 pub enum ReadError {
     TooLarge,

@@ -61,6 +61,22 @@ impl<S> Session<S> {
     }
 }
 
+/// A hold on a session for an owner that ends it itself: the table's sweeper (`expire_unheld`)
+/// and eviction leave it alone while held; let go, it counts as used just then.
+pub struct Lease<S>(Arc<Session<S>>);
+
+impl<S> Lease<S> {
+    pub fn new(session: Arc<Session<S>>) -> Lease<S> {
+        Lease(session)
+    }
+}
+
+impl<S> Drop for Lease<S> {
+    fn drop(&mut self) {
+        self.0.touch();
+    }
+}
+
 /// Milliseconds since the first call (a process-local monotonic clock).
 fn now_ms() -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
@@ -349,8 +365,7 @@ impl<S> SessionTable<S> {
 
     /// Removes sessions idle for longer than `ttl`; returns them so their upstream sessions can
     /// be ended.
-    /// `expire`, but for sessions held elsewhere too (an open stream holds its session: one a
-    /// client listens on is not idle, however long the server keeps quiet).
+    /// `expire`, but for sessions held elsewhere too (a `Lease`, a request in flight).
     pub fn expire_unheld(&self, ttl: Duration) -> Vec<Arc<Session<S>>> {
         let mut inner = self.write();
         let idle: Vec<u128> = inner
@@ -399,6 +414,20 @@ mod tests {
         let b = new_id().unwrap();
         assert_eq!(a.len(), 32);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_leased_session_is_neither_swept_nor_evicted_and_counts_as_used_when_let_go() {
+        let t = SessionTable::new(Limits { total: 1, per_client: 1 });
+        let held = t.create(A, b"{}", "held").unwrap().session;
+        let lease = Lease::new(t.get(held.id()).unwrap());
+        drop(held);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(t.expire_unheld(Duration::ZERO).is_empty(), "held: not swept");
+        assert!(t.create(A, b"{}", "another").is_err(), "held: not evicted to make room");
+        drop(lease);
+        assert!(t.expire_unheld(Duration::from_secs(60)).is_empty(), "let go: used just then");
+        assert_eq!(t.expire_unheld(Duration::ZERO).len(), 1, "let go: swept once idle");
     }
 
     #[test]

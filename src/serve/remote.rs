@@ -75,6 +75,9 @@ struct Upstream {
     session: Option<HeaderValue>,
     version: Option<HeaderValue>,
     stop: CancellationToken,
+    /// The engine's session held while this link uses it (an engine with a sweeper, `connect`'s,
+    /// would otherwise end it when idle: the link ends it itself).
+    _lease: Option<crate::mcp::session::Lease<crate::connect::UpstreamSession>>,
 }
 
 impl Upstream {
@@ -246,36 +249,13 @@ impl RemoteLink {
         }
         let id = self.ids.next().text();
         let body = json!({"jsonrpc":"2.0","id":id,"method":"initialize","params":init}).to_string();
-        // Sent as the stdio bridge sends a client's (`modern::initialize_probe`): a server that
-        // speaks only 2026-07-28 says so in its answer (`era::detect`'s evidence: -32022 naming
-        // the revision, -32020, -32601, or a result of that revision's).
-        let mut probe = crate::mcp::modern::initialize_probe(body.as_bytes());
-        let (status, session, answer, detected) = loop {
-            let mut to = self.to(None, client);
-            let sent = match &probe {
-                Some((enveloped, asked)) => {
-                    to.version = HeaderValue::try_from(asked.as_str()).ok();
-                    to.method = Some(HeaderValue::from_static("initialize"));
-                    enveloped.clone()
-                }
-                None => body.clone(),
-            };
-            let resp = self.sender(client).send(&self.proxy, to, Bytes::from(sent)).await?;
-            let (status, session) = (resp.status(), resp.headers().get(SESSION_ID).cloned());
-            let answer = first_response(resp, &id).await;
-            let said = answer.as_ref().map(Value::to_string).unwrap_or_default();
-            let detected = crate::mcp::era::detect(status.as_u16(), said.as_bytes());
-            if detected == crate::mcp::era::Detected::HttpSse
-                && status == http::StatusCode::BAD_REQUEST
-                && probe.is_some()
-            {
-                tracing::debug!(server = %self.name, "initialize with MCP-Protocol-Version refused (400); sending it again without");
-                probe = None;
-                continue;
-            }
-            break (status, session, answer, detected);
-        };
-        if let crate::mcp::era::Detected::Modern(version) = detected {
+        let resp = self.sender(client).send(&self.proxy, self.to(None, client), Bytes::from(body)).await?;
+        let (status, session) = (resp.status(), resp.headers().get(SESSION_ID).cloned());
+        let answer = first_response(resp, &id).await;
+        // A server that speaks only 2026-07-28 says so in its answer (`era::detect`'s evidence:
+        // -32022 naming the revision, -32020, -32601, or a result of that revision's).
+        let said = answer.as_ref().map(Value::to_string).unwrap_or_default();
+        if let crate::mcp::era::Detected::Modern(version) = crate::mcp::era::detect(status.as_u16(), said.as_bytes()) {
             if status.is_success() && session.is_some() {
                 // The engine's session for it is of no use: the revision has none.
                 self.proxy.end(&Forward { session, ..self.to(None, client) }).await;
@@ -301,7 +281,8 @@ impl RemoteLink {
             discovered: None,
         };
         let version = HeaderValue::try_from(info.protocol_version.as_str()).ok();
-        let up = Arc::new(Upstream { session, version, stop: self.stop.child_token() });
+        let lease = session.as_ref().and_then(|id| self.proxy.lease(id));
+        let up = Arc::new(Upstream { session, version, stop: self.stop.child_token(), _lease: lease });
         let note = json!({"jsonrpc":"2.0","method":"notifications/initialized"}).to_string();
         drop(self.proxy.send(&self.to(Some(&up), client), Bytes::from(note)).await);
         if key.is_empty() {
@@ -385,7 +366,7 @@ impl RemoteLink {
             }
             super::backend::announce_lists_changed(&self.unsolicited, &self.name);
         }
-        let up = Arc::new(Upstream { session: None, version: None, stop: self.stop.child_token() });
+        let up = Arc::new(Upstream { session: None, version: None, stop: self.stop.child_token(), _lease: None });
         self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_owned(), up.clone());
         Ok(up)
     }

@@ -125,28 +125,25 @@ pub(super) struct Ask<'a> {
     pub stop: &'a CancellationToken,
 }
 
+/// What a subscription change makes of a session's stream.
+#[derive(Debug, PartialEq)]
+enum Next {
+    /// Nothing changed (already subscribed, or not).
+    Same,
+    /// The session subscribes to nothing any more: its stream ended.
+    Ended,
+    /// The stream opened anew, for these URIs, until this token.
+    Reopen(Vec<String>, CancellationToken),
+}
+
 impl Subscriptions {
     /// `resources/subscribe` (`on`) or `resources/unsubscribe` of `uri`: the session's stream
     /// opened anew with its URIs; the answer once the server acknowledged it (a URI it does not
     /// honour is refused, and left out again).
     pub(super) async fn change(&self, ask: Ask<'_>, uri: &str, on: bool) -> Result<(), String> {
-        let (uris, stop) = {
-            let mut all = self.by_session.lock().unwrap_or_else(|p| p.into_inner());
-            let entry = all.entry(ask.session.to_owned()).or_insert_with(|| (BTreeSet::new(), ask.stop.child_token()));
-            if on && !entry.0.contains(uri) && entry.0.len() >= MAX_URIS {
-                return Err(format!("a session subscribes to {MAX_URIS} resources of a server at most"));
-            }
-            let changed = if on { entry.0.insert(uri.to_owned()) } else { entry.0.remove(uri) };
-            if !changed {
-                return Ok(());
-            }
-            entry.1.cancel();
-            if entry.0.is_empty() {
-                all.remove(ask.session);
-                return Ok(());
-            }
-            entry.1 = ask.stop.child_token();
-            (entry.0.iter().cloned().collect::<Vec<_>>(), entry.1.clone())
+        let (uris, stop) = match self.update(ask.session, uri, on, ask.stop)? {
+            Next::Same | Next::Ended => return Ok(()),
+            Next::Reopen(uris, stop) => (uris, stop),
         };
         let (tx, rx) = oneshot::channel();
         let filter = json!({ "resourceSubscriptions": uris });
@@ -168,10 +165,71 @@ impl Subscriptions {
         Err(format!("the server offers no updates of {uri}"))
     }
 
+    /// The session's set with `uri` in (`on`) or out, within `MAX_URIS`; its old stream stopped
+    /// when the set changed.
+    fn update(&self, session: &str, uri: &str, on: bool, link: &CancellationToken) -> Result<Next, String> {
+        let mut all = self.by_session.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = all.entry(session.to_owned()).or_insert_with(|| (BTreeSet::new(), link.child_token()));
+        if on && !entry.0.contains(uri) && entry.0.len() >= MAX_URIS {
+            return Err(format!("a session subscribes to {MAX_URIS} resources of a server at most"));
+        }
+        let changed = if on { entry.0.insert(uri.to_owned()) } else { entry.0.remove(uri) };
+        if !changed {
+            if entry.0.is_empty() {
+                all.remove(session);
+            }
+            return Ok(Next::Same);
+        }
+        entry.1.cancel();
+        if entry.0.is_empty() {
+            all.remove(session);
+            return Ok(Next::Ended);
+        }
+        entry.1 = link.child_token();
+        Ok(Next::Reopen(entry.0.iter().cloned().collect(), entry.1.clone()))
+    }
+
     /// The session ended: its stream too.
     pub(super) fn forget(&self, session: &str) {
         if let Some((_, stop)) = self.by_session.lock().unwrap_or_else(|p| p.into_inner()).remove(session) {
             stop.cancel();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sessions_subscriptions_are_one_stream_bounded_and_gone_with_the_session() {
+        let subs = Subscriptions::default();
+        let link = CancellationToken::new();
+        let Ok(Next::Reopen(uris, first)) = subs.update("s1", "a", true, &link) else { panic!() };
+        assert_eq!(uris, ["a"]);
+        assert_eq!(subs.update("s1", "a", true, &link), Ok(Next::Same), "subscribed already");
+        let Ok(Next::Reopen(uris, second)) = subs.update("s1", "b", true, &link) else { panic!() };
+        assert_eq!(uris, ["a", "b"]);
+        assert!(first.is_cancelled() && !second.is_cancelled(), "one stream per session: the old one ends");
+        let Ok(Next::Reopen(uris, third)) = subs.update("s1", "a", false, &link) else { panic!() };
+        assert_eq!(uris, ["b"]);
+        assert!(second.is_cancelled());
+        assert_eq!(subs.update("s1", "b", false, &link), Ok(Next::Ended));
+        assert!(third.is_cancelled());
+        assert_eq!(subs.update("s1", "zz", false, &link), Ok(Next::Same), "not subscribed");
+        assert!(subs.by_session.lock().unwrap().is_empty(), "nothing kept for a session without subscriptions");
+        // At most MAX_URIS for one session (another session has its own).
+        for i in 0..MAX_URIS {
+            assert!(matches!(subs.update("s2", &format!("u{i}"), true, &link), Ok(Next::Reopen(..))));
+        }
+        assert!(subs.update("s2", "one too many", true, &link).unwrap_err().contains("at most"));
+        assert!(matches!(subs.update("s3", "one too many", true, &link), Ok(Next::Reopen(..))));
+        // The session's end ends its stream; the link's stop ends them all.
+        let Ok(Next::Reopen(_, s3)) = subs.update("s3", "x", true, &link) else { panic!() };
+        subs.forget("s3");
+        assert!(s3.is_cancelled());
+        let Ok(Next::Reopen(_, s2)) = subs.update("s2", "u0", false, &link) else { panic!() };
+        link.cancel();
+        assert!(s2.is_cancelled());
     }
 }

@@ -53,7 +53,8 @@ impl Translator {
         .to_string();
         let mut cfg = crate::config::parse(&text, &|_| None)
             .map_err(|p| p.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
-        cfg.gateway.session_ttl = session_ttl;
+        // At least two of a listen stream's keep-alives (15 s), which keep its session in use.
+        cfg.gateway.session_ttl = session_ttl.max(std::time::Duration::from_secs(30));
         let cfg = Arc::new(cfg);
         let server = cfg.servers.first().cloned().ok_or("no server in the translator's configuration")?;
         let (tx, rx) = queue::unbudgeted(queue::DISPATCH);

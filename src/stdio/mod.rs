@@ -271,6 +271,10 @@ impl Bridge {
     /// The `initialize` sent is `modern::initialize_probe`'s, with `Mcp-Method`; refused with a
     /// 400 that says nothing of the era, it is sent once more as the client sent it.
     async fn initialize(&self, init: Bytes) -> Result<InitAnswer, &'static str> {
+        // The server's era is known already: it speaks only 2026-07-28.
+        if let Some(version) = self.translate.as_ref().and_then(|t| t.modern_only()) {
+            return Err(version);
+        }
         let (probe, asked) = match crate::mcp::modern::initialize_probe(&init) {
             Some((probe, asked)) => (Bytes::from(probe), HeaderValue::try_from(asked).ok()),
             None => (init.clone(), None),
@@ -314,6 +318,13 @@ impl Bridge {
             t.found_modern_only(version);
             t.session()
         });
+        // A client that initializes again: its session at the translation before ends first.
+        if let Some(eras) = eras
+            && self.session.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+        {
+            drop(eras.delete(&self.to().headers()).await);
+            *self.session.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
         let Some(eras) = eras else {
             return Err(Error::new(
                 Kind::UpstreamProtocol,

@@ -162,6 +162,9 @@ async fn modern_only_answering_initialize_with(legacy_initialize: &str) {
     let log = upstream.output();
     let first = log.lines().find_map(|l| l.strip_prefix("legacy initialize, MCP-Protocol-Version: "));
     assert_eq!(first, Some("2025-11-25"), "the first initialize names the client's revision:\n{log}");
+    // Once learnt, the era is not asked again (the translation knows it from the bridge).
+    let asked = log.lines().filter(|l| l.starts_with("legacy initialize")).count();
+    assert_eq!(asked, 1, "the server was asked its era more than once:\n{log}");
 }
 
 /// (a) 400 with -32020 (`HeaderMismatch`), as a server that wants its standard headers answers.
