@@ -595,7 +595,7 @@ fn refusal(resp: &Response<Body>) -> Option<crate::error::Refusal> {
 /// The first JSON-RPC response with `id` in a response (JSON body or SSE events).
 async fn first_response(resp: Response<Body>, id: &str) -> Option<Value> {
     let mut found = None;
-    let _ = read_messages(resp, |m| {
+    let _ = answer::read_messages(resp, |m| {
         if m.get("id").and_then(Value::as_str) == Some(id) && m.get("method").is_none() {
             found = Some(m);
             return false;
@@ -604,20 +604,6 @@ async fn first_response(resp: Response<Body>, id: &str) -> Option<Value> {
     })
     .await;
     found
-}
-
-/// Reads every message of a response, JSON or SSE, until `each` returns false; the last event id.
-pub(super) async fn read_messages(resp: Response<Body>, mut each: impl FnMut(Value) -> bool) -> Option<String> {
-    answer::read(resp, answer::MAX_JSON, |bytes| messages(&bytes, &mut each)).await.last_event_id
-}
-
-/// Hands each message of a payload (one, or a batch) to `each`; false once `each` said so.
-fn messages(bytes: &[u8], each: &mut impl FnMut(Value) -> bool) -> bool {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Array(batch)) => batch.into_iter().all(each),
-        Ok(m) => each(m),
-        Err(_) => true,
-    }
 }
 
 /// Keeps the session's GET stream open; what arrives on it goes to the router.
@@ -647,7 +633,7 @@ async fn listen(
                 delay = Duration::from_millis(500);
                 let session = (!key.is_empty()).then(|| key.clone());
                 let target = RequestTarget { proxy: proxy.clone(), to: to.clone() };
-                let read = read_messages(resp, |m| {
+                let read = answer::read_messages(resp, |m| {
                     // A request on the stream: the client's answer goes back upstream.
                     let reply = match (m.get("method").is_some(), m.get("id").cloned()) {
                         (true, Some(server_id)) => {
@@ -724,7 +710,7 @@ impl Link for RemoteLink {
                 // `Last-Event-ID`, so the client's stream goes on as if nothing happened.
                 let reopen = |last, wait| resume.reopen(last, wait);
                 answer::read_resuming(resp, answer::MAX_JSON, reopen, |bytes| {
-                    messages(&bytes, &mut |m: Value| {
+                    answer::messages(&bytes, &mut |m: Value| {
                         let has_method = m.get("method").is_some();
                         match (has_method, m.get("id").cloned()) {
                             (false, Some(v)) if v.as_str() == Some(id.as_str()) => {

@@ -66,7 +66,7 @@ pub(super) async fn listen(
         };
         if resp.status().is_success() {
             let opened = std::time::Instant::now();
-            let read = super::remote::read_messages(resp, |mut m| {
+            let read = crate::transport::answer::read_messages(resp, |mut m| {
                 let method = m.get("method").and_then(Value::as_str).unwrap_or_default();
                 if method == "notifications/subscriptions/acknowledged" {
                     if let Some(tx) = acknowledged.take() {

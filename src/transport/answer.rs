@@ -43,6 +43,25 @@ pub struct End {
     pub broken: Option<String>,
 }
 
+/// Reads every message of a response, JSON or SSE, each parsed (a batch message by message),
+/// until `each` returns false; the last event id.
+pub async fn read_messages<B>(resp: Response<B>, mut each: impl FnMut(serde_json::Value) -> bool) -> Option<String>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    read(resp, MAX_JSON, |bytes| messages(&bytes, &mut each)).await.last_event_id
+}
+
+/// Hands each message of a payload (one, or a batch) to `each`; false once `each` said so.
+pub fn messages(bytes: &[u8], each: &mut impl FnMut(serde_json::Value) -> bool) -> bool {
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(serde_json::Value::Array(batch)) => batch.into_iter().all(each),
+        Ok(m) => each(m),
+        Err(_) => true,
+    }
+}
+
 /// Hands each JSON-RPC payload of `resp` (a message or a batch, as the server wrote it) to
 /// `each`, until `each` returns false or the body ends; a JSON body is read up to `limit`
 /// bytes. Events without data (a stream's priming event) are not messages.
