@@ -18,7 +18,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Response};
+use http::{HeaderMap, HeaderValue, Response};
 use serde_json::json;
 
 use http_body_util::BodyExt;
@@ -83,6 +83,8 @@ pub struct Translate {
     refused: AtomicU8,
     /// One probe at a time.
     probing: tokio::sync::Mutex<()>,
+    /// A legacy `initialize` was answered as a legacy server answers: later ones go as they came.
+    speaks_legacy: std::sync::atomic::AtomicBool,
     eras: OnceLock<Option<Box<dyn Eras>>>,
 }
 
@@ -95,6 +97,7 @@ impl Translate {
             modern_only: OnceLock::new(),
             refused: AtomicU8::new(0),
             probing: tokio::sync::Mutex::new(()),
+            speaks_legacy: std::sync::atomic::AtomicBool::new(false),
             eras: OnceLock::new(),
         }
     }
@@ -142,7 +145,9 @@ impl Translate {
         }
         let first = match asks {
             Era::Modern => true,
-            Era::Legacy => Payload::parse(&body).is_ok_and(|p| p.is_initialize()),
+            Era::Legacy => {
+                !self.speaks_legacy.load(Ordering::Acquire) && Payload::parse(&body).is_ok_and(|p| p.is_initialize())
+            }
         };
         if !first || self.refused.load(Ordering::Acquire) != 0 {
             return self.relay(headers, body).await;
@@ -151,19 +156,33 @@ impl Translate {
     }
 
     /// A client's first exchange of its era while the upstream has refused neither: relayed,
-    /// and a refusal read for what it says.
+    /// and a refusal read for what it says — for a legacy `initialize`, its answer too (a server
+    /// of 2026-07-28 only may answer it with a result of that revision).
     async fn first(&self, asks: Era, headers: &HeaderMap, body: Bytes) -> Response<Body> {
-        let resp = self.relay(headers, body.clone()).await;
+        let resp = match asks {
+            Era::Legacy => self.initialize(headers, body.clone()).await,
+            Era::Modern => self.relay(headers, body.clone()).await,
+        };
         let status = resp.status();
-        if !matches!(status.as_u16(), 400 | 404 | 405) || answer::is_event_stream(resp.headers()) {
+        let answered = asks == Era::Legacy && status.is_success();
+        if !(answered || matches!(status.as_u16(), 400 | 404 | 405)) || answer::is_event_stream(resp.headers()) {
             return resp;
         }
-        // A refusal: small, read whole to tell what it says (and given back as it was).
+        // Read whole to tell what it says (and given back as it was): a refusal is small, an
+        // answer to `initialize` at most what the engine relays.
         let (parts, body_in) = resp.into_parts();
-        let Some(read) = whole(body_in).await else {
-            let e = crate::error::Error::new(Kind::UpstreamProtocol, "the upstream's refusal could not be read whole");
+        let Some(read) = whole(body_in, if answered { answer::MAX_JSON } else { REFUSAL }).await else {
+            let e = crate::error::Error::new(Kind::UpstreamProtocol, "the upstream's answer could not be read whole");
             return wire::error(&e, None);
         };
+        if answered && !matches!(era::detect(status.as_u16(), &read), Detected::Modern(_)) {
+            self.speaks_legacy.store(true, Ordering::Release);
+            return Response::from_parts(parts, crate::http::body::full(read));
+        }
+        if answered && let Some(id) = parts.headers.get(crate::mcp::headers::SESSION_ID) {
+            // The engine's session for a server that has none is of no use.
+            self.proxy.end(&Forward { session: Some(id.clone()), ..Default::default() }).await;
+        }
         let modern = match era::detect(status.as_u16(), &read) {
             Detected::Modern(version) => Some(version),
             _ => None,
@@ -185,6 +204,34 @@ impl Translate {
             if let Some(eras) = self.eras() {
                 return eras.post(headers, body).await;
             }
+        }
+        Response::from_parts(parts, crate::http::body::full(read))
+    }
+
+    /// A legacy client's `initialize` while the upstream's era is not known, sent as the stdio
+    /// bridge sends one (`modern::initialize_probe`, with `Mcp-Method`): a 2026-07-28-only server
+    /// reads it as a request of a revision it does not speak and says which it does. A 400 that
+    /// says nothing of the era is followed by the `initialize` as it came (a legacy server that
+    /// checks the header against the revisions it knows refuses a client newer than itself).
+    async fn initialize(&self, headers: &HeaderMap, body: Bytes) -> Response<Body> {
+        let Some((probe, asked)) = crate::mcp::modern::initialize_probe(&body) else {
+            return self.relay(headers, body).await;
+        };
+        let mut h = headers.clone();
+        let (Ok(version), method) = (HeaderValue::try_from(asked), HeaderValue::from_static("initialize")) else {
+            return self.relay(headers, body).await;
+        };
+        h.insert(PROTOCOL_VERSION, version);
+        h.insert(crate::mcp::headers::METHOD, method);
+        let resp = self.relay(&h, Bytes::from(probe)).await;
+        if resp.status() != http::StatusCode::BAD_REQUEST || answer::is_event_stream(resp.headers()) {
+            return resp;
+        }
+        let (parts, refusal) = resp.into_parts();
+        let Some(read) = whole(refusal, REFUSAL).await else { return self.relay(headers, body).await };
+        if era::detect(parts.status.as_u16(), &read) == Detected::HttpSse {
+            tracing::debug!("initialize with MCP-Protocol-Version refused (400); sending it again as it came");
+            return self.relay(headers, body).await;
         }
         Response::from_parts(parts, crate::http::body::full(read))
     }
@@ -240,12 +287,12 @@ impl Translate {
         matches!(resp.status().as_u16(), 400 | 404 | 405)
     }
 }
-/// A body of at most `REFUSAL` bytes, read whole (`None`: larger, or broken off).
-async fn whole(mut body: Body) -> Option<Bytes> {
+/// A body of at most `limit` bytes, read whole (`None`: larger, or broken off).
+async fn whole(mut body: Body, limit: usize) -> Option<Bytes> {
     let mut out = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame.ok()?.into_data() {
-            if out.len() + data.len() > REFUSAL {
+            if out.len() + data.len() > limit {
                 return None;
             }
             out.extend_from_slice(&data);

@@ -5,16 +5,21 @@
 // scenarios that hand out credentials, MCP_CONFORMANCE_CONTEXT (JSON: { name, client_id, ... }).
 //   MCPGATE_BIN   the mcpgate binary (default /work/main/target/release/mcpgate)
 //   MCPGATE_ARGS  extra flags for the bridge, split on spaces (e.g. "-v")
+//   MCPGATE_VIA   `stdio` (the default) or `connect`: then `mcpgate connect <server-url> [--oauth] [flags]`
+//                 is started on a loopback port and the SDK's Streamable HTTP client talks to it
 // The bridge gets a fresh credential store (MCPGATE_STORE_DIR) and follow-redirects.mjs as its browser
 // (MCPGATE_BROWSER). Exits 0 when the scenario's actions succeeded (or, for the scenarios where the suite
 // expects the client to give up, when they failed), 1 otherwise. Logs go to stderr only.
 // See /tmp/notes/conformance-client.md (or docs) for what each scenario checks.
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -150,19 +155,45 @@ const actions = {
   },
 };
 
+// A loopback port nothing listens on yet.
+const freePort = () => new Promise((resolve) => {
+  const s = createServer().listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+});
+// Until something listens on `port` (or `child` exited).
+async function listening(port, child) {
+  for (let i = 0; i < 250 && child.exitCode === null; i++) {
+    const up = await new Promise((resolve) => {
+      const c = tcpConnect(port, '127.0.0.1', () => { c.destroy(); resolve(true); }).on('error', () => resolve(false));
+    });
+    if (up) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`mcpgate connect did not listen on ${port} (exit ${child.exitCode})`);
+}
+
+let gateway = null; // `mcpgate connect`, when MCPGATE_VIA=connect
+
 async function main() {
-  const args = ['stdio', serverUrl, ...bridgeFlags(), ...(process.env.MCPGATE_ARGS?.split(' ').filter(Boolean) ?? [])];
-  log(`scenario ${scenario}: ${bin} ${args.join(' ')}`);
-  const transport = new StdioClientTransport({
-    command: bin,
-    args,
-    stderr: 'inherit',
-    env: {
-      ...process.env,
-      MCPGATE_STORE_DIR: join(tmp, 'store'),
-      MCPGATE_BROWSER: `${shq(process.execPath)} ${shq(join(here, 'follow-redirects.mjs'))}`,
-    },
-  });
+  const extra = process.env.MCPGATE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const env = {
+    ...process.env,
+    MCPGATE_STORE_DIR: join(tmp, 'store'),
+    MCPGATE_BROWSER: `${shq(process.execPath)} ${shq(join(here, 'follow-redirects.mjs'))}`,
+  };
+  let transport;
+  if (process.env.MCPGATE_VIA === 'connect') {
+    const port = await freePort();
+    const oauth = scenario.startsWith('auth/') ? ['--oauth'] : [];
+    const args = ['connect', serverUrl, ...oauth, ...bridgeFlags(), '--listen', `127.0.0.1:${port}`, ...extra];
+    log(`scenario ${scenario}: ${bin} ${args.join(' ')}`);
+    gateway = spawn(bin, args, { stdio: ['ignore', 'inherit', 'inherit'], env });
+    await listening(port, gateway);
+    transport = new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp`));
+  } else {
+    const args = ['stdio', serverUrl, ...bridgeFlags(), ...extra];
+    log(`scenario ${scenario}: ${bin} ${args.join(' ')}`);
+    transport = new StdioClientTransport({ command: bin, args, stderr: 'inherit', env });
+  }
   const client = new Client(
     { name: 'mcpgate-conformance-driver', version: '1.0.0' },
     { capabilities: { elicitation: { form: { applyDefaults: true } }, sampling: {} } },
@@ -180,7 +211,10 @@ async function main() {
 
 const watchdog = setTimeout(() => { log('gave up after 27 s'); cleanup(); process.exit(1); }, 27_000);
 watchdog.unref();
-function cleanup() { rmSync(tmp, { recursive: true, force: true }); }
+function cleanup() {
+  gateway?.kill();
+  rmSync(tmp, { recursive: true, force: true });
+}
 
 try {
   await main();

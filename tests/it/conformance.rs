@@ -136,12 +136,19 @@ struct ClientScore {
 }
 
 async fn client_suite(args: &[&str]) -> ClientScore {
+    client_suite_via("stdio", args).await
+}
+
+/// `client_suite` with the client's mcpgate mode: `stdio`, or `connect` (`mcpgate connect --oauth`
+/// on a loopback port, the SDK's Streamable HTTP client in front of it).
+async fn client_suite_via(via: &str, args: &[&str]) -> ClientScore {
     let out = tokio::time::timeout(
         Duration::from_secs(600),
         tokio::process::Command::new("bash")
             .arg(repo().join("tests/conformance/run-client-suite.sh"))
             .args(args)
             .env("MCPGATE_BIN", mcpgate_bin())
+            .env("MCPGATE_VIA", via)
             .kill_on_drop(true)
             .output(),
     )
@@ -179,6 +186,19 @@ async fn conformance_next_client_scenarios_pass_through_the_stdio_bridge() {
     let score = client_suite(&["--next"]).await;
     assert!(score.failed.is_empty(), "failed: {:?}\n{}", score.failed, score.stdout);
     assert!(score.passed.len() >= 48, "expected at least 48 scenarios to pass:\n{}", score.stdout);
+}
+
+/// The client scenarios with `mcpgate connect --oauth` as the client's proxy (the SDK's Streamable
+/// HTTP client in front of it): 0.1.16's 26, 0.2.0-alpha.12's 48, and its 33 at
+/// `--spec-version 2026-07-28` — every one passes, as through `stdio`. (A legacy client's first
+/// `initialize` is sent as the bridge sends it, so that a 2026-07-28-only server says what it is.)
+#[tokio::test]
+async fn conformance_client_scenarios_pass_through_connect_oauth() {
+    for (args, least) in [(&[][..], 26), (&["--next"][..], 48), (&["--next", "--spec-version", "2026-07-28"][..], 33)] {
+        let score = client_suite_via("connect", args).await;
+        assert!(score.failed.is_empty(), "{args:?}: failed: {:?}\n{}", score.failed, score.stdout);
+        assert!(score.passed.len() >= least, "{args:?}: expected at least {least} scenarios to pass:\n{}", score.stdout);
+    }
 }
 
 /// The same suite at `--spec-version 2026-07-28`: its 33 scenarios, all against servers that speak
