@@ -111,19 +111,6 @@ impl Translate {
         self.refused.load(Ordering::Acquire) & Self::bit(era) != 0
     }
 
-    /// The upstream speaks only `version` of the 2026-07-28 era: its 2025 clients are the
-    /// translation's from now on (also what `stdio` says, which tells a server's era by its own
-    /// probe).
-    pub fn found_modern_only(&self, version: &'static str) {
-        let _ = self.modern_only.set(version);
-        self.found_refusing(Era::Legacy);
-    }
-
-    /// The revision the upstream was found to speak only, once it was.
-    pub fn modern_only(&self) -> Option<&'static str> {
-        self.modern_only.get().copied().filter(|_| self.refuses(Era::Legacy))
-    }
-
     fn found_refusing(&self, era: Era) {
         if self.refused.fetch_or(Self::bit(era), Ordering::AcqRel) & Self::bit(era) == 0 {
             tracing::info!(upstream = %self.proxy.upstream.display, "the upstream does not speak the {era:?} era: translating");

@@ -8,12 +8,13 @@
 //! elicitation it triggers); notifications and responses are sent in order, one after another.
 //! After `initialize`, a GET stream carries what the server sends on its own.
 //!
-//! A server that speaks only 2026-07-28 (its answer to the client's `initialize` says so:
-//! `era::detect`) is reached through the gateway's translation, as `connect` reaches one
-//! (connect/translate.rs): the client's session, its requests, its GET stream and its end go
+//! A client is handed to the gateway's translation as `connect` hands one (connect/translate.rs,
+//! which tells the server's era from its answer to the client's `initialize`): a 2025 client in
+//! front of a server that speaks only 2026-07-28 — its session, requests, GET stream and end go
 //! there as an HTTP client's would, and the translation turns input-required results into the
 //! client's elicitation, sampling and roots requests, and the server's `subscriptions/listen`
-//! news into list changes.
+//! news into list changes — and a 2026-07-28 client in front of a 2025 server
+//! (`modern_client`).
 //!
 //! What waits for the client to read its stdout is a bounded queue (`mcp::queue`, `OUT`
 //! messages): a server flooding logs to a client that does not read drops the oldest logs,
@@ -37,7 +38,6 @@ use crate::error::{Error, Kind};
 use crate::http::body::Body;
 use crate::http::wire;
 use crate::jsonrpc::{self, Payload};
-use crate::mcp::era::{self, Detected};
 use crate::mcp::headers::SESSION_ID;
 use crate::mcp::queue;
 use crate::transport::answer;
@@ -206,19 +206,7 @@ impl Bridge {
     /// Sends one stdin message; `pending` holds the ids of the requests in it.
     async fn exchange(self: Arc<Self>, body: Bytes, mut pending: Vec<String>, is_init: bool) {
         let status = if is_init {
-            let answer = match self.initialize(body.clone()).await {
-                Ok(answer) => answer,
-                Err(version) => match self.translated_initialize(body, version).await {
-                    Ok(answer) => answer,
-                    Err(e) => {
-                        for id in pending {
-                            let raw = serde_json::value::RawValue::from_string(id).ok();
-                            self.emit(wire::message(&e, raw.as_deref()));
-                        }
-                        return;
-                    }
-                },
-            };
+            let answer = self.initialize(body).await;
             if answer.status.is_success() {
                 *self.session.lock().unwrap_or_else(|p| p.into_inner()) = answer.session.clone();
             }
@@ -261,84 +249,31 @@ impl Bridge {
         }
     }
 
-    /// Sends the client's `initialize`, with the revision it asks for in `MCP-Protocol-Version`
-    /// (so that a modern-only server can tell what it is talking to), and tells the server's era
-    /// from the answer (`era::detect`). A legacy server's answer comes back whole, to be relayed
-    /// as it is (with the negotiated version learnt); `Err` names the revision to speak to a
-    /// modern-only server. A 400, 404 or 405 that is no modern error is relayed too: the engine
-    /// has tried HTTP+SSE already (`--transport auto`), and the client sees the refusal.
-    ///
-    /// The `initialize` sent is `modern::initialize_probe`'s, with `Mcp-Method`; refused with a
-    /// 400 that says nothing of the era, it is sent once more as the client sent it.
-    async fn initialize(&self, init: Bytes) -> Result<InitAnswer, &'static str> {
-        // The server's era is known already: it speaks only 2026-07-28.
-        if let Some(version) = self.translate.as_ref().and_then(|t| t.modern_only()) {
-            return Err(version);
-        }
-        let (probe, asked) = match crate::mcp::modern::initialize_probe(&init) {
-            Some((probe, asked)) => (Bytes::from(probe), HeaderValue::try_from(asked).ok()),
-            None => (init.clone(), None),
-        };
-        let mut answer = self.send_initialize(probe, asked.clone()).await;
-        let mut detected = era::detect(answer.status.as_u16(), &answer.response);
-        if detected == Detected::HttpSse && answer.status == StatusCode::BAD_REQUEST && asked.is_some() {
-            tracing::debug!("initialize with MCP-Protocol-Version refused (400); sending it again without");
-            answer = self.send_initialize(init, None).await;
-            detected = era::detect(answer.status.as_u16(), &answer.response);
-        }
-        match detected {
-            Detected::Modern(version) => {
-                if answer.status.is_success() {
-                    self.forget_engine_session(answer.session).await;
-                }
-                Err(version)
-            }
-            Detected::AsIs | Detected::HttpSse => {
-                if answer.status.is_success() {
-                    self.learn_version(&answer.response);
-                }
-                Ok(answer)
-            }
-        }
-    }
-
-    /// One `initialize` through the engine, with `version` as `MCP-Protocol-Version` (or none),
-    /// read as far as its response (a server ends the stream there).
-    async fn send_initialize(&self, init: Bytes, version: Option<HeaderValue>) -> InitAnswer {
+    /// Sends the client's `initialize` through `connect`'s `Translate`, which tells the server's
+    /// era as `connect` does (connect/translate.rs: the `initialize` sent so that a
+    /// 2026-07-28-only server says what it is, `era::detect` on its answer) and, for a server of
+    /// that revision only, hands the client's session to the translation. A legacy server's
+    /// answer comes back as it is (the negotiated version learnt from it); a refusal too (the
+    /// engine has tried HTTP+SSE already, `--transport auto`). A client that initializes again
+    /// while translated: its session at the translation ends first.
+    async fn initialize(&self, init: Bytes) -> InitAnswer {
         let method = Some(HeaderValue::from_static("initialize"));
-        let to = Forward { version, method, ..self.to() };
-        read_initialize(self.proxy.send(&to, init).await).await
-    }
-
-    /// The server speaks only 2026-07-28, `version` of it: the client's session is the
-    /// translation's from now on, which answers its `initialize` (from the server's
-    /// `server/discover`).
-    async fn translated_initialize(&self, init: Bytes, version: &'static str) -> Result<InitAnswer, Error> {
-        let eras = self.translate.as_ref().and_then(|t| {
-            t.found_modern_only(version);
-            t.session()
-        });
-        // A client that initializes again: its session at the translation before ends first.
-        if let Some(eras) = eras
+        let Some(t) = &self.translate else {
+            let to = Forward { method, ..self.to() };
+            return read_initialize(self.proxy.send(&to, init).await).await;
+        };
+        if let Some(eras) = t.session()
             && self.session.lock().unwrap_or_else(|p| p.into_inner()).is_some()
         {
             drop(eras.delete(&self.to().headers()).await);
             *self.session.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
-        let Some(eras) = eras else {
-            return Err(Error::new(
-                Kind::UpstreamProtocol,
-                format!(
-                    "the server speaks only MCP {version}, and this bridge has no translation for a 2025-era client"
-                ),
-            ));
-        };
-        tracing::info!(upstream = %self.proxy.upstream.display, "the server speaks only {version}; translating for this client");
-        let answer = read_initialize(eras.post(&Forward::default().headers(), init).await).await;
+        let headers = Forward { method, ..Forward::default() }.headers();
+        let answer = read_initialize(t.post(&headers, init).await).await;
         if answer.status.is_success() {
             self.learn_version(&answer.response);
         }
-        Ok(answer)
+        answer
     }
 
     /// Sends a message of the client's session: to the engine, or to the translation (as an
@@ -400,14 +335,6 @@ async fn read_initialize(resp: Response<Body>) -> InitAnswer {
 }
 
 impl Bridge {
-    /// The engine opened a session for an `initialize` a modern-only server answered with a
-    /// 2xx: it is of no use (the modern era has none), so it is ended, in-process.
-    async fn forget_engine_session(&self, id: Option<HeaderValue>) {
-        if id.is_some() {
-            self.proxy.end(&Forward { session: id, ..self.to() }).await;
-        }
-    }
-
     /// Writes every JSON-RPC message of a response (JSON body or SSE events) to stdout, crossing
     /// answered requests off `pending`, until none is left. A stream that ends first is resumed
     /// (`answer::read_resuming`: since 2025-11-25 a server may end one on purpose and expect

@@ -197,7 +197,11 @@ async fn conformance_client_scenarios_pass_through_connect_oauth() {
     for (args, least) in [(&[][..], 26), (&["--next"][..], 48), (&["--next", "--spec-version", "2026-07-28"][..], 33)] {
         let score = client_suite_via("connect", args).await;
         assert!(score.failed.is_empty(), "{args:?}: failed: {:?}\n{}", score.failed, score.stdout);
-        assert!(score.passed.len() >= least, "{args:?}: expected at least {least} scenarios to pass:\n{}", score.stdout);
+        assert!(
+            score.passed.len() >= least,
+            "{args:?}: expected at least {least} scenarios to pass:\n{}",
+            score.stdout
+        );
     }
 }
 
