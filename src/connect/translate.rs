@@ -4,12 +4,14 @@
 //! module needs nothing of `serve`. A client of an era the upstream speaks is relayed as it came
 //! (a server that speaks both is never translated for).
 //!
-//! That the upstream does not speak an era is learnt only from its refusal, once: a legacy
-//! `initialize` refused with a modern error (`era::detect`'s evidence, as `stdio` reads it) — the
-//! client's `initialize` then goes to the translation; a 2026-07-28 request refused (400, 404,
-//! 405) without a modern error, followed by a `server/discover` of the engine's own that is
-//! refused too. Until then — and for a refusal of the credential's, a server that cannot be
-//! reached — every request goes to the engine as it came.
+//! That the upstream does not speak an era is learnt once, on evidence (`era::detect`): a legacy
+//! `initialize` — sent in a form a 2026-07-28-only server answers with the revisions it speaks
+//! (`modern::initialize_probe`) — refused with a modern error or answered with a result of that
+//! revision: the client's `initialize` then goes to the translation (the `connect` and `stdio`
+//! clients alike); a 2026-07-28 request refused (400, 404, 405) without a modern error, followed by
+//! a `server/discover` of the engine's own that is refused too. A legacy result makes later
+//! `initialize`s go as they came. Until then — and for a refusal of the credential's, a server
+//! that cannot be reached — every other request goes to the engine as it came.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -152,47 +154,54 @@ impl Translate {
         };
         let status = resp.status();
         let answered = asks == Era::Legacy && status.is_success();
-        if !(answered || matches!(status.as_u16(), 400 | 404 | 405)) || answer::is_event_stream(resp.headers()) {
+        let refused = matches!(status.as_u16(), 400 | 404 | 405) && !answer::is_event_stream(resp.headers());
+        if !answered && !refused {
             return resp;
         }
-        // Read whole to tell what it says (and given back as it was): a refusal is small, an
-        // answer to `initialize` at most what the engine relays.
-        let (parts, body_in) = resp.into_parts();
-        let Some(read) = whole(body_in, if answered { answer::MAX_JSON } else { REFUSAL }).await else {
-            let e = crate::error::Error::new(Kind::UpstreamProtocol, "the upstream's answer could not be read whole");
-            return wire::error(&e, None);
+        let engine_session = resp.headers().get(crate::mcp::headers::SESSION_ID).cloned().filter(|_| answered);
+        let Some(read) = Read::answer(resp, if answered { answer::MAX_JSON } else { REFUSAL }).await else {
+            self.end_engine_session(engine_session).await;
+            let e = crate::error::Error::new(Kind::UpstreamProtocol, "the upstream's answer could not be read");
+            return wire::error(&e, Payload::parse(&body).ok().and_then(|p| p.error_id()));
         };
-        if answered && !matches!(era::detect(status.as_u16(), &read), Detected::Modern(_)) {
-            self.speaks_legacy.store(true, Ordering::Release);
-            return Response::from_parts(parts, crate::http::body::full(read));
-        }
-        if answered && let Some(id) = parts.headers.get(crate::mcp::headers::SESSION_ID) {
-            // The engine's session for a server that has none is of no use.
-            self.proxy.end(&Forward { session: Some(id.clone()), ..Default::default() }).await;
-        }
-        let modern = match era::detect(status.as_u16(), &read) {
+        let modern = match era::detect(status.as_u16(), &read.response) {
             Detected::Modern(version) => Some(version),
             _ => None,
         };
-        let modern_error = modern.is_some();
+        if answered && modern.is_none() {
+            // Evidence of the legacy era only from a legacy result (a 2xx saying nothing, a
+            // proxy's page, teaches nothing).
+            if era::legacy_result(&read.response) {
+                self.speaks_legacy.store(true, Ordering::Release);
+            }
+            return read.given_back();
+        }
         let refuses = match asks {
             // It speaks only 2026-07-28, it says.
             Era::Legacy => {
                 if let Some(version) = modern {
                     let _ = self.modern_only.set(version);
                 }
-                modern_error
+                modern.is_some()
             }
             // No modern error: a legacy server's refusal, or the request's own fault — asked.
-            Era::Modern => !modern_error && self.discover_refused(headers).await,
+            Era::Modern => modern.is_none() && self.discover_refused(headers).await,
         };
         if refuses {
             self.found_refusing(asks);
             if let Some(eras) = self.eras() {
+                // The engine's session for a server that has none is of no use.
+                self.end_engine_session(engine_session).await;
                 return eras.post(headers, body).await;
             }
         }
-        Response::from_parts(parts, crate::http::body::full(read))
+        read.given_back()
+    }
+
+    async fn end_engine_session(&self, session: Option<HeaderValue>) {
+        if session.is_some() {
+            self.proxy.end(&Forward { session, ..Default::default() }).await;
+        }
     }
 
     /// A legacy client's `initialize` while the upstream's era is not known, sent as the stdio
@@ -216,7 +225,7 @@ impl Translate {
         }
         let (parts, refusal) = resp.into_parts();
         let Some(read) = whole(refusal, REFUSAL).await else { return self.relay(headers, body).await };
-        if era::detect(parts.status.as_u16(), &read) == Detected::HttpSse {
+        if !matches!(era::detect(parts.status.as_u16(), &read), Detected::Modern(_)) {
             tracing::debug!("initialize with MCP-Protocol-Version refused (400); sending it again as it came");
             return self.relay(headers, body).await;
         }
@@ -274,6 +283,51 @@ impl Translate {
         matches!(resp.status().as_u16(), 400 | 404 | 405)
     }
 }
+/// An answer read as far as its JSON-RPC response, to tell what it says, and given back as it
+/// was: a JSON body whole; an event stream's events up to the response (a server ends an
+/// `initialize`'s stream there), written again.
+struct Read {
+    parts: http::response::Parts,
+    /// The response message (empty when there was none).
+    response: Bytes,
+    /// The body to give back.
+    body: Bytes,
+}
+
+impl Read {
+    async fn answer(resp: Response<Body>, limit: usize) -> Option<Read> {
+        if !answer::is_event_stream(resp.headers()) {
+            let (parts, body) = resp.into_parts();
+            let body = whole(body, limit).await?;
+            return Some(Read { parts, response: body.clone(), body });
+        }
+        let (parts, stream) = resp.into_parts();
+        // Read as the event stream it is (`answer::read` goes by the content type).
+        let mut stream = Response::new(stream);
+        if let Some(kind) = parts.headers.get(http::header::CONTENT_TYPE) {
+            stream.headers_mut().insert(http::header::CONTENT_TYPE, kind.clone());
+        }
+        let (mut events, mut response) = (bytes::BytesMut::new(), Bytes::new());
+        let end = answer::read(stream, limit, |m| {
+            let is_response = Payload::parse(&m)
+                .is_ok_and(|p| p.messages().iter().any(|m| m.kind() == crate::jsonrpc::Kind::Response));
+            events.extend_from_slice(&crate::transport::sse::encode(&m, None));
+            if is_response {
+                response = m;
+            }
+            !is_response
+        })
+        .await;
+        end.broken.is_none().then(|| Read { parts, response, body: events.freeze() })
+    }
+
+    fn given_back(self) -> Response<Body> {
+        let mut parts = self.parts;
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        Response::from_parts(parts, crate::http::body::full(self.body))
+    }
+}
+
 /// A body of at most `limit` bytes, read whole (`None`: larger, or broken off).
 async fn whole(mut body: Body, limit: usize) -> Option<Bytes> {
     let mut out = bytes::BytesMut::new();

@@ -89,6 +89,14 @@ pub fn detect(status: u16, answer: &[u8]) -> Detected {
     }
 }
 
+/// Whether an answer to `initialize` is a legacy server's result (its `protocolVersion` a revision
+/// of the 2025 era): evidence that the server speaks that era.
+pub fn legacy_result(answer: &[u8]) -> bool {
+    let msg = answering_message(answer);
+    let version = msg.as_ref().and_then(|m| m.pointer("/result/protocolVersion")).and_then(|v| v.as_str());
+    version.is_some_and(|v| era_of(Some(v)) == Ok(Era::Legacy))
+}
+
 /// The response message in a body: the object itself, or the first response of a batch.
 fn answering_message(answer: &[u8]) -> Option<serde_json::Value> {
     let v: serde_json::Value = serde_json::from_slice(answer).ok()?;
@@ -152,6 +160,21 @@ fn is_date(v: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_a_legacy_result_says_the_legacy_era() {
+        let legacy = br#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18","capabilities":{}}}"#;
+        assert!(legacy_result(legacy));
+        for nothing in [
+            &br#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2026-07-28"}}"#[..],
+            br#"{"jsonrpc":"2.0","id":1,"result":{}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32022,"message":"x","data":{"supported":["1999-01-01"]}}}"#,
+            b"<html>maintenance</html>",
+            b"",
+        ] {
+            assert!(!legacy_result(nothing), "{}", String::from_utf8_lossy(nothing));
+        }
+    }
+
     use super::*;
 
     /// Each answer a legacy `initialize` may get, and what it says.

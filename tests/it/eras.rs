@@ -324,3 +324,32 @@ async fn a_subscription_a_modern_server_does_not_honour_is_refused_through_conne
     assert_eq!(r["error"]["code"], -32602, "{r}\n{}", gw.output());
     assert!(r["error"]["message"].as_str().unwrap().contains("no updates of demo://anything"), "{r}");
 }
+
+/// How `connect` learns an upstream's era from a 2025 client's `initialize`, each way a server
+/// answers it: a legacy server that refuses the revision header the first form carries is asked
+/// again as the client asked (and the client served); a 2026-07-28-only server answering with a
+/// result of its revision, as JSON or on an event stream, is taken for what it is and the client
+/// translated; a legacy server's result makes later `initialize`s go as they came (the server is
+/// not asked its era again).
+#[tokio::test]
+async fn connect_learns_the_era_from_each_answer_to_initialize() {
+    let strict = fixture(&["--refuse-initialize-version", "2025-11-25"]).await;
+    let gw = connect(&strict.url, &[]).await;
+    let r = sdk_client(&gw.url, &["info", "tools", "close"]).await;
+    assert_eq!(r["info"]["server"], "mcpgate-conformance-fixture", "{r}\n{}", gw.output());
+    assert!(r["tools"].as_array().unwrap().iter().any(|t| t == "test_simple_text"), "{r}");
+    for answer in ["result", "result-sse"] {
+        let mut cmd = tokio::process::Command::new(node());
+        cmd.arg(repo().join("tests/fixtures/modern-server.mjs")).args(["--legacy-initialize", answer]);
+        let upstream = Proc::start("modern fixture", cmd).await;
+        let gw = connect(&upstream.url, &[]).await;
+        for _ in 0..2 {
+            let r = sdk_client(&gw.url, &["info", "echo", "close"]).await;
+            assert_eq!(r["info"]["server"], "mcpgate-modern-fixture", "{answer}: {r}\n{}", gw.output());
+            assert_eq!(r["info"]["protocol"], "2025-11-25", "{answer}: the client's revision: {r}");
+            assert_eq!(r["echo"], "Echo: hello through mcpgate", "{answer}: {r}");
+        }
+        let asked = upstream.output().lines().filter(|l| l.starts_with("legacy initialize")).count();
+        assert_eq!(asked, 1, "{answer}: asked its era once:\n{}", upstream.output());
+    }
+}

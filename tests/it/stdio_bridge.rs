@@ -186,3 +186,9 @@ async fn modern_only_server_not_knowing_initialize() {
 async fn modern_only_server_answering_initialize_with_a_discover_result() {
     modern_only_answering_initialize_with("result").await;
 }
+
+/// (d) The same result on an event stream, after a log.
+#[tokio::test]
+async fn modern_only_server_answering_initialize_with_a_discover_result_on_a_stream() {
+    modern_only_answering_initialize_with("result-sse").await;
+}
