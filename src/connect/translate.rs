@@ -309,8 +309,7 @@ impl Read {
         }
         let (mut events, mut response) = (bytes::BytesMut::new(), Bytes::new());
         let end = answer::read(stream, limit, |m| {
-            let is_response = Payload::parse(&m)
-                .is_ok_and(|p| p.messages().iter().any(|m| m.kind() == crate::jsonrpc::Kind::Response));
+            let is_response = Payload::parse(&m).is_ok_and(|p| p.has_response());
             events.extend_from_slice(&crate::transport::sse::encode(&m, None));
             if is_response {
                 response = m;

@@ -185,6 +185,11 @@ impl<'a> Payload<'a> {
         }
     }
 
+    /// Whether a response is among its messages.
+    pub fn has_response(&self) -> bool {
+        self.messages().iter().any(|m| m.kind() == Kind::Response)
+    }
+
     /// The id to answer an error with: the single request's id, else null.
     pub fn error_id(&self) -> Option<&'a RawValue> {
         self.single().and_then(|m| m.id)

@@ -322,8 +322,7 @@ async fn read_initialize(resp: Response<Body>) -> InitAnswer {
     let (status, session) = (resp.status(), resp.headers().get(SESSION_ID).cloned());
     let (mut messages, mut response) = (Vec::new(), Bytes::new());
     answer::read(resp, answer::MAX_JSON, |m| {
-        let is_response =
-            Payload::parse(&m).is_ok_and(|p| p.messages().iter().any(|m| m.kind() == jsonrpc::Kind::Response));
+        let is_response = Payload::parse(&m).is_ok_and(|p| p.has_response());
         if is_response {
             response = m.clone();
         }
